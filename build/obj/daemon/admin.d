@@ -1,0 +1,13 @@
+build/obj/daemon/admin.o: daemon/admin.c daemon/ops.h daemon/server.h \
+ daemon/config.h proto/fm_buf.h proto/fm_error.h proto/fm_frame.h \
+ proto/fm_error.h proto/fm_request.h proto/fm_json.h daemon/link.h
+daemon/ops.h:
+daemon/server.h:
+daemon/config.h:
+proto/fm_buf.h:
+proto/fm_error.h:
+proto/fm_frame.h:
+proto/fm_error.h:
+proto/fm_request.h:
+proto/fm_json.h:
+daemon/link.h:

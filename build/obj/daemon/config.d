@@ -1,0 +1,3 @@
+build/obj/daemon/config.o: daemon/config.c daemon/config.h daemon/log.h
+daemon/config.h:
+daemon/log.h:

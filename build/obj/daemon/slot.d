@@ -1,0 +1,2 @@
+build/obj/daemon/slot.o: daemon/slot.c daemon/slot.h
+daemon/slot.h:

@@ -1,0 +1,2 @@
+build/obj/daemon/token.o: daemon/token.c daemon/token.h
+daemon/token.h:

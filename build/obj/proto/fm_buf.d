@@ -1,0 +1,2 @@
+build/obj/proto/fm_buf.o: proto/fm_buf.c proto/fm_buf.h
+proto/fm_buf.h:

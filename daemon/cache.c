@@ -1,0 +1,297 @@
+/* cache.c -- the execution cache: get, set, invalidate, and their batches.
+ *
+ * Values are the clients' JSON text, stored and returned byte for byte: a
+ * reply splices the stored bytes in, never parsing and printing them again
+ * (which would also change numbers: cJSON-style doubles lose digits). What
+ * Redis hands back is still checked to be one JSON object, since anyone
+ * with access to Redis can write these keys. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "ops.h"
+
+#define PREFIX_MAX 256
+
+/* A batch of decoded execution ids, in one allocation. */
+typedef struct idref {
+    const char *p;
+    size_t len;
+} idref;
+
+typedef struct idset {
+    size_t n;
+    size_t total;       /* bytes of all ids */
+    idref *ids;         /* right behind the struct, the text behind them */
+} idset;
+
+static size_t cache_key(const fm_server *srv, const char *id, size_t len, char *out)
+{
+    size_t plen = strlen(srv->cfg->cache_key_prefix);
+
+    memcpy(out, srv->cfg->cache_key_prefix, plen);
+    memcpy(out + plen, id, len);
+    return plen + len;
+}
+
+/* Whether a stored value may be handed out as an execution. */
+static int stored_ok(fm_server *srv, const redisReply *v)
+{
+    fm_json_val root;
+
+    if (v->type != REDIS_REPLY_STRING)
+        return 0;
+    if (fm_json_validate(v->str, v->len, &root, NULL, NULL) == 0 && root.type == FM_JSON_OBJECT)
+        return 1;
+    srv->cache_invalid++;
+    fm_log_debug("cache: a stored value is not a JSON object; answered as a miss");
+    return 0;
+}
+
+static int id_arg(fm_req *req, const fm_request *msg, char *key, size_t *keylen)
+{
+    char id[FM_KEY_MAX + 1];
+    size_t idlen;
+    fm_proto_err err;
+
+    if (fm_request_string(msg, "execution_id", 1, FM_KEY_MAX, id, &idlen, NULL, &err) != 0) {
+        fm_req_fail(req, err.code, "%s", err.msg);
+        return -1;
+    }
+    *keylen = cache_key(req->srv, id, idlen, key);
+    return 0;
+}
+
+static void get_done(fm_req *req, redisReply *reply)
+{
+    fm_conn *conn = fm_req_ok_start(req);
+
+    if (conn == NULL)
+        return;
+    if (stored_ok(req->srv, reply))
+        fm_reply_put_raw(conn, "execution", reply->str, reply->len);
+    else
+        fm_reply_put_raw(conn, "execution", "null", 4);
+    fm_req_ok_finish(req);
+}
+
+void fm_cache_get(fm_req *req, const fm_request *msg)
+{
+    char key[PREFIX_MAX + FM_KEY_MAX];
+    size_t keylen;
+
+    if (id_arg(req, msg, key, &keylen) == 0)
+        fm_req_command(req, 2, (const char *[]){"GET", key}, (size_t[]){3, keylen}, get_done);
+}
+
+static void set_done(fm_req *req, redisReply *reply)
+{
+    (void)reply;
+    fm_req_ok(req);
+}
+
+void fm_cache_set(fm_req *req, const fm_request *msg)
+{
+    char id[FM_KEY_MAX + 1], key[PREFIX_MAX + FM_KEY_MAX], ttlbuf[24];
+    size_t idlen, keylen;
+    int64_t ttl = req->srv->cfg->cache_ttl_ms;
+    fm_json_val exec, idv;
+    fm_proto_err err;
+
+    if (fm_request_object(msg, "execution", &exec, &err) != 0 ||
+        fm_request_int(msg, "ttl", 1, FM_MS_MAX, &ttl, &err) != 0) {
+        fm_req_fail(req, err.code, "%s", err.msg);
+        return;
+    }
+    if (!fm_json_object_get(&exec, "id", 2, &idv)) {
+        fm_req_fail(req, FM_E_BAD_REQUEST, "execution: needs a string member \"id\"");
+        return;
+    }
+    if (fm_request_check_string(&idv, "execution.id", FM_KEY_MAX, id, &idlen, &err) != 0) {
+        fm_req_fail(req, err.code, "%s", err.msg);
+        return;
+    }
+    keylen = cache_key(req->srv, id, idlen, key);
+    snprintf(ttlbuf, sizeof(ttlbuf), "%lld", (long long)ttl);
+    fm_req_command(req, 5, (const char *[]){"SET", key, exec.p, "PX", ttlbuf},
+                   (size_t[]){3, keylen, exec.len, 2, strlen(ttlbuf)}, set_done);
+}
+
+static void invalidate_done(fm_req *req, redisReply *reply)
+{
+    (void)reply;
+    fm_req_ok(req);
+}
+
+void fm_cache_invalidate(fm_req *req, const fm_request *msg)
+{
+    char key[PREFIX_MAX + FM_KEY_MAX];
+    size_t keylen;
+
+    if (id_arg(req, msg, key, &keylen) == 0)
+        fm_req_command(req, 2, (const char *[]){"DEL", key}, (size_t[]){3, keylen},
+                       invalidate_done);
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    const idref *x = a, *y = b;
+    int c = memcmp(x->p, y->p, x->len < y->len ? x->len : y->len);
+
+    return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Decodes a validated id array; with `unique`, sorted with repeats dropped
+ * (a reply object must not name a member twice). */
+static idset *read_ids(const fm_json_val *arr, size_t count, int unique)
+{
+    size_t total = 0, n = 0;
+    fm_json_val name, v;
+    fm_json_iter it;
+    idset *set;
+    char *w;
+
+    fm_json_iter_init(&it, arr);
+    while (fm_json_iter_next(&it, &name, &v))
+        total += fm_json_string_len(&v) + 1;
+    set = malloc(sizeof(*set) + count * sizeof(idref) + total);
+    if (set == NULL)
+        return NULL;
+    set->ids = (idref *)(set + 1);
+    w = (char *)(set->ids + count);
+    set->total = 0;
+    fm_json_iter_init(&it, arr);
+    while (fm_json_iter_next(&it, &name, &v)) {
+        size_t len;
+
+        fm_json_string_decode(&v, w, total, &len, NULL);
+        set->ids[n].p = w;
+        set->ids[n++].len = len;
+        set->total += len;
+        w += len + 1;
+    }
+    set->n = n;
+    if (unique && n > 1) {
+        qsort(set->ids, n, sizeof(*set->ids), cmp_id);
+        set->n = 1;
+        for (size_t i = 1; i < n; i++)
+            if (cmp_id(&set->ids[i], &set->ids[set->n - 1]) != 0)
+                set->ids[set->n++] = set->ids[i];
+    }
+    return set;
+}
+
+/* Sends <verb> <prefix><id>... for every id of the set. */
+static void batch_command(fm_req *req, const char *verb, const idset *set,
+                          fm_req_reply_cb *done)
+{
+    size_t plen = strlen(req->srv->cfg->cache_key_prefix), i;
+    const char **argv = malloc((set->n + 1) * sizeof(*argv));
+    size_t *lens = malloc((set->n + 1) * sizeof(*lens));
+    char *keys = malloc(set->n * plen + set->total + 1);
+
+    if (argv == NULL || lens == NULL || keys == NULL) {
+        fm_req_fail(req, FM_E_INTERNAL, "out of memory");
+    } else {
+        char *w = keys;
+
+        argv[0] = verb;
+        lens[0] = strlen(verb);
+        for (i = 0; i < set->n; i++) {
+            argv[i + 1] = w;
+            lens[i + 1] = cache_key(req->srv, set->ids[i].p, set->ids[i].len, w);
+            w += lens[i + 1];
+        }
+        fm_req_command(req, (int)set->n + 1, argv, lens, done);
+    }
+    free(argv);
+    free(lens);
+    free(keys);
+}
+
+static int ids_arg(fm_req *req, const fm_request *msg, int unique, idset **out)
+{
+    fm_json_val arr;
+    size_t count;
+    fm_proto_err err;
+
+    if (fm_request_string_array(msg, "execution_ids", (size_t)req->srv->cfg->max_batch,
+                                FM_KEY_MAX, &arr, &count, &err) != 0) {
+        fm_req_fail(req, err.code, "%s", err.msg);
+        return -1;
+    }
+    *out = read_ids(&arr, count, unique);
+    if (*out == NULL) {
+        fm_req_fail(req, FM_E_INTERNAL, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static void invalidate_many_done(fm_req *req, redisReply *reply)
+{
+    fm_req_ok_int(req, "invalidated", reply->integer);
+}
+
+void fm_cache_invalidate_many(fm_req *req, const fm_request *msg)
+{
+    idset *set;
+
+    if (ids_arg(req, msg, 1, &set) != 0)
+        return;
+    if (set->n == 0)
+        fm_req_ok_int(req, "invalidated", 0);
+    else
+        batch_command(req, "DEL", set, invalidate_many_done);
+    free(set);
+}
+
+static void get_many_done(fm_req *req, redisReply *reply)
+{
+    const idset *set = req->data;
+    fm_conn *conn;
+    int first = 1;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != set->n) {
+        fm_req_fail(req, FM_E_INTERNAL, "MGET answered %zu values for %zu keys",
+                    reply->elements, set->n);
+        return;
+    }
+    conn = fm_req_ok_start(req);
+    if (conn == NULL)
+        return;
+    fm_buf_puts(&conn->out, ",\"executions\":{");
+    for (size_t i = 0; i < set->n; i++) {
+        if (!stored_ok(req->srv, reply->element[i]))
+            continue;
+        if (!first)
+            fm_buf_putc(&conn->out, ',');
+        first = 0;
+        fm_buf_put_json_string(&conn->out, set->ids[i].p, set->ids[i].len);
+        fm_buf_putc(&conn->out, ':');
+        fm_buf_append(&conn->out, reply->element[i]->str, reply->element[i]->len);
+    }
+    fm_buf_putc(&conn->out, '}');
+    fm_req_ok_finish(req);
+}
+
+void fm_cache_get_many(fm_req *req, const fm_request *msg)
+{
+    idset *set;
+
+    if (ids_arg(req, msg, 1, &set) != 0)
+        return;
+    if (set->n == 0) {
+        fm_conn *conn = fm_req_ok_start(req);
+        if (conn != NULL) {
+            fm_reply_put_raw(conn, "executions", "{}", 2);
+            fm_req_ok_finish(req);
+        }
+        free(set);
+        return;
+    }
+    /* The reply needs the ids again: the set stays with the request. */
+    req->data = set;
+    batch_command(req, "MGET", set, get_many_done);
+}

@@ -1,0 +1,656 @@
+/* config.c -- the directive table, the file parser and derived settings.
+ *
+ * Everything about a directive lives in one row of `directives`: adding one
+ * means adding a field to fm_config and a row here. Values are parsed the
+ * same way wherever they come from (file, --name value, $REDIS_URL), so a
+ * message for a bad value reads the same in every case. */
+#include <ctype.h>
+#include <errno.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+
+#define FM_VERSION "0.1.0"
+
+typedef enum { T_STR, T_OPTSTR, T_INT, T_MODE, T_LEVEL } dtype;
+
+typedef struct directive {
+    const char *name;
+    dtype type;
+    size_t off;
+    int64_t min, max;   /* T_INT range; T_STR/T_OPTSTR: min length, max length */
+    const char *def;    /* NULL: unset */
+    int live;           /* applied on SIGHUP without a restart */
+} directive;
+
+#define F(f) offsetof(fm_config, f)
+#define MS_MAX 2147483647LL
+static const directive directives[] = {
+    {"socket", T_STR, F(socket), 1, FM_SOCKET_PATH_MAX, "/run/fmredisd/fmredisd.sock", 0},
+    {"socket_mode", T_MODE, F(socket_mode), 0, 0777, "0660", 0},
+    {"redis_url", T_STR, F(redis_url), 1, 4096, "redis://127.0.0.1:6379/0", 0},
+    {"redis_password_file", T_OPTSTR, F(redis_password_file), 1, 4096, NULL, 0},
+    {"request_timeout_ms", T_INT, F(request_timeout_ms), 1, MS_MAX, "5000", 1},
+    {"lock_key_prefix", T_STR, F(lock_key_prefix), 0, 256, "fm:lock:", 1},
+    {"lock_default_ttl_ms", T_INT, F(lock_default_ttl_ms), 1, MS_MAX, "30000", 1},
+    {"lock_retry_delay_ms", T_INT, F(lock_retry_delay_ms), 1, MS_MAX, "100", 1},
+    {"lock_max_retries", T_INT, F(lock_max_retries), 0, MS_MAX, "50", 1},
+    {"lock_release_channel", T_STR, F(lock_release_channel), 1, 512, "fm:lock:released", 0},
+    {"wake_channel", T_STR, F(wake_channel), 1, 512, "fm:wake", 1},
+    {"cache_key_prefix", T_STR, F(cache_key_prefix), 0, 256, "fm:exec:", 1},
+    {"cache_ttl_ms", T_INT, F(cache_ttl_ms), 1, MS_MAX, "60000", 1},
+    {"max_clients", T_INT, F(max_clients), 1, 1000000, "4096", 1},
+    {"max_frame_bytes", T_INT, F(max_frame_bytes), 64, 1LL << 30, "1048576", 1},
+    {"max_inflight_per_client", T_INT, F(max_inflight_per_client), 1, 1000000, "256", 1},
+    {"max_batch", T_INT, F(max_batch), 1, 1000000, "10000", 1},
+    {"max_output_bytes", T_INT, F(max_output_bytes), 65536, 1LL << 40, "67108864", 1},
+    {"log_level", T_LEVEL, F(log_level), 0, 0, "info", 1},
+    {"reconnect_step_ms", T_INT, F(reconnect_step_ms), 1, MS_MAX, "50", 1},
+    {"reconnect_max_ms", T_INT, F(reconnect_max_ms), 1, MS_MAX, "2000", 1},
+    {"allow_uids", T_OPTSTR, F(allow_uids), 0, 4096, NULL, 1},
+    {"allow_gids", T_OPTSTR, F(allow_gids), 0, 4096, NULL, 1},
+    {"redis_sentinels", T_OPTSTR, F(redis_sentinels), 1, 4096, NULL, 0},
+    {"redis_sentinel_master", T_OPTSTR, F(redis_sentinel_master), 1, 512, NULL, 0},
+    {"redis_cluster_nodes", T_OPTSTR, F(redis_cluster_nodes), 1, 4096, NULL, 0},
+    {"redis_sentinel_password", T_OPTSTR, F(redis_sentinel_password), 1, 4096, NULL, 0},
+};
+#undef F
+#define NDIRECTIVES (sizeof(directives) / sizeof(directives[0]))
+
+static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
+
+size_t fm_config_count(void)
+{
+    return NDIRECTIVES;
+}
+
+const char *fm_config_name(size_t i)
+{
+    return i < NDIRECTIVES ? directives[i].name : NULL;
+}
+
+static const directive *find_directive(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NDIRECTIVES; i++)
+        if (strlen(directives[i].name) == len &&
+            memcmp(directives[i].name, name, len) == 0)
+            return &directives[i];
+    return NULL;
+}
+
+static int failf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int failf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int parse_int(const char *s, int base, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    if (*s == '\0' || isspace((unsigned char)*s) || *s == '+')
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, base);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int has_ctrl(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 1;
+    return 0;
+}
+
+/* Sets one directive from its textual value. */
+static int set_value(fm_config *cfg, const directive *d, const char *val,
+                     char *err, size_t errlen)
+{
+    char *base = (char *)cfg + d->off;
+    int64_t v;
+    size_t n;
+    char *copy;
+
+    switch (d->type) {
+    case T_INT:
+        if (parse_int(val, 10, &v) != 0 || v < d->min || v > d->max)
+            return failf(err, errlen, "%s: expected an integer from %lld to %lld, got \"%s\"",
+                         d->name, (long long)d->min, (long long)d->max, val);
+        *(int64_t *)base = v;
+        return 0;
+    case T_MODE:
+        if (parse_int(val, 8, &v) != 0 || v < d->min || v > d->max)
+            return failf(err, errlen, "%s: expected an octal mode such as 0660, got \"%s\"",
+                         d->name, val);
+        *(int *)base = (int)v;
+        return 0;
+    case T_LEVEL:
+        for (int i = 0; level_names[i]; i++) {
+            if (strcmp(level_names[i], val) == 0) {
+                *(int *)base = i;
+                return 0;
+            }
+        }
+        return failf(err, errlen, "%s: expected error, warn, info or debug, got \"%s\"",
+                     d->name, val);
+    case T_STR:
+    case T_OPTSTR:
+        n = strlen(val);
+        if ((int64_t)n < d->min || (int64_t)n > d->max || has_ctrl(val))
+            return failf(err, errlen, "%s: expected %s%lld to %lld bytes without control characters",
+                         d->name, d->min == 0 ? "" : "a value of ", (long long)d->min,
+                         (long long)d->max);
+        copy = strdup(val);
+        if (copy == NULL)
+            return failf(err, errlen, "out of memory");
+        free(*(char **)base);
+        *(char **)base = copy;
+        return 0;
+    }
+    return failf(err, errlen, "%s: unhandled type", d->name);
+}
+
+/* Splits "name value" with the value optionally double-quoted, where \" and
+ * \\ are the only escapes. Modifies line in place. */
+static int split_line(char *line, char **name, char **value, const char **why)
+{
+    char *p = line, *v, *w;
+
+    while (isspace((unsigned char)*p))
+        p++;
+    *name = p;
+    while (*p && !isspace((unsigned char)*p))
+        p++;
+    if (*p == '\0') {
+        *why = "missing value";
+        return -1;
+    }
+    *p++ = '\0';
+    while (isspace((unsigned char)*p))
+        p++;
+    v = p;
+    p += strlen(p);
+    while (p > v && isspace((unsigned char)p[-1]))
+        *--p = '\0';
+    if (*v != '"') {
+        *value = v;
+        return 0;
+    }
+    for (p = v + 1, w = v; *p && *p != '"'; p++) {
+        if (*p == '\\') {
+            p++;
+            if (*p != '"' && *p != '\\') {
+                *why = "only \\\" and \\\\ are escapes in a quoted value";
+                return -1;
+            }
+        }
+        *w++ = *p;
+    }
+    if (*p != '"' || p[1] != '\0') {
+        *why = "unterminated quoted value";
+        return -1;
+    }
+    *w = '\0';
+    *value = v;
+    return 0;
+}
+
+static int load_file(fm_config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    char *line = NULL, *name, *value, msg[512];
+    size_t cap = 0;
+    ssize_t n;
+    int lineno = 0, rc = 0;
+
+    if (f == NULL)
+        return failf(err, errlen, "%s: %s", path, strerror(errno));
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        const char *why = NULL;
+        const directive *d;
+        char *p = line;
+
+        lineno++;
+        while (isspace((unsigned char)*p))
+            p++;
+        if (*p == '\0' || *p == '#')
+            continue;
+        if (strlen(line) != (size_t)n) {
+            rc = failf(err, errlen, "%s:%d: NUL byte in line", path, lineno);
+            break;
+        }
+        if (split_line(p, &name, &value, &why) != 0) {
+            rc = failf(err, errlen, "%s:%d: %s", path, lineno, why);
+            break;
+        }
+        d = find_directive(name, strlen(name));
+        if (d == NULL) {
+            rc = failf(err, errlen, "%s:%d: unknown directive \"%s\"", path, lineno, name);
+            break;
+        }
+        if (set_value(cfg, d, value, msg, sizeof(msg)) != 0) {
+            rc = failf(err, errlen, "%s:%d: %s", path, lineno, msg);
+            break;
+        }
+    }
+    if (rc == 0 && ferror(f))
+        rc = failf(err, errlen, "%s: read error", path);
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0..n) into a new string; NULL on a bad escape, a NUL or
+ * out of memory. */
+static char *pct_decode(const char *s, size_t n)
+{
+    char *out = malloc(n + 1), *w = out;
+
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            *w++ = s[i];
+            continue;
+        }
+        if (i + 2 >= n) {
+            free(out);
+            return NULL;
+        }
+        int hi = hexval((unsigned char)s[i + 1]), lo = hexval((unsigned char)s[i + 2]);
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+            free(out);
+            return NULL;
+        }
+        *w++ = (char)(hi << 4 | lo);
+        i += 2;
+    }
+    *w = '\0';
+    return out;
+}
+
+static int parse_db(const char *s, size_t n, int *db)
+{
+    int64_t v;
+    char tmp[16];
+
+    if (n == 0 || n >= sizeof(tmp))
+        return n == 0 ? 0 : -1;
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    if (parse_int(tmp, 10, &v) != 0 || v < 0 || v > INT_MAX)
+        return -1;
+    *db = (int)v;
+    return 0;
+}
+
+/* redis://[user:password@]host[:port][/db] or unix:///path[?db=N]. */
+static int parse_redis_url(fm_config *cfg, char *err, size_t errlen)
+{
+    const char *u = cfg->redis_url, *p, *at, *end, *hostend, *colon;
+
+    if (strncmp(u, "unix://", 7) == 0) {
+        const char *q = strchr(u + 7, '?');
+        size_t n = q ? (size_t)(q - (u + 7)) : strlen(u + 7);
+
+        if (n == 0 || u[7] != '/')
+            return failf(err, errlen, "redis_url: unix:// needs an absolute path");
+        if ((cfg->redis.path = pct_decode(u + 7, n)) == NULL)
+            return failf(err, errlen, "redis_url: bad percent-escape in the path");
+        if (q && (strncmp(q, "?db=", 4) != 0 || parse_db(q + 4, strlen(q + 4), &cfg->redis_db) != 0))
+            return failf(err, errlen, "redis_url: expected ?db=N after the path");
+        return 0;
+    }
+    if (strncmp(u, "rediss://", 9) == 0)
+        return failf(err, errlen, "redis_url: TLS (rediss://) is not supported: hiredis 0.14 has no TLS");
+    if (strncmp(u, "redis://", 8) != 0)
+        return failf(err, errlen, "redis_url: expected redis://host[:port][/db] or unix:///path, got \"%s\"", u);
+    p = u + 8;
+    end = p + strcspn(p, "/");
+    at = memchr(p, '@', (size_t)(end - p));
+    if (at != NULL) {
+        const char *c = memchr(p, ':', (size_t)(at - p));
+        const char *pw = c ? c + 1 : p;
+
+        if (c != NULL && c > p && (cfg->redis_user = pct_decode(p, (size_t)(c - p))) == NULL)
+            return failf(err, errlen, "redis_url: bad percent-escape in the user name");
+        if (at > pw && (cfg->redis_password = pct_decode(pw, (size_t)(at - pw))) == NULL)
+            return failf(err, errlen, "redis_url: bad percent-escape in the password");
+        p = at + 1;
+    }
+    if (*p == '[') {
+        hostend = memchr(p, ']', (size_t)(end - p));
+        if (hostend == NULL)
+            return failf(err, errlen, "redis_url: unterminated [IPv6 address]");
+        cfg->redis.host = strndup(p + 1, (size_t)(hostend - p - 1));
+        colon = hostend + 1 < end && hostend[1] == ':' ? hostend + 1 : NULL;
+        if (hostend + 1 < end && colon == NULL)
+            return failf(err, errlen, "redis_url: unexpected text after ]");
+    } else {
+        colon = memchr(p, ':', (size_t)(end - p));
+        hostend = colon ? colon : end;
+        cfg->redis.host = pct_decode(p, (size_t)(hostend - p));
+    }
+    if (cfg->redis.host == NULL || cfg->redis.host[0] == '\0')
+        return failf(err, errlen, "redis_url: missing host");
+    cfg->redis.port = 6379;
+    if (colon != NULL) {
+        int64_t port;
+        char tmp[8];
+        size_t n = (size_t)(end - colon - 1);
+
+        if (n == 0 || n >= sizeof(tmp))
+            return failf(err, errlen, "redis_url: bad port");
+        memcpy(tmp, colon + 1, n);
+        tmp[n] = '\0';
+        if (parse_int(tmp, 10, &port) != 0 || port < 1 || port > 65535)
+            return failf(err, errlen, "redis_url: bad port \"%s\"", tmp);
+        cfg->redis.port = (int)port;
+    }
+    if (*end == '/' && parse_db(end + 1, strlen(end + 1), &cfg->redis_db) != 0)
+        return failf(err, errlen, "redis_url: bad database number \"%s\"", end + 1);
+    return 0;
+}
+
+static int read_password_file(fm_config *cfg, char *err, size_t errlen)
+{
+    FILE *f = fopen(cfg->redis_password_file, "r");
+    char buf[4097];
+    size_t n;
+
+    if (f == NULL)
+        return failf(err, errlen, "redis_password_file: %s: %s", cfg->redis_password_file,
+                     strerror(errno));
+    n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    if (n == sizeof(buf))
+        return failf(err, errlen, "redis_password_file: longer than 4096 bytes");
+    if (n > 0 && buf[n - 1] == '\n')
+        n--;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    if (n == 0 || memchr(buf, '\0', n) != NULL)
+        return failf(err, errlen, "redis_password_file: empty or holds a NUL byte");
+    free(cfg->redis_password);
+    cfg->redis_password = strndup(buf, n);
+    return cfg->redis_password ? 0 : failf(err, errlen, "out of memory");
+}
+
+/* A list of numeric ids or names, separated by spaces or commas. */
+static int parse_ids(const char *list, int groups, void **out, size_t *count,
+                     char *err, size_t errlen)
+{
+    char *copy = strdup(list), *tok, *save = NULL;
+    unsigned *ids = NULL;
+    size_t n = 0;
+
+    if (copy == NULL)
+        return failf(err, errlen, "out of memory");
+    for (tok = strtok_r(copy, " ,\t", &save); tok; tok = strtok_r(NULL, " ,\t", &save)) {
+        unsigned *grown = realloc(ids, (n + 1) * sizeof(*ids));
+        int64_t v;
+
+        if (grown == NULL) {
+            free(copy);
+            free(ids);
+            return failf(err, errlen, "out of memory");
+        }
+        ids = grown;
+        if (parse_int(tok, 10, &v) == 0 && v >= 0 && v <= UINT_MAX) {
+            ids[n++] = (unsigned)v;
+        } else if (!groups && getpwnam(tok) != NULL) {
+            ids[n++] = getpwnam(tok)->pw_uid;
+        } else if (groups && getgrnam(tok) != NULL) {
+            ids[n++] = getgrnam(tok)->gr_gid;
+        } else {
+            failf(err, errlen, "%s: unknown %s \"%s\"", groups ? "allow_gids" : "allow_uids",
+                  groups ? "group" : "user", tok);
+            free(copy);
+            free(ids);
+            return -1;
+        }
+    }
+    free(copy);
+    *out = ids;
+    *count = n;
+    return 0;
+}
+
+/* Checks what no single directive can see, and fills the derived fields. */
+static int finish(fm_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->redis_sentinels && cfg->redis_cluster_nodes)
+        return failf(err, errlen, "redis_sentinels and redis_cluster_nodes exclude each other");
+    if (cfg->redis_sentinels || cfg->redis_sentinel_master || cfg->redis_sentinel_password)
+        return failf(err, errlen, "Redis Sentinel (redis_sentinel*) is not supported by this "
+                     "version of fmredisd yet; remove those directives");
+    if (cfg->redis_cluster_nodes)
+        return failf(err, errlen, "Redis Cluster (redis_cluster_nodes) is not supported by this "
+                     "version of fmredisd yet; remove that directive");
+    if (cfg->reconnect_step_ms > cfg->reconnect_max_ms)
+        return failf(err, errlen, "reconnect_step_ms must not exceed reconnect_max_ms");
+    if (parse_redis_url(cfg, err, errlen) != 0)
+        return -1;
+    if (cfg->redis_password_file && read_password_file(cfg, err, errlen) != 0)
+        return -1;
+    if (cfg->allow_uids && parse_ids(cfg->allow_uids, 0, (void **)&cfg->uids, &cfg->nuids, err, errlen) != 0)
+        return -1;
+    if (cfg->allow_gids && parse_ids(cfg->allow_gids, 1, (void **)&cfg->gids, &cfg->ngids, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+fm_config *fm_config_load(const fm_config_args *args, char *err, size_t errlen)
+{
+    fm_config *cfg = calloc(1, sizeof(*cfg));
+    const char *env = getenv("REDIS_URL");
+    char msg[512];
+
+    if (cfg == NULL) {
+        failf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < NDIRECTIVES; i++) {
+        if (directives[i].def && set_value(cfg, &directives[i], directives[i].def, err, errlen) != 0)
+            goto fail;
+    }
+    if (env != NULL && *env != '\0' &&
+        set_value(cfg, find_directive("redis_url", 9), env, msg, sizeof(msg)) != 0) {
+        failf(err, errlen, "$REDIS_URL: %s", msg);
+        goto fail;
+    }
+    if (args->file && load_file(cfg, args->file, err, errlen) != 0)
+        goto fail;
+    for (size_t i = 0; i < args->nover; i++) {
+        const directive *d = find_directive(args->names[i], strlen(args->names[i]));
+
+        if (d == NULL) {
+            failf(err, errlen, "--%s: unknown directive", args->names[i]);
+            goto fail;
+        }
+        if (set_value(cfg, d, args->values[i], msg, sizeof(msg)) != 0) {
+            failf(err, errlen, "--%s", msg);
+            goto fail;
+        }
+    }
+    if (finish(cfg, err, errlen) != 0)
+        goto fail;
+    return cfg;
+fail:
+    fm_config_free(cfg);
+    return NULL;
+}
+
+void fm_config_free(fm_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    for (size_t i = 0; i < NDIRECTIVES; i++)
+        if (directives[i].type == T_STR || directives[i].type == T_OPTSTR)
+            free(*(char **)((char *)cfg + directives[i].off));
+    free(cfg->redis.host);
+    free(cfg->redis.path);
+    free(cfg->redis_user);
+    free(cfg->redis_password);
+    free(cfg->uids);
+    free(cfg->gids);
+    free(cfg);
+}
+
+static int value_differs(const fm_config *a, const fm_config *b, const directive *d)
+{
+    const char *pa = (const char *)a + d->off, *pb = (const char *)b + d->off;
+
+    switch (d->type) {
+    case T_INT:
+        return *(const int64_t *)pa != *(const int64_t *)pb;
+    case T_MODE:
+    case T_LEVEL:
+        return *(const int *)pa != *(const int *)pb;
+    case T_STR:
+    case T_OPTSTR: {
+        const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
+        return (sa == NULL) != (sb == NULL) || (sa && strcmp(sa, sb) != 0);
+    }
+    }
+    return 0;
+}
+
+void fm_config_diff(const fm_config *a, const fm_config *b,
+                    void (*fn)(const char *name, int live, void *arg), void *arg)
+{
+    for (size_t i = 0; i < NDIRECTIVES; i++)
+        if (value_differs(a, b, &directives[i]))
+            fn(directives[i].name, directives[i].live, arg);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: fmredisd [-t] [-c FILE] [--DIRECTIVE VALUE ...]\n"
+            "  -c FILE   read the configuration from FILE (fmredisd.conf)\n"
+            "  -t        check the configuration and exit: 0 if valid, 1 if not\n"
+            "  -v        print the version and exit\n"
+            "Every directive of the file can be given as --name value; the\n"
+            "command line wins over the file. Directives:\n");
+    for (size_t i = 0; i < NDIRECTIVES; i++)
+        fprintf(out, "  --%-24s [%s]\n", directives[i].name,
+                directives[i].def ? directives[i].def : "unset");
+}
+
+int fm_config_parse_args(int argc, char **argv, fm_config_args *args,
+                         char *err, size_t errlen)
+{
+    memset(args, 0, sizeof(*args));
+    args->names = calloc((size_t)argc, sizeof(char *));
+    args->values = calloc((size_t)argc, sizeof(char *));
+    if (args->names == NULL || args->values == NULL)
+        return failf(err, errlen, "out of memory");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 1;
+        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
+            printf("fmredisd " FM_VERSION "\n");
+            return 1;
+        } else if (strcmp(a, "-t") == 0) {
+            args->check_only = 1;
+        } else if (strcmp(a, "-c") == 0) {
+            if (++i == argc)
+                return failf(err, errlen, "-c needs a file name");
+            args->file = argv[i];
+        } else if (strncmp(a, "--", 2) == 0 && a[2] != '\0') {
+            const char *eq = strchr(a + 2, '=');
+
+            if (eq != NULL) {
+                /* --name=value: the name is copied out of argv. */
+                char *name = strndup(a + 2, (size_t)(eq - a - 2));
+                if (name == NULL)
+                    return failf(err, errlen, "out of memory");
+                args->names[args->nover] = name;
+                args->values[args->nover++] = eq + 1;
+                continue;
+            }
+            if (++i == argc)
+                return failf(err, errlen, "%s needs a value", a);
+            args->names[args->nover] = strdup(a + 2);
+            if (args->names[args->nover] == NULL)
+                return failf(err, errlen, "out of memory");
+            args->values[args->nover++] = argv[i];
+        } else {
+            usage(stderr);
+            return failf(err, errlen, "unexpected argument \"%s\"", a);
+        }
+    }
+    return 0;
+}
+
+void fm_config_args_free(fm_config_args *args)
+{
+    for (size_t i = 0; i < args->nover; i++)
+        free((char *)args->names[i]);
+    free(args->names);
+    free(args->values);
+    memset(args, 0, sizeof(*args));
+}
+
+const char *fm_config_version(void)
+{
+    return "fmredisd " FM_VERSION;
+}
+
+void fm_config_carry_restart(fm_config *next, fm_config *cur)
+{
+    for (size_t i = 0; i < NDIRECTIVES; i++) {
+        const directive *d = &directives[i];
+        char *pn = (char *)next + d->off, *pc = (char *)cur + d->off;
+        char tmp[sizeof(int64_t)];
+        size_t size = d->type == T_INT ? sizeof(int64_t)
+                    : d->type == T_MODE || d->type == T_LEVEL ? sizeof(int)
+                    : sizeof(char *);
+
+        if (d->live)
+            continue;
+        memcpy(tmp, pn, size);
+        memcpy(pn, pc, size);
+        memcpy(pc, tmp, size);
+    }
+#define SWAP(field) do { __typeof__(next->field) t_ = next->field; \
+        next->field = cur->field; cur->field = t_; } while (0)
+    SWAP(redis);
+    SWAP(redis_user);
+    SWAP(redis_password);
+    SWAP(redis_db);
+#undef SWAP
+}

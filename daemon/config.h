@@ -1,0 +1,99 @@
+/* config.h -- fmredisd.conf and --name value overrides.
+ *
+ * One table (config.c) describes every directive: its type, limits, default
+ * and whether it can change on SIGHUP. Loading builds a fresh fm_config;
+ * a reload builds another and swaps it in only when it is wholly valid. */
+#ifndef FM_CONFIG_H
+#define FM_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define FM_SOCKET_PATH_MAX 107  /* sun_path minus the NUL; libuv truncates silently */
+
+typedef struct fm_redis_addr {
+    char *host;          /* NULL for a Unix socket */
+    int port;
+    char *path;          /* Unix socket path, or NULL */
+} fm_redis_addr;
+
+typedef struct fm_config {
+    char *socket;
+    int socket_mode;
+    char *redis_url;
+    char *redis_password_file;
+    int64_t request_timeout_ms;
+    char *lock_key_prefix;
+    int64_t lock_default_ttl_ms;
+    int64_t lock_retry_delay_ms;
+    int64_t lock_max_retries;
+    char *lock_release_channel;
+    char *wake_channel;
+    char *cache_key_prefix;
+    int64_t cache_ttl_ms;
+    int64_t max_clients;
+    int64_t max_frame_bytes;
+    int64_t max_inflight_per_client;
+    int64_t max_batch;
+    int64_t max_output_bytes;
+    int log_level;
+    int64_t reconnect_step_ms;
+    int64_t reconnect_max_ms;
+    char *allow_uids;
+    char *allow_gids;
+    char *redis_sentinels;
+    char *redis_sentinel_master;
+    char *redis_cluster_nodes;
+    char *redis_sentinel_password;
+
+    /* Derived from the directives above when the config is loaded. */
+    fm_redis_addr redis;
+    char *redis_user;        /* NULL: AUTH with the password alone */
+    char *redis_password;    /* from the URL, or redis_password_file */
+    int redis_db;
+    uid_t *uids;
+    size_t nuids;
+    gid_t *gids;
+    size_t ngids;
+} fm_config;
+
+/* Overrides from the command line, kept to be applied again on reload. */
+typedef struct fm_config_args {
+    const char *file;        /* -c FILE, or NULL */
+    int check_only;          /* -t */
+    size_t nover;
+    const char **names;      /* parallel arrays of --name value */
+    const char **values;
+} fm_config_args;
+
+/* Parses argv: -c FILE, -t, --name value, -h/--help, -v/--version. Returns 0,
+ * 1 when the process should exit 0 (help, version printed), or -1 with a
+ * message in err. args arrays point into argv. */
+int fm_config_parse_args(int argc, char **argv, fm_config_args *args,
+                         char *err, size_t errlen);
+void fm_config_args_free(fm_config_args *args);
+
+/* Builds a configuration: defaults, then $REDIS_URL, then the file, then the
+ * overrides. Returns NULL with a message ("FILE:LINE: ...") in err. */
+fm_config *fm_config_load(const fm_config_args *args, char *err, size_t errlen);
+void fm_config_free(fm_config *cfg);
+
+/* Names the directives whose values differ; for each calls fn with its name
+ * and whether it can change without a restart. */
+void fm_config_diff(const fm_config *a, const fm_config *b,
+                    void (*fn)(const char *name, int live, void *arg), void *arg);
+
+/* Swaps the values of directives that need a restart (and what derives
+ * from them) from cur into next, so a reloaded configuration keeps running
+ * with what the process actually uses. */
+void fm_config_carry_restart(fm_config *next, fm_config *cur);
+
+/* "fmredisd 0.1.0" */
+const char *fm_config_version(void);
+
+/* Every directive name, default and description, for --help and tests. */
+size_t fm_config_count(void);
+const char *fm_config_name(size_t i);
+
+#endif

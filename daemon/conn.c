@@ -1,0 +1,245 @@
+/* conn.c -- one client connection: read frames, dispatch, write replies.
+ *
+ * Reading goes straight into the frame reader's buffer (libuv's alloc
+ * callback hands out the reader's free space), and every whole frame of a
+ * read is dispatched before the next read. Output accumulates in `out` and
+ * is written once per loop turn by the server's flusher; while one write is
+ * in flight the next replies wait in `out`. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "ops.h"
+#include "server.h"
+#include "wake.h"
+
+#define READ_CHUNK 65536
+
+int fm_conn_alive(const fm_conn *conn)
+{
+    return !conn->closing && !conn->close_after_write;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    fm_conn *conn = h->data;
+
+    fm_frame_reader_free(conn->reader);
+    fm_buf_free(&conn->out);
+    fm_buf_free(&conn->writing);
+    free(conn);
+}
+
+void fm_conn_close(fm_conn *conn)
+{
+    fm_server *srv = conn->srv;
+
+    if (conn->closing)
+        return;
+    conn->closing = 1;
+    if (conn->prev)
+        conn->prev->next = conn->next;
+    else
+        srv->conns = conn->next;
+    if (conn->next)
+        conn->next->prev = conn->prev;
+    srv->nconns--;
+    if (conn->flush_pending) {
+        fm_conn **pp = &srv->flush_list;
+        while (*pp != conn)
+            pp = &(*pp)->flush_next;
+        *pp = conn->flush_next;
+        conn->flush_pending = 0;
+    }
+    while (conn->reqs != NULL)
+        fm_req_abandon(conn->reqs);
+    if (conn->subscriptions > 0)
+        fm_wake_conn_closed(srv->wake, conn);
+    fm_log_debug("client %llu: closed", (unsigned long long)conn->serial);
+    uv_close((uv_handle_t *)&conn->pipe, on_closed);
+}
+
+static void on_write(uv_write_t *wr, int status)
+{
+    fm_conn *conn = wr->data;
+
+    conn->writing_active = 0;
+    fm_buf_reset(&conn->writing);
+    if (conn->closing)
+        return;
+    if (status < 0) {
+        fm_log_debug("client %llu: write: %s", (unsigned long long)conn->serial,
+                     uv_strerror(status));
+        fm_conn_close(conn);
+        return;
+    }
+    if (conn->out.len > 0)
+        fm_server_schedule_flush(conn->srv, conn);
+    else if (conn->close_after_write)
+        fm_conn_close(conn);
+}
+
+/* Called by the server's flusher, once per loop turn at most. */
+void fm_conn_flush(fm_conn *conn)
+{
+    fm_buf tmp;
+    uv_buf_t buf;
+    int rc;
+
+    if (conn->closing || conn->writing_active)
+        return;
+    if (conn->out.len == 0) {
+        if (conn->close_after_write)
+            fm_conn_close(conn);
+        return;
+    }
+    /* Swap: the bytes being written stay put while replies keep coming. */
+    tmp = conn->writing;
+    conn->writing = conn->out;
+    conn->out = tmp;
+    buf = uv_buf_init(conn->writing.data, (unsigned)conn->writing.len);
+    conn->wreq.data = conn;
+    rc = uv_write(&conn->wreq, (uv_stream_t *)&conn->pipe, &buf, 1, on_write);
+    if (rc < 0) {
+        fm_log_debug("client %llu: write: %s", (unsigned long long)conn->serial, uv_strerror(rc));
+        fm_conn_close(conn);
+        return;
+    }
+    conn->writing_active = 1;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    fm_conn *conn = h->data;
+    size_t avail = 0;
+    void *p = fm_frame_reader_space(conn->reader, READ_CHUNK, &avail);
+
+    *buf = uv_buf_init(p, p ? (unsigned)avail : 0);
+}
+
+/* A framing error ends the connection: the error frame goes out first, and
+ * nothing more is read. */
+static void framing_error(fm_conn *conn)
+{
+    fm_frame_reader *r = conn->reader;
+    char msg[96];
+
+    conn->srv->protocol_errors++;
+    if (r->err == FM_E_BAD_FRAME)
+        snprintf(msg, sizeof(msg), "a frame length of 0 is not allowed");
+    else
+        snprintf(msg, sizeof(msg), "frame of %u bytes exceeds max_frame_bytes (%zu)",
+                 (unsigned)r->err_len, r->max_body);
+    uv_read_stop((uv_stream_t *)&conn->pipe);
+    /* Requests still in flight are abandoned, as if the client had gone. */
+    while (conn->reqs != NULL)
+        fm_req_abandon(conn->reqs);
+    fm_reply_error(conn, NULL, 0, r->err, msg);
+    conn->close_after_write = 1;
+    fm_server_schedule_flush(conn->srv, conn);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    fm_conn *conn = s->data;
+    const char *body;
+    size_t len;
+    int rc;
+
+    if (n < 0) {
+        if (n != UV_EOF)
+            fm_log_debug("client %llu: read: %s", (unsigned long long)conn->serial,
+                         uv_strerror((int)n));
+        fm_conn_close(conn);
+        return;
+    }
+    if (buf->base == NULL) {
+        fm_log_error("client %llu: out of memory reading; closing",
+                     (unsigned long long)conn->serial);
+        fm_conn_close(conn);
+        return;
+    }
+    fm_frame_reader_commit(conn->reader, (size_t)n);
+    while (fm_conn_alive(conn) &&
+           (rc = fm_frame_reader_next(conn->reader, &body, &len)) != FM_FRAME_NEED) {
+        if (rc == FM_FRAME_ERR) {
+            framing_error(conn);
+            return;
+        }
+        fm_ops_dispatch(conn, body, len);
+    }
+}
+
+static int peer_allowed(fm_server *srv, fm_conn *conn)
+{
+    const fm_config *cfg = srv->cfg;
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    uv_os_fd_t fd;
+
+    if (cfg->nuids == 0 && cfg->ngids == 0)
+        return 1;
+    if (uv_fileno((uv_handle_t *)&conn->pipe, &fd) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+        return 0;
+    /* root and the daemon's own user keep access to their own daemon. */
+    if (cred.uid == 0 || cred.uid == getuid())
+        return 1;
+    for (size_t i = 0; i < cfg->nuids; i++)
+        if (cfg->uids[i] == cred.uid)
+            return 1;
+    for (size_t i = 0; i < cfg->ngids; i++)
+        if (cfg->gids[i] == cred.gid)
+            return 1;
+    fm_log_info("refused a client with uid %d gid %d", (int)cred.uid, (int)cred.gid);
+    return 0;
+}
+
+/* Sends one error frame and closes: for connections refused at the door. */
+static void refuse(fm_conn *conn, fm_errcode code, const char *msg)
+{
+    conn->srv->rejected_clients++;
+    fm_reply_error(conn, NULL, 0, code, msg);
+    conn->close_after_write = 1;
+    fm_server_schedule_flush(conn->srv, conn);
+}
+
+fm_conn *fm_conn_accept(fm_server *srv)
+{
+    fm_conn *conn = calloc(1, sizeof(*conn));
+
+    if (conn == NULL)
+        return NULL;
+    conn->srv = srv;
+    conn->serial = ++srv->next_serial;
+    conn->reader = fm_frame_reader_create((size_t)srv->cfg->max_frame_bytes);
+    uv_pipe_init(srv->loop, &conn->pipe, 0);
+    conn->pipe.data = conn;
+    conn->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = conn;
+    srv->conns = conn;
+    srv->nconns++;
+    srv->connections_total++;
+    if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&conn->pipe) != 0 ||
+        conn->reader == NULL) {
+        fm_conn_close(conn);
+        return NULL;
+    }
+    if ((int64_t)srv->nconns > srv->cfg->max_clients) {
+        refuse(conn, FM_E_TOO_MANY_CLIENTS, "the daemon is at max_clients");
+        return conn;
+    }
+    if (!peer_allowed(srv, conn)) {
+        refuse(conn, FM_E_FORBIDDEN, "this uid/gid may not use the daemon");
+        return conn;
+    }
+    if (uv_read_start((uv_stream_t *)&conn->pipe, on_alloc, on_read) != 0) {
+        fm_conn_close(conn);
+        return NULL;
+    }
+    fm_log_debug("client %llu: connected", (unsigned long long)conn->serial);
+    return conn;
+}

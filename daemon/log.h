@@ -1,0 +1,23 @@
+/* log.h -- one line per event on stderr, filtered by level. */
+#ifndef FM_LOG_H
+#define FM_LOG_H
+
+typedef enum fm_log_level {
+    FM_LOG_ERROR,
+    FM_LOG_WARN,
+    FM_LOG_INFO,
+    FM_LOG_DEBUG
+} fm_log_level;
+
+void fm_log_set_level(fm_log_level level);
+int fm_log_enabled(fm_log_level level);
+void fm_log(fm_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define fm_log_error(...) fm_log(FM_LOG_ERROR, __VA_ARGS__)
+#define fm_log_warn(...) fm_log(FM_LOG_WARN, __VA_ARGS__)
+#define fm_log_info(...) fm_log(FM_LOG_INFO, __VA_ARGS__)
+#define fm_log_debug(...) \
+    do { if (fm_log_enabled(FM_LOG_DEBUG)) fm_log(FM_LOG_DEBUG, __VA_ARGS__); } while (0)
+
+#endif

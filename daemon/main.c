@@ -1,0 +1,52 @@
+/* main.c -- fmredisd: arguments, configuration, the loop. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+int main(int argc, char **argv)
+{
+    fm_server srv;
+    char err[512];
+    int rc;
+
+    memset(&srv, 0, sizeof(srv));
+    rc = fm_config_parse_args(argc, argv, &srv.args, err, sizeof(err));
+    if (rc != 0) {
+        if (rc < 0)
+            fprintf(stderr, "fmredisd: %s\n", err);
+        fm_config_args_free(&srv.args);
+        return rc < 0 ? 1 : 0;
+    }
+    srv.cfg = fm_config_load(&srv.args, err, sizeof(err));
+    if (srv.cfg == NULL) {
+        fprintf(stderr, "fmredisd: %s\n", err);
+        fm_config_args_free(&srv.args);
+        return 1;
+    }
+    if (srv.args.check_only) {
+        printf("fmredisd: configuration %s is valid\n", srv.args.file ? srv.args.file : "(defaults)");
+        fm_config_free(srv.cfg);
+        fm_config_args_free(&srv.args);
+        return 0;
+    }
+    fm_log_set_level((fm_log_level)srv.cfg->log_level);
+    /* A client that vanishes mid-write must cost an EPIPE, not the daemon. */
+    signal(SIGPIPE, SIG_IGN);
+
+    srv.loop = uv_default_loop();
+    if (fm_server_start(&srv) != 0) {
+        fm_log_error("could not start");
+        return 1;
+    }
+    fm_log_info("%s started (redis %s)", fm_config_version(), srv.cfg->redis_url);
+    uv_run(srv.loop, UV_RUN_DEFAULT);
+    uv_loop_close(srv.loop);
+    fm_server_free(&srv);
+    fm_config_args_free(&srv.args);
+    return 0;
+}

@@ -1,0 +1,16 @@
+/* redis_uv.h -- hiredis async events on a libuv loop.
+ *
+ * hiredis 0.14's own libuv adapter returns early when libuv reports a socket
+ * error, so over TCP a refused connect or a reset peer never reaches hiredis
+ * and the link hangs. This adapter hands such errors to hiredis, whose read
+ * or connect check then sees them and disconnects properly. */
+#ifndef FM_REDIS_UV_H
+#define FM_REDIS_UV_H
+
+#include <hiredis/async.h>
+#include <uv.h>
+
+/* Returns REDIS_OK, or REDIS_ERR (context left unattached). */
+int fm_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);
+
+#endif

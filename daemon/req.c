@@ -1,0 +1,280 @@
+/* req.c -- the life of one request.
+ *
+ * A request is created when a frame is dispatched and lives on its
+ * connection's list until it is answered. It is freed only when it is
+ * answered (or abandoned), no Redis command for it is out, and its timer is
+ * closed: whichever of those comes last frees it. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "ops.h"
+#include "server.h"
+
+static void unlink_from_conn(fm_req *req)
+{
+    fm_conn *conn = req->conn;
+
+    if (req->prev)
+        req->prev->next = req->next;
+    else
+        conn->reqs = req->next;
+    if (req->next)
+        req->next->prev = req->prev;
+    req->prev = req->next = NULL;
+    conn->inflight--;
+}
+
+fm_req *fm_req_create(fm_conn *conn, const fm_op *op, const fm_request *msg)
+{
+    fm_req *req = calloc(1, sizeof(*req));
+
+    if (req == NULL)
+        return NULL;
+    req->conn = conn;
+    req->srv = conn->srv;
+    req->op = op;
+    if (msg->has_id) {
+        req->idlen = msg->id.len;
+        req->id = req->idlen <= sizeof(req->idbuf) ? req->idbuf : malloc(req->idlen);
+        if (req->id == NULL) {
+            free(req);
+            return NULL;
+        }
+        memcpy(req->id, msg->id.p, req->idlen);
+    }
+    req->next = conn->reqs;
+    if (conn->reqs)
+        conn->reqs->prev = req;
+    conn->reqs = req;
+    conn->inflight++;
+    conn->srv->inflight++;
+    return req;
+}
+
+void *fm_req_data(fm_req *req, size_t size)
+{
+    req->data = calloc(1, size);
+    if (req->data == NULL)
+        fm_req_fail(req, FM_E_INTERNAL, "out of memory");
+    return req->data;
+}
+
+static void free_req(fm_req *req)
+{
+    if (req->id != req->idbuf)
+        free(req->id);
+    free(req->data);
+    free(req);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free_req(h->data);
+}
+
+void fm_req_done(fm_req *req)
+{
+    if (!req->answered || req->cmd != NULL)
+        return;
+    if (!req->timer_used) {
+        free_req(req);
+        return;
+    }
+    if (!uv_is_closing((uv_handle_t *)&req->timer))
+        uv_close((uv_handle_t *)&req->timer, on_timer_closed);
+}
+
+/* Marks the request answered: off its connection, counted out. */
+static void settle(fm_req *req)
+{
+    fm_server *srv = req->srv;
+
+    if (req->answered)
+        return;
+    req->answered = 1;
+    if (req->on_settle != NULL)
+        req->on_settle(req);
+    if (req->timer_used)
+        uv_timer_stop(&req->timer);
+    if (req->conn != NULL)
+        unlink_from_conn(req);
+    srv->inflight--;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    fm_req *req = t->data;
+
+    if (req->answered)
+        return;
+    if (req->on_timer != NULL)
+        req->on_timer(req);
+    else
+        fm_req_expire(req);
+}
+
+void fm_req_timer(fm_req *req, uint64_t ms)
+{
+    if (!req->timer_used) {
+        uv_timer_init(req->srv->loop, &req->timer);
+        req->timer.data = req;
+        req->timer_used = 1;
+    }
+    uv_timer_start(&req->timer, on_timer, ms, 0);
+}
+
+void fm_req_deadline(fm_req *req, uint64_t ms)
+{
+    req->deadline = uv_now(req->srv->loop) + ms;
+    fm_req_timer(req, ms);
+}
+
+void fm_req_expire(fm_req *req)
+{
+    /* A command still queued here never reached Redis: the link is down or
+     * kept answering "not now". One already written gets no answer from a
+     * connected server: that is a timeout, and its late reply is dropped. */
+    if (req->cmd != NULL && fm_link_cancel(req->cmd))
+        req->cmd = NULL;
+    if (req->cmd != NULL && fm_link_ready(req->srv->link))
+        fm_req_fail(req, FM_E_TIMEOUT, "Redis did not answer within %lld ms",
+                    (long long)req->srv->cfg->request_timeout_ms);
+    else
+        fm_req_fail(req, FM_E_REDIS_UNAVAILABLE, "Redis could not be reached within %lld ms",
+                    (long long)req->srv->cfg->request_timeout_ms);
+}
+
+fm_conn *fm_req_ok_start(fm_req *req)
+{
+    fm_conn *conn = req->conn;
+
+    if (req->answered || conn == NULL || !fm_conn_alive(conn))
+        return NULL;
+    req->reply_start = fm_reply_ok_start(conn, req->id, req->idlen);
+    return conn;
+}
+
+void fm_req_ok_finish(fm_req *req)
+{
+    fm_conn *conn = req->conn;
+
+    settle(req);
+    fm_reply_finish(conn, req->reply_start);
+    fm_req_done(req);
+}
+
+void fm_req_ok(fm_req *req)
+{
+    if (fm_req_ok_start(req) != NULL)
+        fm_req_ok_finish(req);
+}
+
+void fm_req_ok_int(fm_req *req, const char *name, int64_t v)
+{
+    fm_conn *conn = fm_req_ok_start(req);
+
+    if (conn == NULL)
+        return;
+    fm_reply_put_int(conn, name, v);
+    fm_req_ok_finish(req);
+}
+
+void fm_req_ok_bool(fm_req *req, const char *name, int v)
+{
+    fm_conn *conn = fm_req_ok_start(req);
+
+    if (conn == NULL)
+        return;
+    fm_reply_put_bool(conn, name, v);
+    fm_req_ok_finish(req);
+}
+
+void fm_req_fail(fm_req *req, fm_errcode code, const char *fmt, ...)
+{
+    fm_conn *conn = req->conn;
+    char msg[512];
+    va_list ap;
+
+    if (req->answered)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fm_ops_count_error(req->srv, req->op);
+    settle(req);
+    if (conn != NULL && fm_conn_alive(conn))
+        fm_reply_error(conn, req->id, req->idlen, code, msg);
+    fm_req_done(req);
+}
+
+void fm_req_fail_redis(fm_req *req, fm_link_status status, const redisReply *reply)
+{
+    if (status == FM_LINK_DOWN)
+        fm_req_fail(req, FM_E_REDIS_UNAVAILABLE, "the Redis link dropped with the request in flight");
+    else if (reply->type == REDIS_REPLY_ERROR)
+        fm_req_fail(req, FM_E_REDIS_ERROR, "%.*s", (int)(reply->len > 400 ? 400 : reply->len),
+                    reply->str);
+    else
+        fm_req_fail(req, FM_E_INTERNAL, "unexpected Redis reply of type %d", reply->type);
+}
+
+int fm_req_command_done(fm_req *req)
+{
+    req->cmd = NULL;
+    return req->answered;
+}
+
+void fm_req_abandon(fm_req *req)
+{
+    /* Off the connection first: nothing may reach it any more. */
+    unlink_from_conn(req);
+    req->conn = NULL;
+    if (req->cmd != NULL && fm_link_cancel(req->cmd))
+        req->cmd = NULL;
+    settle(req);
+    fm_req_done(req);
+}
+
+static void on_command_reply(fm_link_status status, redisReply *reply, void *arg)
+{
+    fm_req *req = arg;
+
+    if (fm_req_command_done(req)) {
+        fm_req_done(req);
+        return;
+    }
+    if (status != FM_LINK_OK || reply->type == REDIS_REPLY_ERROR) {
+        fm_req_fail_redis(req, status, reply);
+        return;
+    }
+    req->on_reply(req, reply);
+}
+
+static void submitted(fm_req *req, fm_cmd *cmd)
+{
+    if (cmd == NULL) {
+        fm_req_fail(req, FM_E_INTERNAL, "out of memory");
+        return;
+    }
+    req->cmd = cmd;
+    if (!req->timer_used)
+        fm_req_deadline(req, (uint64_t)req->srv->cfg->request_timeout_ms);
+}
+
+void fm_req_command(fm_req *req, int argc, const char **argv, const size_t *lens,
+                    fm_req_reply_cb *on_reply)
+{
+    req->on_reply = on_reply;
+    submitted(req, fm_link_command(req->srv->link, argc, argv, lens, on_command_reply, req));
+}
+
+void fm_req_script(fm_req *req, fm_script *script, int nkeys, int argc,
+                   const char **argv, const size_t *lens, fm_req_reply_cb *on_reply)
+{
+    req->on_reply = on_reply;
+    submitted(req, fm_link_script(req->srv->link, script, nkeys, argc, argv, lens,
+                                  on_command_reply, req));
+}

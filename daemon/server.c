@@ -1,0 +1,261 @@
+/* server.c -- the listening socket, the per-turn flusher, signals, reload
+ * and shutdown.
+ *
+ * Shutdown (SIGTERM, SIGINT) drains: the socket goes away at once so no new
+ * client arrives, waiting lock acquires and new requests get shutting_down,
+ * and requests already at Redis get their answers (each is bounded by its
+ * deadline). When nothing is in flight, the replies are flushed, the
+ * connections closed, the link closed, and the loop ends. A hard stop at
+ * request_timeout_ms + 1 s guards the bound even if something misbehaves. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "lock.h"
+#include "log.h"
+#include "server.h"
+#include "wake.h"
+
+void fm_server_schedule_flush(fm_server *srv, fm_conn *conn)
+{
+    if (conn->flush_pending || conn->closing)
+        return;
+    conn->flush_pending = 1;
+    conn->flush_next = srv->flush_list;
+    srv->flush_list = conn;
+}
+
+static void finish_shutdown(fm_server *srv);
+
+/* Runs once per loop turn, before libuv blocks for I/O: every reply made
+ * during the turn leaves in one write per connection. */
+static void on_prepare(uv_prepare_t *p)
+{
+    fm_server *srv = p->data;
+
+    while (srv->flush_list != NULL) {
+        fm_conn *conn = srv->flush_list;
+
+        srv->flush_list = conn->flush_next;
+        conn->flush_pending = 0;
+        fm_conn_flush(conn);
+    }
+    if (srv->shutting_down == 1 && srv->inflight == 0)
+        finish_shutdown(srv);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    fm_server *srv = listener->data;
+
+    if (status < 0) {
+        fm_log_warn("accept: %s", uv_strerror(status));
+        return;
+    }
+    if (fm_conn_accept(srv) == NULL)
+        fm_log_warn("accept: could not set up a connection");
+}
+
+/* A socket file left by a dead daemon is removed; one that answers belongs
+ * to a live daemon, and we must not steal it. */
+static int clear_stale_socket(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct stat st;
+    int fd, rc;
+
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -1;
+    if (!S_ISSOCK(st.st_mode)) {
+        fm_log_error("%s exists and is not a socket; not touching it", path);
+        return -1;
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    close(fd);
+    if (rc == 0) {
+        fm_log_error("another daemon is answering on %s; not starting", path);
+        return -1;
+    }
+    if (unlink(path) != 0) {
+        fm_log_error("removing stale socket %s: %s", path, strerror(errno));
+        return -1;
+    }
+    fm_log_info("removed stale socket %s", path);
+    return 0;
+}
+
+static int listen_socket(fm_server *srv)
+{
+    const char *path = srv->cfg->socket;
+    int rc;
+
+    if (clear_stale_socket(path) != 0)
+        return -1;
+    uv_pipe_init(srv->loop, &srv->listener, 0);
+    srv->listener.data = srv;
+    rc = uv_pipe_bind(&srv->listener, path);
+    if (rc == 0 && chmod(path, (mode_t)srv->cfg->socket_mode) != 0)
+        rc = uv_translate_sys_error(errno);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
+    if (rc != 0) {
+        fm_log_error("listening on %s: %s", path, uv_strerror(rc));
+        uv_close((uv_handle_t *)&srv->listener, NULL);
+        return -1;
+    }
+    srv->listening = 1;
+    fm_log_info("listening on %s", path);
+    return 0;
+}
+
+static void stop_listening(fm_server *srv)
+{
+    if (!srv->listening)
+        return;
+    srv->listening = 0;
+    uv_close((uv_handle_t *)&srv->listener, NULL);
+    if (unlink(srv->cfg->socket) != 0 && errno != ENOENT)
+        fm_log_warn("removing %s: %s", srv->cfg->socket, strerror(errno));
+}
+
+static void finish_shutdown(fm_server *srv)
+{
+    fm_conn *conn, *next;
+
+    srv->shutting_down = 2;
+    for (conn = srv->conns; conn != NULL; conn = next) {
+        next = conn->next;
+        /* Whatever is still queued for it goes out before the close. */
+        fm_conn_flush(conn);
+        if (!conn->writing_active)
+            fm_conn_close(conn);
+        else
+            conn->close_after_write = 1;
+    }
+    /* The link first: its last callbacks still reach the services. */
+    fm_link_free(srv->link);
+    srv->link = NULL;
+    fm_lock_service_free(srv->locks);
+    srv->locks = NULL;
+    fm_wake_service_free(srv->wake);
+    srv->wake = NULL;
+    uv_close((uv_handle_t *)&srv->flusher, NULL);
+    uv_close((uv_handle_t *)&srv->sig_term, NULL);
+    uv_close((uv_handle_t *)&srv->sig_int, NULL);
+    uv_close((uv_handle_t *)&srv->sig_hup, NULL);
+    uv_close((uv_handle_t *)&srv->shutdown_timer, NULL);
+    fm_log_info("stopped");
+}
+
+static void on_shutdown_timer(uv_timer_t *t)
+{
+    fm_server *srv = t->data;
+
+    fm_log_warn("shutdown: %zu requests still in flight at the deadline; stopping anyway",
+                srv->inflight);
+    for (fm_conn *conn = srv->conns; conn != NULL; conn = srv->conns)
+        fm_conn_close(conn);
+    srv->inflight = 0;
+    if (srv->shutting_down == 1)
+        finish_shutdown(srv);
+}
+
+static void begin_shutdown(fm_server *srv, int signum)
+{
+    if (srv->shutting_down)
+        return;
+    fm_log_info("%s: shutting down, %zu requests in flight",
+                signum == SIGINT ? "SIGINT" : "SIGTERM", srv->inflight);
+    srv->shutting_down = 1;
+    stop_listening(srv);
+    fm_lock_service_shutdown(srv->locks);
+    uv_timer_start(&srv->shutdown_timer, on_shutdown_timer,
+                   (uint64_t)srv->cfg->request_timeout_ms + 1000, 0);
+    uv_unref((uv_handle_t *)&srv->shutdown_timer);
+}
+
+static void log_change(const char *name, int live, void *arg)
+{
+    (void)arg;
+    if (live)
+        fm_log_info("reload: %s changed", name);
+    else
+        fm_log_warn("reload: %s changed, but takes effect only after a restart", name);
+}
+
+static void reload(fm_server *srv)
+{
+    char err[512];
+    fm_config *next;
+
+    if (srv->args.file == NULL) {
+        fm_log_info("SIGHUP: no configuration file (-c) to reload");
+        return;
+    }
+    next = fm_config_load(&srv->args, err, sizeof(err));
+    if (next == NULL) {
+        fm_log_error("reload failed, keeping the running configuration: %s", err);
+        return;
+    }
+    fm_config_diff(srv->cfg, next, log_change, NULL);
+    fm_config_carry_restart(next, srv->cfg);
+    fm_config_free(srv->cfg);
+    srv->cfg = next;
+    fm_log_set_level((fm_log_level)next->log_level);
+    fm_link_set_config(srv->link, next);
+    fm_log_info("reloaded %s", srv->args.file);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    fm_server *srv = s->data;
+
+    if (signum == SIGHUP)
+        reload(srv);
+    else
+        begin_shutdown(srv, signum);
+}
+
+static void watch_signal(fm_server *srv, uv_signal_t *s, int signum)
+{
+    uv_signal_init(srv->loop, s);
+    s->data = srv;
+    uv_signal_start(s, on_signal, signum);
+}
+
+int fm_server_start(fm_server *srv)
+{
+    uv_prepare_init(srv->loop, &srv->flusher);
+    srv->flusher.data = srv;
+    uv_prepare_start(&srv->flusher, on_prepare);
+    uv_timer_init(srv->loop, &srv->shutdown_timer);
+    srv->shutdown_timer.data = srv;
+    watch_signal(srv, &srv->sig_term, SIGTERM);
+    watch_signal(srv, &srv->sig_int, SIGINT);
+    watch_signal(srv, &srv->sig_hup, SIGHUP);
+
+    srv->link = fm_link_create(srv->loop, srv->cfg);
+    if (srv->link == NULL)
+        return -1;
+    srv->locks = fm_lock_service_create(srv);
+    srv->wake = fm_wake_service_create(srv);
+    if (srv->locks == NULL || srv->wake == NULL)
+        return -1;
+    if (listen_socket(srv) != 0)
+        return -1;
+    return fm_link_start(srv->link);
+}
+
+void fm_server_free(fm_server *srv)
+{
+    fm_config_free(srv->cfg);
+    srv->cfg = NULL;
+}

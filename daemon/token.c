@@ -1,0 +1,33 @@
+/* token.c -- random tokens, drawn from a pool so that most acquires cost no
+ * system call. getrandom(2) only blocks before the kernel's pool is first
+ * initialised, long before a daemon of ours runs. */
+#include <stddef.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "token.h"
+
+static unsigned char pool[512];
+static size_t pool_left;
+
+int fm_token_new(char out[FM_TOKEN_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *r;
+
+    if (pool_left < FM_TOKEN_LEN / 2) {
+        if (getrandom(pool, sizeof(pool), 0) != (ssize_t)sizeof(pool))
+            return -1;
+        pool_left = sizeof(pool);
+    }
+    r = pool + sizeof(pool) - pool_left;
+    for (int i = 0; i < FM_TOKEN_LEN / 2; i++) {
+        out[2 * i] = hex[r[i] >> 4];
+        out[2 * i + 1] = hex[r[i] & 15];
+    }
+    /* Used randomness is wiped so that it cannot reappear in another form. */
+    memset((void *)r, 0, FM_TOKEN_LEN / 2);
+    pool_left -= FM_TOKEN_LEN / 2;
+    out[FM_TOKEN_LEN] = '\0';
+    return 0;
+}

@@ -1,0 +1,579 @@
+/* wake.c -- wake signals over Redis pub/sub, and their local delivery.
+ *
+ * The daemon subscribes once per channel, however many local subscribers it
+ * has, and fans each message out: every subscriber without a group gets it,
+ * and each group gets it once, round-robin among its members. A
+ * wake.subscribe is answered only when Redis has confirmed the channel, so
+ * every wake published after the reply is delivered.
+ *
+ * The publication of lock releases (lock_release_channel) stays subscribed
+ * for the daemon's whole life. That also keeps hiredis 0.14 away from its
+ * crash on UNSUBSCRIBE of the last channel followed by SUBSCRIBE. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "ops.h"
+#include "wake.h"
+
+typedef struct wsub {
+    fm_conn *conn;
+    struct wsub *next;
+    int awaiting_up;
+    size_t glen;                    /* 0: no group */
+    char group[FM_NAME_MAX + 1];
+} wsub;
+
+typedef struct wgroup {
+    struct wgroup *next;
+    uint64_t turn;
+    size_t len;
+    char name[FM_NAME_MAX + 1];
+} wgroup;
+
+typedef struct pending {
+    fm_req *req;
+    struct pending *next;
+    struct wchan *chan;
+} pending;
+
+typedef struct wchan {
+    struct wchan *next;
+    wsub *subs;
+    wgroup *groups;
+    pending *waiting;               /* subscribes to answer on confirmation */
+    size_t len;
+    char name[];
+} wchan;
+
+struct fm_wake_service {
+    fm_server *srv;
+    wchan *chans;
+    fm_script signal_many;
+    fm_buf frame;                   /* scratch for events sent to many */
+    char *release_channel;          /* subscribed for the daemon's life */
+};
+
+/* Publishes every payload in ARGV[2..] on ARGV[1]: one round trip for a batch. */
+static const char signal_many_lua[] =
+    "for i = 2, #ARGV do redis.call('PUBLISH', ARGV[1], ARGV[i]) end\n"
+    "return #ARGV - 1\n";
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The Node package's payload, byte for byte: JSON.stringify of
+ * {executionId, timestamp}. Ids hold no control characters, so the only
+ * escapes either side writes are \" and \\. */
+static void put_payload(fm_buf *b, const char *id, size_t len, int64_t ts)
+{
+    fm_buf_puts(b, "{\"executionId\":");
+    fm_buf_put_json_string(b, id, len);
+    fm_buf_puts(b, ",\"timestamp\":");
+    fm_buf_put_i64(b, ts);
+    fm_buf_putc(b, '}');
+}
+
+static wchan *find_chan(fm_wake_service *ws, const char *name, size_t len)
+{
+    for (wchan *c = ws->chans; c != NULL; c = c->next)
+        if (c->len == len && memcmp(c->name, name, len) == 0)
+            return c;
+    return NULL;
+}
+
+/* ---- delivery ---- */
+
+static void send_state(fm_wake_service *ws, fm_conn *conn, const char *state)
+{
+    fm_buf *b = &ws->frame;
+
+    fm_buf_reset(b);
+    fm_buf_put_u32be(b, 0);
+    fm_buf_puts(b, "{\"event\":\"redis\",\"state\":\"");
+    fm_buf_puts(b, state);
+    fm_buf_puts(b, "\"}");
+    if (b->oom)
+        return;
+    fm_buf_patch_u32be(b, 0, (uint32_t)(b->len - 4));
+    fm_conn_send(conn, b->data, b->len);
+}
+
+/* Builds the wake event for a message. A payload that is a JSON object with
+ * a string executionId yields that id (its JSON text is reused as it is);
+ * anything else is the execution id itself. */
+static int build_wake(fm_wake_service *ws, const wchan *c, const char *payload, size_t plen)
+{
+    fm_buf *b = &ws->frame;
+    fm_json_val root, id, ts;
+
+    fm_buf_reset(b);
+    fm_buf_put_u32be(b, 0);
+    fm_buf_puts(b, "{\"event\":\"wake\",\"channel\":");
+    fm_buf_put_json_string(b, c->name, c->len);
+    fm_buf_puts(b, ",\"execution_id\":");
+    if (fm_json_validate(payload, plen, &root, NULL, NULL) == 0 &&
+        root.type == FM_JSON_OBJECT &&
+        fm_json_object_get(&root, "executionId", 11, &id) && id.type == FM_JSON_STRING) {
+        fm_buf_append(b, id.p, id.len);
+        if (fm_json_object_get(&root, "timestamp", 9, &ts) && ts.type == FM_JSON_NUMBER) {
+            fm_buf_puts(b, ",\"timestamp\":");
+            fm_buf_append(b, ts.p, ts.len);
+        }
+    } else {
+        fm_buf_put_json_string(b, payload, plen);
+    }
+    fm_buf_putc(b, '}');
+    if (b->oom)
+        return -1;
+    fm_buf_patch_u32be(b, 0, (uint32_t)(b->len - 4));
+    return 0;
+}
+
+static void deliver(fm_wake_service *ws, wchan *c)
+{
+    for (wsub *s = c->subs; s != NULL; s = s->next)
+        if (s->glen == 0)
+            fm_conn_send(s->conn, ws->frame.data, ws->frame.len);
+    for (wgroup *g = c->groups; g != NULL; g = g->next) {
+        size_t members = 0, pick;
+        wsub *s;
+
+        for (s = c->subs; s != NULL; s = s->next)
+            members += s->glen == g->len && memcmp(s->group, g->name, g->len) == 0;
+        if (members == 0)
+            continue;
+        pick = (size_t)(g->turn++ % members);
+        for (s = c->subs; s != NULL; s = s->next) {
+            if (s->glen == g->len && memcmp(s->group, g->name, g->len) == 0 && pick-- == 0) {
+                fm_conn_send(s->conn, ws->frame.data, ws->frame.len);
+                break;
+            }
+        }
+    }
+}
+
+static void on_message(const char *channel, size_t clen, const char *payload, size_t plen,
+                       void *arg)
+{
+    fm_wake_service *ws = arg;
+    wchan *c = find_chan(ws, channel, clen);
+
+    if (c == NULL || c->subs == NULL)
+        return;
+    if (build_wake(ws, c, payload, plen) != 0) {
+        fm_log_error("out of memory building a wake event");
+        return;
+    }
+    deliver(ws, c);
+}
+
+static void answer_subscribe(fm_req *req, const wchan *c)
+{
+    fm_conn *conn = fm_req_ok_start(req);
+
+    if (conn == NULL)
+        return;
+    fm_reply_put_str(conn, "channel", c->name, c->len);
+    fm_req_ok_finish(req);
+}
+
+static void on_subscribed(const char *channel, size_t clen, void *arg)
+{
+    fm_wake_service *ws = arg;
+    wchan *c = find_chan(ws, channel, clen);
+
+    if (c == NULL)
+        return;
+    while (c->waiting != NULL)
+        answer_subscribe(c->waiting->req, c);
+    for (wsub *s = c->subs; s != NULL; s = s->next) {
+        if (!s->awaiting_up)
+            continue;
+        s->awaiting_up = 0;
+        if (--s->conn->wake_awaiting_up == 0)
+            send_state(ws, s->conn, "up");
+    }
+}
+
+static void on_down(void *arg)
+{
+    fm_wake_service *ws = arg;
+
+    for (wchan *c = ws->chans; c != NULL; c = c->next) {
+        for (wsub *s = c->subs; s != NULL; s = s->next) {
+            if (s->awaiting_up)
+                continue;
+            s->awaiting_up = 1;
+            if (s->conn->wake_awaiting_up++ == 0)
+                send_state(ws, s->conn, "down");
+        }
+    }
+}
+
+/* ---- subscriptions ---- */
+
+static void group_use(wchan *c, const char *name, size_t len)
+{
+    wgroup *g;
+
+    if (len == 0)
+        return;
+    for (g = c->groups; g != NULL; g = g->next)
+        if (g->len == len && memcmp(g->name, name, len) == 0)
+            return;
+    g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return;
+    memcpy(g->name, name, len);
+    g->len = len;
+    g->next = c->groups;
+    c->groups = g;
+}
+
+/* Frees groups no subscriber names any more. */
+static void groups_prune(wchan *c)
+{
+    wgroup **pg = &c->groups;
+
+    while (*pg != NULL) {
+        wgroup *g = *pg;
+        int used = 0;
+
+        for (wsub *s = c->subs; s != NULL && !used; s = s->next)
+            used = s->glen == g->len && memcmp(s->group, g->name, g->len) == 0;
+        if (used) {
+            pg = &g->next;
+        } else {
+            *pg = g->next;
+            free(g);
+        }
+    }
+}
+
+static void chan_release(fm_wake_service *ws, wchan *c)
+{
+    wchan **pc;
+
+    if (c->subs != NULL || c->waiting != NULL)
+        return;
+    if (strlen(ws->release_channel) != c->len ||
+        memcmp(ws->release_channel, c->name, c->len) != 0)
+        fm_link_unsubscribe(ws->srv->link, c->name, c->len);
+    for (pc = &ws->chans; *pc != c; pc = &(*pc)->next)
+        ;
+    *pc = c->next;
+    groups_prune(c);
+    free(c);
+}
+
+static void sub_remove(fm_wake_service *ws, wchan *c, fm_conn *conn)
+{
+    for (wsub **ps = &c->subs; *ps != NULL; ps = &(*ps)->next) {
+        wsub *s = *ps;
+
+        if (s->conn != conn)
+            continue;
+        *ps = s->next;
+        if (s->awaiting_up)
+            conn->wake_awaiting_up--;
+        conn->subscriptions--;
+        free(s);
+        groups_prune(c);
+        return;
+    }
+}
+
+static void pending_unlink(fm_req *req)
+{
+    pending *p = req->data;
+    pending **pp;
+
+    if (p == NULL || p->chan == NULL)
+        return;
+    for (pp = &p->chan->waiting; *pp != NULL && *pp != p; pp = &(*pp)->next)
+        ;
+    if (*pp == p)
+        *pp = p->next;
+    p->chan = NULL;
+}
+
+static void subscribe_expired(fm_req *req)
+{
+    pending *p = req->data;
+    fm_wake_service *ws = req->srv->wake;
+    wchan *c = p->chan;
+
+    /* The client learns it is not subscribed, and it is not. */
+    pending_unlink(req);
+    if (req->conn != NULL)
+        sub_remove(ws, c, req->conn);
+    fm_req_fail(req, FM_E_REDIS_UNAVAILABLE, "Redis did not confirm the subscription within %lld ms",
+                (long long)req->srv->cfg->request_timeout_ms);
+    chan_release(ws, c);
+}
+
+/* Reads the optional channel argument, defaulting to wake_channel. */
+static int channel_arg(fm_req *req, const fm_request *msg, char *out, size_t *len)
+{
+    fm_proto_err err;
+    int found;
+
+    if (fm_request_string(msg, "channel", 0, FM_KEY_MAX, out, len, &found, &err) != 0) {
+        fm_req_fail(req, err.code, "%s", err.msg);
+        return -1;
+    }
+    if (!found) {
+        *len = strlen(req->srv->cfg->wake_channel);
+        memcpy(out, req->srv->cfg->wake_channel, *len + 1);
+    }
+    return 0;
+}
+
+void fm_wake_subscribe(fm_req *req, const fm_request *msg)
+{
+    fm_wake_service *ws = req->srv->wake;
+    char name[FM_KEY_MAX + 1], group[FM_NAME_MAX + 1];
+    size_t len, glen = 0;
+    fm_proto_err err;
+    wchan *c;
+    wsub *s;
+    pending *p;
+    int rc;
+
+    if (channel_arg(req, msg, name, &len) != 0)
+        return;
+    if (fm_request_string(msg, "group", 0, FM_NAME_MAX, group, &glen, NULL, &err) != 0) {
+        fm_req_fail(req, err.code, "%s", err.msg);
+        return;
+    }
+    c = find_chan(ws, name, len);
+    if (c == NULL) {
+        c = calloc(1, sizeof(*c) + len + 1);
+        if (c == NULL) {
+            fm_req_fail(req, FM_E_INTERNAL, "out of memory");
+            return;
+        }
+        memcpy(c->name, name, len + 1);
+        c->len = len;
+        c->next = ws->chans;
+        ws->chans = c;
+    }
+    for (s = c->subs; s != NULL && s->conn != req->conn; s = s->next)
+        ;
+    if (s == NULL) {
+        s = calloc(1, sizeof(*s));
+        if (s == NULL) {
+            fm_req_fail(req, FM_E_INTERNAL, "out of memory");
+            chan_release(ws, c);
+            return;
+        }
+        s->conn = req->conn;
+        s->next = c->subs;
+        c->subs = s;
+        req->conn->subscriptions++;
+    }
+    /* Subscribing again replaces the group. */
+    memcpy(s->group, group, glen);
+    s->glen = glen;
+    group_use(c, group, glen);
+    groups_prune(c);
+
+    rc = fm_link_subscribe(ws->srv->link, c->name, c->len);
+    if (rc == 1) {
+        answer_subscribe(req, c);
+        return;
+    }
+    if (rc < 0) {
+        sub_remove(ws, c, req->conn);
+        fm_req_fail(req, FM_E_INTERNAL, "out of memory");
+        chan_release(ws, c);
+        return;
+    }
+    p = fm_req_data(req, sizeof(*p));
+    if (p == NULL)
+        return;
+    p->req = req;
+    p->chan = c;
+    p->next = c->waiting;
+    c->waiting = p;
+    req->on_settle = pending_unlink;
+    req->on_timer = subscribe_expired;
+    fm_req_deadline(req, (uint64_t)req->srv->cfg->request_timeout_ms);
+}
+
+void fm_wake_unsubscribe(fm_req *req, const fm_request *msg)
+{
+    fm_wake_service *ws = req->srv->wake;
+    char name[FM_KEY_MAX + 1];
+    size_t len;
+    fm_conn *conn;
+    wchan *c;
+
+    if (channel_arg(req, msg, name, &len) != 0)
+        return;
+    c = find_chan(ws, name, len);
+    if (c != NULL) {
+        sub_remove(ws, c, req->conn);
+        chan_release(ws, c);
+    }
+    conn = fm_req_ok_start(req);
+    if (conn == NULL)
+        return;
+    fm_reply_put_str(conn, "channel", name, len);
+    fm_req_ok_finish(req);
+}
+
+void fm_wake_conn_closed(fm_wake_service *ws, fm_conn *conn)
+{
+    wchan *c, *next;
+
+    if (ws == NULL)
+        return;
+    for (c = ws->chans; c != NULL && conn->subscriptions > 0; c = next) {
+        next = c->next;
+        sub_remove(ws, c, conn);
+        chan_release(ws, c);
+    }
+}
+
+/* ---- signals ---- */
+
+static void signal_done(fm_req *req, redisReply *reply)
+{
+    fm_req_ok_int(req, "receivers", reply->integer);
+}
+
+static void signal_many_done(fm_req *req, redisReply *reply)
+{
+    fm_req_ok_int(req, "signaled", reply->integer);
+}
+
+void fm_wake_signal(fm_req *req, const fm_request *msg)
+{
+    char id[FM_KEY_MAX + 1], ch[FM_KEY_MAX + 1];
+    size_t idlen, chlen;
+    fm_proto_err err;
+    fm_buf payload;
+
+    if (fm_request_string(msg, "execution_id", 1, FM_KEY_MAX, id, &idlen, NULL, &err) != 0) {
+        fm_req_fail(req, err.code, "%s", err.msg);
+        return;
+    }
+    if (channel_arg(req, msg, ch, &chlen) != 0)
+        return;
+    fm_buf_init(&payload);
+    put_payload(&payload, id, idlen, now_ms());
+    if (payload.oom)
+        fm_req_fail(req, FM_E_INTERNAL, "out of memory");
+    else
+        fm_req_command(req, 3, (const char *[]){"PUBLISH", ch, payload.data},
+                       (size_t[]){7, chlen, payload.len}, signal_done);
+    fm_buf_free(&payload);
+}
+
+void fm_wake_signal_many(fm_req *req, const fm_request *msg)
+{
+    fm_wake_service *ws = req->srv->wake;
+    char ch[FM_KEY_MAX + 1], id[FM_KEY_MAX + 1];
+    size_t chlen, count, idlen, i, off;
+    fm_json_val arr, name, v;
+    fm_json_iter it;
+    fm_proto_err err;
+    const char **argv;
+    size_t *lens, *ends;
+    fm_buf payloads;
+    int64_t ts = now_ms();
+
+    if (fm_request_string_array(msg, "execution_ids", (size_t)req->srv->cfg->max_batch,
+                                FM_KEY_MAX, &arr, &count, &err) != 0) {
+        fm_req_fail(req, err.code, "%s", err.msg);
+        return;
+    }
+    if (channel_arg(req, msg, ch, &chlen) != 0)
+        return;
+    if (count == 0) {
+        fm_req_ok_int(req, "signaled", 0);
+        return;
+    }
+    argv = malloc((count + 1) * sizeof(*argv));
+    lens = malloc((count + 1) * sizeof(*lens));
+    ends = malloc(count * sizeof(*ends));
+    fm_buf_init(&payloads);
+    if (argv == NULL || lens == NULL || ends == NULL)
+        goto oom;
+    fm_json_iter_init(&it, &arr);
+    for (i = 0; fm_json_iter_next(&it, &name, &v); i++) {
+        fm_request_check_string(&v, "execution_ids", FM_KEY_MAX, id, &idlen, &err);
+        put_payload(&payloads, id, idlen, ts);
+        ends[i] = payloads.len;
+    }
+    if (payloads.oom)
+        goto oom;
+    /* Pointers only once the buffer has stopped moving. */
+    argv[0] = ch;
+    lens[0] = chlen;
+    for (i = 0, off = 0; i < count; off = ends[i++]) {
+        argv[i + 1] = payloads.data + off;
+        lens[i + 1] = ends[i] - off;
+    }
+    fm_req_script(req, &ws->signal_many, 0, (int)count + 1, argv, lens, signal_many_done);
+    goto out;
+oom:
+    fm_req_fail(req, FM_E_INTERNAL, "out of memory");
+out:
+    free(argv);
+    free(lens);
+    free(ends);
+    fm_buf_free(&payloads);
+}
+
+/* ---- service ---- */
+
+fm_wake_service *fm_wake_service_create(fm_server *srv)
+{
+    fm_wake_service *ws = calloc(1, sizeof(*ws));
+    fm_link_sub_handler h = {on_message, on_subscribed, on_down, ws};
+
+    if (ws == NULL)
+        return NULL;
+    ws->srv = srv;
+    fm_buf_init(&ws->frame);
+    ws->signal_many = (fm_script){.name = "signal_many", .body = signal_many_lua};
+    ws->release_channel = strdup(srv->cfg->lock_release_channel);
+    if (ws->release_channel == NULL ||
+        fm_link_register_script(srv->link, &ws->signal_many) != 0 ||
+        fm_link_subscribe(srv->link, ws->release_channel, strlen(ws->release_channel)) < 0) {
+        fm_wake_service_free(ws);
+        return NULL;
+    }
+    fm_link_set_sub_handler(srv->link, &h);
+    return ws;
+}
+
+void fm_wake_service_free(fm_wake_service *ws)
+{
+    if (ws == NULL)
+        return;
+    while (ws->chans != NULL) {
+        wchan *c = ws->chans;
+        ws->chans = c->next;
+        while (c->subs != NULL) {
+            wsub *s = c->subs;
+            c->subs = s->next;
+            free(s);
+        }
+        c->subs = NULL;
+        groups_prune(c);
+        free(c);
+    }
+    fm_buf_free(&ws->frame);
+    free(ws->release_channel);
+    free(ws);
+}

@@ -1,0 +1,13 @@
+/* wake.h -- the wake service: signal, signal_many, subscribe, unsubscribe,
+ * delivery of wakes to local subscribers, and Redis link events for them. */
+#ifndef FM_WAKE_H
+#define FM_WAKE_H
+
+#include "server.h"
+
+fm_wake_service *fm_wake_service_create(fm_server *srv);
+void fm_wake_service_free(fm_wake_service *ws);
+/* Drops every subscription of a connection that is closing. */
+void fm_wake_conn_closed(fm_wake_service *ws, fm_conn *conn);
+
+#endif

@@ -1,0 +1,740 @@
+/* fm_json.c -- strict JSON validation (RFC 8259) and span navigation.
+ *
+ * The validator is one forward pass with an explicit stack of open
+ * containers, so hostile nesting costs a bounded array, never C stack.
+ * Member names of every open object are collected in one scratch array
+ * (hash of the decoded name, raw span); when an object closes its slice is
+ * heap-sorted by (hash, decoded bytes) and neighbours are compared. Heapsort
+ * keeps duplicate detection O(n log n) even for names chosen to collide, and
+ * sorts in place, so a validation does at most one growing allocation (none
+ * while the open objects hold at most 16 names in all).
+ *
+ * Navigation re-scans spans of validated text: a string is skipped by its
+ * escapes, a container by counting brackets outside strings. That is O(size
+ * of the container) per lookup, which is cheap next to the validation every
+ * body already paid for, and needs no parse tree. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fm_json.h"
+
+#define FM_JSON_STR_(x) #x
+#define FM_JSON_STR(x) FM_JSON_STR_(x)
+
+/* A member name seen in a still-open object. */
+typedef struct fm_json_member {
+    const unsigned char *p;     /* the name, quotes included */
+    size_t len;
+    uint64_t hash;              /* of the decoded bytes */
+} fm_json_member;
+
+typedef struct fm_json_validator {
+    const unsigned char *text, *p, *end;
+    const char *why;
+    const unsigned char *at;
+    fm_json_member *m;          /* names of the open objects, innermost last */
+    size_t n, cap;
+    fm_json_member local[16];
+} fm_json_validator;
+
+/* Reads the decoded bytes of a validated string one at a time, so names can
+ * be hashed, compared and measured without a buffer. */
+typedef struct fm_json_reader {
+    const unsigned char *p, *end;   /* raw content between the quotes */
+    unsigned char buf[4];           /* pending bytes of a decoded escape */
+    unsigned i, n;
+} fm_json_reader;
+
+static int is_ws(unsigned c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static int is_digit(unsigned c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int hex_value(unsigned c)
+{
+    if (is_digit(c))
+        return (int)(c - '0');
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return (int)(c - 'a' + 10);
+    return -1;
+}
+
+static int hex4(const unsigned char *p, const unsigned char *end, unsigned *out)
+{
+    unsigned v = 0;
+
+    if (end - p < 4)
+        return -1;
+    for (int i = 0; i < 4; i++) {
+        int h = hex_value(p[i]);
+
+        if (h < 0)
+            return -1;
+        v = v << 4 | (unsigned)h;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Length of the well-formed UTF-8 sequence at p, or 0. Rejects overlong
+ * forms, UTF-16 surrogates, code points above U+10FFFF, truncation and
+ * stray continuation bytes (the table of RFC 3629, section 4). */
+static size_t utf8_len(const unsigned char *p, const unsigned char *end)
+{
+    unsigned c = p[0], lo = 0x80, hi = 0xBF;
+    size_t len;
+
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if ((size_t)(end - p) < len || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    return len;
+}
+
+/* ---- Decoded reading of validated strings ------------------------------- */
+
+static void reader_init(fm_json_reader *r, const char *s, size_t len)
+{
+    r->p = (const unsigned char *)s + 1;
+    r->end = (const unsigned char *)s + (len >= 2 ? len - 1 : 1);
+    r->i = r->n = 0;
+}
+
+/* The next decoded byte, or -1 at the end. */
+static int reader_next(fm_json_reader *r)
+{
+    unsigned cp = 0, lo = 0xDC00;
+    unsigned char c;
+
+    if (r->i < r->n)
+        return r->buf[r->i++];
+    if (r->p >= r->end)
+        return -1;
+    if (*r->p != '\\')
+        return *r->p++;
+    c = r->p[1];
+    r->p += 2;
+    switch (c) {
+    case 'b': return '\b';
+    case 'f': return '\f';
+    case 'n': return '\n';
+    case 'r': return '\r';
+    case 't': return '\t';
+    case 'u': break;
+    default: return c;          /* '"', '\\' and '/' stand for themselves */
+    }
+    hex4(r->p, r->end, &cp);
+    r->p += 4;
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+        hex4(r->p + 2, r->end, &lo);
+        r->p += 6;
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+    }
+    if (cp < 0x80)
+        return (int)cp;
+    if (cp < 0x800) {
+        r->buf[0] = (unsigned char)(0xC0 | cp >> 6);
+        r->n = 2;
+    } else if (cp < 0x10000) {
+        r->buf[0] = (unsigned char)(0xE0 | cp >> 12);
+        r->buf[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+        r->n = 3;
+    } else {
+        r->buf[0] = (unsigned char)(0xF0 | cp >> 18);
+        r->buf[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
+        r->buf[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+        r->n = 4;
+    }
+    r->buf[r->n - 1] = (unsigned char)(0x80 | (cp & 0x3F));
+    r->i = 1;
+    return r->buf[0];
+}
+
+/* FNV-1a of the decoded name: cheap, and collisions only cost a compare. */
+static uint64_t name_hash(const unsigned char *p, size_t len)
+{
+    fm_json_reader r;
+    uint64_t h = 14695981039346656037ULL;
+    int c;
+
+    reader_init(&r, (const char *)p, len);
+    while ((c = reader_next(&r)) >= 0)
+        h = (h ^ (unsigned)c) * 1099511628211ULL;
+    return h;
+}
+
+static int member_cmp(const fm_json_member *a, const fm_json_member *b)
+{
+    fm_json_reader ra, rb;
+    int ca, cb;
+
+    if (a->hash != b->hash)
+        return a->hash < b->hash ? -1 : 1;
+    reader_init(&ra, (const char *)a->p, a->len);
+    reader_init(&rb, (const char *)b->p, b->len);
+    do {
+        ca = reader_next(&ra);
+        cb = reader_next(&rb);
+    } while (ca == cb && ca >= 0);
+    return ca < cb ? -1 : ca > cb;
+}
+
+static void sift_down(fm_json_member *m, size_t root, size_t n)
+{
+    for (;;) {
+        size_t child = 2 * root + 1;
+        fm_json_member t;
+
+        if (child >= n)
+            return;
+        if (child + 1 < n && member_cmp(&m[child], &m[child + 1]) < 0)
+            child++;
+        if (member_cmp(&m[root], &m[child]) >= 0)
+            return;
+        t = m[root];
+        m[root] = m[child];
+        m[child] = t;
+        root = child;
+    }
+}
+
+static void sort_members(fm_json_member *m, size_t n)
+{
+    for (size_t i = n / 2; i-- > 0;)
+        sift_down(m, i, n);
+    for (size_t i = n; i-- > 1;) {
+        fm_json_member t = m[0];
+
+        m[0] = m[i];
+        m[i] = t;
+        sift_down(m, 0, i);
+    }
+}
+
+/* ---- Validation --------------------------------------------------------- */
+
+static int fail(fm_json_validator *v, const unsigned char *at, const char *why)
+{
+    v->why = why;
+    v->at = at;
+    return -1;
+}
+
+static void skip_ws(fm_json_validator *v)
+{
+    while (v->p < v->end && is_ws(*v->p))
+        v->p++;
+}
+
+static int check_string(fm_json_validator *v)
+{
+    const unsigned char *p = v->p + 1, *end = v->end;
+
+    while (p < end) {
+        unsigned c = *p, cp;
+        size_t n;
+
+        if (c == '"') {
+            v->p = p + 1;
+            return 0;
+        }
+        if (c < 0x20)
+            return fail(v, p, "control character in string");
+        if (c < 0x80 && c != '\\') {
+            p++;
+            continue;
+        }
+        if (c >= 0x80) {
+            if ((n = utf8_len(p, end)) == 0)
+                return fail(v, p, "invalid UTF-8");
+            p += n;
+            continue;
+        }
+        if (end - p < 2)
+            break;
+        switch (p[1]) {
+        case '"': case '\\': case '/':
+        case 'b': case 'f': case 'n': case 'r': case 't':
+            p += 2;
+            continue;
+        case 'u':
+            break;
+        default:
+            return fail(v, p, "invalid escape");
+        }
+        if (hex4(p + 2, end, &cp) != 0)
+            return fail(v, p, "invalid \\u escape");
+        if (cp >= 0xDC00 && cp <= 0xDFFF)
+            return fail(v, p, "unpaired surrogate");
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            /* The pair must follow at once, or no code point is named. */
+            if (end - p < 12 || p[6] != '\\' || p[7] != 'u' ||
+                hex4(p + 8, end, &cp) != 0 || cp < 0xDC00 || cp > 0xDFFF)
+                return fail(v, p, "unpaired surrogate");
+            p += 6;
+        }
+        p += 6;
+    }
+    return fail(v, end, "unterminated string");
+}
+
+static int check_digits(fm_json_validator *v)
+{
+    if (v->p >= v->end || !is_digit(*v->p))
+        return fail(v, v->p, "invalid number");
+    while (v->p < v->end && is_digit(*v->p))
+        v->p++;
+    return 0;
+}
+
+static int check_number(fm_json_validator *v)
+{
+    if (*v->p == '-')
+        v->p++;
+    if (v->p < v->end && *v->p == '0') {
+        v->p++;
+        if (v->p < v->end && is_digit(*v->p))
+            return fail(v, v->p - 1, "leading zero in number");
+    } else if (check_digits(v) != 0) {
+        return -1;
+    }
+    if (v->p < v->end && *v->p == '.') {
+        v->p++;
+        if (check_digits(v) != 0)
+            return -1;
+    }
+    if (v->p < v->end && (*v->p == 'e' || *v->p == 'E')) {
+        v->p++;
+        if (v->p < v->end && (*v->p == '+' || *v->p == '-'))
+            v->p++;
+        if (check_digits(v) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int check_literal(fm_json_validator *v, const char *word)
+{
+    size_t n = strlen(word);
+
+    if ((size_t)(v->end - v->p) < n || memcmp(v->p, word, n) != 0)
+        return fail(v, v->p, "invalid literal");
+    v->p += n;
+    return 0;
+}
+
+static int push_member(fm_json_validator *v, const unsigned char *name,
+                       size_t len)
+{
+    if (v->n == v->cap) {
+        size_t cap = v->cap * 2;
+        fm_json_member *m;
+
+        if (cap > SIZE_MAX / sizeof(*m))
+            return fail(v, name, "out of memory");
+        if (v->m == v->local) {
+            m = malloc(cap * sizeof(*m));
+            if (m != NULL)
+                memcpy(m, v->local, sizeof(v->local));
+        } else {
+            m = realloc(v->m, cap * sizeof(*m));
+        }
+        if (m == NULL)
+            return fail(v, name, "out of memory");
+        v->m = m;
+        v->cap = cap;
+    }
+    v->m[v->n].p = name;
+    v->m[v->n].len = len;
+    v->m[v->n].hash = name_hash(name, len);
+    v->n++;
+    return 0;
+}
+
+/* Checks the names of the object that just closed, whose names start at
+ * m[base], and drops them from the scratch array. */
+static int close_object(fm_json_validator *v, size_t base)
+{
+    fm_json_member *m = v->m + base;
+    size_t n = v->n - base;
+
+    sort_members(m, n);
+    for (size_t i = 1; i < n; i++)
+        if (member_cmp(&m[i - 1], &m[i]) == 0)
+            return fail(v, m[i - 1].p > m[i].p ? m[i - 1].p : m[i].p,
+                        "duplicate member name");
+    v->n = base;
+    return 0;
+}
+
+static fm_json_type type_of(char c)
+{
+    switch (c) {
+    case '{': return FM_JSON_OBJECT;
+    case '[': return FM_JSON_ARRAY;
+    case '"': return FM_JSON_STRING;
+    case 't': return FM_JSON_TRUE;
+    case 'f': return FM_JSON_FALSE;
+    case 'n': return FM_JSON_NULL;
+    default: return FM_JSON_NUMBER;
+    }
+}
+
+/* A value is parsed in state VALUE; an object member's name and colon in
+ * NAME; what may follow a value (a comma, a closing bracket, the end) in
+ * NEXT. open[] holds, per open container, the scratch index where its
+ * names begin, or SIZE_MAX for an array. */
+static int validate(fm_json_validator *v, fm_json_val *root)
+{
+    enum { VALUE, NAME, NEXT } st = VALUE;
+    size_t open[FM_JSON_MAX_DEPTH];
+    size_t depth = 0;
+    const unsigned char *name;
+
+    skip_ws(v);
+    root->p = (const char *)v->p;
+    for (;;) {
+        unsigned c = v->p < v->end ? *v->p : 0;
+        int object;
+
+        if (st == NAME) {
+            if (c != '"')
+                return fail(v, v->p, v->p < v->end ? "expected a member name"
+                                                   : "unexpected end of text");
+            name = v->p;
+            if (check_string(v) != 0 ||
+                push_member(v, name, (size_t)(v->p - name)) != 0)
+                return -1;
+            skip_ws(v);
+            if (v->p >= v->end || *v->p != ':')
+                return fail(v, v->p, "expected ':'");
+            v->p++;
+            skip_ws(v);
+            st = VALUE;
+            continue;
+        }
+        if (st == NEXT) {
+            if (depth == 0)
+                break;
+            object = open[depth - 1] != SIZE_MAX;
+            skip_ws(v);
+            c = v->p < v->end ? *v->p : 0;
+            if (c == ',') {
+                v->p++;
+                skip_ws(v);
+                st = object ? NAME : VALUE;
+            } else if (c == (object ? '}' : ']')) {
+                v->p++;
+                if (object && close_object(v, open[depth - 1]) != 0)
+                    return -1;
+                depth--;
+            } else if (v->p >= v->end) {
+                return fail(v, v->p, "unexpected end of text");
+            } else {
+                return fail(v, v->p, object ? "expected ',' or '}'"
+                                            : "expected ',' or ']'");
+            }
+            continue;
+        }
+        st = NEXT;
+        switch (c) {
+        case '{':
+        case '[':
+            if (depth == FM_JSON_MAX_DEPTH)
+                return fail(v, v->p, "nesting deeper than "
+                            FM_JSON_STR(FM_JSON_MAX_DEPTH) " levels");
+            open[depth++] = c == '{' ? v->n : SIZE_MAX;
+            v->p++;
+            skip_ws(v);
+            if (v->p < v->end && *v->p == (c == '{' ? '}' : ']')) {
+                v->p++;
+                depth--;
+            } else {
+                st = c == '{' ? NAME : VALUE;
+            }
+            break;
+        case '"':
+            if (check_string(v) != 0)
+                return -1;
+            break;
+        case 't':
+            if (check_literal(v, "true") != 0)
+                return -1;
+            break;
+        case 'f':
+            if (check_literal(v, "false") != 0)
+                return -1;
+            break;
+        case 'n':
+            if (check_literal(v, "null") != 0)
+                return -1;
+            break;
+        default:
+            if (c == '-' || is_digit(c)) {
+                if (check_number(v) != 0)
+                    return -1;
+                break;
+            }
+            return fail(v, v->p, v->p < v->end ? "expected a value"
+                                               : "unexpected end of text");
+        }
+    }
+    root->type = type_of(*root->p);
+    root->len = (size_t)(v->p - (const unsigned char *)root->p);
+    skip_ws(v);
+    if (v->p != v->end)
+        return fail(v, v->p, "trailing characters after the value");
+    return 0;
+}
+
+int fm_json_validate(const char *text, size_t len, fm_json_val *root,
+                     const char **why, size_t *at)
+{
+    fm_json_validator v;
+    fm_json_val r;
+    int rc;
+
+    v.text = v.p = (const unsigned char *)text;
+    v.end = v.text + len;
+    v.why = NULL;
+    v.at = NULL;
+    v.m = v.local;
+    v.n = 0;
+    v.cap = sizeof(v.local) / sizeof(v.local[0]);
+    rc = validate(&v, &r);
+    if (v.m != v.local)
+        free(v.m);
+    if (rc != 0) {
+        if (why != NULL)
+            *why = v.why;
+        if (at != NULL)
+            *at = (size_t)(v.at - v.text);
+        return -1;
+    }
+    if (root != NULL)
+        *root = r;
+    return 0;
+}
+
+/* ---- Navigation over validated text ------------------------------------- */
+
+static const char *nav_ws(const char *p, const char *end)
+{
+    while (p < end && is_ws((unsigned char)*p))
+        p++;
+    return p;
+}
+
+/* Past the closing quote of the string starting at p. */
+static const char *nav_string(const char *p, const char *end)
+{
+    for (p++; p < end && *p != '"'; p++)
+        if (*p == '\\')
+            p++;
+    return p < end ? p + 1 : end;
+}
+
+/* The value starting at p; p < end. */
+static fm_json_val nav_value(const char *p, const char *end)
+{
+    fm_json_val v;
+    const char *q = p;
+    size_t depth = 0;
+
+    v.type = type_of(*p);
+    v.p = p;
+    if (v.type == FM_JSON_STRING) {
+        q = nav_string(q, end);
+    } else if (v.type == FM_JSON_OBJECT || v.type == FM_JSON_ARRAY) {
+        while (q < end) {
+            char c = *q;
+
+            if (c == '"') {
+                q = nav_string(q, end);
+                continue;
+            }
+            q++;
+            if (c == '[' || c == '{')
+                depth++;
+            else if ((c == ']' || c == '}') && --depth == 0)
+                break;
+        }
+    } else {
+        while (q < end && *q != ',' && *q != ']' && *q != '}' &&
+               !is_ws((unsigned char)*q))
+            q++;
+    }
+    v.len = (size_t)(q - p);
+    return v;
+}
+
+void fm_json_iter_init(fm_json_iter *it, const fm_json_val *container)
+{
+    it->object = container->type == FM_JSON_OBJECT;
+    if (it->object || container->type == FM_JSON_ARRAY) {
+        it->p = container->p + 1;
+        it->end = container->p + container->len - 1;
+    } else {
+        it->p = it->end = container->p;
+    }
+}
+
+int fm_json_iter_next(fm_json_iter *it, fm_json_val *name, fm_json_val *val)
+{
+    const char *p = nav_ws(it->p, it->end);
+    fm_json_val v;
+
+    if (p < it->end && *p == ',')
+        p = nav_ws(p + 1, it->end);
+    if (p >= it->end)
+        return 0;
+    if (it->object) {
+        v = nav_value(p, it->end);
+        if (name != NULL)
+            *name = v;
+        p = nav_ws(p + v.len, it->end);
+        p = nav_ws(p + 1, it->end);     /* the ':' */
+        if (p >= it->end)
+            return 0;
+    }
+    v = nav_value(p, it->end);
+    if (val != NULL)
+        *val = v;
+    it->p = p + v.len;
+    return 1;
+}
+
+int fm_json_object_get(const fm_json_val *obj, const char *name,
+                       size_t name_len, fm_json_val *out)
+{
+    fm_json_iter it;
+    fm_json_val n, v;
+
+    if (obj->type != FM_JSON_OBJECT)
+        return 0;
+    fm_json_iter_init(&it, obj);
+    while (fm_json_iter_next(&it, &n, &v)) {
+        if (fm_json_string_eq(&n, name, name_len)) {
+            if (out != NULL)
+                *out = v;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+size_t fm_json_count(const fm_json_val *container)
+{
+    fm_json_iter it;
+    size_t n = 0;
+
+    fm_json_iter_init(&it, container);
+    while (fm_json_iter_next(&it, NULL, NULL))
+        n++;
+    return n;
+}
+
+int fm_json_string_decode(const fm_json_val *s, char *out, size_t cap,
+                          size_t *out_len, int *ctrl)
+{
+    fm_json_reader r;
+    size_t n = 0;
+    int c, has_ctrl = 0;
+
+    reader_init(&r, s->p, s->len);
+    while ((c = reader_next(&r)) >= 0) {
+        if (c < 0x20 || c == 0x7f)
+            has_ctrl = 1;
+        if (n < cap)
+            out[n] = (char)c;
+        n++;
+    }
+    if (n < cap)
+        out[n] = '\0';
+    if (out_len != NULL)
+        *out_len = n;
+    if (ctrl != NULL)
+        *ctrl = has_ctrl;
+    return n <= cap ? 0 : -1;
+}
+
+size_t fm_json_string_len(const fm_json_val *s)
+{
+    fm_json_reader r;
+    size_t n = 0;
+
+    reader_init(&r, s->p, s->len);
+    while (reader_next(&r) >= 0)
+        n++;
+    return n;
+}
+
+int fm_json_string_eq(const fm_json_val *s, const char *text, size_t n)
+{
+    fm_json_reader r;
+    size_t i = 0;
+    int c;
+
+    reader_init(&r, s->p, s->len);
+    while ((c = reader_next(&r)) >= 0)
+        if (i >= n || (unsigned char)text[i++] != c)
+            return 0;
+    return i == n;
+}
+
+int fm_json_int64(const fm_json_val *num, int64_t min, int64_t max,
+                  int64_t *out)
+{
+    const char *p = num->p, *end = num->p + num->len;
+    int neg;
+    uint64_t u = 0, limit;
+    int64_t v;
+
+    if (num->type != FM_JSON_NUMBER || p == end)
+        return -1;
+    neg = *p == '-';
+    p += neg;
+    if (p == end)
+        return -1;
+    limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; p < end; p++) {
+        unsigned d;
+
+        if (!is_digit((unsigned char)*p))
+            return -1;      /* a fraction or an exponent */
+        d = (unsigned)(*p - '0');
+        if (u > (limit - d) / 10)
+            return -1;
+        u = u * 10 + d;
+    }
+    /* -(u - 1) - 1 reaches INT64_MIN without overflowing. */
+    v = neg && u > 0 ? -(int64_t)(u - 1) - 1 : (int64_t)u;
+    if (v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
