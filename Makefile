@@ -57,8 +57,10 @@ $(LIB_A): $(call obj,$(LIB_SRC) $(PROTO_SRC))
 	rm -f $@
 	$(AR) rcs $@ $^
 
+# The real file carries the soname; the unversioned name is for -lfmredis.
 $(LIB_SO): $(call obj,$(LIB_SRC) $(PROTO_SRC))
-	$(CC) $(LDFLAGS) -shared -Wl,-soname,libfmredis.so.0 $^ -o $@
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libfmredis.so.0 $^ -o $@.0
+	ln -sf libfmredis.so.0 $@
 
 $(CLI): $(call obj,$(CLI_SRC)) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ -o $@

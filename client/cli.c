@@ -728,6 +728,8 @@ static int cmd_wake(cli *t, int argc, char **argv)
                 timeout = spent >= wait_ms ? 0 : (int)(wait_ms - spent);
             }
             if (fm_event_wait(c, &ev, timeout) != FM_OK) {
+                if (fm_client_err(c) == FM_ERR_INTERRUPTED)
+                    continue;
                 if (fm_client_err(c) == FM_ERR_TIMEOUT)
                     return EX_NO;
                 return client_fail(c);

@@ -74,6 +74,7 @@ struct fm_client {
     int timeout_ms;
     size_t max_reply;
     int64_t next_id;
+    int64_t call_ms;    /* the current call's timeout, for its message */
     int sent;           /* the current call's request went out whole */
 
     fm_frame_reader *rd;
@@ -103,6 +104,8 @@ struct fm_client {
 /* ------------------------------------------------------------------------ */
 /* Errors                                                                   */
 
+static void vset_err(fm_client *c, fm_client_error err, const char *fmt,
+                     va_list ap) __attribute__((format(printf, 3, 0)));
 static void vset_err(fm_client *c, fm_client_error err, const char *fmt,
                      va_list ap)
 {
@@ -215,6 +218,7 @@ const char *fm_client_error_name(fm_client_error err)
     case FM_ERR_SERVER: return "server";
     case FM_ERR_OOM: return "oom";
     case FM_ERR_ARG: return "invalid_argument";
+    case FM_ERR_INTERRUPTED: return "interrupted";
     }
     return "unknown";
 }
@@ -664,8 +668,10 @@ static int same_id(const fm_json_val *a, const fm_json_val *b)
 static int send_release(fm_client *c, const char *key, const char *token,
                         size_t token_len, int64_t deadline);
 
-/* A late reply of a timed-out acquire that got the lock: give it back. */
-static int release_orphan(fm_client *c, const fm_json_val *root, int64_t id)
+/* A late reply of a timed-out acquire: forget it, and if it got the lock,
+ * give the lock back. */
+static int release_orphan(fm_client *c, const fm_json_val *root, int64_t id,
+                          int ok)
 {
     orphan **pp, *o = NULL;
     fm_json_val tok;
@@ -682,8 +688,8 @@ static int release_orphan(fm_client *c, const fm_json_val *root, int64_t id)
     }
     if (o == NULL)
         return 0;
-    if (member(root, "token", &tok) && tok.type == FM_JSON_STRING &&
-        fm_json_string_decode(&tok, token, sizeof(token), &tlen, NULL) == 0) {
+    if (ok && member(root, "token", &tok) && tok.type == FM_JSON_STRING &&
+        fm_json_string_decode(&tok, token, FM_TOKEN_MAX, &tlen, NULL) == 0) {
         /* The output buffer may hold the request of the call in progress,
          * already sent: it is reused. */
         rc = send_release(c, o->key, token, tlen,
@@ -731,8 +737,8 @@ static int handle_frame(fm_client *c, const char *body, size_t len,
         if (fm_json_int64(&idv, -ID_MAX, ID_MAX, &id) == 0) {
             if (w->kind == WANT_ID && id == w->id)
                 goto mine;
-            if (c->orphans != NULL && okv.type == FM_JSON_TRUE &&
-                release_orphan(c, &root, id) != 0)
+            if (c->orphans != NULL &&
+                release_orphan(c, &root, id, okv.type == FM_JSON_TRUE) != 0)
                 return -1;
         }
     }
@@ -877,8 +883,8 @@ static int wait_reply(fm_client *c, const want *w, int64_t deadline)
             return FM_ERR;
         t = poll_timeout(deadline);
         if (t == 0)
-            return fail(c, FM_ERR_TIMEOUT, "no reply within %d ms",
-                        c->timeout_ms);
+            return fail(c, FM_ERR_TIMEOUT, "no reply within %lld ms",
+                        (long long)c->call_ms);
         pfd.fd = c->fd;
         pfd.events = POLLIN;
         r = poll(&pfd, 1, t);
@@ -1051,6 +1057,7 @@ static int call_timeout(fm_client *c, int64_t id, int64_t timeout_ms)
 
     if (req_end(c) != FM_OK)
         return FM_ERR;
+    c->call_ms = timeout_ms;
     return exchange(c, &w, deadline_in(timeout_ms));
 }
 
@@ -1270,12 +1277,13 @@ int fm_lock_acquire(fm_client *c, const char *key, const fm_lock_opts *opts,
         return FM_OK;
     if (tok.type != FM_JSON_STRING)
         return fail(c, FM_ERR_PROTOCOL, "reply's \"token\" is not a string");
-    if (fm_json_string_decode(&tok, out->token, sizeof(out->token), &n,
+    if (fm_json_string_decode(&tok, out->token, FM_TOKEN_MAX, &n,
                               NULL) != 0) {
         out->token[0] = '\0';
         return fail(c, FM_ERR_PROTOCOL, "token of %zu bytes is longer than "
                     "%d", n, FM_TOKEN_MAX);
     }
+    out->token[n] = '\0';
     out->token_len = n;
     if (result_int(c, "fence", &out->fence) != FM_OK) {
         out->token[0] = '\0';
@@ -1394,8 +1402,8 @@ int fm_with_lock(fm_client *c, const char *key, const fm_lock_opts *opts,
     else
         memset(&o, 0, sizeof(o));
     clear_err(c);
-    if (need(c, fn, "fn") != FM_OK)
-        return FM_ERR;
+    if (fn == NULL)
+        return fail(c, FM_ERR_ARG, "fn must not be NULL");
     if (o.ttl_ms != 0 && o.ttl_ms < 100)
         return fail(c, FM_ERR_ARG, "auto_extend needs a ttl of at least "
                     "100 ms, got %lld", (long long)o.ttl_ms);
@@ -1689,8 +1697,10 @@ int fm_call_raw(fm_client *c, const char *request, size_t len, char **reply,
     fm_buf_append(&c->out, request, len);
     if (c->out.oom)
         return fail(c, FM_ERR_OOM, "out of memory building the request");
+    c->call_ms = c->timeout_ms;
     rc = exchange(c, &w, deadline_in(c->timeout_ms));
-    if (rc != FM_OK && c->err != FM_ERR_SERVER)
+    /* A server error learnt from a close notice has no reply to hand out. */
+    if (rc != FM_OK && (c->err != FM_ERR_SERVER || c->rbody == NULL))
         return FM_ERR;
     if (copy_span(c, &c->rroot, reply, reply_len) != FM_OK)
         return FM_ERR;
@@ -1712,32 +1722,37 @@ int fm_event_wait(fm_client *c, fm_event *ev, int timeout_ms)
     for (;;) {
         struct pollfd pfd;
         ssize_t n;
-        int r, t;
+        int r;
 
-        if (pop_event(c, ev))
+        if (pop_event(c, ev)) {
+            clear_err(c);
             return FM_OK;
-        if (c->fd < 0)
-            return fail(c, FM_ERR_CLOSED, "not connected%s%s",
-                        c->closed_why[0] ? ": " : "", c->closed_why);
-        if (dispatch(c, &none) < 0)
-            continue;   /* closed: report after the queue */
-        if (c->ev_count > 0)
+        }
+        if (c->fd < 0) {
+            if (c->err == FM_ERR_NONE)
+                fail(c, FM_ERR_CLOSED, "not connected%s%s",
+                     c->closed_why[0] ? ": " : "", c->closed_why);
+            return FM_ERR;
+        }
+        if (dispatch(c, &none) < 0 || c->ev_count > 0)
             continue;
-        t = poll_timeout(deadline);
-        if (t == 0)
-            return fail(c, FM_ERR_TIMEOUT, "no event within %d ms",
-                        timeout_ms);
+        /* A timeout of 0 still takes what is readable now. */
         pfd.fd = c->fd;
         pfd.events = POLLIN;
-        r = poll(&pfd, 1, t);
+        r = poll(&pfd, 1, poll_timeout(deadline));
         if (r < 0) {
             if (errno == EINTR)
-                continue;
+                return fail(c, FM_ERR_INTERRUPTED,
+                            "interrupted by a signal");
             fail_close(c, FM_ERR_IO, "poll: %s", strerror(errno));
             continue;
         }
-        if (r == 0)
+        if (r == 0) {
+            if (poll_timeout(deadline) == 0)
+                return fail(c, FM_ERR_TIMEOUT, "no event within %d ms",
+                            timeout_ms);
             continue;
+        }
         n = read_once(c);
         if (n == 0) {
             dispatch(c, &none);

@@ -32,8 +32,8 @@
  *   only: every call starts by clearing it.
  * - Some errors leave the connection usable, others close it:
  *     usable:  FM_ERR_SERVER, FM_ERR_TIMEOUT (see below), FM_ERR_ARG,
- *              FM_ERR_OOM, and FM_ERR_PROTOCOL for a well-formed reply that
- *              lacks a result field;
+ *              FM_ERR_INTERRUPTED, FM_ERR_OOM, and FM_ERR_PROTOCOL for a
+ *              well-formed reply that lacks a result field;
  *     closed:  FM_ERR_IO, FM_ERR_CLOSED, FM_ERR_PROTOCOL for bytes that are not
  *              frames of JSON objects, and FM_ERR_TIMEOUT when the request
  *              was only partly sent. fm_client_connected() tells which.
@@ -46,9 +46,10 @@
  *   start of the call to the arrival of its reply. lock.acquire waits longer
  *   (see fm_lock_opts.timeout_ms). A call that timed out leaves the
  *   connection usable: its reply, if it comes later, is recognized by its id
- *   and dropped. An acquire that timed out may still take the lock in the
- *   daemon after the call returned; the daemon gives it back when it sees
- *   nobody is waiting for it, or on disconnect.
+ *   and dropped. An acquire that timed out may still get the lock after the
+ *   call returned: when that late reply arrives (during any later call or
+ *   event read on the client) the library releases the lock at once, and
+ *   closing the connection releases it too (on_disconnect "release").
  * - Requests carry an increasing integer id; replies are matched by it.
  * - Events (wakes, Redis link changes, lost locks) can arrive at any moment,
  *   also while a call waits for its reply. They are queued in arrival order
@@ -125,7 +126,9 @@ typedef enum fm_client_error {
     FM_ERR_PROTOCOL,    /* the daemon sent something malformed or too large */
     FM_ERR_SERVER,      /* the daemon answered ok:false: fm_client_errcode() */
     FM_ERR_OOM,         /* memory ran out */
-    FM_ERR_ARG          /* a bad argument, refused before anything was sent */
+    FM_ERR_ARG,         /* a bad argument, refused before anything was sent */
+    FM_ERR_INTERRUPTED  /* fm_event_wait() only: a signal arrived while it
+                           waited (check your flags, then wait again) */
 } fm_client_error;
 
 /* Connects to the daemon. socket_path NULL (or "") means $FMREDISD_SOCKET
@@ -166,7 +169,7 @@ const char *fm_client_errstr(const fm_client *c);
  * "redis_unavailable", "shutting_down", ...), else "". */
 const char *fm_client_errcode(const fm_client *c);
 /* A short fixed name of an fm_client_error: "io", "closed", "timeout",
- * "protocol", "server", "oom", "invalid_argument", or "ok". */
+ * "protocol", "server", "oom", "invalid_argument", "interrupted" or "ok". */
 const char *fm_client_error_name(fm_client_error err);
 
 /* The per-call timeout (FM_TIMEOUT_DEFAULT picks FM_DEFAULT_TIMEOUT_MS). */
@@ -426,11 +429,13 @@ typedef struct fm_event {
 } fm_event;
 
 /* Waits for the next event: returns a queued one at once, else reads until
- * one arrives. timeout_ms: FM_TIMEOUT_NONE (-1) waits forever, 0 does not
- * wait. FM_OK with *ev filled; FM_ERR with FM_ERR_TIMEOUT when none came (the
- * connection stays usable), or another error when the connection failed.
+ * one arrives. timeout_ms: FM_TIMEOUT_NONE (-1) waits forever, 0 takes only
+ * what is already readable. FM_OK with *ev filled (free its strings with
+ * fm_event_clear()). FM_ERR with FM_ERR_TIMEOUT when none came, or with
+ * FM_ERR_INTERRUPTED when a caught signal interrupted the wait (both leave
+ * the connection usable), or another error when the connection failed.
  * Replies that arrive meanwhile (late replies of timed-out calls) are
- * dropped. */
+ * dropped. Calls, unlike this wait, carry on through signals. */
 int fm_event_wait(fm_client *c, fm_event *ev, int timeout_ms);
 
 /* Non-blocking: reads whatever bytes the socket holds now, then returns

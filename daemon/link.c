@@ -92,6 +92,7 @@ static void ctx_connect(fm_ctx *ctx);
 static void ctx_lost(fm_ctx *ctx, const char *why);
 static void send_queue(fm_link *link);
 static void sub_send_all(fm_link *link);
+static void drop_channel(fm_link *link, channel *ch);
 
 /* ---- command queue ---- */
 
@@ -392,8 +393,11 @@ static void ctx_lost(fm_ctx *ctx, const char *why)
     if (was_ready)
         link->stats.disconnects++;
     if (ctx->kind == CTX_SUB) {
-        for (size_t i = 0; i < link->nchannels; i++)
+        for (size_t i = link->nchannels; i-- > 0;) {
             link->channels[i].state = CH_NONE;
+            if (!link->channels[i].wanted)
+                drop_channel(link, &link->channels[i]);
+        }
         if (was_ready && link->sub.down)
             link->sub.down(link->sub.arg);
     }

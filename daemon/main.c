@@ -43,7 +43,13 @@ int main(int argc, char **argv)
         fm_log_error("could not start");
         return 1;
     }
-    fm_log_info("%s started (redis %s)", fm_config_version(), srv.cfg->redis_url);
+    /* Not the URL: it may hold a password. */
+    if (srv.cfg->redis.path != NULL)
+        fm_log_info("%s started, Redis at %s, db %d", fm_config_version(), srv.cfg->redis.path,
+                    srv.cfg->redis_db);
+    else
+        fm_log_info("%s started, Redis at %s:%d, db %d", fm_config_version(),
+                    srv.cfg->redis.host, srv.cfg->redis.port, srv.cfg->redis_db);
     uv_run(srv.loop, UV_RUN_DEFAULT);
     uv_loop_close(srv.loop);
     fm_server_free(&srv);

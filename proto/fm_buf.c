@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "fm_buf.h"
+#include "fm_utf8.h"
 
 void fm_buf_init(fm_buf *b)
 {
@@ -104,20 +105,35 @@ void fm_buf_patch_u32be(fm_buf *b, size_t off, uint32_t v)
 void fm_buf_put_json_string(fm_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t i, run = 0;
+    static const char replacement[] = "\xef\xbf\xbd";   /* U+FFFD */
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, run = 0;
 
     fm_buf_putc(b, '"');
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+    while (i < n) {
+        unsigned char c = u[i];
         char esc[6];
-        size_t elen;
+        size_t elen = 2, seq;
 
-        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f)
+        if (c >= 0x80) {
+            seq = fm_utf8_seq_len(u + i, n - i);
+            if (seq != 0) {
+                i += seq;
+                continue;
+            }
+            /* Not UTF-8: the output must stay valid JSON text. */
+            fm_buf_append(b, s + run, i - run);
+            fm_buf_append(b, replacement, 3);
+            run = ++i;
             continue;
+        }
+        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) {
+            i++;
+            continue;
+        }
         fm_buf_append(b, s + run, i - run);
-        run = i + 1;
+        run = ++i;
         esc[0] = '\\';
-        elen = 2;
         switch (c) {
         case '"': esc[1] = '"'; break;
         case '\\': esc[1] = '\\'; break;

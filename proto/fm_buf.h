@@ -28,9 +28,10 @@ void fm_buf_put_i64(fm_buf *b, int64_t v);
 void fm_buf_put_u32be(fm_buf *b, uint32_t v);
 /* Overwrites 4 bytes at off (a frame length reserved earlier). */
 void fm_buf_patch_u32be(fm_buf *b, size_t off, uint32_t v);
-/* Appends s[0..n) as a JSON string literal, quotes included. The input is
- * taken as UTF-8 and copied byte for byte, except '"', '\\' and control
- * characters, which are escaped. */
+/* Appends s[0..n) as a JSON string literal, quotes included. UTF-8 is
+ * copied byte for byte, '"', '\\' and control characters are escaped, and
+ * bytes that are not well-formed UTF-8 become U+FFFD, so the result is
+ * always valid JSON. */
 void fm_buf_put_json_string(fm_buf *b, const char *s, size_t n);
 
 /* Drops the first n bytes (a consumed prefix). */

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "fm_json.h"
+#include "fm_utf8.h"
 
 #define FM_JSON_STR_(x) #x
 #define FM_JSON_STR(x) FM_JSON_STR_(x)
@@ -80,39 +81,6 @@ static int hex4(const unsigned char *p, const unsigned char *end, unsigned *out)
     }
     *out = v;
     return 0;
-}
-
-/* Length of the well-formed UTF-8 sequence at p, or 0. Rejects overlong
- * forms, UTF-16 surrogates, code points above U+10FFFF, truncation and
- * stray continuation bytes (the table of RFC 3629, section 4). */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end)
-{
-    unsigned c = p[0], lo = 0x80, hi = 0xBF;
-    size_t len;
-
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) < len || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-    return len;
 }
 
 /* ---- Decoded reading of validated strings ------------------------------- */
@@ -269,7 +237,7 @@ static int check_string(fm_json_validator *v)
             continue;
         }
         if (c >= 0x80) {
-            if ((n = utf8_len(p, end)) == 0)
+            if ((n = fm_utf8_seq_len(p, (size_t)(end - p))) == 0)
                 return fail(v, p, "invalid UTF-8");
             p += n;
             continue;

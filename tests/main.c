@@ -1,16 +1,42 @@
-/* main.c -- runs every suite of the test binary.
+/* main.c -- runs the suites of the test binary.
  *
- * FM_SUITE=name runs one suite only; CK_FORK, CK_RUN_CASE and CK_VERBOSITY
- * work as Check documents them. */
+ * FM_SUITE=name runs one suite only (proto, config, ops, errors, examples);
+ * CK_RUN_CASE, CK_FORK and CK_VERBOSITY work as Check documents them. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fm_tests.h"
 
+static const struct {
+    const char *name;
+    Suite *(*make)(void);
+} suites[] = {
+    {"proto", fm_suite_proto},
+    {"config", fm_suite_config},
+    {"ops", fm_suite_ops},
+    {"errors", fm_suite_errors},
+    {"examples", fm_suite_examples},
+};
+
 int main(void)
 {
-    SRunner *sr = srunner_create(fm_suite_proto());
+    const char *only = getenv("FM_SUITE");
+    SRunner *sr = NULL;
     int failed;
 
+    for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++) {
+        if (only != NULL && *only != '\0' && strcmp(only, suites[i].name) != 0)
+            continue;
+        if (sr == NULL)
+            sr = srunner_create(suites[i].make());
+        else
+            srunner_add_suite(sr, suites[i].make());
+    }
+    if (sr == NULL) {
+        fprintf(stderr, "fm-tests: no suite named \"%s\"\n", only);
+        return EXIT_FAILURE;
+    }
     srunner_run_all(sr, CK_ENV);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -1,2 +1,0 @@
-build/obj/client/cli.o: client/cli.c client/fmredis.h
-client/fmredis.h:

@@ -1,0 +1,414 @@
+/* harness.c -- starting and stopping real servers for the tests. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define MAX_CHILDREN 64
+#define START_TIMEOUT_MS 10000
+
+/* Children this process started, killed at exit by this process only (a
+ * Check test forks the runner, and the fork must not kill the runner's). */
+static pid_t children[MAX_CHILDREN];
+static pid_t owner[MAX_CHILDREN];
+static int atexit_done;
+
+static void kill_children(void)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++) {
+        if (children[i] > 0 && owner[i] == getpid()) {
+            kill(children[i], SIGKILL);
+            waitpid(children[i], NULL, 0);
+            children[i] = 0;
+        }
+    }
+}
+
+static void track(pid_t pid)
+{
+    if (!atexit_done) {
+        atexit(kill_children);
+        atexit_done = 1;
+    }
+    for (int i = 0; i < MAX_CHILDREN; i++) {
+        if (children[i] == 0) {
+            children[i] = pid;
+            owner[i] = getpid();
+            return;
+        }
+    }
+}
+
+static void untrack(pid_t pid)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (children[i] == pid)
+            children[i] = 0;
+}
+
+int64_t fmt_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int fmt_wait_until(int (*cond)(void *), void *arg, int timeout_ms)
+{
+    int64_t end = fmt_now_ms() + timeout_ms;
+
+    for (;;) {
+        if (cond(arg))
+            return 1;
+        if (fmt_now_ms() >= end)
+            return 0;
+        poll(NULL, 0, 5);
+    }
+}
+
+static const char *env_or(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+
+    return v && *v ? v : def;
+}
+
+const char *fmt_daemon_path(void) { return env_or("FMREDISD", "build/fmredisd"); }
+const char *fmt_cli_path(void) { return env_or("FMREDIS_CLI", "build/fmredis"); }
+const char *fmt_srcdir(void) { return env_or("FM_SRCDIR", "."); }
+
+/* fork + exec with stdout/stderr to log (or /dev/null). */
+static pid_t spawn(const char *const *argv, const char *log)
+{
+    pid_t parent = getpid(), pid = fork();
+
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        setpgid(0, 0);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    track(pid);
+    return pid;
+}
+
+static void reap(pid_t *pid, int sig)
+{
+    if (*pid <= 0)
+        return;
+    kill(*pid, sig);
+    waitpid(*pid, NULL, 0);
+    untrack(*pid);
+    *pid = 0;
+}
+
+/* Whether a process we started has already exited (then it is reaped). */
+static int exited(pid_t *pid)
+{
+    if (*pid > 0 && waitpid(*pid, NULL, WNOHANG) == *pid) {
+        untrack(*pid);
+        *pid = 0;
+        return 1;
+    }
+    return 0;
+}
+
+int fmt_raw_connect(const char *sock)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int socket_accepts(void *arg)
+{
+    int fd = fmt_raw_connect(arg);
+
+    if (fd < 0)
+        return 0;
+    close(fd);
+    return 1;
+}
+
+static redisContext *connect_unix(const char *sock)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectUnixWithTimeout(sock, tv);
+
+    if (c != NULL && c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    if (c != NULL)
+        redisSetTimeout(c, tv);
+    return c;
+}
+
+redisContext *fmt_redis_connect(const fmt_redis *r)
+{
+    return connect_unix(r->sock);
+}
+
+redisReply *fmt_redis_cmd(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    void *reply;
+
+    va_start(ap, fmt);
+    reply = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    return reply;
+}
+
+static int redis_answers(void *arg)
+{
+    redisContext *c = connect_unix(((fmt_redis *)arg)->sock);
+    redisReply *reply;
+    int ok;
+
+    if (c == NULL)
+        return 0;
+    reply = redisCommand(c, "PING");
+    ok = reply != NULL && reply->type == REDIS_REPLY_STATUS;
+    freeReplyObject(reply);
+    redisFree(c);
+    return ok;
+}
+
+static const char *const *redis_extra;
+
+static int redis_spawn(fmt_redis *r)
+{
+    const char *argv[32] = {"redis-server", "--port", "0", "--unixsocket", r->sock,
+                            "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
+                            "--dir", r->dir, "--daemonize", "no"};
+    char log[300];
+    int n = 15;
+
+    for (int i = 0; redis_extra && redis_extra[i] && n < 31; i++)
+        argv[n++] = redis_extra[i];
+    argv[n] = NULL;
+    snprintf(log, sizeof(log), "%s/redis.log", r->dir);
+    r->pid = spawn(argv, log);
+    if (r->pid < 0)
+        return -1;
+    if (!fmt_wait_until(redis_answers, r, START_TIMEOUT_MS)) {
+        fprintf(stderr, "harness: redis-server did not come up (see %s)\n", log);
+        reap(&r->pid, SIGKILL);
+        return -1;
+    }
+    return 0;
+}
+
+int fmt_redis_start(fmt_redis *r, const char *const *extra)
+{
+    memset(r, 0, sizeof(*r));
+    snprintf(r->dir, sizeof(r->dir), "/tmp/fmtest-redis.XXXXXX");
+    if (mkdtemp(r->dir) == NULL)
+        return -1;
+    snprintf(r->sock, sizeof(r->sock), "%s/redis.sock", r->dir);
+    snprintf(r->url, sizeof(r->url), "unix://%s", r->sock);
+    redis_extra = extra;
+    return redis_spawn(r);
+}
+
+int fmt_redis_restart(fmt_redis *r)
+{
+    return redis_spawn(r);
+}
+
+/* Removes a test directory and the files our servers leave in it. */
+static void remove_dir(const char *dir)
+{
+    static const char *const files[] = {"redis.sock", "redis.log", "fmredisd.sock",
+                                        "fmredisd.log", "dump.rdb", "fmredisd.conf", NULL};
+    char path[400];
+
+    if (dir[0] == '\0')
+        return;
+    for (int i = 0; files[i]; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+void fmt_redis_stop(fmt_redis *r)
+{
+    reap(&r->pid, SIGKILL);
+    remove_dir(r->dir);
+    r->dir[0] = '\0';
+}
+
+int fmt_daemon_start(fmt_daemon *d, const char *redis_url, const char *const *extra)
+{
+    const char *argv[64] = {fmt_daemon_path(), "--socket", d->sock, "--redis_url",
+                            redis_url ? redis_url : "unix:///nonexistent/redis.sock",
+                            "--log_level", "debug"};
+    int n = 7;
+
+    memset(d, 0, sizeof(*d));
+    snprintf(d->dir, sizeof(d->dir), "/tmp/fmtest-daemon.XXXXXX");
+    if (mkdtemp(d->dir) == NULL)
+        return -1;
+    snprintf(d->sock, sizeof(d->sock), "%s/fmredisd.sock", d->dir);
+    snprintf(d->log, sizeof(d->log), "%s/fmredisd.log", d->dir);
+    argv[2] = d->sock;
+    for (int i = 0; extra && extra[i] && n < 63; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    d->pid = spawn(argv, d->log);
+    if (d->pid < 0)
+        return -1;
+    if (!fmt_wait_until(socket_accepts, d->sock, START_TIMEOUT_MS) || exited(&d->pid)) {
+        fprintf(stderr, "harness: fmredisd did not come up (see %s)\n", d->log);
+        reap(&d->pid, SIGKILL);
+        return -1;
+    }
+    return 0;
+}
+
+static int gone(void *arg)
+{
+    return exited(arg);
+}
+
+int fmt_daemon_stop(fmt_daemon *d)
+{
+    int status = -1;
+    pid_t pid = d->pid;
+
+    if (pid > 0) {
+        kill(pid, SIGTERM);
+        if (fmt_wait_until(gone, &d->pid, 10000)) {
+            /* exited() reaped it; ask the kernel nothing more. */
+            status = 0;
+        } else {
+            reap(&d->pid, SIGKILL);
+        }
+    }
+    if (getenv("FMT_KEEP_LOGS") == NULL)
+        remove_dir(d->dir);
+    d->dir[0] = '\0';
+    return status;
+}
+
+int fmt_raw_write(int fd, const void *bytes, size_t len)
+{
+    const char *p = bytes;
+
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int fmt_raw_send(int fd, const void *body, size_t len)
+{
+    unsigned char h[4] = {(unsigned char)(len >> 24), (unsigned char)(len >> 16),
+                          (unsigned char)(len >> 8), (unsigned char)len};
+
+    if (fmt_raw_write(fd, h, 4) != 0)
+        return -1;
+    return fmt_raw_write(fd, body, len);
+}
+
+static int read_full(int fd, void *buf, size_t len, int64_t end)
+{
+    char *p = buf;
+
+    while (len > 0) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int64_t left = end - fmt_now_ms();
+        ssize_t n;
+
+        if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+            return -1;
+        n = recv(fd, p, len, 0);
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+char *fmt_raw_recv(int fd, int timeout_ms, size_t *len)
+{
+    int64_t end = fmt_now_ms() + timeout_ms;
+    unsigned char h[4];
+    size_t n;
+    char *body;
+
+    if (read_full(fd, h, 4, end) != 0)
+        return NULL;
+    n = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
+    body = malloc(n + 1);
+    if (body == NULL || read_full(fd, body, n, end) != 0) {
+        free(body);
+        return NULL;
+    }
+    body[n] = '\0';
+    if (len)
+        *len = n;
+    return body;
+}
+
+int fmt_raw_closed(int fd, int timeout_ms)
+{
+    int64_t end = fmt_now_ms() + timeout_ms;
+    char c;
+
+    for (;;) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int64_t left = end - fmt_now_ms();
+        ssize_t n;
+
+        if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+            return 0;
+        n = recv(fd, &c, 1, 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            return 1;
+        if (n < 0)
+            return 0;
+    }
+}

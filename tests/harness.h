@@ -1,0 +1,72 @@
+/* harness.h -- real servers for the tests: redis-server and fmredisd, each
+ * started in a private temporary directory on a Unix socket of its own, and
+ * always stopped, also when a test fails or the runner is killed.
+ *
+ * Servers started by a Check unchecked fixture belong to the runner process;
+ * servers a test body starts belong to that test's forked process. Either
+ * way they get PR_SET_PDEATHSIG, and the owner kills what it started at
+ * exit, so nothing outlives the suite. */
+#ifndef FM_HARNESS_H
+#define FM_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <hiredis/hiredis.h>
+
+typedef struct fmt_redis {
+    pid_t pid;
+    char dir[256];
+    char sock[300];
+    char url[320];          /* unix://<sock> */
+} fmt_redis;
+
+typedef struct fmt_daemon {
+    pid_t pid;
+    char dir[256];
+    char sock[300];
+    char log[300];
+} fmt_daemon;
+
+/* Starts redis-server on a fresh socket and waits until it answers PING.
+ * extra: NULL-terminated redis-server arguments, or NULL. 0 or -1. */
+int fmt_redis_start(fmt_redis *r, const char *const *extra);
+/* Starts it again on the same socket and directory (after a stop). */
+int fmt_redis_restart(fmt_redis *r);
+void fmt_redis_stop(fmt_redis *r);
+/* A synchronous hiredis connection for asserting Redis-side effects. */
+redisContext *fmt_redis_connect(const fmt_redis *r);
+/* Runs a command and returns its reply (caller frees); NULL on I/O error. */
+redisReply *fmt_redis_cmd(redisContext *c, const char *fmt, ...);
+
+/* Starts fmredisd against redis_url (NULL: a URL that refuses) with the
+ * given extra "--name value" arguments (NULL-terminated, or NULL), and waits
+ * until its socket accepts connections. 0 or -1. */
+int fmt_daemon_start(fmt_daemon *d, const char *redis_url, const char *const *extra);
+/* SIGTERM, then waits; SIGKILL if it does not exit within 10 s. Returns the
+ * exit status as waitpid reports it, or -1. */
+int fmt_daemon_stop(fmt_daemon *d);
+
+/* Monotonic milliseconds. */
+int64_t fmt_now_ms(void);
+/* Polls cond(arg) every 5 ms until it is true or timeout_ms passes.
+ * Returns 1 when it became true. */
+int fmt_wait_until(int (*cond)(void *), void *arg, int timeout_ms);
+
+/* Raw protocol, for tests that need to send what the library never would. */
+int fmt_raw_connect(const char *sock);
+int fmt_raw_send(int fd, const void *body, size_t len);   /* one frame */
+int fmt_raw_write(int fd, const void *bytes, size_t len); /* bytes as is */
+/* One frame body, NUL-terminated, malloc'd; NULL on timeout, EOF or error. */
+char *fmt_raw_recv(int fd, int timeout_ms, size_t *len);
+/* Whether the peer closed the connection within timeout_ms. */
+int fmt_raw_closed(int fd, int timeout_ms);
+
+/* The path of a built program: $FMREDISD, $FMREDIS_CLI, or build/... */
+const char *fmt_daemon_path(void);
+const char *fmt_cli_path(void);
+/* The source tree ($FM_SRCDIR, or "."). */
+const char *fmt_srcdir(void);
+
+#endif
