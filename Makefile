@@ -11,13 +11,13 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Wformat=2 -Wno-unused-parameter
-BUILD   ?= build
-
 ifeq ($(SAN),1)
+BUILD   ?= build/san
 CFLAGS  += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
            -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
+BUILD   ?= build
 
 PKGS_DAEMON = hiredis libuv
 PKGS_TEST   = hiredis libcjson check

@@ -29,41 +29,50 @@ typedef struct directive {
     int64_t min, max;   /* T_INT range; T_STR/T_OPTSTR: min length, max length */
     const char *def;    /* NULL: unset */
     int live;           /* applied on SIGHUP without a restart */
+    /* Fills the fields derived from the value, so that a bad value is
+     * reported where it was given (FILE:LINE, --name, $REDIS_URL). */
+    int (*derive)(fm_config *cfg, char *err, size_t errlen);
 } directive;
+
+static int parse_redis_url(fm_config *cfg, char *err, size_t errlen);
+static int read_password_file(fm_config *cfg, char *err, size_t errlen);
+static int derive_uids(fm_config *cfg, char *err, size_t errlen);
+static int derive_gids(fm_config *cfg, char *err, size_t errlen);
 
 #define F(f) offsetof(fm_config, f)
 #define MS_MAX 2147483647LL
 static const directive directives[] = {
-    {"socket", T_STR, F(socket), 1, FM_SOCKET_PATH_MAX, "/run/fmredisd/fmredisd.sock", 0},
-    {"socket_mode", T_MODE, F(socket_mode), 0, 0777, "0660", 0},
-    {"redis_url", T_STR, F(redis_url), 1, 4096, "redis://127.0.0.1:6379/0", 0},
-    {"redis_password_file", T_OPTSTR, F(redis_password_file), 1, 4096, NULL, 0},
-    {"request_timeout_ms", T_INT, F(request_timeout_ms), 1, MS_MAX, "5000", 1},
-    {"lock_key_prefix", T_STR, F(lock_key_prefix), 0, 256, "fm:lock:", 1},
-    {"lock_default_ttl_ms", T_INT, F(lock_default_ttl_ms), 1, MS_MAX, "30000", 1},
-    {"lock_retry_delay_ms", T_INT, F(lock_retry_delay_ms), 1, MS_MAX, "100", 1},
-    {"lock_max_retries", T_INT, F(lock_max_retries), 0, MS_MAX, "50", 1},
-    {"lock_release_channel", T_STR, F(lock_release_channel), 1, 512, "fm:lock:released", 0},
-    {"wake_channel", T_STR, F(wake_channel), 1, 512, "fm:wake", 1},
-    {"cache_key_prefix", T_STR, F(cache_key_prefix), 0, 256, "fm:exec:", 1},
-    {"cache_ttl_ms", T_INT, F(cache_ttl_ms), 1, MS_MAX, "60000", 1},
-    {"max_clients", T_INT, F(max_clients), 1, 1000000, "4096", 1},
-    {"max_frame_bytes", T_INT, F(max_frame_bytes), 64, 1LL << 30, "1048576", 1},
-    {"max_inflight_per_client", T_INT, F(max_inflight_per_client), 1, 1000000, "256", 1},
-    {"max_batch", T_INT, F(max_batch), 1, 1000000, "10000", 1},
-    {"max_output_bytes", T_INT, F(max_output_bytes), 65536, 1LL << 40, "67108864", 1},
-    {"log_level", T_LEVEL, F(log_level), 0, 0, "info", 1},
-    {"reconnect_step_ms", T_INT, F(reconnect_step_ms), 1, MS_MAX, "50", 1},
-    {"reconnect_max_ms", T_INT, F(reconnect_max_ms), 1, MS_MAX, "2000", 1},
-    {"allow_uids", T_OPTSTR, F(allow_uids), 0, 4096, NULL, 1},
-    {"allow_gids", T_OPTSTR, F(allow_gids), 0, 4096, NULL, 1},
-    {"redis_sentinels", T_OPTSTR, F(redis_sentinels), 1, 4096, NULL, 0},
-    {"redis_sentinel_master", T_OPTSTR, F(redis_sentinel_master), 1, 512, NULL, 0},
-    {"redis_cluster_nodes", T_OPTSTR, F(redis_cluster_nodes), 1, 4096, NULL, 0},
-    {"redis_sentinel_password", T_OPTSTR, F(redis_sentinel_password), 1, 4096, NULL, 0},
+    {"socket", T_STR, F(socket), 1, FM_SOCKET_PATH_MAX, "/run/fmredisd/fmredisd.sock", 0, NULL},
+    {"socket_mode", T_MODE, F(socket_mode), 0, 0777, "0660", 0, NULL},
+    {"redis_url", T_STR, F(redis_url), 1, 4096, "redis://127.0.0.1:6379/0", 0, parse_redis_url},
+    {"redis_password_file", T_OPTSTR, F(redis_password_file), 1, 4096, NULL, 0, read_password_file},
+    {"request_timeout_ms", T_INT, F(request_timeout_ms), 1, MS_MAX, "5000", 1, NULL},
+    {"lock_key_prefix", T_STR, F(lock_key_prefix), 0, 256, "fm:lock:", 1, NULL},
+    {"lock_default_ttl_ms", T_INT, F(lock_default_ttl_ms), 1, MS_MAX, "30000", 1, NULL},
+    {"lock_retry_delay_ms", T_INT, F(lock_retry_delay_ms), 1, MS_MAX, "100", 1, NULL},
+    {"lock_max_retries", T_INT, F(lock_max_retries), 0, MS_MAX, "50", 1, NULL},
+    {"lock_release_channel", T_STR, F(lock_release_channel), 1, 512, "fm:lock:released", 0, NULL},
+    {"wake_channel", T_STR, F(wake_channel), 1, 512, "fm:wake", 1, NULL},
+    {"cache_key_prefix", T_STR, F(cache_key_prefix), 0, 256, "fm:exec:", 1, NULL},
+    {"cache_ttl_ms", T_INT, F(cache_ttl_ms), 1, MS_MAX, "60000", 1, NULL},
+    {"max_clients", T_INT, F(max_clients), 1, 1000000, "4096", 1, NULL},
+    {"max_frame_bytes", T_INT, F(max_frame_bytes), 64, 1LL << 30, "1048576", 1, NULL},
+    {"max_inflight_per_client", T_INT, F(max_inflight_per_client), 1, 1000000, "256", 1, NULL},
+    {"max_batch", T_INT, F(max_batch), 1, 1000000, "10000", 1, NULL},
+    {"max_output_bytes", T_INT, F(max_output_bytes), 65536, 1LL << 40, "67108864", 1, NULL},
+    {"log_level", T_LEVEL, F(log_level), 0, 0, "info", 1, NULL},
+    {"reconnect_step_ms", T_INT, F(reconnect_step_ms), 1, MS_MAX, "50", 1, NULL},
+    {"reconnect_max_ms", T_INT, F(reconnect_max_ms), 1, MS_MAX, "2000", 1, NULL},
+    {"allow_uids", T_OPTSTR, F(allow_uids), 0, 4096, NULL, 1, derive_uids},
+    {"allow_gids", T_OPTSTR, F(allow_gids), 0, 4096, NULL, 1, derive_gids},
+    {"redis_sentinels", T_OPTSTR, F(redis_sentinels), 1, 4096, NULL, 0, NULL},
+    {"redis_sentinel_master", T_OPTSTR, F(redis_sentinel_master), 1, 512, NULL, 0, NULL},
+    {"redis_cluster_nodes", T_OPTSTR, F(redis_cluster_nodes), 1, 4096, NULL, 0, NULL},
+    {"redis_sentinel_password", T_OPTSTR, F(redis_sentinel_password), 1, 4096, NULL, 0, NULL},
 };
 #undef F
 #define NDIRECTIVES (sizeof(directives) / sizeof(directives[0]))
+_Static_assert(NDIRECTIVES <= 64, "fm_config.given has a bit per directive");
 
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
 
@@ -164,7 +173,8 @@ static int set_value(fm_config *cfg, const directive *d, const char *val,
             return failf(err, errlen, "out of memory");
         free(*(char **)base);
         *(char **)base = copy;
-        return 0;
+        cfg->given |= 1ULL << (d - directives);
+        return d->derive ? d->derive(cfg, err, errlen) : 0;
     }
     return failf(err, errlen, "%s: unhandled type", d->name);
 }
@@ -180,13 +190,15 @@ static int split_line(char *line, char **name, char **value, const char **why)
     *name = p;
     while (*p && !isspace((unsigned char)*p))
         p++;
-    if (*p == '\0') {
-        *why = "missing value";
-        return -1;
-    }
-    *p++ = '\0';
+    if (*p != '\0')
+        *p++ = '\0';
     while (isspace((unsigned char)*p))
         p++;
+    /* An empty value must be written "", so a forgotten one is caught. */
+    if (*p == '\0') {
+        *why = "missing value (write \"\" for an empty one)";
+        return -1;
+    }
     v = p;
     p += strlen(p);
     while (p > v && isspace((unsigned char)p[-1]))
@@ -318,6 +330,14 @@ static int parse_redis_url(fm_config *cfg, char *err, size_t errlen)
 {
     const char *u = cfg->redis_url, *p, *at, *end, *hostend, *colon;
 
+    free(cfg->redis.host);
+    free(cfg->redis.path);
+    free(cfg->redis_user);
+    free(cfg->redis_password);
+    memset(&cfg->redis, 0, sizeof(cfg->redis));
+    cfg->redis_user = cfg->redis_password = NULL;
+    cfg->redis_db = 0;
+
     if (strncmp(u, "unix://", 7) == 0) {
         const char *q = strchr(u + 7, '?');
         size_t n = q ? (size_t)(q - (u + 7)) : strlen(u + 7);
@@ -400,9 +420,9 @@ static int read_password_file(fm_config *cfg, char *err, size_t errlen)
         n--;
     if (n == 0 || memchr(buf, '\0', n) != NULL)
         return failf(err, errlen, "redis_password_file: empty or holds a NUL byte");
-    free(cfg->redis_password);
-    cfg->redis_password = strndup(buf, n);
-    return cfg->redis_password ? 0 : failf(err, errlen, "out of memory");
+    free(cfg->redis_file_password);
+    cfg->redis_file_password = strndup(buf, n);
+    return cfg->redis_file_password ? 0 : failf(err, errlen, "out of memory");
 }
 
 /* A list of numeric ids or names, separated by spaces or commas. */
@@ -445,7 +465,21 @@ static int parse_ids(const char *list, int groups, void **out, size_t *count,
     return 0;
 }
 
-/* Checks what no single directive can see, and fills the derived fields. */
+static int derive_uids(fm_config *cfg, char *err, size_t errlen)
+{
+    free(cfg->uids);
+    cfg->uids = NULL;
+    return parse_ids(cfg->allow_uids, 0, (void **)&cfg->uids, &cfg->nuids, err, errlen);
+}
+
+static int derive_gids(fm_config *cfg, char *err, size_t errlen)
+{
+    free(cfg->gids);
+    cfg->gids = NULL;
+    return parse_ids(cfg->allow_gids, 1, (void **)&cfg->gids, &cfg->ngids, err, errlen);
+}
+
+/* Checks what no single directive can see. */
 static int finish(fm_config *cfg, char *err, size_t errlen)
 {
     if (cfg->redis_sentinels && cfg->redis_cluster_nodes)
@@ -458,14 +492,12 @@ static int finish(fm_config *cfg, char *err, size_t errlen)
                      "version of fmredisd yet; remove that directive");
     if (cfg->reconnect_step_ms > cfg->reconnect_max_ms)
         return failf(err, errlen, "reconnect_step_ms must not exceed reconnect_max_ms");
-    if (parse_redis_url(cfg, err, errlen) != 0)
-        return -1;
-    if (cfg->redis_password_file && read_password_file(cfg, err, errlen) != 0)
-        return -1;
-    if (cfg->allow_uids && parse_ids(cfg->allow_uids, 0, (void **)&cfg->uids, &cfg->nuids, err, errlen) != 0)
-        return -1;
-    if (cfg->allow_gids && parse_ids(cfg->allow_gids, 1, (void **)&cfg->gids, &cfg->ngids, err, errlen) != 0)
-        return -1;
+    /* The password file wins over a password in the URL. */
+    if (cfg->redis_file_password != NULL) {
+        free(cfg->redis_password);
+        cfg->redis_password = cfg->redis_file_password;
+        cfg->redis_file_password = NULL;
+    }
     return 0;
 }
 
@@ -473,6 +505,7 @@ fm_config *fm_config_load(const fm_config_args *args, char *err, size_t errlen)
 {
     fm_config *cfg = calloc(1, sizeof(*cfg));
     const char *env = getenv("REDIS_URL");
+    const directive *url;
     char msg[512];
 
     if (cfg == NULL) {
@@ -483,11 +516,7 @@ fm_config *fm_config_load(const fm_config_args *args, char *err, size_t errlen)
         if (directives[i].def && set_value(cfg, &directives[i], directives[i].def, err, errlen) != 0)
             goto fail;
     }
-    if (env != NULL && *env != '\0' &&
-        set_value(cfg, find_directive("redis_url", 9), env, msg, sizeof(msg)) != 0) {
-        failf(err, errlen, "$REDIS_URL: %s", msg);
-        goto fail;
-    }
+    cfg->given = 0;
     if (args->file && load_file(cfg, args->file, err, errlen) != 0)
         goto fail;
     for (size_t i = 0; i < args->nover; i++) {
@@ -501,6 +530,13 @@ fm_config *fm_config_load(const fm_config_args *args, char *err, size_t errlen)
             failf(err, errlen, "--%s", msg);
             goto fail;
         }
+    }
+    /* $REDIS_URL stands in for the default: a file or --redis_url wins. */
+    url = find_directive("redis_url", 9);
+    if (env != NULL && *env != '\0' && !(cfg->given & 1ULL << (url - directives)) &&
+        set_value(cfg, url, env, msg, sizeof(msg)) != 0) {
+        failf(err, errlen, "$REDIS_URL: %s", msg);
+        goto fail;
     }
     if (finish(cfg, err, errlen) != 0)
         goto fail;
@@ -521,6 +557,7 @@ void fm_config_free(fm_config *cfg)
     free(cfg->redis.path);
     free(cfg->redis_user);
     free(cfg->redis_password);
+    free(cfg->redis_file_password);
     free(cfg->uids);
     free(cfg->gids);
     free(cfg);

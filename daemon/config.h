@@ -51,6 +51,8 @@ typedef struct fm_config {
     fm_redis_addr redis;
     char *redis_user;        /* NULL: AUTH with the password alone */
     char *redis_password;    /* from the URL, or redis_password_file */
+    char *redis_file_password; /* while loading only */
+    uint64_t given;          /* directives set by the file or the command line */
     int redis_db;
     uid_t *uids;
     size_t nuids;

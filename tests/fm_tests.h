@@ -8,6 +8,7 @@ Suite *fm_suite_proto(void);    /* test_proto.c: framing, JSON, fields */
 Suite *fm_suite_config(void);   /* test_config.c: fmredisd.conf, -t, --name */
 Suite *fm_suite_ops(void);      /* test_ops.c: every operation via libfmredis */
 Suite *fm_suite_errors(void);   /* test_errors.c: every error code, raw protocol */
+Suite *fm_suite_link(void);     /* test_link.c: reconnect, scripts, late grants */
 Suite *fm_suite_examples(void); /* test_examples.c: the CLI and the Python client */
 
 #endif

@@ -245,6 +245,11 @@ int fmt_redis_start(fmt_redis *r, const char *const *extra)
     return redis_spawn(r);
 }
 
+void fmt_redis_kill(fmt_redis *r)
+{
+    reap(&r->pid, SIGKILL);
+}
+
 int fmt_redis_restart(fmt_redis *r)
 {
     return redis_spawn(r);

@@ -32,7 +32,9 @@ typedef struct fmt_daemon {
 /* Starts redis-server on a fresh socket and waits until it answers PING.
  * extra: NULL-terminated redis-server arguments, or NULL. 0 or -1. */
 int fmt_redis_start(fmt_redis *r, const char *const *extra);
-/* Starts it again on the same socket and directory (after a stop). */
+/* Kills it with SIGKILL, keeping its directory and socket path. */
+void fmt_redis_kill(fmt_redis *r);
+/* Starts it again on the same socket and directory (after a kill). */
 int fmt_redis_restart(fmt_redis *r);
 void fmt_redis_stop(fmt_redis *r);
 /* A synchronous hiredis connection for asserting Redis-side effects. */

@@ -1,6 +1,6 @@
 /* main.c -- runs the suites of the test binary.
  *
- * FM_SUITE=name runs one suite only (proto, config, ops, errors, examples);
+ * FM_SUITE=name runs one suite only (proto, config, ops, errors, link, examples);
  * CK_RUN_CASE, CK_FORK and CK_VERBOSITY work as Check documents them. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +16,7 @@ static const struct {
     {"config", fm_suite_config},
     {"ops", fm_suite_ops},
     {"errors", fm_suite_errors},
+    {"link", fm_suite_link},
     {"examples", fm_suite_examples},
 };
 

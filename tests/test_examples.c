@@ -1,0 +1,455 @@
+/* test_examples.c -- the CLI (build/fmredis) and the Python example run as
+ * child processes against a real daemon, as a user would run them: the
+ * socket in $FMREDISD_SOCKET, results read from exit codes and output.
+ *
+ * One redis-server and one daemon per TCase (unchecked fixture). Where a
+ * test needs a second party (a lock holder, a wake subscriber) it speaks
+ * the raw protocol itself. Keys carry the test's name so tests never meet. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fm_tests.h"
+#include "harness.h"
+#include "proc.h"
+#include "wire.h"
+
+#define TCASE_TIMEOUT 30
+#define RUN_MS 15000
+#define EX_NO 1
+#define EX_USAGE 2
+#define EX_ERROR 3
+#define EX_CONN 4
+#define EX_LOCKED 75
+
+static fmt_redis redis;
+static fmt_daemon daemon0;
+
+/* ---- fixture ------------------------------------------------------------ */
+
+static void servers_up(void)
+{
+    ck_assert_msg(fmt_redis_start(&redis, NULL) == 0, "redis-server did not start");
+    ck_assert_msg(fmt_daemon_start(&daemon0, redis.url, NULL) == 0, "fmredisd did not start");
+    wire_wait_redis_up(daemon0.sock);
+}
+
+static void servers_down(void)
+{
+    fmt_daemon_stop(&daemon0);
+    fmt_redis_stop(&redis);
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static size_t count(const char *const *args)
+{
+    size_t n = 0;
+
+    while (args[n] != NULL)
+        n++;
+    return n;
+}
+
+/* Starts fmredis args (NULL-terminated) with $FMREDISD_SOCKET=sock. */
+static void start_cli(fmt_proc *p, const char *sock, const char *input, const char *const *args)
+{
+    const char *argv[32] = {fmt_cli_path()};
+    char env_sock[400];
+    const char *env[] = {env_sock, NULL};
+    size_t n = count(args);
+
+    ck_assert_uint_lt(n, 31);
+    memcpy(argv + 1, args, (n + 1) * sizeof(*args));
+    snprintf(env_sock, sizeof(env_sock), "FMREDISD_SOCKET=%s", sock);
+    ck_assert_int_eq(fmt_proc_start(p, argv, env, input), 0);
+}
+
+/* Runs fmredis args against the fixture's daemon; output stays in p. */
+static int run_cli(fmt_proc *p, const char *input, const char *const *args)
+{
+    start_cli(p, daemon0.sock, input, args);
+    return fmt_proc_wait(p, RUN_MS);
+}
+
+/* Runs it and asserts its exit status and, unless out is NULL, the whole of
+ * its standard output. */
+static void expect_cli(int status, const char *out, const char *const *args)
+{
+    fmt_proc p;
+    int got = run_cli(&p, NULL, args);
+
+    ck_assert_msg(got == status, "fmredis %s ...: exit %d, want %d; stdout: %s; stderr: %s",
+                  args[0], got, status, p.text[1], p.text[2]);
+    if (out != NULL)
+        ck_assert_msg(strcmp(p.text[1], out) == 0, "fmredis %s ...: stdout \"%s\", want \"%s\"",
+                      args[0], p.text[1], out);
+    fmt_proc_free(&p);
+}
+
+#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* A raw connection that holds key until closed. */
+static int hold_lock(const char *key)
+{
+    int fd = wire_connect(daemon0.sock);
+    char req[256];
+    cJSON *r;
+
+    snprintf(req, sizeof(req), "{\"op\":\"lock.acquire\",\"id\":1,\"key\":\"%s\",\"ttl\":30000,"
+             "\"max_retries\":0}", key);
+    r = wire_call(fd, req);
+    wire_assert_ok(r, "1");
+    ck_assert_msg(wire_str(r, "token") != NULL, "%s is held already", key);
+    cJSON_Delete(r);
+    return fd;
+}
+
+/* Remaining TTL of a Redis key in ms (-2: no key). */
+static long long redis_pttl(const char *key)
+{
+    redisContext *c = fmt_redis_connect(&redis);
+    redisReply *r;
+    long long ttl;
+
+    ck_assert_ptr_nonnull(c);
+    r = fmt_redis_cmd(c, "PTTL %s", key);
+    ck_assert(r != NULL && r->type == REDIS_REPLY_INTEGER);
+    ttl = r->integer;
+    freeReplyObject(r);
+    redisFree(c);
+    return ttl;
+}
+
+/* ---- usage -------------------------------------------------------------- */
+
+START_TEST(test_cli_help_exits_0)
+{
+    fmt_proc p;
+
+    ck_assert_int_eq(run_cli(&p, NULL, ARGS("--help")), 0);
+    ck_assert_ptr_nonnull(strstr(p.text[1], "with-lock"));
+    fmt_proc_free(&p);
+}
+END_TEST
+
+START_TEST(test_cli_usage_errors_exit_2)
+{
+    const char *const *const cases[] = {
+        ARGS("nope"),
+        ARGS("lock"),
+        ARGS("lock", "nope"),
+        ARGS("cache", "get"),
+        ARGS("lock", "acquire", "k", "--ttl", "abc"),
+        ARGS("--bogus-option", "ping"),
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        fmt_proc p;
+
+        ck_assert_int_eq(run_cli(&p, NULL, cases[i]), EX_USAGE);
+        ck_assert_msg(p.len[1] == 0, "stdout: %s", p.text[1]);
+        ck_assert_msg(strstr(p.text[2], "usage") != NULL, "stderr: %s", p.text[2]);
+        fmt_proc_free(&p);
+    }
+    /* No command at all. */
+    {
+        const char *argv[] = {fmt_cli_path(), NULL};
+        fmt_proc p;
+
+        ck_assert_int_eq(fmt_run(&p, argv, NULL, NULL, RUN_MS), EX_USAGE);
+        fmt_proc_free(&p);
+    }
+}
+END_TEST
+
+/* ---- ping, hello, raw --------------------------------------------------- */
+
+START_TEST(test_cli_ping)
+{
+    expect_cli(0, "redis up\n", ARGS("ping"));
+    expect_cli(0, "redis up\n", ARGS("ping", "--redis"));
+}
+END_TEST
+
+START_TEST(test_cli_hello)
+{
+    expect_cli(0, "server fmredisd 0.1.0\nprotocol 1\n", ARGS("hello"));
+}
+END_TEST
+
+START_TEST(test_cli_cannot_connect_exits_4)
+{
+    fmt_proc p;
+    const char *over[] = {"-s", daemon0.sock, "ping", NULL};
+
+    start_cli(&p, "/nonexistent/fmredisd.sock", NULL, ARGS("ping"));
+    ck_assert_int_eq(fmt_proc_wait(&p, RUN_MS), EX_CONN);
+    ck_assert_msg(strstr(p.text[2], "fmredis: ") != NULL, "stderr: %s", p.text[2]);
+    fmt_proc_free(&p);
+    /* -s wins over $FMREDISD_SOCKET. */
+    start_cli(&p, "/nonexistent/fmredisd.sock", NULL, over);
+    ck_assert_int_eq(fmt_proc_wait(&p, RUN_MS), 0);
+    ck_assert_str_eq(p.text[1], "redis up\n");
+    fmt_proc_free(&p);
+}
+END_TEST
+
+START_TEST(test_cli_raw_error_reply_exits_3)
+{
+    fmt_proc p;
+    cJSON *r;
+
+    ck_assert_int_eq(run_cli(&p, NULL, ARGS("raw", "{\"op\":\"nope\",\"id\":7}")), EX_ERROR);
+    r = cJSON_Parse(p.text[1]);
+    ck_assert_msg(r != NULL, "stdout: %s", p.text[1]);
+    wire_assert_error(r, "unknown_op", "7");
+    cJSON_Delete(r);
+    ck_assert_msg(strstr(p.text[2], "unknown_op") != NULL, "stderr: %s", p.text[2]);
+    fmt_proc_free(&p);
+
+    expect_cli(0, NULL, ARGS("raw", "{\"op\":\"ping\"}"));
+}
+END_TEST
+
+/* ---- locks -------------------------------------------------------------- */
+
+START_TEST(test_cli_lock_acquire_then_status_shows_locked)
+{
+    char token[128];
+    long long fence = 0;
+    fmt_proc p;
+
+    ck_assert_int_eq(run_cli(&p, NULL, ARGS("lock", "acquire", "ex-status", "--keep", "--ttl",
+                                            "10000")), 0);
+    ck_assert_msg(sscanf(p.text[1], "%127s %lld", token, &fence) == 2,
+                  "stdout: %s", p.text[1]);
+    ck_assert_int_ge(fence, 1);
+    fmt_proc_free(&p);
+
+    expect_cli(0, "locked\n", ARGS("lock", "status", "ex-status"));
+    expect_cli(0, NULL, ARGS("lock", "release", "ex-status", token));
+    expect_cli(EX_NO, "unlocked\n", ARGS("lock", "status", "ex-status"));
+    expect_cli(EX_NO, NULL, ARGS("lock", "release", "ex-status", token));
+}
+END_TEST
+
+START_TEST(test_cli_lock_extend_sets_the_ttl)
+{
+    char token[128];
+    fmt_proc p;
+
+    ck_assert_int_eq(run_cli(&p, NULL, ARGS("lock", "acquire", "ex-extend", "--keep", "--ttl",
+                                            "5000")), 0);
+    ck_assert_int_eq(sscanf(p.text[1], "%127s", token), 1);
+    fmt_proc_free(&p);
+    expect_cli(0, NULL, ARGS("lock", "extend", "ex-extend", token, "--ttl", "600000"));
+    ck_assert_int_gt(redis_pttl("fm:lock:ex-extend"), 500000);
+    expect_cli(EX_NO, NULL, ARGS("lock", "extend", "ex-extend", "not-the-token"));
+    expect_cli(0, NULL, ARGS("lock", "release", "ex-extend", token));
+}
+END_TEST
+
+START_TEST(test_cli_lock_held_by_another_exits_1)
+{
+    int holder = hold_lock("ex-held");
+
+    expect_cli(EX_NO, "", ARGS("lock", "acquire", "ex-held", "--max-retries", "0"));
+    close(holder);
+}
+END_TEST
+
+/* Without --keep the lock goes with the CLI's connection (on_disconnect
+ * "release", the default), as its --help says. */
+
+START_TEST(test_cli_with_lock_exits_with_the_command_status)
+{
+    expect_cli(3, "", ARGS("with-lock", "ex-with", "--", "sh", "-c", "exit 3"));
+    expect_cli(EX_NO, "unlocked\n", ARGS("lock", "status", "ex-with"));
+    expect_cli(0, "", ARGS("with-lock", "ex-with", "--", "true"));
+    expect_cli(127, "", ARGS("with-lock", "ex-with", "--", "/nonexistent/fmtest-command"));
+    expect_cli(EX_NO, "unlocked\n", ARGS("lock", "status", "ex-with"));
+}
+END_TEST
+
+START_TEST(test_cli_with_lock_holds_the_lock_while_the_command_runs)
+{
+    /* The command is the CLI itself, finding the socket in the environment
+     * it inherits. */
+    expect_cli(0, "locked\n", ARGS("with-lock", "ex-while", "--", fmt_cli_path(), "lock",
+                                   "status", "ex-while"));
+    expect_cli(EX_NO, "unlocked\n", ARGS("lock", "status", "ex-while"));
+}
+END_TEST
+
+/* The daemon extends the lock while the command runs: here three times its
+ * TTL (the wait is the point: the TTL must pass). */
+
+START_TEST(test_cli_with_lock_held_by_another_exits_75)
+{
+    int holder = hold_lock("ex-with-held");
+
+    expect_cli(EX_LOCKED, "", ARGS("with-lock", "ex-with-held", "--max-retries", "0", "--",
+                                   "sh", "-c", "echo ran"));
+    close(holder);
+}
+END_TEST
+
+/* ---- cache -------------------------------------------------------------- */
+
+/* Digits a double would lose, a fraction's trailing zero, UTF-8, escapes. */
+#define EXEC_JSON "{\"id\":\"ex-cache\",\"n\":12345678901234567890,\"f\":1.50," \
+                  "\"s\":\"caf\xc3\xa9 \\\"q\\\"\",\"a\":[1,{\"b\":null}]}"
+
+START_TEST(test_cli_cache_set_get_round_trip_is_exact)
+{
+    expect_cli(0, "", ARGS("cache", "set", EXEC_JSON));
+    expect_cli(0, EXEC_JSON "\n", ARGS("cache", "get", "ex-cache"));
+    expect_cli(0, "{\"ex-cache\":" EXEC_JSON "}\n",
+               ARGS("cache", "get-many", "ex-cache", "ex-cache-missing"));
+    expect_cli(0, "1\n", ARGS("cache", "invalidate", "ex-cache"));
+    expect_cli(EX_NO, "", ARGS("cache", "get", "ex-cache"));
+}
+END_TEST
+
+START_TEST(test_cli_cache_set_from_stdin)
+{
+    static const char json[] = "{\"id\":\"ex-stdin\",\"v\":1.0e3}";
+    fmt_proc p;
+
+    ck_assert_int_eq(run_cli(&p, json, ARGS("cache", "set", "--ttl", "60000", "-")), 0);
+    fmt_proc_free(&p);
+    expect_cli(0, "{\"id\":\"ex-stdin\",\"v\":1.0e3}\n", ARGS("cache", "get", "ex-stdin"));
+    ck_assert_int_gt(redis_pttl("fm:exec:ex-stdin"), 50000);
+}
+END_TEST
+
+START_TEST(test_cli_cache_set_refuses_an_execution_without_id)
+{
+    fmt_proc p;
+
+    ck_assert_int_ne(run_cli(&p, NULL, ARGS("cache", "set", "{\"no\":\"id\"}")), 0);
+    ck_assert_msg(strstr(p.text[2], "id") != NULL, "stderr: %s", p.text[2]);
+    fmt_proc_free(&p);
+}
+END_TEST
+
+/* ---- wake --------------------------------------------------------------- */
+
+/* A raw connection subscribed to channel. */
+static int subscriber(const char *channel)
+{
+    int fd = wire_connect(daemon0.sock);
+    char req[256];
+
+    snprintf(req, sizeof(req), "{\"op\":\"wake.subscribe\",\"id\":1,\"channel\":\"%s\"}", channel);
+    wire_expect_ok(fd, req, "1");
+    return fd;
+}
+
+/* The next frame on fd is a wake of id on channel. */
+static void expect_wake(int fd, const char *channel, const char *id)
+{
+    cJSON *ev = wire_recv(fd, WIRE_REPLY_MS);
+
+    ck_assert_str_eq(wire_str(ev, "event"), "wake");
+    ck_assert_str_eq(wire_str(ev, "channel"), channel);
+    ck_assert_str_eq(wire_str(ev, "execution_id"), id);
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(ev, "ok"));
+    cJSON_Delete(ev);
+}
+
+START_TEST(test_cli_wake_signal_reaches_a_subscriber)
+{
+    int fd = subscriber("ex-wake");
+
+    expect_cli(0, "1\n", ARGS("wake", "signal", "ex-exec-1", "--channel", "ex-wake"));
+    expect_wake(fd, "ex-wake", "ex-exec-1");
+    expect_cli(0, "2\n", ARGS("wake", "signal", "ex-exec-2", "ex-exec-3", "--channel",
+                              "ex-wake"));
+    expect_wake(fd, "ex-wake", "ex-exec-2");
+    expect_wake(fd, "ex-wake", "ex-exec-3");
+    expect_cli(0, "0\n", ARGS("wake", "signal", "ex-exec-4", "--channel", "ex-nobody"));
+    close(fd);
+}
+END_TEST
+
+START_TEST(test_cli_wake_listen_prints_a_wake)
+{
+    int fd = wire_connect(daemon0.sock);
+    fmt_proc p;
+
+    start_cli(&p, daemon0.sock, NULL, ARGS("wake", "listen", "--channel", "ex-listen",
+                                           "--count", "1", "--wait", "10000"));
+    ck_assert_msg(fmt_proc_expect(&p, 1, "subscribed\tex-listen\n", RUN_MS),
+                  "stdout: %s; stderr: %s", p.text[1], p.text[2]);
+    wire_expect_ok(fd, "{\"op\":\"wake.signal\",\"id\":1,\"execution_id\":\"ex-heard\","
+                       "\"channel\":\"ex-listen\"}", "1");
+    ck_assert_int_eq(fmt_proc_wait(&p, RUN_MS), 0);
+    ck_assert_msg(strstr(p.text[1], "\nwake\tex-listen\tex-heard\t") != NULL, "stdout: %s",
+                  p.text[1]);
+    fmt_proc_free(&p);
+    close(fd);
+}
+END_TEST
+
+/* ---- Python ------------------------------------------------------------- */
+
+START_TEST(test_python_example_exits_0)
+{
+    char script[600];
+    const char *argv[] = {"python3", script, daemon0.sock, NULL};
+    fmt_proc p;
+    int status;
+
+    snprintf(script, sizeof(script), "%s/examples/python/example.py", fmt_srcdir());
+    ck_assert_msg(access(script, R_OK) == 0, "%s is missing", script);
+    status = fmt_run(&p, argv, NULL, NULL, RUN_MS);
+    ck_assert_msg(status == 0, "exit %d\nstdout:\n%s\nstderr:\n%s", status, p.text[1],
+                  p.text[2]);
+    ck_assert_msg(strstr(p.text[1], "all checks passed") != NULL, "stdout: %s", p.text[1]);
+    fmt_proc_free(&p);
+}
+END_TEST
+
+/* ---- suite -------------------------------------------------------------- */
+
+static TCase *tcase(Suite *s, const char *name)
+{
+    TCase *tc = tcase_create(name);
+
+    tcase_add_unchecked_fixture(tc, servers_up, servers_down);
+    tcase_set_timeout(tc, TCASE_TIMEOUT);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
+Suite *fm_suite_examples(void)
+{
+    Suite *s = suite_create("examples");
+    TCase *tc;
+
+    tc = tcase(s, "cli");
+    tcase_add_test(tc, test_cli_help_exits_0);
+    tcase_add_test(tc, test_cli_usage_errors_exit_2);
+    tcase_add_test(tc, test_cli_ping);
+    tcase_add_test(tc, test_cli_hello);
+    tcase_add_test(tc, test_cli_cannot_connect_exits_4);
+    tcase_add_test(tc, test_cli_raw_error_reply_exits_3);
+    tcase_add_test(tc, test_cli_lock_acquire_then_status_shows_locked);
+    tcase_add_test(tc, test_cli_lock_extend_sets_the_ttl);
+    tcase_add_test(tc, test_cli_lock_held_by_another_exits_1);
+    tcase_add_test(tc, test_cli_with_lock_exits_with_the_command_status);
+    tcase_add_test(tc, test_cli_with_lock_holds_the_lock_while_the_command_runs);
+    tcase_add_test(tc, test_cli_with_lock_held_by_another_exits_75);
+    tcase_add_test(tc, test_cli_cache_set_get_round_trip_is_exact);
+    tcase_add_test(tc, test_cli_cache_set_from_stdin);
+    tcase_add_test(tc, test_cli_cache_set_refuses_an_execution_without_id);
+    tcase_add_test(tc, test_cli_wake_signal_reaches_a_subscriber);
+    tcase_add_test(tc, test_cli_wake_listen_prints_a_wake);
+
+    tc = tcase(s, "python");
+    tcase_add_test(tc, test_python_example_exits_0);
+    return s;
+}

@@ -1,0 +1,186 @@
+/* wire.c -- checked raw-protocol helpers for the tests. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "fm_json.h"
+#include "harness.h"
+#include "wire.h"
+
+#define LINK_UP_MS 10000
+
+int wire_connect(const char *sock)
+{
+    int fd = fmt_raw_connect(sock);
+
+    ck_assert_msg(fd >= 0, "cannot connect to %s", sock);
+    return fd;
+}
+
+void wire_send(int fd, const char *json)
+{
+    ck_assert_msg(fmt_raw_send(fd, json, strlen(json)) == 0, "sending %.200s failed", json);
+}
+
+char *wire_recv_text(int fd, int timeout_ms, size_t *len)
+{
+    const char *why = "";
+    fm_json_val root;
+    size_t n = 0, at = 0;
+    char *body = fmt_raw_recv(fd, timeout_ms, &n);
+
+    ck_assert_msg(body != NULL, "no reply frame within %d ms", timeout_ms);
+    ck_assert_msg(fm_json_validate(body, n, &root, &why, &at) == 0,
+                  "reply is not strict JSON (%s at byte %zu): %.300s", why, at, body);
+    ck_assert_msg(root.type == FM_JSON_OBJECT, "reply is not an object: %.300s", body);
+    if (len != NULL)
+        *len = n;
+    return body;
+}
+
+cJSON *wire_recv(int fd, int timeout_ms)
+{
+    size_t n;
+    char *body = wire_recv_text(fd, timeout_ms, &n);
+    cJSON *j = cJSON_ParseWithLength(body, n);
+
+    ck_assert_msg(j != NULL, "cJSON could not parse %.300s", body);
+    free(body);
+    return j;
+}
+
+cJSON *wire_call(int fd, const char *json)
+{
+    wire_send(fd, json);
+    return wire_recv(fd, WIRE_REPLY_MS);
+}
+
+char *wire_strf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(n >= 0, "out of memory");
+    return s;
+}
+
+const char *wire_str(const cJSON *reply, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(reply, name);
+
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static char *print(const cJSON *j)
+{
+    static char buf[600];
+    char *s = cJSON_PrintUnformatted(j);
+
+    snprintf(buf, sizeof(buf), "%s", s ? s : "(unprintable)");
+    free(s);
+    return buf;
+}
+
+/* ctx: the request, to name it in a failure ("" when unknown). */
+static void check_id(const cJSON *reply, const char *id, const char *ctx)
+{
+    const cJSON *got = cJSON_GetObjectItemCaseSensitive(reply, "id");
+    cJSON *want;
+
+    if (id == NULL) {
+        ck_assert_msg(got == NULL, "%.300s: the reply carries an id but must not: %s", ctx,
+                      print(reply));
+        return;
+    }
+    want = cJSON_Parse(id);
+    ck_assert_msg(want != NULL, "bad expected id %s", id);
+    ck_assert_msg(got != NULL && cJSON_Compare(got, want, 1), "%.300s: reply id is not %s: %s",
+                  ctx, id, print(reply));
+    cJSON_Delete(want);
+}
+
+static void check_ok(const cJSON *reply, const char *id, const char *ctx)
+{
+    ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok")),
+                  "%.300s: expected ok:true, got %s", ctx, print(reply));
+    ck_assert_msg(cJSON_GetObjectItemCaseSensitive(reply, "error") == NULL,
+                  "%.300s: a success carries an error: %s", ctx, print(reply));
+    check_id(reply, id, ctx);
+}
+
+static void check_error(const cJSON *reply, const char *code, const char *id, const char *ctx)
+{
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(reply, "error");
+    const char *got = wire_str(err, "code"), *msg = wire_str(err, "message");
+
+    ck_assert_msg(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(reply, "ok")),
+                  "%.300s: expected ok:false with %s, got %s", ctx, code, print(reply));
+    ck_assert_msg(cJSON_GetObjectItemCaseSensitive(reply, "event") == NULL,
+                  "%.300s: a reply carries event: %s", ctx, print(reply));
+    ck_assert_msg(got != NULL && strcmp(got, code) == 0, "%.300s: expected error %s, got %s",
+                  ctx, code, print(reply));
+    ck_assert_msg(msg != NULL && *msg != '\0', "%.300s: error without a message: %s", ctx,
+                  print(reply));
+    check_id(reply, id, ctx);
+}
+
+void wire_assert_id(const cJSON *reply, const char *id)
+{
+    check_id(reply, id, "");
+}
+
+void wire_assert_ok(const cJSON *reply, const char *id)
+{
+    check_ok(reply, id, "");
+}
+
+void wire_assert_error(const cJSON *reply, const char *code, const char *id)
+{
+    check_error(reply, code, id, "");
+}
+
+void wire_expect_ok(int fd, const char *json, const char *id)
+{
+    cJSON *r = wire_call(fd, json);
+
+    check_ok(r, id, json);
+    cJSON_Delete(r);
+}
+
+void wire_expect_error(int fd, const char *json, const char *code, const char *id)
+{
+    cJSON *r = wire_call(fd, json);
+
+    check_error(r, code, id, json);
+    cJSON_Delete(r);
+}
+
+static int redis_up(void *arg)
+{
+    int fd = fmt_raw_connect(arg), up = 0;
+    char *body;
+
+    if (fd < 0)
+        return 0;
+    if (fmt_raw_send(fd, "{\"op\":\"ping\"}", 13) == 0 &&
+        (body = fmt_raw_recv(fd, WIRE_REPLY_MS, NULL)) != NULL) {
+        up = strstr(body, "\"redis\":\"up\"") != NULL;
+        free(body);
+    }
+    close(fd);
+    return up;
+}
+
+void wire_wait_redis_up(const char *sock)
+{
+    ck_assert_msg(fmt_wait_until(redis_up, (void *)sock, LINK_UP_MS),
+                  "the daemon on %s did not report Redis up within %d ms", sock, LINK_UP_MS);
+}

@@ -1,0 +1,44 @@
+/* wire.h -- the raw protocol for tests: frames sent as given, replies
+ * checked to be one strict JSON object (by proto's validator, since cJSON
+ * accepts too much) before cJSON reads them. Every helper fails the running
+ * test when the daemon does not hold up its side. */
+#ifndef FM_WIRE_H
+#define FM_WIRE_H
+
+#include <stddef.h>
+
+#include <cJSON.h>
+
+#define WIRE_REPLY_MS 5000  /* what a reply that needs no waiting may take */
+
+/* A connection to the daemon's socket. */
+int wire_connect(const char *sock);
+/* One frame holding json (strlen(json) bytes). */
+void wire_send(int fd, const char *json);
+/* The next frame's body, NUL-terminated (caller frees), checked to be one
+ * strict JSON object. len may be NULL. */
+char *wire_recv_text(int fd, int timeout_ms, size_t *len);
+/* The same, parsed (caller deletes). */
+cJSON *wire_recv(int fd, int timeout_ms);
+/* wire_send, then the next frame within WIRE_REPLY_MS. */
+cJSON *wire_call(int fd, const char *json);
+
+/* id: the JSON text of the id the reply must carry (compared as JSON
+ * values), or NULL when it must carry none. */
+void wire_assert_id(const cJSON *reply, const char *id);
+void wire_assert_ok(const cJSON *reply, const char *id);
+void wire_assert_error(const cJSON *reply, const char *code, const char *id);
+/* wire_call + wire_assert_ok/wire_assert_error + cJSON_Delete. */
+void wire_expect_ok(int fd, const char *json, const char *id);
+void wire_expect_error(int fd, const char *json, const char *code, const char *id);
+
+/* A formatted string (caller frees), for building requests and texts. */
+char *wire_strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A string member of the reply, or NULL. */
+const char *wire_str(const cJSON *reply, const char *name);
+
+/* Waits (bounded) until the daemon's ping says its Redis link is up. */
+void wire_wait_redis_up(const char *sock);
+
+#endif
