@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "held.h"
 #include "log.h"
 #include "ops.h"
 #include "server.h"
@@ -55,10 +56,12 @@ void fm_conn_close(fm_conn *conn)
     }
     while (conn->reqs != NULL)
         fm_req_abandon(conn->reqs);
+    fm_held_conn_closed(conn);
     if (conn->subscriptions > 0)
         fm_wake_conn_closed(srv->wake, conn);
     fm_log_debug("client %llu: closed", (unsigned long long)conn->serial);
     uv_close((uv_handle_t *)&conn->pipe, on_closed);
+    fm_server_conn_gone(srv);
 }
 
 static void on_write(uv_write_t *wr, int status)

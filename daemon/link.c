@@ -545,6 +545,9 @@ static void ctx_attach(fm_ctx *ctx, redisAsyncContext *ac)
         return;
     }
     ac->data = ctx;
+    /* Over TCP, a peer that vanished without a FIN or RST is found out. */
+    if (link->cfg->redis.path == NULL)
+        redisEnableKeepAlive(&ac->c);
     if (fm_redis_uv_attach(ac, link->loop) != REDIS_OK) {
         redisAsyncFree(ac);
         ctx_lost(ctx, "could not watch the socket");

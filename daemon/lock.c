@@ -1,45 +1,47 @@
 /* lock.c -- lock.acquire, lock.release, lock.extend, lock.is_locked.
  *
  * An acquire is one script run per attempt (SET NX PX, and on success INCR
- * of the fence counter in the same slot), retried on a libuv timer while
- * another holder has the lock. Its deadline covers the whole wait:
- * request_timeout_ms + retry_delay * max_retries. An attempt that Redis
- * carries out after its request was answered (deadline, client gone) may
- * have taken the lock: the late reply says so, and the lock is released at
- * once, token-checked, so it is never left to its TTL. */
+ * of the fence counter in the same slot). While another holder has the lock
+ * the acquire waits: for the publication of a release of that key (push
+ * hand-off: released through any fmredisd), or for its retry timer, the
+ * fallback for holders that release without publishing. Its deadline covers
+ * the whole wait: request_timeout_ms + retry_delay * max_retries.
+ *
+ * An attempt that Redis carries out after its request was answered
+ * (deadline, client gone) may have taken the lock: the late reply says so,
+ * and the lock is released at once, token-checked, never left to its TTL. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fence.h"
+#include "held.h"
 #include "lock.h"
 #include "log.h"
 #include "ops.h"
-#include "slot.h"
 #include "token.h"
-
-#define TAG_MAX 8
-#define PREFIX_MAX 256
-#define RKEY_MAX (PREFIX_MAX + FM_KEY_MAX)
-#define FENCE_INFIX "\001fence:{"
 
 typedef struct acquire {
     fm_req *req;
     struct acquire *prev, *next;    /* ls->acquiring */
     int64_t retries_left;
     int64_t retry_delay;
+    int64_t ttl;
+    int release_on_close;
+    int auto_extend;
     char token[FM_TOKEN_LEN + 1];
-    char ttl[24];
-    size_t rkeylen, fkeylen;
-    char rkey[RKEY_MAX + 1];        /* <prefix><key> */
-    char fkey[PREFIX_MAX + sizeof(FENCE_INFIX) + TAG_MAX + 2];
+    char ttlbuf[24];
+    size_t keylen, rkeylen, fkeylen;
+    char key[FM_KEY_MAX + 1];       /* as the client gave it */
+    char rkey[FM_RKEY_MAX + 1];     /* <prefix><key> */
+    char fkey[FM_FENCE_KEY_MAX + 1];
 } acquire;
 
 struct fm_lock_service {
     fm_server *srv;
     fm_script acquire, release, extend;
-    char *tags_prefix;              /* the prefix `tags` was built for */
-    char (*tags)[TAG_MAX];          /* per slot: a tag whose fence key is in it */
-    acquire *acquiring;
+    fm_fence *fence;
+    acquire *acquiring;             /* every acquire not yet answered */
 };
 
 static const char acquire_lua[] =
@@ -63,8 +65,6 @@ static const char extend_lua[] =
     "end\n"
     "return 0\n";
 
-/* ---- keys ---- */
-
 static size_t lock_key(const fm_server *srv, const char *key, size_t len, char *out)
 {
     size_t plen = strlen(srv->cfg->lock_key_prefix);
@@ -75,69 +75,25 @@ static size_t lock_key(const fm_server *srv, const char *key, size_t len, char *
     return plen + len;
 }
 
-static size_t fence_key(const char *prefix, const char *tag, char *out)
+int fm_lock_send_release(fm_server *srv, const char *rkey, size_t rlen, const char *token,
+                         size_t toklen, fm_link_cb *cb, void *arg)
 {
-    size_t n = strlen(prefix);
+    const char *ch = srv->cfg->lock_release_channel;
 
-    memcpy(out, prefix, n);
-    memcpy(out + n, FENCE_INFIX, sizeof(FENCE_INFIX) - 1);
-    n += sizeof(FENCE_INFIX) - 1;
-    memcpy(out + n, tag, strlen(tag));
-    n += strlen(tag);
-    out[n++] = '}';
-    out[n] = '\0';
-    return n;
+    return fm_link_script(srv->link, &srv->locks->release, 1, 3,
+                          (const char *[]){rkey, token, ch},
+                          (size_t[]){rlen, toklen, strlen(ch)}, cb, arg) ? 0 : -1;
 }
 
-/* For every slot, a short tag that puts the prefix's fence key in that slot
- * (a Lua script may only touch keys of one slot). Short tags are tried in
- * order until all slots are covered; when the prefix itself holds a hash
- * tag, every key and every fence key share one slot and one tag does. */
-static int build_tags(fm_lock_service *ls, const char *prefix)
+int fm_lock_send_extend(fm_server *srv, const char *rkey, size_t rlen, const char *token,
+                        size_t toklen, int64_t ttl, fm_link_cb *cb, void *arg)
 {
-    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
-    char key[sizeof(((acquire *)0)->fkey)], tag[TAG_MAX];
-    size_t filled = 0;
+    char ttlbuf[24];
+    int n = snprintf(ttlbuf, sizeof(ttlbuf), "%lld", (long long)ttl);
 
-    free(ls->tags);
-    free(ls->tags_prefix);
-    ls->tags = calloc(FM_SLOTS, sizeof(*ls->tags));
-    ls->tags_prefix = strdup(prefix);
-    if (ls->tags == NULL || ls->tags_prefix == NULL)
-        return -1;
-    for (unsigned long n = 0; n < 36UL * 36 * 36 * 36 && filled < FM_SLOTS; n++) {
-        unsigned long v = n;
-        int i = 0;
-        unsigned slot;
-
-        do {
-            tag[i++] = digits[v % 36];
-            v /= 36;
-        } while (v != 0);
-        tag[i] = '\0';
-        slot = fm_slot(key, fence_key(prefix, tag, key));
-        if (ls->tags[slot][0] == '\0') {
-            memcpy(ls->tags[slot], tag, (size_t)i + 1);
-            filled++;
-        }
-    }
-    return 0;
-}
-
-/* The fence key for a lock key, in the lock key's slot. */
-static int lock_fence_key(fm_lock_service *ls, const char *rkey, size_t rlen, char *out,
-                          size_t *outlen)
-{
-    const char *prefix = ls->srv->cfg->lock_key_prefix;
-    unsigned slot = fm_slot(rkey, rlen);
-
-    if ((ls->tags_prefix == NULL || strcmp(ls->tags_prefix, prefix) != 0) &&
-        build_tags(ls, prefix) != 0)
-        return -1;
-    if (ls->tags[slot][0] == '\0')
-        return -1;
-    *outlen = fence_key(prefix, ls->tags[slot], out);
-    return 0;
+    return fm_link_script(srv->link, &srv->locks->extend, 1, 3,
+                          (const char *[]){rkey, token, ttlbuf},
+                          (size_t[]){rlen, toklen, (size_t)n}, cb, arg) ? 0 : -1;
 }
 
 /* ---- lock.acquire ---- */
@@ -168,14 +124,32 @@ static void on_cleanup_release(fm_link_status status, redisReply *reply, void *a
 /* Releases a lock that Redis granted after its request was answered. */
 static void release_orphan(fm_server *srv, const acquire *a)
 {
-    const char *ch = srv->cfg->lock_release_channel;
-    const char *argv[] = {a->rkey, a->token, ch};
-    size_t lens[] = {a->rkeylen, FM_TOKEN_LEN, strlen(ch)};
-
     if (srv->link == NULL ||
-        fm_link_script(srv->link, &srv->locks->release, 1, 3, argv, lens,
-                       on_cleanup_release, NULL) == NULL)
+        fm_lock_send_release(srv, a->rkey, a->rkeylen, a->token, FM_TOKEN_LEN,
+                             on_cleanup_release, NULL) != 0)
         fm_log_warn("could not release an orphaned lock; it expires with its TTL");
+}
+
+/* Redis granted the lock: the client gets it, and the daemon keeps track of
+ * it when it is to be released on disconnect or extended. */
+static void acquire_taken(fm_req *req, long long fence)
+{
+    acquire *a = req->data;
+    fm_conn *conn = req->conn;
+
+    if ((a->release_on_close || a->auto_extend) &&
+        fm_held_add(conn, a->key, a->keylen, a->rkey, a->rkeylen, a->token, a->ttl,
+                    a->release_on_close, a->auto_extend) != 0) {
+        release_orphan(req->srv, a);
+        fm_req_fail(req, FM_E_INTERNAL, "out of memory");
+        return;
+    }
+    conn = fm_req_ok_start(req);
+    if (conn == NULL)
+        return;
+    fm_reply_put_str(conn, "token", a->token, FM_TOKEN_LEN);
+    fm_reply_put_int(conn, "fence", fence);
+    fm_req_ok_finish(req);
 }
 
 /* Another holder kept the lock through every attempt. */
@@ -206,13 +180,7 @@ static void acquire_reply(fm_link_status status, redisReply *reply, void *arg)
         return;
     }
     if (reply->type == REDIS_REPLY_INTEGER) {
-        fm_conn *conn = fm_req_ok_start(req);
-
-        if (conn != NULL) {
-            fm_reply_put_str(conn, "token", a->token, FM_TOKEN_LEN);
-            fm_reply_put_int(conn, "fence", reply->integer);
-            fm_req_ok_finish(req);
-        }
+        acquire_taken(req, reply->integer);
         return;
     }
     now = uv_now(req->srv->loop);
@@ -220,13 +188,14 @@ static void acquire_reply(fm_link_status status, redisReply *reply, void *arg)
         acquire_not_taken(req);
         return;
     }
-    a->retries_left--;
     left = req->deadline - now;
     fm_req_timer(req, (uint64_t)a->retry_delay < left ? (uint64_t)a->retry_delay : left);
 }
 
 static void acquire_timer(fm_req *req)
 {
+    acquire *a = req->data;
+
     /* The deadline, or the end of a retry wait. */
     if (req->cmd != NULL || uv_now(req->srv->loop) >= req->deadline) {
         if (req->cmd != NULL)
@@ -235,14 +204,28 @@ static void acquire_timer(fm_req *req)
             acquire_not_taken(req);
         return;
     }
+    a->retries_left--;
     acquire_attempt(req);
+}
+
+void fm_lock_released(fm_lock_service *ls, const char *rkey, size_t len)
+{
+    acquire *a, *next;
+
+    /* A push-woken attempt costs no retry: the retry count bounds the
+     * timer's polling, the deadline bounds the wait. */
+    for (a = ls->acquiring; a != NULL; a = next) {
+        next = a->next;
+        if (a->req->cmd == NULL && a->rkeylen == len && memcmp(a->rkey, rkey, len) == 0)
+            acquire_attempt(a->req);
+    }
 }
 
 static void acquire_attempt(fm_req *req)
 {
     acquire *a = req->data;
-    const char *argv[] = {a->rkey, a->fkey, a->token, a->ttl};
-    size_t lens[] = {a->rkeylen, a->fkeylen, FM_TOKEN_LEN, strlen(a->ttl)};
+    const char *argv[] = {a->rkey, a->fkey, a->token, a->ttlbuf};
+    size_t lens[] = {a->rkeylen, a->fkeylen, FM_TOKEN_LEN, strlen(a->ttlbuf)};
 
     req->cmd = fm_link_script(req->srv->link, &req->srv->locks->acquire, 2, 4, argv, lens,
                               acquire_reply, req);
@@ -258,37 +241,37 @@ void fm_lock_acquire(fm_req *req, const fm_request *msg)
     static const char *const modes[] = {"release", "keep", NULL};
     fm_server *srv = req->srv;
     fm_lock_service *ls = srv->locks;
-    char key[FM_KEY_MAX + 1];
-    size_t keylen;
-    int64_t ttl = srv->cfg->lock_default_ttl_ms, delay = srv->cfg->lock_retry_delay_ms;
-    int64_t retries = srv->cfg->lock_max_retries;
-    int mode = 0, auto_extend = 0;
+    int64_t delay = srv->cfg->lock_retry_delay_ms, retries = srv->cfg->lock_max_retries;
+    int mode = 0;
     fm_proto_err err;
-    acquire *a;
+    acquire *a = fm_req_data(req, sizeof(*a));
 
-    if (fm_request_string(msg, "key", 1, FM_KEY_MAX, key, &keylen, NULL, &err) != 0 ||
-        fm_request_int(msg, "ttl", 1, FM_MS_MAX, &ttl, &err) != 0 ||
+    if (a == NULL)
+        return;
+    a->ttl = srv->cfg->lock_default_ttl_ms;
+    if (fm_request_string(msg, "key", 1, FM_KEY_MAX, a->key, &a->keylen, NULL, &err) != 0 ||
+        fm_request_int(msg, "ttl", 1, FM_MS_MAX, &a->ttl, &err) != 0 ||
         fm_request_int(msg, "retry_delay", 1, FM_MS_MAX, &delay, &err) != 0 ||
         fm_request_int(msg, "max_retries", 0, FM_MS_MAX, &retries, &err) != 0 ||
         fm_request_enum(msg, "on_disconnect", modes, &mode, &err) != 0 ||
-        fm_request_bool(msg, "auto_extend", &auto_extend, &err) != 0) {
+        fm_request_bool(msg, "auto_extend", &a->auto_extend, &err) != 0) {
         fm_req_fail(req, err.code, "%s", err.msg);
         return;
     }
-    if (auto_extend && ttl < 100) {
+    if (a->auto_extend && a->ttl < 100) {
         fm_req_fail(req, FM_E_BAD_REQUEST, "auto_extend: needs a ttl of at least 100 ms");
         return;
     }
-    a = fm_req_data(req, sizeof(*a));
-    if (a == NULL)
-        return;
     a->req = req;
+    a->release_on_close = mode == 0;
     a->retries_left = retries;
     a->retry_delay = delay;
-    a->rkeylen = lock_key(srv, key, keylen, a->rkey);
-    snprintf(a->ttl, sizeof(a->ttl), "%lld", (long long)ttl);
-    if (lock_fence_key(ls, a->rkey, a->rkeylen, a->fkey, &a->fkeylen) != 0) {
-        fm_req_fail(req, FM_E_INTERNAL, "no fence key for this lock key");
+    a->rkeylen = lock_key(srv, a->key, a->keylen, a->rkey);
+    snprintf(a->ttlbuf, sizeof(a->ttlbuf), "%lld", (long long)a->ttl);
+    a->fkeylen = fm_fence_key(ls->fence, srv->cfg->lock_key_prefix, a->rkey, a->rkeylen,
+                              a->fkey);
+    if (a->fkeylen == 0) {
+        fm_req_fail(req, FM_E_INTERNAL, "no fence counter for this lock key");
         return;
     }
     if (fm_token_new(a->token) != 0) {
@@ -308,10 +291,47 @@ void fm_lock_acquire(fm_req *req, const fm_request *msg)
 
 /* ---- release, extend, is_locked ---- */
 
+/* The arguments release and extend share, kept for their replies: a lock
+ * the client released, or learnt it no longer holds, is no longer tracked. */
+typedef struct keytok {
+    size_t rkeylen, toklen;
+    char rkey[FM_RKEY_MAX + 1];
+    char token[FM_KEY_MAX + 1];
+} keytok;
+
+static keytok *key_and_token(fm_req *req, const fm_request *msg)
+{
+    char key[FM_KEY_MAX + 1];
+    size_t keylen;
+    fm_proto_err err;
+    keytok *kt = fm_req_data(req, sizeof(*kt));
+
+    if (kt == NULL)
+        return NULL;
+    if (fm_request_string(msg, "key", 1, FM_KEY_MAX, key, &keylen, NULL, &err) != 0 ||
+        fm_request_string(msg, "token", 1, FM_KEY_MAX, kt->token, &kt->toklen, NULL,
+                          &err) != 0) {
+        fm_req_fail(req, err.code, "%s", err.msg);
+        return NULL;
+    }
+    kt->rkeylen = lock_key(req->srv, key, keylen, kt->rkey);
+    return kt;
+}
+
+static void forget(fm_req *req)
+{
+    const keytok *kt = req->data;
+
+    if (req->conn != NULL)
+        fm_held_forget(req->conn, kt->rkey, kt->rkeylen, kt->token, kt->toklen);
+}
+
 static void release_done(fm_req *req, redisReply *reply)
 {
-    fm_conn *conn = fm_req_ok_start(req);
+    fm_conn *conn;
 
+    forget(req);
+    conn = fm_req_ok_start(req);
     if (conn == NULL)
         return;
     fm_reply_put_bool(conn, "released", reply->integer == 1);
@@ -321,49 +341,32 @@ static void release_done(fm_req *req, redisReply *reply)
     fm_req_ok_finish(req);
 }
 
-/* Reads key and token, the arguments release and extend share. */
-static int key_and_token(fm_req *req, const fm_request *msg, char *rkey, size_t *rkeylen,
-                         char *token, size_t *tokenlen)
-{
-    char key[FM_KEY_MAX + 1];
-    size_t keylen;
-    fm_proto_err err;
-
-    if (fm_request_string(msg, "key", 1, FM_KEY_MAX, key, &keylen, NULL, &err) != 0 ||
-        fm_request_string(msg, "token", 1, FM_KEY_MAX, token, tokenlen, NULL, &err) != 0) {
-        fm_req_fail(req, err.code, "%s", err.msg);
-        return -1;
-    }
-    *rkeylen = lock_key(req->srv, key, keylen, rkey);
-    return 0;
-}
-
 void fm_lock_release(fm_req *req, const fm_request *msg)
 {
-    char rkey[RKEY_MAX + 1], token[FM_KEY_MAX + 1];
-    size_t rkeylen, tokenlen;
     const char *ch = req->srv->cfg->lock_release_channel;
+    keytok *kt = key_and_token(req, msg);
 
-    if (key_and_token(req, msg, rkey, &rkeylen, token, &tokenlen) != 0)
-        return;
-    fm_req_script(req, &req->srv->locks->release, 1, 3,
-                  (const char *[]){rkey, token, ch},
-                  (size_t[]){rkeylen, tokenlen, strlen(ch)}, release_done);
+    if (kt != NULL)
+        fm_req_script(req, &req->srv->locks->release, 1, 3,
+                      (const char *[]){kt->rkey, kt->token, ch},
+                      (size_t[]){kt->rkeylen, kt->toklen, strlen(ch)}, release_done);
 }
 
 static void extend_done(fm_req *req, redisReply *reply)
 {
+    if (reply->integer != 1)
+        forget(req);
     fm_req_ok_bool(req, "extended", reply->integer == 1);
 }
 
 void fm_lock_extend(fm_req *req, const fm_request *msg)
 {
-    char rkey[RKEY_MAX + 1], token[FM_KEY_MAX + 1], ttlbuf[24];
-    size_t rkeylen, tokenlen;
+    char ttlbuf[24];
     int64_t ttl = req->srv->cfg->lock_default_ttl_ms;
     fm_proto_err err;
+    keytok *kt = key_and_token(req, msg);
 
-    if (key_and_token(req, msg, rkey, &rkeylen, token, &tokenlen) != 0)
+    if (kt == NULL)
         return;
     if (fm_request_int(msg, "ttl", 1, FM_MS_MAX, &ttl, &err) != 0) {
         fm_req_fail(req, err.code, "%s", err.msg);
@@ -371,8 +374,8 @@ void fm_lock_extend(fm_req *req, const fm_request *msg)
     }
     snprintf(ttlbuf, sizeof(ttlbuf), "%lld", (long long)ttl);
     fm_req_script(req, &req->srv->locks->extend, 1, 3,
-                  (const char *[]){rkey, token, ttlbuf},
-                  (size_t[]){rkeylen, tokenlen, strlen(ttlbuf)}, extend_done);
+                  (const char *[]){kt->rkey, kt->token, ttlbuf},
+                  (size_t[]){kt->rkeylen, kt->toklen, strlen(ttlbuf)}, extend_done);
 }
 
 static void is_locked_done(fm_req *req, redisReply *reply)
@@ -382,7 +385,7 @@ static void is_locked_done(fm_req *req, redisReply *reply)
 
 void fm_lock_is_locked(fm_req *req, const fm_request *msg)
 {
-    char key[FM_KEY_MAX + 1], rkey[RKEY_MAX + 1];
+    char key[FM_KEY_MAX + 1], rkey[FM_RKEY_MAX + 1];
     size_t keylen, rkeylen;
     fm_proto_err err;
 
@@ -400,6 +403,7 @@ void fm_lock_is_locked(fm_req *req, const fm_request *msg)
 fm_lock_service *fm_lock_service_create(fm_server *srv)
 {
     fm_lock_service *ls = calloc(1, sizeof(*ls));
+    const char *ch = srv->cfg->lock_release_channel;
 
     if (ls == NULL)
         return NULL;
@@ -407,10 +411,16 @@ fm_lock_service *fm_lock_service_create(fm_server *srv)
     ls->acquire = (fm_script){.name = "acquire", .body = acquire_lua};
     ls->release = (fm_script){.name = "release", .body = release_lua};
     ls->extend = (fm_script){.name = "extend", .body = extend_lua};
-    if (fm_link_register_script(srv->link, &ls->acquire) != 0 ||
+    ls->fence = fm_fence_create();
+    /* Subscribed for the daemon's whole life: the push hand-off listens
+     * here, and since the pub/sub context never drops to zero channels,
+     * wake unsubscribes stay clear of hiredis 0.14's crash on UNSUBSCRIBE
+     * of the last channel followed by SUBSCRIBE. */
+    if (ls->fence == NULL ||
+        fm_link_register_script(srv->link, &ls->acquire) != 0 ||
         fm_link_register_script(srv->link, &ls->release) != 0 ||
         fm_link_register_script(srv->link, &ls->extend) != 0 ||
-        build_tags(ls, srv->cfg->lock_key_prefix) != 0) {
+        fm_link_subscribe(srv->link, ch, strlen(ch)) < 0) {
         fm_lock_service_free(ls);
         return NULL;
     }
@@ -428,7 +438,6 @@ void fm_lock_service_free(fm_lock_service *ls)
 {
     if (ls == NULL)
         return;
-    free(ls->tags);
-    free(ls->tags_prefix);
+    fm_fence_free(ls->fence);
     free(ls);
 }

@@ -1,12 +1,15 @@
 /* server.c -- the listening socket, the per-turn flusher, signals, reload
  * and shutdown.
  *
- * Shutdown (SIGTERM, SIGINT) drains: the socket goes away at once so no new
- * client arrives, waiting lock acquires and new requests get shutting_down,
- * and requests already at Redis get their answers (each is bounded by its
- * deadline). When nothing is in flight, the replies are flushed, the
- * connections closed, the link closed, and the loop ends. A hard stop at
- * request_timeout_ms + 1 s guards the bound even if something misbehaves. */
+ * Shutdown (SIGTERM, SIGINT) drains in three steps:
+ *   DRAINING  the socket goes away at once so no new client arrives, waiting
+ *             lock acquires and new requests get shutting_down, requests
+ *             already at Redis get their answers (each within its deadline);
+ *   CLOSING   nothing in flight: replies are flushed, connections closed, and
+ *             the locks they held with on_disconnect "release" released;
+ *   STOPPED   those releases answered: the link closes, the loop ends.
+ * A hard stop at request_timeout_ms + 0.5 s keeps the contract's bound even
+ * when a client does not read or Redis does not answer. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "held.h"
 #include "lock.h"
 #include "log.h"
 #include "server.h"
@@ -29,7 +33,10 @@ void fm_server_schedule_flush(fm_server *srv, fm_conn *conn)
     srv->flush_list = conn;
 }
 
-static void finish_shutdown(fm_server *srv);
+enum { RUNNING, DRAINING, CLOSING, STOPPED };
+
+static void close_clients(fm_server *srv);
+static void stop(fm_server *srv);
 
 /* Runs once per loop turn, before libuv blocks for I/O: every reply made
  * during the turn leaves in one write per connection. */
@@ -44,8 +51,10 @@ static void on_prepare(uv_prepare_t *p)
         conn->flush_pending = 0;
         fm_conn_flush(conn);
     }
-    if (srv->shutting_down == 1 && srv->inflight == 0)
-        finish_shutdown(srv);
+    if (srv->shutting_down == DRAINING && srv->inflight == 0)
+        close_clients(srv);
+    if (srv->shutting_down == CLOSING && srv->releasing == 0)
+        stop(srv);
 }
 
 static void on_connection(uv_stream_t *listener, int status)
@@ -126,13 +135,14 @@ static void stop_listening(fm_server *srv)
         fm_log_warn("removing %s: %s", srv->cfg->socket, strerror(errno));
 }
 
-static void finish_shutdown(fm_server *srv)
+static void close_clients(fm_server *srv)
 {
     fm_conn *conn, *next;
 
-    srv->shutting_down = 2;
+    srv->shutting_down = CLOSING;
     for (conn = srv->conns; conn != NULL; conn = next) {
         next = conn->next;
+        fm_held_conn_closed(conn);
         /* Whatever is still queued for it goes out before the close. */
         fm_conn_flush(conn);
         if (!conn->writing_active)
@@ -140,6 +150,11 @@ static void finish_shutdown(fm_server *srv)
         else
             conn->close_after_write = 1;
     }
+}
+
+static void stop(fm_server *srv)
+{
+    srv->shutting_down = STOPPED;
     /* The link first: its last callbacks still reach the services. */
     fm_link_free(srv->link);
     srv->link = NULL;
@@ -151,21 +166,34 @@ static void finish_shutdown(fm_server *srv)
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
     uv_close((uv_handle_t *)&srv->sig_hup, NULL);
-    uv_close((uv_handle_t *)&srv->shutdown_timer, NULL);
+    fm_server_conn_gone(srv);
     fm_log_info("stopped");
+}
+
+void fm_server_conn_gone(fm_server *srv)
+{
+    /* The hard-stop timer goes last: it may still have to cut off a client
+     * that does not read its last replies. */
+    if (srv->shutting_down == STOPPED && srv->nconns == 0 &&
+        !uv_is_closing((uv_handle_t *)&srv->shutdown_timer))
+        uv_close((uv_handle_t *)&srv->shutdown_timer, NULL);
 }
 
 static void on_shutdown_timer(uv_timer_t *t)
 {
     fm_server *srv = t->data;
 
-    fm_log_warn("shutdown: %zu requests still in flight at the deadline; stopping anyway",
-                srv->inflight);
-    for (fm_conn *conn = srv->conns; conn != NULL; conn = srv->conns)
-        fm_conn_close(conn);
-    srv->inflight = 0;
-    if (srv->shutting_down == 1)
-        finish_shutdown(srv);
+    if (srv->inflight > 0 || srv->releasing > 0)
+        fm_log_warn("shutdown: %zu requests and %zu lock releases unanswered at the deadline; "
+                    "stopping anyway", srv->inflight, srv->releasing);
+    else if (srv->nconns > 0)
+        fm_log_warn("shutdown: clients not reading their last replies; closing them");
+    if (srv->shutting_down == DRAINING)
+        close_clients(srv);
+    while (srv->conns != NULL)
+        fm_conn_close(srv->conns);
+    if (srv->shutting_down == CLOSING)
+        stop(srv);
 }
 
 static void begin_shutdown(fm_server *srv, int signum)
@@ -174,11 +202,13 @@ static void begin_shutdown(fm_server *srv, int signum)
         return;
     fm_log_info("%s: shutting down, %zu requests in flight",
                 signum == SIGINT ? "SIGINT" : "SIGTERM", srv->inflight);
-    srv->shutting_down = 1;
+    srv->shutting_down = DRAINING;
     stop_listening(srv);
     fm_lock_service_shutdown(srv->locks);
+    /* Every request in flight has a deadline within request_timeout_ms;
+     * the rest of the contract's extra second is margin for the exit. */
     uv_timer_start(&srv->shutdown_timer, on_shutdown_timer,
-                   (uint64_t)srv->cfg->request_timeout_ms + 1000, 0);
+                   (uint64_t)srv->cfg->request_timeout_ms + 500, 0);
     uv_unref((uv_handle_t *)&srv->shutdown_timer);
 }
 
@@ -224,6 +254,33 @@ static void on_signal(uv_signal_t *s, int signum)
         begin_shutdown(srv, signum);
 }
 
+/* The pub/sub link's reports go to the services: releases of locks to the
+ * lock service (push hand-off), everything to wake subscribers. */
+static void on_sub_message(const char *channel, size_t clen, const char *payload,
+                           size_t plen, void *arg)
+{
+    fm_server *srv = arg;
+    const char *rc = srv->cfg->lock_release_channel;
+
+    if (strlen(rc) == clen && memcmp(rc, channel, clen) == 0)
+        fm_lock_released(srv->locks, payload, plen);
+    fm_wake_message(srv->wake, channel, clen, payload, plen);
+}
+
+static void on_sub_subscribed(const char *channel, size_t clen, void *arg)
+{
+    fm_server *srv = arg;
+
+    fm_wake_subscribed(srv->wake, channel, clen);
+}
+
+static void on_sub_down(void *arg)
+{
+    fm_server *srv = arg;
+
+    fm_wake_link_down(srv->wake);
+}
+
 static void watch_signal(fm_server *srv, uv_signal_t *s, int signum)
 {
     uv_signal_init(srv->loop, s);
@@ -249,6 +306,8 @@ int fm_server_start(fm_server *srv)
     srv->wake = fm_wake_service_create(srv);
     if (srv->locks == NULL || srv->wake == NULL)
         return -1;
+    fm_link_set_sub_handler(srv->link, &(fm_link_sub_handler){
+        on_sub_message, on_sub_subscribed, on_sub_down, srv});
     if (listen_socket(srv) != 0)
         return -1;
     return fm_link_start(srv->link);

@@ -27,6 +27,7 @@ typedef struct fm_req fm_req;
 typedef struct fm_op fm_op;
 typedef struct fm_lock_service fm_lock_service;
 typedef struct fm_wake_service fm_wake_service;
+typedef struct fm_held fm_held;
 
 struct fm_conn {
     fm_server *srv;
@@ -44,6 +45,7 @@ struct fm_conn {
     fm_conn *prev, *next;       /* srv->conns */
     fm_req *reqs;               /* in flight, answered ones are gone */
     size_t inflight;
+    fm_held *held;              /* locks to release or extend for it */
     int subscriptions;          /* wake channels, owned by the wake service */
     int wake_awaiting_up;       /* subscriptions to restore after "down" */
     char client_name[FM_NAME_MAX + 1];
@@ -102,6 +104,7 @@ struct fm_server {
     uint64_t connections_total;
     uint64_t rejected_clients;
     size_t inflight;            /* requests not yet answered, all conns */
+    size_t releasing;           /* releases of a gone client's locks at Redis */
 };
 
 /* server.c */
@@ -110,6 +113,8 @@ int fm_server_start(fm_server *srv);
 /* Frees what the server owns once the loop has stopped. */
 void fm_server_free(fm_server *srv);
 void fm_server_schedule_flush(fm_server *srv, fm_conn *conn);
+/* A connection closed; during shutdown the last one lets the loop end. */
+void fm_server_conn_gone(fm_server *srv);
 
 /* conn.c */
 fm_conn *fm_conn_accept(fm_server *srv);

@@ -6,9 +6,8 @@
  * wake.subscribe is answered only when Redis has confirmed the channel, so
  * every wake published after the reply is delivered.
  *
- * The publication of lock releases (lock_release_channel) stays subscribed
- * for the daemon's whole life. That also keeps hiredis 0.14 away from its
- * crash on UNSUBSCRIBE of the last channel followed by SUBSCRIBE. */
+ * The lock service keeps lock_release_channel subscribed for the daemon's
+ * whole life, so no wake channel is ever the last one (see lock.c). */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -52,7 +51,6 @@ struct fm_wake_service {
     wchan *chans;
     fm_script signal_many;
     fm_buf frame;                   /* scratch for events sent to many */
-    char *release_channel;          /* subscribed for the daemon's life */
 };
 
 /* Publishes every payload in ARGV[2..] on ARGV[1]: one round trip for a batch. */
@@ -159,10 +157,9 @@ static void deliver(fm_wake_service *ws, wchan *c)
     }
 }
 
-static void on_message(const char *channel, size_t clen, const char *payload, size_t plen,
-                       void *arg)
+void fm_wake_message(fm_wake_service *ws, const char *channel, size_t clen,
+                     const char *payload, size_t plen)
 {
-    fm_wake_service *ws = arg;
     wchan *c = find_chan(ws, channel, clen);
 
     if (c == NULL || c->subs == NULL)
@@ -184,9 +181,8 @@ static void answer_subscribe(fm_req *req, const wchan *c)
     fm_req_ok_finish(req);
 }
 
-static void on_subscribed(const char *channel, size_t clen, void *arg)
+void fm_wake_subscribed(fm_wake_service *ws, const char *channel, size_t clen)
 {
-    fm_wake_service *ws = arg;
     wchan *c = find_chan(ws, channel, clen);
 
     if (c == NULL)
@@ -202,9 +198,8 @@ static void on_subscribed(const char *channel, size_t clen, void *arg)
     }
 }
 
-static void on_down(void *arg)
+void fm_wake_link_down(fm_wake_service *ws)
 {
-    fm_wake_service *ws = arg;
 
     for (wchan *c = ws->chans; c != NULL; c = c->next) {
         for (wsub *s = c->subs; s != NULL; s = s->next) {
@@ -259,12 +254,13 @@ static void groups_prune(wchan *c)
 
 static void chan_release(fm_wake_service *ws, wchan *c)
 {
+    const char *keep = ws->srv->cfg->lock_release_channel;
     wchan **pc;
 
     if (c->subs != NULL || c->waiting != NULL)
         return;
-    if (strlen(ws->release_channel) != c->len ||
-        memcmp(ws->release_channel, c->name, c->len) != 0)
+    /* The lock service's channel stays subscribed whatever wake does. */
+    if (strlen(keep) != c->len || memcmp(keep, c->name, c->len) != 0)
         fm_link_unsubscribe(ws->srv->link, c->name, c->len);
     for (pc = &ws->chans; *pc != c; pc = &(*pc)->next)
         ;
@@ -539,21 +535,16 @@ out:
 fm_wake_service *fm_wake_service_create(fm_server *srv)
 {
     fm_wake_service *ws = calloc(1, sizeof(*ws));
-    fm_link_sub_handler h = {on_message, on_subscribed, on_down, ws};
 
     if (ws == NULL)
         return NULL;
     ws->srv = srv;
     fm_buf_init(&ws->frame);
     ws->signal_many = (fm_script){.name = "signal_many", .body = signal_many_lua};
-    ws->release_channel = strdup(srv->cfg->lock_release_channel);
-    if (ws->release_channel == NULL ||
-        fm_link_register_script(srv->link, &ws->signal_many) != 0 ||
-        fm_link_subscribe(srv->link, ws->release_channel, strlen(ws->release_channel)) < 0) {
+    if (fm_link_register_script(srv->link, &ws->signal_many) != 0) {
         fm_wake_service_free(ws);
         return NULL;
     }
-    fm_link_set_sub_handler(srv->link, &h);
     return ws;
 }
 
@@ -574,6 +565,5 @@ void fm_wake_service_free(fm_wake_service *ws)
         free(c);
     }
     fm_buf_free(&ws->frame);
-    free(ws->release_channel);
     free(ws);
 }

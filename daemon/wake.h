@@ -7,6 +7,11 @@
 
 fm_wake_service *fm_wake_service_create(fm_server *srv);
 void fm_wake_service_free(fm_wake_service *ws);
+/* What the pub/sub link reports, routed here by the server. */
+void fm_wake_message(fm_wake_service *ws, const char *channel, size_t clen,
+                     const char *payload, size_t plen);
+void fm_wake_subscribed(fm_wake_service *ws, const char *channel, size_t clen);
+void fm_wake_link_down(fm_wake_service *ws);
 /* Drops every subscription of a connection that is closing. */
 void fm_wake_conn_closed(fm_wake_service *ws, fm_conn *conn);
 

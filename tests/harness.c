@@ -1,4 +1,5 @@
 /* harness.c -- starting and stopping real servers for the tests. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -57,6 +58,17 @@ static void untrack(pid_t pid)
     for (int i = 0; i < MAX_CHILDREN; i++)
         if (children[i] == pid)
             children[i] = 0;
+}
+
+TCase *fmt_tcase(Suite *s, const char *name, void (*up)(void), void (*down)(void),
+                 double timeout)
+{
+    TCase *tc = tcase_create(name);
+
+    tcase_add_unchecked_fixture(tc, up, down);
+    tcase_set_timeout(tc, timeout);
+    suite_add_tcase(s, tc);
+    return tc;
 }
 
 int64_t fmt_now_ms(void)
@@ -153,9 +165,9 @@ int fmt_raw_connect(const char *sock)
     return fd;
 }
 
-static int socket_accepts(void *arg)
+int fmt_socket_accepts(void *sock)
 {
-    int fd = fmt_raw_connect(arg);
+    int fd = fmt_raw_connect(sock);
 
     if (fd < 0)
         return 0;
@@ -208,8 +220,6 @@ static int redis_answers(void *arg)
     return ok;
 }
 
-static const char *const *redis_extra;
-
 static int redis_spawn(fmt_redis *r)
 {
     const char *argv[32] = {"redis-server", "--port", "0", "--unixsocket", r->sock,
@@ -218,8 +228,8 @@ static int redis_spawn(fmt_redis *r)
     char log[300];
     int n = 15;
 
-    for (int i = 0; redis_extra && redis_extra[i] && n < 31; i++)
-        argv[n++] = redis_extra[i];
+    for (int i = 0; r->extra && r->extra[i] && n < 31; i++)
+        argv[n++] = r->extra[i];
     argv[n] = NULL;
     snprintf(log, sizeof(log), "%s/redis.log", r->dir);
     r->pid = spawn(argv, log);
@@ -241,7 +251,7 @@ int fmt_redis_start(fmt_redis *r, const char *const *extra)
         return -1;
     snprintf(r->sock, sizeof(r->sock), "%s/redis.sock", r->dir);
     snprintf(r->url, sizeof(r->url), "unix://%s", r->sock);
-    redis_extra = extra;
+    r->extra = extra;
     return redis_spawn(r);
 }
 
@@ -253,6 +263,27 @@ void fmt_redis_kill(fmt_redis *r)
 int fmt_redis_restart(fmt_redis *r)
 {
     return redis_spawn(r);
+}
+
+/* Redis 7 keeps its append-only files in a directory of their own. */
+static void remove_aof_dir(const char *dir)
+{
+    char path[400], file[700];
+    struct dirent *e;
+    DIR *d;
+
+    snprintf(path, sizeof(path), "%s/appendonlydir", dir);
+    d = opendir(path);
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            snprintf(file, sizeof(file), "%s/%s", path, e->d_name);
+            unlink(file);
+        }
+    }
+    closedir(d);
+    rmdir(path);
 }
 
 /* Removes a test directory and the files our servers leave in it. */
@@ -268,6 +299,7 @@ static void remove_dir(const char *dir)
         snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
         unlink(path);
     }
+    remove_aof_dir(dir);
     rmdir(dir);
 }
 
@@ -298,7 +330,7 @@ int fmt_daemon_start(fmt_daemon *d, const char *redis_url, const char *const *ex
     d->pid = spawn(argv, d->log);
     if (d->pid < 0)
         return -1;
-    if (!fmt_wait_until(socket_accepts, d->sock, START_TIMEOUT_MS) || exited(&d->pid)) {
+    if (!fmt_wait_until(fmt_socket_accepts, d->sock, START_TIMEOUT_MS) || exited(&d->pid)) {
         fprintf(stderr, "harness: fmredisd did not come up (see %s)\n", d->log);
         reap(&d->pid, SIGKILL);
         return -1;
@@ -329,6 +361,26 @@ int fmt_daemon_stop(fmt_daemon *d)
         remove_dir(d->dir);
     d->dir[0] = '\0';
     return status;
+}
+
+int fmt_daemon_wait(fmt_daemon *d, int timeout_ms)
+{
+    int64_t end = fmt_now_ms() + timeout_ms;
+    int status;
+
+    while (d->pid > 0) {
+        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+            untrack(d->pid);
+            d->pid = 0;
+            if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+            return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
+        }
+        if (fmt_now_ms() >= end)
+            return -1;
+        poll(NULL, 0, 5);
+    }
+    return -1;
 }
 
 int fmt_raw_write(int fd, const void *bytes, size_t len)

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <check.h>
 #include <hiredis/hiredis.h>
 
 typedef struct fmt_redis {
@@ -20,6 +21,7 @@ typedef struct fmt_redis {
     char dir[256];
     char sock[300];
     char url[320];          /* unix://<sock> */
+    const char *const *extra;   /* the start's extra arguments, kept for restarts */
 } fmt_redis;
 
 typedef struct fmt_daemon {
@@ -34,7 +36,8 @@ typedef struct fmt_daemon {
 int fmt_redis_start(fmt_redis *r, const char *const *extra);
 /* Kills it with SIGKILL, keeping its directory and socket path. */
 void fmt_redis_kill(fmt_redis *r);
-/* Starts it again on the same socket and directory (after a kill). */
+/* Starts it again on the same socket and directory (after a kill), with the
+ * same extra arguments (which must therefore outlive r). */
 int fmt_redis_restart(fmt_redis *r);
 void fmt_redis_stop(fmt_redis *r);
 /* A synchronous hiredis connection for asserting Redis-side effects. */
@@ -49,6 +52,16 @@ int fmt_daemon_start(fmt_daemon *d, const char *redis_url, const char *const *ex
 /* SIGTERM, then waits; SIGKILL if it does not exit within 10 s. Returns the
  * exit status as waitpid reports it, or -1. */
 int fmt_daemon_stop(fmt_daemon *d);
+/* Waits up to timeout_ms for the daemon to exit by itself (after a signal
+ * the test sent) and reaps it. Returns its exit code, 128 + signal, or -1
+ * when it still runs (fmt_daemon_stop then ends it). */
+int fmt_daemon_wait(fmt_daemon *d, int timeout_ms);
+
+/* A TCase of s with the given timeout (seconds) whose up/down run as an
+ * unchecked fixture: once for the TCase, in the runner, so that what up
+ * starts belongs to the runner and down runs even when a test fails. */
+TCase *fmt_tcase(Suite *s, const char *name, void (*up)(void), void (*down)(void),
+                 double timeout);
 
 /* Monotonic milliseconds. */
 int64_t fmt_now_ms(void);
@@ -58,6 +71,9 @@ int fmt_wait_until(int (*cond)(void *), void *arg, int timeout_ms);
 
 /* Raw protocol, for tests that need to send what the library never would. */
 int fmt_raw_connect(const char *sock);
+/* Whether the socket (a const char *) accepts a connection now; a condition
+ * for fmt_wait_until. */
+int fmt_socket_accepts(void *sock);
 int fmt_raw_send(int fd, const void *body, size_t len);   /* one frame */
 int fmt_raw_write(int fd, const void *bytes, size_t len); /* bytes as is */
 /* One frame body, NUL-terminated, malloc'd; NULL on timeout, EOF or error. */

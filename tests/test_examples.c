@@ -286,6 +286,22 @@ END_TEST
 /* The daemon extends the lock while the command runs: here three times its
  * TTL (the wait is the point: the TTL must pass). */
 
+START_TEST(test_cli_lock_without_keep_is_released_when_it_exits)
+{
+    expect_cli(0, NULL, ARGS("lock", "acquire", "ex-nokeep", "--ttl", "30000"));
+    expect_cli(EX_NO, "unlocked\n", ARGS("lock", "status", "ex-nokeep"));
+}
+END_TEST
+
+START_TEST(test_cli_with_lock_keeps_the_lock_past_its_ttl)
+{
+    expect_cli(0, "locked\n", ARGS("with-lock", "ex-extended", "--ttl", "200", "--", "sh", "-c",
+                                   "sleep 0.6; exec \"$0\" lock status ex-extended",
+                                   fmt_cli_path()));
+    expect_cli(EX_NO, "unlocked\n", ARGS("lock", "status", "ex-extended"));
+}
+END_TEST
+
 START_TEST(test_cli_with_lock_held_by_another_exits_75)
 {
     int holder = hold_lock("ex-with-held");
@@ -417,12 +433,7 @@ END_TEST
 
 static TCase *tcase(Suite *s, const char *name)
 {
-    TCase *tc = tcase_create(name);
-
-    tcase_add_unchecked_fixture(tc, servers_up, servers_down);
-    tcase_set_timeout(tc, TCASE_TIMEOUT);
-    suite_add_tcase(s, tc);
-    return tc;
+    return fmt_tcase(s, name, servers_up, servers_down, TCASE_TIMEOUT);
 }
 
 Suite *fm_suite_examples(void)
@@ -443,6 +454,8 @@ Suite *fm_suite_examples(void)
     tcase_add_test(tc, test_cli_with_lock_exits_with_the_command_status);
     tcase_add_test(tc, test_cli_with_lock_holds_the_lock_while_the_command_runs);
     tcase_add_test(tc, test_cli_with_lock_held_by_another_exits_75);
+    tcase_add_test(tc, test_cli_lock_without_keep_is_released_when_it_exits);
+    tcase_add_test(tc, test_cli_with_lock_keeps_the_lock_past_its_ttl);
     tcase_add_test(tc, test_cli_cache_set_get_round_trip_is_exact);
     tcase_add_test(tc, test_cli_cache_set_from_stdin);
     tcase_add_test(tc, test_cli_cache_set_refuses_an_execution_without_id);

@@ -219,6 +219,19 @@ static void sub_await(redisContext *r, const char *channel, const char *payload)
     }
 }
 
+/* Publishes a sentinel on channel and asserts it is the next message there:
+ * Redis keeps a channel's order, so nothing else was published before it
+ * that the subscriber has not read. */
+static void sub_expect_nothing_more(redisContext *r, redisContext *sub, const char *channel)
+{
+    char *payload;
+
+    redis_publish(r, channel, "sentinel");
+    payload = sub_next(sub, channel);
+    ck_assert_str_eq(payload, "sentinel");
+    free(payload);
+}
+
 /* Asserts the Node package's payload for id, byte for byte:
  * {"executionId":"<id>","timestamp":<digits>} with a recent timestamp. */
 static void assert_wake_payload(const char *payload, const char *id)
@@ -234,6 +247,15 @@ static void assert_wake_payload(const char *payload, const char *id)
     ck_assert_msg(p > digits && (digits[0] != '0' || p - digits == 1) && strcmp(p, "}") == 0,
                   "payload %s: timestamp is not an integer closing the object", payload);
     assert_recent_ms(strtoll(digits, NULL, 10), payload);
+}
+
+/* The next message on channel is the Node payload for id. */
+static void sub_expect_wake(redisContext *sub, const char *channel, const char *id)
+{
+    char *payload = sub_next(sub, channel);
+
+    assert_wake_payload(payload, id);
+    free(payload);
 }
 
 /* ---- events ---------------------------------------------------------------- */
@@ -357,6 +379,14 @@ static int is_locked(fm_client *c, const char *key)
 
     ok(c, fm_lock_is_locked(c, key, &locked), "lock.is_locked");
     return locked;
+}
+
+static int extend(fm_client *c, const char *key, const char *token, int64_t ttl_ms)
+{
+    int extended = -1;
+
+    ok(c, fm_lock_extend(c, key, token, ttl_ms, &extended), "lock.extend");
+    return extended;
 }
 
 /* An acquire waiting in a thread of its own on its own client, so that the
@@ -488,25 +518,26 @@ START_TEST(test_hello_reports_protocol_1_and_server_name)
 }
 END_TEST
 
-START_TEST(test_ping_without_redis_round_trip_says_up)
+/* What a ping, with or without a round trip to Redis, says of Redis. */
+static int ping_redis_up(int round_trip)
 {
     fm_client *c = client_open();
     int up = -1;
 
-    ok(c, fm_ping(c, 0, &up), "ping");
-    ck_assert_int_eq(up, 1);
+    ok(c, fm_ping(c, round_trip, &up), round_trip ? "ping redis=true" : "ping");
     fm_client_free(c);
+    return up;
+}
+
+START_TEST(test_ping_without_redis_round_trip_says_up)
+{
+    ck_assert_int_eq(ping_redis_up(0), 1);
 }
 END_TEST
 
 START_TEST(test_ping_with_redis_round_trip_says_up)
 {
-    fm_client *c = client_open();
-    int up = -1;
-
-    ok(c, fm_ping(c, 1, &up), "ping redis=true");
-    ck_assert_int_eq(up, 1);
-    fm_client_free(c);
+    ck_assert_int_eq(ping_redis_up(1), 1);
 }
 END_TEST
 
@@ -580,7 +611,9 @@ START_TEST(test_lock_acquire_waiter_gets_lock_after_holder_releases)
     fm_client *holder = client_open();
     redisContext *r = redis_open();
     fm_lock held = lock_take(holder, "acq-wait", 30000), got;
-    fm_lock_opts o = {.retry_delay_ms = 50, .max_retries = 200};
+    /* Kept: the waiter's connection closes before the check below. */
+    fm_lock_opts o = {.retry_delay_ms = 50, .max_retries = 200,
+                      .on_disconnect = FM_ON_DISCONNECT_KEEP};
     waiter *w = waiter_start("acq-wait", &o, holder);
 
     release_expect(holder, "acq-wait", held.token, 1, FM_RELEASE_DONE);
@@ -597,6 +630,21 @@ END_TEST
 /* Contract, lock lifecycle: a waiting acquire is woken by the release's
  * publication, not only at its next retry. With a retry_delay of 8 s, only
  * the wake can hand the lock over within 3 s. */
+
+START_TEST(test_lock_acquire_waiter_is_woken_by_release_before_its_retry)
+{
+    fm_client *holder = client_open();
+    fm_lock held = lock_take(holder, "acq-woken", 30000);
+    fm_lock_opts o = {.retry_delay_ms = 8000, .max_retries = 1};
+    waiter *w = waiter_start("acq-woken", &o, holder);
+
+    release_expect(holder, "acq-woken", held.token, 1, FM_RELEASE_DONE);
+    ck_assert_msg(fmt_wait_until(waiter_done, w, 3000),
+                  "the waiting acquire was not woken by the release (retry_delay 8000 ms)");
+    ck_assert(waiter_finish(w).acquired);
+    fm_client_free(holder);
+}
+END_TEST
 
 START_TEST(test_lock_acquire_max_retries_0_is_one_attempt)
 {
@@ -673,10 +721,8 @@ START_TEST(test_lock_extend_sets_ttl_rather_than_adding)
     fm_client *c = client_open();
     redisContext *r = redis_open();
     fm_lock lk = lock_take(c, "ext-set", 60000);
-    int extended = -1;
 
-    ok(c, fm_lock_extend(c, "ext-set", lk.token, 5000, &extended), "lock.extend");
-    ck_assert_int_eq(extended, 1);
+    ck_assert_int_eq(extend(c, "ext-set", lk.token, 5000), 1);
     assert_pttl_in(r, "fm:lock:ext-set", 4000, 5000);
     assert_redis_value(r, "fm:lock:ext-set", lk.token);
     redisFree(r);
@@ -689,10 +735,8 @@ START_TEST(test_lock_extend_with_wrong_token_fails_and_keeps_ttl)
     fm_client *c = client_open();
     redisContext *r = redis_open();
     fm_lock lk = lock_take(c, "ext-owner", 60000);
-    int extended = -1;
 
-    ok(c, fm_lock_extend(c, "ext-owner", "not-the-token", 5000, &extended), "lock.extend");
-    ck_assert_int_eq(extended, 0);
+    ck_assert_int_eq(extend(c, "ext-owner", "not-the-token", 5000), 0);
     assert_pttl_in(r, "fm:lock:ext-owner", 55000, 60000);
     assert_redis_value(r, "fm:lock:ext-owner", lk.token);
     redisFree(r);
@@ -704,10 +748,8 @@ START_TEST(test_lock_extend_without_lock_fails)
 {
     fm_client *c = client_open();
     redisContext *r = redis_open();
-    int extended = -1;
 
-    ok(c, fm_lock_extend(c, "ext-none", "some-token", 5000, &extended), "lock.extend");
-    ck_assert_int_eq(extended, 0);
+    ck_assert_int_eq(extend(c, "ext-none", "some-token", 5000), 0);
     ck_assert(!redis_exists(r, "fm:lock:ext-none"));
     redisFree(r);
     fm_client_free(c);
@@ -814,37 +856,31 @@ START_TEST(test_wake_signal_receivers_counts_redis_subscribers)
 }
 END_TEST
 
-START_TEST(test_wake_signal_publishes_node_payload_on_default_channel)
+/* Signals id with the channel argument `arg` (NULL: none) while a Redis
+ * subscriber listens on channel, which must get the Node payload for id.
+ * Returns the receivers the signal reported. */
+static int64_t signal_seen_on(const char *channel, const char *id, const char *arg)
 {
     fm_client *c = client_open();
-    redisContext *sub = sub_open("fm:wake");
+    redisContext *sub = sub_open(channel);
     int64_t receivers = -1;
-    char *payload;
 
-    ok(c, fm_wake_signal(c, "sig-payload", NULL, &receivers), "wake.signal");
-    ck_assert_int_ge(receivers, 1);
-    payload = sub_next(sub, "fm:wake");
-    assert_wake_payload(payload, "sig-payload");
-    free(payload);
+    ok(c, fm_wake_signal(c, id, arg, &receivers), "wake.signal");
+    sub_expect_wake(sub, channel, id);
     redisFree(sub);
     fm_client_free(c);
+    return receivers;
+}
+
+START_TEST(test_wake_signal_publishes_node_payload_on_default_channel)
+{
+    ck_assert_int_ge(signal_seen_on("fm:wake", "sig-payload", NULL), 1);
 }
 END_TEST
 
 START_TEST(test_wake_signal_honours_channel_argument)
 {
-    fm_client *c = client_open();
-    redisContext *sub = sub_open("ops:sig-custom");
-    int64_t receivers = -1;
-    char *payload;
-
-    ok(c, fm_wake_signal(c, "sig-custom", "ops:sig-custom", &receivers), "wake.signal");
-    ck_assert_int_eq(receivers, 1);
-    payload = sub_next(sub, "ops:sig-custom");
-    assert_wake_payload(payload, "sig-custom");
-    free(payload);
-    redisFree(sub);
-    fm_client_free(c);
+    ck_assert_int_eq(signal_seen_on("ops:sig-custom", "sig-custom", "ops:sig-custom"), 1);
 }
 END_TEST
 
@@ -854,20 +890,13 @@ START_TEST(test_wake_signal_many_publishes_each_id_once)
     fm_client *c = client_open();
     redisContext *sub = sub_open("ops:sig-many"), *r = redis_open();
     int64_t signaled = -1;
-    char *payload;
 
     ok(c, fm_wake_signal_many(c, ids, 5, "ops:sig-many", &signaled), "wake.signal_many");
     ck_assert_int_eq(signaled, 5);
-    for (size_t i = 0; i < 5; i++) {
-        payload = sub_next(sub, "ops:sig-many");
-        assert_wake_payload(payload, ids[i]);
-        free(payload);
-    }
+    for (size_t i = 0; i < 5; i++)
+        sub_expect_wake(sub, "ops:sig-many", ids[i]);
     /* Published after the batch: anything extra would come before it. */
-    redis_publish(r, "ops:sig-many", "sentinel");
-    payload = sub_next(sub, "ops:sig-many");
-    ck_assert_str_eq(payload, "sentinel");
-    free(payload);
+    sub_expect_nothing_more(r, sub, "ops:sig-many");
     redisFree(r);
     redisFree(sub);
     fm_client_free(c);
@@ -879,14 +908,10 @@ START_TEST(test_wake_signal_many_empty_signals_nothing)
     fm_client *c = client_open();
     redisContext *sub = sub_open("ops:sig-none"), *r = redis_open();
     int64_t signaled = -1;
-    char *payload;
 
     ok(c, fm_wake_signal_many(c, NULL, 0, "ops:sig-none", &signaled), "wake.signal_many []");
     ck_assert_int_eq(signaled, 0);
-    redis_publish(r, "ops:sig-none", "sentinel");
-    payload = sub_next(sub, "ops:sig-none");
-    ck_assert_str_eq(payload, "sentinel");
-    free(payload);
+    sub_expect_nothing_more(r, sub, "ops:sig-none");
     redisFree(r);
     redisFree(sub);
     fm_client_free(c);
@@ -917,42 +942,43 @@ START_TEST(test_wake_subscribe_delivers_signal_from_another_client)
 }
 END_TEST
 
-START_TEST(test_wake_subscribe_takes_plain_payload_as_execution_id)
+/* Publishes payload on channel straight into Redis while a client is
+ * subscribed to it; returns the wake the client gets (clear it), whose
+ * execution id must be id. */
+static fm_event wake_of_payload(const char *channel, const char *payload, const char *id)
 {
     fm_client *sub = client_open();
     redisContext *r = redis_open();
     fm_event ev;
-    char *id;
+    char *got;
 
-    subscribe(sub, "ops:plain", NULL);
-    redis_publish(r, "ops:plain", "plain-id");
-    id = next_wake(sub, "ops:plain", &ev);
-    ck_assert_str_eq(id, "plain-id");
-    ck_assert(!ev.has_timestamp);
-    fm_event_clear(&ev);
-    free(id);
+    subscribe(sub, channel, NULL);
+    redis_publish(r, channel, payload);
+    got = next_wake(sub, channel, &ev);
+    ck_assert_str_eq(got, id);
+    free(got);
     redisFree(r);
     fm_client_free(sub);
+    return ev;
+}
+
+START_TEST(test_wake_subscribe_takes_plain_payload_as_execution_id)
+{
+    fm_event ev = wake_of_payload("ops:plain", "plain-id", "plain-id");
+
+    ck_assert(!ev.has_timestamp);
+    fm_event_clear(&ev);
 }
 END_TEST
 
 START_TEST(test_wake_subscribe_reads_id_and_timestamp_of_json_payload)
 {
-    fm_client *sub = client_open();
-    redisContext *r = redis_open();
-    fm_event ev;
-    char *id;
+    fm_event ev = wake_of_payload("ops:json", "{\"executionId\":\"x1\",\"timestamp\":123}",
+                                  "x1");
 
-    subscribe(sub, "ops:json", NULL);
-    redis_publish(r, "ops:json", "{\"executionId\":\"x1\",\"timestamp\":123}");
-    id = next_wake(sub, "ops:json", &ev);
-    ck_assert_str_eq(id, "x1");
     ck_assert(ev.has_timestamp);
     ck_assert_int_eq(ev.timestamp, 123);
     fm_event_clear(&ev);
-    free(id);
-    redisFree(r);
-    fm_client_free(sub);
 }
 END_TEST
 
@@ -1449,35 +1475,31 @@ END_TEST
 /* Generous: the tests bound their own waits, and also run under valgrind. */
 #define TCASE_TIMEOUT 60
 
-static TCase *tcase_with_servers(const char *name, void (*up)(void))
+static TCase *tcase(Suite *s, const char *name, void (*up)(void))
 {
-    TCase *tc = tcase_create(name);
-
-    tcase_add_unchecked_fixture(tc, up, servers_down);
-    tcase_set_timeout(tc, TCASE_TIMEOUT);
-    return tc;
+    return fmt_tcase(s, name, up, servers_down, TCASE_TIMEOUT);
 }
 
 Suite *fm_suite_ops(void)
 {
     Suite *s = suite_create("ops");
-    TCase *session = tcase_with_servers("session", servers_up);
-    TCase *locks = tcase_with_servers("locks", servers_up);
-    TCase *wake = tcase_with_servers("wake", servers_up);
-    TCase *cache = tcase_with_servers("cache", servers_up);
-    TCase *stats = tcase_with_servers("stats", servers_up);
-    TCase *two = tcase_with_servers("two_daemons", two_daemons_up);
+    TCase *session = tcase(s, "session", servers_up);
+    TCase *locks = tcase(s, "locks", servers_up);
+    TCase *wake = tcase(s, "wake", servers_up);
+    TCase *cache = tcase(s, "cache", servers_up);
+    TCase *stats = tcase(s, "stats", servers_up);
+    TCase *two = tcase(s, "two_daemons", two_daemons_up);
 
     tcase_add_test(session, test_hello_reports_protocol_1_and_server_name);
     tcase_add_test(session, test_ping_without_redis_round_trip_says_up);
     tcase_add_test(session, test_ping_with_redis_round_trip_says_up);
-    suite_add_tcase(s, session);
 
     tcase_add_test(locks, test_lock_acquire_sets_key_with_token_and_ttl);
     tcase_add_test(locks, test_lock_acquire_default_ttl_is_30000);
     tcase_add_test(locks, test_lock_acquire_fence_increases_with_every_acquire);
     tcase_add_test(locks, test_lock_acquire_held_lock_is_not_acquired);
     tcase_add_test(locks, test_lock_acquire_waiter_gets_lock_after_holder_releases);
+    tcase_add_test(locks, test_lock_acquire_waiter_is_woken_by_release_before_its_retry);
     tcase_add_test(locks, test_lock_acquire_max_retries_0_is_one_attempt);
     tcase_add_test(locks, test_lock_release_deletes_key);
     tcase_add_test(locks, test_lock_release_publishes_full_key_on_release_channel);
@@ -1489,7 +1511,6 @@ Suite *fm_suite_ops(void)
     tcase_add_test(locks, test_lock_is_locked_reports_held_and_free);
     tcase_add_test(locks, test_with_lock_runs_callback_while_held_then_releases);
     tcase_add_test(locks, test_with_lock_skips_callback_when_held_elsewhere);
-    suite_add_tcase(s, locks);
 
     tcase_add_test(wake, test_wake_signal_receivers_counts_redis_subscribers);
     tcase_add_test(wake, test_wake_signal_publishes_node_payload_on_default_channel);
@@ -1504,7 +1525,6 @@ Suite *fm_suite_ops(void)
     tcase_add_test(wake, test_wake_unsubscribe_drops_redis_subscription);
     tcase_add_test(wake, test_wake_daemon_subscribes_once_for_many_local_subscribers);
     tcase_add_test(wake, test_wake_group_shares_wakes_round_robin);
-    suite_add_tcase(s, wake);
 
     tcase_add_test(cache, test_cache_set_stores_exact_text_with_ttl);
     tcase_add_test(cache, test_cache_set_default_ttl_is_60000);
@@ -1519,15 +1539,12 @@ Suite *fm_suite_ops(void)
     tcase_add_test(cache, test_cache_get_many_leaves_out_non_object_values);
     tcase_add_test(cache, test_cache_get_many_empty_returns_nothing);
     tcase_add_test(cache, test_cache_get_many_takes_10000_ids_in_one_call);
-    suite_add_tcase(s, cache);
 
     tcase_add_test(stats, test_stats_counts_connected_clients);
     tcase_add_test(stats, test_stats_reports_redis_connected);
     tcase_add_test(stats, test_stats_counts_calls_per_op);
-    suite_add_tcase(s, stats);
 
     tcase_add_test(two, test_two_daemons_signal_through_one_reaches_subscriber_of_other);
     tcase_add_test(two, test_two_daemons_lock_through_one_is_held_through_other);
-    suite_add_tcase(s, two);
     return s;
 }

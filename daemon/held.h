@@ -1,0 +1,28 @@
+/* held.h -- the locks a connection holds through this daemon.
+ *
+ * A daemon beside its workers sees them die: their socket closes. So every
+ * lock acquired with on_disconnect "release" is released (token-checked) the
+ * moment its connection closes, and every lock acquired with auto_extend is
+ * extended every ttl/3 while its connection stays open. A release by the
+ * client, or an extension that finds the lock gone, takes it off the list. */
+#ifndef FM_HELD_H
+#define FM_HELD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server.h"
+
+/* Records a lock just acquired for conn. key is the client's key (for the
+ * lock.lost event), rkey the Redis key. Returns 0, or -1 out of memory. */
+int fm_held_add(fm_conn *conn, const char *key, size_t keylen, const char *rkey,
+                size_t rkeylen, const char *token, int64_t ttl, int release_on_close,
+                int auto_extend);
+/* The client released the lock, or learnt it lost it: stop caring. */
+void fm_held_forget(fm_conn *conn, const char *rkey, size_t rkeylen, const char *token,
+                    size_t toklen);
+/* The connection is closing (or the daemon shutting down): release what it
+ * asked to have released, stop extending the rest. */
+void fm_held_conn_closed(fm_conn *conn);
+
+#endif
