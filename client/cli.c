@@ -163,15 +163,20 @@ static void say(const char *code, const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+/* The code printed for the client's error: the daemon's, or the library's
+ * name for it. */
+static const char *client_code(const fm_client *c)
+{
+    fm_client_error e = fm_client_err(c);
+
+    return e == FM_ERR_SERVER ? fm_client_errcode(c) : fm_client_error_name(e);
+}
+
 /* Reports the client's error and returns the matching exit status. */
 static int client_fail(fm_client *c)
 {
-    fm_client_error e = fm_client_err(c);
-    const char *code = e == FM_ERR_SERVER ? fm_client_errcode(c)
-                                          : fm_client_error_name(e);
-
-    fprintf(stderr, "fmredis: %s: %s\n", code, fm_client_errstr(c));
-    switch (e) {
+    fprintf(stderr, "fmredis: %s: %s\n", client_code(c), fm_client_errstr(c));
+    switch (fm_client_err(c)) {
     case FM_ERR_SERVER: return EX_DAEMON;
     case FM_ERR_TIMEOUT: return EX_TIME;
     case FM_ERR_ARG: return EX_USAGE_;
@@ -657,9 +662,7 @@ static int cmd_with_lock(cli *t, int argc, char **argv)
     }
     if (rc != FM_OK)
         fprintf(stderr, "fmredis: %s: releasing lock '%s': %s\n",
-                fm_client_err(c) == FM_ERR_SERVER ? fm_client_errcode(c)
-                    : fm_client_error_name(fm_client_err(c)),
-                argv[0], fm_client_errstr(c));
+                client_code(c), argv[0], fm_client_errstr(c));
     else if (!res.released)
         say("lock_lost", "lock '%s' was no longer held when the command "
             "ended", argv[0]);
@@ -706,7 +709,7 @@ static int cmd_wake(cli *t, int argc, char **argv)
 
         need_args(n, 0, 0, "wake listen");
         fm_client *c = conn(t);
-            if (fm_wake_subscribe(c, opt_str(opts, "channel"),
+        if (fm_wake_subscribe(c, opt_str(opts, "channel"),
                               opt_str(opts, "group"), channel,
                               sizeof(channel)) != FM_OK)
             return client_fail(c);
@@ -880,6 +883,30 @@ static int cmd_raw(cli *t, int argc, char **argv)
 
 /* ------------------------------------------------------------------------ */
 
+typedef int (*command_fn)(cli *t, int argc, char **argv);
+
+static const struct command {
+    const char *name;
+    command_fn run;
+} commands[] = {
+    { "ping", cmd_ping },
+    { "hello", cmd_hello },
+    { "lock", cmd_lock },
+    { "with-lock", cmd_with_lock },
+    { "wake", cmd_wake },
+    { "cache", cmd_cache },
+    { "stats", cmd_stats },
+    { "raw", cmd_raw },
+};
+
+static command_fn find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return commands[i].run;
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -891,6 +918,7 @@ int main(int argc, char **argv)
     };
     const char *socket_path = NULL, *cmd;
     int timeout = FM_TIMEOUT_DEFAULT, ch, rc;
+    command_fn run;
     cli t;
 
     opterr = 0;
@@ -928,31 +956,14 @@ int main(int argc, char **argv)
         fputs(usage_text, stdout);
         return EX_OK;
     }
-    if (strcmp(cmd, "ping") != 0 && strcmp(cmd, "hello") != 0 &&
-        strcmp(cmd, "lock") != 0 && strcmp(cmd, "with-lock") != 0 &&
-        strcmp(cmd, "wake") != 0 && strcmp(cmd, "cache") != 0 &&
-        strcmp(cmd, "stats") != 0 && strcmp(cmd, "raw") != 0)
+    run = find_command(cmd);
+    if (run == NULL)
         usage_error("unknown command '%s'", cmd);
 
     t.socket_path = socket_path;
     t.timeout = timeout;
     t.c = NULL;
-    if (strcmp(cmd, "ping") == 0)
-        rc = cmd_ping(&t, argc, argv);
-    else if (strcmp(cmd, "hello") == 0)
-        rc = cmd_hello(&t, argc, argv);
-    else if (strcmp(cmd, "lock") == 0)
-        rc = cmd_lock(&t, argc, argv);
-    else if (strcmp(cmd, "with-lock") == 0)
-        rc = cmd_with_lock(&t, argc, argv);
-    else if (strcmp(cmd, "wake") == 0)
-        rc = cmd_wake(&t, argc, argv);
-    else if (strcmp(cmd, "cache") == 0)
-        rc = cmd_cache(&t, argc, argv);
-    else if (strcmp(cmd, "stats") == 0)
-        rc = cmd_stats(&t, argc, argv);
-    else
-        rc = cmd_raw(&t, argc, argv);
+    rc = run(&t, argc, argv);
     fm_client_free(t.c);
     if (fflush(stdout) != 0 && rc == EX_OK) {
         say("io", "writing output: %s", strerror(errno));

@@ -181,14 +181,20 @@ static void clear_err(fm_client *c)
     c->errcode[0] = '\0';
 }
 
+/* Fails because the connection is gone, saying why it was closed. */
+static int fail_not_connected(fm_client *c)
+{
+    return fail(c, FM_ERR_CLOSED, "not connected%s%s",
+                c->closed_why[0] ? ": " : "", c->closed_why);
+}
+
 /* The start of every call: clears the error; fails when closed. */
 static int call_begin(fm_client *c)
 {
     clear_err(c);
     c->rbody = NULL;
     if (c->fd < 0)
-        return fail(c, FM_ERR_CLOSED, "not connected%s%s",
-                    c->closed_why[0] ? ": " : "", c->closed_why);
+        return fail_not_connected(c);
     return FM_OK;
 }
 
@@ -1455,8 +1461,10 @@ int fm_wake_signal_many(fm_client *c, const char *const *execution_ids,
     return result_int(c, "signaled", signaled);
 }
 
-int fm_wake_subscribe(fm_client *c, const char *channel, const char *group,
-                      char *channel_out, size_t cap)
+/* wake.subscribe and wake.unsubscribe: the optional channel (and group),
+ * answered with the channel the daemon resolved. */
+static int wake_channel_call(fm_client *c, const char *op, const char *channel,
+                             const char *group, char *channel_out, size_t cap)
 {
     int64_t id;
 
@@ -1464,7 +1472,7 @@ int fm_wake_subscribe(fm_client *c, const char *channel, const char *group,
         channel_out[0] = '\0';
     if (call_begin(c) != FM_OK)
         return FM_ERR;
-    id = req_begin(c, "wake.subscribe");
+    id = req_begin(c, op);
     if (channel != NULL)
         req_str(c, "channel", channel);
     if (group != NULL)
@@ -1474,21 +1482,18 @@ int fm_wake_subscribe(fm_client *c, const char *channel, const char *group,
     return result_str(c, "channel", channel_out, cap);
 }
 
+int fm_wake_subscribe(fm_client *c, const char *channel, const char *group,
+                      char *channel_out, size_t cap)
+{
+    return wake_channel_call(c, "wake.subscribe", channel, group, channel_out,
+                             cap);
+}
+
 int fm_wake_unsubscribe(fm_client *c, const char *channel, char *channel_out,
                         size_t cap)
 {
-    int64_t id;
-
-    if (channel_out != NULL && cap > 0)
-        channel_out[0] = '\0';
-    if (call_begin(c) != FM_OK)
-        return FM_ERR;
-    id = req_begin(c, "wake.unsubscribe");
-    if (channel != NULL)
-        req_str(c, "channel", channel);
-    if (call(c, id) != FM_OK)
-        return FM_ERR;
-    return result_str(c, "channel", channel_out, cap);
+    return wake_channel_call(c, "wake.unsubscribe", channel, NULL,
+                             channel_out, cap);
 }
 
 int fm_cache_get(fm_client *c, const char *execution_id, char **json,
@@ -1710,6 +1715,37 @@ int fm_call_raw(fm_client *c, const char *request, size_t len, char **reply,
 /* ------------------------------------------------------------------------ */
 /* Events                                                                   */
 
+/* Hands out the oldest queued event (FM_OK), or fails once the queue is
+ * empty and the connection is gone (FM_ERR); FM_NONE when neither. */
+static int take_event(fm_client *c, fm_event *ev)
+{
+    if (pop_event(c, ev)) {
+        clear_err(c);
+        return FM_OK;
+    }
+    if (c->fd < 0) {
+        if (c->err == FM_ERR_NONE)
+            fail_not_connected(c);
+        return FM_ERR;
+    }
+    return FM_NONE;
+}
+
+/* Reads once for events. At EOF the frames already buffered are queued
+ * before the close is reported. Returns what read_once() returned. */
+static ssize_t read_events(fm_client *c)
+{
+    const want none = { .kind = WANT_EVENTS };
+    ssize_t n = read_once(c);
+
+    if (n == 0) {
+        dispatch(c, &none);
+        if (c->fd >= 0)
+            fail_eof(c);
+    }
+    return n;
+}
+
 int fm_event_wait(fm_client *c, fm_event *ev, int timeout_ms)
 {
     const want none = { .kind = WANT_EVENTS };
@@ -1721,19 +1757,10 @@ int fm_event_wait(fm_client *c, fm_event *ev, int timeout_ms)
     memset(ev, 0, sizeof(*ev));
     for (;;) {
         struct pollfd pfd;
-        ssize_t n;
-        int r;
+        int r = take_event(c, ev);
 
-        if (pop_event(c, ev)) {
-            clear_err(c);
-            return FM_OK;
-        }
-        if (c->fd < 0) {
-            if (c->err == FM_ERR_NONE)
-                fail(c, FM_ERR_CLOSED, "not connected%s%s",
-                     c->closed_why[0] ? ": " : "", c->closed_why);
-            return FM_ERR;
-        }
+        if (r != FM_NONE)
+            return r;
         if (dispatch(c, &none) < 0 || c->ev_count > 0)
             continue;
         /* A timeout of 0 still takes what is readable now. */
@@ -1753,12 +1780,7 @@ int fm_event_wait(fm_client *c, fm_event *ev, int timeout_ms)
                             timeout_ms);
             continue;
         }
-        n = read_once(c);
-        if (n == 0) {
-            dispatch(c, &none);
-            if (c->fd >= 0)
-                fail_eof(c);
-        }
+        read_events(c);
     }
 }
 
@@ -1772,31 +1794,12 @@ int fm_event_read(fm_client *c, fm_event *ev)
     memset(ev, 0, sizeof(*ev));
     /* Bounded, so a flood of events cannot keep the caller here. */
     for (int i = 0; i < 64 && c->fd >= 0 && c->ev_count == 0; i++) {
-        ssize_t n;
-
         if (dispatch(c, &none) < 0 || c->ev_count > 0)
             break;
-        n = read_once(c);
-        if (n == -1 || n == -2)
-            break;
-        if (n == 0) {
-            dispatch(c, &none);
-            if (c->fd >= 0)
-                fail_eof(c);
-            break;
-        }
+        if (read_events(c) <= 0)
+            break;      /* nothing more now, EOF or error */
     }
     if (c->fd >= 0 && c->ev_count == 0)
         dispatch(c, &none);
-    if (pop_event(c, ev)) {
-        clear_err(c);
-        return FM_OK;
-    }
-    if (c->fd < 0) {
-        if (c->err == FM_ERR_NONE)
-            fail(c, FM_ERR_CLOSED, "not connected%s%s",
-                 c->closed_why[0] ? ": " : "", c->closed_why);
-        return FM_ERR;
-    }
-    return FM_NONE;
+    return take_event(c, ev);
 }

@@ -409,8 +409,20 @@ START_TEST(test_missing_file_is_an_error_naming_it)
 }
 END_TEST
 
-/* Each line, as line 2 of a file, is refused with a message naming the file,
- * the line and the directive. */
+/* Each of the n lines, as line 2 of a file that goes on with rest, is refused
+ * with a message naming the file, the line and the directive. */
+static void expect_line_2_refused(const char *const *lines, size_t n, const char *rest)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *text = wire_strf("# line one\n%s\n%s", lines[i], rest);
+        char name[64];
+
+        sscanf(lines[i], "%63s", name);
+        expect_refused(text, NULL, "@:2:", name, NULL);
+        free(text);
+    }
+}
+
 START_TEST(test_bad_values_name_file_line_and_directive)
 {
     static const char *const lines[] = {
@@ -428,14 +440,7 @@ START_TEST(test_bad_values_name_file_line_and_directive)
         "socket \"\"",
     };
 
-    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-        char *text = wire_strf("# line one\n%s\n", lines[i]);
-        char name[64];
-
-        sscanf(lines[i], "%63s", name);
-        expect_refused(text, NULL, "@:2:", name, NULL);
-        free(text);
-    }
+    expect_line_2_refused(lines, sizeof(lines) / sizeof(lines[0]), "");
 }
 END_TEST
 
@@ -451,14 +456,7 @@ START_TEST(test_values_checked_after_reading_name_file_and_line)
         "redis_password_file /nonexistent/fmtest-password",
     };
 
-    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-        char *text = wire_strf("# line one\n%s\nmax_batch 5\n", lines[i]);
-        char name[64];
-
-        sscanf(lines[i], "%63s", name);
-        expect_refused(text, NULL, "@:2:", name, NULL);
-        free(text);
-    }
+    expect_line_2_refused(lines, sizeof(lines) / sizeof(lines[0]), "max_batch 5\n");
 }
 END_TEST
 
@@ -766,16 +764,6 @@ END_TEST
 
 /* ---- SIGHUP ------------------------------------------------------------- */
 
-static int accepts(void *sock)
-{
-    int fd = fmt_raw_connect(sock);
-
-    if (fd < 0)
-        return 0;
-    close(fd);
-    return 1;
-}
-
 /* Whether one line of text holds both a and b. */
 static int line_with(const char *text, const char *a, const char *b)
 {
@@ -828,7 +816,7 @@ START_TEST(test_sighup_reloads_and_keeps_going_after_a_broken_file)
     argv[2] = conf;
     reloaded = wire_strf("reloaded %s", conf);
     ck_assert_int_eq(fmt_proc_start(&p, argv, NULL, NULL), 0);
-    ck_assert_msg(fmt_wait_until(accepts, sock, RUN_MS), "the daemon did not start");
+    ck_assert_msg(fmt_wait_until(fmt_socket_accepts, sock, RUN_MS), "the daemon did not start");
 
     /* At info, connections are not logged. */
     ping_fresh(sock);
@@ -878,12 +866,7 @@ END_TEST
 
 static TCase *tcase(Suite *s, const char *name)
 {
-    TCase *tc = tcase_create(name);
-
-    tcase_add_unchecked_fixture(tc, dir_up, dir_down);
-    tcase_set_timeout(tc, TCASE_TIMEOUT);
-    suite_add_tcase(s, tc);
-    return tc;
+    return fmt_tcase(s, name, dir_up, dir_down, TCASE_TIMEOUT);
 }
 
 Suite *fm_suite_config(void)

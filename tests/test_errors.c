@@ -44,6 +44,15 @@ static char *repeat(const char *unit, size_t n)
     return s;
 }
 
+/* A JSON string of unit repeated n times. */
+static char *quoted_repeat(const char *unit, size_t n)
+{
+    char *s = repeat(unit, n), *q = wire_strf("\"%s\"", s);
+
+    free(s);
+    return q;
+}
+
 /* A JSON array of n distinct execution ids. */
 static char *id_array(size_t n)
 {
@@ -63,7 +72,8 @@ static void start_daemon(fmt_daemon *d, const char *redis_url, const char *const
     ck_assert_msg(fmt_daemon_start(d, redis_url, extra) == 0, "fmredisd did not start");
 }
 
-/* A private Redis and a daemon on it (belonging to the test's process). */
+/* A Redis and a daemon on it, once the daemon has reached it. They belong
+ * to the process that starts them: the runner in a fixture, else the test. */
 static void start_pair(fmt_redis *r, fmt_daemon *d, const char *const *extra)
 {
     ck_assert_msg(fmt_redis_start(r, NULL) == 0, "redis-server did not start");
@@ -77,40 +87,13 @@ static void stop_pair(fmt_redis *r, fmt_daemon *d)
     fmt_redis_stop(r);
 }
 
-static void cache_set(int fd, const char *json)
-{
-    char *req = wire_strf("{\"op\":\"cache.set\",\"id\":\"set\",\"ttl\":3600000,\"execution\":%s}", json);
-
-    wire_expect_ok(fd, req, "\"set\"");
-    free(req);
-}
-
-/* A cache.get of id on fd must answer with exactly this execution text. */
-static void expect_cached(int fd, const char *id, const char *json)
-{
-    char *req = wire_strf("{\"op\":\"cache.get\",\"id\":\"get\",\"execution_id\":\"%s\"}", id);
-    char *want = wire_strf("\"execution\":%s", json);
-    char *text;
-    cJSON *r;
-
-    wire_send(fd, req);
-    text = wire_recv_text(fd, WIRE_REPLY_MS, NULL);
-    r = cJSON_Parse(text);
-    wire_assert_ok(r, "\"get\"");
-    ck_assert_msg(strstr(text, want) != NULL, "cache.get %s: want %s in %s", id, want, text);
-    cJSON_Delete(r);
-    free(text);
-    free(req);
-    free(want);
-}
-
 /* A fresh client is served, and what was stored before is intact. */
 static void assert_still_serving(const fmt_daemon *d)
 {
     int fd = wire_connect(d->sock);
 
     wire_expect_ok(fd, "{\"op\":\"ping\",\"id\":\"alive\"}", "\"alive\"");
-    expect_cached(fd, STORED_ID, STORED_JSON);
+    wire_expect_cached(fd, STORED_ID, STORED_JSON);
     close(fd);
 }
 
@@ -120,40 +103,50 @@ static void assert_conn_usable(int fd)
     wire_expect_ok(fd, "{\"op\":\"ping\",\"id\":\"after\"}", "\"after\"");
 }
 
+/* The next frame is error `code` without id, and then the daemon closes. */
+static void expect_error_then_closed(int fd, const char *code)
+{
+    cJSON *r = wire_recv(fd, WIRE_REPLY_MS);
+
+    wire_assert_error(r, code, NULL);
+    cJSON_Delete(r);
+    ck_assert_msg(fmt_raw_closed(fd, WIRE_REPLY_MS), "connection still open after %s", code);
+}
+
 /* ---- fixture ------------------------------------------------------------ */
 
 static void servers_up(void)
 {
     int fd;
 
-    ck_assert_msg(fmt_redis_start(&redis, NULL) == 0, "redis-server did not start");
-    start_daemon(&daemon0, redis.url, NULL);
-    wire_wait_redis_up(daemon0.sock);
+    start_pair(&redis, &daemon0, NULL);
     fd = wire_connect(daemon0.sock);
-    cache_set(fd, STORED_JSON);
+    wire_cache_set(fd, STORED_JSON);
     close(fd);
 }
 
 static void servers_down(void)
 {
-    fmt_daemon_stop(&daemon0);
-    fmt_redis_stop(&redis);
+    stop_pair(&redis, &daemon0);
 }
 
 /* ---- framing ------------------------------------------------------------ */
 
-START_TEST(test_bad_frame_zero_length_is_answered_then_closed)
+/* A frame header alone, on a fresh connection, gets error `code` and a
+ * close; the daemon goes on serving others. */
+static void expect_header_refused(const char header[4], const char *code)
 {
     int fd = wire_connect(daemon0.sock);
-    cJSON *r;
 
-    ck_assert_int_eq(fmt_raw_write(fd, "\0\0\0\0", 4), 0);
-    r = wire_recv(fd, WIRE_REPLY_MS);
-    wire_assert_error(r, "bad_frame", NULL);
-    cJSON_Delete(r);
-    ck_assert_msg(fmt_raw_closed(fd, WIRE_REPLY_MS), "connection still open after bad_frame");
+    ck_assert_int_eq(fmt_raw_write(fd, header, 4), 0);
+    expect_error_then_closed(fd, code);
     close(fd);
     assert_still_serving(&daemon0);
+}
+
+START_TEST(test_bad_frame_zero_length_is_answered_then_closed)
+{
+    expect_header_refused("\0\0\0\0", "bad_frame");
 }
 END_TEST
 
@@ -193,7 +186,6 @@ START_TEST(test_frame_too_large_is_answered_on_the_header_alone)
     static const unsigned char header[4] = {0, 0, 0x04, 0x01};   /* 1025 */
     fmt_daemon small;
     int fd;
-    cJSON *r;
 
     start_daemon(&small, redis.url, extra);
     /* The header in one write, then one byte a write. */
@@ -201,10 +193,7 @@ START_TEST(test_frame_too_large_is_answered_on_the_header_alone)
         fd = wire_connect(small.sock);
         for (int i = 0; i < 4; i += bytewise ? 1 : 4)
             ck_assert_int_eq(fmt_raw_write(fd, header + i, bytewise ? 1 : 4), 0);
-        r = wire_recv(fd, WIRE_REPLY_MS);
-        wire_assert_error(r, "frame_too_large", NULL);
-        cJSON_Delete(r);
-        ck_assert_msg(fmt_raw_closed(fd, WIRE_REPLY_MS), "connection open after frame_too_large");
+        expect_error_then_closed(fd, "frame_too_large");
         close(fd);
     }
     assert_still_serving(&small);
@@ -237,16 +226,7 @@ END_TEST
 /* A length near 4 GiB is refused from the header: no buffer for it. */
 START_TEST(test_frame_too_large_for_the_default_limit)
 {
-    int fd = wire_connect(daemon0.sock);
-    cJSON *r;
-
-    ck_assert_int_eq(fmt_raw_write(fd, "\xff\xff\xff\xff", 4), 0);
-    r = wire_recv(fd, WIRE_REPLY_MS);
-    wire_assert_error(r, "frame_too_large", NULL);
-    cJSON_Delete(r);
-    ck_assert(fmt_raw_closed(fd, WIRE_REPLY_MS));
-    close(fd);
-    assert_still_serving(&daemon0);
+    expect_header_refused("\xff\xff\xff\xff", "frame_too_large");
 }
 END_TEST
 
@@ -456,17 +436,14 @@ START_TEST(test_bad_request_for_unusable_ids_without_id)
         "100000000000000000000000",
     };
     int fd = wire_connect(daemon0.sock);
-    char *long_id = repeat("s", 257), *quoted = wire_strf("\"%s\"", long_id);
-    char *multi = repeat("\\u00e9", 129), *quoted_multi = wire_strf("\"%s\"", multi);
+    char *quoted = quoted_repeat("s", 257), *quoted_multi = quoted_repeat("\\u00e9", 129);
 
     for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
         expect_bad_id(fd, ids[i]);
     expect_bad_id(fd, quoted);          /* 257 bytes */
     expect_bad_id(fd, quoted_multi);    /* 258 bytes of UTF-8 from 129 escapes */
     assert_conn_usable(fd);
-    free(long_id);
     free(quoted);
-    free(multi);
     free(quoted_multi);
     close(fd);
     assert_still_serving(&daemon0);
@@ -499,16 +476,13 @@ START_TEST(test_usable_ids_are_echoed_exactly)
         "\"caf\\u00e9 \\\"quoted\\\" \\\\ \\/\"", "\"\xe2\x82\xac\"",
     };
     int fd = wire_connect(daemon0.sock);
-    char *s256 = repeat("s", 256), *q256 = wire_strf("\"%s\"", s256);
-    char *e128 = repeat("\\u00e9", 128), *qe128 = wire_strf("\"%s\"", e128);
+    char *q256 = quoted_repeat("s", 256), *qe128 = quoted_repeat("\\u00e9", 128);
 
     for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
         expect_id_echoed(fd, ids[i]);
     expect_id_echoed(fd, q256);     /* 256 bytes */
     expect_id_echoed(fd, qe128);    /* 256 bytes of UTF-8, 768 bytes of text */
-    free(s256);
     free(q256);
-    free(e128);
     free(qe128);
     close(fd);
 }
@@ -846,15 +820,22 @@ static timed timed_call(int fd, const char *json, int timeout_ms)
     return t;
 }
 
-START_TEST(test_redis_unavailable_within_the_timeout)
+/* A daemon with the short request timeout and a Redis URL that refuses;
+ * returns a connection to it. */
+static int start_lonely(fmt_daemon *d)
 {
     static const char *const extra[] = {"--request_timeout_ms", SHORT_TIMEOUT, NULL};
+
+    start_daemon(d, NULL, extra);
+    return wire_connect(d->sock);
+}
+
+START_TEST(test_redis_unavailable_within_the_timeout)
+{
     fmt_daemon lonely;
-    int fd;
+    int fd = start_lonely(&lonely);
     timed t;
 
-    start_daemon(&lonely, NULL, extra);
-    fd = wire_connect(lonely.sock);
     t = timed_call(fd, "{\"op\":\"cache.get\",\"id\":1,\"execution_id\":\"x\"}", 5000);
     wire_assert_error(t.reply, "redis_unavailable", "1");
     ck_assert_msg(t.ms >= 290 && t.ms <= 3000, "redis_unavailable after %lld ms",
@@ -871,13 +852,10 @@ END_TEST
 
 START_TEST(test_ping_during_an_outage_is_ok_with_down)
 {
-    static const char *const extra[] = {"--request_timeout_ms", SHORT_TIMEOUT, NULL};
     fmt_daemon lonely;
-    int fd;
+    int fd = start_lonely(&lonely);
     timed t;
 
-    start_daemon(&lonely, NULL, extra);
-    fd = wire_connect(lonely.sock);
     t = timed_call(fd, "{\"op\":\"ping\",\"id\":1}", WIRE_REPLY_MS);
     wire_assert_ok(t.reply, "1");
     ck_assert_str_eq(wire_str(t.reply, "redis"), "down");
@@ -902,8 +880,8 @@ START_TEST(test_timeout_when_redis_does_not_answer_then_serves_again)
 
     start_pair(&r, &d, extra);
     fd = wire_connect(d.sock);
-    cache_set(fd, "{\"id\":\"a\",\"v\":\"first\"}");
-    cache_set(fd, "{\"id\":\"b\",\"v\":\"second\"}");
+    wire_cache_set(fd, "{\"id\":\"a\",\"v\":\"first\"}");
+    wire_cache_set(fd, "{\"id\":\"b\",\"v\":\"second\"}");
 
     ck_assert_int_eq(kill(r.pid, SIGSTOP), 0);
     t = timed_call(fd, "{\"op\":\"cache.get\",\"id\":1,\"execution_id\":\"a\"}", 5000);
@@ -920,7 +898,7 @@ START_TEST(test_timeout_when_redis_does_not_answer_then_serves_again)
 
     /* The late replies to GET a and PING are dropped: b gets its own value,
      * and the next frame after it is the ping's. */
-    expect_cached(fd, "b", "{\"id\":\"b\",\"v\":\"second\"}");
+    wire_expect_cached(fd, "b", "{\"id\":\"b\",\"v\":\"second\"}");
     wire_expect_ok(fd, "{\"op\":\"ping\",\"id\":3,\"redis\":true}", "3");
     close(fd);
     stop_pair(&r, &d);
@@ -1074,10 +1052,7 @@ START_TEST(test_framing_error_abandons_a_waiting_acquire)
     /* The ping's reply proves the acquire was read and is waiting. */
     wire_expect_ok(fd, "{\"op\":\"ping\",\"id\":\"p\"}", "\"p\"");
     ck_assert_int_eq(fmt_raw_write(fd, "\0\0\0\0", 4), 0);
-    r = wire_recv(fd, WIRE_REPLY_MS);
-    wire_assert_error(r, "bad_frame", NULL);
-    cJSON_Delete(r);
-    ck_assert(fmt_raw_closed(fd, WIRE_REPLY_MS));
+    expect_error_then_closed(fd, "bad_frame");
 
     wire_expect_ok(holder, release, "\"rel\"");
     r = wire_call(other, "{\"op\":\"lock.acquire\",\"id\":\"o\",\"key\":\"errors-abandon\","
@@ -1106,8 +1081,8 @@ START_TEST(test_replies_may_exceed_max_frame_bytes)
     fd = wire_connect(small.sock);
     exec1 = wire_strf("{\"id\":\"errors-big1\",\"pad\":\"%s\"}", pad);
     exec2 = wire_strf("{\"id\":\"errors-big2\",\"pad\":\"%s\"}", pad);
-    cache_set(fd, exec1);
-    cache_set(fd, exec2);
+    wire_cache_set(fd, exec1);
+    wire_cache_set(fd, exec2);
     set = wire_strf("{\"op\":\"cache.get_many\",\"id\":1,"
                "\"execution_ids\":[\"errors-big1\",\"errors-big2\"]}");
     wire_send(fd, set);
@@ -1131,18 +1106,7 @@ END_TEST
  * once a client leaves, a new one is served. */
 static int serves_a_ping(void *sock)
 {
-    int fd = fmt_raw_connect(sock), ok = 0;
-    char *body;
-
-    if (fd < 0)
-        return 0;
-    if (fmt_raw_send(fd, "{\"op\":\"ping\"}", 13) == 0 &&
-        (body = fmt_raw_recv(fd, WIRE_REPLY_MS, NULL)) != NULL) {
-        ok = strstr(body, "\"ok\":true") != NULL;
-        free(body);
-    }
-    close(fd);
-    return ok;
+    return wire_ping_says(sock, "\"ok\":true");
 }
 
 /* Whether the daemon counts exactly one client (the one asking). */
@@ -1161,7 +1125,6 @@ START_TEST(test_too_many_clients_is_sent_then_closed)
     static const char *const extra[] = {"--max_clients", "2", NULL};
     fmt_daemon d;
     int a, b, c;
-    cJSON *r;
 
     start_daemon(&d, redis.url, extra);
     a = wire_connect(d.sock);
@@ -1172,10 +1135,7 @@ START_TEST(test_too_many_clients_is_sent_then_closed)
     wire_expect_ok(a, "{\"op\":\"ping\",\"id\":1}", "1");
     wire_expect_ok(b, "{\"op\":\"ping\",\"id\":2}", "2");
     c = wire_connect(d.sock);
-    r = wire_recv(c, WIRE_REPLY_MS);
-    wire_assert_error(r, "too_many_clients", NULL);
-    cJSON_Delete(r);
-    ck_assert(fmt_raw_closed(c, WIRE_REPLY_MS));
+    expect_error_then_closed(c, "too_many_clients");
     close(c);
     /* The two that came first are still served. */
     wire_expect_ok(a, "{\"op\":\"ping\",\"id\":3}", "3");
@@ -1319,12 +1279,7 @@ END_TEST
 
 static TCase *tcase(Suite *s, const char *name)
 {
-    TCase *tc = tcase_create(name);
-
-    tcase_add_unchecked_fixture(tc, servers_up, servers_down);
-    tcase_set_timeout(tc, TCASE_TIMEOUT);
-    suite_add_tcase(s, tc);
-    return tc;
+    return fmt_tcase(s, name, servers_up, servers_down, TCASE_TIMEOUT);
 }
 
 Suite *fm_suite_errors(void)

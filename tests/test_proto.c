@@ -881,20 +881,23 @@ END_TEST
 
 START_TEST(test_json_reports_offset_of_problem)
 {
-    size_t at;
+    static const struct { const char *text; size_t at; } cases[] = {
+        {"[1,]", 3},
+        {"  x", 2},
+        {"[\"\xff\"]", 2},
+        {"[\"ab\\q\"]", 4},
+        {"01", 0},
+        {"[1", 2},
+        {NULL, 0}
+    };
 
-    why_n("[1,]", 4, &at);
-    ck_assert_uint_eq(at, 3);
-    why_n("  x", 3, &at);
-    ck_assert_uint_eq(at, 2);
-    why_n("[\"\xff\"]", 5, &at);
-    ck_assert_uint_eq(at, 2);
-    why_n("[\"ab\\q\"]", 8, &at);
-    ck_assert_uint_eq(at, 4);
-    why_n("01", 2, &at);
-    ck_assert_uint_eq(at, 0);
-    why_n("[1", 2, &at);
-    ck_assert_uint_eq(at, 2);
+    for (size_t i = 0; cases[i].text != NULL; i++) {
+        size_t at;
+
+        why_n(cases[i].text, strlen(cases[i].text), &at);
+        ck_assert_msg(at == cases[i].at, "%s: offset %zu, want %zu",
+                      cases[i].text, at, cases[i].at);
+    }
 }
 END_TEST
 
@@ -1011,22 +1014,24 @@ END_TEST
 
 START_TEST(test_json_count_counts_top_level_only)
 {
-    fm_json_val v;
+    static const struct { const char *text; size_t count; } cases[] = {
+        {"[]", 0},
+        {"[ ]", 0},
+        {"{ }", 0},
+        {"[[1,2,3]]", 1},
+        {"[1,\"2,3\",[4,5],{\"6\":7,\"8\":9}]", 4},
+        {"{\"a\":[1,2],\"b\":{\"c\":1,\"d\":2},\"e\":\"x,y\"}", 3},
+        {"\"not a container\"", 0},
+        {NULL, 0}
+    };
 
-    v = val_of("[]");
-    ck_assert_uint_eq(fm_json_count(&v), 0);
-    v = val_of("[ ]");
-    ck_assert_uint_eq(fm_json_count(&v), 0);
-    v = val_of("{ }");
-    ck_assert_uint_eq(fm_json_count(&v), 0);
-    v = val_of("[[1,2,3]]");
-    ck_assert_uint_eq(fm_json_count(&v), 1);
-    v = val_of("[1,\"2,3\",[4,5],{\"6\":7,\"8\":9}]");
-    ck_assert_uint_eq(fm_json_count(&v), 4);
-    v = val_of("{\"a\":[1,2],\"b\":{\"c\":1,\"d\":2},\"e\":\"x,y\"}");
-    ck_assert_uint_eq(fm_json_count(&v), 3);
-    v = val_of("\"not a container\"");
-    ck_assert_uint_eq(fm_json_count(&v), 0);
+    for (size_t i = 0; cases[i].text != NULL; i++) {
+        fm_json_val v = val_of(cases[i].text);
+
+        ck_assert_msg(fm_json_count(&v) == cases[i].count,
+                      "%s: count %zu, want %zu", cases[i].text,
+                      fm_json_count(&v), cases[i].count);
+    }
 }
 END_TEST
 
@@ -1226,6 +1231,18 @@ static fm_request req_of(const char *body)
     return req;
 }
 
+/* A request that must be refused with code: the error, and in *req what the
+ * parser left there (whether the reply may carry the id). */
+static fm_proto_err refusal_of(const char *body, fm_errcode code,
+                               fm_request *req)
+{
+    fm_proto_err err;
+
+    ck_assert_msg(parse(body, req, &err) == -1, "%s: parsed", body);
+    ck_assert_int_eq(err.code, code);
+    return err;
+}
+
 START_TEST(test_request_integer_id_is_echoed_exactly)
 {
     static const struct { const char *body, *id; } cases[] = {
@@ -1278,17 +1295,12 @@ START_TEST(test_request_string_id_of_256_bytes_is_the_limit)
     char *esc_ok = repeat("\\u00e9", 128, "{\"op\":\"p\",\"id\":\"", "\"}");
     char *esc_bad = repeat("\\u00e9", 128, "{\"op\":\"p\",\"id\":\"x", "\"}");
     fm_request req;
-    fm_proto_err err;
 
-    ck_assert_int_eq(parse(ok, &req, &err), 0);
-    ck_assert_int_eq(req.has_id, 1);
-    ck_assert_int_eq(parse(esc_ok, &req, &err), 0);
-    ck_assert_int_eq(req.has_id, 1);
-    ck_assert_int_eq(parse(bad, &req, &err), -1);
-    ck_assert_int_eq(err.code, FM_E_BAD_REQUEST);
+    ck_assert_int_eq(req_of(ok).has_id, 1);
+    ck_assert_int_eq(req_of(esc_ok).has_id, 1);
+    refusal_of(bad, FM_E_BAD_REQUEST, &req);
     ck_assert_int_eq(req.has_id, 0);
-    ck_assert_int_eq(parse(esc_bad, &req, &err), -1);
-    ck_assert_int_eq(err.code, FM_E_BAD_REQUEST);
+    refusal_of(esc_bad, FM_E_BAD_REQUEST, &req);
     ck_assert_int_eq(req.has_id, 0);
     free(ok);
     free(bad);
@@ -1311,8 +1323,7 @@ START_TEST(test_request_unusable_id_is_bad_request_without_id)
         fm_proto_err err;
 
         snprintf(body, sizeof(body), "{\"op\":\"ping\",\"id\":%s}", ids[i]);
-        ck_assert_msg(parse(body, &req, &err) == -1, "%s", body);
-        ck_assert_int_eq(err.code, FM_E_BAD_REQUEST);
+        err = refusal_of(body, FM_E_BAD_REQUEST, &req);
         ck_assert_int_eq(req.has_id, 0);
         ck_assert_str_eq(err.msg, "id: must be an integer from "
                          "-9007199254740991 to 9007199254740991 or a string "
@@ -1324,14 +1335,23 @@ END_TEST
 START_TEST(test_request_bad_id_is_reported_before_bad_op)
 {
     fm_request req;
-    fm_proto_err err;
+    fm_proto_err err = refusal_of("{\"id\":null}", FM_E_BAD_REQUEST, &req);
 
-    ck_assert_int_eq(parse("{\"id\":null}", &req, &err), -1);
-    ck_assert_int_eq(err.code, FM_E_BAD_REQUEST);
     ck_assert_int_eq(req.has_id, 0);
     ck_assert(strncmp(err.msg, "id:", 3) == 0);
 }
 END_TEST
+
+/* Each body is refused as bad_json, and no id is taken from it. */
+static void assert_bad_json_without_id(const char *const *bodies)
+{
+    for (size_t i = 0; bodies[i] != NULL; i++) {
+        fm_request req;
+
+        refusal_of(bodies[i], FM_E_BAD_JSON, &req);
+        ck_assert_int_eq(req.has_id, 0);
+    }
+}
 
 START_TEST(test_request_invalid_json_is_bad_json_without_id)
 {
@@ -1342,14 +1362,7 @@ START_TEST(test_request_invalid_json_is_bad_json_without_id)
         NULL
     };
 
-    for (size_t i = 0; bodies[i] != NULL; i++) {
-        fm_request req;
-        fm_proto_err err;
-
-        ck_assert_int_eq(parse(bodies[i], &req, &err), -1);
-        ck_assert_int_eq(err.code, FM_E_BAD_JSON);
-        ck_assert_int_eq(req.has_id, 0);
-    }
+    assert_bad_json_without_id(bodies);
 }
 END_TEST
 
@@ -1371,9 +1384,7 @@ START_TEST(test_request_raw_control_characters_are_bad_json)
     fm_request req;
     fm_proto_err err;
 
-    ck_assert_int_eq(parse("{\"op\":\"x\",\"key\":\"a\x01" "b\"}", &req, &err),
-                     -1);
-    ck_assert_int_eq(err.code, FM_E_BAD_JSON);
+    refusal_of("{\"op\":\"x\",\"key\":\"a\x01" "b\"}", FM_E_BAD_JSON, &req);
     ck_assert_int_eq(fm_request_parse("{\"op\":\"x\",\"key\":\"a\0b\"}", 22,
                                       &req, &err), -1);
     ck_assert_int_eq(err.code, FM_E_BAD_JSON);
@@ -1386,14 +1397,7 @@ START_TEST(test_request_body_must_be_an_object)
         "[]", "[{\"op\":\"ping\"}]", "\"op\"", "1", "null", "true", NULL
     };
 
-    for (size_t i = 0; bodies[i] != NULL; i++) {
-        fm_request req;
-        fm_proto_err err;
-
-        ck_assert_int_eq(parse(bodies[i], &req, &err), -1);
-        ck_assert_int_eq(err.code, FM_E_BAD_JSON);
-        ck_assert_int_eq(req.has_id, 0);
-    }
+    assert_bad_json_without_id(bodies);
 }
 END_TEST
 
@@ -1407,10 +1411,8 @@ START_TEST(test_request_op_must_be_non_empty_string_and_keeps_id)
 
     for (size_t i = 0; bodies[i] != NULL; i++) {
         fm_request req;
-        fm_proto_err err;
+        fm_proto_err err = refusal_of(bodies[i], FM_E_BAD_REQUEST, &req);
 
-        ck_assert_msg(parse(bodies[i], &req, &err) == -1, "%s", bodies[i]);
-        ck_assert_int_eq(err.code, FM_E_BAD_REQUEST);
         ck_assert_int_eq(req.has_id, 1);
         ck_assert(span_is(&req.id, "7"));
         ck_assert(strncmp(err.msg, "op:", 3) == 0);
@@ -1421,10 +1423,8 @@ END_TEST
 START_TEST(test_request_member_names_are_case_sensitive)
 {
     fm_request req;
-    fm_proto_err err;
+    fm_proto_err err = refusal_of("{\"OP\":\"ping\"}", FM_E_BAD_REQUEST, &req);
 
-    ck_assert_int_eq(parse("{\"OP\":\"ping\"}", &req, &err), -1);
-    ck_assert_int_eq(err.code, FM_E_BAD_REQUEST);
     ck_assert_str_eq(err.msg, "op: required");
 
     req = req_of("{\"op\":\"ping\",\"ID\":null,\"Id\":[]}");

@@ -163,24 +163,69 @@ void wire_expect_error(int fd, const char *json, const char *code, const char *i
     cJSON_Delete(r);
 }
 
-static int redis_up(void *arg)
+int wire_ping_says(const char *sock, const char *needle)
 {
-    int fd = fmt_raw_connect(arg), up = 0;
+    int fd = fmt_raw_connect(sock), says = 0;
     char *body;
 
     if (fd < 0)
         return 0;
     if (fmt_raw_send(fd, "{\"op\":\"ping\"}", 13) == 0 &&
         (body = fmt_raw_recv(fd, WIRE_REPLY_MS, NULL)) != NULL) {
-        up = strstr(body, "\"redis\":\"up\"") != NULL;
+        says = strstr(body, needle) != NULL;
         free(body);
     }
     close(fd);
-    return up;
+    return says;
+}
+
+static int redis_up(void *sock)
+{
+    return wire_ping_says(sock, "\"redis\":\"up\"");
 }
 
 void wire_wait_redis_up(const char *sock)
 {
     ck_assert_msg(fmt_wait_until(redis_up, (void *)sock, LINK_UP_MS),
                   "the daemon on %s did not report Redis up within %d ms", sock, LINK_UP_MS);
+}
+
+void wire_cache_set(int fd, const char *execution)
+{
+    char *req = wire_strf("{\"op\":\"cache.set\",\"id\":\"set\",\"ttl\":3600000,"
+                          "\"execution\":%s}", execution);
+
+    wire_expect_ok(fd, req, "\"set\"");
+    free(req);
+}
+
+void wire_expect_cached(int fd, const char *id, const char *execution)
+{
+    char *req = wire_strf("{\"op\":\"cache.get\",\"id\":\"get\",\"execution_id\":\"%s\"}", id);
+    char *want = wire_strf("\"execution\":%s", execution);
+    char *text;
+    cJSON *r;
+
+    wire_send(fd, req);
+    text = wire_recv_text(fd, WIRE_REPLY_MS, NULL);
+    r = cJSON_Parse(text);
+    check_ok(r, "\"get\"", req);
+    ck_assert_msg(strstr(text, want) != NULL, "cache.get %s: want %s in %s", id, want, text);
+    cJSON_Delete(r);
+    free(text);
+    free(req);
+    free(want);
+}
+
+long long wire_stats_int(int fd, const char *name)
+{
+    cJSON *r = wire_call(fd, "{\"op\":\"stats\",\"id\":\"stats\"}");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, name);
+    long long n;
+
+    check_ok(r, "\"stats\"", "stats");
+    ck_assert_msg(cJSON_IsNumber(v), "stats without an integer %s: %s", name, print(r));
+    n = (long long)v->valuedouble;
+    cJSON_Delete(r);
+    return n;
 }

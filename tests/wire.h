@@ -38,6 +38,19 @@ char *wire_strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A string member of the reply, or NULL. */
 const char *wire_str(const cJSON *reply, const char *name);
 
+/* Pings the daemon on a fresh connection: whether the reply (within
+ * WIRE_REPLY_MS) holds needle. Never fails the test, so that it can be a
+ * condition for fmt_wait_until. */
+int wire_ping_says(const char *sock, const char *needle);
+
+/* cache.set of execution (one JSON object, with its "id") with a TTL of an
+ * hour; the reply must be ok. */
+void wire_cache_set(int fd, const char *execution);
+/* A cache.get of id must answer with exactly this execution text. */
+void wire_expect_cached(int fd, const char *id, const char *execution);
+/* An integer member of the daemon's stats reply ("clients", "inflight"). */
+long long wire_stats_int(int fd, const char *name);
+
 /* Waits (bounded) until the daemon's ping says its Redis link is up. */
 void wire_wait_redis_up(const char *sock);
 
