@@ -29,6 +29,7 @@ typedef struct acquire {
     int64_t ttl;
     int release_on_close;
     int auto_extend;
+    int pushed;                     /* a release came while an attempt was out */
     char token[FM_TOKEN_LEN + 1];
     char ttlbuf[24];
     size_t keylen, rkeylen, fkeylen;
@@ -116,7 +117,9 @@ static void acquire_unlink(fm_req *req)
 
 static void on_cleanup_release(fm_link_status status, redisReply *reply, void *arg)
 {
-    (void)arg;
+    fm_server *srv = arg;
+
+    srv->releasing--;
     if (status == FM_LINK_OK && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
         fm_log_debug("released a lock taken for a request that was already answered");
 }
@@ -126,8 +129,11 @@ static void release_orphan(fm_server *srv, const acquire *a)
 {
     if (srv->link == NULL ||
         fm_lock_send_release(srv, a->rkey, a->rkeylen, a->token, FM_TOKEN_LEN,
-                             on_cleanup_release, NULL) != 0)
+                             on_cleanup_release, srv) != 0) {
         fm_log_warn("could not release an orphaned lock; it expires with its TTL");
+        return;
+    }
+    srv->releasing++;
 }
 
 /* Redis granted the lock: the client gets it, and the daemon keeps track of
@@ -184,6 +190,12 @@ static void acquire_reply(fm_link_status status, redisReply *reply, void *arg)
         return;
     }
     now = uv_now(req->srv->loop);
+    if (now < req->deadline && a->pushed) {
+        /* The release was published while this attempt was on its way. */
+        a->pushed = 0;
+        acquire_attempt(req);
+        return;
+    }
     if (a->retries_left <= 0 || now >= req->deadline) {
         acquire_not_taken(req);
         return;
@@ -216,8 +228,12 @@ void fm_lock_released(fm_lock_service *ls, const char *rkey, size_t len)
      * timer's polling, the deadline bounds the wait. */
     for (a = ls->acquiring; a != NULL; a = next) {
         next = a->next;
-        if (a->req->cmd == NULL && a->rkeylen == len && memcmp(a->rkey, rkey, len) == 0)
+        if (a->rkeylen != len || memcmp(a->rkey, rkey, len) != 0)
+            continue;
+        if (a->req->cmd == NULL)
             acquire_attempt(a->req);
+        else
+            a->pushed = 1;
     }
 }
 

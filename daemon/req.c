@@ -95,6 +95,10 @@ static void settle(fm_req *req)
     if (req->answered)
         return;
     req->answered = 1;
+    /* A command already written still comes back; a shutdown waits for it,
+     * since its reply may have to be undone (a late lock grant). */
+    if (req->cmd != NULL)
+        srv->lingering++;
     if (req->on_settle != NULL)
         req->on_settle(req);
     if (req->timer_used)
@@ -223,6 +227,8 @@ void fm_req_fail_redis(fm_req *req, fm_link_status status, const redisReply *rep
 
 int fm_req_command_done(fm_req *req)
 {
+    if (req->answered && req->cmd != NULL)
+        req->srv->lingering--;
     req->cmd = NULL;
     return req->answered;
 }

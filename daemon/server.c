@@ -7,7 +7,9 @@
  *             already at Redis get their answers (each within its deadline);
  *   CLOSING   nothing in flight: replies are flushed, connections closed, and
  *             the locks they held with on_disconnect "release" released;
- *   STOPPED   those releases answered: the link closes, the loop ends.
+ *   STOPPED   those releases answered, and every command of an answered
+ *             request back from Redis (a late lock grant must be undone):
+ *             the link closes, the loop ends.
  * A hard stop at request_timeout_ms + 0.5 s keeps the contract's bound even
  * when a client does not read or Redis does not answer. */
 #include <errno.h>
@@ -53,7 +55,7 @@ static void on_prepare(uv_prepare_t *p)
     }
     if (srv->shutting_down == DRAINING && srv->inflight == 0)
         close_clients(srv);
-    if (srv->shutting_down == CLOSING && srv->releasing == 0)
+    if (srv->shutting_down == CLOSING && srv->releasing == 0 && srv->lingering == 0)
         stop(srv);
 }
 
@@ -183,9 +185,10 @@ static void on_shutdown_timer(uv_timer_t *t)
 {
     fm_server *srv = t->data;
 
-    if (srv->inflight > 0 || srv->releasing > 0)
-        fm_log_warn("shutdown: %zu requests and %zu lock releases unanswered at the deadline; "
-                    "stopping anyway", srv->inflight, srv->releasing);
+    if (srv->inflight > 0 || srv->releasing > 0 || srv->lingering > 0)
+        fm_log_warn("shutdown: %zu requests, %zu lock releases and %zu late commands "
+                    "unanswered at the deadline; stopping anyway",
+                    srv->inflight, srv->releasing, srv->lingering);
     else if (srv->nconns > 0)
         fm_log_warn("shutdown: clients not reading their last replies; closing them");
     if (srv->shutting_down == DRAINING)

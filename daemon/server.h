@@ -104,7 +104,8 @@ struct fm_server {
     uint64_t connections_total;
     uint64_t rejected_clients;
     size_t inflight;            /* requests not yet answered, all conns */
-    size_t releasing;           /* releases of a gone client's locks at Redis */
+    size_t releasing;           /* lock releases nobody waits for, at Redis */
+    size_t lingering;           /* commands of answered requests, at Redis */
 };
 
 /* server.c */
