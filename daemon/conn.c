@@ -1,10 +1,15 @@
 /* conn.c -- one client connection: read frames, dispatch, write replies.
  *
- * Reading goes straight into the frame reader's buffer (libuv's alloc
- * callback hands out the reader's free space), and every whole frame of a
- * read is dispatched before the next read. Output accumulates in `out` and
- * is written once per loop turn by the server's flusher; while one write is
- * in flight the next replies wait in `out`. */
+ * Every read lands in the server's one read buffer and is fed to the
+ * connection's frame reader; every whole frame is dispatched before the
+ * next read, and a reader left empty gives its memory back, so an idle
+ * connection costs no read buffer. Output accumulates in `out` and is
+ * written once per loop turn by the server's flusher; while one write is in
+ * flight the next replies wait in `out`.
+ *
+ * A connection that has to go while others are being served (its output
+ * overflowed, memory ran out) is only marked doomed; the flusher closes it.
+ * So no loop over connections or subscribers ever sees one vanish under it. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,11 +21,15 @@
 #include "server.h"
 #include "wake.h"
 
-#define READ_CHUNK 65536
-
 int fm_conn_alive(const fm_conn *conn)
 {
-    return !conn->closing && !conn->close_after_write;
+    return !conn->closing && !conn->close_after_write && !conn->doomed;
+}
+
+void fm_conn_doom(fm_conn *conn)
+{
+    conn->doomed = 1;
+    fm_server_schedule_flush(conn->srv, conn);
 }
 
 static void on_closed(uv_handle_t *h)
@@ -91,6 +100,10 @@ void fm_conn_flush(fm_conn *conn)
     uv_buf_t buf;
     int rc;
 
+    if (conn->doomed) {
+        fm_conn_close(conn);
+        return;
+    }
     if (conn->closing || conn->writing_active)
         return;
     if (conn->out.len == 0) {
@@ -116,10 +129,8 @@ void fm_conn_flush(fm_conn *conn)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     fm_conn *conn = h->data;
-    size_t avail = 0;
-    void *p = fm_frame_reader_space(conn->reader, READ_CHUNK, &avail);
 
-    *buf = uv_buf_init(p, p ? (unsigned)avail : 0);
+    *buf = uv_buf_init(conn->srv->readbuf, sizeof(conn->srv->readbuf));
 }
 
 /* A framing error ends the connection: the error frame goes out first, and
@@ -158,13 +169,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         fm_conn_close(conn);
         return;
     }
-    if (buf->base == NULL) {
+    if (fm_frame_reader_feed(conn->reader, buf->base, (size_t)n) != 0) {
         fm_log_error("client %llu: out of memory reading; closing",
                      (unsigned long long)conn->serial);
         fm_conn_close(conn);
         return;
     }
-    fm_frame_reader_commit(conn->reader, (size_t)n);
     while (fm_conn_alive(conn) &&
            (rc = fm_frame_reader_next(conn->reader, &body, &len)) != FM_FRAME_NEED) {
         if (rc == FM_FRAME_ERR) {
@@ -173,6 +183,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         }
         fm_ops_dispatch(conn, body, len);
     }
+    fm_frame_reader_trim(conn->reader);
 }
 
 static int peer_allowed(fm_server *srv, fm_conn *conn)

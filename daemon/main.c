@@ -41,6 +41,8 @@ int main(int argc, char **argv)
     srv.loop = uv_default_loop();
     if (fm_server_start(&srv) != 0) {
         fm_log_error("could not start");
+        fm_server_free(&srv);
+        fm_config_args_free(&srv.args);
         return 1;
     }
     /* Not the URL: it may hold a password. */

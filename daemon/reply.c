@@ -49,7 +49,7 @@ static void queued(fm_conn *conn)
     if ((int64_t)(conn->out.len + conn->writing.len) > cfg->max_output_bytes) {
         fm_log_warn("client %llu: more than max_output_bytes (%lld) unread; closing",
                     (unsigned long long)conn->serial, (long long)cfg->max_output_bytes);
-        fm_conn_close(conn);
+        fm_conn_doom(conn);
         return;
     }
     fm_server_schedule_flush(conn->srv, conn);
@@ -63,7 +63,7 @@ void fm_reply_finish(fm_conn *conn, size_t start)
     if (b->oom) {
         fm_log_error("client %llu: out of memory for a reply; closing",
                      (unsigned long long)conn->serial);
-        fm_conn_close(conn);
+        fm_conn_doom(conn);
         return;
     }
     fm_buf_patch_u32be(b, start, (uint32_t)(b->len - start - FM_FRAME_HEADER_LEN));
@@ -78,7 +78,7 @@ void fm_conn_send(fm_conn *conn, const char *frame, size_t len)
     if (conn->out.oom) {
         fm_log_error("client %llu: out of memory for an event; closing",
                      (unsigned long long)conn->serial);
-        fm_conn_close(conn);
+        fm_conn_doom(conn);
         return;
     }
     queued(conn);

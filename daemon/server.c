@@ -302,6 +302,9 @@ int fm_server_start(fm_server *srv)
     watch_signal(srv, &srv->sig_int, SIGINT);
     watch_signal(srv, &srv->sig_hup, SIGHUP);
 
+    /* The socket first: it is what most often refuses (another daemon). */
+    if (listen_socket(srv) != 0)
+        return -1;
     srv->link = fm_link_create(srv->loop, srv->cfg);
     if (srv->link == NULL)
         return -1;
@@ -311,8 +314,6 @@ int fm_server_start(fm_server *srv)
         return -1;
     fm_link_set_sub_handler(srv->link, &(fm_link_sub_handler){
         on_sub_message, on_sub_subscribed, on_sub_down, srv});
-    if (listen_socket(srv) != 0)
-        return -1;
     return fm_link_start(srv->link);
 }
 

@@ -40,6 +40,7 @@ struct fm_conn {
     int writing_active;
     int closing;                /* fm_conn_close ran; waiting for libuv */
     int close_after_write;      /* a framing error: flush, then close */
+    int doomed;                 /* to be closed by the flusher */
     int flush_pending;          /* on srv's flush list */
     fm_conn *flush_next;
     fm_conn *prev, *next;       /* srv->conns */
@@ -106,6 +107,7 @@ struct fm_server {
     size_t inflight;            /* requests not yet answered, all conns */
     size_t releasing;           /* lock releases nobody waits for, at Redis */
     size_t lingering;           /* commands of answered requests, at Redis */
+    char readbuf[65536];        /* every read lands here first */
 };
 
 /* server.c */
@@ -124,6 +126,8 @@ void fm_conn_close(fm_conn *conn);
 void fm_conn_flush(fm_conn *conn);
 /* Whether the connection may take output (not closing). */
 int fm_conn_alive(const fm_conn *conn);
+/* Has the connection closed by the flusher, at the end of this loop turn. */
+void fm_conn_doom(fm_conn *conn);
 
 /* reply.c: building frames straight into conn->out. start() writes the frame
  * header and the opening of the object; the caller appends members as

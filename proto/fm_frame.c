@@ -77,28 +77,52 @@ int fm_frame_reader_feed(fm_frame_reader *r, const void *data, size_t n)
     return 0;
 }
 
+/* The first frame of buf[0..len): OK with *body, *blen and *used (header
+ * and body), NEED, or ERR with *err and *err_len. */
+static int parse(const char *buf, size_t len, size_t max_body, const char **body,
+                 size_t *blen, size_t *used, fm_errcode *err, uint32_t *err_len)
+{
+    const unsigned char *h = (const unsigned char *)buf;
+    uint32_t n;
+
+    if (len < FM_FRAME_HEADER_LEN)
+        return FM_FRAME_NEED;
+    n = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+    if (n == 0 || n > max_body) {
+        *err = n == 0 ? FM_E_BAD_FRAME : FM_E_FRAME_TOO_LARGE;
+        *err_len = n;
+        return FM_FRAME_ERR;
+    }
+    if (len - FM_FRAME_HEADER_LEN < n)
+        return FM_FRAME_NEED;
+    *body = buf + FM_FRAME_HEADER_LEN;
+    *blen = n;
+    *used = FM_FRAME_HEADER_LEN + n;
+    return FM_FRAME_OK;
+}
+
 int fm_frame_reader_next(fm_frame_reader *r, const char **body, size_t *len)
 {
-    const unsigned char *h;
-    uint32_t n;
+    size_t used;
+    int rc;
 
     if (r->err != FM_E_OK)
         return FM_FRAME_ERR;
-    if (r->len - r->start < FM_FRAME_HEADER_LEN)
-        return FM_FRAME_NEED;
-    h = r->buf + r->start;
-    n = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
-    if (n == 0 || n > r->max_body) {
-        r->err = n == 0 ? FM_E_BAD_FRAME : FM_E_FRAME_TOO_LARGE;
-        r->err_len = n;
-        return FM_FRAME_ERR;
-    }
-    if (r->len - r->start - FM_FRAME_HEADER_LEN < n)
-        return FM_FRAME_NEED;
-    *body = (const char *)h + FM_FRAME_HEADER_LEN;
-    *len = n;
-    r->start += FM_FRAME_HEADER_LEN + n;
+    rc = parse((const char *)r->buf + r->start, r->len - r->start, r->max_body, body, len,
+               &used, &r->err, &r->err_len);
+    if (rc != FM_FRAME_OK)
+        return rc;
+    r->start += used;
     if (r->start == r->len)
         r->start = r->len = 0;
     return FM_FRAME_OK;
+}
+
+void fm_frame_reader_trim(fm_frame_reader *r)
+{
+    if (r->start != r->len)
+        return;
+    free(r->buf);
+    r->buf = NULL;
+    r->start = r->len = r->cap = 0;
 }

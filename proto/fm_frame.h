@@ -49,4 +49,8 @@ int fm_frame_reader_next(fm_frame_reader *r, const char **body, size_t *len);
 /* Bytes buffered that no frame has handed out yet. */
 size_t fm_frame_reader_pending(const fm_frame_reader *r);
 
+/* Gives the buffer back when nothing is pending, so an idle connection
+ * holds no read memory. */
+void fm_frame_reader_trim(fm_frame_reader *r);
+
 #endif
