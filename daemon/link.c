@@ -40,6 +40,8 @@ typedef struct fm_ctx {
     int setup_pending;      /* setup replies still to come */
     int logged_down;        /* loss logged; recovery not yet */
     int dropping;           /* we freed the context; on_disconnect follows */
+    int suspect;            /* connected, but the server said READONLY: not
+                               recovered until a command succeeds */
     char lasterr[128];
 } fm_ctx;
 
@@ -50,6 +52,7 @@ struct fm_cmd {
     fm_cmd *prev, *next;    /* in link->queue while QUEUED */
     int state;
     int cancelled;
+    int transient;          /* Redis said "not now" to it at least once */
     fm_script *script;
     int use_eval;           /* NOSCRIPT seen: send the body */
     uint64_t retry_at;
@@ -89,6 +92,7 @@ struct fm_link {
 static const char *const ctx_names[] = {"command", "pub/sub"};
 
 static void ctx_connect(fm_ctx *ctx);
+static void ctx_recovered(fm_ctx *ctx);
 static void ctx_lost(fm_ctx *ctx, const char *why);
 static void send_queue(fm_link *link);
 static void sub_send_all(fm_link *link);
@@ -150,6 +154,7 @@ static void on_retry_timer(uv_timer_t *t);
 
 static void retry_later(fm_link *link, fm_cmd *cmd)
 {
+    cmd->transient = 1;
     link->stats.retries++;
     queue_push(link, cmd, uv_now(link->loop) + TRANSIENT_RETRY_MS);
     if (!uv_is_active((uv_handle_t *)&link->retry_timer))
@@ -189,18 +194,23 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
              * run the command on whatever master we find. */
             fm_ctx *ctx = &link->ctx[CTX_CMD];
 
+            cmd->transient = 1;
             queue_push(link, cmd, 0);
             link->stats.retries++;
             if (ctx->state == ST_READY) {
                 /* Let the replies already on their way arrive (they meet
-                 * READONLY too and queue up again), then reconnect. */
+                 * READONLY too and queue up again), then reconnect. Until a
+                 * command succeeds, the reconnects back off and log once. */
                 snprintf(ctx->lasterr, sizeof(ctx->lasterr), "READONLY: the server is a replica now");
+                ctx->suspect = 1;
                 ctx->state = ST_LOST;
                 redisAsyncDisconnect(ac);
             }
             return;
         }
     }
+    if (link->ctx[CTX_CMD].suspect && link->ctx[CTX_CMD].state == ST_READY)
+        ctx_recovered(&link->ctx[CTX_CMD]);
     cmd_finish(cmd, FM_LINK_OK, reply);
 }
 
@@ -329,9 +339,9 @@ int fm_link_cancel(fm_cmd *cmd)
     return 0;
 }
 
-int fm_cmd_sent(const fm_cmd *cmd)
+int fm_cmd_transient(const fm_cmd *cmd)
 {
-    return cmd->state == CMD_SENT;
+    return cmd->transient;
 }
 
 /* ---- connection machine ---- */
@@ -437,21 +447,29 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     ctx_lost(ctx, NULL);
 }
 
-static void ctx_ready(fm_ctx *ctx)
+/* The link works again: backoff starts over, the recovery is logged once. */
+static void ctx_recovered(fm_ctx *ctx)
 {
-    fm_link *link = ctx->link;
-
-    uv_timer_stop(&ctx->timer);
-    ctx->state = ST_READY;
+    ctx->suspect = 0;
     ctx->attempt = 0;
     ctx->lasterr[0] = '\0';
-    link->stats.connects++;
     if (ctx->logged_down) {
         fm_log_info("redis %s link up", ctx_names[ctx->kind]);
         ctx->logged_down = 0;
     } else {
         fm_log_debug("redis %s link up", ctx_names[ctx->kind]);
     }
+}
+
+static void ctx_ready(fm_ctx *ctx)
+{
+    fm_link *link = ctx->link;
+
+    uv_timer_stop(&ctx->timer);
+    ctx->state = ST_READY;
+    link->stats.connects++;
+    if (!ctx->suspect)
+        ctx_recovered(ctx);
     if (ctx->kind == CTX_CMD)
         send_queue(link);
     else

@@ -80,8 +80,10 @@ fm_cmd *fm_link_script(fm_link *link, fm_script *script, int nkeys, int argc,
  * (or the link's loss) arrives. */
 int fm_link_cancel(fm_cmd *cmd);
 
-/* Whether the command is written to Redis and awaits its reply. */
-int fm_cmd_sent(const fm_cmd *cmd);
+/* Whether Redis answered it "not now" (LOADING, BUSY, MASTERDOWN,
+ * READONLY) at least once: a deadline then means Redis stayed unavailable,
+ * not that it was silent. */
+int fm_cmd_transient(const fm_cmd *cmd);
 
 /* Pub/sub channel set, restored after every reconnect. Subscribing again to
  * a channel already subscribed only reports `subscribed` again. */

@@ -139,11 +139,12 @@ void fm_req_deadline(fm_req *req, uint64_t ms)
 void fm_req_expire(fm_req *req)
 {
     /* A command still queued here never reached Redis: the link is down or
-     * kept answering "not now". One already written gets no answer from a
-     * connected server: that is a timeout, and its late reply is dropped. */
+     * Redis kept answering "not now" (so is one written again after such an
+     * answer). One written to a connected server that has not answered at
+     * all: that is a timeout, and its late reply is dropped. */
     if (req->cmd != NULL && fm_link_cancel(req->cmd))
         req->cmd = NULL;
-    if (req->cmd != NULL && fm_link_ready(req->srv->link))
+    if (req->cmd != NULL && fm_link_ready(req->srv->link) && !fm_cmd_transient(req->cmd))
         fm_req_fail(req, FM_E_TIMEOUT, "Redis did not answer within %lld ms",
                     (long long)req->srv->cfg->request_timeout_ms);
     else

@@ -10,5 +10,8 @@ Suite *fm_suite_ops(void);      /* test_ops.c: every operation via libfmredis */
 Suite *fm_suite_errors(void);   /* test_errors.c: every error code, raw protocol */
 Suite *fm_suite_link(void);     /* test_link.c: reconnect, scripts, late grants */
 Suite *fm_suite_examples(void); /* test_examples.c: the CLI and the Python client */
+Suite *fm_suite_locks(void);    /* test_locks.c: lock lifecycle, hand-off, wake groups */
+Suite *fm_suite_faults(void);   /* test_faults.c: Redis killed, stopped, loading, busy, demoted */
+Suite *fm_suite_load(void);     /* test_load.c: worker faults, limits, signals, 300 clients */
 
 #endif

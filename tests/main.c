@@ -1,6 +1,7 @@
 /* main.c -- runs the suites of the test binary.
  *
- * FM_SUITE=name runs one suite only (proto, config, ops, errors, link, examples);
+ * FM_SUITE=name runs one suite only (proto, config, ops, errors, link, examples,
+ * locks, faults, load);
  * CK_RUN_CASE, CK_FORK and CK_VERBOSITY work as Check documents them. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,9 @@ static const struct {
     {"errors", fm_suite_errors},
     {"link", fm_suite_link},
     {"examples", fm_suite_examples},
+    {"locks", fm_suite_locks},
+    {"faults", fm_suite_faults},
+    {"load", fm_suite_load},
 };
 
 int main(void)
