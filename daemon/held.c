@@ -161,16 +161,37 @@ int fm_held_add(fm_conn *conn, const char *key, size_t keylen, const char *rkey,
     return 0;
 }
 
+static fm_held *find(fm_conn *conn, const char *rkey, size_t rkeylen, const char *token,
+                     size_t toklen)
+{
+    for (fm_held *h = conn->held; h != NULL; h = h->next)
+        if (h->rkeylen == rkeylen && memcmp(h->rkey, rkey, rkeylen) == 0 &&
+            h->toklen == toklen && memcmp(h->token, token, toklen) == 0)
+            return h;
+    return NULL;
+}
+
 void fm_held_forget(fm_conn *conn, const char *rkey, size_t rkeylen, const char *token,
                     size_t toklen)
 {
-    for (fm_held *h = conn->held; h != NULL; h = h->next) {
-        if (h->rkeylen == rkeylen && memcmp(h->rkey, rkey, rkeylen) == 0 &&
-            h->toklen == toklen && memcmp(h->token, token, toklen) == 0) {
-            let_go(h);
-            return;
-        }
-    }
+    fm_held *h = find(conn, rkey, rkeylen, token, toklen);
+
+    if (h != NULL)
+        let_go(h);
+}
+
+void fm_held_extended(fm_conn *conn, const char *rkey, size_t rkeylen, const char *token,
+                      size_t toklen, int64_t ttl)
+{
+    fm_held *h = find(conn, rkey, rkeylen, token, toklen);
+    uint64_t every = (uint64_t)ttl / 3;
+
+    if (h == NULL || !h->auto_extend)
+        return;
+    /* The client's own extension sets the TTL the daemon keeps up from now
+     * on; a TTL too short to extend in time stays the client's business. */
+    h->ttl = ttl;
+    uv_timer_start(&h->timer, on_extend_timer, every ? every : 1, every ? every : 1);
 }
 
 void fm_held_conn_closed(fm_conn *conn)

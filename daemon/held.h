@@ -21,6 +21,9 @@ int fm_held_add(fm_conn *conn, const char *key, size_t keylen, const char *rkey,
 /* The client released the lock, or learnt it lost it: stop caring. */
 void fm_held_forget(fm_conn *conn, const char *rkey, size_t rkeylen, const char *token,
                     size_t toklen);
+/* The client extended the lock itself: auto-extension keeps the new TTL. */
+void fm_held_extended(fm_conn *conn, const char *rkey, size_t rkeylen, const char *token,
+                      size_t toklen, int64_t ttl);
 /* The connection is closing (or the daemon shutting down): release what it
  * asked to have released, stop extending the rest. */
 void fm_held_conn_closed(fm_conn *conn);

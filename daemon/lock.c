@@ -310,6 +310,7 @@ void fm_lock_acquire(fm_req *req, const fm_request *msg)
 /* The arguments release and extend share, kept for their replies: a lock
  * the client released, or learnt it no longer holds, is no longer tracked. */
 typedef struct keytok {
+    int64_t ttl;                    /* extend only */
     size_t rkeylen, toklen;
     char rkey[FM_RKEY_MAX + 1];
     char token[FM_KEY_MAX + 1];
@@ -370,25 +371,29 @@ void fm_lock_release(fm_req *req, const fm_request *msg)
 
 static void extend_done(fm_req *req, redisReply *reply)
 {
+    const keytok *kt = req->data;
+
     if (reply->integer != 1)
         forget(req);
+    else if (req->conn != NULL)
+        fm_held_extended(req->conn, kt->rkey, kt->rkeylen, kt->token, kt->toklen, kt->ttl);
     fm_req_ok_bool(req, "extended", reply->integer == 1);
 }
 
 void fm_lock_extend(fm_req *req, const fm_request *msg)
 {
     char ttlbuf[24];
-    int64_t ttl = req->srv->cfg->lock_default_ttl_ms;
     fm_proto_err err;
     keytok *kt = key_and_token(req, msg);
 
     if (kt == NULL)
         return;
-    if (fm_request_int(msg, "ttl", 1, FM_MS_MAX, &ttl, &err) != 0) {
+    kt->ttl = req->srv->cfg->lock_default_ttl_ms;
+    if (fm_request_int(msg, "ttl", 1, FM_MS_MAX, &kt->ttl, &err) != 0) {
         fm_req_fail(req, err.code, "%s", err.msg);
         return;
     }
-    snprintf(ttlbuf, sizeof(ttlbuf), "%lld", (long long)ttl);
+    snprintf(ttlbuf, sizeof(ttlbuf), "%lld", (long long)kt->ttl);
     fm_req_script(req, &req->srv->locks->extend, 1, 3,
                   (const char *[]){kt->rkey, kt->token, ttlbuf},
                   (size_t[]){kt->rkeylen, kt->toklen, strlen(ttlbuf)}, extend_done);

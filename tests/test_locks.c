@@ -339,6 +339,19 @@ static void expect_wake(fm_client *c, const char *channel, const char *id)
     free(got);
 }
 
+/* Reads wakes until one for id comes (others may share the channel). */
+static void await_wake(fm_client *c, const char *channel, const char *id)
+{
+    for (;;) {
+        char *got = next_wake(c, channel);
+        int found = strcmp(got, id) == 0;
+
+        free(got);
+        if (found)
+            return;
+    }
+}
+
 static void signal_all(fm_client *c, const char *channel, const char *const *ids, size_t n)
 {
     int64_t signaled = -1;
@@ -431,16 +444,22 @@ START_TEST(test_lock_released_when_holder_process_is_killed)
 }
 END_TEST
 
+/* A Redis key to watch with fmt_wait_until. */
 typedef struct key_watch {
     redisContext *r;
     const char *rkey;
 } key_watch;
 
-static int lock_key_watch(void *arg)
+static int key_absent(void *arg)
 {
-    key_watch *g = arg;
+    key_watch *w = arg;
 
-    return redis_int(g->r, "EXISTS %s", g->rkey) == 0;
+    return redis_int(w->r, "EXISTS %s", w->rkey) == 0;
+}
+
+static int key_present(void *arg)
+{
+    return !key_absent(arg);
 }
 
 START_TEST(test_lock_kept_after_disconnect_until_its_ttl)
@@ -461,7 +480,7 @@ START_TEST(test_lock_kept_after_disconnect_until_its_ttl)
     ck_assert_int_eq(is_locked(observer, "lk-keep"), 1);
     assert_lock_value(r, "lk-keep", lk.token);
     ck_assert_int_gt(redis_int(r, "PTTL fm:lock:lk-keep"), 0);
-    ck_assert_msg(fmt_wait_until(lock_key_watch, &g, o.ttl_ms + WAIT_MS),
+    ck_assert_msg(fmt_wait_until(key_absent, &g, o.ttl_ms + WAIT_MS),
                   "the kept lock outlived its TTL");
     note_ms("kept lock gone after acquire (ttl 800)", fmt_now_ms() - asked);
     /* Redis set the TTL after the acquire was sent: only expiry removed it. */
@@ -544,6 +563,28 @@ static int pttl_cut_down(void *arg)
 
     return pttl >= 0 && pttl <= p->at_most;
 }
+
+/* A client's own lock.extend sets the TTL the daemon keeps up afterwards:
+ * the next tick must not cut it back to the acquire's ttl. */
+START_TEST(test_client_extend_sets_the_ttl_auto_extension_keeps)
+{
+    redisContext *r = redis_open(&redis_srv);
+    fm_client *holder = client_of(&daemon_a);
+    fm_lock_opts o = {.ttl_ms = 300, .auto_extend = 1};
+    fm_lock lk = lock_take(holder, "lk-reextend", &o);
+    pttl_cut cut = {r, "fm:lock:lk-reextend", 1000};
+    int extended = 0;
+
+    ok(holder, fm_lock_extend(holder, "lk-reextend", lk.token, 6000, &extended), "extend");
+    ck_assert(extended);
+    /* Ten ticks of the old period (100 ms) pass in this second. */
+    ck_assert_msg(!fmt_wait_until(pttl_cut_down, &cut, 1000),
+                  "auto-extension cut the client's 6000 ms back to the acquire's ttl");
+    ck_assert_int_gt(redis_int(r, "PTTL %s", cut.rkey), 1000);
+    fm_client_free(holder);
+    redisFree(r);
+}
+END_TEST
 
 START_TEST(test_auto_extended_lock_deleted_behind_daemon_is_reported_lost)
 {
@@ -653,13 +694,6 @@ START_TEST(test_clean_shutdown_releases_release_locks_but_not_keep_locks)
 }
 END_TEST
 
-static int lock_key_taken(void *arg)
-{
-    key_watch *g = arg;
-
-    return redis_int(g->r, "EXISTS %s", g->rkey) == 1;
-}
-
 START_TEST(test_waiting_acquire_dies_with_its_connection)
 {
     redisContext *r = redis_open(&redis_srv);
@@ -679,10 +713,10 @@ START_TEST(test_waiting_acquire_dies_with_its_connection)
     close(fd);
     await_close_handled(holder, before);
     lock_give_back(holder, "lk-abandon", &lk);
-    expect_wake(marks, "fm:lock:released", "fm:lock:lk-abandon");
+    await_wake(marks, "fm:lock:released", "fm:lock:lk-abandon");
     ck_assert_int_eq(is_locked(holder, "lk-abandon"), 0);
     /* Nor does its retry timer (100 ms) take it later. */
-    ck_assert_msg(!fmt_wait_until(lock_key_taken, &g, 500),
+    ck_assert_msg(!fmt_wait_until(key_present, &g, 500),
                   "the acquire of a closed connection took the lock");
     fm_client_free(marks);
     fm_client_free(holder);
@@ -977,6 +1011,7 @@ Suite *fm_suite_locks(void)
     tcase_add_test(life, test_lock_kept_after_disconnect_until_its_ttl);
     tcase_add_test(life, test_auto_extended_lock_never_lapses_and_is_released_on_disconnect);
     tcase_add_test(life, test_auto_extended_lock_deleted_behind_daemon_is_reported_lost);
+    tcase_add_test(life, test_client_extend_sets_the_ttl_auto_extension_keeps);
     tcase_add_test(life, test_release_by_client_takes_lock_off_disconnect_list);
     tcase_add_test(life, test_waiting_acquire_dies_with_its_connection);
     tcase_add_test(life, test_fences_strictly_increase_over_acquires_through_two_daemons);
