@@ -1,4 +1,11 @@
-/* redis_uv.c -- see redis_uv.h for why this is not hiredis's adapter. */
+/* redis_uv.c -- see redis_uv.h for why this is not hiredis's adapter.
+ *
+ * Writes: hiredis asks for writability after every command it buffers.
+ * Polling for it would cost two epoll_ctl(2) calls and a loop turn per
+ * burst of commands, so a connected context instead writes once per loop
+ * turn from a prepare handle (before libuv blocks for I/O), with every
+ * command of the turn in one write(2). Only what the socket does not take
+ * at once waits for writability. */
 #include <stdlib.h>
 
 #include "redis_uv.h"
@@ -6,7 +13,10 @@
 typedef struct fm_redis_uv {
     redisAsyncContext *ac;   /* NULL once hiredis cleaned up */
     uv_poll_t poll;
+    uv_prepare_t flush;
     int events;
+    int flushing;           /* inside the turn's write */
+    int open;               /* handles not yet closed */
 } fm_redis_uv;
 
 static void on_poll(uv_poll_t *handle, int status, int events)
@@ -33,24 +43,58 @@ static void update(fm_redis_uv *p, int add, int del)
         uv_poll_stop(&p->poll);
 }
 
+static void on_flush(uv_prepare_t *h)
+{
+    fm_redis_uv *p = h->data;
+
+    uv_prepare_stop(h);
+    if (p->ac == NULL)
+        return;
+    p->flushing = 1;
+    redisAsyncHandleWrite(p->ac);
+    p->flushing = 0;
+}
+
 static void add_read(void *arg) { update(arg, UV_READABLE, 0); }
 static void del_read(void *arg) { update(arg, 0, UV_READABLE); }
-static void add_write(void *arg) { update(arg, UV_WRITABLE, 0); }
-static void del_write(void *arg) { update(arg, 0, UV_WRITABLE); }
+
+static void add_write(void *arg)
+{
+    fm_redis_uv *p = arg;
+
+    /* A connect in progress, or a write the socket did not take whole,
+     * waits for writability; anything else goes out this loop turn. */
+    if (p->flushing || !(p->ac->c.flags & REDIS_CONNECTED))
+        update(p, UV_WRITABLE, 0);
+    else
+        uv_prepare_start(&p->flush, on_flush);
+}
+
+static void del_write(void *arg)
+{
+    fm_redis_uv *p = arg;
+
+    if (p->events & UV_WRITABLE)
+        update(p, 0, UV_WRITABLE);
+}
 
 static void on_close(uv_handle_t *handle)
 {
-    free(handle->data);
+    fm_redis_uv *p = handle->data;
+
+    if (--p->open == 0)
+        free(p);
 }
 
-/* hiredis frees the context right after this returns; the poll handle may
- * still be referenced by libuv until its close callback. */
+/* hiredis frees the context right after this returns; the handles may
+ * still be referenced by libuv until their close callbacks. */
 static void cleanup(void *arg)
 {
     fm_redis_uv *p = arg;
 
     p->ac = NULL;
     uv_close((uv_handle_t *)&p->poll, on_close);
+    uv_close((uv_handle_t *)&p->flush, on_close);
 }
 
 int fm_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
@@ -66,8 +110,11 @@ int fm_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
         free(p);
         return REDIS_ERR;
     }
+    uv_prepare_init(loop, &p->flush);
+    p->open = 2;
     p->ac = ac;
     p->poll.data = p;
+    p->flush.data = p;
     ac->ev.data = p;
     ac->ev.addRead = add_read;
     ac->ev.delRead = del_read;

@@ -108,6 +108,9 @@ int fm_frame_reader_next(fm_frame_reader *r, const char **body, size_t *len)
 
     if (r->err != FM_E_OK)
         return FM_FRAME_ERR;
+    /* Also keeps a trimmed reader's NULL buffer out of the arithmetic. */
+    if (r->len - r->start < FM_FRAME_HEADER_LEN)
+        return FM_FRAME_NEED;
     rc = parse((const char *)r->buf + r->start, r->len - r->start, r->max_body, body, len,
                &used, &r->err, &r->err_len);
     if (rc != FM_FRAME_OK)

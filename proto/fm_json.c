@@ -13,6 +13,7 @@
  * escapes, a container by counting brackets outside strings. That is O(size
  * of the container) per lookup, which is cheap next to the validation every
  * body already paid for, and needs no parse tree. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,8 @@
 #define FM_JSON_STR(x) FM_JSON_STR_(x)
 
 /* A member name seen in a still-open object. */
+#define SMALL_OBJECT 16
+
 typedef struct fm_json_member {
     const unsigned char *p;     /* the name, quotes included */
     size_t len;
@@ -149,6 +152,12 @@ static uint64_t name_hash(const unsigned char *p, size_t len)
     uint64_t h = 14695981039346656037ULL;
     int c;
 
+    /* Most names hold no escape: their raw bytes are the decoded ones. */
+    if (memchr(p + 1, '\\', len - 2) == NULL) {
+        for (size_t i = 1; i + 1 < len; i++)
+            h = (h ^ p[i]) * 1099511628211ULL;
+        return h;
+    }
     reader_init(&r, (const char *)p, len);
     while ((c = reader_next(&r)) >= 0)
         h = (h ^ (unsigned)c) * 1099511628211ULL;
@@ -218,13 +227,34 @@ static void skip_ws(fm_json_validator *v)
         v->p++;
 }
 
+/* Whether any of the 8 bytes of x is a control character, a quote, a
+ * backslash or not ASCII: the bytes a string scan must look at one by one.
+ * (The classic SWAR zero-byte test, on x and on x with each target xored
+ * away.) */
+static int word_special(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t quote = x ^ (ones * '"'), bslash = x ^ (ones * '\\');
+
+    return ((x - ones * 0x20) | ((quote - ones) & ~quote) | ((bslash - ones) & ~bslash) |
+            x) & high ? 1 : 0;
+}
+
 static int check_string(fm_json_validator *v)
 {
     const unsigned char *p = v->p + 1, *end = v->end;
 
     while (p < end) {
-        unsigned c = *p, cp;
+        unsigned c, cp;
         size_t n;
+        uint64_t w;
+
+        /* Plain ASCII, eight bytes at a time. */
+        while (end - p >= 8 && (memcpy(&w, p, 8), !word_special(w)))
+            p += 8;
+        if (p == end)
+            break;
+        c = *p;
 
         if (c == '"') {
             v->p = p + 1;
@@ -350,6 +380,16 @@ static int close_object(fm_json_validator *v, size_t base)
     fm_json_member *m = v->m + base;
     size_t n = v->n - base;
 
+    /* Small objects, the usual ones, compare every pair's hashes: cheaper
+     * than sorting. Large ones sort, to stay O(n log n). */
+    if (n <= SMALL_OBJECT) {
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = 0; j < i; j++)
+                if (m[i].hash == m[j].hash && member_cmp(&m[i], &m[j]) == 0)
+                    return fail(v, m[i].p, "duplicate member name");
+        v->n = base;
+        return 0;
+    }
     sort_members(m, n);
     for (size_t i = 1; i < n; i++)
         if (member_cmp(&m[i - 1], &m[i]) == 0)
@@ -517,13 +557,30 @@ static const char *nav_ws(const char *p, const char *end)
     return p;
 }
 
-/* Past the closing quote of the string starting at p. */
+/* Past the closing quote of the string starting at p. memchr finds the
+ * candidates quickly; a quote preceded by an odd run of backslashes is
+ * escaped and the search goes on. */
 static const char *nav_string(const char *p, const char *end)
 {
-    for (p++; p < end && *p != '"'; p++)
-        if (*p == '\\')
-            p++;
-    return p < end ? p + 1 : end;
+    const char *start = ++p, *q;
+
+    while (p < end && (q = memchr(p, '"', (size_t)(end - p))) != NULL) {
+        size_t bs = 0;
+
+        while (q - bs > start && q[-1 - (ptrdiff_t)bs] == '\\')
+            bs++;
+        if (bs % 2 == 0)
+            return q + 1;
+        p = q + 1;
+    }
+    return end;
+}
+
+/* Whether a string value holds no escape: its decoded text is its raw
+ * text, the common case that needs no decoding. */
+static int string_plain(const fm_json_val *s)
+{
+    return s->len >= 2 && memchr(s->p + 1, '\\', s->len - 2) == NULL;
 }
 
 /* The value starting at p; p < end. */
@@ -633,6 +690,20 @@ int fm_json_string_decode(const fm_json_val *s, char *out, size_t cap,
     size_t n = 0;
     int c, has_ctrl = 0;
 
+    if (string_plain(s)) {
+        /* Raw control characters never pass validation; DEL may. */
+        n = s->len - 2;
+        if (n <= cap && out != NULL)
+            memcpy(out, s->p + 1, n);
+        if (n < cap)
+            out[n] = '\0';
+        if (out_len != NULL)
+            *out_len = n;
+        if (ctrl != NULL)
+            *ctrl = memchr(s->p + 1, 0x7f, n) != NULL;
+        return n <= cap ? 0 : -1;
+    }
+
     reader_init(&r, s->p, s->len);
     while ((c = reader_next(&r)) >= 0) {
         if (c < 0x20 || c == 0x7f)
@@ -655,6 +726,9 @@ size_t fm_json_string_len(const fm_json_val *s)
     fm_json_reader r;
     size_t n = 0;
 
+    if (string_plain(s))
+        return s->len - 2;
+
     reader_init(&r, s->p, s->len);
     while (reader_next(&r) >= 0)
         n++;
@@ -666,6 +740,9 @@ int fm_json_string_eq(const fm_json_val *s, const char *text, size_t n)
     fm_json_reader r;
     size_t i = 0;
     int c;
+
+    if (string_plain(s))
+        return s->len - 2 == n && memcmp(s->p + 1, text, n) == 0;
 
     reader_init(&r, s->p, s->len);
     while ((c = reader_next(&r)) >= 0)
