@@ -1,11 +1,20 @@
 # fmredisd -- build, test and run.
 #
 #   make            build/fmredisd, build/fmredis, build/libfmredis.{a,so}
-#   make check      install missing packages, build, run the whole test suite
+#   make check      what CI runs: install missing packages, build, then
+#                   test + check-san + valgrind + fuzz + bench-smoke
+#                   (about 5 minutes)
+#   make test       the test suite only (seconds: the developer loop)
+#   make check-san  the test suite built with ASan+UBSan, daemon included
+#   make valgrind   the test suite with the daemon under valgrind memcheck
+#   make fuzz       both libFuzzer targets, FUZZ_SECONDS (60) each
 #   make run        install missing packages, build, run the daemon in the
 #                   foreground (with a private redis-server unless a config
 #                   file or $REDIS_URL names one)
-#   make SAN=1 ...  the same with AddressSanitizer and UBSan
+#   make SAN=1 ...  the same with AddressSanitizer and UBSan, in build/san
+#   make bench      fmredisd against direct Redis, full matrix (~1 minute,
+#                   not part of all); make bench-smoke: a short run that
+#                   check includes (see bench/bench.mk)
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -40,7 +49,7 @@ LIB_A   = $(BUILD)/libfmredis.a
 LIB_SO  = $(BUILD)/libfmredis.so
 TESTS   = $(BUILD)/fm-tests
 
-.PHONY: all check test run deps clean
+.PHONY: all check test check-san valgrind fuzz run deps clean
 all: $(DAEMON) $(CLI) $(LIB_A) $(LIB_SO)
 
 $(BUILD)/obj/daemon/%.o: ALL_CFLAGS += $(call pkgcflags,$(PKGS_DAEMON))
@@ -72,7 +81,7 @@ $(TESTS): $(call obj,$(TEST_SRC) daemon/config.c daemon/log.c) $(LIB_A)
 
 # Packages a fresh Debian 12 needs to build, test and run.
 DEB_PKGS = gcc make pkg-config libhiredis-dev libuv1-dev libcjson-dev check \
-           redis-server python3
+           redis-server python3 clang libclang-rt-14-dev valgrind
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
@@ -83,17 +92,126 @@ deps:
 	fi
 
 # pkg-config is only there once deps ran, so the build happens in a sub-make.
+# Each part says how long it took, so CI logs show where the time goes.
 check: deps
-	$(MAKE) all $(TESTS)
-	$(MAKE) test
+	@t0=$$(date +%s); $(MAKE) all $(TESTS) && $(MAKE) test \
+	    && echo "== test: $$(($$(date +%s) - t0)) s"
+	@t0=$$(date +%s); $(MAKE) check-san \
+	    && echo "== check-san: $$(($$(date +%s) - t0)) s"
+	@t0=$$(date +%s); $(MAKE) valgrind \
+	    && echo "== valgrind: $$(($$(date +%s) - t0)) s"
+	@t0=$$(date +%s); $(MAKE) fuzz \
+	    && echo "== fuzz: $$(($$(date +%s) - t0)) s"
+	@t0=$$(date +%s); $(MAKE) bench-smoke \
+	    && echo "== bench-smoke: $$(($$(date +%s) - t0)) s"
 
 test: all $(TESTS)
 	FMREDISD=$(abspath $(DAEMON)) FMREDIS_CLI=$(abspath $(CLI)) \
 	    FM_SRCDIR=$(CURDIR) $(TESTS)
 
+# ---- The test suite under ASan and UBSan --------------------------------
+#
+# `make SAN=1 test` builds everything sanitized into build/san and runs the
+# suite with FMREDISD and FMREDIS_CLI pointing at the sanitized programs.
+# A sanitizer error in the test program fails its test, but one in a daemon
+# the tests started would go unseen: its stderr is a log file the harness
+# deletes, its exit status is not looked at, and the test may pass anyway.
+# So every sanitized process (daemon, CLI, test program) writes its reports
+# to files under SAN_REPORTS instead of stderr, and this target fails when
+# any report exists. That holds however the process ended or who started it;
+# a daemon still gets SIGTERM from the harness, so LeakSanitizer's leak check
+# at exit runs too. Timeouts are tripled for the slower build.
+SAN_REPORTS = $(abspath build/san/reports)
+SAN_ENV = ASAN_OPTIONS=abort_on_error=1:halt_on_error=1:detect_leaks=1:log_path=$(SAN_REPORTS)/asan \
+          UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(SAN_REPORTS)/ubsan \
+          CK_TIMEOUT_MULTIPLIER=3
+
+check-san:
+	$(MAKE) SAN=1 all build/san/fm-tests
+	rm -rf $(SAN_REPORTS) && mkdir -p $(SAN_REPORTS)
+	@$(SAN_ENV) $(MAKE) SAN=1 test; rc=$$?; \
+	if [ -n "$$(ls -A $(SAN_REPORTS))" ]; then \
+	    for f in $(SAN_REPORTS)/*; do echo "== $$f"; cat "$$f"; done; \
+	    echo "check-san: sanitizer reports above (in $(SAN_REPORTS))"; exit 1; \
+	fi; exit $$rc
+
+# ---- The test suite with the daemon under valgrind -----------------------
+#
+# FMREDISD points at tests/valgrind-fmredisd, which execs valgrind memcheck
+# on build/fmredisd with the harness's arguments, writing one log per daemon
+# run to VG_LOGS. valgrind's leak check runs when the daemon exits, which it
+# does on the harness's SIGTERM. The target fails when any log reports an
+# error or a definite leak (--errors-for-leak-kinds=definite makes those count
+# in the ERROR SUMMARY). A run ended by SIGKILL leaves a log without a
+# summary: those are counted and named, as unchecked, not failed.
+# Check's test timeouts are multiplied by VG_SLOW: the daemon runs 20-50x
+# slower under valgrind. No test needed more than that so far.
+VG_LOGS = $(abspath build/valgrind)
+VG_SLOW = 10
+
+valgrind: all $(TESTS)
+	rm -rf $(VG_LOGS) && mkdir -p $(VG_LOGS)
+	@FMREDISD=$(CURDIR)/tests/valgrind-fmredisd FM_VALGRIND_LOGS=$(VG_LOGS) \
+	    FM_VALGRIND_DAEMON=$(abspath $(DAEMON)) CK_TIMEOUT_MULTIPLIER=$(VG_SLOW) \
+	    FMREDIS_CLI=$(abspath $(CLI)) FM_SRCDIR=$(CURDIR) $(TESTS); rc=$$?; \
+	bad=0; runs=0; unchecked=""; \
+	for f in $(VG_LOGS)/*.log; do \
+	    [ -e "$$f" ] || continue; runs=$$((runs + 1)); \
+	    if ! grep -q 'ERROR SUMMARY:' "$$f"; then unchecked="$$unchecked $$f"; \
+	    elif ! grep -q 'ERROR SUMMARY: 0 errors' "$$f"; then cat "$$f"; bad=1; fi; \
+	done; \
+	echo "valgrind: $$runs daemon runs, logs in $(VG_LOGS)"; \
+	[ -z "$$unchecked" ] || echo "valgrind: killed before their leak check:$$unchecked"; \
+	[ $$bad = 0 ] || { echo "valgrind: errors or definite leaks above"; exit 1; }; \
+	exit $$rc
+
+# ---- Fuzzing -------------------------------------------------------------
+#
+# Two libFuzzer targets, built with clang, each linked with the proto/
+# sources it needs: fuzz_frame (the frame reader) and fuzz_request (the
+# strict JSON validator and the request field helpers). `make fuzz` runs
+# each for FUZZ_SECONDS. libFuzzer adds what it finds to the first corpus
+# directory it is given and only reads the others, so the seed corpus in
+# tests/fuzz/corpus/ is read, and new inputs go to build/fuzz/corpus/.
+# A crash, a failed invariant (abort), a sanitizer report, a timeout or an
+# out-of-memory stops the fuzzer with a non-zero status, which fails the
+# target; the input is saved as build/fuzz/<target>-crash-* (or -timeout-,
+# -oom-) and can be replayed with `build/fuzz/fuzz_<target> FILE`.
+# The fuzzer's progress goes to build/fuzz/<target>.log; the console gets
+# its final statistics, or the whole report on a failure.
+FUZZ_CC      = clang
+FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+               $(WARN) -Iproto
+FUZZ_SECONDS ?= 60
+FUZZ_DIR     = build/fuzz
+FUZZERS      = frame request
+FUZZ_OPTS    = -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+               -max_len=8192 -print_final_stats=1
+FUZZ_OPTS_request = -dict=tests/fuzz/request.dict
+
+fuzz: $(addprefix fuzz-,$(FUZZERS))
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(PROTO_SRC) $(wildcard proto/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(PROTO_SRC) -o $@
+
+.PHONY: $(addprefix fuzz-,$(FUZZERS))
+$(addprefix fuzz-,$(FUZZERS)): fuzz-%: $(FUZZ_DIR)/fuzz_%
+	@mkdir -p $(FUZZ_DIR)/corpus/$*
+	@echo "fuzz_$*: $(FUZZ_SECONDS) s, log in $(FUZZ_DIR)/$*.log"
+	@$< $(FUZZ_OPTS) $(FUZZ_OPTS_$*) -artifact_prefix=$(FUZZ_DIR)/$*- \
+	    $(FUZZ_DIR)/corpus/$* tests/fuzz/corpus/$* > $(FUZZ_DIR)/$*.log 2>&1 \
+	    || { grep -v -E '^#[0-9]+.*(NEW|REDUCE|pulse) ' $(FUZZ_DIR)/$*.log; \
+	         echo "fuzz_$*: FAILED, input saved as $(FUZZ_DIR)/$*-*"; exit 1; }
+	@grep -E '^(stat::|Done )' $(FUZZ_DIR)/$*.log
+
 run: deps
 	$(MAKE) all
 	./examples/run-local.sh $(abspath $(DAEMON)) $(CONF)
+
+# make bench, make bench-smoke, build/fmredis-bench.
+include bench/bench.mk
 
 clean:
 	rm -rf $(BUILD)

@@ -338,31 +338,6 @@ int fmt_daemon_start(fmt_daemon *d, const char *redis_url, const char *const *ex
     return 0;
 }
 
-static int gone(void *arg)
-{
-    return exited(arg);
-}
-
-int fmt_daemon_stop(fmt_daemon *d)
-{
-    int status = -1;
-    pid_t pid = d->pid;
-
-    if (pid > 0) {
-        kill(pid, SIGTERM);
-        if (fmt_wait_until(gone, &d->pid, 10000)) {
-            /* exited() reaped it; ask the kernel nothing more. */
-            status = 0;
-        } else {
-            reap(&d->pid, SIGKILL);
-        }
-    }
-    if (getenv("FMT_KEEP_LOGS") == NULL)
-        remove_dir(d->dir);
-    d->dir[0] = '\0';
-    return status;
-}
-
 int fmt_daemon_wait(fmt_daemon *d, int timeout_ms)
 {
     int64_t end = fmt_now_ms() + timeout_ms;
@@ -381,6 +356,22 @@ int fmt_daemon_wait(fmt_daemon *d, int timeout_ms)
         poll(NULL, 0, 5);
     }
     return -1;
+}
+
+int fmt_daemon_stop(fmt_daemon *d)
+{
+    int status = -1;
+
+    if (d->pid > 0) {
+        kill(d->pid, SIGTERM);
+        status = fmt_daemon_wait(d, 10000);
+        if (status < 0)
+            reap(&d->pid, SIGKILL);
+    }
+    if (getenv("FMT_KEEP_LOGS") == NULL)
+        remove_dir(d->dir);
+    d->dir[0] = '\0';
+    return status;
 }
 
 int fmt_raw_write(int fd, const void *bytes, size_t len)

@@ -49,8 +49,9 @@ redisReply *fmt_redis_cmd(redisContext *c, const char *fmt, ...);
  * given extra "--name value" arguments (NULL-terminated, or NULL), and waits
  * until its socket accepts connections. 0 or -1. */
 int fmt_daemon_start(fmt_daemon *d, const char *redis_url, const char *const *extra);
-/* SIGTERM, then waits; SIGKILL if it does not exit within 10 s. Returns the
- * exit status as waitpid reports it, or -1. */
+/* SIGTERM, then waits; SIGKILL if it does not exit within 10 s. Returns
+ * what fmt_daemon_wait does: the exit code, 128 + signal, or -1 when it had
+ * to be killed. */
 int fmt_daemon_stop(fmt_daemon *d);
 /* Waits up to timeout_ms for the daemon to exit by itself (after a signal
  * the test sent) and reaps it. Returns its exit code, 128 + signal, or -1
