@@ -413,6 +413,9 @@ START_TEST(test_json_rejects_empty_and_incomplete_texts)
         {"{\"a\":1", "unexpected end of text"},
         {"\"abc", "unterminated string"},
         {"\"abc\\", "unterminated string"},
+        /* Plain bytes to the very end, in whole 8-byte steps. */
+        {"\"abcdefgh", "unterminated string"},
+        {"{\"op\":\"abcdefghijklmnop", "unterminated string"},
         {NULL, NULL}
     };
 
