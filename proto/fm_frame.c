@@ -33,7 +33,9 @@ size_t fm_frame_reader_pending(const fm_frame_reader *r)
 
 void *fm_frame_reader_space(fm_frame_reader *r, size_t want, size_t *avail)
 {
-    if (r->start > 0) {
+    /* Compacting only when the tail lacks room keeps a large frame that
+     * arrives in many reads from being moved once per read. */
+    if (r->start > 0 && r->cap - r->len < want) {
         memmove(r->buf, r->buf + r->start, r->len - r->start);
         r->len -= r->start;
         r->start = 0;
