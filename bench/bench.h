@@ -194,8 +194,9 @@ extern const bench_workload bench_wl_lock, bench_wl_cache, bench_wl_get_many, be
 
 /* ---- Redis itself, apart from the measured paths (redis_admin.c) ---- */
 
-/* Checks that bench/scripts.h holds the daemon's scripts (see there) and
- * sets env's SHA1s. Call once the daemon's link is up. */
+/* Checks that the daemon under test loaded the scripts of daemon/scripts.c
+ * (a stale binary would not) and sets env's SHA1s. Call once the daemon's
+ * link is up. */
 int bench_redis_check_scripts(bench_env *env, char *err, size_t errlen);
 /* Writes a batch's executions (pipelined SETs). */
 int bench_populate(const bench_env *env, const bench_batch *b, char *err, size_t errlen);

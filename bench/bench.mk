@@ -21,9 +21,10 @@ BENCH_RUN = FMREDISD=$(abspath $(DAEMON)) $(BENCH)
 
 $(BUILD)/obj/bench/%.o: ALL_CFLAGS += $(call pkgcflags,hiredis check) -Idaemon -Itests
 
-# The direct path names fence counters with the daemon's own fence.c and
-# slot.c; the tests' harness starts and stops the servers.
-$(BENCH): $(call obj,$(BENCH_SRC) daemon/fence.c daemon/slot.c tests/harness.c) $(LIB_A)
+# The direct path runs the daemon's own scripts (scripts.c) and names fence
+# counters with its fence.c and slot.c; the tests' harness starts and stops
+# the servers.
+$(BENCH): $(call obj,$(BENCH_SRC) daemon/fence.c daemon/slot.c daemon/scripts.c tests/harness.c) $(LIB_A)
 	$(CC) $(LDFLAGS) -pthread $^ -o $@ $(call pkglibs,hiredis check)
 
 .PHONY: bench bench-smoke

@@ -7,7 +7,7 @@
 #include <hiredis/hiredis.h>
 
 #include "bench.h"
-#include "scripts.h"
+#include "scripts.h"   /* daemon/: the daemon's own script texts */
 
 static redisContext *admin_connect(const bench_env *env, char *err, size_t errlen)
 {
@@ -70,9 +70,9 @@ static int script_check(redisContext *rc, const char *name, const char *body, ch
          r->element[0]->integer == 1;
     freeReplyObject(r);
     if (!ok)
-        return bench_fail(err, errlen, "bench/scripts.h's %s script differs from the "
-                          "daemon's: its SHA1 %s is not in Redis's script cache after the "
-                          "daemon loaded its scripts", name, sha);
+        return bench_fail(err, errlen, "the %s script of daemon/scripts.c is not what the "
+                          "daemon under test loaded: its SHA1 %s is not in Redis's script "
+                          "cache (a stale daemon binary?)", name, sha);
     /* Loaded again, as the daemon does: it must come back the same. */
     r = expect(rc, redisCommand(rc, "SCRIPT LOAD %s", body), REDIS_REPLY_STRING,
                "SCRIPT LOAD", err, errlen);
@@ -91,10 +91,10 @@ int bench_redis_check_scripts(bench_env *env, char *err, size_t errlen)
 
     if (rc == NULL)
         return -1;
-    bad = script_check(rc, "acquire", bench_acquire_lua, env->sha_acquire, err, errlen) ||
-          script_check(rc, "release", bench_release_lua, env->sha_release, err, errlen) ||
-          script_check(rc, "extend", bench_extend_lua, extend, err, errlen) ||
-          script_check(rc, "signal_many", bench_signal_many_lua, signal_many, err, errlen);
+    bad = script_check(rc, "acquire", fm_lua_acquire, env->sha_acquire, err, errlen) ||
+          script_check(rc, "release", fm_lua_release, env->sha_release, err, errlen) ||
+          script_check(rc, "extend", fm_lua_extend, extend, err, errlen) ||
+          script_check(rc, "signal_many", fm_lua_signal_many, signal_many, err, errlen);
     redisFree(rc);
     return bad ? -1 : 0;
 }

@@ -19,6 +19,7 @@
 #include "lock.h"
 #include "log.h"
 #include "ops.h"
+#include "scripts.h"
 #include "token.h"
 
 typedef struct acquire {
@@ -44,27 +45,6 @@ struct fm_lock_service {
     fm_fence *fence;
     acquire *acquiring;             /* every acquire not yet answered */
 };
-
-static const char acquire_lua[] =
-    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
-    "  return redis.call('INCR', KEYS[2])\n"
-    "end\n"
-    "return false\n";
-
-/* 1 released, 0 no lock, -1 held under another token. */
-static const char release_lua[] =
-    "local v = redis.call('GET', KEYS[1])\n"
-    "if not v then return 0 end\n"
-    "if v ~= ARGV[1] then return -1 end\n"
-    "redis.call('DEL', KEYS[1])\n"
-    "redis.call('PUBLISH', ARGV[2], KEYS[1])\n"
-    "return 1\n";
-
-static const char extend_lua[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-    "  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-    "end\n"
-    "return 0\n";
 
 static size_t lock_key(const fm_server *srv, const char *key, size_t len, char *out)
 {
@@ -429,9 +409,9 @@ fm_lock_service *fm_lock_service_create(fm_server *srv)
     if (ls == NULL)
         return NULL;
     ls->srv = srv;
-    ls->acquire = (fm_script){.name = "acquire", .body = acquire_lua};
-    ls->release = (fm_script){.name = "release", .body = release_lua};
-    ls->extend = (fm_script){.name = "extend", .body = extend_lua};
+    ls->acquire = (fm_script){.name = "acquire", .body = fm_lua_acquire};
+    ls->release = (fm_script){.name = "release", .body = fm_lua_release};
+    ls->extend = (fm_script){.name = "extend", .body = fm_lua_extend};
     ls->fence = fm_fence_create();
     /* Subscribed for the daemon's whole life: the push hand-off listens
      * here, and since the pub/sub context never drops to zero channels,

@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "ops.h"
+#include "scripts.h"
 #include "wake.h"
 
 typedef struct wsub {
@@ -52,11 +53,6 @@ struct fm_wake_service {
     fm_script signal_many;
     fm_buf frame;                   /* scratch for events sent to many */
 };
-
-/* Publishes every payload in ARGV[2..] on ARGV[1]: one round trip for a batch. */
-static const char signal_many_lua[] =
-    "for i = 2, #ARGV do redis.call('PUBLISH', ARGV[1], ARGV[i]) end\n"
-    "return #ARGV - 1\n";
 
 static int64_t now_ms(void)
 {
@@ -540,7 +536,7 @@ fm_wake_service *fm_wake_service_create(fm_server *srv)
         return NULL;
     ws->srv = srv;
     fm_buf_init(&ws->frame);
-    ws->signal_many = (fm_script){.name = "signal_many", .body = signal_many_lua};
+    ws->signal_many = (fm_script){.name = "signal_many", .body = fm_lua_signal_many};
     if (fm_link_register_script(srv->link, &ws->signal_many) != 0) {
         fm_wake_service_free(ws);
         return NULL;

@@ -1,0 +1,17 @@
+/* scripts.h -- the Lua scripts fmredisd runs in Redis. Their text is part
+ * of what lands in Redis (docs/PROTOCOL.md quotes them), and the benchmark
+ * runs the very same text on its direct path. */
+#ifndef FM_SCRIPTS_H
+#define FM_SCRIPTS_H
+
+/* KEYS: lock, fence counter. ARGV: token, ttl. The fence, or nil. */
+extern const char fm_lua_acquire[];
+/* KEYS: lock. ARGV: token, release channel. 1 released (and the key
+ * published), 0 no lock, -1 held under another token. */
+extern const char fm_lua_release[];
+/* KEYS: lock. ARGV: token, ttl. 1 extended, 0 not held. */
+extern const char fm_lua_extend[];
+/* ARGV: channel, payloads... Publishes each; returns how many. */
+extern const char fm_lua_signal_many[];
+
+#endif
