@@ -36,7 +36,13 @@ static void on_poll(uv_poll_t *handle, int status, int events)
 
 static void update(fm_redis_uv *p, int add, int del)
 {
-    p->events = (p->events | add) & ~del;
+    int ev = (p->events | add) & ~del;
+
+    /* libuv 1.44's uv_poll_start takes the fd out of epoll and puts it back
+     * even when the mask is unchanged: two epoll_ctl(2) calls for nothing. */
+    if (ev == p->events)
+        return;
+    p->events = ev;
     if (p->events)
         uv_poll_start(&p->poll, p->events, on_poll);
     else
@@ -70,13 +76,7 @@ static void add_write(void *arg)
         uv_prepare_start(&p->flush, on_flush);
 }
 
-static void del_write(void *arg)
-{
-    fm_redis_uv *p = arg;
-
-    if (p->events & UV_WRITABLE)
-        update(p, 0, UV_WRITABLE);
-}
+static void del_write(void *arg) { update(arg, 0, UV_WRITABLE); }
 
 static void on_close(uv_handle_t *handle)
 {
