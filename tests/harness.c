@@ -1,4 +1,5 @@
-/* harness.c -- starting and stopping real servers for the tests. */
+/* harness.c -- starting and stopping real servers for the tests, and
+ * talking to them. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -65,7 +66,8 @@ TCase *fmt_tcase(Suite *s, const char *name, void (*up)(void), void (*down)(void
 {
     TCase *tc = tcase_create(name);
 
-    tcase_add_unchecked_fixture(tc, up, down);
+    if (up != NULL || down != NULL)
+        tcase_add_unchecked_fixture(tc, up, down);
     tcase_set_timeout(tc, timeout);
     suite_add_tcase(s, tc);
     return tc;
@@ -441,11 +443,13 @@ char *fmt_raw_recv(int fd, int timeout_ms, size_t *len)
     return body;
 }
 
-int fmt_raw_closed(int fd, int timeout_ms)
+int fmt_raw_drain(int fd, int timeout_ms, size_t *total)
 {
     int64_t end = fmt_now_ms() + timeout_ms;
-    char c;
+    char buf[16384];
 
+    if (total != NULL)
+        *total = 0;
     for (;;) {
         struct pollfd pfd = {fd, POLLIN, 0};
         int64_t left = end - fmt_now_ms();
@@ -453,10 +457,34 @@ int fmt_raw_closed(int fd, int timeout_ms)
 
         if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
             return 0;
-        n = recv(fd, &c, 1, 0);
+        n = recv(fd, buf, sizeof(buf), 0);
         if (n == 0 || (n < 0 && errno == ECONNRESET))
             return 1;
-        if (n < 0)
+        if (n < 0 && errno != EINTR)
             return 0;
+        if (n > 0 && total != NULL)
+            *total += (size_t)n;
     }
+}
+
+int fmt_raw_closed(int fd, int timeout_ms)
+{
+    return fmt_raw_drain(fd, timeout_ms, NULL);
+}
+
+fm_client *fmt_client(const fmt_daemon *d)
+{
+    fm_client *c = fm_connect(d->sock, FM_TIMEOUT_DEFAULT);
+
+    ck_assert_ptr_nonnull(c);
+    ck_assert_msg(fm_client_err(c) == FM_ERR_NONE, "connect %s: %s", d->sock,
+                  fm_client_errstr(c));
+    return c;
+}
+
+void fmt_ok(fm_client *c, int rc, const char *what)
+{
+    ck_assert_msg(rc == FM_OK, "%s: %s (%s) %s", what,
+                  fm_client_error_name(fm_client_err(c)), fm_client_errcode(c),
+                  fm_client_errstr(c));
 }

@@ -16,6 +16,8 @@
 #include <check.h>
 #include <hiredis/hiredis.h>
 
+#include "fmredis.h"
+
 typedef struct fmt_redis {
     pid_t pid;
     char dir[256];
@@ -60,7 +62,8 @@ int fmt_daemon_wait(fmt_daemon *d, int timeout_ms);
 
 /* A TCase of s with the given timeout (seconds) whose up/down run as an
  * unchecked fixture: once for the TCase, in the runner, so that what up
- * starts belongs to the runner and down runs even when a test fails. */
+ * starts belongs to the runner and down runs even when a test fails.
+ * up and down both NULL: no fixture (the tests start their own servers). */
 TCase *fmt_tcase(Suite *s, const char *name, void (*up)(void), void (*down)(void),
                  double timeout);
 
@@ -79,8 +82,18 @@ int fmt_raw_send(int fd, const void *body, size_t len);   /* one frame */
 int fmt_raw_write(int fd, const void *bytes, size_t len); /* bytes as is */
 /* One frame body, NUL-terminated, malloc'd; NULL on timeout, EOF or error. */
 char *fmt_raw_recv(int fd, int timeout_ms, size_t *len);
+/* Reads and drops whatever arrives until the peer closes: 1 when it did
+ * (EOF or a reset) within timeout_ms. total, when not NULL, gets the number
+ * of bytes dropped. */
+int fmt_raw_drain(int fd, int timeout_ms, size_t *total);
 /* Whether the peer closed the connection within timeout_ms. */
 int fmt_raw_closed(int fd, int timeout_ms);
+
+/* libfmredis, checked (these fail the running test): a client of the
+ * daemon, with the library's default timeout. */
+fm_client *fmt_client(const fmt_daemon *d);
+/* Fails the test with the client's error unless rc is FM_OK. */
+void fmt_ok(fm_client *c, int rc, const char *what);
 
 /* The path of a built program: $FMREDISD, $FMREDIS_CLI, or build/... */
 const char *fmt_daemon_path(void);

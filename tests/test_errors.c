@@ -67,34 +67,10 @@ static char *id_array(size_t n)
     return s;
 }
 
-static void start_daemon(fmt_daemon *d, const char *redis_url, const char *const *extra)
-{
-    ck_assert_msg(fmt_daemon_start(d, redis_url, extra) == 0, "fmredisd did not start");
-}
-
-/* A Redis and a daemon on it, once the daemon has reached it. They belong
- * to the process that starts them: the runner in a fixture, else the test. */
-static void start_pair(fmt_redis *r, fmt_daemon *d, const char *const *extra)
-{
-    ck_assert_msg(fmt_redis_start(r, NULL) == 0, "redis-server did not start");
-    start_daemon(d, r->url, extra);
-    wire_wait_redis_up(d->sock);
-}
-
-static void stop_pair(fmt_redis *r, fmt_daemon *d)
-{
-    fmt_daemon_stop(d);
-    fmt_redis_stop(r);
-}
-
 /* A fresh client is served, and what was stored before is intact. */
 static void assert_still_serving(const fmt_daemon *d)
 {
-    int fd = wire_connect(d->sock);
-
-    wire_expect_ok(fd, "{\"op\":\"ping\",\"id\":\"alive\"}", "\"alive\"");
-    wire_expect_cached(fd, STORED_ID, STORED_JSON);
-    close(fd);
+    wire_assert_serving(d->sock, STORED_ID, STORED_JSON);
 }
 
 /* The connection is open and answers in order. */
@@ -117,17 +93,13 @@ static void expect_error_then_closed(int fd, const char *code)
 
 static void servers_up(void)
 {
-    int fd;
-
-    start_pair(&redis, &daemon0, NULL);
-    fd = wire_connect(daemon0.sock);
-    wire_cache_set(fd, STORED_JSON);
-    close(fd);
+    wire_pair_start(&redis, &daemon0, NULL, NULL);
+    wire_store(daemon0.sock, STORED_JSON);
 }
 
 static void servers_down(void)
 {
-    stop_pair(&redis, &daemon0);
+    wire_pair_stop(&redis, &daemon0);
 }
 
 /* ---- framing ------------------------------------------------------------ */
@@ -187,7 +159,7 @@ START_TEST(test_frame_too_large_is_answered_on_the_header_alone)
     fmt_daemon small;
     int fd;
 
-    start_daemon(&small, redis.url, extra);
+    wire_daemon_start(&small, redis.url, extra);
     /* The header in one write, then one byte a write. */
     for (int bytewise = 0; bytewise <= 1; bytewise++) {
         fd = wire_connect(small.sock);
@@ -215,7 +187,7 @@ START_TEST(test_frame_of_max_frame_bytes_is_accepted)
     memcpy(body + sizeof(head) - 1 + pad, "\"}", 3);
     ck_assert_uint_eq(strlen(body), 1024);
 
-    start_daemon(&small, redis.url, extra);
+    wire_daemon_start(&small, redis.url, extra);
     fd = wire_connect(small.sock);
     wire_expect_ok(fd, body, "\"max\"");
     close(fd);
@@ -729,8 +701,7 @@ START_TEST(test_batches_over_max_batch_are_refused)
     fmt_daemon small;
     int fd;
 
-    start_daemon(&small, redis.url, extra);
-    wire_wait_redis_up(small.sock);
+    wire_daemon_up(&small, redis.url, extra);
     fd = wire_connect(small.sock);
     for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
         expect_batch(fd, ops[i], 10, 1);
@@ -826,7 +797,7 @@ static int start_lonely(fmt_daemon *d)
 {
     static const char *const extra[] = {"--request_timeout_ms", SHORT_TIMEOUT, NULL};
 
-    start_daemon(d, NULL, extra);
+    wire_daemon_start(d, NULL, extra);
     return wire_connect(d->sock);
 }
 
@@ -878,7 +849,7 @@ START_TEST(test_timeout_when_redis_does_not_answer_then_serves_again)
     int fd;
     timed t;
 
-    start_pair(&r, &d, extra);
+    wire_pair_start(&r, &d, NULL, extra);
     fd = wire_connect(d.sock);
     wire_cache_set(fd, "{\"id\":\"a\",\"v\":\"first\"}");
     wire_cache_set(fd, "{\"id\":\"b\",\"v\":\"second\"}");
@@ -901,7 +872,7 @@ START_TEST(test_timeout_when_redis_does_not_answer_then_serves_again)
     wire_expect_cached(fd, "b", "{\"id\":\"b\",\"v\":\"second\"}");
     wire_expect_ok(fd, "{\"op\":\"ping\",\"id\":3,\"redis\":true}", "3");
     close(fd);
-    stop_pair(&r, &d);
+    wire_pair_stop(&r, &d);
 }
 END_TEST
 
@@ -955,7 +926,7 @@ START_TEST(test_too_many_requests_is_immediate)
     int64_t start;
     cJSON *reply;
 
-    start_pair(&r, &d, extra);
+    wire_pair_start(&r, &d, NULL, extra);
     fd = wire_connect(d.sock);
     other = wire_connect(d.sock);
     ck_assert_int_eq(kill(r.pid, SIGSTOP), 0);
@@ -991,7 +962,7 @@ START_TEST(test_too_many_requests_is_immediate)
     wire_expect_ok(fd, gets[2], "3");
     close(fd);
     close(other);
-    stop_pair(&r, &d);
+    wire_pair_stop(&r, &d);
 }
 END_TEST
 
@@ -1076,8 +1047,7 @@ START_TEST(test_replies_may_exceed_max_frame_bytes)
     size_t len;
     int fd;
 
-    start_daemon(&small, redis.url, extra);
-    wire_wait_redis_up(small.sock);
+    wire_daemon_up(&small, redis.url, extra);
     fd = wire_connect(small.sock);
     exec1 = wire_strf("{\"id\":\"errors-big1\",\"pad\":\"%s\"}", pad);
     exec2 = wire_strf("{\"id\":\"errors-big2\",\"pad\":\"%s\"}", pad);
@@ -1126,7 +1096,7 @@ START_TEST(test_too_many_clients_is_sent_then_closed)
     fmt_daemon d;
     int a, b, c;
 
-    start_daemon(&d, redis.url, extra);
+    wire_daemon_start(&d, redis.url, extra);
     a = wire_connect(d.sock);
     /* The harness's probe connection may not be closed on the daemon's
      * side yet. */
@@ -1198,7 +1168,7 @@ static void expect_peer(const char *allow, const char *code)
     char *text;
     cJSON *r;
 
-    start_daemon(&d, redis.url, extra);
+    wire_daemon_start(&d, redis.url, extra);
     /* Let the other user reach the socket in our private directory. */
     ck_assert_int_eq(chmod(d.dir, 0711), 0);
     text = call_as(d.sock, 65534, &closed);
@@ -1237,7 +1207,7 @@ START_TEST(test_shutting_down_while_draining)
     int64_t start;
     cJSON *r;
 
-    start_pair(&rs, &d, NULL);
+    wire_pair_start(&rs, &d, NULL, NULL);
     holder = wire_connect(d.sock);
     waiter = wire_connect(d.sock);
     busy = wire_connect(d.sock);

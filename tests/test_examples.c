@@ -30,15 +30,12 @@ static fmt_daemon daemon0;
 
 static void servers_up(void)
 {
-    ck_assert_msg(fmt_redis_start(&redis, NULL) == 0, "redis-server did not start");
-    ck_assert_msg(fmt_daemon_start(&daemon0, redis.url, NULL) == 0, "fmredisd did not start");
-    wire_wait_redis_up(daemon0.sock);
+    wire_pair_start(&redis, &daemon0, NULL, NULL);
 }
 
 static void servers_down(void)
 {
-    fmt_daemon_stop(&daemon0);
-    fmt_redis_stop(&redis);
+    wire_pair_stop(&redis, &daemon0);
 }
 
 /* ---- helpers ------------------------------------------------------------ */

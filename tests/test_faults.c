@@ -221,9 +221,7 @@ static void await_links_down(const fmt_daemon *d)
 
 static void start_pair(pair *p, const char *const *redis_args, const char *const *daemon_args)
 {
-    ck_assert_msg(fmt_redis_start(&p->redis, redis_args) == 0, "redis-server did not start");
-    ck_assert_msg(fmt_daemon_start(&p->daemon, p->redis.url, daemon_args) == 0,
-                  "fmredisd did not start");
+    wire_pair_start(&p->redis, &p->daemon, redis_args, daemon_args);
     await_links_up(&p->daemon, UP_MS);
 }
 
@@ -234,8 +232,7 @@ static void stop_pair(pair *p)
 
     wire_expect_ok(fd, "{\"op\":\"ping\",\"id\":\"alive\"}", "\"alive\"");
     close(fd);
-    fmt_daemon_stop(&p->daemon);
-    fmt_redis_stop(&p->redis);
+    wire_pair_stop(&p->redis, &p->daemon);
 }
 
 /* Kills Redis, and restarts it on the same socket once the daemon noticed. */
@@ -262,40 +259,6 @@ static int log_lines(const fmt_daemon *d, const char *needle)
 }
 
 /* ---- requests ----------------------------------------------------------- */
-
-static void cache_set(int fd, const char *json)
-{
-    char *req = wire_strf("{\"op\":\"cache.set\",\"id\":\"set\",\"ttl\":3600000,"
-                          "\"execution\":%s}", json);
-
-    wire_expect_ok(fd, req, "\"set\"");
-    free(req);
-}
-
-/* The reply to a cache.get must carry exactly this execution text. */
-static void assert_execution(const char *reply_text, const char *json)
-{
-    char *want = wire_strf("\"execution\":%s", json);
-
-    ck_assert_msg(strstr(reply_text, want) != NULL, "want %s in %s", want, reply_text);
-    free(want);
-}
-
-static void expect_cached(int fd, const char *id, const char *json)
-{
-    char *req = wire_strf("{\"op\":\"cache.get\",\"id\":\"get\",\"execution_id\":\"%s\"}", id);
-    char *text;
-    cJSON *r;
-
-    wire_send(fd, req);
-    text = wire_recv_text(fd, WIRE_REPLY_MS, NULL);
-    r = cJSON_Parse(text);
-    wire_assert_ok(r, "\"get\"");
-    assert_execution(text, json);
-    cJSON_Delete(r);
-    free(text);
-    free(req);
-}
 
 /* One reply for each of the n string ids, in any order, each before end
  * (on the fmt_now_ms clock): out[i] is the reply to ids[i], its text in
@@ -339,6 +302,17 @@ static void assert_error_code(const cJSON *reply, const char *code, const char *
 static const char *error_message(const cJSON *reply)
 {
     return wire_str(cJSON_GetObjectItemCaseSensitive(reply, "error"), "message");
+}
+
+/* The reply to json must be ok, carry id, and have member true. */
+static void expect_true(int fd, const char *json, const char *id, const char *member)
+{
+    cJSON *r = wire_call(fd, json);
+
+    wire_assert_ok(r, id);
+    ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, member)),
+                  "%s: %s is not true", json, member);
+    cJSON_Delete(r);
 }
 
 /* Sends one request and returns its reply, and in *ms how long it took. */
@@ -448,8 +422,8 @@ START_TEST(test_reconnects_both_links_after_a_kill_and_logs_loss_and_recovery_on
     await_links_up(&p.daemon, UP_MS);
 
     fd = wire_connect(p.daemon.sock);
-    cache_set(fd, EXEC_A);
-    expect_cached(fd, "fa", EXEC_A);
+    wire_cache_set(fd, EXEC_A);
+    wire_expect_cached(fd, "fa", EXEC_A);
     close(fd);
     /* Several failed attempts per link, yet one line for the loss and one
      * for the recovery of each (the first "up" was logged at debug level). */
@@ -615,7 +589,7 @@ START_TEST(test_data_acknowledged_before_a_crash_is_there_after_it_with_appendfs
 
     start_pair(&p, aof, DAEMON_ARGS("3000"));
     fd = wire_connect(p.daemon.sock);
-    cache_set(fd, EXEC_A);
+    wire_cache_set(fd, EXEC_A);
     r = wire_call(fd, "{\"op\":\"lock.acquire\",\"id\":\"acquire\",\"key\":\"fk\",\"ttl\":600000}");
     wire_assert_ok(r, "\"acquire\"");
     ck_assert_ptr_nonnull(wire_str(r, "token"));
@@ -625,15 +599,10 @@ START_TEST(test_data_acknowledged_before_a_crash_is_there_after_it_with_appendfs
 
     crash_and_restart(&p);
     /* The execution's exact text, and the lock with its token. */
-    expect_cached(fd, "fa", EXEC_A);
-    r = wire_call(fd, "{\"op\":\"lock.is_locked\",\"id\":\"locked\",\"key\":\"fk\"}");
-    wire_assert_ok(r, "\"locked\"");
-    ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "locked")));
-    cJSON_Delete(r);
-    r = wire_call(fd, release);
-    wire_assert_ok(r, "\"release\"");
-    ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "released")));
-    cJSON_Delete(r);
+    wire_expect_cached(fd, "fa", EXEC_A);
+    expect_true(fd, "{\"op\":\"lock.is_locked\",\"id\":\"locked\",\"key\":\"fk\"}", "\"locked\"",
+                "locked");
+    expect_true(fd, release, "\"release\"", "released");
     free(release);
     close(fd);
     stop_pair(&p);
@@ -656,9 +625,9 @@ START_TEST(test_late_replies_after_a_stall_are_discarded)
 
     start_pair(&p, NULL, DAEMON_ARGS("300"));
     fd = wire_connect(p.daemon.sock);
-    cache_set(fd, EXEC_A);
-    cache_set(fd, EXEC_B);
-    cache_set(fd, EXEC_C);
+    wire_cache_set(fd, EXEC_A);
+    wire_cache_set(fd, EXEC_B);
+    wire_cache_set(fd, EXEC_C);
 
     ck_assert_int_eq(kill(p.redis.pid, SIGSTOP), 0);
     sent = fmt_now_ms();
@@ -685,7 +654,7 @@ START_TEST(test_late_replies_after_a_stall_are_discarded)
         char *quoted = wire_strf("\"%s\"", fresh[i]);
 
         wire_assert_ok(r2[i], quoted);
-        assert_execution(texts[i], execs[i]);
+        wire_assert_execution(texts[i], execs[i]);
         free(quoted);
     }
     wire_assert_ok(r2[3], "\"locked2\"");
@@ -729,29 +698,14 @@ START_TEST(test_scripts_are_loaded_again_when_redis_comes_back_empty)
     release = wire_strf("{\"op\":\"lock.release\",\"id\":\"release\",\"key\":\"fk\","
                         "\"token\":\"%s\"}", wire_str(r, "token"));
     cJSON_Delete(r);
-    r = wire_call(fd, extend);
-    wire_assert_ok(r, "\"extend\"");
-    ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "extended")));
-    cJSON_Delete(r);
-    r = wire_call(fd, release);
-    wire_assert_ok(r, "\"release\"");
-    ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "released")));
-    cJSON_Delete(r);
+    expect_true(fd, extend, "\"extend\"", "extended");
+    expect_true(fd, release, "\"release\"", "released");
     free(extend);
     free(release);
     close(fd);
     stop_pair(&p);
 }
 END_TEST
-
-static fm_client *client_of(const fmt_daemon *d)
-{
-    fm_client *c = fm_connect(d->sock, UP_MS);
-
-    ck_assert_ptr_nonnull(c);
-    ck_assert_msg(fm_client_err(c) == FM_ERR_NONE, "connect: %s", fm_client_errstr(c));
-    return c;
-}
 
 /* The next event must be {"event":"redis","state":up ? "up" : "down"}. */
 static void expect_link_event(fm_client *c, int up)
@@ -774,8 +728,8 @@ START_TEST(test_wake_subscribers_see_down_then_up_and_get_wakes_again)
     int64_t receivers = 0;
 
     start_pair(&p, NULL, DAEMON_ARGS("3000"));
-    sub = client_of(&p.daemon);
-    pub = client_of(&p.daemon);
+    sub = fmt_client(&p.daemon);
+    pub = fmt_client(&p.daemon);
     ck_assert_int_eq(fm_wake_subscribe(sub, "fm:faults", NULL, NULL, 0), FM_OK);
 
     fmt_redis_kill(&p.redis);
@@ -810,26 +764,24 @@ END_TEST
 typedef struct transient {
     pair p;
     redisContext *c;        /* control connection */
-    redisContext *blocked;  /* the connection a blocking command went out on */
+    redisContext *blocked;  /* the connection a blocking command went out on, or NULL */
 } transient;
+
+/* A transient state: Redis's arguments, and how the state begins (on a
+ * pair holding EXEC_A) and ends. */
+typedef struct fault {
+    const char *const *redis_args;
+    void (*begin)(transient *t);
+    void (*end)(transient *t);
+} fault;
 
 /* LOADING: DEBUG RELOAD reloads a dataset slowly (key-load-delay, in µs per
  * key); CONFIG SET key-load-delay 0 ends it. A loading Redis serves clients
  * only between chunks of the file (2 MB by default); chunks of 16 KiB take
  * some tens of ms here, so a request often has a command unanswered at
  * Redis when its deadline comes, as with a real loading Redis. */
-static void start_loading(transient *t, const char *timeout)
+static void begin_loading(transient *t)
 {
-    static const char *const args[] = {"--enable-debug-command", "yes",
-                                       "--loading-process-events-interval-bytes", "16384",
-                                       NULL};
-    int fd;
-
-    start_pair(&t->p, args, DAEMON_ARGS(timeout));
-    fd = wire_connect(t->p.daemon.sock);
-    cache_set(fd, EXEC_A);
-    close(fd);
-    t->c = redis_conn(&t->p.redis);
     REDIS_DO(t->c, "DEBUG POPULATE 200000");
     REDIS_DO(t->c, "CONFIG SET key-load-delay 50");
     t->blocked = redis_conn(&t->p.redis);
@@ -843,21 +795,18 @@ static void end_loading(transient *t)
     freeReplyObject(redis_reply(t->blocked));
 }
 
+static const char *const loading_args[] = {"--enable-debug-command", "yes",
+                                           "--loading-process-events-interval-bytes", "16384",
+                                           NULL};
+static const fault loading = {loading_args, begin_loading, end_loading};
+
 /* BUSY: a script that never ends, past busy-reply-threshold; SCRIPT KILL
  * ends it. */
-static void start_busy(transient *t, const char *timeout)
+static void begin_busy(transient *t)
 {
-    static const char *const args[] = {"--busy-reply-threshold", "100", NULL};
-    int fd;
-
-    start_pair(&t->p, args, DAEMON_ARGS(timeout));
-    fd = wire_connect(t->p.daemon.sock);
-    cache_set(fd, EXEC_A);
-    close(fd);
     t->blocked = redis_conn(&t->p.redis);
     redis_send(t->blocked, "EVAL %s 0", "while true do end");
     await_redis_answer(&t->p.redis, "PING", "BUSY");
-    t->c = redis_conn(&t->p.redis);
 }
 
 static void end_busy(transient *t)
@@ -870,26 +819,34 @@ static void end_busy(transient *t)
     freeReplyObject(killed);
 }
 
+static const char *const busy_args[] = {"--busy-reply-threshold", "100", NULL};
+static const fault busy = {busy_args, begin_busy, end_busy};
+
 /* MASTERDOWN: a replica of a master that is not there, told not to serve
  * stale data; REPLICAOF NO ONE ends it. (Writes meet READONLY first, so
  * the requests below read.) */
-static void start_masterdown(transient *t, const char *timeout)
+static void begin_masterdown(transient *t)
 {
-    int fd;
-
-    start_pair(&t->p, NULL, DAEMON_ARGS(timeout));
-    fd = wire_connect(t->p.daemon.sock);
-    cache_set(fd, EXEC_A);
-    close(fd);
-    t->c = redis_conn(&t->p.redis);
     REDIS_DO(t->c, "CONFIG SET replica-serve-stale-data no");
     REDIS_DO(t->c, "REPLICAOF 127.0.0.1 %d", unused_port());
-    t->blocked = NULL;
 }
 
 static void end_masterdown(transient *t)
 {
     REDIS_DO(t->c, "REPLICAOF NO ONE");
+}
+
+static const fault masterdown = {NULL, begin_masterdown, end_masterdown};
+
+/* A pair with the daemon's given request_timeout_ms, holding EXEC_A, in
+ * state f. */
+static void start_transient(transient *t, const fault *f, const char *timeout)
+{
+    start_pair(&t->p, f->redis_args, DAEMON_ARGS(timeout));
+    wire_store(t->p.daemon.sock, EXEC_A);
+    t->c = redis_conn(&t->p.redis);
+    t->blocked = NULL;
+    f->begin(t);
 }
 
 static void end_transient(transient *t)
@@ -905,102 +862,89 @@ static void end_transient(transient *t)
 /* A request meets the state until its deadline: redis_unavailable, not
  * timeout (Redis answered) and not redis_error (it is not final). Once the
  * state ends, the data from before it is read back. */
-static void assert_unavailable_until_the_deadline(transient *t, void (*end)(transient *))
+static void assert_unavailable_until_the_deadline(const fault *f)
 {
     enum { TIMEOUT = 500 };
-    int fd = wire_connect(t->p.daemon.sock);
+    transient t;
+    int fd;
     int64_t ms;
-    cJSON *r = timed_call(fd, GET_A, &ms);
+    cJSON *r;
 
+    start_transient(&t, f, "500");
+    fd = wire_connect(t.p.daemon.sock);
+    r = timed_call(fd, GET_A, &ms);
     wire_assert_error(r, "redis_unavailable", "\"get\"");
     ck_assert_msg(ms >= TIMEOUT - 10 && ms <= TIMEOUT + SLACK_MS, "answered after %lld ms",
                   (long long)ms);
     cJSON_Delete(r);
-    end(t);
-    expect_cached(fd, "fa", EXEC_A);
+    f->end(&t);
+    wire_expect_cached(fd, "fa", EXEC_A);
     close(fd);
+    end_transient(&t);
 }
 
 /* A request that meets the state and is retried succeeds once it ends. */
-static void assert_retried_until_it_ends(transient *t, void (*end)(transient *))
+static void assert_retried_until_it_ends(const fault *f)
 {
     enum { TIMEOUT = 3000 };
-    int fd = wire_connect(t->p.daemon.sock);
-    int64_t retries = link_stat(&t->p.daemon, "retries"), sent = fmt_now_ms();
+    transient t;
+    int fd;
+    int64_t retries, sent;
     char *text;
     cJSON *r;
 
+    start_transient(&t, f, "3000");
+    fd = wire_connect(t.p.daemon.sock);
+    retries = link_stat(&t.p.daemon, "retries");
+    sent = fmt_now_ms();
     wire_send(fd, GET_A);
-    await_stat_above(&t->p.daemon, "retries", retries);
-    end(t);
+    await_stat_above(&t.p.daemon, "retries", retries);
+    f->end(&t);
     text = wire_recv_text(fd, TIMEOUT + SLACK_MS, NULL);
     r = cJSON_Parse(text);
     wire_assert_ok(r, "\"get\"");
-    assert_execution(text, EXEC_A);
+    wire_assert_execution(text, EXEC_A);
     ck_assert_msg(fmt_now_ms() - sent < TIMEOUT, "answered after %lld ms",
                   (long long)(fmt_now_ms() - sent));
     cJSON_Delete(r);
     free(text);
     close(fd);
+    end_transient(&t);
 }
 
 START_TEST(test_loading_until_the_deadline_is_redis_unavailable)
 {
-    transient t;
-
-    start_loading(&t, "500");
-    assert_unavailable_until_the_deadline(&t, end_loading);
-    end_transient(&t);
+    assert_unavailable_until_the_deadline(&loading);
 }
 END_TEST
 
 START_TEST(test_loading_is_retried_and_the_request_succeeds_when_it_ends)
 {
-    transient t;
-
-    start_loading(&t, "3000");
-    assert_retried_until_it_ends(&t, end_loading);
-    end_transient(&t);
+    assert_retried_until_it_ends(&loading);
 }
 END_TEST
 
 START_TEST(test_busy_until_the_deadline_is_redis_unavailable)
 {
-    transient t;
-
-    start_busy(&t, "500");
-    assert_unavailable_until_the_deadline(&t, end_busy);
-    end_transient(&t);
+    assert_unavailable_until_the_deadline(&busy);
 }
 END_TEST
 
 START_TEST(test_busy_is_retried_and_the_request_succeeds_when_it_ends)
 {
-    transient t;
-
-    start_busy(&t, "3000");
-    assert_retried_until_it_ends(&t, end_busy);
-    end_transient(&t);
+    assert_retried_until_it_ends(&busy);
 }
 END_TEST
 
 START_TEST(test_masterdown_until_the_deadline_is_redis_unavailable)
 {
-    transient t;
-
-    start_masterdown(&t, "500");
-    assert_unavailable_until_the_deadline(&t, end_masterdown);
-    end_transient(&t);
+    assert_unavailable_until_the_deadline(&masterdown);
 }
 END_TEST
 
 START_TEST(test_masterdown_is_retried_and_the_request_succeeds_when_it_ends)
 {
-    transient t;
-
-    start_masterdown(&t, "3000");
-    assert_retried_until_it_ends(&t, end_masterdown);
-    end_transient(&t);
+    assert_retried_until_it_ends(&masterdown);
 }
 END_TEST
 
@@ -1095,7 +1039,7 @@ START_TEST(test_oom_is_a_redis_error_with_the_redis_text_at_once)
 
     start_pair(&p, NULL, DAEMON_ARGS("3000"));
     fd = wire_connect(p.daemon.sock);
-    cache_set(fd, EXEC_A);
+    wire_cache_set(fd, EXEC_A);
     c = redis_conn(&p.redis);
     REDIS_DO(c, "CONFIG SET maxmemory-policy noeviction");
     REDIS_DO(c, "CONFIG SET maxmemory 1");
@@ -1111,9 +1055,9 @@ START_TEST(test_oom_is_a_redis_error_with_the_redis_text_at_once)
         cJSON_Delete(r);
     }
     /* Reads still work, and writes once there is room. */
-    expect_cached(fd, "fa", EXEC_A);
+    wire_expect_cached(fd, "fa", EXEC_A);
     REDIS_DO(c, "CONFIG SET maxmemory 0");
-    cache_set(fd, EXEC_B);
+    wire_cache_set(fd, EXEC_B);
     redisFree(c);
     close(fd);
     stop_pair(&p);
@@ -1124,11 +1068,7 @@ END_TEST
 
 static TCase *tcase(Suite *s, const char *name)
 {
-    TCase *tc = tcase_create(name);
-
-    tcase_set_timeout(tc, TCASE_TIMEOUT);
-    suite_add_tcase(s, tc);
-    return tc;
+    return fmt_tcase(s, name, NULL, NULL, TCASE_TIMEOUT);
 }
 
 Suite *fm_suite_faults(void)

@@ -10,8 +10,7 @@
 #include "fm_tests.h"
 #include "fmredis.h"
 #include "harness.h"
-
-#define WAIT_MS 5000
+#include "wire.h"
 
 typedef struct servers {
     fmt_redis redis;
@@ -24,34 +23,6 @@ static int ping_says_up(void *arg)
 
     return fm_ping(arg, 1, &up) == FM_OK && up == 1;
 }
-
-static fm_client *client(const servers *s)
-{
-    fm_client *c = fm_connect(s->daemon.sock, WAIT_MS);
-
-    ck_assert_ptr_nonnull(c);
-    ck_assert_msg(fm_client_err(c) == FM_ERR_NONE, "connect: %s", fm_client_errstr(c));
-    return c;
-}
-
-/* Starts both and waits until the daemon's link to Redis is up. */
-static void start(servers *s, const char *const *daemon_args)
-{
-    fm_client *c;
-
-    ck_assert_int_eq(fmt_redis_start(&s->redis, NULL), 0);
-    ck_assert_int_eq(fmt_daemon_start(&s->daemon, s->redis.url, daemon_args), 0);
-    c = client(s);
-    ck_assert_msg(fmt_wait_until(ping_says_up, c, WAIT_MS), "the daemon did not connect");
-    fm_client_free(c);
-}
-
-static void stop(servers *s)
-{
-    fmt_daemon_stop(&s->daemon);
-    fmt_redis_stop(&s->redis);
-}
-
 
 /* Reads the next pub/sub message on a subscribed hiredis connection. */
 static redisReply *next_message(redisContext *sub)
@@ -70,9 +41,9 @@ START_TEST(test_daemon_without_redis_serves_and_connects_when_redis_appears)
     fm_client *c;
     int up = -1;
 
-    start(&s, NULL);
+    wire_pair_start(&s.redis, &s.daemon, NULL, NULL);
     fmt_redis_kill(&s.redis);
-    c = client(&s);
+    c = fmt_client(&s.daemon);
     ck_assert_int_eq(fm_ping(c, 1, &up), FM_OK);
     ck_assert_int_eq(up, 0);
     ck_assert_int_eq(fmt_redis_restart(&s.redis), 0);
@@ -80,7 +51,7 @@ START_TEST(test_daemon_without_redis_serves_and_connects_when_redis_appears)
     ck_assert_msg(fmt_wait_until(ping_says_up, c, 4000), "the daemon did not reconnect");
     ck_assert_int_eq(fm_cache_set(c, "{\"id\":\"after\"}", 14, 1000), FM_OK);
     fm_client_free(c);
-    stop(&s);
+    wire_pair_stop(&s.redis, &s.daemon);
 }
 END_TEST
 
@@ -92,17 +63,17 @@ START_TEST(test_scripts_flushed_from_redis_are_sent_again)
     fm_lock lock;
     int released = 0;
 
-    start(&s, NULL);
+    wire_pair_start(&s.redis, &s.daemon, NULL, NULL);
     r = fmt_redis_connect(&s.redis);
     freeReplyObject(fmt_redis_cmd(r, "SCRIPT FLUSH"));
-    c = client(&s);
+    c = fmt_client(&s.daemon);
     ck_assert_int_eq(fm_lock_acquire(c, "flushed", NULL, &lock), FM_OK);
     ck_assert(lock.acquired);
     ck_assert_int_eq(fm_lock_release(c, "flushed", lock.token, &released, NULL), FM_OK);
     ck_assert(released);
     fm_client_free(c);
     redisFree(r);
-    stop(&s);
+    wire_pair_stop(&s.redis, &s.daemon);
 }
 END_TEST
 
@@ -116,10 +87,10 @@ START_TEST(test_acquire_answered_before_redis_took_the_lock_is_released)
     fm_client *c;
     fm_lock lock;
 
-    start(&s, args);
+    wire_pair_start(&s.redis, &s.daemon, NULL, args);
     sub = fmt_redis_connect(&s.redis);
     freeReplyObject(fmt_redis_cmd(sub, "SUBSCRIBE fm:lock:released"));
-    c = client(&s);
+    c = fmt_client(&s.daemon);
 
     /* Redis takes the command but answers only after the deadline. */
     ck_assert_int_eq(kill(s.redis.pid, SIGSTOP), 0);
@@ -141,19 +112,17 @@ START_TEST(test_acquire_answered_before_redis_took_the_lock_is_released)
     fm_client_free(c);
     redisFree(sub);
     redisFree(r);
-    stop(&s);
+    wire_pair_stop(&s.redis, &s.daemon);
 }
 END_TEST
 
 Suite *fm_suite_link(void)
 {
     Suite *s = suite_create("link");
-    TCase *tc = tcase_create("link");
+    TCase *tc = fmt_tcase(s, "link", NULL, NULL, 30);
 
-    tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_daemon_without_redis_serves_and_connects_when_redis_appears);
     tcase_add_test(tc, test_scripts_flushed_from_redis_are_sent_again);
     tcase_add_test(tc, test_acquire_answered_before_redis_took_the_lock_is_released);
-    suite_add_tcase(s, tc);
     return s;
 }

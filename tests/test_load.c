@@ -108,34 +108,10 @@ static long rss_kib(pid_t pid)
     return kib;
 }
 
-static void start_daemon(fmt_daemon *d, const char *redis_url, const char *const *extra)
-{
-    ck_assert_msg(fmt_daemon_start(d, redis_url, extra) == 0, "fmredisd did not start");
-}
-
-/* A private Redis (with redis_extra) and a daemon on it (with extra). */
-static void start_pair(fmt_redis *r, fmt_daemon *d, const char *const *redis_extra,
-                       const char *const *extra)
-{
-    ck_assert_msg(fmt_redis_start(r, redis_extra) == 0, "redis-server did not start");
-    start_daemon(d, r->url, extra);
-    wire_wait_redis_up(d->sock);
-}
-
-static void stop_pair(fmt_redis *r, fmt_daemon *d)
-{
-    fmt_daemon_stop(d);
-    fmt_redis_stop(r);
-}
-
 /* A fresh client is served, and what was stored before is intact. */
 static void assert_still_serving(const char *sock)
 {
-    int fd = wire_connect(sock);
-
-    wire_expect_ok(fd, "{\"op\":\"ping\",\"id\":\"alive\"}", "\"alive\"");
-    wire_expect_cached(fd, STORED_ID, STORED_JSON);
-    close(fd);
+    wire_assert_serving(sock, STORED_ID, STORED_JSON);
 }
 
 typedef struct stat_want {
@@ -217,37 +193,13 @@ static cJSON *call_on(fmt_daemon *d, int fd, const char *json)
     return recv_on(d, fd, json);
 }
 
-/* Reads and drops whatever arrives until EOF. 1 at EOF within timeout_ms. */
-static int read_until_eof(int fd, int timeout_ms, size_t *total)
-{
-    int64_t end = fmt_now_ms() + timeout_ms;
-    static char buf[65536];
-
-    *total = 0;
-    for (;;) {
-        struct pollfd pfd = {fd, POLLIN, 0};
-        int64_t left = end - fmt_now_ms();
-        ssize_t n;
-
-        if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
-            return 0;
-        n = recv(fd, buf, sizeof(buf), 0);
-        if (n == 0 || (n < 0 && errno == ECONNRESET))
-            return 1;
-        if (n < 0 && errno != EINTR)
-            return 0;
-        if (n > 0)
-            *total += (size_t)n;
-    }
-}
-
 /* After the client's half-close the daemon closes too, sending nothing. */
 static void expect_eof_after_half_close(int fd, const char *what)
 {
     size_t extra = 0;
 
     ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
-    ck_assert_msg(read_until_eof(fd, WIRE_REPLY_MS, &extra), "%s: no EOF after a half-close",
+    ck_assert_msg(fmt_raw_drain(fd, WIRE_REPLY_MS, &extra), "%s: no EOF after a half-close",
                   what);
     ck_assert_msg(extra == 0, "%s: %zu bytes nobody asked for", what, extra);
 }
@@ -487,20 +439,13 @@ static const char *error_code(const cJSON *reply)
 
 static void servers_up(void)
 {
-    int fd;
-
-    ck_assert_msg(fmt_redis_start(&redis, NULL) == 0, "redis-server did not start");
-    start_daemon(&daemon0, redis.url, NULL);
-    wire_wait_redis_up(daemon0.sock);
-    fd = wire_connect(daemon0.sock);
-    wire_cache_set(fd, STORED_JSON);
-    close(fd);
+    wire_pair_start(&redis, &daemon0, NULL, NULL);
+    wire_store(daemon0.sock, STORED_JSON);
 }
 
 static void servers_down(void)
 {
-    fmt_daemon_stop(&daemon0);
-    fmt_redis_stop(&redis);
+    wire_pair_stop(&redis, &daemon0);
 }
 
 /* ---- bad input ---------------------------------------------------------- */
@@ -717,10 +662,8 @@ START_TEST(test_random_bytes_leave_the_daemon_serving)
         if (s.frames >= 0) {
             expect_eof_after_half_close(fd, what);
         } else {
-            size_t n;
-
             ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
-            ck_assert_msg(read_until_eof(fd, WIRE_REPLY_MS, &n), "%s: no EOF", what);
+            ck_assert_msg(fmt_raw_drain(fd, WIRE_REPLY_MS, NULL), "%s: no EOF", what);
         }
         close(fd);
         assert_still_serving(daemon0.sock);
@@ -784,7 +727,7 @@ START_TEST(test_disconnect_with_requests_in_flight)
     redisReply *rr;
     int admin, fds[GONE_CONNS];
 
-    start_pair(&r, &d, notify, NULL);
+    wire_pair_start(&r, &d, notify, NULL);
     admin = wire_connect(d.sock);
     wire_cache_set(admin, STORED_JSON);
     await_idle(admin);
@@ -831,7 +774,7 @@ START_TEST(test_disconnect_with_requests_in_flight)
     assert_still_serving(d.sock);
     redisFree(sub);
     redisFree(check);
-    stop_pair(&r, &d);
+    wire_pair_stop(&r, &d);
 }
 END_TEST
 
@@ -866,9 +809,8 @@ START_TEST(test_slow_consumer_is_disconnected_and_delays_no_one)
     fmt_daemon d;
     int slow, signaler, pinger, batch, prompt;
     int64_t worst = 0;
-    size_t unread;
 
-    start_pair(&r, &d, NULL, extra);
+    wire_pair_start(&r, &d, NULL, extra);
     prompt = PROMPT_MS * slowdown(&d);
     slow = wire_connect(d.sock);
     wire_expect_ok(slow, "{\"op\":\"wake.subscribe\",\"id\":1,\"channel\":\"load-slow\"}", "1");
@@ -906,13 +848,13 @@ START_TEST(test_slow_consumer_is_disconnected_and_delays_no_one)
                   "wakes", SLOW_MAX_BATCHES * SLOW_BATCH);
     ck_assert_msg(worst <= prompt, "a ping took %lld ms while a consumer was slow",
                   (long long)worst);
-    ck_assert_msg(read_until_eof(slow, SETTLE_MS, &unread),
+    ck_assert_msg(fmt_raw_drain(slow, SETTLE_MS, NULL),
                   "the slow consumer's socket did not end");
     wire_expect_ok(signaler, "{\"op\":\"ping\",\"id\":\"s\"}", "\"s\"");
     close(slow);
     close(signaler);
     close(pinger);
-    stop_pair(&r, &d);
+    wire_pair_stop(&r, &d);
 }
 END_TEST
 
@@ -1137,7 +1079,7 @@ static void drain_under_load(int sig)
     redisContext *rc;
     redisReply *keys;
 
-    start_pair(&r, &d, NULL, extra);
+    wire_pair_start(&r, &d, NULL, extra);
     slow = slowdown(&d);
     bound = (DRAIN_TIMEOUT_MS + 1000) * slow;
     st.prompt_ms = 1000 * slow;
@@ -1190,7 +1132,7 @@ static void drain_under_load(int sig)
     redisFree(rc);
     load_close(&set);
     close(holder);
-    stop_pair(&r, &d);
+    wire_pair_stop(&r, &d);
 }
 
 START_TEST(test_sigterm_during_load_drains_and_exits_0)
@@ -1344,7 +1286,7 @@ START_TEST(test_300_concurrent_clients_with_bounded_memory)
     long rss[MANY_ROUNDS];
     int admin;
 
-    start_pair(&r, &d, NULL, NULL);
+    wire_pair_start(&r, &d, NULL, NULL);
     rc = fmt_redis_connect(&r);
     ck_assert_ptr_nonnull(rc);
     admin = wire_connect(d.sock);
@@ -1363,7 +1305,7 @@ START_TEST(test_300_concurrent_clients_with_bounded_memory)
     }
     close(admin);
     redisFree(rc);
-    stop_pair(&r, &d);
+    wire_pair_stop(&r, &d);
 }
 END_TEST
 
@@ -1372,14 +1314,8 @@ END_TEST
 /* shared: with the fixture's servers; otherwise each test starts its own. */
 static TCase *tcase(Suite *s, const char *name, int shared)
 {
-    TCase *tc;
-
-    if (shared)
-        return fmt_tcase(s, name, servers_up, servers_down, TCASE_TIMEOUT);
-    tc = tcase_create(name);
-    tcase_set_timeout(tc, TCASE_TIMEOUT);
-    suite_add_tcase(s, tc);
-    return tc;
+    return fmt_tcase(s, name, shared ? servers_up : NULL, shared ? servers_down : NULL,
+                     TCASE_TIMEOUT);
 }
 
 Suite *fm_suite_load(void)

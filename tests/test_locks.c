@@ -115,29 +115,11 @@ static void monitor_expect_none_before(redisContext *m, const char *never, const
 
 /* ---- clients --------------------------------------------------------------- */
 
-static fm_client *client_of(const fmt_daemon *d)
-{
-    fm_client *c = fm_connect(d->sock, 0);
-
-    ck_assert_ptr_nonnull(c);
-    ck_assert_msg(fm_client_err(c) == FM_ERR_NONE, "connect %s: %s", d->sock,
-                  fm_client_errstr(c));
-    return c;
-}
-
-/* Fails the test with the client's error unless rc is FM_OK. */
-static void ok(fm_client *c, int rc, const char *what)
-{
-    ck_assert_msg(rc == FM_OK, "%s: %s (%s) %s", what,
-                  fm_client_error_name(fm_client_err(c)), fm_client_errcode(c),
-                  fm_client_errstr(c));
-}
-
 static fm_lock lock_take(fm_client *c, const char *key, const fm_lock_opts *opts)
 {
     fm_lock lk;
 
-    ok(c, fm_lock_acquire(c, key, opts, &lk), "lock.acquire");
+    fmt_ok(c, fm_lock_acquire(c, key, opts, &lk), "lock.acquire");
     ck_assert_msg(lk.acquired, "%s: not acquired", key);
     return lk;
 }
@@ -146,7 +128,7 @@ static void lock_give_back(fm_client *c, const char *key, const fm_lock *lk)
 {
     int released = 0;
 
-    ok(c, fm_lock_release(c, key, lk->token, &released, NULL), "lock.release");
+    fmt_ok(c, fm_lock_release(c, key, lk->token, &released, NULL), "lock.release");
     ck_assert_msg(released, "%s: release did not find the lock", key);
 }
 
@@ -154,7 +136,7 @@ static int is_locked(fm_client *c, const char *key)
 {
     int locked = -1;
 
-    ok(c, fm_lock_is_locked(c, key, &locked), "lock.is_locked");
+    fmt_ok(c, fm_lock_is_locked(c, key, &locked), "lock.is_locked");
     return locked;
 }
 
@@ -164,7 +146,7 @@ static int try_lock(fm_client *c, const char *key)
     fm_lock_opts o = {.max_retries = FM_LOCK_NO_RETRY};
     fm_lock lk;
 
-    ok(c, fm_lock_acquire(c, key, &o, &lk), "lock.acquire (one attempt)");
+    fmt_ok(c, fm_lock_acquire(c, key, &o, &lk), "lock.acquire (one attempt)");
     return lk.acquired;
 }
 
@@ -174,7 +156,7 @@ static long long daemon_clients(fm_client *c)
     cJSON *root, *n;
     long long v;
 
-    ok(c, fm_stats(c, &text, NULL), "stats");
+    fmt_ok(c, fm_stats(c, &text, NULL), "stats");
     root = cJSON_Parse(text);
     n = cJSON_GetObjectItemCaseSensitive(root, "clients");
     ck_assert_msg(cJSON_IsNumber(n), "stats without clients: %s", text);
@@ -312,7 +294,7 @@ static pid_t holder_process_start(const char *sock, const char *key, char *token
 
 static void subscribe(fm_client *c, const char *channel, const char *group)
 {
-    ok(c, fm_wake_subscribe(c, channel, group, NULL, 0), "wake.subscribe");
+    fmt_ok(c, fm_wake_subscribe(c, channel, group, NULL, 0), "wake.subscribe");
 }
 
 /* The execution id (malloc'd) of the next event, which must be a wake on
@@ -322,7 +304,7 @@ static char *next_wake(fm_client *c, const char *channel)
     fm_event ev;
     char *id;
 
-    ok(c, fm_event_wait(c, &ev, WAIT_MS), "waiting for a wake");
+    fmt_ok(c, fm_event_wait(c, &ev, WAIT_MS), "waiting for a wake");
     ck_assert_msg(ev.type == FM_EVENT_WAKE && strcmp(ev.channel, channel) == 0,
                   "not a wake on %s: %s", channel, ev.json);
     id = strdup(ev.execution_id);
@@ -356,17 +338,11 @@ static void signal_all(fm_client *c, const char *channel, const char *const *ids
 {
     int64_t signaled = -1;
 
-    ok(c, fm_wake_signal_many(c, ids, n, channel, &signaled), "wake.signal_many");
+    fmt_ok(c, fm_wake_signal_many(c, ids, n, channel, &signaled), "wake.signal_many");
     ck_assert_int_eq(signaled, (int64_t)n);
 }
 
 /* ---- fixtures ------------------------------------------------------------------ */
-
-static void daemon_up(fmt_daemon *d, const fmt_redis *r)
-{
-    ck_assert_msg(fmt_daemon_start(d, r->url, NULL) == 0, "fmredisd did not start");
-    wire_wait_redis_up(d->sock);
-}
 
 typedef struct listeners {
     redisContext *r;
@@ -390,9 +366,8 @@ static void servers_up(void)
 {
     listeners l = {NULL, 2};
 
-    ck_assert_msg(fmt_redis_start(&redis_srv, NULL) == 0, "redis-server did not start");
-    daemon_up(&daemon_a, &redis_srv);
-    daemon_up(&daemon_b, &redis_srv);
+    wire_pair_start(&redis_srv, &daemon_a, NULL, NULL);
+    wire_daemon_up(&daemon_b, redis_srv.url, NULL);
     l.r = redis_open(&redis_srv);
     ck_assert_msg(fmt_wait_until(release_channel_has, &l, WAIT_MS),
                   "the daemons do not listen on fm:lock:released");
@@ -402,8 +377,7 @@ static void servers_up(void)
 static void servers_down(void)
 {
     fmt_daemon_stop(&daemon_b);
-    fmt_daemon_stop(&daemon_a);
-    fmt_redis_stop(&redis_srv);
+    wire_pair_stop(&redis_srv, &daemon_a);
 }
 
 /* ---- release on disconnect -------------------------------------------------------- */
@@ -411,7 +385,7 @@ static void servers_down(void)
 START_TEST(test_lock_released_when_holder_connection_closes)
 {
     redisContext *r = redis_open(&redis_srv);
-    fm_client *holder = client_of(&daemon_a);
+    fm_client *holder = fmt_client(&daemon_a);
     fm_lock_opts o = {.ttl_ms = 30000};
     int fd;
     int64_t t0;
@@ -465,14 +439,14 @@ static int key_present(void *arg)
 START_TEST(test_lock_kept_after_disconnect_until_its_ttl)
 {
     redisContext *r = redis_open(&redis_srv);
-    fm_client *observer = client_of(&daemon_a), *holder;
+    fm_client *observer = fmt_client(&daemon_a), *holder;
     fm_lock_opts o = {.ttl_ms = 800, .on_disconnect = FM_ON_DISCONNECT_KEEP};
     key_watch g = {r, "fm:lock:lk-keep"};
     long long before = daemon_clients(observer);
     int64_t asked;
     fm_lock lk;
 
-    holder = client_of(&daemon_a);
+    holder = fmt_client(&daemon_a);
     asked = fmt_now_ms();
     lk = lock_take(holder, "lk-keep", &o);
     fm_client_free(holder);
@@ -530,9 +504,9 @@ static int hold_broken(void *arg)
 START_TEST(test_auto_extended_lock_never_lapses_and_is_released_on_disconnect)
 {
     redisContext *r = redis_open(&redis_srv);
-    fm_client *holder = client_of(&daemon_a);
+    fm_client *holder = fmt_client(&daemon_a);
     fm_lock_opts o = {.ttl_ms = 600, .auto_extend = 1};
-    hold_watch w = {r, client_of(&daemon_b), "lk-extend", 600, 0, 0, ""};
+    hold_watch w = {r, fmt_client(&daemon_b), "lk-extend", 600, 0, 0, ""};
     int fd;
     int64_t t0;
 
@@ -569,13 +543,13 @@ static int pttl_cut_down(void *arg)
 START_TEST(test_client_extend_sets_the_ttl_auto_extension_keeps)
 {
     redisContext *r = redis_open(&redis_srv);
-    fm_client *holder = client_of(&daemon_a);
+    fm_client *holder = fmt_client(&daemon_a);
     fm_lock_opts o = {.ttl_ms = 300, .auto_extend = 1};
     fm_lock lk = lock_take(holder, "lk-reextend", &o);
     pttl_cut cut = {r, "fm:lock:lk-reextend", 1000};
     int extended = 0;
 
-    ok(holder, fm_lock_extend(holder, "lk-reextend", lk.token, 6000, &extended), "extend");
+    fmt_ok(holder, fm_lock_extend(holder, "lk-reextend", lk.token, 6000, &extended), "extend");
     ck_assert(extended);
     /* Ten ticks of the old period (100 ms) pass in this second. */
     ck_assert_msg(!fmt_wait_until(pttl_cut_down, &cut, 1000),
@@ -589,7 +563,7 @@ END_TEST
 START_TEST(test_auto_extended_lock_deleted_behind_daemon_is_reported_lost)
 {
     redisContext *r = redis_open(&redis_srv);
-    fm_client *holder = client_of(&daemon_a);
+    fm_client *holder = fmt_client(&daemon_a);
     fm_lock_opts o = {.ttl_ms = 900, .auto_extend = 1};
     fm_lock lk = lock_take(holder, "lk-lost", &o);
     pttl_cut cut = {r, "fm:lock:lk-lost", o.ttl_ms};
@@ -598,7 +572,7 @@ START_TEST(test_auto_extended_lock_deleted_behind_daemon_is_reported_lost)
 
     t0 = fmt_now_ms();
     ck_assert_int_eq(redis_int(r, "DEL fm:lock:lk-lost"), 1);
-    ok(holder, fm_event_wait(holder, &ev, WAIT_MS), "waiting for lock.lost");
+    fmt_ok(holder, fm_event_wait(holder, &ev, WAIT_MS), "waiting for lock.lost");
     note_ms("DEL -> lock.lost (ttl 900, extension every 300)", fmt_now_ms() - t0);
     ck_assert_msg(ev.type == FM_EVENT_LOCK_LOST, "not lock.lost: %s", ev.json);
     ck_assert_str_eq(ev.key, "lk-lost");
@@ -623,12 +597,12 @@ END_TEST
 START_TEST(test_release_by_client_takes_lock_off_disconnect_list)
 {
     redisContext *r = redis_open(&redis_srv), *m;
-    fm_client *observer = client_of(&daemon_a), *first, *second = client_of(&daemon_a);
+    fm_client *observer = fmt_client(&daemon_a), *first, *second = fmt_client(&daemon_a);
     fm_lock_opts keep = {.ttl_ms = 30000, .on_disconnect = FM_ON_DISCONNECT_KEEP};
     long long before = daemon_clients(observer);
     fm_lock lk, kept;
 
-    first = client_of(&daemon_a);
+    first = fmt_client(&daemon_a);
     lk = lock_take(first, "lk-forget", NULL);
     lock_give_back(first, "lk-forget", &lk);
     kept = lock_take(second, "lk-forget", &keep);
@@ -670,12 +644,11 @@ START_TEST(test_clean_shutdown_releases_release_locks_but_not_keep_locks)
     fm_lock_opts keep = {.ttl_ms = 30000, .on_disconnect = FM_ON_DISCONNECT_KEEP};
     fm_lock kept;
 
-    ck_assert_int_eq(fmt_redis_start(&rs, NULL), 0);
-    daemon_up(&d, &rs);
+    wire_pair_start(&rs, &d, NULL, NULL);
     r = redis_open(&rs);
     sub = redis_open(&rs);
     freeReplyObject(fmt_redis_cmd(sub, "SUBSCRIBE fm:lock:released"));
-    c = client_of(&d);
+    c = fmt_client(&d);
     lock_take(c, "sd-release", NULL);
     kept = lock_take(c, "sd-keep", &keep);
 
@@ -697,7 +670,7 @@ END_TEST
 START_TEST(test_waiting_acquire_dies_with_its_connection)
 {
     redisContext *r = redis_open(&redis_srv);
-    fm_client *holder = client_of(&daemon_a), *marks = client_of(&daemon_a);
+    fm_client *holder = fmt_client(&daemon_a), *marks = fmt_client(&daemon_a);
     fm_lock_opts o = {.ttl_ms = 30000};
     key_watch g = {r, "fm:lock:lk-abandon"};
     long long before;
@@ -728,7 +701,7 @@ END_TEST
 
 START_TEST(test_fences_strictly_increase_over_acquires_through_two_daemons)
 {
-    fm_client *c[2] = {client_of(&daemon_a), client_of(&daemon_b)};
+    fm_client *c[2] = {fmt_client(&daemon_a), fmt_client(&daemon_b)};
     int64_t last = INT64_MIN;
 
     for (int i = 0; i < 200; i++) {
@@ -750,7 +723,7 @@ END_TEST
 START_TEST(test_release_on_one_daemon_hands_lock_to_waiter_on_another)
 {
     redisContext *r = redis_open(&redis_srv);
-    fm_client *holder = client_of(&daemon_a);
+    fm_client *holder = fmt_client(&daemon_a);
     fm_lock lk = lock_take(holder, "lk-push", NULL);
     int fd = waiter_start(&daemon_b, "lk-push", LONG_RETRY_MS);
     int64_t t0;
@@ -766,7 +739,7 @@ END_TEST
 START_TEST(test_release_without_publication_reaches_waiter_by_retry_timer)
 {
     redisContext *r = redis_open(&redis_srv);
-    fm_client *holder = client_of(&daemon_a);
+    fm_client *holder = fmt_client(&daemon_a);
     int fd;
     int64_t t0;
 
@@ -867,7 +840,7 @@ static int read_member(fm_client *c, int *idx, int *n)
 
 START_TEST(test_wake_group_shares_each_wake_once_round_robin_while_ungrouped_get_all)
 {
-    fm_client *member[RR_MEMBERS], *solo[2], *pub = client_of(&daemon_a);
+    fm_client *member[RR_MEMBERS], *solo[2], *pub = fmt_client(&daemon_a);
     char names[RR_WAKES + RR_MEMBERS][16];
     const char *ids[RR_WAKES + RR_MEMBERS];
     int idx[RR_MEMBERS][RR_WAKES];
@@ -881,11 +854,11 @@ START_TEST(test_wake_group_shares_each_wake_once_round_robin_while_ungrouped_get
         ids[i] = names[i];
     }
     for (int m = 0; m < RR_MEMBERS; m++) {
-        member[m] = client_of(&daemon_a);
+        member[m] = fmt_client(&daemon_a);
         subscribe(member[m], "lk:rr", "workers");
     }
     for (int s = 0; s < 2; s++) {
-        solo[s] = client_of(&daemon_a);
+        solo[s] = fmt_client(&daemon_a);
         subscribe(solo[s], "lk:rr", NULL);
     }
     signal_all(pub, "lk:rr", ids, RR_WAKES);
@@ -948,8 +921,8 @@ START_TEST(test_subscribing_again_moves_subscriber_to_its_new_group)
     static const char *const a[] = {"mv-a1", "mv-a2"};
     static const char *const b[] = {"mv-b1", "mv-b2", "mv-b3", "mv-b4"};
     static const char *const mark[] = {"mv-m1", "mv-m2"};
-    fm_client *x = client_of(&daemon_a), *y = client_of(&daemon_a), *z = client_of(&daemon_a);
-    fm_client *pub = client_of(&daemon_a);
+    fm_client *x = fmt_client(&daemon_a), *y = fmt_client(&daemon_a), *z = fmt_client(&daemon_a);
+    fm_client *pub = fmt_client(&daemon_a);
     char *gx[2], *gz[2], *one;
 
     subscribe(x, "lk:move", "g1");
@@ -1000,11 +973,8 @@ Suite *fm_suite_locks(void)
 {
     Suite *s = suite_create("locks");
     TCase *life = fmt_tcase(s, "lifecycle", servers_up, servers_down, TCASE_TIMEOUT);
-    TCase *own = tcase_create("own_servers");
     TCase *wake = fmt_tcase(s, "wake_groups", servers_up, servers_down, TCASE_TIMEOUT);
-
-    tcase_set_timeout(own, TCASE_TIMEOUT);
-    suite_add_tcase(s, own);
+    TCase *own = fmt_tcase(s, "own_servers", NULL, NULL, TCASE_TIMEOUT);
 
     tcase_add_test(life, test_lock_released_when_holder_connection_closes);
     tcase_add_test(life, test_lock_released_when_holder_process_is_killed);

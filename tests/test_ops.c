@@ -24,6 +24,7 @@
 #include "fm_tests.h"
 #include "fmredis.h"
 #include "harness.h"
+#include "wire.h"
 
 #define WAIT_MS 5000            /* bound of every wait for a reply or event */
 
@@ -40,27 +41,9 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static fm_client *client_of(const fmt_daemon *d)
-{
-    fm_client *c = fm_connect(d->sock, 0);
-
-    ck_assert_ptr_nonnull(c);
-    ck_assert_msg(fm_client_err(c) == FM_ERR_NONE, "connect %s: %s", d->sock,
-                  fm_client_errstr(c));
-    return c;
-}
-
 static fm_client *client_open(void)
 {
-    return client_of(&daemon_a);
-}
-
-/* Fails the test with the client's error unless rc is FM_OK. */
-static void ok(fm_client *c, int rc, const char *what)
-{
-    ck_assert_msg(rc == FM_OK, "%s: %s (%s) %s", what,
-                  fm_client_error_name(fm_client_err(c)), fm_client_errcode(c),
-                  fm_client_errstr(c));
+    return fmt_client(&daemon_a);
 }
 
 static redisContext *redis_open(void)
@@ -264,7 +247,7 @@ static void subscribe(fm_client *c, const char *channel, const char *group)
 {
     char got[FM_STR_MAX + 1];
 
-    ok(c, fm_wake_subscribe(c, channel, group, got, sizeof(got)), "wake.subscribe");
+    fmt_ok(c, fm_wake_subscribe(c, channel, group, got, sizeof(got)), "wake.subscribe");
     ck_assert_str_eq(got, channel != NULL ? channel : "fm:wake");
 }
 
@@ -275,7 +258,7 @@ static char *next_wake(fm_client *c, const char *channel, fm_event *ev)
     fm_event e;
     char *id;
 
-    ok(c, fm_event_wait(c, &e, WAIT_MS), "fm_event_wait");
+    fmt_ok(c, fm_event_wait(c, &e, WAIT_MS), "fm_event_wait");
     ck_assert_msg(e.type == FM_EVENT_WAKE, "event %s is not a wake", e.json);
     ck_assert_str_eq(e.channel, channel);
     ck_assert_ptr_nonnull(e.execution_id);
@@ -303,7 +286,7 @@ static cJSON *stats_fetch(fm_client *c)
     char *text = NULL;
     cJSON *root;
 
-    ok(c, fm_stats(c, &text, NULL), "stats");
+    fmt_ok(c, fm_stats(c, &text, NULL), "stats");
     root = cJSON_Parse(text);
     ck_assert_msg(root != NULL && cJSON_IsObject(root), "stats is not an object: %s", text);
     free(text);
@@ -345,7 +328,7 @@ static fm_lock lock_take(fm_client *c, const char *key, int64_t ttl_ms)
     fm_lock_opts o = {.ttl_ms = ttl_ms};
     fm_lock lk;
 
-    ok(c, fm_lock_acquire(c, key, &o, &lk), "lock.acquire");
+    fmt_ok(c, fm_lock_acquire(c, key, &o, &lk), "lock.acquire");
     ck_assert_msg(lk.acquired, "%s: not acquired", key);
     ck_assert_uint_gt(lk.token_len, 0);
     return lk;
@@ -357,7 +340,7 @@ static void assert_not_acquirable(fm_client *c, const char *key)
     fm_lock_opts o = {.max_retries = FM_LOCK_NO_RETRY};
     fm_lock lk;
 
-    ok(c, fm_lock_acquire(c, key, &o, &lk), "lock.acquire");
+    fmt_ok(c, fm_lock_acquire(c, key, &o, &lk), "lock.acquire");
     ck_assert_msg(!lk.acquired, "%s: acquired although held", key);
     ck_assert_str_eq(lk.token, "");
 }
@@ -368,7 +351,7 @@ static void release_expect(fm_client *c, const char *key, const char *token, int
     fm_release_reason why;
     int rel;
 
-    ok(c, fm_lock_release(c, key, token, &rel, &why), "lock.release");
+    fmt_ok(c, fm_lock_release(c, key, token, &rel, &why), "lock.release");
     ck_assert_int_eq(rel, released);
     ck_assert_int_eq(why, reason);
 }
@@ -377,7 +360,7 @@ static int is_locked(fm_client *c, const char *key)
 {
     int locked = -1;
 
-    ok(c, fm_lock_is_locked(c, key, &locked), "lock.is_locked");
+    fmt_ok(c, fm_lock_is_locked(c, key, &locked), "lock.is_locked");
     return locked;
 }
 
@@ -385,7 +368,7 @@ static int extend(fm_client *c, const char *key, const char *token, int64_t ttl_
 {
     int extended = -1;
 
-    ok(c, fm_lock_extend(c, key, token, ttl_ms, &extended), "lock.extend");
+    fmt_ok(c, fm_lock_extend(c, key, token, ttl_ms, &extended), "lock.extend");
     return extended;
 }
 
@@ -455,7 +438,7 @@ static fm_lock waiter_finish(waiter *w)
     fm_lock lk;
 
     pthread_join(w->thread, NULL);
-    ok(w->c, w->rc, "waiting lock.acquire");
+    fmt_ok(w->c, w->rc, "waiting lock.acquire");
     lk = w->lock;
     fm_client_free(w->c);
     free(w);
@@ -464,41 +447,21 @@ static fm_lock waiter_finish(waiter *w)
 
 /* ---- fixtures -------------------------------------------------------------- */
 
-static int redis_up(void *arg)
-{
-    fm_client *c = fm_connect(((fmt_daemon *)arg)->sock, 1000);
-    int up = 0;
-
-    if (c != NULL && fm_ping(c, 1, &up) != FM_OK)
-        up = 0;
-    fm_client_free(c);
-    return up == 1;
-}
-
-static void daemon_up(fmt_daemon *d)
-{
-    ck_assert_msg(fmt_daemon_start(d, redis_srv.url, NULL) == 0, "fmredisd did not start");
-    ck_assert_msg(fmt_wait_until(redis_up, d, 10000), "fmredisd never reached redis (see %s)",
-                  d->log);
-}
-
 static void servers_up(void)
 {
-    ck_assert_msg(fmt_redis_start(&redis_srv, NULL) == 0, "redis-server did not start");
-    daemon_up(&daemon_a);
+    wire_pair_start(&redis_srv, &daemon_a, NULL, NULL);
 }
 
 static void two_daemons_up(void)
 {
     servers_up();
-    daemon_up(&daemon_b);
+    wire_daemon_up(&daemon_b, redis_srv.url, NULL);
 }
 
 static void servers_down(void)
 {
     fmt_daemon_stop(&daemon_b);
-    fmt_daemon_stop(&daemon_a);
-    fmt_redis_stop(&redis_srv);
+    wire_pair_stop(&redis_srv, &daemon_a);
 }
 
 /* ---- session: hello, ping -------------------------------------------------- */
@@ -508,11 +471,11 @@ START_TEST(test_hello_reports_protocol_1_and_server_name)
     fm_client *c = client_open();
     fm_hello_info info;
 
-    ok(c, fm_hello(c, "ops-test", &info), "hello");
+    fmt_ok(c, fm_hello(c, "ops-test", &info), "hello");
     ck_assert_int_eq(info.protocol, 1);
     ck_assert_msg(strncmp(info.server, "fmredisd ", 9) == 0 && info.server[9] != '\0',
                   "server \"%s\"", info.server);
-    ok(c, fm_hello(c, NULL, &info), "hello without client_name");
+    fmt_ok(c, fm_hello(c, NULL, &info), "hello without client_name");
     ck_assert_int_eq(info.protocol, 1);
     fm_client_free(c);
 }
@@ -524,7 +487,7 @@ static int ping_redis_up(int round_trip)
     fm_client *c = client_open();
     int up = -1;
 
-    ok(c, fm_ping(c, round_trip, &up), round_trip ? "ping redis=true" : "ping");
+    fmt_ok(c, fm_ping(c, round_trip, &up), round_trip ? "ping redis=true" : "ping");
     fm_client_free(c);
     return up;
 }
@@ -563,7 +526,7 @@ START_TEST(test_lock_acquire_default_ttl_is_30000)
     redisContext *r = redis_open();
     fm_lock lk;
 
-    ok(c, fm_lock_acquire(c, "acq-default-ttl", NULL, &lk), "lock.acquire");
+    fmt_ok(c, fm_lock_acquire(c, "acq-default-ttl", NULL, &lk), "lock.acquire");
     ck_assert(lk.acquired);
     assert_redis_value(r, "fm:lock:acq-default-ttl", lk.token);
     assert_pttl_in(r, "fm:lock:acq-default-ttl", 29000, 30000);
@@ -596,7 +559,7 @@ START_TEST(test_lock_acquire_held_lock_is_not_acquired)
     fm_lock_opts o = {.max_retries = 3, .retry_delay_ms = 10};
     fm_lock held = lock_take(holder, "acq-held", 30000), lk;
 
-    ok(other, fm_lock_acquire(other, "acq-held", &o, &lk), "second lock.acquire");
+    fmt_ok(other, fm_lock_acquire(other, "acq-held", &o, &lk), "second lock.acquire");
     ck_assert(!lk.acquired);
     ck_assert_str_eq(lk.token, "");
     assert_redis_value(r, "fm:lock:acq-held", held.token);
@@ -655,7 +618,7 @@ START_TEST(test_lock_acquire_max_retries_0_is_one_attempt)
 
     lock_take(holder, "acq-once", 30000);
     t0 = fmt_now_ms();
-    ok(other, fm_lock_acquire(other, "acq-once", &o, &lk), "lock.acquire max_retries 0");
+    fmt_ok(other, fm_lock_acquire(other, "acq-once", &o, &lk), "lock.acquire max_retries 0");
     /* A retry would have waited retry_delay (5000 ms) first. */
     ck_assert_int_lt(fmt_now_ms() - t0, 2500);
     ck_assert(!lk.acquired);
@@ -803,7 +766,7 @@ START_TEST(test_with_lock_runs_callback_while_held_then_releases)
     with_lock_probe p = {r, "fm:lock:with", 0, 0};
     fm_with_lock_result res;
 
-    ok(c, fm_with_lock(c, "with", NULL, with_lock_fn, &p, &res), "fm_with_lock");
+    fmt_ok(c, fm_with_lock(c, "with", NULL, with_lock_fn, &p, &res), "fm_with_lock");
     ck_assert_int_eq(p.runs, 1);
     ck_assert_msg(p.held, "the lock key did not hold the token while the callback ran");
     ck_assert_int_eq(res.ran, 1);
@@ -824,7 +787,7 @@ START_TEST(test_with_lock_skips_callback_when_held_elsewhere)
     fm_lock_opts o = {.max_retries = FM_LOCK_NO_RETRY};
     fm_with_lock_result res;
 
-    ok(c, fm_with_lock(c, "with-held", &o, with_lock_fn, &p, &res), "fm_with_lock");
+    fmt_ok(c, fm_with_lock(c, "with-held", &o, with_lock_fn, &p, &res), "fm_with_lock");
     ck_assert_int_eq(p.runs, 0);
     ck_assert_int_eq(res.ran, 0);
     assert_redis_value(r, "fm:lock:with-held", held.token);
@@ -842,12 +805,12 @@ START_TEST(test_wake_signal_receivers_counts_redis_subscribers)
     redisContext *r = redis_open(), *s1, *s2;
     int64_t receivers = -1;
 
-    ok(c, fm_wake_signal(c, "sig-count-0", "ops:sig-count", &receivers), "wake.signal");
+    fmt_ok(c, fm_wake_signal(c, "sig-count-0", "ops:sig-count", &receivers), "wake.signal");
     ck_assert_int_eq(receivers, 0);
     s1 = sub_open("ops:sig-count");
     s2 = sub_open("ops:sig-count");
     ck_assert_int_eq(redis_numsub(r, "ops:sig-count"), 2);
-    ok(c, fm_wake_signal(c, "sig-count-2", "ops:sig-count", &receivers), "wake.signal");
+    fmt_ok(c, fm_wake_signal(c, "sig-count-2", "ops:sig-count", &receivers), "wake.signal");
     ck_assert_int_eq(receivers, 2);
     redisFree(s2);
     redisFree(s1);
@@ -865,7 +828,7 @@ static int64_t signal_seen_on(const char *channel, const char *id, const char *a
     redisContext *sub = sub_open(channel);
     int64_t receivers = -1;
 
-    ok(c, fm_wake_signal(c, id, arg, &receivers), "wake.signal");
+    fmt_ok(c, fm_wake_signal(c, id, arg, &receivers), "wake.signal");
     sub_expect_wake(sub, channel, id);
     redisFree(sub);
     fm_client_free(c);
@@ -891,7 +854,7 @@ START_TEST(test_wake_signal_many_publishes_each_id_once)
     redisContext *sub = sub_open("ops:sig-many"), *r = redis_open();
     int64_t signaled = -1;
 
-    ok(c, fm_wake_signal_many(c, ids, 5, "ops:sig-many", &signaled), "wake.signal_many");
+    fmt_ok(c, fm_wake_signal_many(c, ids, 5, "ops:sig-many", &signaled), "wake.signal_many");
     ck_assert_int_eq(signaled, 5);
     for (size_t i = 0; i < 5; i++)
         sub_expect_wake(sub, "ops:sig-many", ids[i]);
@@ -909,7 +872,7 @@ START_TEST(test_wake_signal_many_empty_signals_nothing)
     redisContext *sub = sub_open("ops:sig-none"), *r = redis_open();
     int64_t signaled = -1;
 
-    ok(c, fm_wake_signal_many(c, NULL, 0, "ops:sig-none", &signaled), "wake.signal_many []");
+    fmt_ok(c, fm_wake_signal_many(c, NULL, 0, "ops:sig-none", &signaled), "wake.signal_many []");
     ck_assert_int_eq(signaled, 0);
     sub_expect_nothing_more(r, sub, "ops:sig-none");
     redisFree(r);
@@ -928,7 +891,7 @@ START_TEST(test_wake_subscribe_delivers_signal_from_another_client)
     char *id;
 
     subscribe(sub, NULL, NULL);
-    ok(pub, fm_wake_signal(pub, "deliver-1", NULL, &receivers), "wake.signal");
+    fmt_ok(pub, fm_wake_signal(pub, "deliver-1", NULL, &receivers), "wake.signal");
     ck_assert_int_ge(receivers, 1);
     id = next_wake(sub, "fm:wake", &ev);
     ck_assert_str_eq(id, "deliver-1");
@@ -990,12 +953,12 @@ START_TEST(test_wake_events_arriving_during_a_call_are_queued)
     int up = -1;
 
     subscribe(sub, "ops:queued", NULL);
-    ok(pub, fm_wake_signal_many(pub, ids, 3, "ops:queued", NULL), "wake.signal_many");
+    fmt_ok(pub, fm_wake_signal_many(pub, ids, 3, "ops:queued", NULL), "wake.signal_many");
     /* Once the first event sits in the socket, the ping must read past it. */
     pfd.fd = fm_client_fd(sub);
     pfd.events = POLLIN;
     ck_assert_int_eq(poll(&pfd, 1, WAIT_MS), 1);
-    ok(sub, fm_ping(sub, 1, &up), "ping while events arrive");
+    fmt_ok(sub, fm_ping(sub, 1, &up), "ping while events arrive");
     ck_assert_int_eq(up, 1);
     ck_assert_uint_ge(fm_client_has_events(sub), 1);
     for (size_t i = 0; i < 3; i++)
@@ -1012,12 +975,12 @@ START_TEST(test_wake_unsubscribe_stops_delivery)
 
     subscribe(sub, "ops:unsub", NULL);
     subscribe(sub, "ops:unsub-sentinel", NULL);
-    ok(sub, fm_wake_unsubscribe(sub, "ops:unsub", got, sizeof(got)), "wake.unsubscribe");
+    fmt_ok(sub, fm_wake_unsubscribe(sub, "ops:unsub", got, sizeof(got)), "wake.unsubscribe");
     ck_assert_str_eq(got, "ops:unsub");
     /* The daemon reads its subscriptions in publication order: a wake on
      * the dropped channel would reach the client before the sentinel. */
-    ok(pub, fm_wake_signal(pub, "after-unsub", "ops:unsub", NULL), "wake.signal");
-    ok(pub, fm_wake_signal(pub, "sentinel", "ops:unsub-sentinel", NULL), "wake.signal");
+    fmt_ok(pub, fm_wake_signal(pub, "after-unsub", "ops:unsub", NULL), "wake.signal");
+    fmt_ok(pub, fm_wake_signal(pub, "sentinel", "ops:unsub-sentinel", NULL), "wake.signal");
     expect_wake(sub, "ops:unsub-sentinel", "sentinel");
     fm_client_free(pub);
     fm_client_free(sub);
@@ -1045,7 +1008,7 @@ START_TEST(test_wake_unsubscribe_drops_redis_subscription)
 
     subscribe(sub, "ops:unsub-redis", NULL);
     ck_assert_int_eq(redis_numsub(r, "ops:unsub-redis"), 1);
-    ok(sub, fm_wake_unsubscribe(sub, "ops:unsub-redis", NULL, 0), "wake.unsubscribe");
+    fmt_ok(sub, fm_wake_unsubscribe(sub, "ops:unsub-redis", NULL, 0), "wake.unsubscribe");
     ck_assert_msg(fmt_wait_until(numsub_is, &w, WAIT_MS),
                   "the daemon is still subscribed in Redis (NUMSUB %lld)",
                   redis_numsub(r, "ops:unsub-redis"));
@@ -1063,7 +1026,7 @@ START_TEST(test_wake_daemon_subscribes_once_for_many_local_subscribers)
     subscribe(s1, "ops:fanout", NULL);
     subscribe(s2, "ops:fanout", NULL);
     ck_assert_int_eq(redis_numsub(r, "ops:fanout"), 1);
-    ok(pub, fm_wake_signal(pub, "fanout-1", "ops:fanout", &receivers), "wake.signal");
+    fmt_ok(pub, fm_wake_signal(pub, "fanout-1", "ops:fanout", &receivers), "wake.signal");
     ck_assert_int_eq(receivers, 1);
     expect_wake(s1, "ops:fanout", "fanout-1");
     expect_wake(s2, "ops:fanout", "fanout-1");
@@ -1091,7 +1054,7 @@ START_TEST(test_wake_group_shares_wakes_round_robin)
     subscribe(g1, "ops:group", "workers");
     subscribe(g2, "ops:group", "workers");
     subscribe(solo, "ops:group", NULL);
-    ok(pub, fm_wake_signal_many(pub, ids, 6, "ops:group", NULL), "wake.signal_many");
+    fmt_ok(pub, fm_wake_signal_many(pub, ids, 6, "ops:group", NULL), "wake.signal_many");
     for (size_t i = 0; i < 6; i++)
         expect_wake(solo, "ops:group", ids[i]);
     /* Each member gets every other wake: two of rr-1..4, then a sentinel
@@ -1125,7 +1088,7 @@ END_TEST
 
 static void cache_put(fm_client *c, const char *json, int64_t ttl_ms)
 {
-    ok(c, fm_cache_set(c, json, strlen(json), ttl_ms), "cache.set");
+    fmt_ok(c, fm_cache_set(c, json, strlen(json), ttl_ms), "cache.set");
 }
 
 /* Asserts cache.get answers exactly `want`, or a miss when want is NULL. */
@@ -1134,7 +1097,7 @@ static void assert_cache_get(fm_client *c, const char *id, const char *want)
     char *json = NULL;
     size_t len = 0;
 
-    ok(c, fm_cache_get(c, id, &json, &len), "cache.get");
+    fmt_ok(c, fm_cache_get(c, id, &json, &len), "cache.get");
     if (want == NULL) {
         ck_assert_msg(json == NULL && len == 0, "%s: hit %s, want a miss", id, json);
         return;
@@ -1226,7 +1189,7 @@ START_TEST(test_cache_round_trip_preserves_exact_json)
     cache_put(c, exec, 0);
     assert_redis_value(r, "fm:exec:exact-json", exec);
     assert_cache_get(c, "exact-json", exec);
-    ok(c, fm_cache_get_many(c, &id, 1, &e, &n), "cache.get_many");
+    fmt_ok(c, fm_cache_get_many(c, &id, 1, &e, &n), "cache.get_many");
     ck_assert_uint_eq(n, 1);
     ck_assert_str_eq(e[0].id, "exact-json");
     ck_assert_str_eq(e[0].json, exec);
@@ -1245,10 +1208,10 @@ START_TEST(test_cache_invalidate_deletes_key)
 
     cache_put(c, "{\"id\":\"inv-one\"}", 0);
     ck_assert(redis_exists(r, "fm:exec:inv-one"));
-    ok(c, fm_cache_invalidate(c, "inv-one"), "cache.invalidate");
+    fmt_ok(c, fm_cache_invalidate(c, "inv-one"), "cache.invalidate");
     ck_assert(!redis_exists(r, "fm:exec:inv-one"));
     assert_cache_get(c, "inv-one", NULL);
-    ok(c, fm_cache_invalidate(c, "inv-one"), "cache.invalidate of a missing entry");
+    fmt_ok(c, fm_cache_invalidate(c, "inv-one"), "cache.invalidate of a missing entry");
     redisFree(r);
     fm_client_free(c);
 }
@@ -1264,7 +1227,7 @@ START_TEST(test_cache_invalidate_many_counts_existing_and_deletes)
     cache_put(c, "{\"id\":\"inv-a\"}", 0);
     cache_put(c, "{\"id\":\"inv-b\"}", 0);
     cache_put(c, "{\"id\":\"inv-c\"}", 0);
-    ok(c, fm_cache_invalidate_many(c, ids, 4, &invalidated), "cache.invalidate_many");
+    fmt_ok(c, fm_cache_invalidate_many(c, ids, 4, &invalidated), "cache.invalidate_many");
     ck_assert_int_eq(invalidated, 3);
     ck_assert(!redis_exists(r, "fm:exec:inv-a"));
     ck_assert(!redis_exists(r, "fm:exec:inv-b"));
@@ -1279,7 +1242,7 @@ START_TEST(test_cache_invalidate_many_empty_returns_zero)
     fm_client *c = client_open();
     int64_t invalidated = -1;
 
-    ok(c, fm_cache_invalidate_many(c, NULL, 0, &invalidated), "cache.invalidate_many []");
+    fmt_ok(c, fm_cache_invalidate_many(c, NULL, 0, &invalidated), "cache.invalidate_many []");
     ck_assert_int_eq(invalidated, 0);
     fm_client_free(c);
 }
@@ -1308,7 +1271,7 @@ START_TEST(test_cache_get_many_returns_hits_keyed_by_id)
 
     for (size_t i = 0; i < 3; i++)
         cache_put(c, execs[i], 0);
-    ok(c, fm_cache_get_many(c, ids, 6, &e, &n), "cache.get_many");
+    fmt_ok(c, fm_cache_get_many(c, ids, 6, &e, &n), "cache.get_many");
     ck_assert_uint_eq(n, 3);
     ck_assert_ptr_null(entry_of(e, n, "gm-missing"));
     for (size_t i = 0; i < 3; i++) {
@@ -1335,7 +1298,7 @@ START_TEST(test_cache_get_many_leaves_out_non_object_values)
 
     cache_put(c, "{\"id\":\"gmi-good\"}", 0);
     redis_set(r, "fm:exec:gmi-bad", "[1,2]");
-    ok(c, fm_cache_get_many(c, ids, 2, &e, &n), "cache.get_many");
+    fmt_ok(c, fm_cache_get_many(c, ids, 2, &e, &n), "cache.get_many");
     ck_assert_uint_eq(n, 1);
     ck_assert_str_eq(e[0].id, "gmi-good");
     ck_assert_int_eq(STATS_INT(c, "cache_invalid"), before + 1);
@@ -1351,7 +1314,7 @@ START_TEST(test_cache_get_many_empty_returns_nothing)
     fm_cache_entry *e = NULL;
     size_t n = 1;
 
-    ok(c, fm_cache_get_many(c, NULL, 0, &e, &n), "cache.get_many []");
+    fmt_ok(c, fm_cache_get_many(c, NULL, 0, &e, &n), "cache.get_many []");
     ck_assert_uint_eq(n, 0);
     ck_assert_ptr_null(e);
     fm_client_free(c);
@@ -1382,7 +1345,7 @@ START_TEST(test_cache_get_many_takes_10000_ids_in_one_call)
     }
     freeReplyObject(redis_checked(redisCommandArgv(r, 1 + 2 * BULK, argv, NULL),
                                   REDIS_REPLY_STATUS, "MSET"));
-    ok(c, fm_cache_get_many(c, idp, BULK, &e, &n), "cache.get_many of 10000 ids");
+    fmt_ok(c, fm_cache_get_many(c, idp, BULK, &e, &n), "cache.get_many of 10000 ids");
     ck_assert_uint_eq(n, BULK);
     for (size_t i = 0; i < n; i++) {
         int k = -1;
@@ -1405,8 +1368,8 @@ START_TEST(test_stats_counts_connected_clients)
     fm_client *c = client_open(), *c2 = client_open(), *c3 = client_open();
 
     /* A reply proves the daemon accepted the connection. */
-    ok(c2, fm_ping(c2, 0, NULL), "ping");
-    ok(c3, fm_ping(c3, 0, NULL), "ping");
+    fmt_ok(c2, fm_ping(c2, 0, NULL), "ping");
+    fmt_ok(c3, fm_ping(c3, 0, NULL), "ping");
     ck_assert_int_ge(STATS_INT(c, "clients"), 3);
     fm_client_free(c3);
     fm_client_free(c2);
@@ -1443,11 +1406,11 @@ END_TEST
 
 START_TEST(test_two_daemons_signal_through_one_reaches_subscriber_of_other)
 {
-    fm_client *sub = client_of(&daemon_b), *pub = client_of(&daemon_a);
+    fm_client *sub = fmt_client(&daemon_b), *pub = fmt_client(&daemon_a);
     int64_t receivers = -1;
 
     subscribe(sub, "ops:two", NULL);
-    ok(pub, fm_wake_signal(pub, "two-1", "ops:two", &receivers), "wake.signal through A");
+    fmt_ok(pub, fm_wake_signal(pub, "two-1", "ops:two", &receivers), "wake.signal through A");
     ck_assert_int_eq(receivers, 1);
     expect_wake(sub, "ops:two", "two-1");
     fm_client_free(pub);
@@ -1457,7 +1420,7 @@ END_TEST
 
 START_TEST(test_two_daemons_lock_through_one_is_held_through_other)
 {
-    fm_client *a = client_of(&daemon_a), *b = client_of(&daemon_b);
+    fm_client *a = fmt_client(&daemon_a), *b = fmt_client(&daemon_b);
     fm_lock lk = lock_take(a, "two-lock", 30000);
 
     ck_assert_int_eq(is_locked(b, "two-lock"), 1);

@@ -190,6 +190,30 @@ void wire_wait_redis_up(const char *sock)
                   "the daemon on %s did not report Redis up within %d ms", sock, LINK_UP_MS);
 }
 
+void wire_daemon_start(fmt_daemon *d, const char *redis_url, const char *const *extra)
+{
+    ck_assert_msg(fmt_daemon_start(d, redis_url, extra) == 0, "fmredisd did not start");
+}
+
+void wire_daemon_up(fmt_daemon *d, const char *redis_url, const char *const *extra)
+{
+    wire_daemon_start(d, redis_url, extra);
+    wire_wait_redis_up(d->sock);
+}
+
+void wire_pair_start(fmt_redis *r, fmt_daemon *d, const char *const *redis_extra,
+                     const char *const *extra)
+{
+    ck_assert_msg(fmt_redis_start(r, redis_extra) == 0, "redis-server did not start");
+    wire_daemon_up(d, r->url, extra);
+}
+
+void wire_pair_stop(fmt_redis *r, fmt_daemon *d)
+{
+    fmt_daemon_stop(d);
+    fmt_redis_stop(r);
+}
+
 void wire_cache_set(int fd, const char *execution)
 {
     char *req = wire_strf("{\"op\":\"cache.set\",\"id\":\"set\",\"ttl\":3600000,"
@@ -202,7 +226,6 @@ void wire_cache_set(int fd, const char *execution)
 void wire_expect_cached(int fd, const char *id, const char *execution)
 {
     char *req = wire_strf("{\"op\":\"cache.get\",\"id\":\"get\",\"execution_id\":\"%s\"}", id);
-    char *want = wire_strf("\"execution\":%s", execution);
     char *text;
     cJSON *r;
 
@@ -210,11 +233,35 @@ void wire_expect_cached(int fd, const char *id, const char *execution)
     text = wire_recv_text(fd, WIRE_REPLY_MS, NULL);
     r = cJSON_Parse(text);
     check_ok(r, "\"get\"", req);
-    ck_assert_msg(strstr(text, want) != NULL, "cache.get %s: want %s in %s", id, want, text);
+    wire_assert_execution(text, execution);
     cJSON_Delete(r);
     free(text);
     free(req);
+}
+
+void wire_assert_execution(const char *reply_text, const char *execution)
+{
+    char *want = wire_strf("\"execution\":%s", execution);
+
+    ck_assert_msg(strstr(reply_text, want) != NULL, "want %s in %s", want, reply_text);
     free(want);
+}
+
+void wire_store(const char *sock, const char *execution)
+{
+    int fd = wire_connect(sock);
+
+    wire_cache_set(fd, execution);
+    close(fd);
+}
+
+void wire_assert_serving(const char *sock, const char *id, const char *execution)
+{
+    int fd = wire_connect(sock);
+
+    wire_expect_ok(fd, "{\"op\":\"ping\",\"id\":\"alive\"}", "\"alive\"");
+    wire_expect_cached(fd, id, execution);
+    close(fd);
 }
 
 long long wire_stats_int(int fd, const char *name)

@@ -1,13 +1,16 @@
 /* wire.h -- the raw protocol for tests: frames sent as given, replies
  * checked to be one strict JSON object (by proto's validator, since cJSON
- * accepts too much) before cJSON reads them. Every helper fails the running
- * test when the daemon does not hold up its side. */
+ * accepts too much) before cJSON reads them; and the servers a test needs.
+ * Every helper fails the running test when the daemon does not hold up its
+ * side. */
 #ifndef FM_WIRE_H
 #define FM_WIRE_H
 
 #include <stddef.h>
 
 #include <cJSON.h>
+
+#include "harness.h"
 
 #define WIRE_REPLY_MS 5000  /* what a reply that needs no waiting may take */
 
@@ -48,10 +51,29 @@ int wire_ping_says(const char *sock, const char *needle);
 void wire_cache_set(int fd, const char *execution);
 /* A cache.get of id must answer with exactly this execution text. */
 void wire_expect_cached(int fd, const char *id, const char *execution);
+/* The text of a reply to a cache.get must carry exactly this execution. */
+void wire_assert_execution(const char *reply_text, const char *execution);
+/* wire_cache_set over a connection of its own. */
+void wire_store(const char *sock, const char *execution);
+/* A fresh connection is served (a ping), and a cache.get of id there
+ * answers with exactly this execution: what was stored is intact. */
+void wire_assert_serving(const char *sock, const char *id, const char *execution);
 /* An integer member of the daemon's stats reply ("clients", "inflight"). */
 long long wire_stats_int(int fd, const char *name);
 
 /* Waits (bounded) until the daemon's ping says its Redis link is up. */
 void wire_wait_redis_up(const char *sock);
+
+/* Servers for a test that must start, or the test fails. They belong to
+ * the process that starts them: the runner in a fixture, else the test.
+ * wire_daemon_start does not wait for Redis; wire_daemon_up waits until
+ * the daemon's link is up. */
+void wire_daemon_start(fmt_daemon *d, const char *redis_url, const char *const *extra);
+void wire_daemon_up(fmt_daemon *d, const char *redis_url, const char *const *extra);
+/* A Redis (with redis_extra) and a daemon on it (with extra), once the
+ * daemon has reached it. */
+void wire_pair_start(fmt_redis *r, fmt_daemon *d, const char *const *redis_extra,
+                     const char *const *extra);
+void wire_pair_stop(fmt_redis *r, fmt_daemon *d);
 
 #endif
