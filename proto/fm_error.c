@@ -1,7 +1,6 @@
 /* fm_error.c -- wire names of the contract's error codes. */
 #include <stdarg.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "fm_error.h"
 
@@ -27,14 +26,6 @@ const char *fm_errcode_name(fm_errcode code)
     if ((int)code < 0 || code >= FM_E_COUNT)
         return names[FM_E_INTERNAL];
     return names[code];
-}
-
-int fm_errcode_parse(const char *s, size_t len)
-{
-    for (int i = 0; i < FM_E_COUNT; i++)
-        if (strlen(names[i]) == len && memcmp(names[i], s, len) == 0)
-            return i;
-    return -1;
 }
 
 int fm_proto_fail(fm_proto_err *err, fm_errcode code, const char *fmt, ...)

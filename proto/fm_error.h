@@ -25,9 +25,6 @@ typedef enum fm_errcode {
 /* The wire name of a code ("bad_json", ...); "internal" for out-of-range. */
 const char *fm_errcode_name(fm_errcode code);
 
-/* The code whose wire name is s[0..len), or -1 when none is. */
-int fm_errcode_parse(const char *s, size_t len);
-
 /* A code and a human message, as validation helpers report them. */
 typedef struct fm_proto_err {
     fm_errcode code;
