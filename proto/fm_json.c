@@ -39,6 +39,8 @@ typedef struct fm_json_validator {
     fm_json_member *m;          /* names of the open objects, innermost last */
     size_t n, cap;
     fm_json_member local[16];
+    fm_json_index *idx;         /* the root object's members, or NULL */
+    int escaped;                /* the last string checked held an escape */
 } fm_json_validator;
 
 /* Reads the decoded bytes of a validated string one at a time, so names can
@@ -145,23 +147,57 @@ static int reader_next(fm_json_reader *r)
     return r->buf[0];
 }
 
-/* FNV-1a of the decoded name: cheap, and collisions only cost a compare. */
-static uint64_t name_hash(const unsigned char *p, size_t len)
+/* The hash of a decoded name takes it eight bytes at a time, as a
+ * little-endian word (zero-padded at the end), so that a name with escapes,
+ * decoded byte by byte, hashes like its plain twin. Collisions only cost a
+ * compare. */
+#define HASH_SEED 0x9E3779B97F4A7C15ULL
+
+static uint64_t hash_word(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * 0xff51afd7ed558ccdULL;
+    return h ^ h >> 32;
+}
+
+/* n <= 8 bytes as a little-endian word, zero-padded. */
+static uint64_t load_le(const unsigned char *p, size_t n)
+{
+    unsigned char b[8] = {0};
+    uint64_t w;
+
+    memcpy(b, p, n);
+    memcpy(&w, b, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    return w;
+}
+
+/* plain: the name holds no escape, so its raw bytes are the decoded ones
+ * (the common case, which check_string() has already found out). */
+static uint64_t name_hash(const unsigned char *p, size_t len, int plain)
 {
     fm_json_reader r;
-    uint64_t h = 14695981039346656037ULL;
+    uint64_t h = HASH_SEED, w = 0;
+    size_t n = 0;
     int c;
 
-    /* Most names hold no escape: their raw bytes are the decoded ones. */
-    if (memchr(p + 1, '\\', len - 2) == NULL) {
-        for (size_t i = 1; i + 1 < len; i++)
-            h = (h ^ p[i]) * 1099511628211ULL;
-        return h;
+    if (plain) {
+        const unsigned char *q = p + 1, *end = p + len - 1;
+
+        for (; end - q >= 8; q += 8)
+            h = hash_word(h, load_le(q, 8));
+        return hash_word(h, load_le(q, (size_t)(end - q)) ^ (uint64_t)len << 59);
     }
     reader_init(&r, (const char *)p, len);
-    while ((c = reader_next(&r)) >= 0)
-        h = (h ^ (unsigned)c) * 1099511628211ULL;
-    return h;
+    while ((c = reader_next(&r)) >= 0) {
+        w |= (uint64_t)c << 8 * (n % 8);
+        if (++n % 8 == 0) {
+            h = hash_word(h, w);
+            w = 0;
+        }
+    }
+    return hash_word(h, w ^ (uint64_t)(n + 2) << 59);
 }
 
 static int member_cmp(const fm_json_member *a, const fm_json_member *b)
@@ -256,6 +292,7 @@ static int check_string(fm_json_validator *v)
 {
     const unsigned char *p = v->p + 1, *end = v->end;
 
+    v->escaped = 0;
     while (p < end) {
         unsigned c, cp;
         size_t n;
@@ -286,6 +323,7 @@ static int check_string(fm_json_validator *v)
             p += n;
             continue;
         }
+        v->escaped = 1;
         if (end - p < 2)
             break;
         switch (p[1]) {
@@ -360,7 +398,7 @@ static int check_literal(fm_json_validator *v, const char *word)
 }
 
 static int push_member(fm_json_validator *v, const unsigned char *name,
-                       size_t len)
+                       size_t len, int plain)
 {
     if (v->n == v->cap) {
         size_t cap = v->cap * 2;
@@ -382,7 +420,7 @@ static int push_member(fm_json_validator *v, const unsigned char *name,
     }
     v->m[v->n].p = name;
     v->m[v->n].len = len;
-    v->m[v->n].hash = name_hash(name, len);
+    v->m[v->n].hash = name_hash(name, len, plain);
     v->n++;
     return 0;
 }
@@ -413,6 +451,37 @@ static int close_object(fm_json_validator *v, size_t base)
     return 0;
 }
 
+/* Notes a root member's name; its value starts at v->p. */
+static void index_member(fm_json_validator *v, const unsigned char *name,
+                         size_t len)
+{
+    fm_json_index *x = v->idx;
+
+    if (x->n == FM_JSON_INDEX_MAX) {
+        x->complete = 0;
+        return;
+    }
+    x->m[x->n].name.type = FM_JSON_STRING;
+    x->m[x->n].name.p = (const char *)name;
+    x->m[x->n].name.len = len;
+    x->m[x->n].val.p = (const char *)v->p;
+}
+
+static fm_json_type type_of(char c);
+
+/* The value of the member noted last ends at v->p. */
+static void index_value_end(fm_json_validator *v)
+{
+    fm_json_index *x = v->idx;
+    fm_json_val *val;
+
+    if (x->n == FM_JSON_INDEX_MAX)
+        return;
+    val = &x->m[x->n++].val;
+    val->type = type_of(*val->p);
+    val->len = (size_t)((const char *)v->p - val->p);
+}
+
 static fm_json_type type_of(char c)
 {
     switch (c) {
@@ -435,7 +504,7 @@ static int validate(fm_json_validator *v, fm_json_val *root)
     enum { VALUE, NAME, NEXT } st = VALUE;
     size_t open[FM_JSON_MAX_DEPTH];
     size_t depth = 0;
-    const unsigned char *name;
+    const unsigned char *name, *colon;
 
     skip_ws(v);
     root->p = (const char *)v->p;
@@ -449,13 +518,16 @@ static int validate(fm_json_validator *v, fm_json_val *root)
                                                    : "unexpected end of text");
             name = v->p;
             if (check_string(v) != 0 ||
-                push_member(v, name, (size_t)(v->p - name)) != 0)
+                push_member(v, name, (size_t)(v->p - name), !v->escaped) != 0)
                 return -1;
+            colon = v->p;
             skip_ws(v);
             if (v->p >= v->end || *v->p != ':')
                 return fail(v, v->p, "expected ':'");
             v->p++;
             skip_ws(v);
+            if (depth == 1 && v->idx != NULL)
+                index_member(v, name, (size_t)(colon - name));
             st = VALUE;
             continue;
         }
@@ -463,6 +535,8 @@ static int validate(fm_json_validator *v, fm_json_val *root)
             if (depth == 0)
                 break;
             object = open[depth - 1] != SIZE_MAX;
+            if (depth == 1 && object && v->idx != NULL)
+                index_value_end(v);
             skip_ws(v);
             c = v->p < v->end ? *v->p : 0;
             if (c == ',') {
@@ -536,10 +610,22 @@ static int validate(fm_json_validator *v, fm_json_val *root)
 int fm_json_validate(const char *text, size_t len, fm_json_val *root,
                      const char **why, size_t *at)
 {
+    return fm_json_validate_indexed(text, len, root, NULL, why, at);
+}
+
+int fm_json_validate_indexed(const char *text, size_t len, fm_json_val *root,
+                             fm_json_index *index, const char **why,
+                             size_t *at)
+{
     fm_json_validator v;
     fm_json_val r;
     int rc;
 
+    if (index != NULL) {
+        index->n = 0;
+        index->complete = 1;
+    }
+    v.idx = index;
     v.text = v.p = (const unsigned char *)text;
     v.end = v.text + len;
     v.why = NULL;
@@ -557,6 +643,8 @@ int fm_json_validate(const char *text, size_t len, fm_json_val *root,
             *at = (size_t)(v.at - v.text);
         return -1;
     }
+    if (index != NULL && r.type != FM_JSON_OBJECT)
+        index->complete = 0;
     if (root != NULL)
         *root = r;
     return 0;
@@ -686,6 +774,21 @@ int fm_json_object_get(const fm_json_val *obj, const char *name,
     return 0;
 }
 
+int fm_json_index_get(const fm_json_index *index, const fm_json_val *root,
+                      const char *name, size_t name_len, fm_json_val *out)
+{
+    if (!index->complete)
+        return fm_json_object_get(root, name, name_len, out);
+    for (size_t i = 0; i < index->n; i++) {
+        if (fm_json_string_eq(&index->m[i].name, name, name_len)) {
+            if (out != NULL)
+                *out = index->m[i].val;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 size_t fm_json_count(const fm_json_val *container)
 {
     fm_json_iter it;
@@ -755,6 +858,8 @@ int fm_json_string_eq(const fm_json_val *s, const char *text, size_t n)
     size_t i = 0;
     int c;
 
+    if (s->len - 2 < n)
+        return 0;   /* an escape only ever shortens the text */
     if (string_plain(s))
         return s->len - 2 == n && memcmp(s->p + 1, text, n) == 0;
 

@@ -13,7 +13,7 @@
 
 static int lookup(const fm_request *req, const char *name, fm_json_val *out)
 {
-    return fm_json_object_get(&req->root, name, strlen(name), out);
+    return fm_json_index_get(&req->index, &req->root, name, strlen(name), out);
 }
 
 static int fail_string(fm_proto_err *err, const char *what, size_t max)
@@ -48,8 +48,9 @@ int fm_request_parse(const char *body, size_t len, fm_request *req,
     fm_json_val id;
     int64_t n;
 
-    memset(req, 0, sizeof(*req));
-    if (fm_json_validate(body, len, &req->root, &why, &at) != 0) {
+    req->has_id = 0;
+    if (fm_json_validate_indexed(body, len, &req->root, &req->index, &why,
+                                 &at) != 0) {
         if (strcmp(why, "out of memory") == 0)
             return fm_proto_fail(err, FM_E_INTERNAL,
                                  "out of memory validating the request");

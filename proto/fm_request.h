@@ -19,6 +19,7 @@
 
 typedef struct fm_request {
     fm_json_val root;   /* the object */
+    fm_json_index index;    /* its members */
     fm_json_val op;     /* a string value */
     int has_id;
     fm_json_val id;     /* exact text, to echo in the reply */

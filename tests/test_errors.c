@@ -876,6 +876,42 @@ START_TEST(test_timeout_when_redis_does_not_answer_then_serves_again)
 }
 END_TEST
 
+/* The library's own deadline, when the daemon itself does not answer (it is
+ * stopped): the call fails with FM_ERR_TIMEOUT at the client's timeout and
+ * keeps the connection, and its late reply, when it comes, is dropped by id
+ * so that the next call gets its own. */
+START_TEST(test_client_call_times_out_when_the_daemon_does_not_answer)
+{
+    fmt_redis r;
+    fmt_daemon d;
+    fm_client *c;
+    char *json = NULL;
+    int64_t start, ms;
+
+    wire_pair_start(&r, &d, NULL, NULL);
+    wire_store(d.sock, "{\"id\":\"a\",\"v\":\"first\"}");
+    wire_store(d.sock, "{\"id\":\"b\",\"v\":\"second\"}");
+    c = fmt_client(&d);
+    fm_client_set_timeout(c, 300);
+
+    ck_assert_int_eq(kill(d.pid, SIGSTOP), 0);
+    start = fmt_now_ms();
+    ck_assert_int_eq(fm_cache_get(c, "a", &json, NULL), FM_ERR);
+    ms = fmt_now_ms() - start;
+    ck_assert_int_eq(kill(d.pid, SIGCONT), 0);
+    ck_assert_int_eq(fm_client_err(c), FM_ERR_TIMEOUT);
+    ck_assert_str_eq(fm_client_errstr(c), "no reply within 300 ms");
+    ck_assert_msg(ms >= 300 && ms <= 1000, "timed out after %lld ms", (long long)ms);
+    ck_assert(fm_client_connected(c));
+
+    fmt_ok(c, fm_cache_get(c, "b", &json, NULL), "cache.get after the timeout");
+    ck_assert_str_eq(json, "{\"id\":\"b\",\"v\":\"second\"}");
+    free(json);
+    fm_client_free(c);
+    wire_pair_stop(&r, &d);
+}
+END_TEST
+
 START_TEST(test_redis_error_carries_the_redis_text)
 {
     redisContext *c = fmt_redis_connect(&redis);
@@ -1293,6 +1329,7 @@ Suite *fm_suite_errors(void)
     tcase_add_test(tc, test_redis_unavailable_within_the_timeout);
     tcase_add_test(tc, test_ping_during_an_outage_is_ok_with_down);
     tcase_add_test(tc, test_timeout_when_redis_does_not_answer_then_serves_again);
+    tcase_add_test(tc, test_client_call_times_out_when_the_daemon_does_not_answer);
     tcase_add_test(tc, test_redis_error_carries_the_redis_text);
     tcase_add_test(tc, test_too_many_requests_is_immediate);
     tcase_add_test(tc, test_replies_may_come_out_of_order);

@@ -964,6 +964,66 @@ START_TEST(test_json_object_get_is_exact_and_case_sensitive)
 }
 END_TEST
 
+START_TEST(test_json_index_holds_root_members_and_finds_like_object_get)
+{
+    static const char text[] =
+        " { \"op\" : \"a\" , \"big\":{\"x\":[1,{\"y\":\"}\"}]},"
+        "\"\\u0069d\":7,\"e\":[],\"s\":\"q\\\"\",\"n\":null } ";
+    static const char *const names[] = {"op", "big", "id", "e", "s", "n"};
+    static const char *const vals[] = {
+        "\"a\"", "{\"x\":[1,{\"y\":\"}\"}]}", "7", "[]", "\"q\\\"\"", "null"
+    };
+    fm_json_index idx;
+    fm_json_val root, v, w;
+
+    ck_assert_int_eq(fm_json_validate_indexed(text, strlen(text), &root, &idx,
+                                              NULL, NULL), 0);
+    ck_assert(idx.complete);
+    ck_assert_uint_eq(idx.n, 6);
+    for (size_t i = 0; i < 6; i++) {
+        ck_assert_msg(fm_json_index_get(&idx, &root, names[i],
+                                        strlen(names[i]), &v), "%s", names[i]);
+        ck_assert_msg(span_is(&v, vals[i]), "%s", names[i]);
+        ck_assert(fm_json_object_get(&root, names[i], strlen(names[i]), &w));
+        ck_assert(v.p == w.p && v.len == w.len && v.type == w.type);
+    }
+    ck_assert(!fm_json_index_get(&idx, &root, "x", 1, &v));    /* nested */
+    ck_assert(!fm_json_index_get(&idx, &root, "o", 1, &v));
+}
+END_TEST
+
+START_TEST(test_json_index_of_large_or_non_object_roots_falls_back)
+{
+    char text[512];
+    size_t len = 0;
+    fm_json_index idx;
+    fm_json_val root, v;
+
+    /* 17 members: one more than the index holds. */
+    len += (size_t)snprintf(text + len, sizeof(text) - len, "{");
+    for (int i = 0; i < FM_JSON_INDEX_MAX + 1; i++)
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "%s\"m%d\":%d",
+                                i ? "," : "", i, i * 10);
+    len += (size_t)snprintf(text + len, sizeof(text) - len, "}");
+    ck_assert_int_eq(fm_json_validate_indexed(text, len, &root, &idx, NULL,
+                                              NULL), 0);
+    ck_assert(!idx.complete);
+    ck_assert(fm_json_index_get(&idx, &root, "m16", 3, &v) &&
+              span_is(&v, "160"));
+    ck_assert(fm_json_index_get(&idx, &root, "m0", 2, &v) && span_is(&v, "0"));
+
+    ck_assert_int_eq(fm_json_validate_indexed("{}", 2, &root, &idx, NULL,
+                                              NULL), 0);
+    ck_assert(idx.complete && idx.n == 0);
+    ck_assert(!fm_json_index_get(&idx, &root, "a", 1, &v));
+
+    ck_assert_int_eq(fm_json_validate_indexed("[{\"a\":1}]", 9, &root, &idx,
+                                              NULL, NULL), 0);
+    ck_assert(!idx.complete);
+    ck_assert(!fm_json_index_get(&idx, &root, "a", 1, &v));
+}
+END_TEST
+
 START_TEST(test_json_iter_walks_array_with_nested_values)
 {
     fm_json_val a = val_of("[ 1 , \"a,]\\\"\" ,[2,[3]], {\"k\":\"}\"} ,true,"
@@ -1922,6 +1982,8 @@ Suite *fm_suite_proto(void)
     suite_add_tcase(s, big);
 
     tcase_add_test(nav, test_json_object_get_is_exact_and_case_sensitive);
+    tcase_add_test(nav, test_json_index_holds_root_members_and_finds_like_object_get);
+    tcase_add_test(nav, test_json_index_of_large_or_non_object_roots_falls_back);
     tcase_add_test(nav, test_json_iter_walks_array_with_nested_values);
     tcase_add_test(nav, test_json_iter_walks_object_names_and_values);
     tcase_add_test(nav, test_json_count_counts_top_level_only);

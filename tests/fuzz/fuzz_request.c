@@ -12,7 +12,9 @@
  *   - numbers: fm_json_int64 agrees with strtoll on integer literals;
  *   - containers: iteration agrees with fm_json_count, and every member is
  *     what fm_json_object_get finds under its decoded name (names are
- *     unique after validation).
+ *     unique after validation);
+ *   - the root object's index (fm_json_validate_indexed) holds exactly the
+ *     members iteration finds, and fm_request's lookups go through it.
  * When the request parses, every field helper is run on every member name
  * and on the names the daemon uses, with buffers of exactly the size the
  * helper may write (so ASan sees one byte too many). Besides, a reference
@@ -859,13 +861,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
 
-    /* A validated document validates again, the same way. */
+    /* A validated document validates again, the same way, and the index
+     * of its root's members is what iteration finds. */
     {
-        fm_json_val again;
+        fm_json_val again, name, val;
+        fm_json_index idx;
+        fm_json_iter it;
+        size_t i = 0;
 
-        CHECK(fm_json_validate(body, size, &again, NULL, NULL) == 0);
+        CHECK(fm_json_validate_indexed(body, size, &again, &idx, NULL,
+                                       NULL) == 0);
         CHECK(again.type == root.type && again.p == root.p &&
               again.len == root.len);
+        if (root.type == FM_JSON_OBJECT) {
+            fm_json_iter_init(&it, &root);
+            while (fm_json_iter_next(&it, &name, &val) && i < idx.n) {
+                CHECK(idx.m[i].name.p == name.p &&
+                      idx.m[i].name.len == name.len);
+                CHECK(idx.m[i].val.p == val.p && idx.m[i].val.len == val.len &&
+                      idx.m[i].val.type == val.type);
+                i++;
+            }
+            CHECK(i == idx.n);
+            CHECK(idx.complete == (fm_json_count(&root) <= FM_JSON_INDEX_MAX));
+        } else {
+            CHECK(!idx.complete);
+        }
     }
     CHECK(root.p >= body && root.p + root.len <= body + size);
     check_value(&root, body, body + size);
