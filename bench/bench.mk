@@ -14,10 +14,14 @@
 #                     workload ran and every reply was right (no timing is
 #                     judged), for CI
 #   bench/plot.sh     PNGs of throughput vs clients from the CSV (gnuplot)
+#
+# BENCH_ARGS go to the full run, e.g. BENCH_ARGS="--nice -10" (both servers
+# at a higher priority than the clients) or "--only lock --clients 128".
 BENCH_SRC = $(wildcard bench/*.c)
 BENCH     = $(BUILD)/fmredis-bench
 BENCH_OUT = $(BUILD)/bench
 BENCH_RUN = FMREDISD=$(abspath $(DAEMON)) $(BENCH)
+BENCH_ARGS ?=
 
 $(BUILD)/obj/bench/%.o: ALL_CFLAGS += $(call pkgcflags,hiredis check) -Idaemon -Itests
 
@@ -30,7 +34,7 @@ $(BENCH): $(call obj,$(BENCH_SRC) daemon/fence.c daemon/slot.c daemon/scripts.c 
 .PHONY: bench bench-smoke
 bench: all $(BENCH)
 	@mkdir -p $(BENCH_OUT)
-	$(BENCH_RUN) --csv $(BENCH_OUT)/results.csv --json $(BENCH_OUT)/results.json
+	$(BENCH_RUN) $(BENCH_ARGS) --csv $(BENCH_OUT)/results.csv --json $(BENCH_OUT)/results.json
 
 bench-smoke: all $(BENCH)
 	@mkdir -p $(BENCH_OUT)
