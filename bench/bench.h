@@ -227,7 +227,6 @@ typedef struct bench_report {
     double total_seconds;           /* the whole bench, servers included */
     char loadavg[64];               /* /proc/loadavg at the start: a busy host
                                        skews everything */
-    int servers_nice;               /* of redis-server and fmredisd */
     bench_result *results;
     size_t nresults;
     bench_handoff handoff[2];       /* push, poll */

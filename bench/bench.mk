@@ -15,8 +15,8 @@
 #                     judged), for CI
 #   bench/plot.sh     PNGs of throughput vs clients from the CSV (gnuplot)
 #
-# BENCH_ARGS go to the full run, e.g. BENCH_ARGS="--nice -10" (both servers
-# at a higher priority than the clients) or "--only lock --clients 128".
+# BENCH_ARGS go to the full run, e.g. BENCH_ARGS="--only lock --clients 128
+# --seconds 3" to profile one case.
 BENCH_SRC = $(wildcard bench/*.c)
 BENCH     = $(BUILD)/fmredis-bench
 BENCH_OUT = $(BUILD)/bench

@@ -8,15 +8,11 @@
  * numbers also go to a CSV and a JSON file.
  *
  *   fmredis-bench [--smoke] [--seconds S] [--only WORKLOAD] [--clients N]
- *                 [--nice N] [--csv FILE] [--json FILE]
+ *                 [--csv FILE] [--json FILE]
  *
  * --smoke (or --quick): short runs, 1 and 8 clients only, fewer hand-offs;
  * no timing is judged, but every reply still is. --only and --clients narrow
- * the matrix to one workload and one client count (for profiling). --nice
- * runs both servers, redis-server and fmredisd, at that nice value (so on
- * the direct path too, where Redis is the only server): on a host whose
- * cores the workers keep busy, a server that each worker's wake-up may
- * preempt spends much of its time switching (docs/BENCHMARKS.md). 
+ * the matrix to one workload and one client count (for profiling).
  * $FMREDISD names the daemon binary (default build/fmredisd). */
 #include <errno.h>
 #include <signal.h>
@@ -24,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "bench.h"
@@ -43,7 +38,6 @@ typedef struct options {
     const char *csv, *json;
     const char *only;               /* one workload, or NULL for all */
     int clients;                    /* one client count, or 0 for all */
-    int nice;                       /* of both servers; 0 leaves them be */
 } options;
 
 static const bench_workload *const workloads[] = {
@@ -109,7 +103,7 @@ static void usage(FILE *out)
                  "  --only     one of lock, cache, get_many, wake (the other measurements "
                  "still run)\n"
                  "  --clients  one client count instead of 1, 8, 32 and 128\n"
-                 "  --nice     run redis-server and fmredisd at this nice value (-20..19)\n"
+
                  "  --csv/--json  result files (default " DEFAULT_DIR "/results.{csv,json})\n"
                  "$FMREDISD: the daemon to start (default build/fmredisd)\n");
 }
@@ -136,12 +130,6 @@ static options parse_args(int argc, char **argv)
             o.clients = atoi(argv[++i]);
             if (o.clients < 1 || o.clients > 1024)
                 die("--clients: expected 1 to 1024, got %s", argv[i]);
-        } else if (i + 1 < argc && strcmp(a, "--nice") == 0) {
-            char *end;
-
-            o.nice = (int)strtol(argv[++i], &end, 10);
-            if (*end != '\0' || o.nice < -20 || o.nice > 19)
-                die("--nice: expected -20 to 19, got %s", argv[i]);
         } else if (i + 1 < argc && strcmp(a, "--csv") == 0) {
             o.csv = argv[++i];
         } else if (i + 1 < argc && strcmp(a, "--json") == 0) {
@@ -192,13 +180,7 @@ static int daemon_ready(void *arg)
     return up == 1;
 }
 
-static void renice(pid_t pid, const char *what, int nice)
-{
-    if (setpriority(PRIO_PROCESS, (id_t)pid, nice) != 0)
-        die("setpriority(%s, %d): %s", what, nice, strerror(errno));
-}
-
-static void start_servers(bench_env *env, int nice)
+static void start_servers(bench_env *env)
 {
     static const char *const daemon_args[] = {
         "--log_level", "info", "--lock_key_prefix", BENCH_LOCK_PREFIX,
@@ -212,10 +194,6 @@ static void start_servers(bench_env *env, int nice)
     atexit(stop_servers);
     if (fmt_daemon_start(&daemon_, redis.url, daemon_args) != 0)
         die("could not start %s", fmt_daemon_path());
-    if (nice != 0) {
-        renice(redis.pid, "redis-server", nice);
-        renice(daemon_.pid, "fmredisd", nice);
-    }
     env->redis_sock = redis.sock;
     env->daemon_sock = daemon_.sock;
     env->redis_pid = redis.pid;
@@ -376,8 +354,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    rep.servers_nice = o.nice;
-    start_servers(&env, o.nice);
+    start_servers(&env);
     prepare_env(&env);
     fprintf(stderr, "fmredis-bench: redis-server pid %d, fmredisd pid %d\n", (int)env.redis_pid,
             (int)env.daemon_pid);

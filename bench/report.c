@@ -40,8 +40,7 @@ void bench_report_table(FILE *out, const bench_report *r)
                  "library + reply checks); fmd RSS at the end of the run (on direct\nrows: "
                  "what the daemon kept from earlier runs); wake is paced at 1,000 signals/s, "
                  "so its\nops/s (deliveries) only show whether a path kept up\n"
-                 "load average at the start: %s; redis-server and fmredisd at nice %d\n",
-            r->mode, r->run_seconds, r->loadavg, r->servers_nice);
+                 "load average at the start: %s\n", r->mode, r->run_seconds, r->loadavg);
     for (size_t i = 0; i < r->nresults; i++) {
         if (i == 0 || strcmp(r->results[i].workload, r->results[i - 1].workload) != 0)
             table_head(out, &r->results[i]);
@@ -131,10 +130,9 @@ int bench_report_json(const char *path, const bench_report *r, char *err, size_t
     if (f == NULL)
         return -1;
     fprintf(f, "{\n  \"mode\": \"%s\",\n  \"cpus\": %ld,\n  \"loadavg\": \"%s\",\n"
-               "  \"servers_nice\": %d,\n  \"run_seconds\": %.3f,\n"
-               "  \"total_seconds\": %.1f,\n  \"results\": [\n",
-            r->mode, sysconf(_SC_NPROCESSORS_ONLN), r->loadavg, r->servers_nice,
-            r->run_seconds, r->total_seconds);
+               "  \"run_seconds\": %.3f,\n  \"total_seconds\": %.1f,\n  \"results\": [\n",
+            r->mode, sysconf(_SC_NPROCESSORS_ONLN), r->loadavg, r->run_seconds,
+            r->total_seconds);
     for (size_t i = 0; i < r->nresults; i++)
         json_result(f, &r->results[i], i + 1 == r->nresults);
     fprintf(f, "  ],\n  \"handoff\": [\n");
