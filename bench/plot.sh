@@ -41,7 +41,7 @@ for wl in $(awk -F, 'NR > 1 && $7 != "" { print $1 }' "$csv" | sort -u); do
     # The direct line goes first and the daemon's, dashed, on top: where
     # the paths are equal (wake is paced) both stay visible.
     gnuplot <<EOF
-set terminal pngcairo size 800,500 noenhanced
+set terminal pngcairo size 1000,500 noenhanced
 set output "$out/$wl.png"
 set title "$wl: throughput (one op = $unit)"
 set xlabel "clients (threads, one connection each)"
@@ -50,7 +50,7 @@ set logscale x 2
 set xrange [0.8:160]
 set xtics (1, 8, 32, 128)
 set yrange [0:*]
-set key top left box opaque
+set key outside right top vertical box
 set grid
 plot "$tmp/$wl.direct" using 1:2 with linespoints lw 2 pt 7 ps 1.2 lc rgb "#1b9e77" title "direct (hiredis)", \
      "$tmp/$wl.daemon" using 1:2 with linespoints lw 2 dt 2 pt 5 ps 0.9 lc rgb "#7570b3" title "through fmredisd (libfmredis)"
@@ -62,7 +62,7 @@ done
 # both paths kept up; what it measures is the delivery latency.
 if [ -s "$tmp/wake.daemon" ]; then
     gnuplot <<EOF
-set terminal pngcairo size 800,500 noenhanced
+set terminal pngcairo size 1000,500 noenhanced
 set output "$out/wake_latency.png"
 set title "wake: signal-to-delivery latency at 1,000 signals/s"
 set xlabel "subscribers (threads, one connection each)"
@@ -71,7 +71,7 @@ set logscale x 2
 set xrange [0.8:160]
 set xtics (1, 8, 32, 128)
 set yrange [0:1200<*]
-set key top left box opaque
+set key outside right top vertical box
 set grid
 plot 1000 with lines lw 1 dt 3 lc rgb "#d95f02" title "target: p99 under 1 ms", \
      "$tmp/wake.direct" using 1:4 with linespoints lw 2 pt 7 lc rgb "#1b9e77" title "direct p99", \
