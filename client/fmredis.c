@@ -1581,12 +1581,13 @@ int fm_cache_invalidate_many(fm_client *c, const char *const *execution_ids,
 int fm_cache_get_many(fm_client *c, const char *const *execution_ids,
                       size_t n, fm_cache_entry **entries, size_t *count)
 {
-    fm_json_val obj, name, val;
+    fm_json_val obj, (*hit)[2];
     fm_json_iter it;
     fm_cache_entry *e;
     size_t k = 0, bytes, total = 0;
     char *s;
     int64_t id;
+    int rc = FM_OK;
 
     if (entries != NULL)
         *entries = NULL;
@@ -1601,44 +1602,61 @@ int fm_cache_get_many(fm_client *c, const char *const *execution_ids,
     if (call(c, id) != FM_OK ||
         result(c, "executions", FM_JSON_OBJECT, &obj) != FM_OK)
         return FM_ERR;
+    if (n == 0)
+        return FM_OK;
 
-    /* One block: the entries, then each id and text, NUL-terminated. */
+    /* The reply is walked once (each hit is a whole execution to step
+     * over), noting the spans; it holds at most one hit per id asked for. */
+    hit = malloc(n * sizeof(*hit));
+    if (hit == NULL)
+        return fail(c, FM_ERR_OOM, "out of memory reading %zu executions", n);
     fm_json_iter_init(&it, &obj);
-    while (fm_json_iter_next(&it, &name, &val)) {
-        if (val.type != FM_JSON_OBJECT)
-            return fail(c, FM_ERR_PROTOCOL,
-                        "an execution in the reply is not an object");
-        total += fm_json_string_len(&name) + 1 + val.len + 1;
+    while (k < n && fm_json_iter_next(&it, &hit[k][0], &hit[k][1])) {
+        if (hit[k][1].type != FM_JSON_OBJECT) {
+            rc = fail(c, FM_ERR_PROTOCOL,
+                      "an execution in the reply is not an object");
+            goto done;
+        }
+        total += fm_json_string_len(&hit[k][0]) + 1 + hit[k][1].len + 1;
         k++;
     }
+    if (k == n && fm_json_iter_next(&it, NULL, NULL)) {
+        rc = fail(c, FM_ERR_PROTOCOL, "more executions than ids asked for");
+        goto done;
+    }
     if (k == 0)
-        return FM_OK;
-    if (k > (SIZE_MAX - total) / sizeof(*e))
-        return fail(c, FM_ERR_OOM, "reply too large");
+        goto done;
+    if (k > (SIZE_MAX - total) / sizeof(*e)) {
+        rc = fail(c, FM_ERR_OOM, "reply too large");
+        goto done;
+    }
+
+    /* One block: the entries, then each id and text, NUL-terminated. */
     bytes = k * sizeof(*e) + total;
     e = malloc(bytes);
-    if (e == NULL)
-        return fail(c, FM_ERR_OOM, "out of memory copying %zu executions", k);
+    if (e == NULL) {
+        rc = fail(c, FM_ERR_OOM, "out of memory copying %zu executions", k);
+        goto done;
+    }
     s = (char *)(e + k);
-    k = 0;
-    fm_json_iter_init(&it, &obj);
-    while (fm_json_iter_next(&it, &name, &val)) {
-        size_t nl = fm_json_string_len(&name), got;
+    for (size_t i = 0; i < k; i++) {
+        size_t nl = fm_json_string_len(&hit[i][0]), got;
 
-        e[k].id = s;
-        fm_json_string_decode(&name, s, nl + 1, &got, NULL);
+        e[i].id = s;
+        fm_json_string_decode(&hit[i][0], s, nl + 1, &got, NULL);
         s[got] = '\0';
         s += nl + 1;
-        e[k].json = s;
-        e[k].len = val.len;
-        memcpy(s, val.p, val.len);
-        s[val.len] = '\0';
-        s += val.len + 1;
-        k++;
+        e[i].json = s;
+        e[i].len = hit[i][1].len;
+        memcpy(s, hit[i][1].p, hit[i][1].len);
+        s[hit[i][1].len] = '\0';
+        s += hit[i][1].len + 1;
     }
     *entries = e;
     *count = k;
-    return FM_OK;
+done:
+    free(hit);
+    return rc;
 }
 
 void fm_cache_entries_free(fm_cache_entry *entries, size_t count)
