@@ -31,8 +31,11 @@ $(BUILD)/obj/bench/%.o: ALL_CFLAGS += $(call pkgcflags,hiredis check) -Idaemon -
 $(BENCH): $(call obj,$(BENCH_SRC) daemon/fence.c daemon/slot.c daemon/scripts.c tests/harness.c) $(LIB_A)
 	$(CC) $(LDFLAGS) -pthread $^ -o $@ $(call pkglibs,hiredis check)
 
+# On a fresh machine `make bench` installs the packages first, as check does
+# (and, like check, builds in a sub-make, once pkg-config is there).
 .PHONY: bench bench-smoke
-bench: all $(BENCH)
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH)
 	@mkdir -p $(BENCH_OUT)
 	$(BENCH_RUN) $(BENCH_ARGS) --csv $(BENCH_OUT)/results.csv --json $(BENCH_OUT)/results.json
 
