@@ -1,13 +1,18 @@
 /* fmredis.c -- libfmredis: a blocking client of fmredisd.
  *
- * One client owns one socket, a frame reader, an output buffer and a queue
- * of events. A call builds its request in the output buffer (header first,
- * patched once the body is known), sends it under the call's deadline, then
- * feeds the reader until the frame whose id is the call's arrives. Every
- * other frame met on the way is either an event (queued) or a late reply of
- * an earlier call that timed out (dropped, except that a late acquire that
- * won the lock is released at once, so a timed-out call never leaves a lock
- * behind on a live connection).
+ * One client owns one socket, a frame reader, an output buffer, a buffer of
+ * pending output and a queue of events. A call builds its request in the
+ * output buffer (header first, patched once the body is known), sends it
+ * under the call's deadline, then feeds the reader until the frame whose id
+ * is the call's arrives. Every other frame met on the way is either an event
+ * (queued) or a late reply of an earlier call that timed out (dropped, except
+ * that a late acquire that won the lock is released, so a timed-out call
+ * never leaves a lock behind on a live connection).
+ *
+ * Those releases are the only bytes the reader sends. It runs inside some
+ * other call, so it must neither block (that call has its own deadline) nor
+ * touch that call's request and state: it queues them as pending output,
+ * sent without blocking, and before the first byte of any later request.
  *
  * The reply is not copied: its body stays in the reader's buffer, which is
  * only written by the next read, and the typed functions parse it in place
@@ -17,6 +22,7 @@
  * invalid JSON, a half-sent request) close the socket at once: a connection
  * the library cannot use any more should not keep locks held in the daemon.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -75,10 +81,13 @@ struct fm_client {
     size_t max_reply;
     int64_t next_id;
     int64_t call_ms;    /* the current call's timeout, for its message */
-    int sent;           /* the current call's request went out whole */
+    int sent;           /* the current call's request went out whole; only
+                           send_all() writes it */
 
     fm_frame_reader *rd;
-    fm_buf out;
+    fm_buf out;         /* the current call's request */
+    fm_buf pending;     /* whole frames the reader queued (releases of
+                           orphans), minus what was sent of the first */
 
     /* The reply of the current call: a span of the reader's buffer. */
     const char *rbody;
@@ -145,6 +154,11 @@ static void close_fd(fm_client *c)
     }
     /* Late replies can no longer come: nothing to release later either. */
     drop_orphans(c);
+    /* Releases not sent die with the stream they belong to (the daemon
+     * releases those locks on close, or they expire): a frame's tail must
+     * never reach the next connection. */
+    fm_buf_reset(&c->pending);
+    c->pending.oom = 0;
 }
 
 /* Fails the call and closes the connection: the stream is unusable. */
@@ -331,6 +345,7 @@ fm_client *fm_connect(const char *socket_path, int timeout_ms)
     c->max_reply = FM_DEFAULT_MAX_REPLY;
     c->next_id = 1;
     fm_buf_init(&c->out);
+    fm_buf_init(&c->pending);
     c->rd = fm_frame_reader_create(c->max_reply);
     if (c->rd == NULL) {
         free(c);
@@ -373,6 +388,7 @@ void fm_client_free(fm_client *c)
     free_events(c);
     fm_frame_reader_free(c->rd);
     fm_buf_free(&c->out);
+    fm_buf_free(&c->pending);
     free(c);
 }
 
@@ -452,43 +468,167 @@ size_t fm_client_has_events(const fm_client *c)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Building frames                                                          */
+
+/* A request frame is built at the end of a buffer: the call's request in
+ * c->out, the reader's releases in c->pending, so neither overwrites the
+ * other. */
+
+static int64_t take_id(fm_client *c)
+{
+    int64_t id = c->next_id;
+
+    c->next_id = c->next_id >= ID_MAX ? 1 : c->next_id + 1;
+    return id;
+}
+
+/* Starts a frame at the end of b: a length to patch, then {"op":..,"id":N. */
+static void frame_begin(fm_buf *b, const char *op, int64_t id)
+{
+    fm_buf_put_u32be(b, 0);
+    fm_buf_puts(b, "{\"op\":");
+    fm_buf_put_json_string(b, op, strlen(op));
+    fm_buf_puts(b, ",\"id\":");
+    fm_buf_put_i64(b, id);
+}
+
+static void frame_name(fm_buf *b, const char *name)
+{
+    fm_buf_putc(b, ',');
+    fm_buf_put_json_string(b, name, strlen(name));
+    fm_buf_putc(b, ':');
+}
+
+static void frame_str(fm_buf *b, const char *name, const char *v, size_t n)
+{
+    frame_name(b, name);
+    fm_buf_put_json_string(b, v, n);
+}
+
+/* Closes the object of the frame begun at offset start and writes its
+ * length (*body) into its header. -1 when memory ran out on the way (b->oom)
+ * or the body is too large for the header. */
+static int frame_end(fm_buf *b, size_t start, size_t *body)
+{
+    fm_buf_putc(b, '}');
+    if (b->oom)
+        return -1;
+    *body = b->len - start - FM_FRAME_HEADER_LEN;
+    if (*body > UINT32_MAX)
+        return -1;
+    fm_buf_patch_u32be(b, start, (uint32_t)*body);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Sending                                                                  */
 
-/* Sends c->out whole before deadline. A request only partly sent leaves the
- * stream mid-frame, so that timeout closes the connection. */
+/* One send(2) that never blocks: the bytes sent, 0 when the socket's buffer
+ * is full, or -1 on an error (errno set). */
+static ssize_t send_some(int fd, const char *p, size_t n)
+{
+    ssize_t k;
+
+    do
+        k = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (k < 0 && errno == EINTR);
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+    return k;
+}
+
+/* Sends what the socket takes now of c->pending. 0 when all went out or the
+ * socket is full (c->pending.len tells which); -1 on a send error (errno
+ * set), the bytes kept. */
+static int flush_pending(fm_client *c)
+{
+    while (c->pending.len > 0) {
+        ssize_t n = send_some(c->fd, c->pending.data, c->pending.len);
+
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            return 0;   /* full: the rest waits for the next flush */
+        fm_buf_consume(&c->pending, (size_t)n);
+    }
+    return 0;
+}
+
+/* Queues a lock.release of an orphan's late lock behind the pending output
+ * and sends what it can now; its reply is dropped like any late reply. This
+ * runs in the reader, inside whatever call is in progress, so it neither
+ * blocks nor fails that call: a send error stays for the next request's send
+ * (or the next event read) to report, and if memory runs out the frame is
+ * dropped whole and the lock goes on close or at its TTL. */
+static void queue_release(fm_client *c, const char *key, const char *token,
+                          size_t token_len)
+{
+    fm_buf *b = &c->pending;
+    size_t start = b->len, body;
+
+    assert(c->fd >= 0);     /* else the frame would go to the next stream */
+    frame_begin(b, "lock.release", take_id(c));
+    frame_str(b, "key", key, strlen(key));
+    frame_str(b, "token", token, token_len);
+    if (frame_end(b, start, &body) != 0) {
+        b->len = start;     /* never half a frame */
+        b->oom = 0;
+        return;
+    }
+    (void)flush_pending(c);
+}
+
+/* Waits until the socket takes bytes again: 1, or 0 once deadline passed,
+ * or -1 when poll failed (the connection is then closed). */
+static int wait_writable(fm_client *c, int64_t deadline)
+{
+    for (;;) {
+        struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+        int t = poll_timeout(deadline);
+        int r = t == 0 ? 0 : poll(&pfd, 1, t);
+
+        if (r > 0)
+            return 1;
+        if (r < 0 && errno != EINTR)
+            return fail_close(c, FM_ERR_IO, "poll: %s", strerror(errno));
+        if (r == 0 && poll_timeout(deadline) == 0)
+            return 0;
+    }
+}
+
+/* Sends c->out whole before deadline, after what c->pending still holds, so
+ * that frames never interleave. A request only partly sent leaves the stream
+ * mid-frame, so that timeout closes the connection; a request not begun
+ * leaves it usable (a pending frame's tail simply goes first next time). On
+ * a send error it returns FM_ERR with errno set and no error recorded: the
+ * caller reads what the daemon said first (fail_send). */
 static int send_all(fm_client *c, int64_t deadline)
 {
-    const char *p = c->out.data;
-    size_t left = c->out.len;
+    size_t off = 0;
 
     c->sent = 0;
-    while (left > 0) {
-        ssize_t n = send(c->fd, p, left, MSG_NOSIGNAL);
+    while (off < c->out.len) {
+        ssize_t n = 0;
+        int w;
 
-        if (n > 0) {
-            p += n;
-            left -= (size_t)n;
-            continue;
+        if (flush_pending(c) != 0)
+            return FM_ERR;
+        if (c->pending.len == 0) {
+            n = send_some(c->fd, c->out.data + off, c->out.len - off);
+            if (n < 0)
+                return FM_ERR;
+            off += (size_t)n;
         }
-        if (n < 0 && errno == EINTR)
+        if (n > 0)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
-            int t = poll_timeout(deadline);
-            int r = t == 0 ? 0 : poll(&pfd, 1, t);
-
-            if (r < 0 && errno != EINTR)
-                return fail_close(c, FM_ERR_IO, "poll: %s", strerror(errno));
-            if (r == 0 && poll_timeout(deadline) == 0) {
-                if (left == c->out.len)
-                    return fail(c, FM_ERR_TIMEOUT,
-                                "timed out sending the request");
-                return fail_close(c, FM_ERR_TIMEOUT,
-                                  "timed out with the request partly sent");
-            }
-            continue;
-        }
-        return FM_ERR;  /* the caller reads what the daemon said first */
+        w = wait_writable(c, deadline);
+        if (w < 0)
+            return FM_ERR;
+        if (w == 0 && off == 0)
+            return fail(c, FM_ERR_TIMEOUT, "timed out sending the request");
+        if (w == 0)
+            return fail_close(c, FM_ERR_TIMEOUT,
+                              "timed out with the request partly sent");
     }
     c->sent = 1;
     return FM_OK;
@@ -671,19 +811,15 @@ static int same_id(const fm_json_val *a, const fm_json_val *b)
     return 0;
 }
 
-static int send_release(fm_client *c, const char *key, const char *token,
-                        size_t token_len, int64_t deadline);
-
 /* A late reply of a timed-out acquire: forget it, and if it got the lock,
- * give the lock back. */
-static int release_orphan(fm_client *c, const fm_json_val *root, int64_t id,
-                          int ok)
+ * give the lock back (queue_release: the call in progress is not touched). */
+static void release_orphan(fm_client *c, const fm_json_val *root, int64_t id,
+                           int ok)
 {
     orphan **pp, *o = NULL;
     fm_json_val tok;
     char token[FM_TOKEN_MAX + 1];
     size_t tlen;
-    int rc = 0;
 
     for (pp = &c->orphans; *pp != NULL; pp = &(*pp)->next) {
         if ((*pp)->id == id) {
@@ -693,17 +829,12 @@ static int release_orphan(fm_client *c, const fm_json_val *root, int64_t id,
         }
     }
     if (o == NULL)
-        return 0;
+        return;
     if (ok && member(root, "token", &tok) && tok.type == FM_JSON_STRING &&
-        fm_json_string_decode(&tok, token, FM_TOKEN_MAX, &tlen, NULL) == 0) {
-        /* The output buffer may hold the request of the call in progress,
-         * already sent: it is reused. */
-        rc = send_release(c, o->key, token, tlen,
-                          deadline_in(c->timeout_ms));
-    }
+        fm_json_string_decode(&tok, token, FM_TOKEN_MAX, &tlen, NULL) == 0)
+        queue_release(c, o->key, token, tlen);
     free(o->key);
     free(o);
-    return rc;
 }
 
 /* Handles one frame. Returns 1 when it is the reply w waits for (then
@@ -743,9 +874,8 @@ static int handle_frame(fm_client *c, const char *body, size_t len,
         if (fm_json_int64(&idv, -ID_MAX, ID_MAX, &id) == 0) {
             if (w->kind == WANT_ID && id == w->id)
                 goto mine;
-            if (c->orphans != NULL &&
-                release_orphan(c, &root, id, okv.type == FM_JSON_TRUE) != 0)
-                return -1;
+            if (c->orphans != NULL)
+                release_orphan(c, &root, id, okv.type == FM_JSON_TRUE);
         }
     }
     if (has_id && w->kind == WANT_RAW_ID && same_id(&idv, &w->raw_id))
@@ -955,33 +1085,25 @@ static int fail_send(fm_client *c, const want *w)
 /* ------------------------------------------------------------------------ */
 /* Requests                                                                 */
 
-/* Starts a request in c->out: a header to patch, then {"op":..,"id":N. */
+/* Starts the call's request in c->out; returns its id. */
 static int64_t req_begin(fm_client *c, const char *op)
 {
-    int64_t id = c->next_id;
+    int64_t id = take_id(c);
 
-    c->next_id = c->next_id >= ID_MAX ? 1 : c->next_id + 1;
     fm_buf_reset(&c->out);
     c->out.oom = 0;
-    fm_buf_put_u32be(&c->out, 0);
-    fm_buf_puts(&c->out, "{\"op\":");
-    fm_buf_put_json_string(&c->out, op, strlen(op));
-    fm_buf_puts(&c->out, ",\"id\":");
-    fm_buf_put_i64(&c->out, id);
+    frame_begin(&c->out, op, id);
     return id;
 }
 
 static void req_name(fm_client *c, const char *name)
 {
-    fm_buf_putc(&c->out, ',');
-    fm_buf_put_json_string(&c->out, name, strlen(name));
-    fm_buf_putc(&c->out, ':');
+    frame_name(&c->out, name);
 }
 
 static void req_str(fm_client *c, const char *name, const char *v)
 {
-    req_name(c, name);
-    fm_buf_put_json_string(&c->out, v, strlen(v));
+    frame_str(&c->out, name, v, strlen(v));
 }
 
 static void req_int(fm_client *c, const char *name, int64_t v)
@@ -1009,22 +1131,16 @@ static void req_str_array(fm_client *c, const char *name,
     fm_buf_putc(&c->out, ']');
 }
 
-/* Closes the object and writes the frame header. */
+/* Closes the request's object and writes its frame header. */
 static int req_end(fm_client *c)
 {
-    size_t body;
+    size_t body = 0;
 
-    fm_buf_putc(&c->out, '}');
+    if (frame_end(&c->out, 0, &body) == 0)
+        return FM_OK;
     if (c->out.oom)
         return fail(c, FM_ERR_OOM, "out of memory building the request");
-    body = c->out.len - FM_FRAME_HEADER_LEN;
-    if (body > UINT32_MAX)
-        return fail(c, FM_ERR_ARG, "request of %zu bytes is too large", body);
-    c->out.data[0] = (char)(body >> 24);
-    c->out.data[1] = (char)(body >> 16);
-    c->out.data[2] = (char)(body >> 8);
-    c->out.data[3] = (char)body;
-    return FM_OK;
+    return fail(c, FM_ERR_ARG, "request of %zu bytes is too large", body);
 }
 
 /* Sends the request in c->out (frame complete) and waits for the reply
@@ -1332,30 +1448,6 @@ int fm_lock_release(fm_client *c, const char *key, const char *token,
         }
     }
     return FM_OK;
-}
-
-/* Fire-and-forget release of an orphaned lock, from inside the reader: its
- * reply is dropped like any late reply. The output buffer is reused; the
- * call in progress has already sent its request. */
-static int send_release(fm_client *c, const char *key, const char *token,
-                        size_t token_len, int64_t deadline)
-{
-    fm_client_error err = c->err;
-
-    req_begin(c, "lock.release");
-    req_str(c, "key", key);
-    req_name(c, "token");
-    fm_buf_put_json_string(&c->out, token, token_len);
-    if (req_end(c) != FM_OK) {
-        c->err = err;
-        return 0;   /* out of memory: the lock expires or goes on close */
-    }
-    if (send_all(c, deadline) != FM_OK && c->fd < 0)
-        return -1;
-    if (c->fd < 0)
-        return -1;
-    c->err = err;
-    return 0;
 }
 
 int fm_lock_extend(fm_client *c, const char *key, const char *token,
@@ -1764,6 +1856,17 @@ static ssize_t read_events(fm_client *c)
     return n;
 }
 
+/* Sends what it can of the pending releases between calls. A send error
+ * means the connection is going: like a failed request, read what the
+ * daemon said first, then close. */
+static void flush_between_calls(fm_client *c)
+{
+    const want none = { .kind = WANT_EVENTS };
+
+    if (c->fd >= 0 && flush_pending(c) != 0)
+        fail_send(c, &none);
+}
+
 int fm_event_wait(fm_client *c, fm_event *ev, int timeout_ms)
 {
     const want none = { .kind = WANT_EVENTS };
@@ -1781,9 +1884,13 @@ int fm_event_wait(fm_client *c, fm_event *ev, int timeout_ms)
             return r;
         if (dispatch(c, &none) < 0 || c->ev_count > 0)
             continue;
-        /* A timeout of 0 still takes what is readable now. */
+        flush_between_calls(c);
+        if (c->fd < 0)
+            continue;
+        /* A timeout of 0 still takes what is readable now. Pending
+         * releases also wait for the socket to take them. */
         pfd.fd = c->fd;
-        pfd.events = POLLIN;
+        pfd.events = POLLIN | (c->pending.len > 0 ? POLLOUT : 0);
         r = poll(&pfd, 1, poll_timeout(deadline));
         if (r < 0) {
             if (errno == EINTR)
@@ -1798,7 +1905,8 @@ int fm_event_wait(fm_client *c, fm_event *ev, int timeout_ms)
                             timeout_ms);
             continue;
         }
-        read_events(c);
+        if (pfd.revents != POLLOUT)     /* POLLOUT alone: nothing to read */
+            read_events(c);
     }
 }
 
@@ -1810,6 +1918,7 @@ int fm_event_read(fm_client *c, fm_event *ev)
     if (ev == NULL)
         return fail(c, FM_ERR_ARG, "ev must not be NULL");
     memset(ev, 0, sizeof(*ev));
+    flush_between_calls(c);
     /* Bounded, so a flood of events cannot keep the caller here. */
     for (int i = 0; i < 64 && c->fd >= 0 && c->ev_count == 0; i++) {
         if (dispatch(c, &none) < 0 || c->ev_count > 0)

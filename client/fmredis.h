@@ -48,8 +48,11 @@
  *   connection usable: its reply, if it comes later, is recognized by its id
  *   and dropped. An acquire that timed out may still get the lock after the
  *   call returned: when that late reply arrives (during any later call or
- *   event read on the client) the library releases the lock at once, and
- *   closing the connection releases it too (on_disconnect "release").
+ *   event read on the client) the library sends a release of that lock, at
+ *   once if the socket takes it without blocking, else before the next
+ *   request (see fm_client_fd() for poll loops). Closing the connection
+ *   releases it too (on_disconnect "release"); a release not yet sent is
+ *   then dropped.
  * - Requests carry an increasing integer id; replies are matched by it.
  * - Events (wakes, Redis link changes, lost locks) can arrive at any moment,
  *   also while a call waits for its reply. They are queued in arrival order
@@ -396,12 +399,14 @@ int fm_call_raw(fm_client *c, const char *request, size_t len, char **reply,
  * (read while a call waited for its reply), and those never make the fd
  * readable again. So:
  *
- *   while (fm_client_has_events(c) || fd_is_readable) {
+ *   while (fm_client_has_events(c) || fd_is_readable || poll_timed_out) {
  *       int r = fm_event_read(c, &ev);     // never blocks
  *       if (r == FM_NONE) break;           // only part of a frame so far
  *       if (r == FM_ERR) { ...closed... }
  *       handle(&ev); fm_event_clear(&ev);
  *   }
+ *
+ * (poll_timed_out: see fm_client_fd() for why an idle loop also reads.)
  */
 
 typedef enum fm_event_type {
@@ -438,17 +443,26 @@ typedef struct fm_event {
  * dropped. Calls, unlike this wait, carry on through signals. */
 int fm_event_wait(fm_client *c, fm_event *ev, int timeout_ms);
 
-/* Non-blocking: reads whatever bytes the socket holds now, then returns
- * FM_OK with the oldest queued event, FM_NONE when there is none, or FM_ERR
- * when the connection failed (only once the queue is empty). */
+/* Non-blocking: sends what the socket takes of the library's unsent bytes
+ * (see fm_client_fd()), reads whatever bytes the socket holds now, then
+ * returns FM_OK with the oldest queued event, FM_NONE when there is none, or
+ * FM_ERR when the connection failed (only once the queue is empty). */
 int fm_event_read(fm_client *c, fm_event *ev);
 
 /* Frees an event's strings and zeroes it. NULL and cleared events are fine. */
 void fm_event_clear(fm_event *ev);
 
-/* The connection's file descriptor for poll/epoll (POLLIN only; the library
- * never needs POLLOUT between calls), or -1 when not connected. Do not read
- * from or write to it. */
+/* The connection's file descriptor for poll/epoll (watch POLLIN), or -1 when
+ * not connected. Do not read from or write to it.
+ *
+ * Between calls the library may hold a few unsent bytes: the release of a
+ * lock that an acquire got after its call timed out, when the socket could
+ * not take it at that moment (the daemon was not reading). Every call sends
+ * them before its request; fm_event_wait() and fm_event_read() send what the
+ * socket takes; nothing else does. So a poll loop that can sit idle should
+ * give poll a timeout (a second, say) and call fm_event_read() when it
+ * expires: until those bytes go out, that lock stays held (with auto_extend,
+ * for as long as the connection stays open). */
 int fm_client_fd(const fm_client *c);
 
 /* Number of events already queued in the client. Non-zero means
