@@ -7,7 +7,7 @@
 #   make test       the test suite only (seconds: the developer loop)
 #   make check-san  the test suite built with ASan+UBSan, daemon included
 #   make valgrind   the test suite with the daemon under valgrind memcheck
-#   make fuzz       both libFuzzer targets, FUZZ_SECONDS (60) each
+#   make fuzz       the three libFuzzer targets, FUZZ_SECONDS (60) each
 #   make run        install missing packages, build, run the daemon in the
 #                   foreground (with a private redis-server unless a config
 #                   file or $REDIS_URL names one)
@@ -15,6 +15,9 @@
 #   make bench      fmredisd against direct Redis, full matrix (~1 minute,
 #                   not part of all); make bench-smoke: a short run that
 #                   check includes (see bench/bench.mk)
+#   make torture    lock safety under faults (Jepsen-style, tests/torture/):
+#                   the sanitized daemon, TORTURE_SECONDS (60) of nemesis;
+#                   SEED=N replays a run's fault schedule (under 3 minutes)
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -167,12 +170,15 @@ valgrind: all $(TESTS)
 
 # ---- Fuzzing -------------------------------------------------------------
 #
-# Two libFuzzer targets, built with clang, each linked with the proto/
-# sources it needs: fuzz_frame (the frame reader) and fuzz_request (the
-# strict JSON validator and the request field helpers). `make fuzz` runs
-# each for FUZZ_SECONDS. libFuzzer adds what it finds to the first corpus
-# directory it is given and only reads the others, so the seed corpus in
-# tests/fuzz/corpus/ is read, and new inputs go to build/fuzz/corpus/.
+# Three libFuzzer targets, built with clang, each linked with the sources
+# FUZZ_SRC_<target> names: fuzz_frame (the frame reader) and fuzz_request
+# (the strict JSON validator and the request field helpers) with proto/,
+# fuzz_config (the configuration file and redis_url parsers, and that no
+# message shows a URL's password) with daemon/config.c and log.c.
+# `make fuzz` runs each for FUZZ_SECONDS. libFuzzer adds what it finds to
+# the first corpus directory it is given and only reads the others, so the
+# seed corpus in tests/fuzz/corpus/ is read, and new inputs go to
+# build/fuzz/corpus/.
 # A crash, a failed invariant (abort), a sanitizer report, a timeout or an
 # out-of-memory stops the fuzzer with a non-zero status, which fails the
 # target; the input is saved as build/fuzz/<target>-crash-* (or -timeout-,
@@ -182,19 +188,27 @@ valgrind: all $(TESTS)
 FUZZ_CC      = clang
 FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-               $(WARN) -Iproto
+               $(WARN) -Iproto -Idaemon
 FUZZ_SECONDS ?= 60
 FUZZ_DIR     = build/fuzz
-FUZZERS      = frame request
+FUZZERS      = frame request config
+FUZZ_SRC_frame   = $(PROTO_SRC)
+FUZZ_SRC_request = $(PROTO_SRC)
+FUZZ_SRC_config  = daemon/config.c daemon/log.c
 FUZZ_OPTS    = -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
                -max_len=8192 -print_final_stats=1
 FUZZ_OPTS_request = -dict=tests/fuzz/request.dict
+FUZZ_OPTS_config  = -dict=tests/fuzz/config.dict
 
 fuzz: $(addprefix fuzz-,$(FUZZERS))
 
-$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(PROTO_SRC) $(wildcard proto/*.h)
+# Second expansion: a target's prerequisites are its own FUZZ_SRC_<target>
+# and their headers.
+.SECONDEXPANSION:
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRC_$$*) \
+                    $$(wildcard $$(patsubst %.c,%.h,$$(FUZZ_SRC_$$*))) $(wildcard proto/*.h)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(PROTO_SRC) -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_SRC_$*) -o $@
 
 .PHONY: $(addprefix fuzz-,$(FUZZERS))
 $(addprefix fuzz-,$(FUZZERS)): fuzz-%: $(FUZZ_DIR)/fuzz_%
@@ -205,6 +219,23 @@ $(addprefix fuzz-,$(FUZZERS)): fuzz-%: $(FUZZ_DIR)/fuzz_%
 	    || { grep -v -E '^#[0-9]+.*(NEW|REDUCE|pulse) ' $(FUZZ_DIR)/$*.log; \
 	         echo "fuzz_$*: FAILED, input saved as $(FUZZ_DIR)/$*-*"; exit 1; }
 	@grep -E '^(stat::|Done )' $(FUZZ_DIR)/$*.log
+
+# ---- Lock safety under faults --------------------------------------------
+#
+# tests/torture/torture.py (Python 3, standard library only) runs two
+# sanitized daemons on one redis-server (AOF, appendfsync always) in a private
+# temp dir, 16 workers contending for 4 keys and writing to a fenced store,
+# and a nemesis drawn from a printed seed: SIGKILL/SIGSTOP of workers, SIGKILL
+# of daemons and Redis, CLIENT KILL and DEBUG SLEEP in Redis. Then it checks
+# exclusion and fencing, reply deadlines, crashes and sanitizer reports, and
+# that every key can be taken again; it prints a summary and exits 1 on any
+# violation, keeping its temp dir (logs included) and printing the seed.
+TORTURE_SECONDS ?= 60
+.PHONY: torture
+torture:
+	$(MAKE) SAN=1 all
+	python3 -B tests/torture/torture.py --daemon build/san/fmredisd \
+	    --seconds $(TORTURE_SECONDS) $(if $(SEED),--seed $(SEED))
 
 run: deps
 	$(MAKE) all

@@ -59,7 +59,7 @@ static const directive directives[] = {
     {"max_frame_bytes", T_INT, F(max_frame_bytes), 64, 1LL << 30, "1048576", 1, NULL},
     {"max_inflight_per_client", T_INT, F(max_inflight_per_client), 1, 1000000, "256", 1, NULL},
     {"max_batch", T_INT, F(max_batch), 1, 1000000, "10000", 1, NULL},
-    {"max_output_bytes", T_INT, F(max_output_bytes), 65536, 1LL << 40, "67108864", 1, NULL},
+    {"max_output_bytes", T_INT, F(max_output_bytes), 65536, 4294967295LL, "67108864", 1, NULL},
     {"log_level", T_LEVEL, F(log_level), 0, 0, "info", 1, NULL},
     {"reconnect_step_ms", T_INT, F(reconnect_step_ms), 1, MS_MAX, "50", 1, NULL},
     {"reconnect_max_ms", T_INT, F(reconnect_max_ms), 1, MS_MAX, "2000", 1, NULL},
@@ -107,6 +107,41 @@ static int failf(char *err, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
+/* How much of a value a message shows: enough to recognise it. */
+#define SHOWN_MAX 256
+
+/* Copies s into buf (len bytes) for a message, with everything before its
+ * last '@' shown as "***": that is where a URL keeps its user name and
+ * password. A malformed URL may hold '/', ':' or '@' unescaped in its
+ * password, so the last '@' is the only boundary that never shows a piece
+ * of it; the parser splits URLs there too, so what follows it (host, port,
+ * database) is never user info. A leading scheme ("redis://", "Redis://")
+ * stays, to say which kind of URL it was. Text without '@' is copied as it
+ * is, truncated to fit. Every value or name a message echoes goes through
+ * here, since nothing tells a URL from other text in the wrong place (a
+ * value given to the wrong directive, "redis_url=..." taken for a name);
+ * file paths do not: an '@' is common in them (fmredisd@main.conf). */
+static const char *redact(const char *s, char *buf, size_t len)
+{
+    static const char scheme_chars[] = "abcdefghijklmnopqrstuvwxyz"
+                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.";
+    const char *at = strrchr(s, '@');
+    size_t scheme = 0;
+
+    if (at == NULL) {
+        snprintf(buf, len, "%s", s);
+        return buf;
+    }
+    /* RFC 3986: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), then "://".
+     * No scheme character is '@', so a scheme ends before at. */
+    if (isalpha((unsigned char)s[0])) {
+        scheme = strspn(s, scheme_chars);
+        scheme = strncmp(s + scheme, "://", 3) == 0 ? scheme + 3 : 0;
+    }
+    snprintf(buf, len, "%.*s***%s", (int)scheme, s, at);
+    return buf;
+}
+
 static int parse_int(const char *s, int base, int64_t *out)
 {
     char *end;
@@ -134,7 +169,7 @@ static int has_ctrl(const char *s)
 static int set_value(fm_config *cfg, const directive *d, const char *val,
                      char *err, size_t errlen)
 {
-    char *base = (char *)cfg + d->off;
+    char *base = (char *)cfg + d->off, shown[SHOWN_MAX];
     int64_t v;
     size_t n;
     char *copy;
@@ -143,13 +178,14 @@ static int set_value(fm_config *cfg, const directive *d, const char *val,
     case T_INT:
         if (parse_int(val, 10, &v) != 0 || v < d->min || v > d->max)
             return failf(err, errlen, "%s: expected an integer from %lld to %lld, got \"%s\"",
-                         d->name, (long long)d->min, (long long)d->max, val);
+                         d->name, (long long)d->min, (long long)d->max,
+                         redact(val, shown, sizeof(shown)));
         *(int64_t *)base = v;
         return 0;
     case T_MODE:
         if (parse_int(val, 8, &v) != 0 || v < d->min || v > d->max)
             return failf(err, errlen, "%s: expected an octal mode such as 0660, got \"%s\"",
-                         d->name, val);
+                         d->name, redact(val, shown, sizeof(shown)));
         *(int *)base = (int)v;
         return 0;
     case T_LEVEL:
@@ -160,7 +196,7 @@ static int set_value(fm_config *cfg, const directive *d, const char *val,
             }
         }
         return failf(err, errlen, "%s: expected error, warn, info or debug, got \"%s\"",
-                     d->name, val);
+                     d->name, redact(val, shown, sizeof(shown)));
     case T_STR:
     case T_OPTSTR:
         n = strlen(val);
@@ -229,7 +265,7 @@ static int split_line(char *line, char **name, char **value, const char **why)
 static int load_file(fm_config *cfg, const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
-    char *line = NULL, *name, *value, msg[512];
+    char *line = NULL, *name, *value, msg[512], shown[SHOWN_MAX];
     size_t cap = 0;
     ssize_t n;
     int lineno = 0, rc = 0;
@@ -256,7 +292,8 @@ static int load_file(fm_config *cfg, const char *path, char *err, size_t errlen)
         }
         d = find_directive(name, strlen(name));
         if (d == NULL) {
-            rc = failf(err, errlen, "%s:%d: unknown directive \"%s\"", path, lineno, name);
+            rc = failf(err, errlen, "%s:%d: unknown directive \"%s\"", path, lineno,
+                       redact(name, shown, sizeof(shown)));
             break;
         }
         if (set_value(cfg, d, value, msg, sizeof(msg)) != 0) {
@@ -325,10 +362,95 @@ static int parse_db(const char *s, size_t n, int *db)
     return 0;
 }
 
-/* redis://[user:password@]host[:port][/db] or unix:///path[?db=N]. */
+/* Fails with why and the URL, never a piece of it on its own: a piece cut
+ * from a malformed URL can hold part of its password. */
+static int url_fail(const char *u, const char *why, char *err, size_t errlen)
+{
+    char shown[SHOWN_MAX];
+
+    return failf(err, errlen, "redis_url: %s \"%s\"", why, redact(u, shown, sizeof(shown)));
+}
+
+/* unix:///path[?db=N] */
+static int parse_unix_url(fm_config *cfg, const char *u, char *err, size_t errlen)
+{
+    const char *path = u + 7, *q = strchr(path, '?');
+    size_t n = q ? (size_t)(q - path) : strlen(path);
+
+    if (n == 0 || path[0] != '/')
+        return url_fail(u, "unix:// needs an absolute path, got", err, errlen);
+    if ((cfg->redis.path = pct_decode(path, n)) == NULL)
+        return url_fail(u, "bad percent-escape in the path of", err, errlen);
+    if (q && (strncmp(q, "?db=", 4) != 0 || parse_db(q + 4, strlen(q + 4), &cfg->redis_db) != 0))
+        return url_fail(u, "expected ?db=N after the path in", err, errlen);
+    return 0;
+}
+
+/* user:password in p[0..n), which ends at the URL's last '@'. The user name
+ * ends at the first ':'. An '@' or '/' in here can only be one the password
+ * meant and did not escape: refused rather than guessed at (the URL grammar
+ * has it escaped), and reported without showing where it was. */
+static int parse_userinfo(fm_config *cfg, const char *u, const char *p, size_t n,
+                          char *err, size_t errlen)
+{
+    const char *c = memchr(p, ':', n), *pw = c ? c + 1 : p;
+    size_t pwlen = n - (size_t)(pw - p);
+
+    if (memchr(p, '@', n) != NULL || memchr(p, '/', n) != NULL)
+        return url_fail(u, "'@' or '/' not written as %40 or %2F in the user name or password of",
+                        err, errlen);
+    if (c != NULL && c > p && (cfg->redis_user = pct_decode(p, (size_t)(c - p))) == NULL)
+        return url_fail(u, "bad percent-escape in the user name of", err, errlen);
+    if (pwlen > 0 && (cfg->redis_password = pct_decode(pw, pwlen)) == NULL)
+        return url_fail(u, "bad percent-escape in the password of", err, errlen);
+    return 0;
+}
+
+/* host[:port] in p[0..end), with the host possibly a [IPv6 address]. */
+static int parse_host_port(fm_config *cfg, const char *u, const char *p, const char *end,
+                           char *err, size_t errlen)
+{
+    const char *hostend, *colon;
+    char port[8];
+    int64_t v;
+    size_t n;
+
+    if (*p == '[') {
+        hostend = memchr(p, ']', (size_t)(end - p));
+        if (hostend == NULL)
+            return url_fail(u, "unterminated [IPv6 address] in", err, errlen);
+        cfg->redis.host = strndup(p + 1, (size_t)(hostend - p - 1));
+        colon = hostend + 1 < end && hostend[1] == ':' ? hostend + 1 : NULL;
+        if (hostend + 1 < end && colon == NULL)
+            return url_fail(u, "unexpected text after ] in", err, errlen);
+    } else {
+        colon = memchr(p, ':', (size_t)(end - p));
+        hostend = colon ? colon : end;
+        cfg->redis.host = pct_decode(p, (size_t)(hostend - p));
+    }
+    if (cfg->redis.host == NULL || cfg->redis.host[0] == '\0')
+        return url_fail(u, "missing host in", err, errlen);
+    cfg->redis.port = 6379;
+    if (colon == NULL)
+        return 0;
+    n = (size_t)(end - colon - 1);
+    if (n == 0 || n >= sizeof(port))
+        return url_fail(u, "bad port in", err, errlen);
+    memcpy(port, colon + 1, n);
+    port[n] = '\0';
+    if (parse_int(port, 10, &v) != 0 || v < 1 || v > 65535)
+        return url_fail(u, "bad port in", err, errlen);
+    cfg->redis.port = (int)v;
+    return 0;
+}
+
+/* redis://[user:password@]host[:port][/db] or unix:///path[?db=N]. The
+ * user info runs to the last '@', as redact() hides it: so the host, port
+ * and database never hold a piece of the password, and the daemon may log
+ * them. */
 static int parse_redis_url(fm_config *cfg, char *err, size_t errlen)
 {
-    const char *u = cfg->redis_url, *p, *at, *end, *hostend, *colon;
+    const char *u = cfg->redis_url, *p, *at, *end;
 
     free(cfg->redis.host);
     free(cfg->redis.path);
@@ -338,66 +460,25 @@ static int parse_redis_url(fm_config *cfg, char *err, size_t errlen)
     cfg->redis_user = cfg->redis_password = NULL;
     cfg->redis_db = 0;
 
-    if (strncmp(u, "unix://", 7) == 0) {
-        const char *q = strchr(u + 7, '?');
-        size_t n = q ? (size_t)(q - (u + 7)) : strlen(u + 7);
-
-        if (n == 0 || u[7] != '/')
-            return failf(err, errlen, "redis_url: unix:// needs an absolute path");
-        if ((cfg->redis.path = pct_decode(u + 7, n)) == NULL)
-            return failf(err, errlen, "redis_url: bad percent-escape in the path");
-        if (q && (strncmp(q, "?db=", 4) != 0 || parse_db(q + 4, strlen(q + 4), &cfg->redis_db) != 0))
-            return failf(err, errlen, "redis_url: expected ?db=N after the path");
-        return 0;
-    }
+    if (strncmp(u, "unix://", 7) == 0)
+        return parse_unix_url(cfg, u, err, errlen);
     if (strncmp(u, "rediss://", 9) == 0)
-        return failf(err, errlen, "redis_url: TLS (rediss://) is not supported: hiredis 0.14 has no TLS");
+        return failf(err, errlen,
+                     "redis_url: TLS (rediss://) is not supported: hiredis 0.14 has no TLS");
     if (strncmp(u, "redis://", 8) != 0)
-        return failf(err, errlen, "redis_url: expected redis://host[:port][/db] or unix:///path, got \"%s\"", u);
+        return url_fail(u, "expected redis://host[:port][/db] or unix:///path, got", err, errlen);
     p = u + 8;
-    end = p + strcspn(p, "/");
-    at = memchr(p, '@', (size_t)(end - p));
+    at = strrchr(p, '@');
     if (at != NULL) {
-        const char *c = memchr(p, ':', (size_t)(at - p));
-        const char *pw = c ? c + 1 : p;
-
-        if (c != NULL && c > p && (cfg->redis_user = pct_decode(p, (size_t)(c - p))) == NULL)
-            return failf(err, errlen, "redis_url: bad percent-escape in the user name");
-        if (at > pw && (cfg->redis_password = pct_decode(pw, (size_t)(at - pw))) == NULL)
-            return failf(err, errlen, "redis_url: bad percent-escape in the password");
+        if (parse_userinfo(cfg, u, p, (size_t)(at - p), err, errlen) != 0)
+            return -1;
         p = at + 1;
     }
-    if (*p == '[') {
-        hostend = memchr(p, ']', (size_t)(end - p));
-        if (hostend == NULL)
-            return failf(err, errlen, "redis_url: unterminated [IPv6 address]");
-        cfg->redis.host = strndup(p + 1, (size_t)(hostend - p - 1));
-        colon = hostend + 1 < end && hostend[1] == ':' ? hostend + 1 : NULL;
-        if (hostend + 1 < end && colon == NULL)
-            return failf(err, errlen, "redis_url: unexpected text after ]");
-    } else {
-        colon = memchr(p, ':', (size_t)(end - p));
-        hostend = colon ? colon : end;
-        cfg->redis.host = pct_decode(p, (size_t)(hostend - p));
-    }
-    if (cfg->redis.host == NULL || cfg->redis.host[0] == '\0')
-        return failf(err, errlen, "redis_url: missing host");
-    cfg->redis.port = 6379;
-    if (colon != NULL) {
-        int64_t port;
-        char tmp[8];
-        size_t n = (size_t)(end - colon - 1);
-
-        if (n == 0 || n >= sizeof(tmp))
-            return failf(err, errlen, "redis_url: bad port");
-        memcpy(tmp, colon + 1, n);
-        tmp[n] = '\0';
-        if (parse_int(tmp, 10, &port) != 0 || port < 1 || port > 65535)
-            return failf(err, errlen, "redis_url: bad port \"%s\"", tmp);
-        cfg->redis.port = (int)port;
-    }
+    end = p + strcspn(p, "/");
+    if (parse_host_port(cfg, u, p, end, err, errlen) != 0)
+        return -1;
     if (*end == '/' && parse_db(end + 1, strlen(end + 1), &cfg->redis_db) != 0)
-        return failf(err, errlen, "redis_url: bad database number \"%s\"", end + 1);
+        return url_fail(u, "bad database number in", err, errlen);
     return 0;
 }
 
@@ -429,7 +510,7 @@ static int read_password_file(fm_config *cfg, char *err, size_t errlen)
 static int parse_ids(const char *list, int groups, void **out, size_t *count,
                      char *err, size_t errlen)
 {
-    char *copy = strdup(list), *tok, *save = NULL;
+    char *copy = strdup(list), *tok, *save = NULL, shown[SHOWN_MAX];
     unsigned *ids = NULL;
     size_t n = 0;
 
@@ -453,7 +534,7 @@ static int parse_ids(const char *list, int groups, void **out, size_t *count,
             ids[n++] = getgrnam(tok)->gr_gid;
         } else {
             failf(err, errlen, "%s: unknown %s \"%s\"", groups ? "allow_gids" : "allow_uids",
-                  groups ? "group" : "user", tok);
+                  groups ? "group" : "user", redact(tok, shown, sizeof(shown)));
             free(copy);
             free(ids);
             return -1;
@@ -506,7 +587,7 @@ fm_config *fm_config_load(const fm_config_args *args, char *err, size_t errlen)
     fm_config *cfg = calloc(1, sizeof(*cfg));
     const char *env = getenv("REDIS_URL");
     const directive *url;
-    char msg[512];
+    char msg[512], shown[SHOWN_MAX];
 
     if (cfg == NULL) {
         failf(err, errlen, "out of memory");
@@ -523,7 +604,8 @@ fm_config *fm_config_load(const fm_config_args *args, char *err, size_t errlen)
         const directive *d = find_directive(args->names[i], strlen(args->names[i]));
 
         if (d == NULL) {
-            failf(err, errlen, "--%s: unknown directive", args->names[i]);
+            failf(err, errlen, "--%s: unknown directive",
+                  redact(args->names[i], shown, sizeof(shown)));
             goto fail;
         }
         if (set_value(cfg, d, args->values[i], msg, sizeof(msg)) != 0) {
@@ -607,6 +689,8 @@ static void usage(FILE *out)
 int fm_config_parse_args(int argc, char **argv, fm_config_args *args,
                          char *err, size_t errlen)
 {
+    char shown[SHOWN_MAX];
+
     memset(args, 0, sizeof(*args));
     args->names = calloc((size_t)argc, sizeof(char *));
     args->values = calloc((size_t)argc, sizeof(char *));
@@ -640,14 +724,15 @@ int fm_config_parse_args(int argc, char **argv, fm_config_args *args,
                 continue;
             }
             if (++i == argc)
-                return failf(err, errlen, "%s needs a value", a);
+                return failf(err, errlen, "%s needs a value", redact(a, shown, sizeof(shown)));
             args->names[args->nover] = strdup(a + 2);
             if (args->names[args->nover] == NULL)
                 return failf(err, errlen, "out of memory");
             args->values[args->nover++] = argv[i];
         } else {
             usage(stderr);
-            return failf(err, errlen, "unexpected argument \"%s\"", a);
+            return failf(err, errlen, "unexpected argument \"%s\"",
+                         redact(a, shown, sizeof(shown)));
         }
     }
     return 0;

@@ -549,6 +549,22 @@ START_TEST(test_command_line_through_the_binary)
 }
 END_TEST
 
+/* A frame's length is 32 bits, and so is the length the flush hands on. */
+START_TEST(test_max_output_bytes_fits_a_frame_length)
+{
+    static const char *const over[] = {"-t", "--max_output_bytes", "4294967296", NULL};
+    static const char *const max[] = {"-t", "--max_output_bytes", "4294967295", NULL};
+    fmt_proc p;
+
+    unsetenv("REDIS_URL");
+    ck_assert_int_eq(run_daemon(&p, over), 1);
+    ck_assert_msg(strstr(p.text[2], "max_output_bytes") != NULL, "stderr: %s", p.text[2]);
+    fmt_proc_free(&p);
+    ck_assert_msg(run_daemon(&p, max) == 0, "stderr: %s", p.text[2]);
+    fmt_proc_free(&p);
+}
+END_TEST
+
 /* ---- redis_url ---------------------------------------------------------- */
 
 START_TEST(test_redis_url_from_the_environment)
@@ -656,6 +672,138 @@ START_TEST(test_rediss_is_refused_as_tls_unsupported)
     static const char *const over[] = {"redis_url", "rediss://host:6380", NULL};
 
     expect_refused(NULL, over, "TLS", NULL);
+}
+END_TEST
+
+/* Malformed URLs holding the user "admin" and the password "Sup3rS3cret",
+ * sometimes split by an unescaped '/', ':' or '@'. Each must be refused
+ * with a message that names redis_url and holds no piece of the user info,
+ * however the parser cut the URL up. */
+static const char *const leaky_urls[] = {
+    "Redis://admin:Sup3rS3cret@host:6379/0",    /* the scheme's case */
+    "redis//:Sup3rS3cret@host:6379/0",          /* no "://" */
+    "http://admin:Sup3rS3cret@host",            /* another scheme */
+    "admin:Sup3rS3cret@host:6379",              /* none at all */
+    "redis://admin:Sup3r/S3cret@host:6379/0",   /* '/': "port" and "db" hold it */
+    "redis://admin:Sup3r@S3cret@host:6379/0",   /* '@': the "host" holds it */
+    "redis://admin:Sup3r:S3cret@host:6379/x",
+    "redis://admin:Sup3rS3cret@host:0/0",
+    "redis://admin:Sup3rS3cret@host:port",
+    "redis://admin:Sup3rS3cret@host/-1",
+    "redis://admin:Sup3rS3cret@",
+    "redis://admin:Sup3rS3cret@[::1",
+    "redis://ad%zzmin:Sup3rS3cret@host",
+    "redis://admin:Sup3r%4S3cret@host",
+};
+static const char *const url_secrets[] = {"admin", "Sup3r", "S3cret", NULL};
+#define NLEAKY (sizeof(leaky_urls) / sizeof(leaky_urls[0]))
+
+static void assert_no_secret(const char *text, const char *url, const char *how)
+{
+    for (size_t i = 0; url_secrets[i] != NULL; i++)
+        ck_assert_msg(strstr(text, url_secrets[i]) == NULL, "%s %s: \"%s\" printed in: %s",
+                      how, url, url_secrets[i], text);
+}
+
+/* fmredisd -t with args refuses the URL without printing its user info. */
+static void expect_quiet_refusal(const char *const *args, const char *url, const char *how)
+{
+    fmt_proc p;
+
+    ck_assert_msg(run_daemon(&p, args) == 1, "%s %s accepted: %s", how, url, p.text[1]);
+    ck_assert_msg(strstr(p.text[2], "redis_url") != NULL, "%s %s: %s", how, url, p.text[2]);
+    assert_no_secret(p.text[1], url, how);
+    assert_no_secret(p.text[2], url, how);
+    fmt_proc_free(&p);
+}
+
+START_TEST(test_url_password_not_in_messages_from_the_parser)
+{
+    for (size_t i = 0; i < NLEAKY; i++) {
+        const char *over[] = {"redis_url", leaky_urls[i], NULL};
+        char *text = wire_strf("# one\nredis_url %s\n", leaky_urls[i]);
+        char *path = write_file("leaky.conf", text), err[600];
+
+        unsetenv("REDIS_URL");
+        ck_assert_ptr_null(load_args(path, NULL, err, sizeof(err)));
+        ck_assert_msg(strstr(err, ":2: redis_url") != NULL, "file: %s", err);
+        assert_no_secret(err, leaky_urls[i], "file");
+        ck_assert_ptr_null(load_args(NULL, over, err, sizeof(err)));
+        ck_assert_msg(strstr(err, "redis_url") != NULL, "--redis_url: %s", err);
+        assert_no_secret(err, leaky_urls[i], "--redis_url");
+        setenv("REDIS_URL", leaky_urls[i], 1);
+        ck_assert_ptr_null(load_args(NULL, NULL, err, sizeof(err)));
+        ck_assert_msg(strstr(err, "$REDIS_URL: redis_url") != NULL, "$REDIS_URL: %s", err);
+        assert_no_secret(err, leaky_urls[i], "$REDIS_URL");
+        free(path);
+        free(text);
+    }
+    unsetenv("REDIS_URL");
+}
+END_TEST
+
+/* What is left of a redacted URL still says where the error is. (Not
+ * expect_refused: its needles take '@' for the file's path.) */
+START_TEST(test_url_messages_show_the_url_without_its_user_info)
+{
+    static const char *const cases[][2] = {
+        {"Redis://admin:Sup3rS3cret@host:6379/0", "\"Redis://***@host:6379/0\""},
+        {"redis//:Sup3rS3cret@host:6379/0", "\"***@host:6379/0\""},
+        {"redis://a:b/c@host:6379/x", "\"redis://***@host:6379/x\""},
+        {"redis://host:port", "\"redis://host:port\""},   /* no user info: whole */
+    };
+    char err[600];
+
+    unsetenv("REDIS_URL");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *over[] = {"redis_url", cases[i][0], NULL};
+
+        ck_assert_ptr_null(load_args(NULL, over, err, sizeof(err)));
+        ck_assert_msg(strstr(err, cases[i][1]) != NULL, "message \"%s\" lacks %s", err,
+                      cases[i][1]);
+    }
+}
+END_TEST
+
+START_TEST(test_url_password_not_printed_from_the_file)
+{
+    unsetenv("REDIS_URL");
+    for (size_t i = 0; i < NLEAKY; i++) {
+        char *text = wire_strf("redis_url %s\n", leaky_urls[i]);
+        char *path = write_file("leaky.conf", text);
+        const char *const args[] = {"-t", "-c", path, NULL};
+
+        expect_quiet_refusal(args, leaky_urls[i], "-c");
+        free(path);
+        free(text);
+    }
+}
+END_TEST
+
+START_TEST(test_url_password_not_printed_from_the_command_line)
+{
+    unsetenv("REDIS_URL");
+    for (size_t i = 0; i < NLEAKY; i++) {
+        const char *const args[] = {"-t", "--redis_url", leaky_urls[i], NULL};
+        char *joined = wire_strf("--redis_url=%s", leaky_urls[i]);
+        const char *const args_eq[] = {"-t", joined, NULL};
+
+        expect_quiet_refusal(args, leaky_urls[i], "--redis_url");
+        expect_quiet_refusal(args_eq, leaky_urls[i], "--redis_url=");
+        free(joined);
+    }
+}
+END_TEST
+
+START_TEST(test_url_password_not_printed_from_the_environment)
+{
+    static const char *const args[] = {"-t", NULL};
+
+    for (size_t i = 0; i < NLEAKY; i++) {
+        setenv("REDIS_URL", leaky_urls[i], 1);
+        expect_quiet_refusal(args, leaky_urls[i], "$REDIS_URL");
+    }
+    unsetenv("REDIS_URL");
 }
 END_TEST
 
@@ -862,6 +1010,50 @@ START_TEST(test_sighup_reloads_and_keeps_going_after_a_broken_file)
 }
 END_TEST
 
+/* A daemon whose URL holds a password, reloaded with each malformed URL in
+ * turn: neither its start, its Redis link nor the failed reloads log any
+ * piece of the user info. */
+START_TEST(test_sighup_reload_does_not_log_the_url_password)
+{
+    char *sock = path_of("hup.sock"), *conf, *text;
+    const char *argv[] = {fmt_daemon_path(), "-c", NULL, NULL};
+    fmt_proc p;
+
+    unsetenv("REDIS_URL");
+    /* Port 1 refuses at once: the link logs its failures meanwhile. */
+    text = wire_strf("socket %s\nredis_url redis://admin:Sup3rS3cret@127.0.0.1:1/0\n", sock);
+    conf = write_file("hup.conf", text);
+    free(text);
+    argv[2] = conf;
+    ck_assert_int_eq(fmt_proc_start(&p, argv, NULL, NULL), 0);
+    ck_assert_msg(fmt_wait_until(fmt_socket_accepts, sock, RUN_MS), "the daemon did not start");
+
+    for (size_t i = 0; i < NLEAKY; i++) {
+        /* i comment lines first, so each failure names a line of its own. */
+        char *want = wire_strf("%s:%zu: redis_url", conf, i + 2);
+        char *comments = calloc(i + 1, 2);
+
+        ck_assert_ptr_nonnull(comments);
+        for (size_t j = 0; j < i; j++)
+            memcpy(comments + 2 * j, "#\n", 2);
+        text = wire_strf("%ssocket %s\nredis_url %s\n", comments, sock, leaky_urls[i]);
+        free(write_file("hup.conf", text));
+        ck_assert_int_eq(kill(p.pid, SIGHUP), 0);
+        ck_assert_msg(fmt_proc_expect(&p, 2, want, RUN_MS), "no failed reload of %s: %s",
+                      leaky_urls[i], p.text[2]);
+        free(comments);
+        free(text);
+        free(want);
+    }
+    ck_assert_int_eq(kill(p.pid, SIGTERM), 0);
+    ck_assert_int_eq(fmt_proc_wait(&p, RUN_MS), 0);
+    assert_no_secret(p.text[2], "(the daemon's log)", "SIGHUP");
+    fmt_proc_free(&p);
+    free(conf);
+    free(sock);
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------- */
 
 static TCase *tcase(Suite *s, const char *name)
@@ -898,12 +1090,18 @@ Suite *fm_suite_config(void)
     tcase_add_test(tc, test_command_line_wins_over_the_file);
     tcase_add_test(tc, test_bad_command_line_values_are_refused);
     tcase_add_test(tc, test_command_line_through_the_binary);
+    tcase_add_test(tc, test_max_output_bytes_fits_a_frame_length);
 
     tc = tcase(s, "redis_url");
     tcase_add_test(tc, test_redis_url_from_the_environment);
     tcase_add_test(tc, test_redis_url_forms);
     tcase_add_test(tc, test_bad_redis_urls_are_refused);
     tcase_add_test(tc, test_rediss_is_refused_as_tls_unsupported);
+    tcase_add_test(tc, test_url_password_not_in_messages_from_the_parser);
+    tcase_add_test(tc, test_url_messages_show_the_url_without_its_user_info);
+    tcase_add_test(tc, test_url_password_not_printed_from_the_file);
+    tcase_add_test(tc, test_url_password_not_printed_from_the_command_line);
+    tcase_add_test(tc, test_url_password_not_printed_from_the_environment);
     tcase_add_test(tc, test_redis_password_file);
 
     tc = tcase(s, "high_availability");
@@ -915,5 +1113,6 @@ Suite *fm_suite_config(void)
 
     tc = tcase(s, "reload");
     tcase_add_test(tc, test_sighup_reloads_and_keeps_going_after_a_broken_file);
+    tcase_add_test(tc, test_sighup_reload_does_not_log_the_url_password);
     return s;
 }
