@@ -105,9 +105,17 @@ check: deps
 	@t0=$$(date +%s); $(MAKE) bench-smoke \
 	    && echo "== bench-smoke: $$(($$(date +%s) - t0)) s"
 
-test: all $(TESTS)
+test: all $(TESTS) $(STALL)
 	FMREDISD=$(abspath $(DAEMON)) FMREDIS_CLI=$(abspath $(CLI)) \
-	    FM_SRCDIR=$(CURDIR) $(TESTS)
+	    FM_STALL_LIB=$(abspath $(STALL)) FM_SRCDIR=$(CURDIR) $(TESTS)
+
+# A test-only LD_PRELOAD library (tests/stall/stall.c) that holds a daemon
+# still at a chosen moment. Never sanitized, whatever SAN says: it is
+# preloaded into daemons that may be.
+STALL = build/fm-stall.so
+$(STALL): tests/stall/stall.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -shared -fPIC $< -o $@ -ldl
 
 # ---- The test suite under ASan and UBSan --------------------------------
 #
@@ -149,9 +157,10 @@ check-san:
 VG_LOGS = $(abspath build/valgrind)
 VG_SLOW = 10
 
-valgrind: all $(TESTS)
+valgrind: all $(TESTS) $(STALL)
 	rm -rf $(VG_LOGS) && mkdir -p $(VG_LOGS)
 	@FMREDISD=$(CURDIR)/tests/valgrind-fmredisd FM_VALGRIND_LOGS=$(VG_LOGS) \
+	    FM_STALL_LIB=$(abspath $(STALL)) \
 	    FM_VALGRIND_DAEMON=$(abspath $(DAEMON)) CK_TIMEOUT_MULTIPLIER=$(VG_SLOW) \
 	    FMREDIS_CLI=$(abspath $(CLI)) FM_SRCDIR=$(CURDIR) $(TESTS); rc=$$?; \
 	bad=0; runs=0; unchecked=""; \

@@ -152,12 +152,30 @@ void fm_req_expire(fm_req *req)
                     (long long)req->srv->cfg->request_timeout_ms);
 }
 
+int fm_req_listening(const fm_req *req)
+{
+    return !req->answered && req->conn != NULL && fm_conn_alive(req->conn);
+}
+
+void fm_req_drop(fm_req *req)
+{
+    settle(req);
+    fm_req_done(req);
+}
+
 fm_conn *fm_req_ok_start(fm_req *req)
 {
     fm_conn *conn = req->conn;
 
-    if (req->answered || conn == NULL || !fm_conn_alive(conn))
+    if (req->answered)
         return NULL;
+    /* Its connection is on its way out (doomed: closed at the end of this
+     * turn): the request is over now, as it would be then, so that whoever
+     * answers it in a loop sees it leave its list. */
+    if (!fm_req_listening(req)) {
+        fm_req_drop(req);
+        return NULL;
+    }
     req->reply_start = fm_reply_ok_start(conn, req->id, req->idlen);
     return conn;
 }
@@ -271,17 +289,24 @@ static void submitted(fm_req *req, fm_cmd *cmd)
         fm_req_deadline(req, (uint64_t)req->srv->cfg->request_timeout_ms);
 }
 
+void fm_req_read(fm_req *req, size_t reads, int argc, const char **argv, const size_t *lens,
+                 fm_req_reply_cb *on_reply)
+{
+    req->on_reply = on_reply;
+    submitted(req, fm_link_command(req->srv->link, req->conn->flow, reads, argc, argv, lens,
+                                   on_command_reply, req));
+}
+
 void fm_req_command(fm_req *req, int argc, const char **argv, const size_t *lens,
                     fm_req_reply_cb *on_reply)
 {
-    req->on_reply = on_reply;
-    submitted(req, fm_link_command(req->srv->link, argc, argv, lens, on_command_reply, req));
+    fm_req_read(req, 0, argc, argv, lens, on_reply);
 }
 
 void fm_req_script(fm_req *req, fm_script *script, int nkeys, int argc,
                    const char **argv, const size_t *lens, fm_req_reply_cb *on_reply)
 {
     req->on_reply = on_reply;
-    submitted(req, fm_link_script(req->srv->link, script, nkeys, argc, argv, lens,
-                                  on_command_reply, req));
+    submitted(req, fm_link_script(req->srv->link, req->conn->flow, script, nkeys, argc, argv,
+                                  lens, on_command_reply, req));
 }

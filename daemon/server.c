@@ -277,6 +277,17 @@ static void on_sub_subscribed(const char *channel, size_t clen, void *arg)
     fm_wake_subscribed(srv->wake, channel, clen);
 }
 
+static void on_sub_refused(const char *channel, size_t clen, const char *why, void *arg)
+{
+    fm_server *srv = arg;
+    const char *rc = srv->cfg->lock_release_channel;
+
+    if (strlen(rc) == clen && memcmp(rc, channel, clen) == 0)
+        fm_log_error("lock_release_channel %s: %s; waiting acquires fall back to their "
+                     "retry timers", rc, why);
+    fm_wake_refused(srv->wake, channel, clen, why);
+}
+
 static void on_sub_down(void *arg)
 {
     fm_server *srv = arg;
@@ -313,7 +324,7 @@ int fm_server_start(fm_server *srv)
     if (srv->locks == NULL || srv->wake == NULL)
         return -1;
     fm_link_set_sub_handler(srv->link, &(fm_link_sub_handler){
-        on_sub_message, on_sub_subscribed, on_sub_down, srv});
+        on_sub_message, on_sub_subscribed, on_sub_refused, on_sub_down, srv});
     return fm_link_start(srv->link);
 }
 

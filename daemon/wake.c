@@ -7,23 +7,35 @@
  * every wake published after the reply is delivered.
  *
  * The lock service keeps lock_release_channel subscribed for the daemon's
- * whole life, so no wake channel is ever the last one (see lock.c). */
+ * whole life, so no wake channel is ever the last one (see lock.c).
+ *
+ * A wake is built once and shared by every subscriber's output (outq.h): a
+ * large payload published by anyone with access to Redis costs its size
+ * once, not once per subscriber. Channels are found through a keyed hash
+ * (map.h), however many a client makes. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "log.h"
+#include "map.h"
 #include "ops.h"
 #include "scripts.h"
 #include "wake.h"
 
-typedef struct wsub {
+/* One connection's subscription to one channel: on the channel's list
+ * (delivery) and on the connection's (lookup, close). */
+typedef struct fm_wake_sub wsub;
+struct fm_wake_sub {
     fm_conn *conn;
-    struct wsub *next;
+    struct wchan *chan;
+    wsub *prev, *next;              /* chan->subs */
+    wsub *conn_prev, *conn_next;    /* conn->wake_subs */
     int awaiting_up;
     size_t glen;                    /* 0: no group */
     char group[FM_NAME_MAX + 1];
-} wsub;
+};
 
 typedef struct wgroup {
     struct wgroup *next;
@@ -34,12 +46,12 @@ typedef struct wgroup {
 
 typedef struct pending {
     fm_req *req;
-    struct pending *next;
-    struct wchan *chan;
+    struct pending *prev, *next;    /* chan->waiting */
+    struct wchan *chan;             /* NULL once off the list */
 } pending;
 
 typedef struct wchan {
-    struct wchan *next;
+    fm_map_node node;               /* ws->chans, by name */
     wsub *subs;
     wgroup *groups;
     pending *waiting;               /* subscribes to answer on confirmation */
@@ -49,7 +61,7 @@ typedef struct wchan {
 
 struct fm_wake_service {
     fm_server *srv;
-    wchan *chans;
+    fm_map chans;
     fm_script signal_many;
     fm_buf frame;                   /* scratch for events sent to many */
 };
@@ -76,10 +88,9 @@ static void put_payload(fm_buf *b, const char *id, size_t len, int64_t ts)
 
 static wchan *find_chan(fm_wake_service *ws, const char *name, size_t len)
 {
-    for (wchan *c = ws->chans; c != NULL; c = c->next)
-        if (c->len == len && memcmp(c->name, name, len) == 0)
-            return c;
-    return NULL;
+    fm_map_node *n = fm_map_find(&ws->chans, name, len);
+
+    return n != NULL ? fm_map_entry(n, wchan, node) : NULL;
 }
 
 /* ---- delivery ---- */
@@ -130,11 +141,11 @@ static int build_wake(fm_wake_service *ws, const wchan *c, const char *payload, 
     return 0;
 }
 
-static void deliver(fm_wake_service *ws, wchan *c)
+static void deliver(wchan *c, fm_shared *f)
 {
     for (wsub *s = c->subs; s != NULL; s = s->next)
         if (s->glen == 0)
-            fm_conn_send(s->conn, ws->frame.data, ws->frame.len);
+            fm_conn_send_shared(s->conn, f);
     for (wgroup *g = c->groups; g != NULL; g = g->next) {
         size_t members = 0, pick;
         wsub *s;
@@ -146,7 +157,7 @@ static void deliver(fm_wake_service *ws, wchan *c)
         pick = (size_t)(g->turn++ % members);
         for (s = c->subs; s != NULL; s = s->next) {
             if (s->glen == g->len && memcmp(s->group, g->name, g->len) == 0 && pick-- == 0) {
-                fm_conn_send(s->conn, ws->frame.data, ws->frame.len);
+                fm_conn_send_shared(s->conn, f);
                 break;
             }
         }
@@ -157,14 +168,17 @@ void fm_wake_message(fm_wake_service *ws, const char *channel, size_t clen,
                      const char *payload, size_t plen)
 {
     wchan *c = find_chan(ws, channel, clen);
+    fm_shared *f;
 
     if (c == NULL || c->subs == NULL)
         return;
-    if (build_wake(ws, c, payload, plen) != 0) {
+    if (build_wake(ws, c, payload, plen) != 0 ||
+        (f = fm_shared_create(ws->frame.data, ws->frame.len)) == NULL) {
         fm_log_error("out of memory building a wake event");
         return;
     }
-    deliver(ws, c);
+    deliver(c, f);
+    fm_shared_unref(f);
 }
 
 static void answer_subscribe(fm_req *req, const wchan *c)
@@ -177,14 +191,41 @@ static void answer_subscribe(fm_req *req, const wchan *c)
     fm_req_ok_finish(req);
 }
 
+static void chan_release(fm_wake_service *ws, wchan *c);
+
+/* Takes a waiting subscribe off its channel's list; returns the channel. */
+static wchan *pending_detach(pending *p)
+{
+    wchan *c = p->chan;
+
+    if (c == NULL)
+        return NULL;
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else
+        c->waiting = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+    p->chan = NULL;
+    return c;
+}
+
+
 void fm_wake_subscribed(fm_wake_service *ws, const char *channel, size_t clen)
 {
     wchan *c = find_chan(ws, channel, clen);
+    pending *p;
 
     if (c == NULL)
         return;
-    while (c->waiting != NULL)
-        answer_subscribe(c->waiting->req, c);
+    /* Each request leaves the list before it is answered: answering may
+     * drop it instead (its connection is doomed), and the loop must end
+     * whatever the answer did. */
+    while ((p = c->waiting) != NULL) {
+        pending_detach(p);
+        answer_subscribe(p->req, c);
+    }
     for (wsub *s = c->subs; s != NULL; s = s->next) {
         if (!s->awaiting_up)
             continue;
@@ -192,12 +233,15 @@ void fm_wake_subscribed(fm_wake_service *ws, const char *channel, size_t clen)
         if (--s->conn->wake_awaiting_up == 0)
             send_state(ws, s->conn, "up");
     }
+    /* Everyone who asked may have left (or unsubscribed) meanwhile. */
+    chan_release(ws, c);
 }
 
 void fm_wake_link_down(fm_wake_service *ws)
 {
+    for (fm_map_node *n = fm_map_first(&ws->chans); n != NULL; n = fm_map_after(&ws->chans, n)) {
+        wchan *c = fm_map_entry(n, wchan, node);
 
-    for (wchan *c = ws->chans; c != NULL; c = c->next) {
         for (wsub *s = c->subs; s != NULL; s = s->next) {
             if (s->awaiting_up)
                 continue;
@@ -251,63 +295,125 @@ static void groups_prune(wchan *c)
 static void chan_release(fm_wake_service *ws, wchan *c)
 {
     const char *keep = ws->srv->cfg->lock_release_channel;
-    wchan **pc;
 
     if (c->subs != NULL || c->waiting != NULL)
         return;
     /* The lock service's channel stays subscribed whatever wake does. */
     if (strlen(keep) != c->len || memcmp(keep, c->name, c->len) != 0)
         fm_link_unsubscribe(ws->srv->link, c->name, c->len);
-    for (pc = &ws->chans; *pc != c; pc = &(*pc)->next)
-        ;
-    *pc = c->next;
+    fm_map_remove(&ws->chans, &c->node);
     groups_prune(c);
     free(c);
 }
 
-static void sub_remove(fm_wake_service *ws, wchan *c, fm_conn *conn)
+static wsub *sub_find(const fm_conn *conn, const wchan *c)
 {
-    for (wsub **ps = &c->subs; *ps != NULL; ps = &(*ps)->next) {
-        wsub *s = *ps;
+    wsub *s;
 
-        if (s->conn != conn)
-            continue;
-        *ps = s->next;
-        if (s->awaiting_up)
-            conn->wake_awaiting_up--;
-        conn->subscriptions--;
-        free(s);
-        groups_prune(c);
-        return;
-    }
+    for (s = conn->wake_subs; s != NULL && s->chan != c; s = s->conn_next)
+        ;
+    return s;
 }
 
-static void pending_unlink(fm_req *req)
+static wsub *sub_add(fm_conn *conn, wchan *c)
 {
-    pending *p = req->data;
-    pending **pp;
+    wsub *s = calloc(1, sizeof(*s));
 
-    if (p == NULL || p->chan == NULL)
-        return;
-    for (pp = &p->chan->waiting; *pp != NULL && *pp != p; pp = &(*pp)->next)
-        ;
-    if (*pp == p)
-        *pp = p->next;
-    p->chan = NULL;
+    if (s == NULL)
+        return NULL;
+    s->conn = conn;
+    s->chan = c;
+    s->next = c->subs;
+    if (c->subs != NULL)
+        c->subs->prev = s;
+    c->subs = s;
+    s->conn_next = conn->wake_subs;
+    if (conn->wake_subs != NULL)
+        conn->wake_subs->conn_prev = s;
+    conn->wake_subs = s;
+    return s;
+}
+
+static void sub_remove(wsub *s)
+{
+    fm_conn *conn = s->conn;
+    wchan *c = s->chan;
+
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        c->subs = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    if (s->conn_prev != NULL)
+        s->conn_prev->conn_next = s->conn_next;
+    else
+        conn->wake_subs = s->conn_next;
+    if (s->conn_next != NULL)
+        s->conn_next->conn_prev = s->conn_prev;
+    if (s->awaiting_up)
+        conn->wake_awaiting_up--;
+    free(s);
+    groups_prune(c);
+}
+
+/* Ends conn's subscription to c, if it has one; c goes when unwanted. */
+static void unsubscribe(fm_wake_service *ws, fm_conn *conn, wchan *c)
+{
+    wsub *s = conn != NULL ? sub_find(conn, c) : NULL;
+
+    if (s != NULL)
+        sub_remove(s);
+    chan_release(ws, c);
+}
+
+/* The request is over (answered, failed, or its connection gone): the
+ * channel goes too when nobody else wants it. */
+static void pending_settled(fm_req *req)
+{
+    wchan *c = req->data != NULL ? pending_detach(req->data) : NULL;
+
+    if (c != NULL)
+        chan_release(req->srv->wake, c);
+}
+
+/* Fails a waiting subscribe: the client learns it is not subscribed, and
+ * it is not. Returns its channel, which the caller releases when done. */
+static wchan *fail_pending(fm_req *req, fm_errcode code, const char *why)
+{
+    wchan *c = pending_detach(req->data);
+    wsub *s = req->conn != NULL ? sub_find(req->conn, c) : NULL;
+
+    fm_req_fail(req, code, "%s", why);
+    if (s != NULL)
+        sub_remove(s);
+    return c;
 }
 
 static void subscribe_expired(fm_req *req)
 {
-    pending *p = req->data;
-    fm_wake_service *ws = req->srv->wake;
-    wchan *c = p->chan;
+    char why[96];
 
-    /* The client learns it is not subscribed, and it is not. */
-    pending_unlink(req);
-    if (req->conn != NULL)
-        sub_remove(ws, c, req->conn);
-    fm_req_fail(req, FM_E_REDIS_UNAVAILABLE, "Redis did not confirm the subscription within %lld ms",
-                (long long)req->srv->cfg->request_timeout_ms);
+    snprintf(why, sizeof(why), "Redis did not confirm the subscription within %lld ms",
+             (long long)req->srv->cfg->request_timeout_ms);
+    chan_release(req->srv->wake, fail_pending(req, FM_E_REDIS_UNAVAILABLE, why));
+}
+
+void fm_wake_refused(fm_wake_service *ws, const char *channel, size_t clen, const char *why)
+{
+    wchan *c = find_chan(ws, channel, clen);
+    char msg[300];
+
+    if (c == NULL)
+        return;
+    snprintf(msg, sizeof(msg), "Redis refused the subscription: %s", why);
+    while (c->waiting != NULL)
+        fail_pending(c->waiting->req, FM_E_REDIS_ERROR, msg);
+    if (c->subs != NULL)
+        fm_log_warn("wake channel %.*s: %s; its subscribers get no more wakes", (int)clen,
+                    channel, msg);
+    while (c->subs != NULL)
+        sub_remove(c->subs);
     chan_release(ws, c);
 }
 
@@ -334,9 +440,9 @@ void fm_wake_subscribe(fm_req *req, const fm_request *msg)
     char name[FM_KEY_MAX + 1], group[FM_NAME_MAX + 1];
     size_t len, glen = 0;
     fm_proto_err err;
+    pending *p;
     wchan *c;
     wsub *s;
-    pending *p;
     int rc;
 
     if (channel_arg(req, msg, name, &len) != 0)
@@ -345,6 +451,8 @@ void fm_wake_subscribe(fm_req *req, const fm_request *msg)
         fm_req_fail(req, err.code, "%s", err.msg);
         return;
     }
+    if ((p = fm_req_data(req, sizeof(*p))) == NULL)
+        return;
     c = find_chan(ws, name, len);
     if (c == NULL) {
         c = calloc(1, sizeof(*c) + len + 1);
@@ -354,22 +462,17 @@ void fm_wake_subscribe(fm_req *req, const fm_request *msg)
         }
         memcpy(c->name, name, len + 1);
         c->len = len;
-        c->next = ws->chans;
-        ws->chans = c;
-    }
-    for (s = c->subs; s != NULL && s->conn != req->conn; s = s->next)
-        ;
-    if (s == NULL) {
-        s = calloc(1, sizeof(*s));
-        if (s == NULL) {
+        if (fm_map_insert(&ws->chans, &c->node, c->name, c->len) != 0) {
+            free(c);
             fm_req_fail(req, FM_E_INTERNAL, "out of memory");
-            chan_release(ws, c);
             return;
         }
-        s->conn = req->conn;
-        s->next = c->subs;
-        c->subs = s;
-        req->conn->subscriptions++;
+    }
+    s = sub_find(req->conn, c);
+    if (s == NULL && (s = sub_add(req->conn, c)) == NULL) {
+        fm_req_fail(req, FM_E_INTERNAL, "out of memory");
+        chan_release(ws, c);
+        return;
     }
     /* Subscribing again replaces the group. */
     memcpy(s->group, group, glen);
@@ -383,19 +486,17 @@ void fm_wake_subscribe(fm_req *req, const fm_request *msg)
         return;
     }
     if (rc < 0) {
-        sub_remove(ws, c, req->conn);
         fm_req_fail(req, FM_E_INTERNAL, "out of memory");
-        chan_release(ws, c);
+        unsubscribe(ws, req->conn, c);
         return;
     }
-    p = fm_req_data(req, sizeof(*p));
-    if (p == NULL)
-        return;
     p->req = req;
     p->chan = c;
     p->next = c->waiting;
+    if (c->waiting != NULL)
+        c->waiting->prev = p;
     c->waiting = p;
-    req->on_settle = pending_unlink;
+    req->on_settle = pending_settled;
     req->on_timer = subscribe_expired;
     fm_req_deadline(req, (uint64_t)req->srv->cfg->request_timeout_ms);
 }
@@ -410,11 +511,8 @@ void fm_wake_unsubscribe(fm_req *req, const fm_request *msg)
 
     if (channel_arg(req, msg, name, &len) != 0)
         return;
-    c = find_chan(ws, name, len);
-    if (c != NULL) {
-        sub_remove(ws, c, req->conn);
-        chan_release(ws, c);
-    }
+    if ((c = find_chan(ws, name, len)) != NULL)
+        unsubscribe(ws, req->conn, c);
     conn = fm_req_ok_start(req);
     if (conn == NULL)
         return;
@@ -424,13 +522,10 @@ void fm_wake_unsubscribe(fm_req *req, const fm_request *msg)
 
 void fm_wake_conn_closed(fm_wake_service *ws, fm_conn *conn)
 {
-    wchan *c, *next;
+    while (conn->wake_subs != NULL) {
+        wchan *c = conn->wake_subs->chan;
 
-    if (ws == NULL)
-        return;
-    for (c = ws->chans; c != NULL && conn->subscriptions > 0; c = next) {
-        next = c->next;
-        sub_remove(ws, c, conn);
+        sub_remove(conn->wake_subs);
         chan_release(ws, c);
     }
 }
@@ -548,15 +643,12 @@ void fm_wake_service_free(fm_wake_service *ws)
 {
     if (ws == NULL)
         return;
-    while (ws->chans != NULL) {
-        wchan *c = ws->chans;
-        ws->chans = c->next;
-        while (c->subs != NULL) {
-            wsub *s = c->subs;
-            c->subs = s->next;
-            free(s);
-        }
-        c->subs = NULL;
+    for (fm_map_node *n; (n = fm_map_first(&ws->chans)) != NULL;) {
+        wchan *c = fm_map_entry(n, wchan, node);
+
+        fm_map_remove(&ws->chans, n);
+        while (c->subs != NULL)
+            sub_remove(c->subs);
         groups_prune(c);
         free(c);
     }

@@ -1,7 +1,7 @@
 /* main.c -- runs the suites of the test binary.
  *
  * FM_SUITE=name runs one suite only (proto, config, ops, errors, link, examples,
- * locks, faults, load);
+ * locks, faults, load, hostile);
  * CK_RUN_CASE, CK_FORK and CK_VERBOSITY work as Check documents them. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +22,7 @@ static const struct {
     {"locks", fm_suite_locks},
     {"faults", fm_suite_faults},
     {"load", fm_suite_load},
+    {"hostile", fm_suite_hostile},
 };
 
 int main(void)

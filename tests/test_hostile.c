@@ -1,0 +1,574 @@
+/* test_hostile.c -- what an outside review found by reading the daemon as
+ * a hostile client would, each defect replayed against a real redis-server
+ * and fmredisd through the raw protocol.
+ *
+ * Every test here failed on the daemon before its fix. Most of them make a
+ * race deterministic instead of hoping to hit it: Redis is held still with
+ * DEBUG SLEEP, or the daemon with SIGSTOP, while the test lines events up
+ * behind them, so that they arrive in one read or one loop turn.
+ *
+ * Each test starts its own servers in its body, so that they die with the
+ * test's process even when an assertion fails. */
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+
+#include "fm_tests.h"
+#include "harness.h"
+#include "wire.h"
+
+#define TCASE_TIMEOUT 60
+#define ANSWER_MS 2000          /* a reply that waits for nothing, on a busy machine */
+#define SETTLE_MS 10000         /* for the daemon's state to come back */
+
+static const char *const debug_redis[] = {"--enable-debug-command", "yes", NULL};
+
+/* ---- Redis-side helpers --------------------------------------------------- */
+
+static redisContext *redis_open(const fmt_redis *srv)
+{
+    redisContext *r = fmt_redis_connect(srv);
+
+    ck_assert_msg(r != NULL, "cannot connect to redis at %s", srv->sock);
+    return r;
+}
+
+static redisReply *redis_ok(redisContext *r, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *rep;
+
+    va_start(ap, fmt);
+    rep = redisvCommand(r, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(rep != NULL && rep->type != REDIS_REPLY_ERROR, "redis %s: %s", fmt,
+                  rep == NULL ? "no reply" : rep->str);
+    return rep;
+}
+
+static long long redis_int(redisContext *r, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *rep;
+    long long v;
+
+    va_start(ap, fmt);
+    rep = redisvCommand(r, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(rep != NULL && rep->type == REDIS_REPLY_INTEGER, "redis %s: %s", fmt,
+                  rep == NULL ? "no reply" : rep->type == REDIS_REPLY_ERROR ? rep->str
+                                                                            : "not an integer");
+    v = rep->integer;
+    freeReplyObject(rep);
+    return v;
+}
+
+/* How many channels matching pattern Redis has subscribers for. */
+static long long channels_matching(redisContext *r, const char *pattern)
+{
+    redisReply *rep = redis_ok(r, "PUBSUB CHANNELS %s", pattern);
+    long long n = (long long)rep->elements;
+
+    freeReplyObject(rep);
+    return n;
+}
+
+/* ---- daemon-side helpers -------------------------------------------------- */
+
+typedef struct stat_want {
+    const char *sock;
+    const char *name;
+    long long want;
+} stat_want;
+
+static int stat_is(void *arg)
+{
+    const stat_want *w = arg;
+    int fd = wire_connect(w->sock);
+    long long v = wire_stats_int(fd, w->name);
+
+    close(fd);
+    return v == w->want;
+}
+
+static void await_stat(const char *sock, const char *name, long long want)
+{
+    stat_want w = {sock, name, want};
+
+    ck_assert_msg(fmt_wait_until(stat_is, &w, SETTLE_MS), "stats %s did not become %lld",
+                  name, want);
+}
+
+/* ---- 1. a doomed subscriber's confirmation must not spin the loop -------- */
+
+/* Sends a command and does not wait for its reply. */
+static void redis_send_only(redisContext *r, const char *fmt, ...)
+{
+    va_list ap;
+    int done = 0;
+
+    va_start(ap, fmt);
+    ck_assert_int_eq(redisvAppendCommand(r, fmt, ap), REDIS_OK);
+    va_end(ap);
+    while (!done)
+        ck_assert_int_eq(redisBufferWrite(r, &done), REDIS_OK);
+}
+
+/* Waits until Redis stops answering (a DEBUG SLEEP sent before has begun):
+ * a PING on a fresh connection that gets no answer within 100 ms. */
+static void await_redis_asleep(const fmt_redis *srv)
+{
+    int64_t end = fmt_now_ms() + SETTLE_MS;
+
+    for (;;) {
+        redisContext *probe = redis_open(srv);
+        struct pollfd pfd = {probe->fd, POLLIN, 0};
+        int answered;
+
+        redis_send_only(probe, "PING");
+        answered = poll(&pfd, 1, 100) > 0;
+
+        redisFree(probe);
+        if (!answered)
+            return;
+        ck_assert_msg(fmt_now_ms() < end, "Redis did not begin its DEBUG SLEEP");
+    }
+}
+
+/* A subscriber that overflows max_output_bytes is doomed, and closed at the
+ * end of the loop turn. If the confirmation of another wake.subscribe of
+ * its arrives in that same turn, its answer cannot be queued: the loop that
+ * answered waiting subscribes used to spin forever on it, at 100 % CPU,
+ * and no other client was ever answered again.
+ *
+ * Redis is put to sleep so that the overflowing wake and the confirmation
+ * leave it in one write: a PUBLISH and then the daemon's SUBSCRIBE arrive
+ * while it sleeps, and it runs them in that order when it wakes (epoll
+ * reports sockets in the order they became readable). The payload is
+ * 12,000 control bytes, small enough for one read of Redis's, each of them
+ * escaped to six bytes in the wake event: 72 KB of output. */
+START_TEST(test_doomed_subscriber_confirmation_does_not_hang_the_daemon)
+{
+    static const char *const extra[] = {"--max_output_bytes", "65536", NULL};
+    char payload[12001];
+    redisContext *sleeper, *publisher;
+    fmt_redis srv;
+    fmt_daemon d;
+    int victim, other;
+    cJSON *reply;
+
+    memset(payload, 1, sizeof(payload) - 1);
+    payload[sizeof(payload) - 1] = '\0';
+    wire_pair_start(&srv, &d, debug_redis, extra);
+    victim = wire_connect(d.sock);
+    other = wire_connect(d.sock);
+    wire_expect_ok(victim, "{\"op\":\"wake.subscribe\",\"id\":1,\"channel\":\"hx\"}", "1");
+
+    /* Both connected before the sleep: a connection accepted after it
+     * would be read after the daemon's. */
+    sleeper = redis_open(&srv);
+    publisher = redis_open(&srv);
+    redis_send_only(sleeper, "DEBUG SLEEP 1");
+    await_redis_asleep(&srv);
+    redis_send_only(publisher, "PUBLISH hx %s", payload);
+    wire_send(victim, "{\"op\":\"wake.subscribe\",\"id\":2,\"channel\":\"hy\"}");
+
+    /* Once Redis wakes up the overflowing subscriber is closed, and the
+     * others are served again. */
+    ck_assert_msg(fmt_raw_closed(victim, SETTLE_MS), "the overflowing subscriber was not closed");
+    wire_send(other, "{\"op\":\"ping\",\"id\":\"p\",\"redis\":true}");
+    reply = wire_recv(other, ANSWER_MS);
+    wire_assert_ok(reply, "\"p\"");
+    cJSON_Delete(reply);
+    wire_assert_serving(d.sock, "none", "null");
+
+    close(victim);
+    close(other);
+    redisFree(publisher);
+    redisFree(sleeper);
+    wire_pair_stop(&srv, &d);
+}
+END_TEST
+
+/* ---- 2. unsubscribe while the subscribe is pending ------------------------- */
+
+/* A wake.unsubscribe that arrives while Redis has not yet confirmed the
+ * wake.subscribe of the same channel must still end the subscription:
+ * nothing may stay subscribed at Redis for a channel no one wants. */
+START_TEST(test_unsubscribe_during_pending_subscribe_leaves_no_subscription)
+{
+    enum { PAIRS = 2000 };
+    redisContext *r;
+    fmt_redis srv;
+    fmt_daemon d;
+    int fd, n;
+    char *batch = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&batch, &len);
+
+    ck_assert_ptr_nonnull(f);
+    wire_pair_start(&srv, &d, NULL, (const char *const[]){"--max_inflight_per_client", "100000",
+                                                          NULL});
+    r = redis_open(&srv);
+    fd = wire_connect(d.sock);
+
+    /* Every pair in one write, so every unsubscribe meets its subscribe
+     * still pending. */
+    for (n = 0; n < PAIRS; n++) {
+        char body[160];
+        int b = snprintf(body, sizeof(body),
+                         "{\"op\":\"wake.subscribe\",\"id\":%d,\"channel\":\"leak:%d\"}",
+                         2 * n, n);
+        fputc(b >> 24 & 0xff, f), fputc(b >> 16 & 0xff, f), fputc(b >> 8 & 0xff, f),
+            fputc(b & 0xff, f);
+        fwrite(body, 1, (size_t)b, f);
+        b = snprintf(body, sizeof(body),
+                     "{\"op\":\"wake.unsubscribe\",\"id\":%d,\"channel\":\"leak:%d\"}",
+                     2 * n + 1, n);
+        fputc(b >> 24 & 0xff, f), fputc(b >> 16 & 0xff, f), fputc(b >> 8 & 0xff, f),
+            fputc(b & 0xff, f);
+        fwrite(body, 1, (size_t)b, f);
+    }
+    fclose(f);
+    ck_assert_int_eq(fmt_raw_write(fd, batch, len), 0);
+    for (n = 0; n < 2 * PAIRS; n++) {
+        cJSON *reply = wire_recv(fd, SETTLE_MS);
+
+        ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok")),
+                      "reply %d is not ok", n);
+        cJSON_Delete(reply);
+    }
+    /* Every channel was unsubscribed last, on the open connection: none
+     * may stay subscribed at Redis. */
+    {
+        int64_t end = fmt_now_ms() + SETTLE_MS;
+        long long left;
+
+        while ((left = channels_matching(r, "leak:*")) > 0 && fmt_now_ms() < end)
+            usleep(10000);
+        ck_assert_msg(left == 0, "%lld channels are still subscribed at Redis", left);
+    }
+    close(fd);
+    wire_assert_serving(d.sock, "none", "null");
+    free(batch);
+    redisFree(r);
+    wire_pair_stop(&srv, &d);
+}
+END_TEST
+
+/* ---- 3. expired locks leave a connection's table ------------------------ */
+
+/* The calls of a command so far, from INFO commandstats. */
+static long long command_calls(redisContext *r, const char *cmd)
+{
+    redisReply *rep = redis_ok(r, "INFO commandstats");
+    char needle[64];
+    const char *at;
+    long long n = 0;
+
+    snprintf(needle, sizeof(needle), "cmdstat_%s:calls=", cmd);
+    at = strstr(rep->str, needle);
+    if (at != NULL)
+        n = strtoll(at + strlen(needle), NULL, 10);
+    freeReplyObject(rep);
+    return n;
+}
+
+static int no_keys_matching(void *arg)
+{
+    redisContext *r = arg;
+    redisReply *rep = redis_ok(r, "KEYS held:k*");
+    int none = rep->elements == 0;
+
+    freeReplyObject(rep);
+    return none;
+}
+
+/* A connection that takes many locks with on_disconnect "release" and
+ * short TTLs, and lets them expire: the daemon must forget them at their
+ * expiry, not carry them (memory, and a release script each at the close)
+ * for as long as the connection lives. */
+START_TEST(test_expired_locks_leave_the_connection_table)
+{
+    enum { KEYS = 3000, WINDOW = 200 };
+    static const char *const extra[] = {"--lock_key_prefix", "held:", NULL};
+    redisContext *r;
+    fmt_redis srv;
+    fmt_daemon d;
+    long long before;
+    int fd, other, n, k;
+
+    wire_pair_start(&srv, &d, NULL, extra);
+    r = redis_open(&srv);
+    fd = wire_connect(d.sock);
+    other = wire_connect(d.sock);
+    for (n = 0; n < KEYS; n += WINDOW) {
+        for (k = n; k < n + WINDOW; k++) {
+            char *req = wire_strf("{\"op\":\"lock.acquire\",\"id\":%d,\"key\":\"k%d\","
+                                  "\"ttl\":30,\"max_retries\":0}", k, k);
+            wire_send(fd, req);
+            free(req);
+        }
+        for (k = n; k < n + WINDOW; k++) {
+            cJSON *reply = wire_recv(fd, SETTLE_MS);
+
+            ck_assert_msg(wire_str(reply, "token") != NULL, "an acquire was not granted");
+            cJSON_Delete(reply);
+        }
+    }
+    /* The daemon's timers for them ran before Redis expired the last. */
+    ck_assert_msg(fmt_wait_until(no_keys_matching, r, SETTLE_MS), "the locks did not expire");
+
+    /* Closing the connection now has nothing left to release. */
+    before = command_calls(r, "evalsha");
+    close(fd);
+    await_stat(d.sock, "clients", 2);   /* other, and the one asking */
+    wire_expect_ok(other, "{\"op\":\"ping\",\"id\":1,\"redis\":true}", "1");
+    ck_assert_int_eq(command_calls(r, "evalsha") - before, 0);
+    close(other);
+    redisFree(r);
+    wire_pair_stop(&srv, &d);
+}
+END_TEST
+
+/* ---- 4. a channel the Redis ACL forbids -------------------------------- */
+
+static int has_event(int fd, int timeout_ms, const char *what)
+{
+    char *body = fmt_raw_recv(fd, timeout_ms, NULL);
+    int found = body != NULL && strstr(body, what) != NULL;
+
+    free(body);
+    return found;
+}
+
+/* Redis answers SUBSCRIBE to a channel its ACL forbids with NOPERM, which
+ * hiredis 0.14 takes for a fatal error on a subscribed connection: the
+ * daemon used to reconnect and subscribe the same channel again, dozens of
+ * times a second, and every subscriber lost its wakes meanwhile. The
+ * request that asked gets the error; nobody else notices. */
+START_TEST(test_forbidden_channel_fails_its_request_and_the_link_stays_up)
+{
+    redisContext *r, *pub;
+    fmt_redis srv;
+    fmt_daemon d;
+    int sub, bad;
+    cJSON *reply;
+
+    ck_assert_msg(fmt_redis_start(&srv, NULL) == 0, "redis-server did not start");
+    r = redis_open(&srv);
+    freeReplyObject(redis_ok(r, "ACL SETUSER default resetchannels &fm:*"));
+    wire_daemon_up(&d, srv.url, NULL);
+    sub = wire_connect(d.sock);
+    bad = wire_connect(d.sock);
+    wire_expect_ok(sub, "{\"op\":\"wake.subscribe\",\"id\":1}", "1");
+
+    wire_send(bad, "{\"op\":\"wake.subscribe\",\"id\":2,\"channel\":\"forbidden:x\"}");
+    reply = wire_recv(bad, ANSWER_MS);
+    wire_assert_error(reply, "redis_error", "2");
+    cJSON_Delete(reply);
+    /* Asked again, refused again, at once. */
+    wire_expect_error(bad, "{\"op\":\"wake.subscribe\",\"id\":3,\"channel\":\"forbidden:x\"}",
+                      "redis_error", "3");
+
+    /* The subscriber saw no link event, and its wakes still arrive. */
+    pub = redis_open(&srv);
+    ck_assert_int_eq(redis_int(pub, "PUBLISH fm:wake %s", "after-the-refusal"), 1);
+    ck_assert_msg(has_event(sub, ANSWER_MS, "after-the-refusal"),
+                  "the subscriber did not get the wake first");
+    ck_assert_int_eq(wire_stats_int(bad, "clients"), 2);
+    {
+        cJSON *stats = wire_call(bad, "{\"op\":\"stats\",\"id\":4}");
+        const cJSON *redis = cJSON_GetObjectItemCaseSensitive(stats, "redis");
+        const cJSON *drops = cJSON_GetObjectItemCaseSensitive(redis, "disconnects");
+
+        ck_assert_msg(cJSON_IsNumber(drops) && drops->valuedouble == 0,
+                      "the link dropped after the refusal");
+        cJSON_Delete(stats);
+    }
+    close(sub);
+    close(bad);
+    redisFree(pub);
+    redisFree(r);
+    wire_pair_stop(&srv, &d);
+}
+END_TEST
+
+/* ---- 5. an acquire answered with an error leaves no lock -------------- */
+
+/* The fence counter of a lock's slot is the only key of its kind after
+ * one acquire: the test finds it, then breaks it so that INCR fails after
+ * the SET of the lock succeeded. */
+START_TEST(test_acquire_failing_on_its_fence_leaves_no_lock)
+{
+    redisContext *r;
+    fmt_redis srv;
+    fmt_daemon d;
+    redisReply *fences;
+    cJSON *reply;
+    int fd;
+
+    wire_pair_start(&srv, &d, NULL, NULL);
+    r = redis_open(&srv);
+    fd = wire_connect(d.sock);
+    reply = wire_call(fd, "{\"op\":\"lock.acquire\",\"id\":1,\"key\":\"fenced\"}");
+    wire_assert_ok(reply, "1");
+    {
+        char *req = wire_strf("{\"op\":\"lock.release\",\"id\":2,\"key\":\"fenced\","
+                              "\"token\":\"%s\"}", wire_str(reply, "token"));
+        wire_expect_ok(fd, req, "2");
+        free(req);
+    }
+    cJSON_Delete(reply);
+    fences = redis_ok(r, "KEYS fm:lock:\001fence:*");
+    ck_assert_int_eq((int)fences->elements, 1);
+
+    /* A counter that cannot be incremented: a value that is no integer,
+     * and one at its maximum. */
+    freeReplyObject(redis_ok(r, "SET %b not-a-number", fences->element[0]->str,
+                             fences->element[0]->len));
+    wire_expect_error(fd, "{\"op\":\"lock.acquire\",\"id\":3,\"key\":\"fenced\"}", "redis_error",
+                      "3");
+    ck_assert_int_eq(redis_int(r, "EXISTS fm:lock:fenced"), 0);
+    freeReplyObject(redis_ok(r, "SET %b 9223372036854775807", fences->element[0]->str,
+                             fences->element[0]->len));
+    wire_expect_error(fd, "{\"op\":\"lock.acquire\",\"id\":4,\"key\":\"fenced\"}", "redis_error",
+                      "4");
+    ck_assert_int_eq(redis_int(r, "EXISTS fm:lock:fenced"), 0);
+
+    /* Mended, the lock is there to take. */
+    freeReplyObject(redis_ok(r, "SET %b 41", fences->element[0]->str, fences->element[0]->len));
+    reply = wire_call(fd, "{\"op\":\"lock.acquire\",\"id\":5,\"key\":\"fenced\"}");
+    wire_assert_ok(reply, "5");
+    ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(reply, "fence")),
+                     42);
+    cJSON_Delete(reply);
+    freeReplyObject(fences);
+    close(fd);
+    redisFree(r);
+    wire_pair_stop(&srv, &d);
+}
+END_TEST
+
+/* ---- 6. a release notice after the deadline ------------------------------ */
+
+/* Starts a daemon with tests/stall/stall.c preloaded: creating the file
+ * named by stall_file holds it still once, right after its next epoll_wait
+ * returns events. ASan wants to be the first library loaded; here it may
+ * not be. */
+static void stalling_daemon_up(fmt_daemon *d, const fmt_redis *srv, const char *const *extra,
+                               char *stall_file, size_t len)
+{
+    const char *lib = getenv("FM_STALL_LIB"), *asan = getenv("ASAN_OPTIONS");
+    char *asan_opts = wire_strf("%s%sverify_asan_link_order=0", asan ? asan : "",
+                                asan && *asan ? ":" : "");
+
+    ck_assert_msg(lib != NULL, "FM_STALL_LIB is not set (make test sets it)");
+    snprintf(stall_file, len, "/tmp/fmtest-stall.%d", (int)getpid());
+    unlink(stall_file);
+    setenv("FM_STALL_FILE", stall_file, 1);
+    setenv("LD_PRELOAD", lib, 1);
+    setenv("ASAN_OPTIONS", asan_opts, 1);
+    wire_daemon_up(d, srv->url, extra);
+    unsetenv("LD_PRELOAD");
+    free(asan_opts);
+}
+
+static void stall_arm(const char *stall_file)
+{
+    FILE *f = fopen(stall_file, "w");
+
+    ck_assert_msg(f != NULL, "cannot create %s", stall_file);
+    fclose(f);
+}
+
+/* A waiting acquire whose deadline passes in the very loop turn that
+ * handles a release notice for its key must be answered at its deadline.
+ * The daemon used to compute the next wait as deadline - now on an unsigned
+ * value, which wrapped: no timer was left, and the answer waited for
+ * whatever Redis did next.
+ *
+ * The notice is the next event the daemon sees, and the stall holds the
+ * daemon between that epoll_wait's return and the notice's handling until
+ * the deadline has passed. Redis is asleep meanwhile, so that the answer
+ * cannot come from an attempt's reply: it must come from the deadline. */
+START_TEST(test_release_notice_after_the_deadline_does_not_delay_the_answer)
+{
+    static const char *const extra[] = {"--request_timeout_ms", "300", NULL};
+    char stall_file[64];
+    redisContext *r, *sleeper;
+    fmt_redis srv;
+    fmt_daemon d;
+    int holder, waiter, probe;
+    int64_t deadline;
+    cJSON *reply;
+
+    ck_assert_msg(fmt_redis_start(&srv, debug_redis) == 0, "redis-server did not start");
+    stalling_daemon_up(&d, &srv, extra, stall_file, sizeof(stall_file));
+    r = redis_open(&srv);
+    sleeper = redis_open(&srv);
+    holder = wire_connect(d.sock);
+    waiter = wire_connect(d.sock);
+    probe = wire_connect(d.sock);
+    reply = wire_call(holder, "{\"op\":\"lock.acquire\",\"id\":1,\"key\":\"late\",\"ttl\":60000}");
+    wire_assert_ok(reply, "1");
+    cJSON_Delete(reply);
+
+    /* The deadline is 300 + 1000 ms away. A notice at once makes the
+     * acquire try again without spending its retry, and then wait on its
+     * timer until the deadline. The probe's answer means that the attempt
+     * came back. */
+    deadline = fmt_now_ms() + 1300;
+    wire_send(waiter, "{\"op\":\"lock.acquire\",\"id\":2,\"key\":\"late\","
+                      "\"retry_delay\":1000,\"max_retries\":1}");
+    wire_expect_ok(probe, "{\"op\":\"ping\",\"id\":3,\"redis\":true}", "3");
+    while (fmt_now_ms() < deadline - 1000)
+        usleep(10000);
+    ck_assert_int_eq(redis_int(r, "PUBLISH fm:lock:released fm:lock:late"), 1);
+    wire_expect_ok(probe, "{\"op\":\"ping\",\"id\":4,\"redis\":true}", "4");
+    while (fmt_now_ms() < deadline - 150)
+        usleep(10000);
+
+    /* Held still for 300 ms from here, the daemon handles the notice at
+     * about deadline + 150. */
+    stall_arm(stall_file);
+    ck_assert_int_eq(redis_int(r, "PUBLISH fm:lock:released fm:lock:late"), 1);
+    redis_send_only(sleeper, "DEBUG SLEEP 3");
+    await_redis_asleep(&srv);
+
+    reply = wire_recv(waiter, SETTLE_MS);
+    wire_assert_ok(reply, "2");
+    ck_assert_msg(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(reply, "token")),
+                  "the waiter got the lock");
+    ck_assert_msg(fmt_now_ms() < deadline + 1500, "answered %lld ms after the deadline",
+                  (long long)(fmt_now_ms() - deadline));
+    ck_assert_msg(access(stall_file, F_OK) != 0, "the daemon was never held still");
+    cJSON_Delete(reply);
+    close(holder);
+    close(waiter);
+    close(probe);
+    redisFree(sleeper);
+    redisFree(r);
+    wire_pair_stop(&srv, &d);
+}
+END_TEST
+
+Suite *fm_suite_hostile(void)
+{
+    Suite *s = suite_create("hostile");
+    TCase *tc = fmt_tcase(s, "defects", NULL, NULL, TCASE_TIMEOUT);
+
+    tcase_add_test(tc, test_doomed_subscriber_confirmation_does_not_hang_the_daemon);
+    tcase_add_test(tc, test_unsubscribe_during_pending_subscribe_leaves_no_subscription);
+    tcase_add_test(tc, test_expired_locks_leave_the_connection_table);
+    tcase_add_test(tc, test_forbidden_channel_fails_its_request_and_the_link_stays_up);
+    tcase_add_test(tc, test_acquire_failing_on_its_fence_leaves_no_lock);
+    tcase_add_test(tc, test_release_notice_after_the_deadline_does_not_delay_the_answer);
+    return s;
+}
