@@ -263,6 +263,7 @@ static void get_many_done(fm_req *req, redisReply *reply)
 {
     const idset *set = req->data;
     fm_conn *conn;
+    size_t size;
     int first = 1;
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != set->n) {
@@ -271,14 +272,17 @@ static void get_many_done(fm_req *req, redisReply *reply)
         return;
     }
     /* Checked before the copy: a reply that cannot be sent must not first
-     * be built (max_output_bytes bounds what a client makes us hold). */
-    if (fm_req_listening(req) && !fm_reply_room(req->conn, reply_size(reply, set))) {
+     * be built (max_output_bytes bounds what a client makes us hold). The
+     * room is taken at once, not doubled into. */
+    size = reply_size(reply, set);
+    if (fm_req_listening(req) && !fm_reply_room(req->conn, size)) {
         fm_req_drop(req);
         return;
     }
     conn = fm_req_ok_start(req);
     if (conn == NULL)
         return;
+    fm_buf_reserve(&conn->out, size);
     fm_buf_puts(&conn->out, ",\"executions\":{");
     for (size_t i = 0; i < set->n; i++) {
         if (!stored_ok(req->srv, reply->element[i]))

@@ -10,7 +10,10 @@
  * The bounds. A command's cost is the bytes Redis must read for it plus,
  * for reads, what its keys are estimated to bring back: the largest of the
  * flow's recent per-key sizes, decaying by a quarter with each smaller
- * read, and READ_EST_START before its first. Commands cheaper than BULK_MIN
+ * read. Before its first read a flow knows nothing, and its first read
+ * goes out alone, as if it were as large as a flow may have out: a client
+ * that opens with a burst of large reads gets one of them in front of the
+ * others, not the burst. Commands cheaper than BULK_MIN
  * are small; a flow may have FLOW_MAX_OUT commands out, of which bulk ones
  * up to FLOW_MAX_BULK bytes, and all flows together LINK_MAX_BULK bytes of
  * bulk ones. A bulk command is let out alone when nothing else of its kind
@@ -29,7 +32,7 @@
 #define FLOW_MAX_BULK (512 * 1024)
 #define LINK_MAX_BULK (2 * 1024 * 1024)
 #define BULK_MIN (16 * 1024)
-#define READ_EST_START (64 * 1024)
+#define READ_EST_START FLOW_MAX_BULK
 #define READ_EST_MIN 64
 #define QUANTUM 16          /* commands a flow may send per turn of the ring */
 

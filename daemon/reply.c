@@ -9,9 +9,17 @@
 #include "log.h"
 #include "server.h"
 
+/* Output piling up behind a write in progress goes on in a fresh buffer:
+ * growing one ever larger would copy all of it at each doubling. */
+#define SEAL_AT (256 * 1024)
+
 static size_t frame_start(fm_conn *conn)
 {
-    size_t start = conn->out.len;
+    size_t start;
+
+    if (conn->writing_active && conn->out.len >= SEAL_AT)
+        fm_outq_push_buf(&conn->outq, &conn->out);
+    start = conn->out.len;
 
     fm_buf_put_u32be(&conn->out, 0);
     return start;

@@ -81,6 +81,18 @@ static long long channels_matching(redisContext *r, const char *pattern)
 
 /* ---- daemon-side helpers -------------------------------------------------- */
 
+/* Appends one frame holding body to a buffer of pipelined requests (an
+ * open_memstream), so that a test can send them in one write. */
+static void frame_put(FILE *f, const char *body)
+{
+    size_t n = strlen(body);
+    unsigned char h[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16),
+                          (unsigned char)(n >> 8), (unsigned char)n};
+
+    fwrite(h, 1, 4, f);
+    fwrite(body, 1, n, f);
+}
+
 typedef struct stat_want {
     const char *sock;
     const char *name;
@@ -222,18 +234,13 @@ START_TEST(test_unsubscribe_during_pending_subscribe_leaves_no_subscription)
      * still pending. */
     for (n = 0; n < PAIRS; n++) {
         char body[160];
-        int b = snprintf(body, sizeof(body),
-                         "{\"op\":\"wake.subscribe\",\"id\":%d,\"channel\":\"leak:%d\"}",
-                         2 * n, n);
-        fputc(b >> 24 & 0xff, f), fputc(b >> 16 & 0xff, f), fputc(b >> 8 & 0xff, f),
-            fputc(b & 0xff, f);
-        fwrite(body, 1, (size_t)b, f);
-        b = snprintf(body, sizeof(body),
-                     "{\"op\":\"wake.unsubscribe\",\"id\":%d,\"channel\":\"leak:%d\"}",
-                     2 * n + 1, n);
-        fputc(b >> 24 & 0xff, f), fputc(b >> 16 & 0xff, f), fputc(b >> 8 & 0xff, f),
-            fputc(b & 0xff, f);
-        fwrite(body, 1, (size_t)b, f);
+
+        snprintf(body, sizeof(body), "{\"op\":\"wake.subscribe\",\"id\":%d,\"channel\":\"leak:%d\"}",
+                 2 * n, n);
+        frame_put(f, body);
+        snprintf(body, sizeof(body),
+                 "{\"op\":\"wake.unsubscribe\",\"id\":%d,\"channel\":\"leak:%d\"}", 2 * n + 1, n);
+        frame_put(f, body);
     }
     fclose(f);
     ck_assert_int_eq(fmt_raw_write(fd, batch, len), 0);
@@ -559,6 +566,106 @@ START_TEST(test_release_notice_after_the_deadline_does_not_delay_the_answer)
 }
 END_TEST
 
+/* ---- one client must not stall the others -------------------------------- */
+
+static int cmp_ms(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* A client that pours reads of a large execution and does not read the
+ * replies must not hold up another client's small requests: all commands
+ * share one connection to Redis, which answers them in order, so without
+ * a bound on what one client has out at Redis, hundreds of MB of its
+ * replies sat in front of everyone else's (1.1-1.5 s for a ping). */
+START_TEST(test_bulk_reads_of_one_client_do_not_stall_another)
+{
+    enum { POUR = 400, SAMPLES = 300, TICK = 5, BIG = 800 * 1024 };
+    static const char small[] = "{\"id\":\"small\",\"n\":1}";
+    char *big = malloc(BIG + 64), *pour = NULL;
+    int64_t lat[SAMPLES], p99, start;
+    redisContext *r;
+    fmt_redis srv;
+    fmt_daemon d;
+    int pourer, other;
+    size_t len;
+    FILE *f;
+
+    ck_assert_ptr_nonnull(big);
+    wire_pair_start(&srv, &d, NULL, NULL);
+    r = redis_open(&srv);
+    len = (size_t)snprintf(big, 32, "{\"id\":\"big\",\"pad\":\"");
+    memset(big + len, 'x', BIG);
+    strcpy(big + len + BIG, "\"}");
+    freeReplyObject(redis_ok(r, "SET fm:exec:big %s", big));
+    wire_store(d.sock, small);
+    pourer = wire_connect(d.sock);
+    other = wire_connect(d.sock);
+
+    f = open_memstream(&pour, &len);
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < POUR; i++) {
+        char body[80];
+
+        snprintf(body, sizeof(body), "{\"op\":\"cache.get\",\"id\":%d,\"execution_id\":\"big\"}", i);
+        frame_put(f, body);
+    }
+    fclose(f);
+    ck_assert_int_eq(fmt_raw_write(pourer, pour, len), 0);
+    start = fmt_now_ms();
+    /* Open loop: a ping and a small cache.get every TICK ms, whatever the
+     * answers do, each timed from when it was due; a stall then shows in
+     * every request it holds up, not in one. */
+    for (int sent = 0, got = 0; got < SAMPLES;) {
+        int64_t now = fmt_now_ms(), due = start + sent * TICK;
+        struct pollfd pfd = {other, POLLIN, 0};
+        cJSON *reply;
+        int id;
+
+        if (sent < SAMPLES && now >= due) {
+            char *req = wire_strf("{\"op\":\"ping\",\"id\":%d,\"redis\":true}", 2 * sent);
+
+            wire_send(other, req);
+            free(req);
+            req = wire_strf("{\"op\":\"cache.get\",\"id\":%d,\"execution_id\":\"small\"}",
+                            2 * sent + 1);
+            wire_send(other, req);
+            free(req);
+            sent++;
+            continue;
+        }
+        if (poll(&pfd, 1, sent < SAMPLES ? (int)(due - now) : SETTLE_MS) <= 0)
+            continue;
+        reply = wire_recv(other, SETTLE_MS);
+        id = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(reply, "id"));
+        ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok")),
+                      "request %d failed", id);
+        if (id % 2 == 1) {
+            ck_assert_msg(cJSON_GetObjectItemCaseSensitive(reply, "execution") != NULL,
+                          "no execution");
+            lat[got++] = fmt_now_ms() - (start + id / 2 * TICK);
+        }
+        cJSON_Delete(reply);
+    }
+    qsort(lat, SAMPLES, sizeof(lat[0]), cmp_ms);
+    p99 = lat[SAMPLES * 99 / 100];
+    if (getenv("FM_TIMINGS") != NULL)
+        fprintf(stderr, "timing: p50 %lld p99 %lld max %lld ms\n", (long long)lat[SAMPLES / 2],
+                (long long)p99, (long long)lat[SAMPLES - 1]);
+    ck_assert_msg(p99 < 100 * wire_slowdown(&d),
+                  "ping + cache.get took %lld ms at p99 (worst %lld) while another client "
+                  "poured reads", (long long)p99, (long long)lat[SAMPLES - 1]);
+    close(pourer);
+    close(other);
+    free(pour);
+    free(big);
+    redisFree(r);
+    wire_pair_stop(&srv, &d);
+}
+END_TEST
+
 Suite *fm_suite_hostile(void)
 {
     Suite *s = suite_create("hostile");
@@ -570,5 +677,7 @@ Suite *fm_suite_hostile(void)
     tcase_add_test(tc, test_forbidden_channel_fails_its_request_and_the_link_stays_up);
     tcase_add_test(tc, test_acquire_failing_on_its_fence_leaves_no_lock);
     tcase_add_test(tc, test_release_notice_after_the_deadline_does_not_delay_the_answer);
+    tc = fmt_tcase(s, "fairness", NULL, NULL, TCASE_TIMEOUT);
+    tcase_add_test(tc, test_bulk_reads_of_one_client_do_not_stall_another);
     return s;
 }
