@@ -74,9 +74,10 @@ $(LIB_SO): $(call obj,$(LIB_SRC) $(PROTO_SRC))
 $(CLI): $(call obj,$(CLI_SRC)) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ -o $@
 
-# The tests link the daemon's config parser to test it directly; everything
-# else they reach through the real daemon binary and the socket.
-$(TESTS): $(call obj,$(TEST_SRC) daemon/config.c daemon/log.c) $(LIB_A)
+# The tests link the daemon's config parser and hash table to test them
+# directly; everything else they reach through the real daemon binary and
+# the socket.
+$(TESTS): $(call obj,$(TEST_SRC) daemon/config.c daemon/log.c daemon/map.c) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ -o $@ $(call pkglibs,$(PKGS_TEST))
 
 # Packages a fresh Debian 12 needs to build, test and run.

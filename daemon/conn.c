@@ -260,7 +260,7 @@ static int peer_allowed(fm_server *srv, fm_conn *conn)
     for (size_t i = 0; i < cfg->ngids; i++)
         if (cfg->gids[i] == cred.gid)
             return 1;
-    fm_log_info("refused a client with uid %d gid %d", (int)cred.uid, (int)cred.gid);
+    fm_log_limited(FM_LOG_INFO, "refused a client with uid %d gid %d", (int)cred.uid, (int)cred.gid);
     return 0;
 }
 

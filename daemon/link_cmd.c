@@ -200,7 +200,8 @@ static size_t reply_bytes(const redisReply *r)
     return n;
 }
 
-/* What a read brought teaches its flow: up at once, down slowly. */
+/* What a read brought teaches its flow: up at once, down slowly; the
+ * first read replaces the guess outright. */
 static void learn(fm_flow *f, const fm_cmd *cmd, const redisReply *r)
 {
     size_t per_key, est;
@@ -208,7 +209,8 @@ static void learn(fm_flow *f, const fm_cmd *cmd, const redisReply *r)
     if (cmd->reads == 0)
         return;
     per_key = reply_bytes(r) / cmd->reads;
-    est = f->read_est - f->read_est / 4;
+    est = f->read_seen ? f->read_est - f->read_est / 4 : 0;
+    f->read_seen = 1;
     f->read_est = per_key > est ? per_key : est > READ_EST_MIN ? est : READ_EST_MIN;
 }
 

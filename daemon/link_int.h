@@ -62,6 +62,7 @@ struct fm_flow {
     size_t out;             /* commands at Redis */
     size_t out_bytes;       /* their estimated cost, bulk ones only */
     size_t read_est;        /* bytes a key read of this flow brought lately */
+    int read_seen;          /* read_est is learnt, not the first guess */
     size_t refs;            /* the owner's, and one per command */
 };
 

@@ -42,7 +42,7 @@ static void refuse(fm_link *link, channel *ch, const char *why)
 {
     fm_map_remove(&link->channels, &ch->node);
     link->stats.refused++;
-    fm_log_warn("redis: not subscribing to %.*s: %s", (int)ch->len, ch->name, why);
+    fm_log_limited(FM_LOG_WARN, "redis: not subscribing to %.*s: %s", (int)ch->len, ch->name, why);
     if (link->sub.refused != NULL)
         link->sub.refused(ch->name, ch->len, why, link->sub.arg);
     free(ch);

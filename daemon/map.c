@@ -116,7 +116,11 @@ int fm_map_insert(fm_map *m, fm_map_node *n, const char *key, size_t len)
     } else if (m->count > m->mask) {
         resize(m, (m->mask + 1) * 2);
     } else if (m->mask + 1 > MIN_BUCKETS && m->count < (m->mask + 1) / 8) {
-        resize(m, (m->mask + 1) / 2);
+        size_t size = m->mask + 1;
+
+        while (size > MIN_BUCKETS && m->count < size / 8)
+            size /= 2;
+        resize(m, size);
     }
     n->key = key;
     n->len = len;

@@ -51,7 +51,7 @@ size_t fm_event_start(fm_conn *conn, const char *event)
 
 static void overflow(fm_conn *conn)
 {
-    fm_log_warn("client %llu: more than max_output_bytes (%lld) unread; closing",
+    fm_log_limited(FM_LOG_WARN, "client %llu: more than max_output_bytes (%lld) unread; closing",
                 (unsigned long long)conn->serial, (long long)conn->srv->cfg->max_output_bytes);
     fm_conn_doom(conn);
 }

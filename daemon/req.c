@@ -138,13 +138,15 @@ void fm_req_deadline(fm_req *req, uint64_t ms)
 
 void fm_req_expire(fm_req *req)
 {
-    /* A command still queued here never reached Redis: the link is down or
-     * Redis kept answering "not now" (so is one written again after such an
-     * answer). One written to a connected server that has not answered at
-     * all: that is a timeout, and its late reply is dropped. */
+    /* With the link up, a command Redis has not answered, or one still
+     * waiting its turn behind commands Redis has not answered: that is a
+     * timeout, and a late reply is dropped. With the link down, or Redis
+     * answering "not now" all along, Redis could not be reached. */
+    int slow = req->cmd != NULL && fm_link_ready(req->srv->link) && !fm_cmd_transient(req->cmd);
+
     if (req->cmd != NULL && fm_link_cancel(req->cmd))
         req->cmd = NULL;
-    if (req->cmd != NULL && fm_link_ready(req->srv->link) && !fm_cmd_transient(req->cmd))
+    if (slow)
         fm_req_fail(req, FM_E_TIMEOUT, "Redis did not answer within %lld ms",
                     (long long)req->srv->cfg->request_timeout_ms);
     else

@@ -179,6 +179,9 @@ void fm_wake_message(fm_wake_service *ws, const char *channel, size_t clen,
     }
     deliver(c, f);
     fm_shared_unref(f);
+    /* The scratch buffer does not keep what one large payload needed. */
+    if (ws->frame.cap > 64 * 1024)
+        fm_buf_free(&ws->frame);
 }
 
 static void answer_subscribe(fm_req *req, const wchan *c)
@@ -410,7 +413,7 @@ void fm_wake_refused(fm_wake_service *ws, const char *channel, size_t clen, cons
     while (c->waiting != NULL)
         fail_pending(c->waiting->req, FM_E_REDIS_ERROR, msg);
     if (c->subs != NULL)
-        fm_log_warn("wake channel %.*s: %s; its subscribers get no more wakes", (int)clen,
+        fm_log_limited(FM_LOG_WARN, "wake channel %.*s: %s; its subscribers get no more wakes", (int)clen,
                     channel, msg);
     while (c->subs != NULL)
         sub_remove(c->subs);

@@ -485,6 +485,10 @@ START_TEST(test_requests_in_flight_when_the_link_drops_get_redis_unavailable_at_
     start_pair(&p, NULL, DAEMON_ARGS("5000"));
     fd1 = wire_connect(p.daemon.sock);
     fd2 = wire_connect(p.daemon.sock);
+    /* A client's first read goes out alone (fair queuing, link.h); after
+     * it, small reads go out together, all eight at once. */
+    wire_expect_ok(fd1, "{\"op\":\"cache.get\",\"id\":\"first\",\"execution_id\":\"fa\"}",
+                   "\"first\"");
     ck_assert_int_eq(kill(p.redis.pid, SIGSTOP), 0);
     commands = link_stat(&p.daemon, "commands");
     wire_send(fd1, "{\"op\":\"cache.get\",\"id\":\"get\",\"execution_id\":\"fa\"}");

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cJSON.h>
@@ -666,6 +668,264 @@ START_TEST(test_bulk_reads_of_one_client_do_not_stall_another)
 }
 END_TEST
 
+/* ---- the review's suspicions, settled ----------------------------------- */
+
+/* Connects as another user (the test runs as root, always allowed), n
+ * times in a row, each time until the daemon closes the connection. */
+static void connect_as(const char *sock, uid_t as, int n)
+{
+    pid_t pid = fork();
+    int status;
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (setgid(as) != 0 || setuid(as) != 0)
+            _exit(2);
+        for (int i = 0; i < n; i++) {
+            int fd = fmt_raw_connect(sock);
+
+            if (fd < 0 || !fmt_raw_closed(fd, SETTLE_MS))
+                _exit(3);
+            close(fd);
+        }
+        _exit(0);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the client as uid %d failed: status %d", (int)as, status);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *text = NULL;
+    size_t cap = 0;
+
+    ck_assert_msg(f != NULL, "cannot read %s", path);
+    ck_assert_int_ge(getdelim(&text, &cap, '\0', f), 0);
+    fclose(f);
+    return text;
+}
+
+static int count_lines_with(const char *text, const char *needle)
+{
+    int n = 0;
+
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+static int log_has(void *arg)
+{
+    const fmt_daemon *d = arg;
+    char *text = slurp(d->log);
+    int found = strstr(text, "more like it, not logged") != NULL;
+
+    free(text);
+    return found;
+}
+
+/* A peer the allow lists refuse, connecting in a loop, must not fill the
+ * journal: the refusal is logged at most once a second, and the next line
+ * says how many were left out. */
+START_TEST(test_refused_peers_do_not_flood_the_log)
+{
+    static const char *const extra[] = {"--allow_uids", "4242", "--socket_mode", "0666",
+                                        "--log_level", "info", NULL};
+    fmt_redis srv;
+    fmt_daemon d;
+    int64_t start;
+    char *text;
+    int lines;
+
+    wire_pair_start(&srv, &d, NULL, extra);
+    ck_assert_int_eq(chmod(d.dir, 0711), 0);
+    start = fmt_now_ms();
+    connect_as(d.sock, 65534, 300);
+    /* One more, a second later: it is logged, with the count. */
+    while (fmt_now_ms() < start + 1100)
+        usleep(10000);
+    connect_as(d.sock, 65534, 1);
+    ck_assert_msg(fmt_wait_until(log_has, &d, SETTLE_MS), "no line counts the refusals left out");
+    text = slurp(d.log);
+    lines = count_lines_with(text, "refused a client with uid 65534");
+    ck_assert_msg(lines >= 2 && lines <= 2 + (int)((fmt_now_ms() - start) / 1000),
+                  "%d lines for 301 refusals in %lld ms", lines,
+                  (long long)(fmt_now_ms() - start));
+    free(text);
+    wire_pair_stop(&srv, &d);
+}
+END_TEST
+
+/* The socket is born with socket_mode (the umask is set around bind),
+ * whatever the daemon's own umask: no chmod after bind, which would follow
+ * a symlink put at the path in between. */
+START_TEST(test_socket_is_created_with_its_mode)
+{
+    static const char *const modes[] = {"0600", "0660", "0666", NULL};
+    fmt_redis srv;
+
+    ck_assert_msg(fmt_redis_start(&srv, NULL) == 0, "redis-server did not start");
+    for (int i = 0; modes[i] != NULL; i++) {
+        const char *const extra[] = {"--socket_mode", modes[i], NULL};
+        mode_t old = umask(0077);
+        struct stat st;
+        fmt_daemon d;
+
+        wire_daemon_start(&d, srv.url, extra);
+        umask(old);
+        ck_assert_int_eq(lstat(d.sock, &st), 0);
+        ck_assert_msg(S_ISSOCK(st.st_mode), "%s is not a socket", d.sock);
+        ck_assert_msg((st.st_mode & 07777) == (mode_t)strtol(modes[i], NULL, 8),
+                      "socket_mode %s made a socket of mode %o", modes[i],
+                      (unsigned)(st.st_mode & 07777));
+        fmt_daemon_stop(&d);
+    }
+    fmt_redis_stop(&srv);
+}
+END_TEST
+
+/* A wake published to many subscribers is built once and shared: a large
+ * payload (anyone with access to Redis can publish one) costs its size
+ * once, not once per subscriber. Each still gets it whole. */
+START_TEST(test_large_wake_is_shared_by_its_subscribers)
+{
+    enum { SUBS = 50, PAYLOAD = 4 << 20 };
+    char *payload = malloc(PAYLOAD + 1);
+    int fds[SUBS];
+    redisContext *r;
+    fmt_redis srv;
+    fmt_daemon d;
+    long before;
+
+    ck_assert_ptr_nonnull(payload);
+    memset(payload, 'w', PAYLOAD);
+    payload[PAYLOAD] = '\0';
+    wire_pair_start(&srv, &d, NULL, NULL);
+    r = redis_open(&srv);
+    for (int i = 0; i < SUBS; i++) {
+        fds[i] = wire_connect(d.sock);
+        wire_expect_ok(fds[i], "{\"op\":\"wake.subscribe\",\"id\":1,\"channel\":\"big\"}", "1");
+    }
+    before = wire_rss_kib(d.pid);
+    ck_assert_int_eq(redis_int(r, "PUBLISH big %s", payload), 1);
+    /* Delivered to all in one loop turn: the first socket says when. */
+    {
+        struct pollfd pfd = {fds[SUBS - 1], POLLIN, 0};
+
+        ck_assert_int_eq(poll(&pfd, 1, SETTLE_MS), 1);
+        ck_assert_int_eq(poll(&(struct pollfd){fds[0], POLLIN, 0}, 1, SETTLE_MS), 1);
+    }
+    if (wire_native_daemon(d.pid))
+        ck_assert_msg(wire_rss_kib(d.pid) - before < 64 * 1024,
+                      "a %d MiB wake to %d subscribers grew the daemon by %ld MiB",
+                      PAYLOAD >> 20, SUBS, (wire_rss_kib(d.pid) - before) / 1024);
+    for (int i = 0; i < SUBS; i++) {
+        size_t len;
+        char *text = wire_recv_text(fds[i], SETTLE_MS, &len);
+
+        ck_assert_msg(len > PAYLOAD && strstr(text, "\"execution_id\":\"www") != NULL,
+                      "subscriber %d got %zu bytes", i, len);
+        free(text);
+        close(fds[i]);
+    }
+    free(payload);
+    redisFree(r);
+    wire_pair_stop(&srv, &d);
+}
+END_TEST
+
+/* A connection's output buffers give their memory back once written, so
+ * clients that each once received a large reply do not keep it. */
+START_TEST(test_output_memory_is_given_back_after_large_replies)
+{
+    enum { CLIENTS = 100, VALUE = 1 << 20 };
+    char *big = malloc(VALUE + 64);
+    int fds[CLIENTS];
+    redisContext *r;
+    fmt_redis srv;
+    fmt_daemon d;
+    long before;
+    size_t len;
+
+    ck_assert_ptr_nonnull(big);
+    len = (size_t)snprintf(big, 32, "{\"id\":\"mb\",\"pad\":\"");
+    memset(big + len, 'm', VALUE);
+    strcpy(big + len + VALUE, "\"}");
+    wire_pair_start(&srv, &d, NULL, NULL);
+    r = redis_open(&srv);
+    freeReplyObject(redis_ok(r, "SET fm:exec:mb %s", big));
+    for (int i = 0; i < CLIENTS; i++)
+        fds[i] = wire_connect(d.sock);
+    before = wire_rss_kib(d.pid);
+    for (int i = 0; i < CLIENTS; i++)
+        wire_send(fds[i], "{\"op\":\"cache.get\",\"id\":1,\"execution_id\":\"mb\"}");
+    for (int i = 0; i < CLIENTS; i++) {
+        char *text = wire_recv_text(fds[i], SETTLE_MS, &len);
+
+        ck_assert_msg(len > VALUE, "client %d got %zu bytes", i, len);
+        free(text);
+    }
+    /* All written and read: the daemon holds none of it. */
+    wire_expect_ok(fds[0], "{\"op\":\"ping\",\"id\":2}", "2");
+    if (wire_native_daemon(d.pid))
+        ck_assert_msg(wire_rss_kib(d.pid) - before < 32 * 1024,
+                      "%d idle clients that read a 1 MiB reply each hold %ld MiB", CLIENTS,
+                      (wire_rss_kib(d.pid) - before) / 1024);
+    for (int i = 0; i < CLIENTS; i++)
+        close(fds[i]);
+    free(big);
+    redisFree(r);
+    wire_pair_stop(&srv, &d);
+}
+END_TEST
+
+/* A grant that arrives for a connection already doomed (it overflowed in
+ * the same loop turn) never reaches its client, who cannot release what it
+ * never learnt it holds: the daemon gives it back, on_disconnect "keep" or
+ * not. The overflowing reply and the grant come back from Redis in one
+ * read: their requests went out one behind the other. */
+START_TEST(test_grant_for_a_doomed_connection_is_given_back)
+{
+    static const char *const extra[] = {"--max_output_bytes", "65536", NULL};
+    char *big = malloc(70000 + 64), *batch = NULL;
+    redisContext *r;
+    fmt_redis srv;
+    fmt_daemon d;
+    size_t len;
+    int fd, other;
+    FILE *f;
+
+    ck_assert_ptr_nonnull(big);
+    len = (size_t)snprintf(big, 32, "{\"id\":\"over\",\"pad\":\"");
+    memset(big + len, 'o', 70000);
+    strcpy(big + len + 70000, "\"}");
+    wire_pair_start(&srv, &d, NULL, extra);
+    r = redis_open(&srv);
+    freeReplyObject(redis_ok(r, "SET fm:exec:over %s", big));
+    fd = wire_connect(d.sock);
+    other = wire_connect(d.sock);
+    f = open_memstream(&batch, &len);
+    ck_assert_ptr_nonnull(f);
+    frame_put(f, "{\"op\":\"cache.get\",\"id\":1,\"execution_id\":\"over\"}");
+    frame_put(f, "{\"op\":\"lock.acquire\",\"id\":2,\"key\":\"kept\",\"ttl\":60000,"
+                 "\"on_disconnect\":\"keep\"}");
+    fclose(f);
+    ck_assert_int_eq(fmt_raw_write(fd, batch, len), 0);
+    ck_assert_msg(fmt_raw_closed(fd, SETTLE_MS), "the overflowing client was not closed");
+    /* Whatever the daemon did with the grant went to Redis before this. */
+    wire_expect_ok(other, "{\"op\":\"ping\",\"id\":3,\"redis\":true}", "3");
+    ck_assert_int_eq(redis_int(r, "EXISTS fm:lock:kept"), 0);
+    close(fd);
+    close(other);
+    free(batch);
+    free(big);
+    redisFree(r);
+    wire_pair_stop(&srv, &d);
+}
+END_TEST
+
 Suite *fm_suite_hostile(void)
 {
     Suite *s = suite_create("hostile");
@@ -679,5 +939,11 @@ Suite *fm_suite_hostile(void)
     tcase_add_test(tc, test_release_notice_after_the_deadline_does_not_delay_the_answer);
     tc = fmt_tcase(s, "fairness", NULL, NULL, TCASE_TIMEOUT);
     tcase_add_test(tc, test_bulk_reads_of_one_client_do_not_stall_another);
+    tc = fmt_tcase(s, "suspicions", NULL, NULL, TCASE_TIMEOUT);
+    tcase_add_test(tc, test_refused_peers_do_not_flood_the_log);
+    tcase_add_test(tc, test_socket_is_created_with_its_mode);
+    tcase_add_test(tc, test_large_wake_is_shared_by_its_subscribers);
+    tcase_add_test(tc, test_output_memory_is_given_back_after_large_replies);
+    tcase_add_test(tc, test_grant_for_a_doomed_connection_is_given_back);
     return s;
 }
