@@ -75,7 +75,7 @@ void fm_conn_close(fm_conn *conn)
     while (conn->reqs != NULL)
         fm_req_abandon(conn->reqs);
     fm_held_conn_closed(conn);
-    if (conn->wake_subs != NULL)
+    if (!fm_list_empty(&conn->wake_subs))
         fm_wake_conn_closed(srv->wake, conn);
     fm_log_debug("client %llu: closed", (unsigned long long)conn->serial);
     uv_close((uv_handle_t *)&conn->pipe, on_closed);
@@ -283,6 +283,7 @@ fm_conn *fm_conn_accept(fm_server *srv)
     conn->serial = ++srv->next_serial;
     conn->flow = fm_link_flow_create();
     fm_outq_init(&conn->outq);
+    fm_list_init(&conn->wake_subs);
     conn->reader = fm_frame_reader_create((size_t)srv->cfg->max_frame_bytes);
     uv_pipe_init(srv->loop, &conn->pipe, 0);
     conn->pipe.data = conn;

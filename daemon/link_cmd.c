@@ -43,6 +43,8 @@ static uint64_t next_seq;
 static void flow_init(fm_flow *f)
 {
     memset(f, 0, sizeof(*f));
+    fm_list_init(&f->queue);
+    fm_list_init(&f->in_ring);
     f->read_est = READ_EST_START;
     f->refs = 1;
 }
@@ -68,83 +70,44 @@ void fm_link_flow_release(fm_flow *f)
         flow_unref(f);
 }
 
-static void ring_add(fm_link *link, fm_flow *f)
+static fm_cmd *flow_head(const fm_flow *f)
 {
-    if (f->on_ring)
-        return;
-    f->on_ring = 1;
-    link->ring_len++;
-    if (link->ring == NULL) {
-        f->ring_prev = f->ring_next = f;
-        link->ring = f;
-        return;
-    }
-    /* Behind the others: the ring's cursor, link->ring, is served next. */
-    f->ring_next = link->ring;
-    f->ring_prev = link->ring->ring_prev;
-    f->ring_prev->ring_next = f;
-    link->ring->ring_prev = f;
-}
+    fm_list *n = fm_list_first(&f->queue);
 
-static void ring_del(fm_link *link, fm_flow *f)
-{
-    if (!f->on_ring)
-        return;
-    f->on_ring = 0;
-    link->ring_len--;
-    if (f->ring_next == f) {
-        link->ring = NULL;
-    } else {
-        f->ring_prev->ring_next = f->ring_next;
-        f->ring_next->ring_prev = f->ring_prev;
-        if (link->ring == f)
-            link->ring = f->ring_next;
-    }
-    f->ring_prev = f->ring_next = NULL;
+    return n != NULL ? fm_list_entry(n, fm_cmd, in_flow) : NULL;
 }
 
 /* Queues cmd in its flow in submission order: commands Redis sent back to
  * wait (a retry) go before the flow's commands never sent, which are all
- * younger. */
+ * younger. A flow with waiting commands joins the back of the ring. */
 static void enqueue(fm_link *link, fm_cmd *cmd, uint64_t retry_at)
 {
     fm_flow *f = cmd->flow;
-    fm_cmd *at = f->head;
+    fm_list *at;
 
     cmd->state = CMD_QUEUED;
     cmd->retry_at = retry_at;
-    while (at != NULL && at->seq < cmd->seq)
-        at = at->next;
-    cmd->next = at;
-    cmd->prev = at != NULL ? at->prev : f->tail;
-    if (cmd->prev != NULL)
-        cmd->prev->next = cmd;
-    else
-        f->head = cmd;
-    if (at != NULL)
-        at->prev = cmd;
-    else
-        f->tail = cmd;
+    fm_list_each(at, &f->queue)
+        if (fm_list_entry(at, fm_cmd, in_flow)->seq > cmd->seq)
+            break;
+    fm_list_insert_before(at, &cmd->in_flow);
     link->queued++;
-    ring_add(link, f);
+    if (fm_list_empty(&f->in_ring)) {
+        fm_list_push_back(&link->ring, &f->in_ring);
+        link->ring_len++;
+    }
 }
 
 static void dequeue(fm_link *link, fm_cmd *cmd)
 {
     fm_flow *f = cmd->flow;
 
-    if (cmd->prev != NULL)
-        cmd->prev->next = cmd->next;
-    else
-        f->head = cmd->next;
-    if (cmd->next != NULL)
-        cmd->next->prev = cmd->prev;
-    else
-        f->tail = cmd->prev;
-    cmd->prev = cmd->next = NULL;
+    fm_list_remove(&cmd->in_flow);
     link->queued--;
-    if (f->head == NULL)
-        ring_del(link, f);
+    if (fm_list_empty(&f->queue)) {
+        fm_list_remove(&f->in_ring);
+        link->ring_len--;
+    }
 }
 
 /* ---- costs ---- */
@@ -259,11 +222,10 @@ static void on_retry_timer(uv_timer_t *t)
  * to the earliest retry time of a head that must wait. */
 static int serve(fm_link *link, fm_flow *f, uint64_t now, uint64_t *wake)
 {
+    fm_cmd *cmd;
     int sent = 0;
 
-    while (sent < QUANTUM && f->head != NULL) {
-        fm_cmd *cmd = f->head;
-
+    while (sent < QUANTUM && (cmd = flow_head(f)) != NULL) {
         if (cmd->retry_at > now) {
             if (*wake == 0 || cmd->retry_at < *wake)
                 *wake = cmd->retry_at;
@@ -286,17 +248,18 @@ void fm_link_pump(fm_link *link)
     uint64_t now = uv_now(link->loop), wake = 0;
     int progress = 1;
 
-    /* Turns of the ring until one sends nothing. Each visit moves the
-     * cursor on first, so the next turn starts with the flow after. */
-    while (progress && link->ring != NULL && link->ctx[CTX_CMD].state == ST_READY) {
+    /* Turns of the ring until one sends nothing. The flow served goes to
+     * the back first, so the next turn starts with the one after it. */
+    while (progress && link->ring_len > 0 && link->ctx[CTX_CMD].state == ST_READY) {
         size_t visits = link->ring_len;
 
         progress = 0;
-        while (visits-- > 0 && link->ring != NULL) {
-            fm_flow *f = link->ring;
+        while (visits-- > 0 && link->ring_len > 0) {
+            fm_flow *f = fm_list_entry(link->ring.next, fm_flow, in_ring);
             int n;
 
-            link->ring = f->ring_next;
+            fm_list_remove(&f->in_ring);
+            fm_list_push_back(&link->ring, &f->in_ring);
             n = serve(link, f, now, &wake);
             if (n < 0)
                 return;
@@ -402,6 +365,7 @@ static fm_cmd *cmd_create(fm_link *link, fm_flow *flow, size_t reads, fm_script 
     if (cmd == NULL)
         return NULL;
     memset(cmd, 0, sizeof(*cmd));
+    fm_list_init(&cmd->in_flow);
     cmd->link = link;
     cmd->flow = flow != NULL ? flow : &link->own;
     cmd->flow->refs++;
@@ -441,7 +405,8 @@ static fm_cmd *submit(fm_link *link, fm_cmd *cmd)
         free(cmd);
         return NULL;
     }
-    if (cmd->flow->head != NULL || !may_go(link, cmd->flow, cmd) || cmd_write(cmd) != 0)
+    if (!fm_list_empty(&cmd->flow->queue) || !may_go(link, cmd->flow, cmd) ||
+        cmd_write(cmd) != 0)
         enqueue(link, cmd, 0);
     return cmd;
 }
@@ -480,8 +445,8 @@ int fm_cmd_transient(const fm_cmd *cmd)
 
 void fm_link_fail_waiting(fm_link *link)
 {
-    while (link->ring != NULL) {
-        fm_cmd *cmd = link->ring->head;
+    while (link->ring_len > 0) {
+        fm_cmd *cmd = flow_head(fm_list_entry(link->ring.next, fm_flow, in_ring));
 
         dequeue(link, cmd);
         cmd_finish(cmd, FM_LINK_DOWN, NULL);
@@ -490,6 +455,7 @@ void fm_link_fail_waiting(fm_link *link)
 
 void fm_link_cmd_init(fm_link *link)
 {
+    fm_list_init(&link->ring);
     flow_init(&link->own);
     link->own.own = 1;
     uv_timer_init(link->loop, &link->retry_timer);

@@ -7,6 +7,7 @@
 #include <hiredis/async.h>
 
 #include "link.h"
+#include "list.h"
 #include "map.h"
 
 #define MAX_SCRIPTS 8
@@ -35,7 +36,7 @@ enum { CMD_QUEUED, CMD_SENT };
 struct fm_cmd {
     fm_link *link;
     fm_flow *flow;
-    fm_cmd *prev, *next;    /* in flow's queue while QUEUED */
+    fm_list in_flow;        /* flow->queue, while QUEUED */
     uint64_t seq;           /* submission order */
     int state;
     int cancelled;
@@ -55,9 +56,8 @@ struct fm_cmd {
 
 /* A client's share of the command connection (link_cmd.c). */
 struct fm_flow {
-    fm_cmd *head, *tail;    /* waiting, in order */
-    fm_flow *ring_prev, *ring_next;  /* link->ring, while anything waits */
-    int on_ring;
+    fm_list queue;          /* commands waiting, in order */
+    fm_list in_ring;        /* link->ring, while anything waits */
     int own;                /* the daemon's own: never held back */
     size_t out;             /* commands at Redis */
     size_t out_bytes;       /* their estimated cost, bulk ones only */
@@ -87,7 +87,7 @@ struct fm_link {
     int nscripts;
     fm_script sub_probe;    /* may this user subscribe to a channel? */
     fm_flow own;            /* the daemon's own commands */
-    fm_flow *ring;          /* flows with waiting commands, served in turn */
+    fm_list ring;           /* flows with waiting commands, served in turn */
     size_t ring_len;
     size_t queued;          /* commands waiting, all flows */
     size_t bulk_bytes;      /* estimated cost of the bulk commands out */

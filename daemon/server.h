@@ -20,6 +20,7 @@
 #include "fm_frame.h"
 #include "fm_request.h"
 #include "link.h"
+#include "list.h"
 #include "map.h"
 #include "outq.h"
 
@@ -50,7 +51,7 @@ struct fm_conn {
     fm_req *reqs;               /* in flight, answered ones are gone */
     size_t inflight;
     fm_map held;                /* locks to release or extend for it, by token */
-    struct fm_wake_sub *wake_subs;  /* its wake channels, the wake service's */
+    fm_list wake_subs;          /* its wake channels, the wake service's */
     int wake_awaiting_up;       /* subscriptions to restore after "down" */
     char client_name[FM_NAME_MAX + 1];
 };

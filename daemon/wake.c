@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "list.h"
 #include "log.h"
 #include "map.h"
 #include "ops.h"
@@ -30,8 +31,8 @@ typedef struct fm_wake_sub wsub;
 struct fm_wake_sub {
     fm_conn *conn;
     struct wchan *chan;
-    wsub *prev, *next;              /* chan->subs */
-    wsub *conn_prev, *conn_next;    /* conn->wake_subs */
+    fm_list in_chan;                /* chan->subs */
+    fm_list in_conn;                /* conn->wake_subs */
     int awaiting_up;
     size_t glen;                    /* 0: no group */
     char group[FM_NAME_MAX + 1];
@@ -46,15 +47,15 @@ typedef struct wgroup {
 
 typedef struct pending {
     fm_req *req;
-    struct pending *prev, *next;    /* chan->waiting */
+    fm_list in_chan;                /* chan->waiting */
     struct wchan *chan;             /* NULL once off the list */
 } pending;
 
 typedef struct wchan {
     fm_map_node node;               /* ws->chans, by name */
-    wsub *subs;
+    fm_list subs;
     wgroup *groups;
-    pending *waiting;               /* subscribes to answer on confirmation */
+    fm_list waiting;                /* subscribes to answer on confirmation */
     size_t len;
     char name[];
 } wchan;
@@ -141,23 +142,31 @@ static int build_wake(fm_wake_service *ws, const wchan *c, const char *payload, 
     return 0;
 }
 
+#define sub_of(n) fm_list_entry(n, wsub, in_chan)
+
+static int in_group(const wsub *s, const wgroup *g)
+{
+    return s->glen == g->len && memcmp(s->group, g->name, g->len) == 0;
+}
+
 static void deliver(wchan *c, fm_shared *f)
 {
-    for (wsub *s = c->subs; s != NULL; s = s->next)
-        if (s->glen == 0)
-            fm_conn_send_shared(s->conn, f);
+    fm_list *n;
+
+    fm_list_each(n, &c->subs)
+        if (sub_of(n)->glen == 0)
+            fm_conn_send_shared(sub_of(n)->conn, f);
     for (wgroup *g = c->groups; g != NULL; g = g->next) {
         size_t members = 0, pick;
-        wsub *s;
 
-        for (s = c->subs; s != NULL; s = s->next)
-            members += s->glen == g->len && memcmp(s->group, g->name, g->len) == 0;
+        fm_list_each(n, &c->subs)
+            members += in_group(sub_of(n), g);
         if (members == 0)
             continue;
         pick = (size_t)(g->turn++ % members);
-        for (s = c->subs; s != NULL; s = s->next) {
-            if (s->glen == g->len && memcmp(s->group, g->name, g->len) == 0 && pick-- == 0) {
-                fm_conn_send_shared(s->conn, f);
+        fm_list_each(n, &c->subs) {
+            if (in_group(sub_of(n), g) && pick-- == 0) {
+                fm_conn_send_shared(sub_of(n)->conn, f);
                 break;
             }
         }
@@ -170,7 +179,7 @@ void fm_wake_message(fm_wake_service *ws, const char *channel, size_t clen,
     wchan *c = find_chan(ws, channel, clen);
     fm_shared *f;
 
-    if (c == NULL || c->subs == NULL)
+    if (c == NULL || fm_list_empty(&c->subs))
         return;
     if (build_wake(ws, c, payload, plen) != 0 ||
         (f = fm_shared_create(ws->frame.data, ws->frame.len)) == NULL) {
@@ -196,22 +205,22 @@ static void answer_subscribe(fm_req *req, const wchan *c)
 
 static void chan_release(fm_wake_service *ws, wchan *c);
 
-/* Takes a waiting subscribe off its channel's list; returns the channel. */
+/* Takes a waiting subscribe off its channel's list; returns the channel,
+ * or NULL when it was on none. */
 static wchan *pending_detach(pending *p)
 {
     wchan *c = p->chan;
 
-    if (c == NULL)
-        return NULL;
-    if (p->prev != NULL)
-        p->prev->next = p->next;
-    else
-        c->waiting = p->next;
-    if (p->next != NULL)
-        p->next->prev = p->prev;
-    p->prev = p->next = NULL;
+    fm_list_remove(&p->in_chan);
     p->chan = NULL;
     return c;
+}
+
+static pending *first_pending(const wchan *c)
+{
+    fm_list *n = fm_list_first(&c->waiting);
+
+    return n != NULL ? fm_list_entry(n, pending, in_chan) : NULL;
 }
 
 
@@ -219,17 +228,20 @@ void fm_wake_subscribed(fm_wake_service *ws, const char *channel, size_t clen)
 {
     wchan *c = find_chan(ws, channel, clen);
     pending *p;
+    fm_list *n;
 
     if (c == NULL)
         return;
     /* Each request leaves the list before it is answered: answering may
      * drop it instead (its connection is doomed), and the loop must end
      * whatever the answer did. */
-    while ((p = c->waiting) != NULL) {
+    while ((p = first_pending(c)) != NULL) {
         pending_detach(p);
         answer_subscribe(p->req, c);
     }
-    for (wsub *s = c->subs; s != NULL; s = s->next) {
+    fm_list_each(n, &c->subs) {
+        wsub *s = sub_of(n);
+
         if (!s->awaiting_up)
             continue;
         s->awaiting_up = 0;
@@ -244,8 +256,11 @@ void fm_wake_link_down(fm_wake_service *ws)
 {
     for (fm_map_node *n = fm_map_first(&ws->chans); n != NULL; n = fm_map_after(&ws->chans, n)) {
         wchan *c = fm_map_entry(n, wchan, node);
+        fm_list *x;
 
-        for (wsub *s = c->subs; s != NULL; s = s->next) {
+        fm_list_each(x, &c->subs) {
+            wsub *s = sub_of(x);
+
             if (s->awaiting_up)
                 continue;
             s->awaiting_up = 1;
@@ -284,8 +299,10 @@ static void groups_prune(wchan *c)
         wgroup *g = *pg;
         int used = 0;
 
-        for (wsub *s = c->subs; s != NULL && !used; s = s->next)
-            used = s->glen == g->len && memcmp(s->group, g->name, g->len) == 0;
+        fm_list *n;
+
+        fm_list_each(n, &c->subs)
+            used |= in_group(sub_of(n), g);
         if (used) {
             pg = &g->next;
         } else {
@@ -299,7 +316,7 @@ static void chan_release(fm_wake_service *ws, wchan *c)
 {
     const char *keep = ws->srv->cfg->lock_release_channel;
 
-    if (c->subs != NULL || c->waiting != NULL)
+    if (!fm_list_empty(&c->subs) || !fm_list_empty(&c->waiting))
         return;
     /* The lock service's channel stays subscribed whatever wake does. */
     if (strlen(keep) != c->len || memcmp(keep, c->name, c->len) != 0)
@@ -309,13 +326,14 @@ static void chan_release(fm_wake_service *ws, wchan *c)
     free(c);
 }
 
-static wsub *sub_find(const fm_conn *conn, const wchan *c)
+static wsub *sub_find(fm_conn *conn, const wchan *c)
 {
-    wsub *s;
+    fm_list *n;
 
-    for (s = conn->wake_subs; s != NULL && s->chan != c; s = s->conn_next)
-        ;
-    return s;
+    fm_list_each(n, &conn->wake_subs)
+        if (fm_list_entry(n, wsub, in_conn)->chan == c)
+            return fm_list_entry(n, wsub, in_conn);
+    return NULL;
 }
 
 static wsub *sub_add(fm_conn *conn, wchan *c)
@@ -326,38 +344,19 @@ static wsub *sub_add(fm_conn *conn, wchan *c)
         return NULL;
     s->conn = conn;
     s->chan = c;
-    s->next = c->subs;
-    if (c->subs != NULL)
-        c->subs->prev = s;
-    c->subs = s;
-    s->conn_next = conn->wake_subs;
-    if (conn->wake_subs != NULL)
-        conn->wake_subs->conn_prev = s;
-    conn->wake_subs = s;
+    fm_list_push_back(&c->subs, &s->in_chan);
+    fm_list_push_back(&conn->wake_subs, &s->in_conn);
     return s;
 }
 
 static void sub_remove(wsub *s)
 {
-    fm_conn *conn = s->conn;
-    wchan *c = s->chan;
-
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else
-        c->subs = s->next;
-    if (s->next != NULL)
-        s->next->prev = s->prev;
-    if (s->conn_prev != NULL)
-        s->conn_prev->conn_next = s->conn_next;
-    else
-        conn->wake_subs = s->conn_next;
-    if (s->conn_next != NULL)
-        s->conn_next->conn_prev = s->conn_prev;
+    fm_list_remove(&s->in_chan);
+    fm_list_remove(&s->in_conn);
     if (s->awaiting_up)
-        conn->wake_awaiting_up--;
+        s->conn->wake_awaiting_up--;
+    groups_prune(s->chan);
     free(s);
-    groups_prune(c);
 }
 
 /* Ends conn's subscription to c, if it has one; c goes when unwanted. */
@@ -410,13 +409,13 @@ void fm_wake_refused(fm_wake_service *ws, const char *channel, size_t clen, cons
     if (c == NULL)
         return;
     snprintf(msg, sizeof(msg), "Redis refused the subscription: %s", why);
-    while (c->waiting != NULL)
-        fail_pending(c->waiting->req, FM_E_REDIS_ERROR, msg);
-    if (c->subs != NULL)
+    for (pending *p; (p = first_pending(c)) != NULL;)
+        fail_pending(p->req, FM_E_REDIS_ERROR, msg);
+    if (!fm_list_empty(&c->subs))
         fm_log_limited(FM_LOG_WARN, "wake channel %.*s: %s; its subscribers get no more wakes", (int)clen,
                     channel, msg);
-    while (c->subs != NULL)
-        sub_remove(c->subs);
+    while (!fm_list_empty(&c->subs))
+        sub_remove(sub_of(c->subs.next));
     chan_release(ws, c);
 }
 
@@ -456,6 +455,7 @@ void fm_wake_subscribe(fm_req *req, const fm_request *msg)
     }
     if ((p = fm_req_data(req, sizeof(*p))) == NULL)
         return;
+    fm_list_init(&p->in_chan);
     c = find_chan(ws, name, len);
     if (c == NULL) {
         c = calloc(1, sizeof(*c) + len + 1);
@@ -465,6 +465,8 @@ void fm_wake_subscribe(fm_req *req, const fm_request *msg)
         }
         memcpy(c->name, name, len + 1);
         c->len = len;
+        fm_list_init(&c->subs);
+        fm_list_init(&c->waiting);
         if (fm_map_insert(&ws->chans, &c->node, c->name, c->len) != 0) {
             free(c);
             fm_req_fail(req, FM_E_INTERNAL, "out of memory");
@@ -495,10 +497,7 @@ void fm_wake_subscribe(fm_req *req, const fm_request *msg)
     }
     p->req = req;
     p->chan = c;
-    p->next = c->waiting;
-    if (c->waiting != NULL)
-        c->waiting->prev = p;
-    c->waiting = p;
+    fm_list_push_back(&c->waiting, &p->in_chan);
     req->on_settle = pending_settled;
     req->on_timer = subscribe_expired;
     fm_req_deadline(req, (uint64_t)req->srv->cfg->request_timeout_ms);
@@ -525,10 +524,11 @@ void fm_wake_unsubscribe(fm_req *req, const fm_request *msg)
 
 void fm_wake_conn_closed(fm_wake_service *ws, fm_conn *conn)
 {
-    while (conn->wake_subs != NULL) {
-        wchan *c = conn->wake_subs->chan;
+    while (!fm_list_empty(&conn->wake_subs)) {
+        wsub *s = fm_list_entry(conn->wake_subs.next, wsub, in_conn);
+        wchan *c = s->chan;
 
-        sub_remove(conn->wake_subs);
+        sub_remove(s);
         chan_release(ws, c);
     }
 }
@@ -650,8 +650,8 @@ void fm_wake_service_free(fm_wake_service *ws)
         wchan *c = fm_map_entry(n, wchan, node);
 
         fm_map_remove(&ws->chans, n);
-        while (c->subs != NULL)
-            sub_remove(c->subs);
+        while (!fm_list_empty(&c->subs))
+            sub_remove(sub_of(c->subs.next));
         groups_prune(c);
         free(c);
     }

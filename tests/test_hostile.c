@@ -33,48 +33,10 @@ static const char *const debug_redis[] = {"--enable-debug-command", "yes", NULL}
 
 /* ---- Redis-side helpers --------------------------------------------------- */
 
-static redisContext *redis_open(const fmt_redis *srv)
-{
-    redisContext *r = fmt_redis_connect(srv);
-
-    ck_assert_msg(r != NULL, "cannot connect to redis at %s", srv->sock);
-    return r;
-}
-
-static redisReply *redis_ok(redisContext *r, const char *fmt, ...)
-{
-    va_list ap;
-    redisReply *rep;
-
-    va_start(ap, fmt);
-    rep = redisvCommand(r, fmt, ap);
-    va_end(ap);
-    ck_assert_msg(rep != NULL && rep->type != REDIS_REPLY_ERROR, "redis %s: %s", fmt,
-                  rep == NULL ? "no reply" : rep->str);
-    return rep;
-}
-
-static long long redis_int(redisContext *r, const char *fmt, ...)
-{
-    va_list ap;
-    redisReply *rep;
-    long long v;
-
-    va_start(ap, fmt);
-    rep = redisvCommand(r, fmt, ap);
-    va_end(ap);
-    ck_assert_msg(rep != NULL && rep->type == REDIS_REPLY_INTEGER, "redis %s: %s", fmt,
-                  rep == NULL ? "no reply" : rep->type == REDIS_REPLY_ERROR ? rep->str
-                                                                            : "not an integer");
-    v = rep->integer;
-    freeReplyObject(rep);
-    return v;
-}
-
 /* How many channels matching pattern Redis has subscribers for. */
 static long long channels_matching(redisContext *r, const char *pattern)
 {
-    redisReply *rep = redis_ok(r, "PUBSUB CHANNELS %s", pattern);
+    redisReply *rep = wire_redis_ok(r, "PUBSUB CHANNELS %s", pattern);
     long long n = (long long)rep->elements;
 
     freeReplyObject(rep);
@@ -93,6 +55,20 @@ static void frame_put(FILE *f, const char *body)
 
     fwrite(h, 1, 4, f);
     fwrite(body, 1, n, f);
+}
+
+/* An execution of about pad bytes: {"id":"<id>","pad":"<fill...>"}
+ * (caller frees). */
+static char *big_execution(const char *id, char fill, size_t pad)
+{
+    char *json = malloc(pad + strlen(id) + 32);
+    size_t n;
+
+    ck_assert_ptr_nonnull(json);
+    n = (size_t)sprintf(json, "{\"id\":\"%s\",\"pad\":\"", id);
+    memset(json + n, fill, pad);
+    strcpy(json + n + pad, "\"}");
+    return json;
 }
 
 typedef struct stat_want {
@@ -141,7 +117,7 @@ static void await_redis_asleep(const fmt_redis *srv)
     int64_t end = fmt_now_ms() + SETTLE_MS;
 
     for (;;) {
-        redisContext *probe = redis_open(srv);
+        redisContext *probe = wire_redis_open(srv);
         struct pollfd pfd = {probe->fd, POLLIN, 0};
         int answered;
 
@@ -186,8 +162,8 @@ START_TEST(test_doomed_subscriber_confirmation_does_not_hang_the_daemon)
 
     /* Both connected before the sleep: a connection accepted after it
      * would be read after the daemon's. */
-    sleeper = redis_open(&srv);
-    publisher = redis_open(&srv);
+    sleeper = wire_redis_open(&srv);
+    publisher = wire_redis_open(&srv);
     redis_send_only(sleeper, "DEBUG SLEEP 1");
     await_redis_asleep(&srv);
     redis_send_only(publisher, "PUBLISH hx %s", payload);
@@ -229,7 +205,7 @@ START_TEST(test_unsubscribe_during_pending_subscribe_leaves_no_subscription)
     ck_assert_ptr_nonnull(f);
     wire_pair_start(&srv, &d, NULL, (const char *const[]){"--max_inflight_per_client", "100000",
                                                           NULL});
-    r = redis_open(&srv);
+    r = wire_redis_open(&srv);
     fd = wire_connect(d.sock);
 
     /* Every pair in one write, so every unsubscribe meets its subscribe
@@ -276,7 +252,7 @@ END_TEST
 /* The calls of a command so far, from INFO commandstats. */
 static long long command_calls(redisContext *r, const char *cmd)
 {
-    redisReply *rep = redis_ok(r, "INFO commandstats");
+    redisReply *rep = wire_redis_ok(r, "INFO commandstats");
     char needle[64];
     const char *at;
     long long n = 0;
@@ -292,7 +268,7 @@ static long long command_calls(redisContext *r, const char *cmd)
 static int no_keys_matching(void *arg)
 {
     redisContext *r = arg;
-    redisReply *rep = redis_ok(r, "KEYS held:k*");
+    redisReply *rep = wire_redis_ok(r, "KEYS held:k*");
     int none = rep->elements == 0;
 
     freeReplyObject(rep);
@@ -314,7 +290,7 @@ START_TEST(test_expired_locks_leave_the_connection_table)
     int fd, other, n, k;
 
     wire_pair_start(&srv, &d, NULL, extra);
-    r = redis_open(&srv);
+    r = wire_redis_open(&srv);
     fd = wire_connect(d.sock);
     other = wire_connect(d.sock);
     for (n = 0; n < KEYS; n += WINDOW) {
@@ -371,8 +347,8 @@ START_TEST(test_forbidden_channel_fails_its_request_and_the_link_stays_up)
     cJSON *reply;
 
     ck_assert_msg(fmt_redis_start(&srv, NULL) == 0, "redis-server did not start");
-    r = redis_open(&srv);
-    freeReplyObject(redis_ok(r, "ACL SETUSER default resetchannels &fm:*"));
+    r = wire_redis_open(&srv);
+    freeReplyObject(wire_redis_ok(r, "ACL SETUSER default resetchannels &fm:*"));
     wire_daemon_up(&d, srv.url, NULL);
     sub = wire_connect(d.sock);
     bad = wire_connect(d.sock);
@@ -387,8 +363,8 @@ START_TEST(test_forbidden_channel_fails_its_request_and_the_link_stays_up)
                       "redis_error", "3");
 
     /* The subscriber saw no link event, and its wakes still arrive. */
-    pub = redis_open(&srv);
-    ck_assert_int_eq(redis_int(pub, "PUBLISH fm:wake %s", "after-the-refusal"), 1);
+    pub = wire_redis_open(&srv);
+    ck_assert_int_eq(wire_redis_int(pub, "PUBLISH fm:wake %s", "after-the-refusal"), 1);
     ck_assert_msg(has_event(sub, ANSWER_MS, "after-the-refusal"),
                   "the subscriber did not get the wake first");
     ck_assert_int_eq(wire_stats_int(bad, "clients"), 2);
@@ -424,7 +400,7 @@ START_TEST(test_acquire_failing_on_its_fence_leaves_no_lock)
     int fd;
 
     wire_pair_start(&srv, &d, NULL, NULL);
-    r = redis_open(&srv);
+    r = wire_redis_open(&srv);
     fd = wire_connect(d.sock);
     reply = wire_call(fd, "{\"op\":\"lock.acquire\",\"id\":1,\"key\":\"fenced\"}");
     wire_assert_ok(reply, "1");
@@ -435,24 +411,24 @@ START_TEST(test_acquire_failing_on_its_fence_leaves_no_lock)
         free(req);
     }
     cJSON_Delete(reply);
-    fences = redis_ok(r, "KEYS fm:lock:\001fence:*");
+    fences = wire_redis_ok(r, "KEYS fm:lock:\001fence:*");
     ck_assert_int_eq((int)fences->elements, 1);
 
     /* A counter that cannot be incremented: a value that is no integer,
      * and one at its maximum. */
-    freeReplyObject(redis_ok(r, "SET %b not-a-number", fences->element[0]->str,
+    freeReplyObject(wire_redis_ok(r, "SET %b not-a-number", fences->element[0]->str,
                              fences->element[0]->len));
     wire_expect_error(fd, "{\"op\":\"lock.acquire\",\"id\":3,\"key\":\"fenced\"}", "redis_error",
                       "3");
-    ck_assert_int_eq(redis_int(r, "EXISTS fm:lock:fenced"), 0);
-    freeReplyObject(redis_ok(r, "SET %b 9223372036854775807", fences->element[0]->str,
+    ck_assert_int_eq(wire_redis_int(r, "EXISTS fm:lock:fenced"), 0);
+    freeReplyObject(wire_redis_ok(r, "SET %b 9223372036854775807", fences->element[0]->str,
                              fences->element[0]->len));
     wire_expect_error(fd, "{\"op\":\"lock.acquire\",\"id\":4,\"key\":\"fenced\"}", "redis_error",
                       "4");
-    ck_assert_int_eq(redis_int(r, "EXISTS fm:lock:fenced"), 0);
+    ck_assert_int_eq(wire_redis_int(r, "EXISTS fm:lock:fenced"), 0);
 
     /* Mended, the lock is there to take. */
-    freeReplyObject(redis_ok(r, "SET %b 41", fences->element[0]->str, fences->element[0]->len));
+    freeReplyObject(wire_redis_ok(r, "SET %b 41", fences->element[0]->str, fences->element[0]->len));
     reply = wire_call(fd, "{\"op\":\"lock.acquire\",\"id\":5,\"key\":\"fenced\"}");
     wire_assert_ok(reply, "5");
     ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(reply, "fence")),
@@ -520,8 +496,8 @@ START_TEST(test_release_notice_after_the_deadline_does_not_delay_the_answer)
 
     ck_assert_msg(fmt_redis_start(&srv, debug_redis) == 0, "redis-server did not start");
     stalling_daemon_up(&d, &srv, extra, stall_file, sizeof(stall_file));
-    r = redis_open(&srv);
-    sleeper = redis_open(&srv);
+    r = wire_redis_open(&srv);
+    sleeper = wire_redis_open(&srv);
     holder = wire_connect(d.sock);
     waiter = wire_connect(d.sock);
     probe = wire_connect(d.sock);
@@ -539,7 +515,7 @@ START_TEST(test_release_notice_after_the_deadline_does_not_delay_the_answer)
     wire_expect_ok(probe, "{\"op\":\"ping\",\"id\":3,\"redis\":true}", "3");
     while (fmt_now_ms() < deadline - 1000)
         usleep(10000);
-    ck_assert_int_eq(redis_int(r, "PUBLISH fm:lock:released fm:lock:late"), 1);
+    ck_assert_int_eq(wire_redis_int(r, "PUBLISH fm:lock:released fm:lock:late"), 1);
     wire_expect_ok(probe, "{\"op\":\"ping\",\"id\":4,\"redis\":true}", "4");
     while (fmt_now_ms() < deadline - 150)
         usleep(10000);
@@ -547,7 +523,7 @@ START_TEST(test_release_notice_after_the_deadline_does_not_delay_the_answer)
     /* Held still for 300 ms from here, the daemon handles the notice at
      * about deadline + 150. */
     stall_arm(stall_file);
-    ck_assert_int_eq(redis_int(r, "PUBLISH fm:lock:released fm:lock:late"), 1);
+    ck_assert_int_eq(wire_redis_int(r, "PUBLISH fm:lock:released fm:lock:late"), 1);
     redis_send_only(sleeper, "DEBUG SLEEP 3");
     await_redis_asleep(&srv);
 
@@ -586,7 +562,7 @@ START_TEST(test_bulk_reads_of_one_client_do_not_stall_another)
 {
     enum { POUR = 400, SAMPLES = 300, TICK = 5, BIG = 800 * 1024 };
     static const char small[] = "{\"id\":\"small\",\"n\":1}";
-    char *big = malloc(BIG + 64), *pour = NULL;
+    char *big = big_execution("big", 'x', BIG), *pour = NULL;
     int64_t lat[SAMPLES], p99, start;
     redisContext *r;
     fmt_redis srv;
@@ -595,13 +571,9 @@ START_TEST(test_bulk_reads_of_one_client_do_not_stall_another)
     size_t len;
     FILE *f;
 
-    ck_assert_ptr_nonnull(big);
     wire_pair_start(&srv, &d, NULL, NULL);
-    r = redis_open(&srv);
-    len = (size_t)snprintf(big, 32, "{\"id\":\"big\",\"pad\":\"");
-    memset(big + len, 'x', BIG);
-    strcpy(big + len + BIG, "\"}");
-    freeReplyObject(redis_ok(r, "SET fm:exec:big %s", big));
+    r = wire_redis_open(&srv);
+    freeReplyObject(wire_redis_ok(r, "SET fm:exec:big %s", big));
     wire_store(d.sock, small);
     pourer = wire_connect(d.sock);
     other = wire_connect(d.sock);
@@ -803,13 +775,13 @@ START_TEST(test_large_wake_is_shared_by_its_subscribers)
     memset(payload, 'w', PAYLOAD);
     payload[PAYLOAD] = '\0';
     wire_pair_start(&srv, &d, NULL, NULL);
-    r = redis_open(&srv);
+    r = wire_redis_open(&srv);
     for (int i = 0; i < SUBS; i++) {
         fds[i] = wire_connect(d.sock);
         wire_expect_ok(fds[i], "{\"op\":\"wake.subscribe\",\"id\":1,\"channel\":\"big\"}", "1");
     }
     before = wire_rss_kib(d.pid);
-    ck_assert_int_eq(redis_int(r, "PUBLISH big %s", payload), 1);
+    ck_assert_int_eq(wire_redis_int(r, "PUBLISH big %s", payload), 1);
     /* Delivered to all in one loop turn: the first socket says when. */
     {
         struct pollfd pfd = {fds[SUBS - 1], POLLIN, 0};
@@ -841,7 +813,7 @@ END_TEST
 START_TEST(test_output_memory_is_given_back_after_large_replies)
 {
     enum { CLIENTS = 100, VALUE = 1 << 20 };
-    char *big = malloc(VALUE + 64);
+    char *big = big_execution("mb", 'm', VALUE);
     int fds[CLIENTS];
     redisContext *r;
     fmt_redis srv;
@@ -849,13 +821,9 @@ START_TEST(test_output_memory_is_given_back_after_large_replies)
     long before;
     size_t len;
 
-    ck_assert_ptr_nonnull(big);
-    len = (size_t)snprintf(big, 32, "{\"id\":\"mb\",\"pad\":\"");
-    memset(big + len, 'm', VALUE);
-    strcpy(big + len + VALUE, "\"}");
     wire_pair_start(&srv, &d, NULL, NULL);
-    r = redis_open(&srv);
-    freeReplyObject(redis_ok(r, "SET fm:exec:mb %s", big));
+    r = wire_redis_open(&srv);
+    freeReplyObject(wire_redis_ok(r, "SET fm:exec:mb %s", big));
     for (int i = 0; i < CLIENTS; i++)
         fds[i] = wire_connect(d.sock);
     before = wire_rss_kib(d.pid);
@@ -889,7 +857,7 @@ END_TEST
 START_TEST(test_grant_for_a_doomed_connection_is_given_back)
 {
     static const char *const extra[] = {"--max_output_bytes", "65536", NULL};
-    char *big = malloc(70000 + 64), *batch = NULL;
+    char *big = big_execution("over", 'o', 70000), *batch = NULL;
     redisContext *r;
     fmt_redis srv;
     fmt_daemon d;
@@ -897,13 +865,9 @@ START_TEST(test_grant_for_a_doomed_connection_is_given_back)
     int fd, other;
     FILE *f;
 
-    ck_assert_ptr_nonnull(big);
-    len = (size_t)snprintf(big, 32, "{\"id\":\"over\",\"pad\":\"");
-    memset(big + len, 'o', 70000);
-    strcpy(big + len + 70000, "\"}");
     wire_pair_start(&srv, &d, NULL, extra);
-    r = redis_open(&srv);
-    freeReplyObject(redis_ok(r, "SET fm:exec:over %s", big));
+    r = wire_redis_open(&srv);
+    freeReplyObject(wire_redis_ok(r, "SET fm:exec:over %s", big));
     fd = wire_connect(d.sock);
     other = wire_connect(d.sock);
     f = open_memstream(&batch, &len);
@@ -916,7 +880,7 @@ START_TEST(test_grant_for_a_doomed_connection_is_given_back)
     ck_assert_msg(fmt_raw_closed(fd, SETTLE_MS), "the overflowing client was not closed");
     /* Whatever the daemon did with the grant went to Redis before this. */
     wire_expect_ok(other, "{\"op\":\"ping\",\"id\":3,\"redis\":true}", "3");
-    ck_assert_int_eq(redis_int(r, "EXISTS fm:lock:kept"), 0);
+    ck_assert_int_eq(wire_redis_int(r, "EXISTS fm:lock:kept"), 0);
     close(fd);
     close(other);
     free(batch);

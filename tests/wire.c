@@ -326,3 +326,41 @@ long wire_rss_kib(pid_t pid)
     ck_assert_msg(kib > 0, "no VmRSS in %s", path);
     return kib;
 }
+
+redisContext *wire_redis_open(const fmt_redis *srv)
+{
+    redisContext *c = fmt_redis_connect(srv);
+
+    ck_assert_msg(c != NULL, "cannot connect to redis-server on %s", srv->sock);
+    return c;
+}
+
+redisReply *wire_redis_ok(redisContext *c, const char *fmt, ...)
+{
+    redisReply *reply;
+    va_list ap;
+
+    va_start(ap, fmt);
+    reply = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(reply != NULL, "redis %s: %s", fmt, c->errstr);
+    ck_assert_msg(reply->type != REDIS_REPLY_ERROR, "redis %s: %s", fmt, reply->str);
+    return reply;
+}
+
+long long wire_redis_int(redisContext *c, const char *fmt, ...)
+{
+    redisReply *reply;
+    long long v;
+    va_list ap;
+
+    va_start(ap, fmt);
+    reply = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(reply != NULL && reply->type == REDIS_REPLY_INTEGER, "redis %s: %s", fmt,
+                  reply == NULL ? c->errstr
+                  : reply->type == REDIS_REPLY_ERROR ? reply->str : "not an integer");
+    v = reply->integer;
+    freeReplyObject(reply);
+    return v;
+}
