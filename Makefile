@@ -2,8 +2,8 @@
 #
 #   make            build/fmredisd, build/fmredis, build/libfmredis.{a,so}
 #   make check      what CI runs: install missing packages, build, then
-#                   test + check-san + valgrind + fuzz + bench-smoke
-#                   (about 5 minutes)
+#                   test + check-san + valgrind + fuzz + torture +
+#                   bench-smoke (about 10 minutes)
 #   make test       the test suite only (seconds: the developer loop)
 #   make check-san  the test suite built with ASan+UBSan, daemon included
 #   make valgrind   the test suite with the daemon under valgrind memcheck
@@ -46,6 +46,10 @@ TEST_SRC   = $(wildcard tests/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
+# A test-only LD_PRELOAD library (tests/stall/stall.c) that holds a daemon
+# still at a chosen moment. Never sanitized, whatever SAN says: it is
+# preloaded into daemons that may be.
+STALL   = build/fm-stall.so
 DAEMON  = $(BUILD)/fmredisd
 CLI     = $(BUILD)/fmredis
 LIB_A   = $(BUILD)/libfmredis.a
@@ -77,9 +81,14 @@ $(LIB_SO): $(call obj,$(LIB_SRC) $(PROTO_SRC))
 $(CLI): $(call obj,$(CLI_SRC)) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ -o $@
 
-# The tests link the daemon's config parser to test it directly; everything
-# else they reach through the real daemon binary and the socket.
-$(TESTS): $(call obj,$(TEST_SRC) daemon/config.c daemon/log.c) $(LIB_A)
+$(STALL): tests/stall/stall.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -shared -fPIC $< -o $@ -ldl
+
+# The tests link the daemon's config parser and hash table to test them
+# directly; everything else they reach through the real daemon binary and
+# the socket.
+$(TESTS): $(call obj,$(TEST_SRC) daemon/config.c daemon/log.c daemon/map.c) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ -o $@ $(call pkglibs,$(PKGS_TEST))
 
 # Packages a fresh Debian 12 needs to build, test and run.
@@ -105,12 +114,14 @@ check: deps
 	    && echo "== valgrind: $$(($$(date +%s) - t0)) s"
 	@t0=$$(date +%s); $(MAKE) fuzz \
 	    && echo "== fuzz: $$(($$(date +%s) - t0)) s"
+	@t0=$$(date +%s); $(MAKE) torture \
+	    && echo "== torture: $$(($$(date +%s) - t0)) s"
 	@t0=$$(date +%s); $(MAKE) bench-smoke \
 	    && echo "== bench-smoke: $$(($$(date +%s) - t0)) s"
 
-test: all $(TESTS)
+test: all $(TESTS) $(STALL)
 	FMREDISD=$(abspath $(DAEMON)) FMREDIS_CLI=$(abspath $(CLI)) \
-	    FM_SRCDIR=$(CURDIR) $(TESTS)
+	    FM_STALL_LIB=$(abspath $(STALL)) FM_SRCDIR=$(CURDIR) $(TESTS)
 
 # ---- The test suite under ASan and UBSan --------------------------------
 #
@@ -152,9 +163,10 @@ check-san:
 VG_LOGS = $(abspath build/valgrind)
 VG_SLOW = 10
 
-valgrind: all $(TESTS)
+valgrind: all $(TESTS) $(STALL)
 	rm -rf $(VG_LOGS) && mkdir -p $(VG_LOGS)
 	@FMREDISD=$(CURDIR)/tests/valgrind-fmredisd FM_VALGRIND_LOGS=$(VG_LOGS) \
+	    FM_STALL_LIB=$(abspath $(STALL)) \
 	    FM_VALGRIND_DAEMON=$(abspath $(DAEMON)) CK_TIMEOUT_MULTIPLIER=$(VG_SLOW) \
 	    FMREDIS_CLI=$(abspath $(CLI)) FM_SRCDIR=$(CURDIR) $(TESTS); rc=$$?; \
 	bad=0; runs=0; unchecked=""; \

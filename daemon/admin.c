@@ -67,7 +67,8 @@ void fm_admin_ping(fm_req *req, const fm_request *msg)
         answer_ping(req, fm_link_ready(srv->link));
         return;
     }
-    req->cmd = fm_link_command(srv->link, 1, (const char *[]){"PING"}, &len, ping_reply, req);
+    req->cmd = fm_link_command(srv->link, req->conn->flow, 0, 1, (const char *[]){"PING"}, &len,
+                               ping_reply, req);
     if (req->cmd == NULL) {
         fm_req_fail(req, FM_E_INTERNAL, "out of memory");
         return;
@@ -92,6 +93,7 @@ void fm_admin_stats(fm_req *req, const fm_request *msg)
     fm_reply_put_int(conn, "rejected_clients", (int64_t)srv->rejected_clients);
     fm_reply_put_int(conn, "protocol_errors", (int64_t)srv->protocol_errors);
     fm_reply_put_int(conn, "cache_invalid", (int64_t)srv->cache_invalid);
+    fm_reply_put_int(conn, "locks_held", (int64_t)srv->locks_held);
     fm_buf_puts(&conn->out, ",\"redis\":{\"connected\":");
     fm_buf_puts(&conn->out, fm_link_ready(srv->link) ? "true" : "false");
     fm_reply_put_bool(conn, "subscriber_connected", fm_link_sub_ready(srv->link));

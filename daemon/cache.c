@@ -82,7 +82,7 @@ void fm_cache_get(fm_req *req, const fm_request *msg)
     size_t keylen;
 
     if (id_arg(req, msg, key, &keylen) == 0)
-        fm_req_command(req, 2, (const char *[]){"GET", key}, (size_t[]){3, keylen}, get_done);
+        fm_req_read(req, 1, 2, (const char *[]){"GET", key}, (size_t[]){3, keylen}, get_done);
 }
 
 static void set_done(fm_req *req, redisReply *reply)
@@ -182,8 +182,9 @@ static idset *read_ids(const fm_json_val *arr, size_t count, int unique)
     return set;
 }
 
-/* Sends <verb> <prefix><id>... for every id of the set. */
-static void batch_command(fm_req *req, const char *verb, const idset *set,
+/* Sends <verb> <prefix><id>... for every id of the set; with `reads`, a
+ * read of each key (MGET). */
+static void batch_command(fm_req *req, const char *verb, int reads, const idset *set,
                           fm_req_reply_cb *done)
 {
     size_t plen = strlen(req->srv->cfg->cache_key_prefix), i;
@@ -203,7 +204,7 @@ static void batch_command(fm_req *req, const char *verb, const idset *set,
             lens[i + 1] = cache_key(req->srv, set->ids[i].p, set->ids[i].len, w);
             w += lens[i + 1];
         }
-        fm_req_command(req, (int)set->n + 1, argv, lens, done);
+        fm_req_read(req, reads ? set->n : 0, (int)set->n + 1, argv, lens, done);
     }
     free(argv);
     free(lens);
@@ -243,14 +244,26 @@ void fm_cache_invalidate_many(fm_req *req, const fm_request *msg)
     if (set->n == 0)
         fm_req_ok_int(req, "invalidated", 0);
     else
-        batch_command(req, "DEL", set, invalidate_many_done);
+        batch_command(req, "DEL", 0, set, invalidate_many_done);
     free(set);
+}
+
+/* At most what get_many_done appends: every value, and each id escaped. */
+static size_t reply_size(const redisReply *reply, const idset *set)
+{
+    size_t n = 16 + set->total * 6 + set->n * 4;
+
+    for (size_t i = 0; i < reply->elements; i++)
+        if (reply->element[i]->type == REDIS_REPLY_STRING)
+            n += reply->element[i]->len;
+    return n;
 }
 
 static void get_many_done(fm_req *req, redisReply *reply)
 {
     const idset *set = req->data;
     fm_conn *conn;
+    size_t size;
     int first = 1;
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != set->n) {
@@ -258,9 +271,18 @@ static void get_many_done(fm_req *req, redisReply *reply)
                     reply->elements, set->n);
         return;
     }
+    /* Checked before the copy: a reply that cannot be sent must not first
+     * be built (max_output_bytes bounds what a client makes us hold). The
+     * room is taken at once, not doubled into. */
+    size = reply_size(reply, set);
+    if (fm_req_listening(req) && !fm_reply_room(req->conn, size)) {
+        fm_req_drop(req);
+        return;
+    }
     conn = fm_req_ok_start(req);
     if (conn == NULL)
         return;
+    fm_buf_reserve(&conn->out, size);
     fm_buf_puts(&conn->out, ",\"executions\":{");
     for (size_t i = 0; i < set->n; i++) {
         if (!stored_ok(req->srv, reply->element[i]))
@@ -293,5 +315,5 @@ void fm_cache_get_many(fm_req *req, const fm_request *msg)
     }
     /* The reply needs the ids again: the set stays with the request. */
     req->data = set;
-    batch_command(req, "MGET", set, get_many_done);
+    batch_command(req, "MGET", 1, set, get_many_done);
 }

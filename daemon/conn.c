@@ -3,9 +3,13 @@
  * Every read lands in the server's one read buffer and is fed to the
  * connection's frame reader; every whole frame is dispatched before the
  * next read, and a reader left empty gives its memory back, so an idle
- * connection costs no read buffer. Output accumulates in `out` and is
- * written once per loop turn by the server's flusher; while one write is in
- * flight the next replies wait in `out`.
+ * connection costs no read buffer. Output accumulates in `out` (and, for
+ * frames shared with other connections, in `outq`, see outq.h) and is
+ * written once per loop turn by the server's flusher, usually in one
+ * writev(2); what the socket does not take at once goes to a uv_write,
+ * while the next replies wait. An output buffer left empty and larger than
+ * OUT_KEEP is given back, so one large reply does not stay with an idle
+ * connection.
  *
  * A connection that has to go while others are being served (its output
  * overflowed, memory ran out) is only marked doomed; the flusher closes it.
@@ -20,6 +24,9 @@
 #include "ops.h"
 #include "server.h"
 #include "wake.h"
+
+#define OUT_KEEP (64 * 1024)
+#define FLUSH_IOV 16
 
 int fm_conn_alive(const fm_conn *conn)
 {
@@ -38,7 +45,9 @@ static void on_closed(uv_handle_t *h)
 
     fm_frame_reader_free(conn->reader);
     fm_buf_free(&conn->out);
-    fm_buf_free(&conn->writing);
+    fm_outq_free(&conn->outq);
+    /* Commands of its requests may still be at Redis: they hold the flow. */
+    fm_link_flow_release(conn->flow);
     free(conn);
 }
 
@@ -66,11 +75,26 @@ void fm_conn_close(fm_conn *conn)
     while (conn->reqs != NULL)
         fm_req_abandon(conn->reqs);
     fm_held_conn_closed(conn);
-    if (conn->subscriptions > 0)
+    if (!fm_list_empty(&conn->wake_subs))
         fm_wake_conn_closed(srv->wake, conn);
     fm_log_debug("client %llu: closed", (unsigned long long)conn->serial);
     uv_close((uv_handle_t *)&conn->pipe, on_closed);
     fm_server_conn_gone(srv);
+}
+
+static void write_failed(fm_conn *conn, int rc)
+{
+    fm_log_debug("client %llu: write: %s", (unsigned long long)conn->serial, uv_strerror(rc));
+    fm_conn_close(conn);
+}
+
+/* Everything queued went out. */
+static void drained(fm_conn *conn)
+{
+    if (conn->out.cap > OUT_KEEP)
+        fm_buf_free(&conn->out);
+    if (conn->close_after_write)
+        fm_conn_close(conn);
 }
 
 static void on_write(uv_write_t *wr, int status)
@@ -78,28 +102,36 @@ static void on_write(uv_write_t *wr, int status)
     fm_conn *conn = wr->data;
 
     conn->writing_active = 0;
-    fm_buf_reset(&conn->writing);
+    fm_outq_written(&conn->outq);
     if (conn->closing)
         return;
-    if (status < 0) {
-        fm_log_debug("client %llu: write: %s", (unsigned long long)conn->serial,
-                     uv_strerror(status));
-        fm_conn_close(conn);
-        return;
-    }
-    if (conn->out.len > 0)
+    if (status < 0)
+        write_failed(conn, status);
+    else if (conn->out.len > 0 || conn->outq.head != NULL)
         fm_server_schedule_flush(conn->srv, conn);
-    else if (conn->close_after_write)
-        fm_conn_close(conn);
+    else
+        drained(conn);
+}
+
+/* The output in writing order: the sealed chunks, then `out`. */
+static size_t gather(fm_conn *conn, uv_buf_t *iov, size_t max)
+{
+    size_t n = fm_outq_iov(&conn->outq, iov, max);
+
+    if (conn->out.len > 0 && n < max)
+        iov[n++] = uv_buf_init(conn->out.data, (unsigned)conn->out.len);
+    return n;
 }
 
 /* Called by the server's flusher, once per loop turn at most. The socket
- * usually takes everything at once: uv_try_write then costs one write(2)
- * and no epoll_ctl(2); only a remainder goes through uv_write. */
+ * usually takes everything at once: uv_try_write then costs one writev(2)
+ * and no epoll_ctl(2); only a remainder goes through uv_write, whose
+ * buffers must stay put until it completes, so `out` is sealed into the
+ * queue first and the next replies start a buffer of their own. */
 void fm_conn_flush(fm_conn *conn)
 {
-    fm_buf tmp;
-    uv_buf_t buf;
+    uv_buf_t small[FLUSH_IOV], *iov = small;
+    size_t max = fm_outq_chunks(&conn->outq) + 1, n;
     int rc;
 
     if (conn->doomed) {
@@ -108,36 +140,43 @@ void fm_conn_flush(fm_conn *conn)
     }
     if (conn->closing || conn->writing_active)
         return;
-    if (conn->out.len > 0) {
-        buf = uv_buf_init(conn->out.data, (unsigned)conn->out.len);
-        rc = uv_try_write((uv_stream_t *)&conn->pipe, &buf, 1);
-        if (rc < 0 && rc != UV_EAGAIN) {
-            fm_log_debug("client %llu: write: %s", (unsigned long long)conn->serial,
-                         uv_strerror(rc));
-            fm_conn_close(conn);
-            return;
-        }
-        if (rc > 0)
-            fm_buf_consume(&conn->out, (size_t)rc);
-    }
-    if (conn->out.len == 0) {
-        if (conn->close_after_write)
-            fm_conn_close(conn);
-        return;
-    }
-    /* Swap: the bytes being written stay put while replies keep coming. */
-    tmp = conn->writing;
-    conn->writing = conn->out;
-    conn->out = tmp;
-    buf = uv_buf_init(conn->writing.data, (unsigned)conn->writing.len);
-    conn->wreq.data = conn;
-    rc = uv_write(&conn->wreq, (uv_stream_t *)&conn->pipe, &buf, 1, on_write);
-    if (rc < 0) {
-        fm_log_debug("client %llu: write: %s", (unsigned long long)conn->serial, uv_strerror(rc));
+    if (max > FLUSH_IOV && (iov = malloc(max * sizeof(*iov))) == NULL) {
+        fm_log_error("client %llu: out of memory writing; closing",
+                     (unsigned long long)conn->serial);
         fm_conn_close(conn);
         return;
     }
-    conn->writing_active = 1;
+    n = gather(conn, iov, max);
+    if (n > 0) {
+        rc = uv_try_write((uv_stream_t *)&conn->pipe, iov, (unsigned)n);
+        if (rc < 0 && rc != UV_EAGAIN) {
+            write_failed(conn, rc);
+            goto out;
+        }
+        if (rc > 0)
+            fm_buf_consume(&conn->out, fm_outq_consume(&conn->outq, (size_t)rc));
+    }
+    if (conn->out.len == 0 && conn->outq.head == NULL) {
+        drained(conn);
+        goto out;
+    }
+    if (conn->out.len > 0 && fm_outq_push_buf(&conn->outq, &conn->out) != 0) {
+        fm_log_error("client %llu: out of memory writing; closing",
+                     (unsigned long long)conn->serial);
+        fm_conn_close(conn);
+        goto out;
+    }
+    n = fm_outq_iov(&conn->outq, iov, max);
+    fm_outq_start_write(&conn->outq);
+    conn->wreq.data = conn;
+    rc = uv_write(&conn->wreq, (uv_stream_t *)&conn->pipe, iov, (unsigned)n, on_write);
+    if (rc < 0)
+        write_failed(conn, rc);
+    else
+        conn->writing_active = 1;
+out:
+    if (iov != small)
+        free(iov);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -221,7 +260,7 @@ static int peer_allowed(fm_server *srv, fm_conn *conn)
     for (size_t i = 0; i < cfg->ngids; i++)
         if (cfg->gids[i] == cred.gid)
             return 1;
-    fm_log_info("refused a client with uid %d gid %d", (int)cred.uid, (int)cred.gid);
+    fm_log_limited(FM_LOG_INFO, "refused a client with uid %d gid %d", (int)cred.uid, (int)cred.gid);
     return 0;
 }
 
@@ -242,6 +281,9 @@ fm_conn *fm_conn_accept(fm_server *srv)
         return NULL;
     conn->srv = srv;
     conn->serial = ++srv->next_serial;
+    conn->flow = fm_link_flow_create();
+    fm_outq_init(&conn->outq);
+    fm_list_init(&conn->wake_subs);
     conn->reader = fm_frame_reader_create((size_t)srv->cfg->max_frame_bytes);
     uv_pipe_init(srv->loop, &conn->pipe, 0);
     conn->pipe.data = conn;
@@ -252,7 +294,7 @@ fm_conn *fm_conn_accept(fm_server *srv)
     srv->nconns++;
     srv->connections_total++;
     if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&conn->pipe) != 0 ||
-        conn->reader == NULL) {
+        conn->reader == NULL || conn->flow == NULL) {
         fm_conn_close(conn);
         return NULL;
     }

@@ -4,7 +4,8 @@
  * lock acquired with on_disconnect "release" is released (token-checked) the
  * moment its connection closes, and every lock acquired with auto_extend is
  * extended every ttl/3 while its connection stays open. A release by the
- * client, or an extension that finds the lock gone, takes it off the list. */
+ * client, an extension that finds the lock gone, or (for locks not
+ * extended) the lock's expiry takes it off the connection's map. */
 #ifndef FM_HELD_H
 #define FM_HELD_H
 

@@ -1,4 +1,4 @@
-/* link.c -- connect, set up, reconnect and command routing for Redis.
+/* link.c -- the two contexts' connect machine, and the link's life cycle.
  *
  * Each of the two contexts (commands, pub/sub) runs the same small machine:
  *
@@ -8,340 +8,27 @@
  *
  * with one timer per context serving as the backoff wait and as the deadline
  * of RESOLVING/CONNECTING/SETUP (request_timeout_ms), since hiredis 0.14 has
- * no connect timeout of its own.
- *
- * Commands wait in `queue` while the command context is not READY, or while
- * a transient error (LOADING, BUSY, MASTERDOWN) asks them to try again later;
- * the queue drains in order once READY. Commands written to Redis are owned
- * by hiredis until their reply (or the link's loss) comes back. */
+ * no connect timeout of its own. Commands are link_cmd.c's, channels
+ * link_sub.c's; this file tells them when a context is ready or lost. */
 #include <stdlib.h>
 #include <string.h>
 
-#include <hiredis/async.h>
-
-#include "link.h"
+#include "link_int.h"
 #include "log.h"
 #include "redis_uv.h"
-
-#define MAX_SCRIPTS 8
-#define TRANSIENT_RETRY_MS 25
-
-enum { ST_IDLE, ST_RESOLVING, ST_CONNECTING, ST_SETUP, ST_READY, ST_LOST };
-enum { CTX_CMD, CTX_SUB };
-
-typedef struct fm_ctx {
-    fm_link *link;
-    int kind;
-    int state;
-    redisAsyncContext *ac;
-    uv_timer_t timer;
-    uv_getaddrinfo_t gai;
-    int attempt;
-    int setup_pending;      /* setup replies still to come */
-    int logged_down;        /* loss logged; recovery not yet */
-    int dropping;           /* we freed the context; on_disconnect follows */
-    int suspect;            /* connected, but the server said READONLY: not
-                               recovered until a command succeeds */
-    char lasterr[128];
-} fm_ctx;
-
-enum { CMD_QUEUED, CMD_SENT };
-
-struct fm_cmd {
-    fm_link *link;
-    fm_cmd *prev, *next;    /* in link->queue while QUEUED */
-    int state;
-    int cancelled;
-    int transient;          /* Redis said "not now" to it at least once */
-    fm_script *script;
-    int use_eval;           /* NOSCRIPT seen: send the body */
-    uint64_t retry_at;
-    fm_link_cb *cb;
-    void *arg;
-    int argc;               /* including the 3 script slots when script */
-    const char **argv;
-    size_t *lens;
-};
-
-typedef enum { CH_NONE, CH_SUBSCRIBING, CH_SUBSCRIBED, CH_UNSUBSCRIBING } ch_state;
-
-typedef struct channel {
-    char *name;
-    size_t len;
-    ch_state state;
-    int wanted;
-} channel;
-
-struct fm_link {
-    uv_loop_t *loop;
-    const fm_config *cfg;
-    fm_ctx ctx[2];
-    fm_script *scripts[MAX_SCRIPTS];
-    int nscripts;
-    fm_cmd *head, *tail;
-    size_t queued;
-    uv_timer_t retry_timer;
-    channel *channels;
-    size_t nchannels;
-    fm_link_sub_handler sub;
-    fm_link_stats stats;
-    int closing;
-    int open_handles;
-};
+#include "scripts.h"
 
 static const char *const ctx_names[] = {"command", "pub/sub"};
 
 static void ctx_connect(fm_ctx *ctx);
-static void ctx_recovered(fm_ctx *ctx);
 static void ctx_lost(fm_ctx *ctx, const char *why);
-static void send_queue(fm_link *link);
-static void sub_send_all(fm_link *link);
-static void drop_channel(fm_link *link, channel *ch);
 
-/* ---- command queue ---- */
-
-static void queue_push(fm_link *link, fm_cmd *cmd, uint64_t retry_at)
+int fm_link_reply_is(const redisReply *r, const char *code)
 {
-    cmd->state = CMD_QUEUED;
-    cmd->retry_at = retry_at;
-    cmd->next = NULL;
-    cmd->prev = link->tail;
-    if (link->tail)
-        link->tail->next = cmd;
-    else
-        link->head = cmd;
-    link->tail = cmd;
-    link->queued++;
-}
+    size_t n = strlen(code);
 
-static void queue_unlink(fm_link *link, fm_cmd *cmd)
-{
-    if (cmd->prev)
-        cmd->prev->next = cmd->next;
-    else
-        link->head = cmd->next;
-    if (cmd->next)
-        cmd->next->prev = cmd->prev;
-    else
-        link->tail = cmd->prev;
-    cmd->prev = cmd->next = NULL;
-    link->queued--;
-}
-
-static void cmd_finish(fm_cmd *cmd, fm_link_status status, redisReply *reply)
-{
-    cmd->cb(status, reply, cmd->arg);
-    free(cmd);
-}
-
-static int reply_is(const redisReply *r, const char *prefix)
-{
-    size_t n = strlen(prefix);
-
-    return (size_t)r->len >= n && memcmp(r->str, prefix, n) == 0 &&
+    return (size_t)r->len >= n && memcmp(r->str, code, n) == 0 &&
            ((size_t)r->len == n || r->str[n] == ' ');
-}
-
-/* Errors that say "not now" rather than "no": the command did not run. */
-static int reply_transient(const redisReply *r)
-{
-    return reply_is(r, "LOADING") || reply_is(r, "BUSY") ||
-           reply_is(r, "MASTERDOWN") || reply_is(r, "TRYAGAIN");
-}
-
-static int cmd_write(fm_cmd *cmd);
-static void on_retry_timer(uv_timer_t *t);
-
-static void retry_later(fm_link *link, fm_cmd *cmd)
-{
-    cmd->transient = 1;
-    link->stats.retries++;
-    queue_push(link, cmd, uv_now(link->loop) + TRANSIENT_RETRY_MS);
-    if (!uv_is_active((uv_handle_t *)&link->retry_timer))
-        uv_timer_start(&link->retry_timer, on_retry_timer, TRANSIENT_RETRY_MS, 0);
-}
-
-static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
-{
-    fm_cmd *cmd = privdata;
-    fm_link *link = cmd->link;
-    redisReply *reply = r;
-
-    if (reply == NULL) {
-        /* The context is being torn down: nothing more may be written to
-         * it, so mark it before the caller's callback submits anything. */
-        if (link->ctx[CTX_CMD].state == ST_READY)
-            link->ctx[CTX_CMD].state = ST_LOST;
-        cmd_finish(cmd, FM_LINK_DOWN, NULL);
-        return;
-    }
-    if (reply->type == REDIS_REPLY_ERROR && !cmd->cancelled && !link->closing) {
-        if (cmd->script && reply_is(reply, "NOSCRIPT")) {
-            /* Script cache flushed (SCRIPT FLUSH, a restart we raced): EVAL
-             * runs the body and caches it again. */
-            link->stats.retries++;
-            cmd->use_eval = 1;
-            if (cmd_write(cmd) != 0)
-                queue_push(link, cmd, 0);
-            return;
-        }
-        if (reply_transient(reply)) {
-            retry_later(link, cmd);
-            return;
-        }
-        if (reply_is(reply, "READONLY")) {
-            /* We are talking to a replica now (a failover): reconnect, and
-             * run the command on whatever master we find. */
-            fm_ctx *ctx = &link->ctx[CTX_CMD];
-
-            cmd->transient = 1;
-            queue_push(link, cmd, 0);
-            link->stats.retries++;
-            if (ctx->state == ST_READY) {
-                /* Let the replies already on their way arrive (they meet
-                 * READONLY too and queue up again), then reconnect. Until a
-                 * command succeeds, the reconnects back off and log once. */
-                snprintf(ctx->lasterr, sizeof(ctx->lasterr), "READONLY: the server is a replica now");
-                ctx->suspect = 1;
-                ctx->state = ST_LOST;
-                redisAsyncDisconnect(ac);
-            }
-            return;
-        }
-    }
-    if (link->ctx[CTX_CMD].suspect && link->ctx[CTX_CMD].state == ST_READY)
-        ctx_recovered(&link->ctx[CTX_CMD]);
-    cmd_finish(cmd, FM_LINK_OK, reply);
-}
-
-static int cmd_write(fm_cmd *cmd)
-{
-    fm_link *link = cmd->link;
-    fm_ctx *ctx = &link->ctx[CTX_CMD];
-
-    if (ctx->state != ST_READY)
-        return -1;
-    if (cmd->script) {
-        cmd->argv[0] = cmd->use_eval ? "EVAL" : "EVALSHA";
-        cmd->lens[0] = strlen(cmd->argv[0]);
-        cmd->argv[1] = cmd->use_eval ? cmd->script->body : cmd->script->sha;
-        cmd->lens[1] = strlen(cmd->argv[1]);
-    }
-    if (redisAsyncCommandArgv(ctx->ac, on_cmd_reply, cmd, cmd->argc, cmd->argv,
-                              cmd->lens) != REDIS_OK)
-        return -1;
-    cmd->state = CMD_SENT;
-    link->stats.commands++;
-    return 0;
-}
-
-static void send_queue(fm_link *link)
-{
-    uint64_t now = uv_now(link->loop), next = 0;
-    fm_cmd *cmd = link->head, *nx;
-
-    for (; cmd != NULL && link->ctx[CTX_CMD].state == ST_READY; cmd = nx) {
-        nx = cmd->next;
-        if (cmd->retry_at > now) {
-            if (next == 0 || cmd->retry_at < next)
-                next = cmd->retry_at;
-            continue;
-        }
-        queue_unlink(link, cmd);
-        if (cmd_write(cmd) != 0) {
-            queue_push(link, cmd, 0);
-            break;
-        }
-    }
-    if (next != 0)
-        uv_timer_start(&link->retry_timer, on_retry_timer, next - now, 0);
-}
-
-static void on_retry_timer(uv_timer_t *t)
-{
-    send_queue(t->data);
-}
-
-static fm_cmd *cmd_create(fm_link *link, fm_script *script, int nkeys, int argc,
-                          const char **argv, const size_t *lens,
-                          fm_link_cb *cb, void *arg)
-{
-    int extra = script ? 3 : 0, total = argc + extra;
-    size_t data = 0;
-    char keys[16];
-    fm_cmd *cmd;
-    char *p;
-
-    for (int i = 0; i < argc; i++)
-        data += lens[i];
-    cmd = malloc(sizeof(*cmd) + (size_t)total * (sizeof(char *) + sizeof(size_t)) +
-                 data + sizeof(keys));
-    if (cmd == NULL)
-        return NULL;
-    memset(cmd, 0, sizeof(*cmd));
-    cmd->link = link;
-    cmd->script = script;
-    cmd->cb = cb;
-    cmd->arg = arg;
-    cmd->argc = total;
-    cmd->argv = (const char **)(cmd + 1);
-    cmd->lens = (size_t *)(cmd->argv + total);
-    p = (char *)(cmd->lens + total);
-    if (script) {
-        int n = snprintf(p, sizeof(keys), "%d", nkeys);
-        cmd->argv[2] = p;
-        cmd->lens[2] = (size_t)n;
-        p += sizeof(keys);
-    }
-    for (int i = 0; i < argc; i++) {
-        memcpy(p, argv[i], lens[i]);
-        cmd->argv[extra + i] = p;
-        cmd->lens[extra + i] = lens[i];
-        p += lens[i];
-    }
-    return cmd;
-}
-
-static fm_cmd *submit(fm_link *link, fm_cmd *cmd)
-{
-    if (cmd == NULL)
-        return NULL;
-    if (link->closing) {
-        free(cmd);
-        return NULL;
-    }
-    if (link->head != NULL || cmd_write(cmd) != 0)
-        queue_push(link, cmd, 0);
-    return cmd;
-}
-
-fm_cmd *fm_link_command(fm_link *link, int argc, const char **argv,
-                        const size_t *lens, fm_link_cb *cb, void *arg)
-{
-    return submit(link, cmd_create(link, NULL, 0, argc, argv, lens, cb, arg));
-}
-
-fm_cmd *fm_link_script(fm_link *link, fm_script *script, int nkeys, int argc,
-                       const char **argv, const size_t *lens, fm_link_cb *cb,
-                       void *arg)
-{
-    return submit(link, cmd_create(link, script, nkeys, argc, argv, lens, cb, arg));
-}
-
-int fm_link_cancel(fm_cmd *cmd)
-{
-    if (cmd->state == CMD_QUEUED) {
-        queue_unlink(cmd->link, cmd);
-        free(cmd);
-        return 1;
-    }
-    cmd->cancelled = 1;
-    return 0;
-}
-
-int fm_cmd_transient(const fm_cmd *cmd)
-{
-    return cmd->transient;
 }
 
 /* ---- connection machine ---- */
@@ -403,11 +90,7 @@ static void ctx_lost(fm_ctx *ctx, const char *why)
     if (was_ready)
         link->stats.disconnects++;
     if (ctx->kind == CTX_SUB) {
-        for (size_t i = link->nchannels; i-- > 0;) {
-            link->channels[i].state = CH_NONE;
-            if (!link->channels[i].wanted)
-                drop_channel(link, &link->channels[i]);
-        }
+        fm_link_sub_lost(link, ctx->lasterr);
         if (was_ready && link->sub.down)
             link->sub.down(link->sub.arg);
     }
@@ -448,7 +131,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 }
 
 /* The link works again: backoff starts over, the recovery is logged once. */
-static void ctx_recovered(fm_ctx *ctx)
+void fm_ctx_recovered(fm_ctx *ctx)
 {
     ctx->suspect = 0;
     ctx->attempt = 0;
@@ -469,11 +152,13 @@ static void ctx_ready(fm_ctx *ctx)
     ctx->state = ST_READY;
     link->stats.connects++;
     if (!ctx->suspect)
-        ctx_recovered(ctx);
-    if (ctx->kind == CTX_CMD)
-        send_queue(link);
-    else
-        sub_send_all(link);
+        fm_ctx_recovered(ctx);
+    if (ctx->kind == CTX_CMD) {
+        fm_link_cmd_ready_hook(link);
+        fm_link_pump(link);
+    } else {
+        fm_link_sub_ready_hook(link);
+    }
 }
 
 static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
@@ -632,127 +317,6 @@ static void ctx_connect(fm_ctx *ctx)
     link->open_handles++;
 }
 
-/* ---- pub/sub ---- */
-
-static channel *find_channel(fm_link *link, const char *name, size_t len)
-{
-    for (size_t i = 0; i < link->nchannels; i++)
-        if (link->channels[i].len == len && memcmp(link->channels[i].name, name, len) == 0)
-            return &link->channels[i];
-    return NULL;
-}
-
-static void drop_channel(fm_link *link, channel *ch)
-{
-    free(ch->name);
-    *ch = link->channels[--link->nchannels];
-}
-
-static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
-{
-    fm_link *link = privdata;
-    redisReply *reply = r, *kind, *name;
-    channel *ch;
-
-    if (reply == NULL || link->closing)
-        return;
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
-        reply->element[0]->type != REDIS_REPLY_STRING ||
-        reply->element[1]->type != REDIS_REPLY_STRING) {
-        fm_log_warn("redis pub/sub: unexpected reply type %d", reply->type);
-        return;
-    }
-    kind = reply->element[0];
-    name = reply->element[1];
-    if (strcmp(kind->str, "message") == 0) {
-        redisReply *payload = reply->element[2];
-        if (payload->type == REDIS_REPLY_STRING && link->sub.message)
-            link->sub.message(name->str, (size_t)name->len, payload->str,
-                              (size_t)payload->len, link->sub.arg);
-        return;
-    }
-    ch = find_channel(link, name->str, (size_t)name->len);
-    if (ch == NULL)
-        return;
-    if (strcmp(kind->str, "subscribe") == 0) {
-        ch->state = CH_SUBSCRIBED;
-        if (link->sub.subscribed)
-            link->sub.subscribed(ch->name, ch->len, link->sub.arg);
-    } else if (strcmp(kind->str, "unsubscribe") == 0) {
-        ch->state = CH_NONE;
-        /* Wanted again while the UNSUBSCRIBE was in flight: hiredis dropped
-         * the callback with the unsubscribe, so subscribe anew only now. */
-        if (ch->wanted)
-            sub_send_all(link);
-        else
-            drop_channel(link, ch);
-    }
-}
-
-static int sub_send(fm_link *link, channel *ch, const char *verb)
-{
-    const char *argv[2] = {verb, ch->name};
-    size_t lens[2] = {strlen(verb), ch->len};
-
-    return redisAsyncCommandArgv(link->ctx[CTX_SUB].ac, on_sub_reply, link, 2, argv, lens) ==
-           REDIS_OK ? 0 : -1;
-}
-
-static void sub_send_all(fm_link *link)
-{
-    if (link->ctx[CTX_SUB].state != ST_READY)
-        return;
-    for (size_t i = 0; i < link->nchannels; i++) {
-        channel *ch = &link->channels[i];
-
-        if (ch->wanted && ch->state == CH_NONE && sub_send(link, ch, "SUBSCRIBE") == 0)
-            ch->state = CH_SUBSCRIBING;
-    }
-}
-
-int fm_link_subscribe(fm_link *link, const char *name, size_t len)
-{
-    channel *ch = find_channel(link, name, len);
-
-    if (ch == NULL) {
-        channel *grown = realloc(link->channels, (link->nchannels + 1) * sizeof(*grown));
-        if (grown == NULL)
-            return -1;
-        link->channels = grown;
-        ch = &link->channels[link->nchannels];
-        ch->name = malloc(len + 1);
-        if (ch->name == NULL)
-            return -1;
-        memcpy(ch->name, name, len);
-        ch->name[len] = '\0';
-        ch->len = len;
-        ch->state = CH_NONE;
-        link->nchannels++;
-    }
-    ch->wanted = 1;
-    if (ch->state == CH_SUBSCRIBED)
-        return 1;
-    sub_send_all(link);
-    return 0;
-}
-
-int fm_link_unsubscribe(fm_link *link, const char *name, size_t len)
-{
-    channel *ch = find_channel(link, name, len);
-
-    if (ch == NULL)
-        return 0;
-    ch->wanted = 0;
-    if (ch->state == CH_NONE) {
-        drop_channel(link, ch);
-        return 0;
-    }
-    if (ch->state == CH_SUBSCRIBED && link->ctx[CTX_SUB].state == ST_READY &&
-        sub_send(link, ch, "UNSUBSCRIBE") == 0)
-        ch->state = CH_UNSUBSCRIBING;
-    return 0;
-}
-
 /* ---- life cycle ---- */
 
 static void on_handle_closed(uv_handle_t *h)
@@ -781,9 +345,12 @@ fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg)
         ctx->timer.data = ctx;
         link->open_handles++;
     }
-    uv_timer_init(loop, &link->retry_timer);
-    link->retry_timer.data = link;
+    fm_link_cmd_init(link);
     link->open_handles++;
+    if (fm_link_sub_init(link) != 0) {
+        fm_link_free(link);
+        return NULL;
+    }
     return link;
 }
 
@@ -833,11 +400,7 @@ void fm_link_free(fm_link *link)
     if (link == NULL)
         return;
     link->closing = 1;
-    while (link->head != NULL) {
-        fm_cmd *cmd = link->head;
-        queue_unlink(link, cmd);
-        cmd_finish(cmd, FM_LINK_DOWN, NULL);
-    }
+    fm_link_fail_waiting(link);
     for (int k = 0; k < 2; k++) {
         fm_ctx *ctx = &link->ctx[k];
 
@@ -852,10 +415,6 @@ void fm_link_free(fm_link *link)
         uv_close((uv_handle_t *)&ctx->timer, on_handle_closed);
         ctx->timer.data = link;
     }
-    for (size_t i = 0; i < link->nchannels; i++)
-        free(link->channels[i].name);
-    free(link->channels);
-    link->channels = NULL;
-    link->nchannels = 0;
+    fm_link_sub_free(link);
     uv_close((uv_handle_t *)&link->retry_timer, on_handle_closed);
 }

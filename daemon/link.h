@@ -10,7 +10,18 @@
  *
  * Deadlines belong to the caller (a request), not to the link: hiredis 0.14
  * cannot cancel a command once written, so a caller whose deadline passes
- * cancels what is still queued here and lets what was sent come back late. */
+ * cancels what is still queued here and lets what was sent come back late.
+ *
+ * Fair queuing. Every client's commands share the one command connection,
+ * and Redis answers them in order: a client pouring large reads would sit
+ * in front of everyone else's small requests. So each client has a flow,
+ * and what a flow may have out at Redis is bounded, by count and by the
+ * estimated bytes of its replies (learnt from the flow's own past reads)
+ * and requests; the rest waits here, and waiting flows are served in turn.
+ * Small commands are never held back by others' bulk ones: at most a
+ * bounded window of bulk bytes is ever in front of them. The daemon's own
+ * commands (releases and extensions of held locks) have a flow no bound
+ * applies to. */
 #ifndef FM_LINK_H
 #define FM_LINK_H
 
@@ -24,6 +35,7 @@
 
 typedef struct fm_link fm_link;
 typedef struct fm_cmd fm_cmd;
+typedef struct fm_flow fm_flow;
 
 typedef enum fm_link_status {
     FM_LINK_OK,     /* reply is Redis's answer, possibly an error reply */
@@ -45,6 +57,9 @@ typedef struct fm_link_sub_handler {
     void (*message)(const char *channel, size_t clen, const char *payload,
                     size_t plen, void *arg);
     void (*subscribed)(const char *channel, size_t clen, void *arg);
+    /* Redis will not have the channel (its ACL forbids it to this user);
+     * the link has dropped it. */
+    void (*refused)(const char *channel, size_t clen, const char *why, void *arg);
     void (*down)(void *arg);    /* the subscribe context was lost */
     void *arg;
 } fm_link_sub_handler;
@@ -65,13 +80,21 @@ void fm_link_set_config(fm_link *link, const fm_config *cfg);
 int fm_link_ready(const fm_link *link);
 int fm_link_sub_ready(const fm_link *link);
 
-/* Submits a command; its arguments are copied. Returns NULL when out of
- * memory (cb is then never called). */
-fm_cmd *fm_link_command(fm_link *link, int argc, const char **argv,
-                        const size_t *lens, fm_link_cb *cb, void *arg);
+/* A client's flow (see "Fair queuing" above). It lives while its owner
+ * holds it or a command of it is in the link, so the owner may release it
+ * with commands still out. NULL out of memory. */
+fm_flow *fm_link_flow_create(void);
+void fm_link_flow_release(fm_flow *flow);
+
+/* Submits a command for flow (NULL: the daemon's own); its arguments are
+ * copied. reads: how many keys' values its reply brings (GET 1, MGET n),
+ * whose size the flow's past reads estimate; 0 for replies of fixed size.
+ * Returns NULL when out of memory (cb is then never called). */
+fm_cmd *fm_link_command(fm_link *link, fm_flow *flow, size_t reads, int argc,
+                        const char **argv, const size_t *lens, fm_link_cb *cb, void *arg);
 /* Submits EVALSHA of a registered script with nkeys keys then args. */
-fm_cmd *fm_link_script(fm_link *link, fm_script *script, int nkeys, int argc,
-                       const char **argv, const size_t *lens, fm_link_cb *cb,
+fm_cmd *fm_link_script(fm_link *link, fm_flow *flow, fm_script *script, int nkeys,
+                       int argc, const char **argv, const size_t *lens, fm_link_cb *cb,
                        void *arg);
 
 /* Withdraws a command whose caller no longer waits. Returns 1 when it was
@@ -85,8 +108,12 @@ int fm_link_cancel(fm_cmd *cmd);
  * not that it was silent. */
 int fm_cmd_transient(const fm_cmd *cmd);
 
-/* Pub/sub channel set, restored after every reconnect. Subscribing again to
- * a channel already subscribed only reports `subscribed` again. */
+/* Pub/sub channel set, restored after every reconnect. A channel new to
+ * the link is first checked against the Redis user's ACL on the command
+ * connection, since hiredis 0.14 drops a subscribed connection on a
+ * refused SUBSCRIBE; a refusal is reported through `refused`. Returns 1
+ * when the channel is subscribed already (nothing more is reported), 0
+ * when `subscribed` or `refused` will follow, -1 out of memory. */
 int fm_link_subscribe(fm_link *link, const char *channel, size_t len);
 int fm_link_unsubscribe(fm_link *link, const char *channel, size_t len);
 
@@ -96,7 +123,8 @@ typedef struct fm_link_stats {
     uint64_t disconnects;
     uint64_t commands;
     uint64_t retries;       /* transient errors and NOSCRIPT re-sends */
-    size_t queued;
+    uint64_t refused;       /* channels the ACL would not let us subscribe */
+    size_t queued;          /* waiting for the link, or for their turn */
 } fm_link_stats;
 void fm_link_get_stats(const fm_link *link, fm_link_stats *out);
 

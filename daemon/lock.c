@@ -7,6 +7,10 @@
  * fallback for holders that release without publishing. Its deadline covers
  * the whole wait: request_timeout_ms + retry_delay * max_retries.
  *
+ * Waiting acquires are found by their lock's Redis key (map.h), so a
+ * release notice, which anyone who can publish on Redis can send, costs the
+ * acquires of that key and no others.
+ *
  * An attempt that Redis carries out after its request was answered
  * (deadline, client gone) may have taken the lock: the late reply says so,
  * and the lock is released at once, token-checked, never left to its TTL. */
@@ -24,7 +28,8 @@
 
 typedef struct acquire {
     fm_req *req;
-    struct acquire *prev, *next;    /* ls->acquiring */
+    fm_map_node node;               /* ls->waiting, by rkey */
+    int waiting;                    /* in ls->waiting */
     int64_t retries_left;
     int64_t retry_delay;
     int64_t ttl;
@@ -43,7 +48,7 @@ struct fm_lock_service {
     fm_server *srv;
     fm_script acquire, release, extend;
     fm_fence *fence;
-    acquire *acquiring;             /* every acquire not yet answered */
+    fm_map waiting;                 /* every acquire not yet answered, by rkey */
 };
 
 static size_t lock_key(const fm_server *srv, const char *key, size_t len, char *out)
@@ -61,7 +66,7 @@ int fm_lock_send_release(fm_server *srv, const char *rkey, size_t rlen, const ch
 {
     const char *ch = srv->cfg->lock_release_channel;
 
-    return fm_link_script(srv->link, &srv->locks->release, 1, 3,
+    return fm_link_script(srv->link, NULL, &srv->locks->release, 1, 3,
                           (const char *[]){rkey, token, ch},
                           (size_t[]){rlen, toklen, strlen(ch)}, cb, arg) ? 0 : -1;
 }
@@ -72,7 +77,7 @@ int fm_lock_send_extend(fm_server *srv, const char *rkey, size_t rlen, const cha
     char ttlbuf[24];
     int n = snprintf(ttlbuf, sizeof(ttlbuf), "%lld", (long long)ttl);
 
-    return fm_link_script(srv->link, &srv->locks->extend, 1, 3,
+    return fm_link_script(srv->link, NULL, &srv->locks->extend, 1, 3,
                           (const char *[]){rkey, token, ttlbuf},
                           (size_t[]){rlen, toklen, (size_t)n}, cb, arg) ? 0 : -1;
 }
@@ -84,15 +89,11 @@ static void acquire_attempt(fm_req *req);
 static void acquire_unlink(fm_req *req)
 {
     acquire *a = req->data;
-    fm_lock_service *ls = req->srv->locks;
 
-    if (a->prev)
-        a->prev->next = a->next;
-    else if (ls != NULL && ls->acquiring == a)
-        ls->acquiring = a->next;
-    if (a->next)
-        a->next->prev = a->prev;
-    a->prev = a->next = NULL;
+    if (!a->waiting)
+        return;
+    fm_map_remove(&req->srv->locks->waiting, &a->node);
+    a->waiting = 0;
 }
 
 static void on_cleanup_release(fm_link_status status, redisReply *reply, void *arg)
@@ -117,12 +118,19 @@ static void release_orphan(fm_server *srv, const acquire *a)
 }
 
 /* Redis granted the lock: the client gets it, and the daemon keeps track of
- * it when it is to be released on disconnect or extended. */
+ * it when it is to be released on disconnect or extended. A grant nobody
+ * will hear of goes back at once, "keep" or not: a client cannot release a
+ * lock it never learnt it holds. */
 static void acquire_taken(fm_req *req, long long fence)
 {
     acquire *a = req->data;
     fm_conn *conn = req->conn;
 
+    if (!fm_req_listening(req)) {
+        release_orphan(req->srv, a);
+        fm_req_drop(req);
+        return;
+    }
     if ((a->release_on_close || a->auto_extend) &&
         fm_held_add(conn, a->key, a->keylen, a->rkey, a->rkeylen, a->token, a->ttl,
                     a->release_on_close, a->auto_extend) != 0) {
@@ -131,8 +139,6 @@ static void acquire_taken(fm_req *req, long long fence)
         return;
     }
     conn = fm_req_ok_start(req);
-    if (conn == NULL)
-        return;
     fm_reply_put_str(conn, "token", a->token, FM_TOKEN_LEN);
     fm_reply_put_int(conn, "fence", fence);
     fm_req_ok_finish(req);
@@ -202,14 +208,15 @@ static void acquire_timer(fm_req *req)
 
 void fm_lock_released(fm_lock_service *ls, const char *rkey, size_t len)
 {
-    acquire *a, *next;
+    fm_map_node *n, *next;
 
     /* A push-woken attempt costs no retry: the retry count bounds the
-     * timer's polling, the deadline bounds the wait. */
-    for (a = ls->acquiring; a != NULL; a = next) {
-        next = a->next;
-        if (a->rkeylen != len || memcmp(a->rkey, rkey, len) != 0)
-            continue;
+     * timer's polling, the deadline bounds the wait. An attempt may answer
+     * its request (and take it off the map), never another's. */
+    for (n = fm_map_find(&ls->waiting, rkey, len); n != NULL; n = next) {
+        acquire *a = fm_map_entry(n, acquire, node);
+
+        next = fm_map_next(n);
         if (a->req->cmd == NULL)
             acquire_attempt(a->req);
         else
@@ -222,14 +229,21 @@ static void acquire_attempt(fm_req *req)
     acquire *a = req->data;
     const char *argv[] = {a->rkey, a->fkey, a->token, a->ttlbuf};
     size_t lens[] = {a->rkeylen, a->fkeylen, FM_TOKEN_LEN, strlen(a->ttlbuf)};
+    uint64_t now = uv_now(req->srv->loop);
 
-    req->cmd = fm_link_script(req->srv->link, &req->srv->locks->acquire, 2, 4, argv, lens,
-                              acquire_reply, req);
+    /* A release notice can be handled in the loop turn in which the
+     * deadline passed, before the deadline's timer ran. */
+    if (now >= req->deadline) {
+        acquire_not_taken(req);
+        return;
+    }
+    req->cmd = fm_link_script(req->srv->link, req->conn->flow, &req->srv->locks->acquire, 2, 4,
+                              argv, lens, acquire_reply, req);
     if (req->cmd == NULL) {
         fm_req_fail(req, FM_E_INTERNAL, "out of memory");
         return;
     }
-    fm_req_timer(req, req->deadline - uv_now(req->srv->loop));
+    fm_req_timer(req, req->deadline - now);
 }
 
 void fm_lock_acquire(fm_req *req, const fm_request *msg)
@@ -274,10 +288,11 @@ void fm_lock_acquire(fm_req *req, const fm_request *msg)
         fm_req_fail(req, FM_E_INTERNAL, "no randomness for a token");
         return;
     }
-    a->next = ls->acquiring;
-    if (ls->acquiring)
-        ls->acquiring->prev = a;
-    ls->acquiring = a;
+    if (fm_map_insert(&ls->waiting, &a->node, a->rkey, a->rkeylen) != 0) {
+        fm_req_fail(req, FM_E_INTERNAL, "out of memory");
+        return;
+    }
+    a->waiting = 1;
     req->on_settle = acquire_unlink;
     req->on_timer = acquire_timer;
     req->deadline = uv_now(srv->loop) + (uint64_t)srv->cfg->request_timeout_ms +
@@ -430,9 +445,13 @@ fm_lock_service *fm_lock_service_create(fm_server *srv)
 
 void fm_lock_service_shutdown(fm_lock_service *ls)
 {
-    while (ls->acquiring != NULL)
-        fm_req_fail(ls->acquiring->req, FM_E_SHUTTING_DOWN,
+    fm_map_node *n, *next;
+
+    for (n = fm_map_first(&ls->waiting); n != NULL; n = next) {
+        next = fm_map_after(&ls->waiting, n);
+        fm_req_fail(fm_map_entry(n, acquire, node)->req, FM_E_SHUTTING_DOWN,
                     "the daemon is shutting down");
+    }
 }
 
 void fm_lock_service_free(fm_lock_service *ls)
@@ -440,5 +459,6 @@ void fm_lock_service_free(fm_lock_service *ls)
     if (ls == NULL)
         return;
     fm_fence_free(ls->fence);
+    fm_map_free(&ls->waiting);
     free(ls);
 }

@@ -9,9 +9,17 @@
 #include "log.h"
 #include "server.h"
 
+/* Output piling up behind a write in progress goes on in a fresh buffer:
+ * growing one ever larger would copy all of it at each doubling. */
+#define SEAL_AT (256 * 1024)
+
 static size_t frame_start(fm_conn *conn)
 {
-    size_t start = conn->out.len;
+    size_t start;
+
+    if (conn->writing_active && conn->out.len >= SEAL_AT)
+        fm_outq_push_buf(&conn->outq, &conn->out);
+    start = conn->out.len;
 
     fm_buf_put_u32be(&conn->out, 0);
     return start;
@@ -41,20 +49,43 @@ size_t fm_event_start(fm_conn *conn, const char *event)
     return start;
 }
 
-/* Output just grew: cap it, or have it written this loop turn. */
-static void queued(fm_conn *conn)
+static void overflow(fm_conn *conn)
 {
-    const fm_config *cfg = conn->srv->cfg;
-
-    if ((int64_t)(conn->out.len + conn->writing.len) > cfg->max_output_bytes) {
-        fm_log_warn("client %llu: more than max_output_bytes (%lld) unread; closing",
-                    (unsigned long long)conn->serial, (long long)cfg->max_output_bytes);
-        fm_conn_doom(conn);
-        return;
-    }
-    fm_server_schedule_flush(conn->srv, conn);
+    fm_log_limited(FM_LOG_WARN, "client %llu: more than max_output_bytes (%lld) unread; closing",
+                (unsigned long long)conn->serial, (long long)conn->srv->cfg->max_output_bytes);
+    fm_conn_doom(conn);
 }
 
+static size_t queued(const fm_conn *conn)
+{
+    return conn->out.len + conn->outq.bytes;
+}
+
+int fm_reply_room(fm_conn *conn, size_t n)
+{
+    size_t max = (size_t)conn->srv->cfg->max_output_bytes;
+
+    if (!fm_conn_alive(conn))
+        return 0;
+    if (queued(conn) > max || n > max - queued(conn)) {
+        overflow(conn);
+        return 0;
+    }
+    return 1;
+}
+
+/* Output just grew: cap it, or have it written this loop turn. */
+static void grew(fm_conn *conn)
+{
+    if (queued(conn) > (size_t)conn->srv->cfg->max_output_bytes)
+        overflow(conn);
+    else
+        fm_server_schedule_flush(conn->srv, conn);
+}
+
+/* A frame too large for the connection's output never gets its length
+ * written: it is cut off and the connection doomed. max_output_bytes is at
+ * most UINT32_MAX (config.c), so every frame that stays can be framed. */
 void fm_reply_finish(fm_conn *conn, size_t start)
 {
     fm_buf *b = &conn->out;
@@ -66,13 +97,18 @@ void fm_reply_finish(fm_conn *conn, size_t start)
         fm_conn_doom(conn);
         return;
     }
+    if (queued(conn) > (size_t)conn->srv->cfg->max_output_bytes) {
+        b->len = start;
+        overflow(conn);
+        return;
+    }
     fm_buf_patch_u32be(b, start, (uint32_t)(b->len - start - FM_FRAME_HEADER_LEN));
-    queued(conn);
+    fm_server_schedule_flush(conn->srv, conn);
 }
 
 void fm_conn_send(fm_conn *conn, const char *frame, size_t len)
 {
-    if (!fm_conn_alive(conn))
+    if (!fm_reply_room(conn, len))
         return;
     fm_buf_append(&conn->out, frame, len);
     if (conn->out.oom) {
@@ -81,7 +117,29 @@ void fm_conn_send(fm_conn *conn, const char *frame, size_t len)
         fm_conn_doom(conn);
         return;
     }
-    queued(conn);
+    grew(conn);
+}
+
+/* Below this a copy costs less than a chunk of its own. */
+#define SHARE_MIN 4096
+
+void fm_conn_send_shared(fm_conn *conn, fm_shared *f)
+{
+    if (f->len < SHARE_MIN) {
+        fm_conn_send(conn, f->data, f->len);
+        return;
+    }
+    if (!fm_reply_room(conn, f->len))
+        return;
+    /* What `out` holds goes before the shared frame. */
+    if ((conn->out.len > 0 && fm_outq_push_buf(&conn->outq, &conn->out) != 0) ||
+        fm_outq_push_shared(&conn->outq, f) != 0) {
+        fm_log_error("client %llu: out of memory for an event; closing",
+                     (unsigned long long)conn->serial);
+        fm_conn_doom(conn);
+        return;
+    }
+    fm_server_schedule_flush(conn->srv, conn);
 }
 
 void fm_reply_error(fm_conn *conn, const char *id, size_t idlen,

@@ -138,13 +138,15 @@ void fm_req_deadline(fm_req *req, uint64_t ms)
 
 void fm_req_expire(fm_req *req)
 {
-    /* A command still queued here never reached Redis: the link is down or
-     * Redis kept answering "not now" (so is one written again after such an
-     * answer). One written to a connected server that has not answered at
-     * all: that is a timeout, and its late reply is dropped. */
+    /* With the link up, a command Redis has not answered, or one still
+     * waiting its turn behind commands Redis has not answered: that is a
+     * timeout, and a late reply is dropped. With the link down, or Redis
+     * answering "not now" all along, Redis could not be reached. */
+    int slow = req->cmd != NULL && fm_link_ready(req->srv->link) && !fm_cmd_transient(req->cmd);
+
     if (req->cmd != NULL && fm_link_cancel(req->cmd))
         req->cmd = NULL;
-    if (req->cmd != NULL && fm_link_ready(req->srv->link) && !fm_cmd_transient(req->cmd))
+    if (slow)
         fm_req_fail(req, FM_E_TIMEOUT, "Redis did not answer within %lld ms",
                     (long long)req->srv->cfg->request_timeout_ms);
     else
@@ -152,12 +154,30 @@ void fm_req_expire(fm_req *req)
                     (long long)req->srv->cfg->request_timeout_ms);
 }
 
+int fm_req_listening(const fm_req *req)
+{
+    return !req->answered && req->conn != NULL && fm_conn_alive(req->conn);
+}
+
+void fm_req_drop(fm_req *req)
+{
+    settle(req);
+    fm_req_done(req);
+}
+
 fm_conn *fm_req_ok_start(fm_req *req)
 {
     fm_conn *conn = req->conn;
 
-    if (req->answered || conn == NULL || !fm_conn_alive(conn))
+    if (req->answered)
         return NULL;
+    /* Its connection is on its way out (doomed: closed at the end of this
+     * turn): the request is over now, as it would be then, so that whoever
+     * answers it in a loop sees it leave its list. */
+    if (!fm_req_listening(req)) {
+        fm_req_drop(req);
+        return NULL;
+    }
     req->reply_start = fm_reply_ok_start(conn, req->id, req->idlen);
     return conn;
 }
@@ -271,17 +291,24 @@ static void submitted(fm_req *req, fm_cmd *cmd)
         fm_req_deadline(req, (uint64_t)req->srv->cfg->request_timeout_ms);
 }
 
+void fm_req_read(fm_req *req, size_t reads, int argc, const char **argv, const size_t *lens,
+                 fm_req_reply_cb *on_reply)
+{
+    req->on_reply = on_reply;
+    submitted(req, fm_link_command(req->srv->link, req->conn->flow, reads, argc, argv, lens,
+                                   on_command_reply, req));
+}
+
 void fm_req_command(fm_req *req, int argc, const char **argv, const size_t *lens,
                     fm_req_reply_cb *on_reply)
 {
-    req->on_reply = on_reply;
-    submitted(req, fm_link_command(req->srv->link, argc, argv, lens, on_command_reply, req));
+    fm_req_read(req, 0, argc, argv, lens, on_reply);
 }
 
 void fm_req_script(fm_req *req, fm_script *script, int nkeys, int argc,
                    const char **argv, const size_t *lens, fm_req_reply_cb *on_reply)
 {
     req->on_reply = on_reply;
-    submitted(req, fm_link_script(req->srv->link, script, nkeys, argc, argv, lens,
-                                  on_command_reply, req));
+    submitted(req, fm_link_script(req->srv->link, req->conn->flow, script, nkeys, argc, argv,
+                                  lens, on_command_reply, req));
 }

@@ -2,9 +2,16 @@
  * same script as the change, never GET-then-DEL from the client side. */
 #include "scripts.h"
 
+/* A script that fails half-way keeps what it did: when the fence cannot be
+ * counted (a counter someone overwrote, or one at its maximum), the lock
+ * just set goes again, so an acquire answered with an error leaves none. */
 const char fm_lua_acquire[] =
     "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
-    "  return redis.call('INCR', KEYS[2])\n"
+    "  local fence = redis.pcall('INCR', KEYS[2])\n"
+    "  if type(fence) == 'table' and fence.err then\n"
+    "    redis.call('DEL', KEYS[1])\n"
+    "  end\n"
+    "  return fence\n"
     "end\n"
     "return false\n";
 
@@ -26,3 +33,12 @@ const char fm_lua_extend[] =
 const char fm_lua_signal_many[] =
     "for i = 2, #ARGV do redis.call('PUBLISH', ARGV[1], ARGV[i]) end\n"
     "return #ARGV - 1\n";
+
+/* Whether this connection's user may SUBSCRIBE to ARGV[1], asked without
+ * subscribing (redis.acl_check_cmd is Redis 7's; before it, 1: cannot
+ * tell). See link_sub.c. */
+const char fm_lua_sub_probe[] =
+    "if redis.acl_check_cmd and not redis.acl_check_cmd('subscribe', ARGV[1]) then\n"
+    "  return 0\n"
+    "end\n"
+    "return 1\n";

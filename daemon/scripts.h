@@ -4,7 +4,8 @@
 #ifndef FM_SCRIPTS_H
 #define FM_SCRIPTS_H
 
-/* KEYS: lock, fence counter. ARGV: token, ttl. The fence, or nil. */
+/* KEYS: lock, fence counter. ARGV: token, ttl. The fence, or nil; an
+ * error (and no lock) when the counter cannot be incremented. */
 extern const char fm_lua_acquire[];
 /* KEYS: lock. ARGV: token, release channel. 1 released (and the key
  * published), 0 no lock, -1 held under another token. */
@@ -13,5 +14,8 @@ extern const char fm_lua_release[];
 extern const char fm_lua_extend[];
 /* ARGV: channel, payloads... Publishes each; returns how many. */
 extern const char fm_lua_signal_many[];
+/* ARGV: channel. 1 when this user may subscribe to it (or the server
+ * cannot tell), 0 when its ACL forbids it. */
+extern const char fm_lua_sub_probe[];
 
 #endif

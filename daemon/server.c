@@ -64,11 +64,11 @@ static void on_connection(uv_stream_t *listener, int status)
     fm_server *srv = listener->data;
 
     if (status < 0) {
-        fm_log_warn("accept: %s", uv_strerror(status));
+        fm_log_limited(FM_LOG_WARN, "accept: %s", uv_strerror(status));
         return;
     }
     if (fm_conn_accept(srv) == NULL)
-        fm_log_warn("accept: could not set up a connection");
+        fm_log_limited(FM_LOG_WARN, "accept: could not set up a connection");
 }
 
 /* A socket file left by a dead daemon is removed; one that answers belongs
@@ -106,15 +106,20 @@ static int clear_stale_socket(const char *path)
 static int listen_socket(fm_server *srv)
 {
     const char *path = srv->cfg->socket;
+    mode_t old_umask;
     int rc;
 
     if (clear_stale_socket(path) != 0)
         return -1;
     uv_pipe_init(srv->loop, &srv->listener, 0);
     srv->listener.data = srv;
+    /* The socket is born with its mode: bind(2) applies the umask to 0777.
+     * A chmod(2) after it would follow a symlink put at the path between
+     * the two. Nothing else runs meanwhile to meet this umask (one thread;
+     * libuv's pool creates no files). */
+    old_umask = umask(~(mode_t)srv->cfg->socket_mode & 0777);
     rc = uv_pipe_bind(&srv->listener, path);
-    if (rc == 0 && chmod(path, (mode_t)srv->cfg->socket_mode) != 0)
-        rc = uv_translate_sys_error(errno);
+    umask(old_umask);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
     if (rc != 0) {
@@ -277,6 +282,17 @@ static void on_sub_subscribed(const char *channel, size_t clen, void *arg)
     fm_wake_subscribed(srv->wake, channel, clen);
 }
 
+static void on_sub_refused(const char *channel, size_t clen, const char *why, void *arg)
+{
+    fm_server *srv = arg;
+    const char *rc = srv->cfg->lock_release_channel;
+
+    if (strlen(rc) == clen && memcmp(rc, channel, clen) == 0)
+        fm_log_error("lock_release_channel %s: %s; waiting acquires fall back to their "
+                     "retry timers", rc, why);
+    fm_wake_refused(srv->wake, channel, clen, why);
+}
+
 static void on_sub_down(void *arg)
 {
     fm_server *srv = arg;
@@ -313,7 +329,7 @@ int fm_server_start(fm_server *srv)
     if (srv->locks == NULL || srv->wake == NULL)
         return -1;
     fm_link_set_sub_handler(srv->link, &(fm_link_sub_handler){
-        on_sub_message, on_sub_subscribed, on_sub_down, srv});
+        on_sub_message, on_sub_subscribed, on_sub_refused, on_sub_down, srv});
     return fm_link_start(srv->link);
 }
 

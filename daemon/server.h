@@ -20,6 +20,9 @@
 #include "fm_frame.h"
 #include "fm_request.h"
 #include "link.h"
+#include "list.h"
+#include "map.h"
+#include "outq.h"
 
 typedef struct fm_server fm_server;
 typedef struct fm_conn fm_conn;
@@ -33,9 +36,10 @@ struct fm_conn {
     fm_server *srv;
     uint64_t serial;            /* for logs */
     uv_pipe_t pipe;
+    fm_flow *flow;              /* its share of the Redis command link */
     fm_frame_reader *reader;
-    fm_buf out;                 /* replies not yet handed to libuv */
-    fm_buf writing;             /* bytes of the write in progress */
+    fm_buf out;                 /* replies being built, and queued behind outq */
+    fm_outq outq;               /* shared frames, and a write in progress */
     uv_write_t wreq;
     int writing_active;
     int closing;                /* fm_conn_close ran; waiting for libuv */
@@ -46,8 +50,8 @@ struct fm_conn {
     fm_conn *prev, *next;       /* srv->conns */
     fm_req *reqs;               /* in flight, answered ones are gone */
     size_t inflight;
-    fm_held *held;              /* locks to release or extend for it */
-    int subscriptions;          /* wake channels, owned by the wake service */
+    fm_map held;                /* locks to release or extend for it, by token */
+    fm_list wake_subs;          /* its wake channels, the wake service's */
     int wake_awaiting_up;       /* subscriptions to restore after "down" */
     char client_name[FM_NAME_MAX + 1];
 };
@@ -106,6 +110,7 @@ struct fm_server {
     uint64_t rejected_clients;
     size_t inflight;            /* requests not yet answered, all conns */
     size_t releasing;           /* lock releases nobody waits for, at Redis */
+    size_t locks_held;          /* tracked for release on close or extension */
     size_t lingering;           /* commands of answered requests, at Redis */
     char readbuf[65536];        /* every read lands here first */
 };
@@ -137,8 +142,15 @@ size_t fm_event_start(fm_conn *conn, const char *event);
 void fm_reply_finish(fm_conn *conn, size_t start);
 void fm_reply_error(fm_conn *conn, const char *id, size_t idlen,
                     fm_errcode code, const char *msg);
-/* Queues a whole frame built elsewhere (an event sent to many). */
+/* Queues a whole frame built elsewhere: a copy, or for a frame sent to
+ * many, a reference. Either way the connection's max_output_bytes is
+ * checked first, so an overflowing connection costs no copy. */
 void fm_conn_send(fm_conn *conn, const char *frame, size_t len);
+void fm_conn_send_shared(fm_conn *conn, fm_shared *f);
+/* Whether n more bytes of output fit under max_output_bytes; when not, the
+ * connection is doomed. For replies too large to build first and check
+ * after. */
+int fm_reply_room(fm_conn *conn, size_t n);
 /* Appends ,"name":"value" with value JSON-escaped. */
 void fm_reply_put_str(fm_conn *conn, const char *name, const char *v, size_t len);
 void fm_reply_put_int(fm_conn *conn, const char *name, int64_t v);
@@ -155,8 +167,14 @@ void *fm_req_data(fm_req *req, size_t size);
 void fm_req_timer(fm_req *req, uint64_t ms);
 /* Sets the deadline now + ms and arms the timer for it. */
 void fm_req_deadline(fm_req *req, uint64_t ms);
+/* Whether an answer can still reach the client: not answered yet, and its
+ * connection neither gone nor doomed. */
+int fm_req_listening(const fm_req *req);
+/* Ends a request nobody will hear the answer of; it may be freed. */
+void fm_req_drop(fm_req *req);
 /* Builds a success reply; finish with fm_req_ok_finish. Returns NULL when
- * the request needs no reply any more (its connection is gone). */
+ * the request needs no reply any more: answered, or its connection gone or
+ * doomed. It is then over (dropped), and may have been freed. */
 fm_conn *fm_req_ok_start(fm_req *req);
 void fm_req_ok_finish(fm_req *req);
 /* A success reply without fields, or with one. */
@@ -174,6 +192,10 @@ void fm_req_fail_redis(fm_req *req, fm_link_status status, const redisReply *rep
  * are dropped. */
 void fm_req_command(fm_req *req, int argc, const char **argv, const size_t *lens,
                     fm_req_reply_cb *on_reply);
+/* The same for a command that reads `reads` keys (GET, MGET), whose reply
+ * size the client's past reads estimate (see link.h, fair queuing). */
+void fm_req_read(fm_req *req, size_t reads, int argc, const char **argv, const size_t *lens,
+                 fm_req_reply_cb *on_reply);
 void fm_req_script(fm_req *req, fm_script *script, int nkeys, int argc,
                    const char **argv, const size_t *lens, fm_req_reply_cb *on_reply);
 

@@ -7,23 +7,36 @@
  * every wake published after the reply is delivered.
  *
  * The lock service keeps lock_release_channel subscribed for the daemon's
- * whole life, so no wake channel is ever the last one (see lock.c). */
+ * whole life, so no wake channel is ever the last one (see lock.c).
+ *
+ * A wake is built once and shared by every subscriber's output (outq.h): a
+ * large payload published by anyone with access to Redis costs its size
+ * once, not once per subscriber. Channels are found through a keyed hash
+ * (map.h), however many a client makes. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "list.h"
 #include "log.h"
+#include "map.h"
 #include "ops.h"
 #include "scripts.h"
 #include "wake.h"
 
-typedef struct wsub {
+/* One connection's subscription to one channel: on the channel's list
+ * (delivery) and on the connection's (lookup, close). */
+typedef struct fm_wake_sub wsub;
+struct fm_wake_sub {
     fm_conn *conn;
-    struct wsub *next;
+    struct wchan *chan;
+    fm_list in_chan;                /* chan->subs */
+    fm_list in_conn;                /* conn->wake_subs */
     int awaiting_up;
     size_t glen;                    /* 0: no group */
     char group[FM_NAME_MAX + 1];
-} wsub;
+};
 
 typedef struct wgroup {
     struct wgroup *next;
@@ -34,22 +47,22 @@ typedef struct wgroup {
 
 typedef struct pending {
     fm_req *req;
-    struct pending *next;
-    struct wchan *chan;
+    fm_list in_chan;                /* chan->waiting */
+    struct wchan *chan;             /* NULL once off the list */
 } pending;
 
 typedef struct wchan {
-    struct wchan *next;
-    wsub *subs;
+    fm_map_node node;               /* ws->chans, by name */
+    fm_list subs;
     wgroup *groups;
-    pending *waiting;               /* subscribes to answer on confirmation */
+    fm_list waiting;                /* subscribes to answer on confirmation */
     size_t len;
     char name[];
 } wchan;
 
 struct fm_wake_service {
     fm_server *srv;
-    wchan *chans;
+    fm_map chans;
     fm_script signal_many;
     fm_buf frame;                   /* scratch for events sent to many */
 };
@@ -76,10 +89,9 @@ static void put_payload(fm_buf *b, const char *id, size_t len, int64_t ts)
 
 static wchan *find_chan(fm_wake_service *ws, const char *name, size_t len)
 {
-    for (wchan *c = ws->chans; c != NULL; c = c->next)
-        if (c->len == len && memcmp(c->name, name, len) == 0)
-            return c;
-    return NULL;
+    fm_map_node *n = fm_map_find(&ws->chans, name, len);
+
+    return n != NULL ? fm_map_entry(n, wchan, node) : NULL;
 }
 
 /* ---- delivery ---- */
@@ -130,23 +142,31 @@ static int build_wake(fm_wake_service *ws, const wchan *c, const char *payload, 
     return 0;
 }
 
-static void deliver(fm_wake_service *ws, wchan *c)
+#define sub_of(n) fm_list_entry(n, wsub, in_chan)
+
+static int in_group(const wsub *s, const wgroup *g)
 {
-    for (wsub *s = c->subs; s != NULL; s = s->next)
-        if (s->glen == 0)
-            fm_conn_send(s->conn, ws->frame.data, ws->frame.len);
+    return s->glen == g->len && memcmp(s->group, g->name, g->len) == 0;
+}
+
+static void deliver(wchan *c, fm_shared *f)
+{
+    fm_list *n;
+
+    fm_list_each(n, &c->subs)
+        if (sub_of(n)->glen == 0)
+            fm_conn_send_shared(sub_of(n)->conn, f);
     for (wgroup *g = c->groups; g != NULL; g = g->next) {
         size_t members = 0, pick;
-        wsub *s;
 
-        for (s = c->subs; s != NULL; s = s->next)
-            members += s->glen == g->len && memcmp(s->group, g->name, g->len) == 0;
+        fm_list_each(n, &c->subs)
+            members += in_group(sub_of(n), g);
         if (members == 0)
             continue;
         pick = (size_t)(g->turn++ % members);
-        for (s = c->subs; s != NULL; s = s->next) {
-            if (s->glen == g->len && memcmp(s->group, g->name, g->len) == 0 && pick-- == 0) {
-                fm_conn_send(s->conn, ws->frame.data, ws->frame.len);
+        fm_list_each(n, &c->subs) {
+            if (in_group(sub_of(n), g) && pick-- == 0) {
+                fm_conn_send_shared(sub_of(n)->conn, f);
                 break;
             }
         }
@@ -157,14 +177,20 @@ void fm_wake_message(fm_wake_service *ws, const char *channel, size_t clen,
                      const char *payload, size_t plen)
 {
     wchan *c = find_chan(ws, channel, clen);
+    fm_shared *f;
 
-    if (c == NULL || c->subs == NULL)
+    if (c == NULL || fm_list_empty(&c->subs))
         return;
-    if (build_wake(ws, c, payload, plen) != 0) {
+    if (build_wake(ws, c, payload, plen) != 0 ||
+        (f = fm_shared_create(ws->frame.data, ws->frame.len)) == NULL) {
         fm_log_error("out of memory building a wake event");
         return;
     }
-    deliver(ws, c);
+    deliver(c, f);
+    fm_shared_unref(f);
+    /* The scratch buffer does not keep what one large payload needed. */
+    if (ws->frame.cap > 64 * 1024)
+        fm_buf_free(&ws->frame);
 }
 
 static void answer_subscribe(fm_req *req, const wchan *c)
@@ -177,28 +203,64 @@ static void answer_subscribe(fm_req *req, const wchan *c)
     fm_req_ok_finish(req);
 }
 
+static void chan_release(fm_wake_service *ws, wchan *c);
+
+/* Takes a waiting subscribe off its channel's list; returns the channel,
+ * or NULL when it was on none. */
+static wchan *pending_detach(pending *p)
+{
+    wchan *c = p->chan;
+
+    fm_list_remove(&p->in_chan);
+    p->chan = NULL;
+    return c;
+}
+
+static pending *first_pending(const wchan *c)
+{
+    fm_list *n = fm_list_first(&c->waiting);
+
+    return n != NULL ? fm_list_entry(n, pending, in_chan) : NULL;
+}
+
+
 void fm_wake_subscribed(fm_wake_service *ws, const char *channel, size_t clen)
 {
     wchan *c = find_chan(ws, channel, clen);
+    pending *p;
+    fm_list *n;
 
     if (c == NULL)
         return;
-    while (c->waiting != NULL)
-        answer_subscribe(c->waiting->req, c);
-    for (wsub *s = c->subs; s != NULL; s = s->next) {
+    /* Each request leaves the list before it is answered: answering may
+     * drop it instead (its connection is doomed), and the loop must end
+     * whatever the answer did. */
+    while ((p = first_pending(c)) != NULL) {
+        pending_detach(p);
+        answer_subscribe(p->req, c);
+    }
+    fm_list_each(n, &c->subs) {
+        wsub *s = sub_of(n);
+
         if (!s->awaiting_up)
             continue;
         s->awaiting_up = 0;
         if (--s->conn->wake_awaiting_up == 0)
             send_state(ws, s->conn, "up");
     }
+    /* Everyone who asked may have left (or unsubscribed) meanwhile. */
+    chan_release(ws, c);
 }
 
 void fm_wake_link_down(fm_wake_service *ws)
 {
+    for (fm_map_node *n = fm_map_first(&ws->chans); n != NULL; n = fm_map_after(&ws->chans, n)) {
+        wchan *c = fm_map_entry(n, wchan, node);
+        fm_list *x;
 
-    for (wchan *c = ws->chans; c != NULL; c = c->next) {
-        for (wsub *s = c->subs; s != NULL; s = s->next) {
+        fm_list_each(x, &c->subs) {
+            wsub *s = sub_of(x);
+
             if (s->awaiting_up)
                 continue;
             s->awaiting_up = 1;
@@ -237,8 +299,10 @@ static void groups_prune(wchan *c)
         wgroup *g = *pg;
         int used = 0;
 
-        for (wsub *s = c->subs; s != NULL && !used; s = s->next)
-            used = s->glen == g->len && memcmp(s->group, g->name, g->len) == 0;
+        fm_list *n;
+
+        fm_list_each(n, &c->subs)
+            used |= in_group(sub_of(n), g);
         if (used) {
             pg = &g->next;
         } else {
@@ -251,63 +315,107 @@ static void groups_prune(wchan *c)
 static void chan_release(fm_wake_service *ws, wchan *c)
 {
     const char *keep = ws->srv->cfg->lock_release_channel;
-    wchan **pc;
 
-    if (c->subs != NULL || c->waiting != NULL)
+    if (!fm_list_empty(&c->subs) || !fm_list_empty(&c->waiting))
         return;
     /* The lock service's channel stays subscribed whatever wake does. */
     if (strlen(keep) != c->len || memcmp(keep, c->name, c->len) != 0)
         fm_link_unsubscribe(ws->srv->link, c->name, c->len);
-    for (pc = &ws->chans; *pc != c; pc = &(*pc)->next)
-        ;
-    *pc = c->next;
+    fm_map_remove(&ws->chans, &c->node);
     groups_prune(c);
     free(c);
 }
 
-static void sub_remove(fm_wake_service *ws, wchan *c, fm_conn *conn)
+static wsub *sub_find(fm_conn *conn, const wchan *c)
 {
-    for (wsub **ps = &c->subs; *ps != NULL; ps = &(*ps)->next) {
-        wsub *s = *ps;
+    fm_list *n;
 
-        if (s->conn != conn)
-            continue;
-        *ps = s->next;
-        if (s->awaiting_up)
-            conn->wake_awaiting_up--;
-        conn->subscriptions--;
-        free(s);
-        groups_prune(c);
-        return;
-    }
+    fm_list_each(n, &conn->wake_subs)
+        if (fm_list_entry(n, wsub, in_conn)->chan == c)
+            return fm_list_entry(n, wsub, in_conn);
+    return NULL;
 }
 
-static void pending_unlink(fm_req *req)
+static wsub *sub_add(fm_conn *conn, wchan *c)
 {
-    pending *p = req->data;
-    pending **pp;
+    wsub *s = calloc(1, sizeof(*s));
 
-    if (p == NULL || p->chan == NULL)
-        return;
-    for (pp = &p->chan->waiting; *pp != NULL && *pp != p; pp = &(*pp)->next)
-        ;
-    if (*pp == p)
-        *pp = p->next;
-    p->chan = NULL;
+    if (s == NULL)
+        return NULL;
+    s->conn = conn;
+    s->chan = c;
+    fm_list_push_back(&c->subs, &s->in_chan);
+    fm_list_push_back(&conn->wake_subs, &s->in_conn);
+    return s;
+}
+
+static void sub_remove(wsub *s)
+{
+    fm_list_remove(&s->in_chan);
+    fm_list_remove(&s->in_conn);
+    if (s->awaiting_up)
+        s->conn->wake_awaiting_up--;
+    groups_prune(s->chan);
+    free(s);
+}
+
+/* Ends conn's subscription to c, if it has one; c goes when unwanted. */
+static void unsubscribe(fm_wake_service *ws, fm_conn *conn, wchan *c)
+{
+    wsub *s = conn != NULL ? sub_find(conn, c) : NULL;
+
+    if (s != NULL)
+        sub_remove(s);
+    chan_release(ws, c);
+}
+
+/* The request is over (answered, failed, or its connection gone): the
+ * channel goes too when nobody else wants it. */
+static void pending_settled(fm_req *req)
+{
+    wchan *c = req->data != NULL ? pending_detach(req->data) : NULL;
+
+    if (c != NULL)
+        chan_release(req->srv->wake, c);
+}
+
+/* Fails a waiting subscribe: the client learns it is not subscribed, and
+ * it is not. Returns its channel, which the caller releases when done. */
+static wchan *fail_pending(fm_req *req, fm_errcode code, const char *why)
+{
+    wchan *c = pending_detach(req->data);
+    wsub *s = req->conn != NULL ? sub_find(req->conn, c) : NULL;
+
+    fm_req_fail(req, code, "%s", why);
+    if (s != NULL)
+        sub_remove(s);
+    return c;
 }
 
 static void subscribe_expired(fm_req *req)
 {
-    pending *p = req->data;
-    fm_wake_service *ws = req->srv->wake;
-    wchan *c = p->chan;
+    char why[96];
 
-    /* The client learns it is not subscribed, and it is not. */
-    pending_unlink(req);
-    if (req->conn != NULL)
-        sub_remove(ws, c, req->conn);
-    fm_req_fail(req, FM_E_REDIS_UNAVAILABLE, "Redis did not confirm the subscription within %lld ms",
-                (long long)req->srv->cfg->request_timeout_ms);
+    snprintf(why, sizeof(why), "Redis did not confirm the subscription within %lld ms",
+             (long long)req->srv->cfg->request_timeout_ms);
+    chan_release(req->srv->wake, fail_pending(req, FM_E_REDIS_UNAVAILABLE, why));
+}
+
+void fm_wake_refused(fm_wake_service *ws, const char *channel, size_t clen, const char *why)
+{
+    wchan *c = find_chan(ws, channel, clen);
+    char msg[300];
+
+    if (c == NULL)
+        return;
+    snprintf(msg, sizeof(msg), "Redis refused the subscription: %s", why);
+    for (pending *p; (p = first_pending(c)) != NULL;)
+        fail_pending(p->req, FM_E_REDIS_ERROR, msg);
+    if (!fm_list_empty(&c->subs))
+        fm_log_limited(FM_LOG_WARN, "wake channel %.*s: %s; its subscribers get no more wakes", (int)clen,
+                    channel, msg);
+    while (!fm_list_empty(&c->subs))
+        sub_remove(sub_of(c->subs.next));
     chan_release(ws, c);
 }
 
@@ -334,9 +442,9 @@ void fm_wake_subscribe(fm_req *req, const fm_request *msg)
     char name[FM_KEY_MAX + 1], group[FM_NAME_MAX + 1];
     size_t len, glen = 0;
     fm_proto_err err;
+    pending *p;
     wchan *c;
     wsub *s;
-    pending *p;
     int rc;
 
     if (channel_arg(req, msg, name, &len) != 0)
@@ -345,6 +453,9 @@ void fm_wake_subscribe(fm_req *req, const fm_request *msg)
         fm_req_fail(req, err.code, "%s", err.msg);
         return;
     }
+    if ((p = fm_req_data(req, sizeof(*p))) == NULL)
+        return;
+    fm_list_init(&p->in_chan);
     c = find_chan(ws, name, len);
     if (c == NULL) {
         c = calloc(1, sizeof(*c) + len + 1);
@@ -354,22 +465,19 @@ void fm_wake_subscribe(fm_req *req, const fm_request *msg)
         }
         memcpy(c->name, name, len + 1);
         c->len = len;
-        c->next = ws->chans;
-        ws->chans = c;
-    }
-    for (s = c->subs; s != NULL && s->conn != req->conn; s = s->next)
-        ;
-    if (s == NULL) {
-        s = calloc(1, sizeof(*s));
-        if (s == NULL) {
+        fm_list_init(&c->subs);
+        fm_list_init(&c->waiting);
+        if (fm_map_insert(&ws->chans, &c->node, c->name, c->len) != 0) {
+            free(c);
             fm_req_fail(req, FM_E_INTERNAL, "out of memory");
-            chan_release(ws, c);
             return;
         }
-        s->conn = req->conn;
-        s->next = c->subs;
-        c->subs = s;
-        req->conn->subscriptions++;
+    }
+    s = sub_find(req->conn, c);
+    if (s == NULL && (s = sub_add(req->conn, c)) == NULL) {
+        fm_req_fail(req, FM_E_INTERNAL, "out of memory");
+        chan_release(ws, c);
+        return;
     }
     /* Subscribing again replaces the group. */
     memcpy(s->group, group, glen);
@@ -383,19 +491,14 @@ void fm_wake_subscribe(fm_req *req, const fm_request *msg)
         return;
     }
     if (rc < 0) {
-        sub_remove(ws, c, req->conn);
         fm_req_fail(req, FM_E_INTERNAL, "out of memory");
-        chan_release(ws, c);
+        unsubscribe(ws, req->conn, c);
         return;
     }
-    p = fm_req_data(req, sizeof(*p));
-    if (p == NULL)
-        return;
     p->req = req;
     p->chan = c;
-    p->next = c->waiting;
-    c->waiting = p;
-    req->on_settle = pending_unlink;
+    fm_list_push_back(&c->waiting, &p->in_chan);
+    req->on_settle = pending_settled;
     req->on_timer = subscribe_expired;
     fm_req_deadline(req, (uint64_t)req->srv->cfg->request_timeout_ms);
 }
@@ -410,11 +513,8 @@ void fm_wake_unsubscribe(fm_req *req, const fm_request *msg)
 
     if (channel_arg(req, msg, name, &len) != 0)
         return;
-    c = find_chan(ws, name, len);
-    if (c != NULL) {
-        sub_remove(ws, c, req->conn);
-        chan_release(ws, c);
-    }
+    if ((c = find_chan(ws, name, len)) != NULL)
+        unsubscribe(ws, req->conn, c);
     conn = fm_req_ok_start(req);
     if (conn == NULL)
         return;
@@ -424,13 +524,11 @@ void fm_wake_unsubscribe(fm_req *req, const fm_request *msg)
 
 void fm_wake_conn_closed(fm_wake_service *ws, fm_conn *conn)
 {
-    wchan *c, *next;
+    while (!fm_list_empty(&conn->wake_subs)) {
+        wsub *s = fm_list_entry(conn->wake_subs.next, wsub, in_conn);
+        wchan *c = s->chan;
 
-    if (ws == NULL)
-        return;
-    for (c = ws->chans; c != NULL && conn->subscriptions > 0; c = next) {
-        next = c->next;
-        sub_remove(ws, c, conn);
+        sub_remove(s);
         chan_release(ws, c);
     }
 }
@@ -548,15 +646,12 @@ void fm_wake_service_free(fm_wake_service *ws)
 {
     if (ws == NULL)
         return;
-    while (ws->chans != NULL) {
-        wchan *c = ws->chans;
-        ws->chans = c->next;
-        while (c->subs != NULL) {
-            wsub *s = c->subs;
-            c->subs = s->next;
-            free(s);
-        }
-        c->subs = NULL;
+    for (fm_map_node *n; (n = fm_map_first(&ws->chans)) != NULL;) {
+        wchan *c = fm_map_entry(n, wchan, node);
+
+        fm_map_remove(&ws->chans, n);
+        while (!fm_list_empty(&c->subs))
+            sub_remove(sub_of(c->subs.next));
         groups_prune(c);
         free(c);
     }

@@ -12,6 +12,9 @@ void fm_wake_message(fm_wake_service *ws, const char *channel, size_t clen,
                      const char *payload, size_t plen);
 void fm_wake_subscribed(fm_wake_service *ws, const char *channel, size_t clen);
 void fm_wake_link_down(fm_wake_service *ws);
+/* Redis will not have this channel (its ACL forbids it): waiting subscribes
+ * fail with redis_error, and the channel's subscribers are dropped. */
+void fm_wake_refused(fm_wake_service *ws, const char *channel, size_t clen, const char *why);
 /* Drops every subscription of a connection that is closing. */
 void fm_wake_conn_closed(fm_wake_service *ws, fm_conn *conn);
 

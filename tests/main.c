@@ -1,7 +1,7 @@
 /* main.c -- runs the suites of the test binary.
  *
  * FM_SUITE=name runs one suite only (proto, config, ops, errors, link, examples,
- * locks, faults, load, client);
+ * locks, faults, load, client, hostile, map);
  * CK_RUN_CASE, CK_FORK and CK_VERBOSITY work as Check documents them. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +23,8 @@ static const struct {
     {"faults", fm_suite_faults},
     {"load", fm_suite_load},
     {"client", fm_suite_client},
+    {"hostile", fm_suite_hostile},
+    {"map", fm_suite_map},
 };
 
 int main(void)

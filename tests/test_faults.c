@@ -48,29 +48,7 @@ typedef struct pair {
 
 /* ---- Redis, directly ---------------------------------------------------- */
 
-static redisContext *redis_conn(const fmt_redis *r)
-{
-    redisContext *c = fmt_redis_connect(r);
-
-    ck_assert_msg(c != NULL, "cannot connect to redis-server on %s", r->sock);
-    return c;
-}
-
-/* Runs a command that must not fail; returns its reply (caller frees). */
-static redisReply *redis_ok(redisContext *c, const char *fmt, ...)
-{
-    redisReply *reply;
-    va_list ap;
-
-    va_start(ap, fmt);
-    reply = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    ck_assert_msg(reply != NULL, "redis %s: %s", fmt, c->errstr);
-    ck_assert_msg(reply->type != REDIS_REPLY_ERROR, "redis %s: %s", fmt, reply->str);
-    return reply;
-}
-
-#define REDIS_DO(c, ...) freeReplyObject(redis_ok((c), __VA_ARGS__))
+#define REDIS_DO(c, ...) freeReplyObject(wire_redis_ok((c), __VA_ARGS__))
 
 /* Sends a command without waiting for its reply (it blocks Redis); the
  * reply is read later with redis_reply(). */
@@ -94,8 +72,8 @@ static redisReply *redis_reply(redisContext *c)
 /* The execution stored under id in Redis, or NULL (caller frees). */
 static char *redis_exec(const fmt_redis *r, const char *id)
 {
-    redisContext *c = redis_conn(r);
-    redisReply *reply = redis_ok(c, "GET fm:exec:%s", id);
+    redisContext *c = wire_redis_open(r);
+    redisReply *reply = wire_redis_ok(c, "GET fm:exec:%s", id);
     char *s = reply->type == REDIS_REPLY_STRING ? strdup(reply->str) : NULL;
 
     freeReplyObject(reply);
@@ -485,6 +463,10 @@ START_TEST(test_requests_in_flight_when_the_link_drops_get_redis_unavailable_at_
     start_pair(&p, NULL, DAEMON_ARGS("5000"));
     fd1 = wire_connect(p.daemon.sock);
     fd2 = wire_connect(p.daemon.sock);
+    /* A client's first read goes out alone (fair queuing, link.h); after
+     * it, small reads go out together, all eight at once. */
+    wire_expect_ok(fd1, "{\"op\":\"cache.get\",\"id\":\"first\",\"execution_id\":\"fa\"}",
+                   "\"first\"");
     ck_assert_int_eq(kill(p.redis.pid, SIGSTOP), 0);
     commands = link_stat(&p.daemon, "commands");
     wire_send(fd1, "{\"op\":\"cache.get\",\"id\":\"get\",\"execution_id\":\"fa\"}");
@@ -682,8 +664,8 @@ START_TEST(test_scripts_are_loaded_again_when_redis_comes_back_empty)
     start_pair(&p, NULL, DAEMON_ARGS("3000"));
     crash_and_restart(&p);
     /* Loaded on connect, before any request needs them. */
-    c = redis_conn(&p.redis);
-    info = redis_ok(c, "INFO memory");
+    c = wire_redis_open(&p.redis);
+    info = wire_redis_ok(c, "INFO memory");
     ck_assert_msg(strstr(info->str, "number_of_cached_scripts:0\r") == NULL,
                   "no scripts in the restarted Redis");
     freeReplyObject(info);
@@ -738,8 +720,8 @@ START_TEST(test_wake_subscribers_see_down_then_up_and_get_wakes_again)
     expect_link_event(sub, 1);
 
     /* "up" means the subscription is in Redis again. */
-    c = redis_conn(&p.redis);
-    numsub = redis_ok(c, "PUBSUB NUMSUB fm:faults");
+    c = wire_redis_open(&p.redis);
+    numsub = wire_redis_ok(c, "PUBSUB NUMSUB fm:faults");
     ck_assert_int_eq(numsub->element[1]->integer, 1);
     freeReplyObject(numsub);
     redisFree(c);
@@ -784,7 +766,7 @@ static void begin_loading(transient *t)
 {
     REDIS_DO(t->c, "DEBUG POPULATE 200000");
     REDIS_DO(t->c, "CONFIG SET key-load-delay 50");
-    t->blocked = redis_conn(&t->p.redis);
+    t->blocked = wire_redis_open(&t->p.redis);
     redis_send(t->blocked, "DEBUG RELOAD", NULL);
     await_redis_answer(&t->p.redis, "PING", "LOADING");
 }
@@ -804,7 +786,7 @@ static const fault loading = {loading_args, begin_loading, end_loading};
  * ends it. */
 static void begin_busy(transient *t)
 {
-    t->blocked = redis_conn(&t->p.redis);
+    t->blocked = wire_redis_open(&t->p.redis);
     redis_send(t->blocked, "EVAL %s 0", "while true do end");
     await_redis_answer(&t->p.redis, "PING", "BUSY");
 }
@@ -844,7 +826,7 @@ static void start_transient(transient *t, const fault *f, const char *timeout)
 {
     start_pair(&t->p, f->redis_args, DAEMON_ARGS(timeout));
     wire_store(t->p.daemon.sock, EXEC_A);
-    t->c = redis_conn(&t->p.redis);
+    t->c = wire_redis_open(&t->p.redis);
     t->blocked = NULL;
     f->begin(t);
 }
@@ -963,7 +945,7 @@ static void demote(pair *p, fmt_redis *master, const char *timeout)
     snprintf(port, sizeof(port), "%d", unused_port());
     ck_assert_msg(fmt_redis_start(master, args) == 0, "the master did not start");
     start_pair(p, NULL, DAEMON_ARGS(timeout));
-    c = redis_conn(&p->redis);
+    c = wire_redis_open(&p->redis);
     REDIS_DO(c, "REPLICAOF 127.0.0.1 %s", port);
     redisFree(c);
     await_redis_answer(&p->redis, "INFO replication", "master_link_status:up");
@@ -988,7 +970,7 @@ START_TEST(test_readonly_forces_a_reconnect_and_the_write_is_retried_on_the_new_
     wire_send(fd, SET_RO);
     /* READONLY made it reconnect; then the replica is promoted. */
     await_stat_above(&p.daemon, "connects", connects);
-    c = redis_conn(&p.redis);
+    c = wire_redis_open(&p.redis);
     REDIS_DO(c, "REPLICAOF NO ONE");
     redisFree(c);
     r = wire_recv(fd, 3000 + SLACK_MS);
@@ -1040,7 +1022,7 @@ START_TEST(test_oom_is_a_redis_error_with_the_redis_text_at_once)
     start_pair(&p, NULL, DAEMON_ARGS("3000"));
     fd = wire_connect(p.daemon.sock);
     wire_cache_set(fd, EXEC_A);
-    c = redis_conn(&p.redis);
+    c = wire_redis_open(&p.redis);
     REDIS_DO(c, "CONFIG SET maxmemory-policy noeviction");
     REDIS_DO(c, "CONFIG SET maxmemory 1");
     for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++) {

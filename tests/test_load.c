@@ -56,58 +56,6 @@ static fmt_daemon daemon0;      /* the defaults, on `redis`, holding STORED_JSON
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Whether the daemon runs natively: not under valgrind (then the process
- * is the tool) nor with ASan (whose quarantine holds freed memory). */
-static int native_daemon(pid_t pid)
-{
-    char path[64], exe[PATH_MAX], line[512];
-    const char *base;
-    ssize_t n;
-    FILE *f;
-    int sanitized = 0;
-
-    snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-    n = readlink(path, exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return 0;
-    exe[n] = '\0';
-    base = strrchr(exe, '/');
-    base = base ? base + 1 : exe;
-    if (strncmp(base, "fmredisd", 8) != 0)
-        return 0;
-    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-    f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    while (!sanitized && fgets(line, sizeof(line), f) != NULL)
-        sanitized = strstr(line, "libasan") != NULL || strstr(line, "libtsan") != NULL;
-    fclose(f);
-    return !sanitized;
-}
-
-/* How much longer than natively a bound may take. */
-static int slowdown(const fmt_daemon *d)
-{
-    return native_daemon(d->pid) ? 1 : 20;
-}
-
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    long kib = -1;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    f = fopen(path, "r");
-    ck_assert_msg(f != NULL, "cannot read %s", path);
-    while (kib < 0 && fgets(line, sizeof(line), f) != NULL)
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kib = strtol(line + 6, NULL, 10);
-    fclose(f);
-    ck_assert_msg(kib > 0, "no VmRSS in %s", path);
-    return kib;
-}
-
 /* A fresh client is served, and what was stored before is intact. */
 static void assert_still_serving(const char *sock)
 {
@@ -811,7 +759,7 @@ START_TEST(test_slow_consumer_is_disconnected_and_delays_no_one)
     int64_t worst = 0;
 
     wire_pair_start(&r, &d, NULL, extra);
-    prompt = PROMPT_MS * slowdown(&d);
+    prompt = PROMPT_MS * wire_slowdown(&d);
     slow = wire_connect(d.sock);
     wire_expect_ok(slow, "{\"op\":\"wake.subscribe\",\"id\":1,\"channel\":\"load-slow\"}", "1");
     signaler = wire_connect(d.sock);
@@ -1080,7 +1028,7 @@ static void drain_under_load(int sig)
     redisReply *keys;
 
     wire_pair_start(&r, &d, NULL, extra);
-    slow = slowdown(&d);
+    slow = wire_slowdown(&d);
     bound = (DRAIN_TIMEOUT_MS + 1000) * slow;
     st.prompt_ms = 1000 * slow;
     holder = wire_connect(d.sock);
@@ -1262,7 +1210,7 @@ static void many_check_redis(redisContext *rc, int round)
 static void many_round(const fmt_daemon *d, redisContext *rc, int round)
 {
     load_set set;
-    int deadline = MANY_DEADLINE_MS * slowdown(d);
+    int deadline = MANY_DEADLINE_MS * wire_slowdown(d);
 
     load_open(&set, MANY_CONNS, d->sock, many_check, &round);
     for (int i = 0; i < MANY_CONNS; i++)
@@ -1294,9 +1242,9 @@ START_TEST(test_300_concurrent_clients_with_bounded_memory)
     for (int round = 0; round < MANY_ROUNDS; round++) {
         many_round(&d, rc, round);
         await_idle(admin);
-        rss[round] = rss_kib(d.pid);
+        rss[round] = wire_rss_kib(d.pid);
     }
-    if (native_daemon(d.pid)) {
+    if (wire_native_daemon(d.pid)) {
         long last = rss[MANY_ROUNDS - 1];
 
         ck_assert_msg(last <= rss[1] + RSS_SLACK_KIB && last <= RSS_LIMIT_KIB,

@@ -47,32 +47,6 @@ static void note_ms(const char *what, int64_t ms)
 
 /* ---- Redis-side views ------------------------------------------------------ */
 
-static redisContext *redis_open(const fmt_redis *srv)
-{
-    redisContext *r = fmt_redis_connect(srv);
-
-    ck_assert_msg(r != NULL, "cannot connect to redis at %s", srv->sock);
-    return r;
-}
-
-/* A command whose reply must be an integer (EXISTS, PTTL, DEL, PUBLISH). */
-static long long redis_int(redisContext *r, const char *fmt, ...)
-{
-    va_list ap;
-    redisReply *rep;
-    long long v;
-
-    va_start(ap, fmt);
-    rep = redisvCommand(r, fmt, ap);
-    va_end(ap);
-    ck_assert_msg(rep != NULL && rep->type == REDIS_REPLY_INTEGER, "redis %s: %s", fmt,
-                  rep == NULL ? "no reply" : rep->type == REDIS_REPLY_ERROR ? rep->str
-                                                                            : "not an integer");
-    v = rep->integer;
-    freeReplyObject(rep);
-    return v;
-}
-
 static void assert_lock_value(redisContext *r, const char *key, const char *token)
 {
     redisReply *rep = fmt_redis_cmd(r, "GET fm:lock:%s", key);
@@ -86,7 +60,7 @@ static void assert_lock_value(redisContext *r, const char *key, const char *toke
 /* A connection in MONITOR mode: it sees every command Redis runs. */
 static redisContext *monitor_open(const fmt_redis *srv)
 {
-    redisContext *m = redis_open(srv);
+    redisContext *m = wire_redis_open(srv);
     redisReply *rep = fmt_redis_cmd(m, "MONITOR");
 
     ck_assert_msg(rep != NULL && rep->type == REDIS_REPLY_STATUS, "MONITOR failed");
@@ -368,7 +342,7 @@ static void servers_up(void)
 
     wire_pair_start(&redis_srv, &daemon_a, NULL, NULL);
     wire_daemon_up(&daemon_b, redis_srv.url, NULL);
-    l.r = redis_open(&redis_srv);
+    l.r = wire_redis_open(&redis_srv);
     ck_assert_msg(fmt_wait_until(release_channel_has, &l, WAIT_MS),
                   "the daemons do not listen on fm:lock:released");
     redisFree(l.r);
@@ -384,7 +358,7 @@ static void servers_down(void)
 
 START_TEST(test_lock_released_when_holder_connection_closes)
 {
-    redisContext *r = redis_open(&redis_srv);
+    redisContext *r = wire_redis_open(&redis_srv);
     fm_client *holder = fmt_client(&daemon_a);
     fm_lock_opts o = {.ttl_ms = 30000};
     int fd;
@@ -403,12 +377,12 @@ START_TEST(test_lock_released_when_holder_process_is_killed)
 {
     char token[FM_STR_MAX + 1];
     pid_t pid = holder_process_start(daemon_a.sock, "lk-kill", token, sizeof(token));
-    redisContext *r = redis_open(&redis_srv);
+    redisContext *r = wire_redis_open(&redis_srv);
     int fd;
     int64_t t0;
 
     assert_lock_value(r, "lk-kill", token);
-    ck_assert_int_gt(redis_int(r, "PTTL fm:lock:lk-kill"), 20000);
+    ck_assert_int_gt(wire_redis_int(r, "PTTL fm:lock:lk-kill"), 20000);
     fd = waiter_start(&daemon_a, "lk-kill", LONG_RETRY_MS);
     t0 = fmt_now_ms();
     ck_assert_int_eq(kill(pid, SIGKILL), 0);
@@ -428,7 +402,7 @@ static int key_absent(void *arg)
 {
     key_watch *w = arg;
 
-    return redis_int(w->r, "EXISTS %s", w->rkey) == 0;
+    return wire_redis_int(w->r, "EXISTS %s", w->rkey) == 0;
 }
 
 static int key_present(void *arg)
@@ -438,7 +412,7 @@ static int key_present(void *arg)
 
 START_TEST(test_lock_kept_after_disconnect_until_its_ttl)
 {
-    redisContext *r = redis_open(&redis_srv);
+    redisContext *r = wire_redis_open(&redis_srv);
     fm_client *observer = fmt_client(&daemon_a), *holder;
     fm_lock_opts o = {.ttl_ms = 800, .on_disconnect = FM_ON_DISCONNECT_KEEP};
     key_watch g = {r, "fm:lock:lk-keep"};
@@ -453,7 +427,7 @@ START_TEST(test_lock_kept_after_disconnect_until_its_ttl)
     await_close_handled(observer, before);
     ck_assert_int_eq(is_locked(observer, "lk-keep"), 1);
     assert_lock_value(r, "lk-keep", lk.token);
-    ck_assert_int_gt(redis_int(r, "PTTL fm:lock:lk-keep"), 0);
+    ck_assert_int_gt(wire_redis_int(r, "PTTL fm:lock:lk-keep"), 0);
     ck_assert_msg(fmt_wait_until(key_absent, &g, o.ttl_ms + WAIT_MS),
                   "the kept lock outlived its TTL");
     note_ms("kept lock gone after acquire (ttl 800)", fmt_now_ms() - asked);
@@ -482,7 +456,7 @@ typedef struct hold_watch {
 static int hold_broken(void *arg)
 {
     hold_watch *w = arg;
-    long long pttl = redis_int(w->r, "PTTL fm:lock:%s", w->key);
+    long long pttl = wire_redis_int(w->r, "PTTL fm:lock:%s", w->key);
 
     if (pttl < w->min_pttl)
         w->min_pttl = pttl;
@@ -503,7 +477,7 @@ static int hold_broken(void *arg)
 
 START_TEST(test_auto_extended_lock_never_lapses_and_is_released_on_disconnect)
 {
-    redisContext *r = redis_open(&redis_srv);
+    redisContext *r = wire_redis_open(&redis_srv);
     fm_client *holder = fmt_client(&daemon_a);
     fm_lock_opts o = {.ttl_ms = 600, .auto_extend = 1};
     hold_watch w = {r, fmt_client(&daemon_b), "lk-extend", 600, 0, 0, ""};
@@ -533,7 +507,7 @@ typedef struct pttl_cut {
 static int pttl_cut_down(void *arg)
 {
     pttl_cut *p = arg;
-    long long pttl = redis_int(p->r, "PTTL %s", p->rkey);
+    long long pttl = wire_redis_int(p->r, "PTTL %s", p->rkey);
 
     return pttl >= 0 && pttl <= p->at_most;
 }
@@ -542,7 +516,7 @@ static int pttl_cut_down(void *arg)
  * the next tick must not cut it back to the acquire's ttl. */
 START_TEST(test_client_extend_sets_the_ttl_auto_extension_keeps)
 {
-    redisContext *r = redis_open(&redis_srv);
+    redisContext *r = wire_redis_open(&redis_srv);
     fm_client *holder = fmt_client(&daemon_a);
     fm_lock_opts o = {.ttl_ms = 300, .auto_extend = 1};
     fm_lock lk = lock_take(holder, "lk-reextend", &o);
@@ -554,7 +528,7 @@ START_TEST(test_client_extend_sets_the_ttl_auto_extension_keeps)
     /* Ten ticks of the old period (100 ms) pass in this second. */
     ck_assert_msg(!fmt_wait_until(pttl_cut_down, &cut, 1000),
                   "auto-extension cut the client's 6000 ms back to the acquire's ttl");
-    ck_assert_int_gt(redis_int(r, "PTTL %s", cut.rkey), 1000);
+    ck_assert_int_gt(wire_redis_int(r, "PTTL %s", cut.rkey), 1000);
     fm_client_free(holder);
     redisFree(r);
 }
@@ -562,7 +536,7 @@ END_TEST
 
 START_TEST(test_auto_extended_lock_deleted_behind_daemon_is_reported_lost)
 {
-    redisContext *r = redis_open(&redis_srv);
+    redisContext *r = wire_redis_open(&redis_srv);
     fm_client *holder = fmt_client(&daemon_a);
     fm_lock_opts o = {.ttl_ms = 900, .auto_extend = 1};
     fm_lock lk = lock_take(holder, "lk-lost", &o);
@@ -571,7 +545,7 @@ START_TEST(test_auto_extended_lock_deleted_behind_daemon_is_reported_lost)
     int64_t t0;
 
     t0 = fmt_now_ms();
-    ck_assert_int_eq(redis_int(r, "DEL fm:lock:lk-lost"), 1);
+    ck_assert_int_eq(wire_redis_int(r, "DEL fm:lock:lk-lost"), 1);
     fmt_ok(holder, fm_event_wait(holder, &ev, WAIT_MS), "waiting for lock.lost");
     note_ms("DEL -> lock.lost (ttl 900, extension every 300)", fmt_now_ms() - t0);
     ck_assert_msg(ev.type == FM_EVENT_LOCK_LOST, "not lock.lost: %s", ev.json);
@@ -579,14 +553,14 @@ START_TEST(test_auto_extended_lock_deleted_behind_daemon_is_reported_lost)
     ck_assert_str_eq(ev.json, "{\"event\":\"lock.lost\",\"key\":\"lk-lost\"}");
     fm_event_clear(&ev);
     ck_assert_int_le(fmt_now_ms() - t0, o.ttl_ms / 3 + HANDOFF_MS);
-    ck_assert_int_eq(redis_int(r, "EXISTS fm:lock:lk-lost"), 0);
+    ck_assert_int_eq(wire_redis_int(r, "EXISTS fm:lock:lk-lost"), 0);
 
     /* The daemon stopped extending: the same token put back with a long TTL
      * is never cut down to the lock's ttl over three extension periods. */
     freeReplyObject(fmt_redis_cmd(r, "SET fm:lock:lk-lost %s PX 60000", lk.token));
     ck_assert_msg(!fmt_wait_until(pttl_cut_down, &cut, o.ttl_ms + HANDOFF_MS),
                   "the daemon still extends a lock it reported lost");
-    ck_assert_int_eq(redis_int(r, "DEL fm:lock:lk-lost"), 1);
+    ck_assert_int_eq(wire_redis_int(r, "DEL fm:lock:lk-lost"), 1);
     fm_client_free(holder);
     redisFree(r);
 }
@@ -596,7 +570,7 @@ END_TEST
 
 START_TEST(test_release_by_client_takes_lock_off_disconnect_list)
 {
-    redisContext *r = redis_open(&redis_srv), *m;
+    redisContext *r = wire_redis_open(&redis_srv), *m;
     fm_client *observer = fmt_client(&daemon_a), *first, *second = fmt_client(&daemon_a);
     fm_lock_opts keep = {.ttl_ms = 30000, .on_disconnect = FM_ON_DISCONNECT_KEEP};
     long long before = daemon_clients(observer);
@@ -645,19 +619,19 @@ START_TEST(test_clean_shutdown_releases_release_locks_but_not_keep_locks)
     fm_lock kept;
 
     wire_pair_start(&rs, &d, NULL, NULL);
-    r = redis_open(&rs);
-    sub = redis_open(&rs);
+    r = wire_redis_open(&rs);
+    sub = wire_redis_open(&rs);
     freeReplyObject(fmt_redis_cmd(sub, "SUBSCRIBE fm:lock:released"));
     c = fmt_client(&d);
     lock_take(c, "sd-release", NULL);
     kept = lock_take(c, "sd-keep", &keep);
 
     ck_assert_int_eq(fmt_daemon_stop(&d), 0);
-    ck_assert_int_eq(redis_int(r, "EXISTS fm:lock:sd-release"), 0);
+    ck_assert_int_eq(wire_redis_int(r, "EXISTS fm:lock:sd-release"), 0);
     assert_lock_value(r, "sd-keep", kept.token);
     expect_message(sub, "fm:lock:released", "fm:lock:sd-release");
     /* Nothing else was published before this. */
-    ck_assert_int_eq(redis_int(r, "PUBLISH fm:lock:released marker"), 1);
+    ck_assert_int_eq(wire_redis_int(r, "PUBLISH fm:lock:released marker"), 1);
     expect_message(sub, "fm:lock:released", "marker");
 
     fm_client_free(c);
@@ -669,7 +643,7 @@ END_TEST
 
 START_TEST(test_waiting_acquire_dies_with_its_connection)
 {
-    redisContext *r = redis_open(&redis_srv);
+    redisContext *r = wire_redis_open(&redis_srv);
     fm_client *holder = fmt_client(&daemon_a), *marks = fmt_client(&daemon_a);
     fm_lock_opts o = {.ttl_ms = 30000};
     key_watch g = {r, "fm:lock:lk-abandon"};
@@ -722,7 +696,7 @@ END_TEST
 
 START_TEST(test_release_on_one_daemon_hands_lock_to_waiter_on_another)
 {
-    redisContext *r = redis_open(&redis_srv);
+    redisContext *r = wire_redis_open(&redis_srv);
     fm_client *holder = fmt_client(&daemon_a);
     fm_lock lk = lock_take(holder, "lk-push", NULL);
     int fd = waiter_start(&daemon_b, "lk-push", LONG_RETRY_MS);
@@ -738,7 +712,7 @@ END_TEST
 
 START_TEST(test_release_without_publication_reaches_waiter_by_retry_timer)
 {
-    redisContext *r = redis_open(&redis_srv);
+    redisContext *r = wire_redis_open(&redis_srv);
     fm_client *holder = fmt_client(&daemon_a);
     int fd;
     int64_t t0;
@@ -747,7 +721,7 @@ START_TEST(test_release_without_publication_reaches_waiter_by_retry_timer)
     fd = waiter_start(&daemon_b, "lk-node", 100);
     /* The Node package's holder goes away its own way: a plain DEL. */
     t0 = fmt_now_ms();
-    ck_assert_int_eq(redis_int(r, "DEL fm:lock:lk-node"), 1);
+    ck_assert_int_eq(wire_redis_int(r, "DEL fm:lock:lk-node"), 1);
     assert_handed_over(fd, r, "lk-node", t0, 100 + TIMER_MARGIN_MS,
                        "unpublished DEL -> waiter by retry timer (100 ms)");
     fm_client_free(holder);
@@ -787,7 +761,7 @@ static void send_together(int fd, const char *const *bodies, size_t n)
  * left to its retry timer (3 s). */
 START_TEST(test_release_right_behind_waiters_attempt_still_wakes_it)
 {
-    redisContext *r = redis_open(&redis_srv);
+    redisContext *r = wire_redis_open(&redis_srv);
     int fd = wire_connect(daemon_a.sock);
     cJSON *rep = wire_call(fd, "{\"op\":\"lock.acquire\",\"id\":\"hold\",\"key\":\"lk-race\"}");
     const char *reqs[2];

@@ -1,4 +1,5 @@
 /* wire.c -- checked raw-protocol helpers for the tests. */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,4 +276,91 @@ long long wire_stats_int(int fd, const char *name)
     n = (long long)v->valuedouble;
     cJSON_Delete(r);
     return n;
+}
+
+int wire_native_daemon(pid_t pid)
+{
+    char path[64], exe[PATH_MAX], line[512];
+    const char *base;
+    ssize_t n;
+    FILE *f;
+    int sanitized = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+    n = readlink(path, exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return 0;
+    exe[n] = '\0';
+    base = strrchr(exe, '/');
+    base = base ? base + 1 : exe;
+    if (strncmp(base, "fmredisd", 8) != 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    while (!sanitized && fgets(line, sizeof(line), f) != NULL)
+        sanitized = strstr(line, "libasan") != NULL || strstr(line, "libtsan") != NULL;
+    fclose(f);
+    return !sanitized;
+}
+
+int wire_slowdown(const fmt_daemon *d)
+{
+    return wire_native_daemon(d->pid) ? 1 : 20;
+}
+
+long wire_rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long kib = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot read %s", path);
+    while (kib < 0 && fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kib = strtol(line + 6, NULL, 10);
+    fclose(f);
+    ck_assert_msg(kib > 0, "no VmRSS in %s", path);
+    return kib;
+}
+
+redisContext *wire_redis_open(const fmt_redis *srv)
+{
+    redisContext *c = fmt_redis_connect(srv);
+
+    ck_assert_msg(c != NULL, "cannot connect to redis-server on %s", srv->sock);
+    return c;
+}
+
+redisReply *wire_redis_ok(redisContext *c, const char *fmt, ...)
+{
+    redisReply *reply;
+    va_list ap;
+
+    va_start(ap, fmt);
+    reply = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(reply != NULL, "redis %s: %s", fmt, c->errstr);
+    ck_assert_msg(reply->type != REDIS_REPLY_ERROR, "redis %s: %s", fmt, reply->str);
+    return reply;
+}
+
+long long wire_redis_int(redisContext *c, const char *fmt, ...)
+{
+    redisReply *reply;
+    long long v;
+    va_list ap;
+
+    va_start(ap, fmt);
+    reply = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(reply != NULL && reply->type == REDIS_REPLY_INTEGER, "redis %s: %s", fmt,
+                  reply == NULL ? c->errstr
+                  : reply->type == REDIS_REPLY_ERROR ? reply->str : "not an integer");
+    v = reply->integer;
+    freeReplyObject(reply);
+    return v;
 }

@@ -76,4 +76,20 @@ void wire_pair_start(fmt_redis *r, fmt_daemon *d, const char *const *redis_extra
                      const char *const *extra);
 void wire_pair_stop(fmt_redis *r, fmt_daemon *d);
 
+/* Redis itself, for asserting its side of things: a connection, a command
+ * that must not fail (caller frees the reply), one whose reply must be an
+ * integer. The formats are hiredis's (%s, %b for binary). */
+redisContext *wire_redis_open(const fmt_redis *srv);
+redisReply *wire_redis_ok(redisContext *c, const char *fmt, ...);
+long long wire_redis_int(redisContext *c, const char *fmt, ...);
+
+/* Whether the daemon runs natively: not under valgrind (then the process
+ * is the tool) nor with ASan (whose quarantine holds freed memory). Latency
+ * and memory bounds are the tool's otherwise. */
+int wire_native_daemon(pid_t pid);
+/* How much longer than natively a bound may take: 1, or 20 under a tool. */
+int wire_slowdown(const fmt_daemon *d);
+/* The resident memory of a process, in KiB. */
+long wire_rss_kib(pid_t pid);
+
 #endif

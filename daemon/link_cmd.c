@@ -1,0 +1,463 @@
+/* link_cmd.c -- commands on the command connection: submission, fair
+ * scheduling by flow, replies, and retries of "not now" answers.
+ *
+ * A command waits in its flow's queue while the command context is not
+ * READY, while earlier commands of its flow wait, while Redis asked to try
+ * it again later (LOADING, BUSY, MASTERDOWN, TRYAGAIN; READONLY), or while
+ * its flow is at its bounds. Flows with waiting commands form a ring, and
+ * fm_link_pump serves them in turn, a few commands each.
+ *
+ * The bounds. A command's cost is the bytes Redis must read for it plus,
+ * for reads, what its keys are estimated to bring back: the largest of the
+ * flow's recent per-key sizes, decaying by a quarter with each smaller
+ * read. Before its first read a flow knows nothing, and its first read
+ * goes out alone, as if it were as large as a flow may have out: a client
+ * that opens with a burst of large reads gets one of them in front of the
+ * others, not the burst. Commands cheaper than BULK_MIN
+ * are small; a flow may have FLOW_MAX_OUT commands out, of which bulk ones
+ * up to FLOW_MAX_BULK bytes, and all flows together LINK_MAX_BULK bytes of
+ * bulk ones. A bulk command is let out alone when nothing else of its kind
+ * is, however large, so that it cannot wait for ever. What sits in front
+ * of a small request at Redis is therefore at most LINK_MAX_BULK bytes
+ * plus one command, whatever clients do. Commands written to Redis are
+ * owned by hiredis until their reply (or the link's loss) comes back. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "link_int.h"
+#include "log.h"
+
+#define TRANSIENT_RETRY_MS 25
+#define FLOW_MAX_OUT 64
+#define FLOW_MAX_BULK (512 * 1024)
+#define LINK_MAX_BULK (2 * 1024 * 1024)
+#define BULK_MIN (16 * 1024)
+#define READ_EST_START FLOW_MAX_BULK
+#define READ_EST_MIN 64
+#define QUANTUM 16          /* commands a flow may send per turn of the ring */
+
+static uint64_t next_seq;
+
+/* ---- flows ---- */
+
+static void flow_init(fm_flow *f)
+{
+    memset(f, 0, sizeof(*f));
+    fm_list_init(&f->queue);
+    fm_list_init(&f->in_ring);
+    f->read_est = READ_EST_START;
+    f->refs = 1;
+}
+
+fm_flow *fm_link_flow_create(void)
+{
+    fm_flow *f = malloc(sizeof(*f));
+
+    if (f != NULL)
+        flow_init(f);
+    return f;
+}
+
+static void flow_unref(fm_flow *f)
+{
+    if (--f->refs == 0 && !f->own)
+        free(f);
+}
+
+void fm_link_flow_release(fm_flow *f)
+{
+    if (f != NULL)
+        flow_unref(f);
+}
+
+static fm_cmd *flow_head(const fm_flow *f)
+{
+    fm_list *n = fm_list_first(&f->queue);
+
+    return n != NULL ? fm_list_entry(n, fm_cmd, in_flow) : NULL;
+}
+
+/* Queues cmd in its flow in submission order: commands Redis sent back to
+ * wait (a retry) go before the flow's commands never sent, which are all
+ * younger. A flow with waiting commands joins the back of the ring. */
+static void enqueue(fm_link *link, fm_cmd *cmd, uint64_t retry_at)
+{
+    fm_flow *f = cmd->flow;
+    fm_list *at;
+
+    cmd->state = CMD_QUEUED;
+    cmd->retry_at = retry_at;
+    fm_list_each(at, &f->queue)
+        if (fm_list_entry(at, fm_cmd, in_flow)->seq > cmd->seq)
+            break;
+    fm_list_insert_before(at, &cmd->in_flow);
+    link->queued++;
+    if (fm_list_empty(&f->in_ring)) {
+        fm_list_push_back(&link->ring, &f->in_ring);
+        link->ring_len++;
+    }
+}
+
+static void dequeue(fm_link *link, fm_cmd *cmd)
+{
+    fm_flow *f = cmd->flow;
+
+    fm_list_remove(&cmd->in_flow);
+    link->queued--;
+    if (fm_list_empty(&f->queue)) {
+        fm_list_remove(&f->in_ring);
+        link->ring_len--;
+    }
+}
+
+/* ---- costs ---- */
+
+static size_t estimate(const fm_flow *f, const fm_cmd *cmd)
+{
+    return cmd->req_bytes + cmd->reads * f->read_est;
+}
+
+static int may_go(const fm_link *link, const fm_flow *f, const fm_cmd *cmd)
+{
+    size_t cost;
+
+    if (f->own)
+        return 1;
+    if (f->out >= FLOW_MAX_OUT)
+        return 0;
+    cost = estimate(f, cmd);
+    if (cost < BULK_MIN)
+        return 1;
+    if (f->out_bytes > 0 && f->out_bytes + cost > FLOW_MAX_BULK)
+        return 0;
+    return link->bulk_bytes == 0 || link->bulk_bytes + cost <= LINK_MAX_BULK;
+}
+
+static void count_out(fm_link *link, fm_cmd *cmd)
+{
+    size_t cost = estimate(cmd->flow, cmd);
+
+    cmd->flow->out++;
+    cmd->cost = cost >= BULK_MIN ? cost : 0;
+    cmd->flow->out_bytes += cmd->cost;
+    link->bulk_bytes += cmd->cost;
+}
+
+static void count_back(fm_link *link, fm_cmd *cmd)
+{
+    cmd->flow->out--;
+    cmd->flow->out_bytes -= cmd->cost;
+    link->bulk_bytes -= cmd->cost;
+    cmd->cost = 0;
+}
+
+static size_t reply_bytes(const redisReply *r)
+{
+    size_t n = 0;
+
+    if (r->type == REDIS_REPLY_STRING)
+        return r->len;
+    if (r->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i < r->elements; i++)
+            n += r->element[i]->type == REDIS_REPLY_STRING ? r->element[i]->len : 0;
+    return n;
+}
+
+/* What a read brought teaches its flow: up at once, down slowly; the
+ * first read replaces the guess outright. */
+static void learn(fm_flow *f, const fm_cmd *cmd, const redisReply *r)
+{
+    size_t per_key, est;
+
+    if (cmd->reads == 0)
+        return;
+    per_key = reply_bytes(r) / cmd->reads;
+    est = f->read_seen ? f->read_est - f->read_est / 4 : 0;
+    f->read_seen = 1;
+    f->read_est = per_key > est ? per_key : est > READ_EST_MIN ? est : READ_EST_MIN;
+}
+
+/* ---- sending ---- */
+
+static void cmd_finish(fm_cmd *cmd, fm_link_status status, redisReply *reply)
+{
+    fm_flow *f = cmd->flow;
+
+    cmd->cb(status, reply, cmd->arg);
+    free(cmd);
+    flow_unref(f);
+}
+
+static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata);
+
+static int cmd_write(fm_cmd *cmd)
+{
+    fm_link *link = cmd->link;
+    fm_ctx *ctx = &link->ctx[CTX_CMD];
+
+    if (ctx->state != ST_READY)
+        return -1;
+    if (cmd->script) {
+        cmd->argv[0] = cmd->use_eval ? "EVAL" : "EVALSHA";
+        cmd->lens[0] = strlen(cmd->argv[0]);
+        cmd->argv[1] = cmd->use_eval ? cmd->script->body : cmd->script->sha;
+        cmd->lens[1] = strlen(cmd->argv[1]);
+    }
+    if (redisAsyncCommandArgv(ctx->ac, on_cmd_reply, cmd, cmd->argc, cmd->argv,
+                              cmd->lens) != REDIS_OK)
+        return -1;
+    cmd->state = CMD_SENT;
+    count_out(link, cmd);
+    link->stats.commands++;
+    return 0;
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    fm_link_pump(t->data);
+}
+
+/* Sends up to QUANTUM commands of f that may go now. Returns how many went,
+ * or -1 when the context refused one (it is going down). *wake is lowered
+ * to the earliest retry time of a head that must wait. */
+static int serve(fm_link *link, fm_flow *f, uint64_t now, uint64_t *wake)
+{
+    fm_cmd *cmd;
+    int sent = 0;
+
+    while (sent < QUANTUM && (cmd = flow_head(f)) != NULL) {
+        if (cmd->retry_at > now) {
+            if (*wake == 0 || cmd->retry_at < *wake)
+                *wake = cmd->retry_at;
+            break;
+        }
+        if (!may_go(link, f, cmd))
+            break;
+        dequeue(link, cmd);
+        if (cmd_write(cmd) != 0) {
+            enqueue(link, cmd, 0);
+            return -1;
+        }
+        sent++;
+    }
+    return sent;
+}
+
+void fm_link_pump(fm_link *link)
+{
+    uint64_t now = uv_now(link->loop), wake = 0;
+    int progress = 1;
+
+    /* Turns of the ring until one sends nothing. The flow served goes to
+     * the back first, so the next turn starts with the one after it. */
+    while (progress && link->ring_len > 0 && link->ctx[CTX_CMD].state == ST_READY) {
+        size_t visits = link->ring_len;
+
+        progress = 0;
+        while (visits-- > 0 && link->ring_len > 0) {
+            fm_flow *f = fm_list_entry(link->ring.next, fm_flow, in_ring);
+            int n;
+
+            fm_list_remove(&f->in_ring);
+            fm_list_push_back(&link->ring, &f->in_ring);
+            n = serve(link, f, now, &wake);
+            if (n < 0)
+                return;
+            progress |= n > 0;
+        }
+    }
+    if (wake != 0)
+        uv_timer_start(&link->retry_timer, on_retry_timer, wake - now, 0);
+}
+
+static void retry_later(fm_link *link, fm_cmd *cmd)
+{
+    cmd->transient = 1;
+    link->stats.retries++;
+    enqueue(link, cmd, uv_now(link->loop) + TRANSIENT_RETRY_MS);
+    if (!uv_is_active((uv_handle_t *)&link->retry_timer))
+        uv_timer_start(&link->retry_timer, on_retry_timer, TRANSIENT_RETRY_MS, 0);
+}
+
+/* Errors that say "not now" rather than "no": the command did not run. */
+static int reply_transient(const redisReply *r)
+{
+    return fm_link_reply_is(r, "LOADING") || fm_link_reply_is(r, "BUSY") ||
+           fm_link_reply_is(r, "MASTERDOWN") || fm_link_reply_is(r, "TRYAGAIN");
+}
+
+/* We are talking to a replica now (a failover): reconnect, and run the
+ * command on whatever master we find. The replies already on their way
+ * arrive first (they meet READONLY too and queue up again); until a
+ * command succeeds, the reconnects back off and log once. */
+static void on_readonly(fm_link *link, redisAsyncContext *ac, fm_cmd *cmd)
+{
+    fm_ctx *ctx = &link->ctx[CTX_CMD];
+
+    cmd->transient = 1;
+    link->stats.retries++;
+    enqueue(link, cmd, 0);
+    if (ctx->state == ST_READY) {
+        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "READONLY: the server is a replica now");
+        ctx->suspect = 1;
+        ctx->state = ST_LOST;
+        redisAsyncDisconnect(ac);
+    }
+}
+
+static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    fm_cmd *cmd = privdata;
+    fm_link *link = cmd->link;
+    redisReply *reply = r;
+
+    count_back(link, cmd);
+    if (reply == NULL) {
+        /* The context is being torn down: nothing more may be written to
+         * it, so mark it before the caller's callback submits anything. */
+        if (link->ctx[CTX_CMD].state == ST_READY)
+            link->ctx[CTX_CMD].state = ST_LOST;
+        cmd_finish(cmd, FM_LINK_DOWN, NULL);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR && !cmd->cancelled && !link->closing) {
+        if (cmd->script && fm_link_reply_is(reply, "NOSCRIPT")) {
+            /* Script cache flushed (SCRIPT FLUSH, a restart we raced): EVAL
+             * runs the body and caches it again. */
+            link->stats.retries++;
+            cmd->use_eval = 1;
+            if (cmd_write(cmd) != 0)
+                enqueue(link, cmd, 0);
+            return;
+        }
+        if (reply_transient(reply)) {
+            retry_later(link, cmd);
+            return;
+        }
+        if (fm_link_reply_is(reply, "READONLY")) {
+            on_readonly(link, ac, cmd);
+            return;
+        }
+    }
+    if (link->ctx[CTX_CMD].suspect && link->ctx[CTX_CMD].state == ST_READY)
+        fm_ctx_recovered(&link->ctx[CTX_CMD]);
+    learn(cmd->flow, cmd, reply);
+    cmd_finish(cmd, FM_LINK_OK, reply);
+    fm_link_pump(link);
+}
+
+/* ---- submission ---- */
+
+static fm_cmd *cmd_create(fm_link *link, fm_flow *flow, size_t reads, fm_script *script,
+                          int nkeys, int argc, const char **argv, const size_t *lens,
+                          fm_link_cb *cb, void *arg)
+{
+    int extra = script ? 3 : 0, total = argc + extra;
+    size_t data = 0;
+    char keys[16];
+    fm_cmd *cmd;
+    char *p;
+
+    for (int i = 0; i < argc; i++)
+        data += lens[i];
+    cmd = malloc(sizeof(*cmd) + (size_t)total * (sizeof(char *) + sizeof(size_t)) +
+                 data + sizeof(keys));
+    if (cmd == NULL)
+        return NULL;
+    memset(cmd, 0, sizeof(*cmd));
+    fm_list_init(&cmd->in_flow);
+    cmd->link = link;
+    cmd->flow = flow != NULL ? flow : &link->own;
+    cmd->flow->refs++;
+    cmd->seq = ++next_seq;
+    cmd->reads = reads;
+    cmd->req_bytes = data;
+    cmd->script = script;
+    cmd->cb = cb;
+    cmd->arg = arg;
+    cmd->argc = total;
+    cmd->argv = (const char **)(cmd + 1);
+    cmd->lens = (size_t *)(cmd->argv + total);
+    p = (char *)(cmd->lens + total);
+    if (script) {
+        int n = snprintf(p, sizeof(keys), "%d", nkeys);
+        cmd->argv[2] = p;
+        cmd->lens[2] = (size_t)n;
+        p += sizeof(keys);
+    }
+    for (int i = 0; i < argc; i++) {
+        memcpy(p, argv[i], lens[i]);
+        cmd->argv[extra + i] = p;
+        cmd->lens[extra + i] = lens[i];
+        p += lens[i];
+    }
+    return cmd;
+}
+
+/* Straight to Redis when its flow has nothing waiting and may send it;
+ * into the flow's queue otherwise. */
+static fm_cmd *submit(fm_link *link, fm_cmd *cmd)
+{
+    if (cmd == NULL)
+        return NULL;
+    if (link->closing) {
+        flow_unref(cmd->flow);
+        free(cmd);
+        return NULL;
+    }
+    if (!fm_list_empty(&cmd->flow->queue) || !may_go(link, cmd->flow, cmd) ||
+        cmd_write(cmd) != 0)
+        enqueue(link, cmd, 0);
+    return cmd;
+}
+
+fm_cmd *fm_link_command(fm_link *link, fm_flow *flow, size_t reads, int argc,
+                        const char **argv, const size_t *lens, fm_link_cb *cb, void *arg)
+{
+    return submit(link, cmd_create(link, flow, reads, NULL, 0, argc, argv, lens, cb, arg));
+}
+
+fm_cmd *fm_link_script(fm_link *link, fm_flow *flow, fm_script *script, int nkeys,
+                       int argc, const char **argv, const size_t *lens, fm_link_cb *cb,
+                       void *arg)
+{
+    return submit(link, cmd_create(link, flow, 0, script, nkeys, argc, argv, lens, cb, arg));
+}
+
+int fm_link_cancel(fm_cmd *cmd)
+{
+    if (cmd->state == CMD_QUEUED) {
+        fm_flow *f = cmd->flow;
+
+        dequeue(cmd->link, cmd);
+        free(cmd);
+        flow_unref(f);
+        return 1;
+    }
+    cmd->cancelled = 1;
+    return 0;
+}
+
+int fm_cmd_transient(const fm_cmd *cmd)
+{
+    return cmd->transient;
+}
+
+void fm_link_fail_waiting(fm_link *link)
+{
+    while (link->ring_len > 0) {
+        fm_cmd *cmd = flow_head(fm_list_entry(link->ring.next, fm_flow, in_ring));
+
+        dequeue(link, cmd);
+        cmd_finish(cmd, FM_LINK_DOWN, NULL);
+    }
+}
+
+void fm_link_cmd_init(fm_link *link)
+{
+    fm_list_init(&link->ring);
+    flow_init(&link->own);
+    link->own.own = 1;
+    uv_timer_init(link->loop, &link->retry_timer);
+    link->retry_timer.data = link;
+}

@@ -1,0 +1,123 @@
+/* link_int.h -- the link's insides, shared by its three files and nothing
+ * else: link.c (the two contexts' connect machine), link_cmd.c (commands,
+ * flows and their scheduling) and link_sub.c (pub/sub channels). */
+#ifndef FM_LINK_INT_H
+#define FM_LINK_INT_H
+
+#include <hiredis/async.h>
+
+#include "link.h"
+#include "list.h"
+#include "map.h"
+
+#define MAX_SCRIPTS 8
+
+enum { ST_IDLE, ST_RESOLVING, ST_CONNECTING, ST_SETUP, ST_READY, ST_LOST };
+enum { CTX_CMD, CTX_SUB };
+
+typedef struct fm_ctx {
+    fm_link *link;
+    int kind;
+    int state;
+    redisAsyncContext *ac;
+    uv_timer_t timer;
+    uv_getaddrinfo_t gai;
+    int attempt;
+    int setup_pending;      /* setup replies still to come */
+    int logged_down;        /* loss logged; recovery not yet */
+    int dropping;           /* we freed the context; on_disconnect follows */
+    int suspect;            /* connected, but the server said READONLY: not
+                               recovered until a command succeeds */
+    char lasterr[128];
+} fm_ctx;
+
+enum { CMD_QUEUED, CMD_SENT };
+
+struct fm_cmd {
+    fm_link *link;
+    fm_flow *flow;
+    fm_list in_flow;        /* flow->queue, while QUEUED */
+    uint64_t seq;           /* submission order */
+    int state;
+    int cancelled;
+    int transient;          /* Redis said "not now" to it at least once */
+    fm_script *script;
+    int use_eval;           /* NOSCRIPT seen: send the body */
+    uint64_t retry_at;
+    size_t reads;           /* keys whose values come back */
+    size_t req_bytes;       /* what it costs Redis to read */
+    size_t cost;            /* estimated while it is out */
+    fm_link_cb *cb;
+    void *arg;
+    int argc;               /* including the 3 script slots when script */
+    const char **argv;
+    size_t *lens;
+};
+
+/* A client's share of the command connection (link_cmd.c). */
+struct fm_flow {
+    fm_list queue;          /* commands waiting, in order */
+    fm_list in_ring;        /* link->ring, while anything waits */
+    int own;                /* the daemon's own: never held back */
+    size_t out;             /* commands at Redis */
+    size_t out_bytes;       /* their estimated cost, bulk ones only */
+    size_t read_est;        /* bytes a key read of this flow brought lately */
+    int read_seen;          /* read_est is learnt, not the first guess */
+    size_t refs;            /* the owner's, and one per command */
+};
+
+typedef enum { CH_NONE, CH_PROBING, CH_SUBSCRIBING, CH_SUBSCRIBED, CH_UNSUBSCRIBING } ch_state;
+
+typedef struct channel {
+    fm_map_node node;       /* link->channels, by name */
+    fm_link *link;
+    ch_state state;
+    int wanted;
+    int allowed;            /* the ACL probe said yes, or could not tell */
+    uint64_t sent_seq;      /* when its SUBSCRIBE went out */
+    size_t len;
+    char name[];
+} channel;
+
+struct fm_link {
+    uv_loop_t *loop;
+    const fm_config *cfg;
+    fm_ctx ctx[2];
+    fm_script *scripts[MAX_SCRIPTS];
+    int nscripts;
+    fm_script sub_probe;    /* may this user subscribe to a channel? */
+    fm_flow own;            /* the daemon's own commands */
+    fm_list ring;           /* flows with waiting commands, served in turn */
+    size_t ring_len;
+    size_t queued;          /* commands waiting, all flows */
+    size_t bulk_bytes;      /* estimated cost of the bulk commands out */
+    uv_timer_t retry_timer;
+    fm_map channels;
+    uint64_t sub_seq;
+    fm_link_sub_handler sub;
+    fm_link_stats stats;
+    int closing;
+    int open_handles;
+};
+
+/* link.c */
+void fm_ctx_recovered(fm_ctx *ctx);
+/* Whether an error reply begins with this code ("NOSCRIPT", "LOADING"). */
+int fm_link_reply_is(const redisReply *r, const char *code);
+
+/* link_cmd.c */
+/* Sends what may go now, flow by flow in turn. */
+void fm_link_pump(fm_link *link);
+/* Answers every waiting command with FM_LINK_DOWN (the link is closing). */
+void fm_link_fail_waiting(fm_link *link);
+void fm_link_cmd_init(fm_link *link);
+
+/* link_sub.c */
+void fm_link_sub_ready_hook(fm_link *link);     /* the pub/sub context is READY */
+void fm_link_cmd_ready_hook(fm_link *link);     /* the command context is READY */
+/* The pub/sub context is lost; why is hiredis's error, if any. */
+void fm_link_sub_lost(fm_link *link, const char *why);
+void fm_link_sub_free(fm_link *link);
+int fm_link_sub_init(fm_link *link);
+
+#endif
