@@ -13,6 +13,7 @@
  * A hard stop at request_timeout_ms + 0.5 s keeps the contract's bound even
  * when a client does not read or Redis does not answer. */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -173,6 +174,12 @@ static void stop(fm_server *srv)
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
     uv_close((uv_handle_t *)&srv->sig_hup, NULL);
+    /* Closing the handles gave the signals back their default action: a
+     * second SIGTERM on the way out (a supervisor that asks twice) must
+     * not turn a clean exit into death by signal. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
     fm_server_conn_gone(srv);
     fm_log_info("stopped");
 }
