@@ -11,16 +11,21 @@
  * for reads, what its keys are estimated to bring back: the largest of the
  * flow's recent per-key sizes, decaying by a quarter with each smaller
  * read. Before its first read a flow knows nothing, and its first read
- * goes out alone, as if it were as large as a flow may have out: a client
- * that opens with a burst of large reads gets one of them in front of the
- * others, not the burst. Commands cheaper than BULK_MIN
- * are small; a flow may have FLOW_MAX_OUT commands out, of which bulk ones
- * up to FLOW_MAX_BULK bytes, and all flows together LINK_MAX_BULK bytes of
- * bulk ones. A bulk command is let out alone when nothing else of its kind
- * is, however large, so that it cannot wait for ever. What sits in front
- * of a small request at Redis is therefore at most LINK_MAX_BULK bytes
- * plus one command, whatever clients do. Commands written to Redis are
- * owned by hiredis until their reply (or the link's loss) comes back. */
+ * goes out alone in its flow, as if it were as large as a flow may have
+ * out: a client that opens with a burst of large reads gets one of them in
+ * front of the others, not the burst. That guess does not count against
+ * the other flows (every new client makes one), so a host's workers
+ * starting at once do not queue behind each other's first reads.
+ *
+ * Commands cheaper than BULK_MIN are small; a flow may have FLOW_MAX_OUT
+ * commands out, of which bulk ones up to FLOW_MAX_BULK bytes, and all flows
+ * together LINK_MAX_BULK bytes of bulk ones. The first bulk command the
+ * link's bound holds back is reserved the next place: no other bulk
+ * command goes before it, and once nothing else of its kind is out it goes,
+ * however large, so that none waits for ever. What sits in front of a small request at Redis is
+ * therefore at most LINK_MAX_BULK bytes, one more command, and the first
+ * reads of clients new since, whatever clients do. Commands written to
+ * Redis are owned by hiredis until their reply (or the link's loss) comes back. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,10 +92,12 @@ static void enqueue(fm_link *link, fm_cmd *cmd, uint64_t retry_at)
 
     cmd->state = CMD_QUEUED;
     cmd->retry_at = retry_at;
-    fm_list_each(at, &f->queue)
-        if (fm_list_entry(at, fm_cmd, in_flow)->seq > cmd->seq)
+    /* From the back: a new command belongs there, a retried one near the
+     * front of a queue that is short then. */
+    for (at = f->queue.prev; at != &f->queue; at = at->prev)
+        if (fm_list_entry(at, fm_cmd, in_flow)->seq < cmd->seq)
             break;
-    fm_list_insert_before(at, &cmd->in_flow);
+    fm_list_insert_before(at->next, &cmd->in_flow);
     link->queued++;
     if (fm_list_empty(&f->in_ring)) {
         fm_list_push_back(&link->ring, &f->in_ring);
@@ -104,6 +111,8 @@ static void dequeue(fm_link *link, fm_cmd *cmd)
 
     fm_list_remove(&cmd->in_flow);
     link->queued--;
+    if (link->reserved == cmd)
+        link->reserved = NULL;
     if (fm_list_empty(&f->queue)) {
         fm_list_remove(&f->in_ring);
         link->ring_len--;
@@ -117,7 +126,13 @@ static size_t estimate(const fm_flow *f, const fm_cmd *cmd)
     return cmd->req_bytes + cmd->reads * f->read_est;
 }
 
-static int may_go(const fm_link *link, const fm_flow *f, const fm_cmd *cmd)
+/* A read of a flow that has read nothing yet: its size is a guess. */
+static int guessed(const fm_flow *f, const fm_cmd *cmd)
+{
+    return cmd->reads > 0 && !f->read_seen;
+}
+
+static int may_go(fm_link *link, const fm_flow *f, fm_cmd *cmd)
 {
     size_t cost;
 
@@ -130,7 +145,17 @@ static int may_go(const fm_link *link, const fm_flow *f, const fm_cmd *cmd)
         return 1;
     if (f->out_bytes > 0 && f->out_bytes + cost > FLOW_MAX_BULK)
         return 0;
-    return link->bulk_bytes == 0 || link->bulk_bytes + cost <= LINK_MAX_BULK;
+    if (guessed(f, cmd))
+        return 1;
+    /* The first bulk command the window held back has the next place in
+     * it: no other goes before it, or a large one could wait for ever
+     * behind smaller ones that fill each gap. */
+    if (link->reserved != NULL && link->reserved != cmd)
+        return 0;
+    if (link->bulk_bytes == 0 || link->bulk_bytes + cost <= LINK_MAX_BULK)
+        return 1;
+    link->reserved = cmd;
+    return 0;
 }
 
 static void count_out(fm_link *link, fm_cmd *cmd)
@@ -139,16 +164,17 @@ static void count_out(fm_link *link, fm_cmd *cmd)
 
     cmd->flow->out++;
     cmd->cost = cost >= BULK_MIN ? cost : 0;
+    cmd->link_cost = guessed(cmd->flow, cmd) ? 0 : cmd->cost;
     cmd->flow->out_bytes += cmd->cost;
-    link->bulk_bytes += cmd->cost;
+    link->bulk_bytes += cmd->link_cost;
 }
 
 static void count_back(fm_link *link, fm_cmd *cmd)
 {
     cmd->flow->out--;
     cmd->flow->out_bytes -= cmd->cost;
-    link->bulk_bytes -= cmd->cost;
-    cmd->cost = 0;
+    link->bulk_bytes -= cmd->link_cost;
+    cmd->cost = cmd->link_cost = 0;
 }
 
 static size_t reply_bytes(const redisReply *r)
@@ -217,6 +243,17 @@ static void on_retry_timer(uv_timer_t *t)
     fm_link_pump(t->data);
 }
 
+/* A command the context did not take: back in its queue. While the link
+ * is down its return is what pumps again; with the link up (hiredis ran
+ * out of memory) nothing else might, so the retry timer does. */
+static void write_refused(fm_link *link, fm_cmd *cmd)
+{
+    enqueue(link, cmd, 0);
+    if (link->ctx[CTX_CMD].state == ST_READY &&
+        !uv_is_active((uv_handle_t *)&link->retry_timer))
+        uv_timer_start(&link->retry_timer, on_retry_timer, TRANSIENT_RETRY_MS, 0);
+}
+
 /* Sends up to QUANTUM commands of f that may go now. Returns how many went,
  * or -1 when the context refused one (it is going down). *wake is lowered
  * to the earliest retry time of a head that must wait. */
@@ -235,7 +272,7 @@ static int serve(fm_link *link, fm_flow *f, uint64_t now, uint64_t *wake)
             break;
         dequeue(link, cmd);
         if (cmd_write(cmd) != 0) {
-            enqueue(link, cmd, 0);
+            write_refused(link, cmd);
             return -1;
         }
         sent++;
@@ -248,22 +285,27 @@ void fm_link_pump(fm_link *link)
     uint64_t now = uv_now(link->loop), wake = 0;
     int progress = 1;
 
-    /* Turns of the ring until one sends nothing. The flow served goes to
-     * the back first, so the next turn starts with the one after it. */
+    /* Turns of the ring until one sends nothing. A flow that sent goes to
+     * the back, so flows that were held back are served first next time
+     * capacity comes free. */
     while (progress && link->ring_len > 0 && link->ctx[CTX_CMD].state == ST_READY) {
         size_t visits = link->ring_len;
+        fm_list *n = link->ring.next;
 
         progress = 0;
-        while (visits-- > 0 && link->ring_len > 0) {
-            fm_flow *f = fm_list_entry(link->ring.next, fm_flow, in_ring);
-            int n;
+        while (visits-- > 0 && n != &link->ring) {
+            fm_flow *f = fm_list_entry(n, fm_flow, in_ring);
+            int sent;
 
-            fm_list_remove(&f->in_ring);
-            fm_list_push_back(&link->ring, &f->in_ring);
-            n = serve(link, f, now, &wake);
-            if (n < 0)
+            n = n->next;
+            sent = serve(link, f, now, &wake);
+            if (sent < 0)
                 return;
-            progress |= n > 0;
+            if (sent > 0 && !fm_list_empty(&f->in_ring)) {
+                fm_list_remove(&f->in_ring);
+                fm_list_push_back(&link->ring, &f->in_ring);
+            }
+            progress |= sent > 0;
         }
     }
     if (wake != 0)
@@ -327,7 +369,7 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
             link->stats.retries++;
             cmd->use_eval = 1;
             if (cmd_write(cmd) != 0)
-                enqueue(link, cmd, 0);
+                write_refused(link, cmd);
             return;
         }
         if (reply_transient(reply)) {
@@ -405,9 +447,10 @@ static fm_cmd *submit(fm_link *link, fm_cmd *cmd)
         free(cmd);
         return NULL;
     }
-    if (!fm_list_empty(&cmd->flow->queue) || !may_go(link, cmd->flow, cmd) ||
-        cmd_write(cmd) != 0)
+    if (!fm_list_empty(&cmd->flow->queue) || !may_go(link, cmd->flow, cmd))
         enqueue(link, cmd, 0);
+    else if (cmd_write(cmd) != 0)
+        write_refused(link, cmd);
     return cmd;
 }
 

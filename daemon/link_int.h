@@ -46,7 +46,8 @@ struct fm_cmd {
     uint64_t retry_at;
     size_t reads;           /* keys whose values come back */
     size_t req_bytes;       /* what it costs Redis to read */
-    size_t cost;            /* estimated while it is out */
+    size_t cost;            /* estimated while it is out, on its flow */
+    size_t link_cost;       /* the part of it on link->bulk_bytes */
     fm_link_cb *cb;
     void *arg;
     int argc;               /* including the 3 script slots when script */
@@ -91,6 +92,7 @@ struct fm_link {
     size_t ring_len;
     size_t queued;          /* commands waiting, all flows */
     size_t bulk_bytes;      /* estimated cost of the bulk commands out */
+    fm_cmd *reserved;       /* the bulk command next in, held back by it */
     uv_timer_t retry_timer;
     fm_map channels;
     uint64_t sub_seq;

@@ -161,13 +161,18 @@ static void acquire_reply(fm_link_status status, redisReply *reply, void *arg)
     acquire *a = req->data;
     uint64_t now, left;
 
+    /* A lost link leaves it unknown whether Redis ran the attempt: the
+     * token-checked release, sent once the link is back, undoes it if it
+     * did and does nothing if it did not (the token is this attempt's). */
     if (fm_req_command_done(req)) {
-        if (status == FM_LINK_OK && reply->type == REDIS_REPLY_INTEGER)
+        if (status != FM_LINK_OK || reply->type == REDIS_REPLY_INTEGER)
             release_orphan(req->srv, a);
         fm_req_done(req);
         return;
     }
     if (status != FM_LINK_OK || reply->type == REDIS_REPLY_ERROR) {
+        if (status != FM_LINK_OK)
+            release_orphan(req->srv, a);
         fm_req_fail_redis(req, status, reply);
         return;
     }
@@ -448,9 +453,13 @@ void fm_lock_service_shutdown(fm_lock_service *ls)
     fm_map_node *n, *next;
 
     for (n = fm_map_first(&ls->waiting); n != NULL; n = next) {
+        fm_req *req = fm_map_entry(n, acquire, node)->req;
+
         next = fm_map_after(&ls->waiting, n);
-        fm_req_fail(fm_map_entry(n, acquire, node)->req, FM_E_SHUTTING_DOWN,
-                    "the daemon is shutting down");
+        /* An attempt still queued here is withdrawn, not sent to be undone. */
+        if (req->cmd != NULL && fm_link_cancel(req->cmd))
+            req->cmd = NULL;
+        fm_req_fail(req, FM_E_SHUTTING_DOWN, "the daemon is shutting down");
     }
 }
 

@@ -349,12 +349,16 @@ static wsub *sub_add(fm_conn *conn, wchan *c)
     return s;
 }
 
-static void sub_remove(wsub *s)
+/* Ends a subscription. The connection's "up" may have waited for this
+ * one alone: it is sent then, if the connection keeps any channel. */
+static void sub_remove(fm_wake_service *ws, wsub *s)
 {
+    fm_conn *conn = s->conn;
+
     fm_list_remove(&s->in_chan);
     fm_list_remove(&s->in_conn);
-    if (s->awaiting_up)
-        s->conn->wake_awaiting_up--;
+    if (s->awaiting_up && --conn->wake_awaiting_up == 0 && !fm_list_empty(&conn->wake_subs))
+        send_state(ws, conn, "up");
     groups_prune(s->chan);
     free(s);
 }
@@ -365,7 +369,7 @@ static void unsubscribe(fm_wake_service *ws, fm_conn *conn, wchan *c)
     wsub *s = conn != NULL ? sub_find(conn, c) : NULL;
 
     if (s != NULL)
-        sub_remove(s);
+        sub_remove(ws, s);
     chan_release(ws, c);
 }
 
@@ -383,12 +387,13 @@ static void pending_settled(fm_req *req)
  * it is not. Returns its channel, which the caller releases when done. */
 static wchan *fail_pending(fm_req *req, fm_errcode code, const char *why)
 {
+    fm_wake_service *ws = req->srv->wake;
     wchan *c = pending_detach(req->data);
     wsub *s = req->conn != NULL ? sub_find(req->conn, c) : NULL;
 
     fm_req_fail(req, code, "%s", why);
     if (s != NULL)
-        sub_remove(s);
+        sub_remove(ws, s);
     return c;
 }
 
@@ -412,10 +417,17 @@ void fm_wake_refused(fm_wake_service *ws, const char *channel, size_t clen, cons
     for (pending *p; (p = first_pending(c)) != NULL;)
         fail_pending(p->req, FM_E_REDIS_ERROR, msg);
     if (!fm_list_empty(&c->subs))
-        fm_log_limited(FM_LOG_WARN, "wake channel %.*s: %s; its subscribers get no more wakes", (int)clen,
-                    channel, msg);
-    while (!fm_list_empty(&c->subs))
-        sub_remove(sub_of(c->subs.next));
+        fm_log_limited(FM_LOG_WARN, "wake channel %.*s: %s; its subscribers get no more wakes",
+                       (int)clen, channel, msg);
+    /* Subscribed before the ACL changed: told, as for a lost link, that
+     * wakes may be missed, since this channel's will be from now on. */
+    while (!fm_list_empty(&c->subs)) {
+        wsub *s = sub_of(c->subs.next);
+
+        if (s->conn->wake_awaiting_up == 0)
+            send_state(ws, s->conn, "down");
+        sub_remove(ws, s);
+    }
     chan_release(ws, c);
 }
 
@@ -491,8 +503,10 @@ void fm_wake_subscribe(fm_req *req, const fm_request *msg)
         return;
     }
     if (rc < 0) {
-        fm_req_fail(req, FM_E_INTERNAL, "out of memory");
-        unsubscribe(ws, req->conn, c);
+        fm_conn *conn = req->conn;
+
+        fm_req_fail(req, FM_E_INTERNAL, "out of memory");     /* may free req */
+        unsubscribe(ws, conn, c);
         return;
     }
     p->req = req;
@@ -528,7 +542,7 @@ void fm_wake_conn_closed(fm_wake_service *ws, fm_conn *conn)
         wsub *s = fm_list_entry(conn->wake_subs.next, wsub, in_conn);
         wchan *c = s->chan;
 
-        sub_remove(s);
+        sub_remove(ws, s);
         chan_release(ws, c);
     }
 }
@@ -651,7 +665,7 @@ void fm_wake_service_free(fm_wake_service *ws)
 
         fm_map_remove(&ws->chans, n);
         while (!fm_list_empty(&c->subs))
-            sub_remove(sub_of(c->subs.next));
+            sub_remove(ws, sub_of(c->subs.next));
         groups_prune(c);
         free(c);
     }

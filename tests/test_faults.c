@@ -137,18 +137,7 @@ static int unused_port(void)
 /* A member of the "redis" object of the daemon's stats (bools as 0/1). */
 static int64_t link_stat(const fmt_daemon *d, const char *name)
 {
-    int fd = wire_connect(d->sock);
-    cJSON *r = wire_call(fd, "{\"op\":\"stats\",\"id\":\"stats\"}");
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(r, "redis"), name);
-    int64_t n;
-
-    wire_assert_ok(r, "\"stats\"");
-    ck_assert_msg(cJSON_IsNumber(v) || cJSON_IsBool(v), "stats has no redis.%s", name);
-    n = cJSON_IsNumber(v) ? (int64_t)v->valuedouble : cJSON_IsTrue(v);
-    cJSON_Delete(r);
-    close(fd);
-    return n;
+    return wire_link_stat(d->sock, name);
 }
 
 typedef struct stat_above {

@@ -364,3 +364,19 @@ long long wire_redis_int(redisContext *c, const char *fmt, ...)
     freeReplyObject(reply);
     return v;
 }
+
+int64_t wire_link_stat(const char *sock, const char *name)
+{
+    int fd = wire_connect(sock);
+    cJSON *r = wire_call(fd, "{\"op\":\"stats\",\"id\":\"stats\"}");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(r, "redis"), name);
+    int64_t n;
+
+    check_ok(r, "\"stats\"", "stats");
+    ck_assert_msg(cJSON_IsNumber(v) || cJSON_IsBool(v), "stats has no redis.%s", name);
+    n = cJSON_IsNumber(v) ? (int64_t)v->valuedouble : cJSON_IsTrue(v);
+    cJSON_Delete(r);
+    close(fd);
+    return n;
+}

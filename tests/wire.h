@@ -7,6 +7,7 @@
 #define FM_WIRE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cJSON.h>
 
@@ -60,6 +61,10 @@ void wire_store(const char *sock, const char *execution);
 void wire_assert_serving(const char *sock, const char *id, const char *execution);
 /* An integer member of the daemon's stats reply ("clients", "inflight"). */
 long long wire_stats_int(int fd, const char *name);
+
+/* A member of the "redis" object of the daemon's stats (bools as 0/1), on a
+ * connection of its own. */
+int64_t wire_link_stat(const char *sock, const char *name);
 
 /* Waits (bounded) until the daemon's ping says its Redis link is up. */
 void wire_wait_redis_up(const char *sock);
