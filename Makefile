@@ -38,6 +38,11 @@ pkglibs     = $(shell pkg-config --libs $(1))
 
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) -Iproto -Iclient
 
+# The version and the library's soname live in proto/fm_wire.h.
+wire       = $(shell sed -n 's/^\#define $(1) \([0-9]*\)$$/\1/p' proto/fm_wire.h)
+VERSION    = $(call wire,FMREDIS_VERSION_MAJOR).$(call wire,FMREDIS_VERSION_MINOR).$(call wire,FMREDIS_VERSION_PATCH)
+SOVERSION  = $(call wire,FMREDIS_SOVERSION)
+
 PROTO_SRC  = $(wildcard proto/*.c)
 DAEMON_SRC = $(wildcard daemon/*.c)
 LIB_SRC    = client/fmredis.c
@@ -75,8 +80,8 @@ $(LIB_A): $(call obj,$(LIB_SRC) $(PROTO_SRC))
 
 # The real file carries the soname; the unversioned name is for -lfmredis.
 $(LIB_SO): $(call obj,$(LIB_SRC) $(PROTO_SRC))
-	$(CC) $(LDFLAGS) -shared -Wl,-soname,libfmredis.so.0 $^ -o $@.0
-	ln -sf libfmredis.so.0 $@
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libfmredis.so.$(SOVERSION) $^ -o $@.$(SOVERSION)
+	ln -sf libfmredis.so.$(SOVERSION) $@
 
 $(CLI): $(call obj,$(CLI_SRC)) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ -o $@

@@ -75,12 +75,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fm_wire.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define FMREDIS_VERSION "0.1.0"
-#define FM_PROTOCOL_VERSION 1
 
 /* Return values. */
 #define FM_OK 0
@@ -106,7 +106,7 @@ extern "C" {
 
 /* Longest key, channel, execution id or token of the contract, in bytes
  * (buffers here are one byte larger for the NUL). */
-#define FM_STR_MAX 512
+#define FM_STR_MAX FM_KEY_MAX
 #define FM_TOKEN_MAX FM_STR_MAX
 
 /* The contract's defaults, used only to compute how long an acquire may

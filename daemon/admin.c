@@ -18,7 +18,7 @@ void fm_admin_hello(fm_req *req, const fm_request *msg)
     }
     if (fm_req_ok_start(req) == NULL)
         return;
-    fm_reply_put_int(conn, "protocol", 1);
+    fm_reply_put_int(conn, "protocol", FM_PROTOCOL_VERSION);
     fm_reply_put_str(conn, "server", server, strlen(server));
     fm_req_ok_finish(req);
 }

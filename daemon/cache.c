@@ -12,8 +12,6 @@
 #include "log.h"
 #include "ops.h"
 
-#define PREFIX_MAX 256
-
 /* A batch of decoded execution ids, in one allocation. */
 typedef struct idref {
     const char *p;
@@ -78,7 +76,7 @@ static void get_done(fm_req *req, redisReply *reply)
 
 void fm_cache_get(fm_req *req, const fm_request *msg)
 {
-    char key[PREFIX_MAX + FM_KEY_MAX];
+    char key[FM_PREFIX_MAX + FM_KEY_MAX];
     size_t keylen;
 
     if (id_arg(req, msg, key, &keylen) == 0)
@@ -93,7 +91,7 @@ static void set_done(fm_req *req, redisReply *reply)
 
 void fm_cache_set(fm_req *req, const fm_request *msg)
 {
-    char id[FM_KEY_MAX + 1], key[PREFIX_MAX + FM_KEY_MAX], ttlbuf[24];
+    char id[FM_KEY_MAX + 1], key[FM_PREFIX_MAX + FM_KEY_MAX], ttlbuf[24];
     size_t idlen, keylen;
     int64_t ttl = req->srv->cfg->cache_ttl_ms;
     fm_json_val exec, idv;
@@ -126,7 +124,7 @@ static void invalidate_done(fm_req *req, redisReply *reply)
 
 void fm_cache_invalidate(fm_req *req, const fm_request *msg)
 {
-    char key[PREFIX_MAX + FM_KEY_MAX];
+    char key[FM_PREFIX_MAX + FM_KEY_MAX];
     size_t keylen;
 
     if (id_arg(req, msg, key, &keylen) == 0)

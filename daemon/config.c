@@ -16,9 +16,8 @@
 #include <string.h>
 
 #include "config.h"
+#include "fm_wire.h"
 #include "log.h"
-
-#define FM_VERSION "0.1.0"
 
 typedef enum { T_STR, T_OPTSTR, T_INT, T_MODE, T_LEVEL } dtype;
 
@@ -47,13 +46,13 @@ static const directive directives[] = {
     {"redis_url", T_STR, F(redis_url), 1, 4096, "redis://127.0.0.1:6379/0", 0, parse_redis_url},
     {"redis_password_file", T_OPTSTR, F(redis_password_file), 1, 4096, NULL, 0, read_password_file},
     {"request_timeout_ms", T_INT, F(request_timeout_ms), 1, MS_MAX, "5000", 1, NULL},
-    {"lock_key_prefix", T_STR, F(lock_key_prefix), 0, 256, "fm:lock:", 1, NULL},
+    {"lock_key_prefix", T_STR, F(lock_key_prefix), 0, FM_PREFIX_MAX, "fm:lock:", 1, NULL},
     {"lock_default_ttl_ms", T_INT, F(lock_default_ttl_ms), 1, MS_MAX, "30000", 1, NULL},
     {"lock_retry_delay_ms", T_INT, F(lock_retry_delay_ms), 1, MS_MAX, "100", 1, NULL},
     {"lock_max_retries", T_INT, F(lock_max_retries), 0, MS_MAX, "50", 1, NULL},
     {"lock_release_channel", T_STR, F(lock_release_channel), 1, 512, "fm:lock:released", 0, NULL},
     {"wake_channel", T_STR, F(wake_channel), 1, 512, "fm:wake", 1, NULL},
-    {"cache_key_prefix", T_STR, F(cache_key_prefix), 0, 256, "fm:exec:", 1, NULL},
+    {"cache_key_prefix", T_STR, F(cache_key_prefix), 0, FM_PREFIX_MAX, "fm:exec:", 1, NULL},
     {"cache_ttl_ms", T_INT, F(cache_ttl_ms), 1, MS_MAX, "60000", 1, NULL},
     {"max_clients", T_INT, F(max_clients), 1, 1000000, "4096", 1, NULL},
     {"max_frame_bytes", T_INT, F(max_frame_bytes), 64, 1LL << 30, "1048576", 1, NULL},
@@ -703,7 +702,7 @@ int fm_config_parse_args(int argc, char **argv, fm_config_args *args,
             usage(stdout);
             return 1;
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
-            printf("fmredisd " FM_VERSION "\n");
+            printf("fmredisd " FMREDIS_VERSION "\n");
             return 1;
         } else if (strcmp(a, "-t") == 0) {
             args->check_only = 1;
@@ -749,7 +748,7 @@ void fm_config_args_free(fm_config_args *args)
 
 const char *fm_config_version(void)
 {
-    return "fmredisd " FM_VERSION;
+    return "fmredisd " FMREDIS_VERSION;
 }
 
 void fm_config_carry_restart(fm_config *next, fm_config *cur)

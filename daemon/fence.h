@@ -16,8 +16,10 @@
 
 #include <stddef.h>
 
+#include "fm_wire.h"
+
 #define FM_FENCE_TAG_MAX 8
-#define FM_FENCE_KEY_MAX (256 + 16 + FM_FENCE_TAG_MAX)
+#define FM_FENCE_KEY_MAX (FM_PREFIX_MAX + 16 + FM_FENCE_TAG_MAX)
 
 typedef struct fm_fence fm_fence;
 
@@ -25,7 +27,7 @@ fm_fence *fm_fence_create(void);
 void fm_fence_free(fm_fence *f);
 
 /* Writes the counter key for lock key rkey[0..rlen) under prefix (at most
- * 256 bytes) into out (FM_FENCE_KEY_MAX + 1 bytes) and returns its length,
+ * FM_PREFIX_MAX bytes) into out (FM_FENCE_KEY_MAX + 1 bytes) and returns its length,
  * or 0 when out of memory. The slot table is rebuilt when the prefix
  * changes (SIGHUP). */
 size_t fm_fence_key(fm_fence *f, const char *prefix, const char *rkey, size_t rlen,

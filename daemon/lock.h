@@ -10,7 +10,6 @@
 
 #include "server.h"
 
-#define FM_PREFIX_MAX 256
 #define FM_RKEY_MAX (FM_PREFIX_MAX + FM_KEY_MAX)
 
 fm_lock_service *fm_lock_service_create(fm_server *srv);

@@ -107,7 +107,7 @@ static void send_state(fm_wake_service *ws, fm_conn *conn, const char *state)
     fm_buf_puts(b, "\"}");
     if (b->oom)
         return;
-    fm_buf_patch_u32be(b, 0, (uint32_t)(b->len - 4));
+    fm_buf_patch_u32be(b, 0, (uint32_t)(b->len - FM_FRAME_HEADER_LEN));
     fm_conn_send(conn, b->data, b->len);
 }
 
@@ -138,7 +138,7 @@ static int build_wake(fm_wake_service *ws, const wchan *c, const char *payload, 
     fm_buf_putc(b, '}');
     if (b->oom)
         return -1;
-    fm_buf_patch_u32be(b, 0, (uint32_t)(b->len - 4));
+    fm_buf_patch_u32be(b, 0, (uint32_t)(b->len - FM_FRAME_HEADER_LEN));
     return 0;
 }
 

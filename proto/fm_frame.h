@@ -11,8 +11,7 @@
 #include <stdint.h>
 
 #include "fm_error.h"
-
-#define FM_FRAME_HEADER_LEN 4
+#include "fm_wire.h"
 
 enum {
     FM_FRAME_NEED = 0,  /* no whole frame buffered yet */

@@ -10,10 +10,8 @@
 
 #include "fm_error.h"
 #include "fm_json.h"
+#include "fm_wire.h"
 
-#define FM_ID_STRING_MAX 256
-#define FM_KEY_MAX 512      /* keys, channels, execution ids, tokens */
-#define FM_NAME_MAX 128     /* group, client_name */
 #define FM_INT_ID_MAX 9007199254740991LL  /* 2^53 - 1 */
 #define FM_MS_MAX 2147483647LL            /* 2^31 - 1 */
 
