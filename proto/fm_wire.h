@@ -4,8 +4,8 @@
  * Makefile reads the version and the library's soname from this file (as
  * hiredis reads its own from hiredis.h). It is installed beside fmredis.h
  * and holds nothing but macros. */
-#ifndef FM_WIRE_H
-#define FM_WIRE_H
+#ifndef FM_WIRE_CONSTANTS_H
+#define FM_WIRE_CONSTANTS_H
 
 #define FMREDIS_VERSION_MAJOR 0
 #define FMREDIS_VERSION_MINOR 1
