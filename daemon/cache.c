@@ -9,8 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
+#include "keys.h"
 #include "log.h"
-#include "ops.h"
+#include "reply.h"
+
+typedef struct csvc {
+    fm_core *core;
+    uint64_t invalid;       /* cached values that were not JSON objects */
+} csvc;
 
 /* A batch of decoded execution ids, in one allocation. */
 typedef struct idref {
@@ -24,17 +31,15 @@ typedef struct idset {
     idref *ids;         /* right behind the struct, the text behind them */
 } idset;
 
-static size_t cache_key(const fm_server *srv, const char *id, size_t len, char *out)
+static size_t cache_key(const fm_req *req, const char *id, size_t len, char *out)
 {
-    size_t plen = strlen(srv->cfg->cache_key_prefix);
+    const csvc *cs = req->svc;
 
-    memcpy(out, srv->cfg->cache_key_prefix, plen);
-    memcpy(out + plen, id, len);
-    return plen + len;
+    return fm_key_make(cs->core->cfg->cache_key_prefix, id, len, out);
 }
 
 /* Whether a stored value may be handed out as an execution. */
-static int stored_ok(fm_server *srv, const redisReply *v)
+static int stored_ok(fm_req *req, const redisReply *v)
 {
     fm_json_val root;
 
@@ -42,7 +47,7 @@ static int stored_ok(fm_server *srv, const redisReply *v)
         return 0;
     if (fm_json_validate(v->str, v->len, &root, NULL, NULL) == 0 && root.type == FM_JSON_OBJECT)
         return 1;
-    srv->cache_invalid++;
+    ((csvc *)req->svc)->invalid++;
     fm_log_debug("cache: a stored value is not a JSON object; answered as a miss");
     return 0;
 }
@@ -57,7 +62,7 @@ static int id_arg(fm_req *req, const fm_request *msg, char *key, size_t *keylen)
         fm_req_fail(req, err.code, "%s", err.msg);
         return -1;
     }
-    *keylen = cache_key(req->srv, id, idlen, key);
+    *keylen = cache_key(req, id, idlen, key);
     return 0;
 }
 
@@ -67,16 +72,16 @@ static void get_done(fm_req *req, redisReply *reply)
 
     if (conn == NULL)
         return;
-    if (stored_ok(req->srv, reply))
+    if (stored_ok(req, reply))
         fm_reply_put_raw(conn, "execution", reply->str, reply->len);
     else
         fm_reply_put_raw(conn, "execution", "null", 4);
     fm_req_ok_finish(req);
 }
 
-void fm_cache_get(fm_req *req, const fm_request *msg)
+static void op_get(fm_req *req, const fm_request *msg)
 {
-    char key[FM_PREFIX_MAX + FM_KEY_MAX];
+    char key[FM_RKEY_MAX + 1];
     size_t keylen;
 
     if (id_arg(req, msg, key, &keylen) == 0)
@@ -89,11 +94,11 @@ static void set_done(fm_req *req, redisReply *reply)
     fm_req_ok(req);
 }
 
-void fm_cache_set(fm_req *req, const fm_request *msg)
+static void op_set(fm_req *req, const fm_request *msg)
 {
-    char id[FM_KEY_MAX + 1], key[FM_PREFIX_MAX + FM_KEY_MAX], ttlbuf[24];
+    char id[FM_KEY_MAX + 1], key[FM_RKEY_MAX + 1], ttlbuf[24];
     size_t idlen, keylen;
-    int64_t ttl = req->srv->cfg->cache_ttl_ms;
+    int64_t ttl = ((const csvc *)req->svc)->core->cfg->cache_ttl_ms;
     fm_json_val exec, idv;
     fm_proto_err err;
 
@@ -110,7 +115,7 @@ void fm_cache_set(fm_req *req, const fm_request *msg)
         fm_req_fail(req, err.code, "%s", err.msg);
         return;
     }
-    keylen = cache_key(req->srv, id, idlen, key);
+    keylen = cache_key(req, id, idlen, key);
     snprintf(ttlbuf, sizeof(ttlbuf), "%lld", (long long)ttl);
     fm_req_command(req, 5, (const char *[]){"SET", key, exec.p, "PX", ttlbuf},
                    (size_t[]){3, keylen, exec.len, 2, strlen(ttlbuf)}, set_done);
@@ -122,9 +127,9 @@ static void invalidate_done(fm_req *req, redisReply *reply)
     fm_req_ok(req);
 }
 
-void fm_cache_invalidate(fm_req *req, const fm_request *msg)
+static void op_invalidate(fm_req *req, const fm_request *msg)
 {
-    char key[FM_PREFIX_MAX + FM_KEY_MAX];
+    char key[FM_RKEY_MAX + 1];
     size_t keylen;
 
     if (id_arg(req, msg, key, &keylen) == 0)
@@ -185,7 +190,7 @@ static idset *read_ids(const fm_json_val *arr, size_t count, int unique)
 static void batch_command(fm_req *req, const char *verb, int reads, const idset *set,
                           fm_req_reply_cb *done)
 {
-    size_t plen = strlen(req->srv->cfg->cache_key_prefix), i;
+    size_t plen = strlen(((const csvc *)req->svc)->core->cfg->cache_key_prefix), i;
     const char **argv = malloc((set->n + 1) * sizeof(*argv));
     size_t *lens = malloc((set->n + 1) * sizeof(*lens));
     char *keys = malloc(set->n * plen + set->total + 1);
@@ -199,7 +204,7 @@ static void batch_command(fm_req *req, const char *verb, int reads, const idset 
         lens[0] = strlen(verb);
         for (i = 0; i < set->n; i++) {
             argv[i + 1] = w;
-            lens[i + 1] = cache_key(req->srv, set->ids[i].p, set->ids[i].len, w);
+            lens[i + 1] = cache_key(req, set->ids[i].p, set->ids[i].len, w);
             w += lens[i + 1];
         }
         fm_req_read(req, reads ? set->n : 0, (int)set->n + 1, argv, lens, done);
@@ -215,7 +220,8 @@ static int ids_arg(fm_req *req, const fm_request *msg, int unique, idset **out)
     size_t count;
     fm_proto_err err;
 
-    if (fm_request_string_array(msg, "execution_ids", (size_t)req->srv->cfg->max_batch,
+    if (fm_request_string_array(msg, "execution_ids",
+                                (size_t)((const csvc *)req->svc)->core->cfg->max_batch,
                                 FM_KEY_MAX, &arr, &count, &err) != 0) {
         fm_req_fail(req, err.code, "%s", err.msg);
         return -1;
@@ -233,7 +239,7 @@ static void invalidate_many_done(fm_req *req, redisReply *reply)
     fm_req_ok_int(req, "invalidated", reply->integer);
 }
 
-void fm_cache_invalidate_many(fm_req *req, const fm_request *msg)
+static void op_invalidate_many(fm_req *req, const fm_request *msg)
 {
     idset *set;
 
@@ -262,7 +268,6 @@ static void get_many_done(fm_req *req, redisReply *reply)
     const idset *set = req->data;
     fm_conn *conn;
     size_t size;
-    int first = 1;
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != set->n) {
         fm_req_fail(req, FM_E_INTERNAL, "MGET answered %zu values for %zu keys",
@@ -280,23 +285,17 @@ static void get_many_done(fm_req *req, redisReply *reply)
     conn = fm_req_ok_start(req);
     if (conn == NULL)
         return;
-    fm_buf_reserve(&conn->out, size);
-    fm_buf_puts(&conn->out, ",\"executions\":{");
-    for (size_t i = 0; i < set->n; i++) {
-        if (!stored_ok(req->srv, reply->element[i]))
-            continue;
-        if (!first)
-            fm_buf_putc(&conn->out, ',');
-        first = 0;
-        fm_buf_put_json_string(&conn->out, set->ids[i].p, set->ids[i].len);
-        fm_buf_putc(&conn->out, ':');
-        fm_buf_append(&conn->out, reply->element[i]->str, reply->element[i]->len);
-    }
-    fm_buf_putc(&conn->out, '}');
+    fm_reply_reserve(conn, size);
+    fm_reply_open(conn, "executions");
+    for (size_t i = 0; i < set->n; i++)
+        if (stored_ok(req, reply->element[i]))
+            fm_reply_put_member(conn, set->ids[i].p, set->ids[i].len, reply->element[i]->str,
+                                reply->element[i]->len);
+    fm_reply_close(conn);
     fm_req_ok_finish(req);
 }
 
-void fm_cache_get_many(fm_req *req, const fm_request *msg)
+static void op_get_many(fm_req *req, const fm_request *msg)
 {
     idset *set;
 
@@ -315,3 +314,38 @@ void fm_cache_get_many(fm_req *req, const fm_request *msg)
     req->data = set;
     batch_command(req, "MGET", 1, set, get_many_done);
 }
+
+/* ---- service ---- */
+
+static void *cache_create(fm_core *core, int slot)
+{
+    csvc *cs = calloc(1, sizeof(*cs));
+
+    if (cs != NULL)
+        cs->core = core;
+    return cs;
+}
+
+static void cache_put_stats(const void *state, fm_conn *conn)
+{
+    const csvc *cs = state;
+
+    fm_reply_put_int(conn, "cache_invalid", (int64_t)cs->invalid);
+}
+
+static const fm_op cache_ops[] = {
+    {"cache.get", op_get},
+    {"cache.set", op_set},
+    {"cache.invalidate", op_invalidate},
+    {"cache.invalidate_many", op_invalidate_many},
+    {"cache.get_many", op_get_many},
+};
+
+const fm_service fm_cache_service = {
+    .name = "cache",
+    .ops = cache_ops,
+    .nops = sizeof(cache_ops) / sizeof(cache_ops[0]),
+    .create = cache_create,
+    .put_stats = cache_put_stats,
+    .free = free,
+};

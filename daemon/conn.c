@@ -1,48 +1,115 @@
-/* conn.c -- one client connection: read frames, dispatch, write replies.
+/* conn.c -- one client connection: read frames, write output.
  *
- * Every read lands in the server's one read buffer and is fed to the
- * connection's frame reader; every whole frame is dispatched before the
- * next read, and a reader left empty gives its memory back, so an idle
- * connection costs no read buffer. Output accumulates in `out` (and, for
- * frames shared with other connections, in `outq`, see outq.h) and is
- * written once per loop turn by the server's flusher, usually in one
+ * Every read lands in the set's one read buffer and is fed to the
+ * connection's frame reader; every whole frame goes to the set's handler
+ * before the next read, and a reader left empty gives its memory back, so
+ * an idle connection costs no read buffer. Output accumulates in `out`
+ * (and, for frames shared with other connections, in `outq`, see outq.h)
+ * and is written once per loop turn by fm_conns_flush, usually in one
  * writev(2); what the socket does not take at once goes to a uv_write,
  * while the next replies wait. An output buffer left empty and larger than
  * OUT_KEEP is given back, so one large reply does not stay with an idle
- * connection.
- *
- * A connection that has to go while others are being served (its output
- * overflowed, memory ran out) is only marked doomed; the flusher closes it.
- * So no loop over connections or subscribers ever sees one vanish under it. */
+ * connection. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include "held.h"
+#include "conn.h"
 #include "log.h"
-#include "ops.h"
-#include "server.h"
-#include "wake.h"
 
 #define OUT_KEEP (64 * 1024)
 #define FLUSH_IOV 16
 
+/* A closing connection is on no flush list: the flusher would write to a
+ * handle on its way out. */
+static int flags_legal(unsigned f)
+{
+    if ((f & FM_CONN_CLOSING) && (f & FM_CONN_FLUSH_PENDING))
+        return 0;
+    return 1;
+}
+
+void fm_conns_init(fm_conns *set, uv_loop_t *loop, const fm_config *cfg,
+                   const fm_conn_handler *h)
+{
+    set->loop = loop;
+    set->cfg = cfg;
+    set->h = *h;
+    fm_list_init(&set->all);
+    fm_list_init(&set->flush);
+}
+
+void fm_conns_set_config(fm_conns *set, const fm_config *cfg)
+{
+    set->cfg = cfg;
+}
+
+fm_conn *fm_conns_first(const fm_conns *set)
+{
+    fm_list *n = fm_list_first(&set->all);
+
+    return n != NULL ? fm_list_entry(n, fm_conn, in_set) : NULL;
+}
+
 int fm_conn_alive(const fm_conn *conn)
 {
-    return !conn->closing && !conn->close_after_write && !conn->doomed;
+    return !(conn->flags & (FM_CONN_CLOSING | FM_CONN_CLOSE_AFTER_WRITE | FM_CONN_DOOMED));
+}
+
+int fm_conn_writing(const fm_conn *conn)
+{
+    return (conn->flags & FM_CONN_WRITING) != 0;
+}
+
+void fm_conn_protocol_error(fm_conn *conn)
+{
+    conn->set->protocol_errors++;
+}
+
+void fm_conn_schedule_flush(fm_conn *conn)
+{
+    if (conn->flags & (FM_CONN_FLUSH_PENDING | FM_CONN_CLOSING))
+        return;
+    conn->flags |= FM_CONN_FLUSH_PENDING;
+    fm_list_push_back(&conn->set->flush, &conn->in_flush);
+}
+
+void fm_conns_flush(fm_conns *set)
+{
+    fm_list *n;
+
+    while ((n = fm_list_first(&set->flush)) != NULL) {
+        fm_conn *conn = fm_list_entry(n, fm_conn, in_flush);
+
+        fm_list_remove(n);
+        conn->flags &= ~FM_CONN_FLUSH_PENDING;
+        fm_conn_flush(conn);
+    }
 }
 
 void fm_conn_doom(fm_conn *conn)
 {
-    conn->doomed = 1;
-    fm_server_schedule_flush(conn->srv, conn);
+    conn->flags |= FM_CONN_DOOMED;
+    fm_conn_schedule_flush(conn);
+}
+
+void fm_conn_close_after_write(fm_conn *conn)
+{
+    conn->flags |= FM_CONN_CLOSE_AFTER_WRITE;
+    fm_conn_schedule_flush(conn);
+}
+
+void fm_conn_reject(fm_conn *conn)
+{
+    conn->set->rejected++;
+    fm_conn_close_after_write(conn);
 }
 
 static void on_closed(uv_handle_t *h)
 {
     fm_conn *conn = h->data;
 
+    assert(conn->inflight == 0 && fm_list_empty(&conn->reqs));
     fm_frame_reader_free(conn->reader);
     fm_buf_free(&conn->out);
     fm_outq_free(&conn->outq);
@@ -53,33 +120,19 @@ static void on_closed(uv_handle_t *h)
 
 void fm_conn_close(fm_conn *conn)
 {
-    fm_server *srv = conn->srv;
+    fm_conns *set = conn->set;
 
-    if (conn->closing)
+    if (conn->flags & FM_CONN_CLOSING)
         return;
-    conn->closing = 1;
-    if (conn->prev)
-        conn->prev->next = conn->next;
-    else
-        srv->conns = conn->next;
-    if (conn->next)
-        conn->next->prev = conn->prev;
-    srv->nconns--;
-    if (conn->flush_pending) {
-        fm_conn **pp = &srv->flush_list;
-        while (*pp != conn)
-            pp = &(*pp)->flush_next;
-        *pp = conn->flush_next;
-        conn->flush_pending = 0;
-    }
-    while (conn->reqs != NULL)
-        fm_req_abandon(conn->reqs);
-    fm_held_conn_closed(conn);
-    if (!fm_list_empty(&conn->wake_subs))
-        fm_wake_conn_closed(srv->wake, conn);
+    conn->flags |= FM_CONN_CLOSING;
+    conn->flags &= ~FM_CONN_FLUSH_PENDING;
+    fm_list_remove(&conn->in_flush);
+    fm_list_remove(&conn->in_set);
+    set->n--;
+    assert(flags_legal(conn->flags));
+    set->h.closing(conn, set->h.arg);
     fm_log_debug("client %llu: closed", (unsigned long long)conn->serial);
     uv_close((uv_handle_t *)&conn->pipe, on_closed);
-    fm_server_conn_gone(srv);
 }
 
 static void write_failed(fm_conn *conn, int rc)
@@ -93,7 +146,7 @@ static void drained(fm_conn *conn)
 {
     if (conn->out.cap > OUT_KEEP)
         fm_buf_free(&conn->out);
-    if (conn->close_after_write)
+    if (conn->flags & FM_CONN_CLOSE_AFTER_WRITE)
         fm_conn_close(conn);
 }
 
@@ -101,14 +154,14 @@ static void on_write(uv_write_t *wr, int status)
 {
     fm_conn *conn = wr->data;
 
-    conn->writing_active = 0;
+    conn->flags &= ~FM_CONN_WRITING;
     fm_outq_written(&conn->outq);
-    if (conn->closing)
+    if (conn->flags & FM_CONN_CLOSING)
         return;
     if (status < 0)
         write_failed(conn, status);
     else if (conn->out.len > 0 || conn->outq.head != NULL)
-        fm_server_schedule_flush(conn->srv, conn);
+        fm_conn_schedule_flush(conn);
     else
         drained(conn);
 }
@@ -123,27 +176,32 @@ static size_t gather(fm_conn *conn, uv_buf_t *iov, size_t max)
     return n;
 }
 
-/* Called by the server's flusher, once per loop turn at most. The socket
- * usually takes everything at once: uv_try_write then costs one writev(2)
- * and no epoll_ctl(2); only a remainder goes through uv_write, whose
- * buffers must stay put until it completes, so `out` is sealed into the
- * queue first and the next replies start a buffer of their own. */
+static void out_of_memory(fm_conn *conn)
+{
+    fm_log_error("client %llu: out of memory writing; closing",
+                 (unsigned long long)conn->serial);
+    fm_conn_close(conn);
+}
+
+/* The socket usually takes everything at once: uv_try_write then costs
+ * one writev(2) and no epoll_ctl(2); only a remainder goes through
+ * uv_write, whose buffers must stay put until it completes, so `out` is
+ * sealed into the queue first and the next replies start a buffer of their
+ * own. */
 void fm_conn_flush(fm_conn *conn)
 {
     uv_buf_t small[FLUSH_IOV], *iov = small;
     size_t max = fm_outq_chunks(&conn->outq) + 1, n;
     int rc;
 
-    if (conn->doomed) {
+    if (conn->flags & FM_CONN_DOOMED) {
         fm_conn_close(conn);
         return;
     }
-    if (conn->closing || conn->writing_active)
+    if (conn->flags & (FM_CONN_CLOSING | FM_CONN_WRITING))
         return;
     if (max > FLUSH_IOV && (iov = malloc(max * sizeof(*iov))) == NULL) {
-        fm_log_error("client %llu: out of memory writing; closing",
-                     (unsigned long long)conn->serial);
-        fm_conn_close(conn);
+        out_of_memory(conn);
         return;
     }
     n = gather(conn, iov, max);
@@ -161,9 +219,7 @@ void fm_conn_flush(fm_conn *conn)
         goto out;
     }
     if (conn->out.len > 0 && fm_outq_push_buf(&conn->outq, &conn->out) != 0) {
-        fm_log_error("client %llu: out of memory writing; closing",
-                     (unsigned long long)conn->serial);
-        fm_conn_close(conn);
+        out_of_memory(conn);
         goto out;
     }
     n = fm_outq_iov(&conn->outq, iov, max);
@@ -173,7 +229,7 @@ void fm_conn_flush(fm_conn *conn)
     if (rc < 0)
         write_failed(conn, rc);
     else
-        conn->writing_active = 1;
+        conn->flags |= FM_CONN_WRITING;
 out:
     if (iov != small)
         free(iov);
@@ -183,34 +239,30 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     fm_conn *conn = h->data;
 
-    *buf = uv_buf_init(conn->srv->readbuf, sizeof(conn->srv->readbuf));
+    *buf = uv_buf_init(conn->set->readbuf, sizeof(conn->set->readbuf));
 }
 
-/* A framing error ends the connection: the error frame goes out first, and
- * nothing more is read. */
+/* A framing error ends the connection: nothing more is read, and the
+ * handler sends the error frame. */
 static void framing_error(fm_conn *conn)
 {
     fm_frame_reader *r = conn->reader;
     char msg[96];
 
-    conn->srv->protocol_errors++;
+    conn->set->protocol_errors++;
     if (r->err == FM_E_BAD_FRAME)
         snprintf(msg, sizeof(msg), "a frame length of 0 is not allowed");
     else
         snprintf(msg, sizeof(msg), "frame of %u bytes exceeds max_frame_bytes (%zu)",
                  (unsigned)r->err_len, r->max_body);
     uv_read_stop((uv_stream_t *)&conn->pipe);
-    /* Requests still in flight are abandoned, as if the client had gone. */
-    while (conn->reqs != NULL)
-        fm_req_abandon(conn->reqs);
-    fm_reply_error(conn, NULL, 0, r->err, msg);
-    conn->close_after_write = 1;
-    fm_server_schedule_flush(conn->srv, conn);
+    conn->set->h.bad_frame(conn, r->err, msg, conn->set->h.arg);
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     fm_conn *conn = s->data;
+    fm_conns *set = conn->set;
     const char *body;
     size_t len;
     int rc;
@@ -234,82 +286,54 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             framing_error(conn);
             return;
         }
-        fm_ops_dispatch(conn, body, len);
+        set->h.frame(conn, body, len, set->h.arg);
     }
     fm_frame_reader_trim(conn->reader);
 }
 
-static int peer_allowed(fm_server *srv, fm_conn *conn)
+int fm_conn_peer(const fm_conn *conn, struct ucred *cred)
 {
-    const fm_config *cfg = srv->cfg;
-    struct ucred cred;
-    socklen_t len = sizeof(cred);
+    socklen_t len = sizeof(*cred);
     uv_os_fd_t fd;
 
-    if (cfg->nuids == 0 && cfg->ngids == 0)
-        return 1;
-    if (uv_fileno((uv_handle_t *)&conn->pipe, &fd) != 0 ||
-        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
-        return 0;
-    /* root and the daemon's own user keep access to their own daemon. */
-    if (cred.uid == 0 || cred.uid == getuid())
-        return 1;
-    for (size_t i = 0; i < cfg->nuids; i++)
-        if (cfg->uids[i] == cred.uid)
-            return 1;
-    for (size_t i = 0; i < cfg->ngids; i++)
-        if (cfg->gids[i] == cred.gid)
-            return 1;
-    fm_log_limited(FM_LOG_INFO, "refused a client with uid %d gid %d", (int)cred.uid, (int)cred.gid);
+    if (uv_fileno((const uv_handle_t *)&conn->pipe, &fd) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) != 0)
+        return -1;
     return 0;
 }
 
-/* Sends one error frame and closes: for connections refused at the door. */
-static void refuse(fm_conn *conn, fm_errcode code, const char *msg)
-{
-    conn->srv->rejected_clients++;
-    fm_reply_error(conn, NULL, 0, code, msg);
-    conn->close_after_write = 1;
-    fm_server_schedule_flush(conn->srv, conn);
-}
-
-fm_conn *fm_conn_accept(fm_server *srv)
+fm_conn *fm_conn_accept(fm_conns *set, uv_stream_t *listener)
 {
     fm_conn *conn = calloc(1, sizeof(*conn));
 
     if (conn == NULL)
         return NULL;
-    conn->srv = srv;
-    conn->serial = ++srv->next_serial;
+    conn->set = set;
+    conn->serial = ++set->next_serial;
     conn->flow = fm_link_flow_create();
     fm_outq_init(&conn->outq);
-    fm_list_init(&conn->wake_subs);
-    conn->reader = fm_frame_reader_create((size_t)srv->cfg->max_frame_bytes);
-    uv_pipe_init(srv->loop, &conn->pipe, 0);
+    fm_list_init(&conn->in_flush);
+    fm_list_init(&conn->reqs);
+    conn->reader = fm_frame_reader_create((size_t)set->cfg->max_frame_bytes);
+    uv_pipe_init(set->loop, &conn->pipe, 0);
     conn->pipe.data = conn;
-    conn->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = conn;
-    srv->conns = conn;
-    srv->nconns++;
-    srv->connections_total++;
-    if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&conn->pipe) != 0 ||
-        conn->reader == NULL || conn->flow == NULL) {
+    fm_list_push_back(&set->all, &conn->in_set);
+    set->n++;
+    set->total++;
+    if (uv_accept(listener, (uv_stream_t *)&conn->pipe) != 0 || conn->reader == NULL ||
+        conn->flow == NULL) {
         fm_conn_close(conn);
         return NULL;
     }
-    if ((int64_t)srv->nconns > srv->cfg->max_clients) {
-        refuse(conn, FM_E_TOO_MANY_CLIENTS, "the daemon is at max_clients");
-        return conn;
-    }
-    if (!peer_allowed(srv, conn)) {
-        refuse(conn, FM_E_FORBIDDEN, "this uid/gid may not use the daemon");
-        return conn;
-    }
+    return conn;
+}
+
+int fm_conn_start(fm_conn *conn)
+{
     if (uv_read_start((uv_stream_t *)&conn->pipe, on_alloc, on_read) != 0) {
         fm_conn_close(conn);
-        return NULL;
+        return -1;
     }
     fm_log_debug("client %llu: connected", (unsigned long long)conn->serial);
-    return conn;
+    return 0;
 }

@@ -11,32 +11,31 @@
  * for as long as it lives. The timer starts when the grant arrives, after
  * Redis set the TTL, so an entry leaves no earlier than its lock.
  *
- * An entry outlives its connection while a release or an extension for it
- * is still at Redis (detach, don't dangle): it is freed only when it is let
- * go, has no command out, and its timer is closed. srv->releasing counts
- * releases in flight, so a shutdown can wait for them before it closes the
- * link. */
+ * An entry outlives its connection while an extension for it is still at
+ * Redis (detach, don't dangle): it is freed only when it is let go, has no
+ * extension out, and its timer is closed. Releases carry their own copy
+ * of the key and token (lockcmd.h), and need no entry. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "held.h"
-#include "lock.h"
 #include "log.h"
+#include "map.h"
+#include "reply.h"
 
-struct fm_held {
-    fm_server *srv;
+typedef struct fm_held {
+    fm_held_set *hs;
     fm_conn *conn;              /* NULL once let go */
-    fm_map_node node;           /* in conn->held, by token */
+    fm_map_node node;           /* in the connection's table, by token */
     int release_on_close;
     int auto_extend;
-    int pending;                /* commands out for it */
-    int extending;              /* one of them is an extension */
+    int extending;              /* an extension is at Redis */
     uv_timer_t timer;           /* extension ticks, or the lock's expiry */
     int64_t ttl;
     size_t keylen, rkeylen, toklen;
     const char *key, *rkey, *token;     /* in data, each NUL-terminated */
     char data[];
-};
+} fm_held;
 
 static void on_timer_closed(uv_handle_t *h)
 {
@@ -45,20 +44,25 @@ static void on_timer_closed(uv_handle_t *h)
 
 static void maybe_free(fm_held *h)
 {
-    if (h->conn != NULL || h->pending > 0)
+    if (h->conn != NULL || h->extending)
         return;
     if (!uv_is_closing((uv_handle_t *)&h->timer))
         uv_close((uv_handle_t *)&h->timer, on_timer_closed);
 }
 
 /* Off the connection's map: nothing more is done for it. */
+static fm_map *table(const fm_held_set *hs, const fm_conn *conn)
+{
+    return conn->svc[hs->slot];
+}
+
 static void let_go(fm_held *h)
 {
     if (h->conn == NULL)
         return;
-    fm_map_remove(&h->conn->held, &h->node);
+    fm_map_remove(table(h->hs, h->conn), &h->node);
     h->conn = NULL;
-    h->srv->locks_held--;
+    h->hs->count--;
     uv_timer_stop(&h->timer);
     maybe_free(h);
 }
@@ -70,7 +74,7 @@ static void send_lost(fm_held *h)
 
     if (!fm_conn_alive(conn))
         return;
-    start = fm_event_start(conn, "lock.lost");
+    start = fm_reply_event_start(conn, "lock.lost");
     fm_reply_put_str(conn, "key", h->key, h->keylen);
     fm_reply_finish(conn, start);
 }
@@ -79,7 +83,6 @@ static void on_extended(fm_link_status status, redisReply *reply, void *arg)
 {
     fm_held *h = arg;
 
-    h->pending--;
     h->extending = 0;
     if (h->conn == NULL) {
         maybe_free(h);
@@ -99,13 +102,11 @@ static void on_extend_timer(uv_timer_t *t)
 {
     fm_held *h = t->data;
 
-    if (h->extending || h->srv->link == NULL)
+    if (h->extending)
         return;
-    if (fm_lock_send_extend(h->srv, h->rkey, h->rkeylen, h->token, h->toklen, h->ttl,
-                            on_extended, h) == 0) {
-        h->pending++;
+    if (fm_lockcmd_extend(h->hs->lc, h->rkey, h->rkeylen, h->token, h->toklen, h->ttl,
+                          on_extended, h) == 0)
         h->extending = 1;
-    }
 }
 
 static void on_expired(uv_timer_t *t)
@@ -125,20 +126,6 @@ static void arm(fm_held *h, int64_t ttl)
         uv_timer_start(&h->timer, on_expired, (uint64_t)ttl, 0);
 }
 
-static void on_released(fm_link_status status, redisReply *reply, void *arg)
-{
-    fm_held *h = arg;
-
-    h->pending--;
-    h->srv->releasing--;
-    if (status == FM_LINK_OK && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
-        fm_log_debug("released %s for a client that went away", h->rkey);
-    else
-        fm_log_debug("%s was not released for a client that went away: it expires with its TTL",
-                     h->rkey);
-    maybe_free(h);
-}
-
 static const char *put(char **w, const char *s, size_t len)
 {
     char *p = *w;
@@ -149,14 +136,18 @@ static const char *put(char **w, const char *s, size_t len)
     return p;
 }
 
-int fm_held_add(fm_conn *conn, const char *key, size_t keylen, const char *rkey,
-                size_t rkeylen, const char *token, int64_t ttl, int release_on_close,
-                int auto_extend)
+int fm_held_add(fm_held_set *hs, fm_conn *conn, const char *key, size_t keylen,
+                const char *rkey, size_t rkeylen, const char *token, int64_t ttl,
+                int release_on_close, int auto_extend)
 {
     size_t toklen = strlen(token);
-    fm_held *h = malloc(sizeof(*h) + keylen + rkeylen + toklen + 3);
+    fm_map *t = table(hs, conn);
+    fm_held *h;
     char *w;
 
+    if (t == NULL && (t = conn->svc[hs->slot] = calloc(1, sizeof(*t))) == NULL)
+        return -1;
+    h = malloc(sizeof(*h) + keylen + rkeylen + toklen + 3);
     if (h == NULL)
         return -1;
     memset(h, 0, sizeof(*h));
@@ -167,26 +158,29 @@ int fm_held_add(fm_conn *conn, const char *key, size_t keylen, const char *rkey,
     h->keylen = keylen;
     h->rkeylen = rkeylen;
     h->toklen = toklen;
-    if (fm_map_insert(&conn->held, &h->node, h->token, toklen) != 0) {
+    if (fm_map_insert(t, &h->node, h->token, toklen) != 0) {
         free(h);
         return -1;
     }
-    h->srv = conn->srv;
+    h->hs = hs;
     h->conn = conn;
     h->release_on_close = release_on_close;
     h->auto_extend = auto_extend;
-    conn->srv->locks_held++;
-    uv_timer_init(conn->srv->loop, &h->timer);
+    hs->count++;
+    uv_timer_init(hs->loop, &h->timer);
     h->timer.data = h;
     arm(h, ttl);
     return 0;
 }
 
-static fm_held *find(fm_conn *conn, const char *rkey, size_t rkeylen, const char *token,
-                     size_t toklen)
+static fm_held *find(const fm_held_set *hs, const fm_conn *conn, const char *rkey,
+                     size_t rkeylen, const char *token, size_t toklen)
 {
-    for (fm_map_node *n = fm_map_find(&conn->held, token, toklen); n != NULL;
-         n = fm_map_next(n)) {
+    fm_map *t = table(hs, conn);
+
+    if (t == NULL)
+        return NULL;
+    for (fm_map_node *n = fm_map_find(t, token, toklen); n != NULL; n = fm_map_next(n)) {
         fm_held *h = fm_map_entry(n, fm_held, node);
 
         if (h->rkeylen == rkeylen && memcmp(h->rkey, rkey, rkeylen) == 0)
@@ -195,19 +189,19 @@ static fm_held *find(fm_conn *conn, const char *rkey, size_t rkeylen, const char
     return NULL;
 }
 
-void fm_held_forget(fm_conn *conn, const char *rkey, size_t rkeylen, const char *token,
-                    size_t toklen)
+void fm_held_forget(fm_held_set *hs, fm_conn *conn, const char *rkey, size_t rkeylen,
+                    const char *token, size_t toklen)
 {
-    fm_held *h = find(conn, rkey, rkeylen, token, toklen);
+    fm_held *h = find(hs, conn, rkey, rkeylen, token, toklen);
 
     if (h != NULL)
         let_go(h);
 }
 
-void fm_held_extended(fm_conn *conn, const char *rkey, size_t rkeylen, const char *token,
-                      size_t toklen, int64_t ttl)
+void fm_held_extended(fm_held_set *hs, fm_conn *conn, const char *rkey, size_t rkeylen,
+                      const char *token, size_t toklen, int64_t ttl)
 {
-    fm_held *h = find(conn, rkey, rkeylen, token, toklen);
+    fm_held *h = find(hs, conn, rkey, rkeylen, token, toklen);
 
     /* The client's own extension sets the TTL the daemon keeps up, or the
      * new expiry; a TTL too short to extend in time stays the client's
@@ -216,20 +210,23 @@ void fm_held_extended(fm_conn *conn, const char *rkey, size_t rkeylen, const cha
         arm(h, ttl);
 }
 
-void fm_held_conn_closed(fm_conn *conn)
+void fm_held_conn_closed(fm_held_set *hs, fm_conn *conn)
 {
-    fm_map_node *n, *next;
+    fm_map *t = table(hs, conn);
+    fm_map_node *n;
 
-    for (n = fm_map_first(&conn->held); n != NULL; n = next) {
+    if (t == NULL)
+        return;
+    while ((n = fm_map_first(t)) != NULL) {
         fm_held *h = fm_map_entry(n, fm_held, node);
 
-        next = fm_map_after(&conn->held, n);
-        if (h->release_on_close && h->srv->link != NULL &&
-            fm_lock_send_release(h->srv, h->rkey, h->rkeylen, h->token, h->toklen,
-                                 on_released, h) == 0) {
-            h->pending++;
-            h->srv->releasing++;
-        }
+        if (h->release_on_close &&
+            fm_lockcmd_release(hs->lc, h->rkey, h->rkeylen, h->token, h->toklen) != 0)
+            fm_log_warn("could not release %s for a client that went away; it expires with "
+                        "its TTL", h->rkey);
         let_go(h);
     }
+    fm_map_free(t);
+    free(t);
+    conn->svc[hs->slot] = NULL;
 }

@@ -1,323 +1,31 @@
-/* link.c -- the two contexts' connect machine, and the link's life cycle.
+/* link.c -- the link's life cycle: its two contexts, what runs on each, and
+ * its end.
  *
- * Each of the two contexts (commands, pub/sub) runs the same small machine:
- *
- *   IDLE --connect--> RESOLVING --> CONNECTING --> SETUP --> READY
- *     ^                                                        |
- *     +---- backoff min(attempt * step, max) <---- lost -------+
- *
- * with one timer per context serving as the backoff wait and as the deadline
- * of RESOLVING/CONNECTING/SETUP (request_timeout_ms), since hiredis 0.14 has
- * no connect timeout of its own. Commands are link_cmd.c's, channels
- * link_sub.c's; this file tells them when a context is ready or lost. */
+ * The command context carries link_cmd.c's commands and link_sub.c's ACL
+ * probes; the pub/sub context carries link_sub.c's channels. This file
+ * ties each context's ready and lost hooks to them. Freeing the link is
+ * asynchronous (libuv handles close later): the struct goes with the last
+ * of its handles. */
 #include <stdlib.h>
-#include <string.h>
 
+#include "link.h"
 #include "link_int.h"
-#include "log.h"
-#include "redis_uv.h"
-#include "scripts.h"
 
-static const char *const ctx_names[] = {"command", "pub/sub"};
-
-static void ctx_connect(fm_ctx *ctx);
-static void ctx_lost(fm_ctx *ctx, const char *why);
-
-int fm_link_reply_is(const redisReply *r, const char *code)
+static void cmd_ready(fm_ctx *ctx)
 {
-    size_t n = strlen(code);
-
-    return (size_t)r->len >= n && memcmp(r->str, code, n) == 0 &&
-           ((size_t)r->len == n || r->str[n] == ' ');
+    fm_link_probe_ready(ctx->link);
+    fm_link_pump(ctx->link);
 }
 
-/* ---- connection machine ---- */
-
-static int64_t backoff_ms(const fm_link *link, int attempt)
+static void sub_ready(fm_ctx *ctx)
 {
-    int64_t d = (int64_t)attempt * link->cfg->reconnect_step_ms;
-
-    return d < link->cfg->reconnect_max_ms ? d : link->cfg->reconnect_max_ms;
+    fm_link_subscribe_all(ctx->link);
 }
 
-static void on_ctx_timer(uv_timer_t *t)
+static void sub_lost(fm_ctx *ctx, int was_ready)
 {
-    fm_ctx *ctx = t->data;
-
-    switch (ctx->state) {
-    case ST_IDLE:
-        ctx_connect(ctx);
-        break;
-    case ST_RESOLVING:
-        /* Its callback reports UV_ECANCELED and takes the failure path. */
-        uv_cancel((uv_req_t *)&ctx->gai);
-        break;
-    case ST_CONNECTING:
-    case ST_SETUP:
-        ctx_lost(ctx, "timed out connecting");
-        break;
-    default:
-        break;
-    }
+    fm_link_sub_lost(ctx->link, ctx->lasterr, was_ready);
 }
-
-static void schedule_reconnect(fm_ctx *ctx)
-{
-    fm_link *link = ctx->link;
-
-    ctx->state = ST_IDLE;
-    if (link->closing)
-        return;
-    ctx->attempt++;
-    uv_timer_start(&ctx->timer, on_ctx_timer, (uint64_t)backoff_ms(link, ctx->attempt), 0);
-}
-
-/* The context is gone or going; hiredis calls on_disconnect (when it had
- * connected) after failing every pending command with a NULL reply. */
-static void ctx_lost(fm_ctx *ctx, const char *why)
-{
-    fm_link *link = ctx->link;
-    int was_ready = ctx->state == ST_READY || ctx->state == ST_LOST;
-    redisAsyncContext *ac = ctx->ac;
-
-    if (why != NULL)
-        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "%s", why);
-    if (!ctx->logged_down && !link->closing) {
-        fm_log_warn("redis %s link %s: %s", ctx_names[ctx->kind],
-                    was_ready ? "lost" : "not established", ctx->lasterr);
-        ctx->logged_down = 1;
-    }
-    if (was_ready)
-        link->stats.disconnects++;
-    if (ctx->kind == CTX_SUB) {
-        fm_link_sub_lost(link, ctx->lasterr);
-        if (was_ready && link->sub.down)
-            link->sub.down(link->sub.arg);
-    }
-    ctx->state = ST_LOST;
-    uv_timer_stop(&ctx->timer);
-    if (ac != NULL) {
-        /* Freeing a connected context fails its pending commands, then calls
-         * on_disconnect, which schedules the reconnect; an unconnected one
-         * goes silently. */
-        if (ac->c.flags & REDIS_CONNECTED) {
-            ctx->dropping = 1;
-            redisAsyncFree(ac);
-            return;
-        }
-        ctx->ac = NULL;
-        ac->data = NULL;
-        redisAsyncFree(ac);
-    }
-    schedule_reconnect(ctx);
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    fm_ctx *ctx = ac->data;
-
-    if (ctx == NULL)
-        return;
-    ctx->ac = NULL;
-    if (ctx->dropping) {
-        ctx->dropping = 0;
-        schedule_reconnect(ctx);
-        return;
-    }
-    if (ctx->state != ST_LOST || ctx->lasterr[0] == '\0')
-        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "%s",
-                 ac->errstr[0] ? ac->errstr : "connection closed");
-    ctx_lost(ctx, NULL);
-}
-
-/* The link works again: backoff starts over, the recovery is logged once. */
-void fm_ctx_recovered(fm_ctx *ctx)
-{
-    ctx->suspect = 0;
-    ctx->attempt = 0;
-    ctx->lasterr[0] = '\0';
-    if (ctx->logged_down) {
-        fm_log_info("redis %s link up", ctx_names[ctx->kind]);
-        ctx->logged_down = 0;
-    } else {
-        fm_log_debug("redis %s link up", ctx_names[ctx->kind]);
-    }
-}
-
-static void ctx_ready(fm_ctx *ctx)
-{
-    fm_link *link = ctx->link;
-
-    uv_timer_stop(&ctx->timer);
-    ctx->state = ST_READY;
-    link->stats.connects++;
-    if (!ctx->suspect)
-        fm_ctx_recovered(ctx);
-    if (ctx->kind == CTX_CMD) {
-        fm_link_cmd_ready_hook(link);
-        fm_link_pump(link);
-    } else {
-        fm_link_sub_ready_hook(link);
-    }
-}
-
-static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
-{
-    fm_ctx *ctx = ac->data;
-    redisReply *reply = r;
-    fm_script *script = privdata;
-
-    if (reply == NULL || ctx == NULL || ctx->state != ST_SETUP)
-        return;
-    if (reply->type == REDIS_REPLY_ERROR) {
-        char why[128];
-        snprintf(why, sizeof(why), "setup failed: %.100s", reply->str);
-        ctx_lost(ctx, why);
-        return;
-    }
-    if (script != NULL && reply->type == REDIS_REPLY_STRING && reply->len == 40)
-        memcpy(script->sha, reply->str, 41);
-    if (--ctx->setup_pending == 0)
-        ctx_ready(ctx);
-}
-
-static int setup_command(fm_ctx *ctx, void *privdata, int argc, const char **argv)
-{
-    size_t lens[4];
-
-    for (int i = 0; i < argc; i++)
-        lens[i] = strlen(argv[i]);
-    if (redisAsyncCommandArgv(ctx->ac, on_setup_reply, privdata, argc, argv, lens) != REDIS_OK)
-        return -1;
-    ctx->setup_pending++;
-    return 0;
-}
-
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-    fm_ctx *ctx = ac->data;
-    const fm_config *cfg;
-    char db[16];
-    int rc = 0;
-
-    if (ctx == NULL)
-        return;
-    if (status != REDIS_OK) {
-        /* hiredis frees the context right after this callback. */
-        ctx->ac = NULL;
-        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "%s", ac->errstr);
-        ctx_lost(ctx, NULL);
-        return;
-    }
-    cfg = ctx->link->cfg;
-    ctx->state = ST_SETUP;
-    ctx->setup_pending = 0;
-    if (cfg->redis_password && cfg->redis_user)
-        rc |= setup_command(ctx, NULL, 3, (const char *[]){"AUTH", cfg->redis_user, cfg->redis_password});
-    else if (cfg->redis_password)
-        rc |= setup_command(ctx, NULL, 2, (const char *[]){"AUTH", cfg->redis_password});
-    if (ctx->kind == CTX_CMD) {
-        if (cfg->redis_db != 0) {
-            snprintf(db, sizeof(db), "%d", cfg->redis_db);
-            rc |= setup_command(ctx, NULL, 2, (const char *[]){"SELECT", db});
-        }
-        for (int i = 0; i < ctx->link->nscripts; i++)
-            rc |= setup_command(ctx, ctx->link->scripts[i], 3,
-                                (const char *[]){"SCRIPT", "LOAD", ctx->link->scripts[i]->body});
-    }
-    /* A first SUBSCRIBE answered with an error (-LOADING) crashes hiredis
-     * 0.14; a PING first proves the server takes commands. It also gives the
-     * command context something to wait for when there is nothing else. */
-    rc |= setup_command(ctx, NULL, 1, (const char *[]){"PING"});
-    if (rc != 0)
-        ctx_lost(ctx, "could not send setup commands");
-}
-
-static void ctx_attach(fm_ctx *ctx, redisAsyncContext *ac)
-{
-    fm_link *link = ctx->link;
-
-    if (ac == NULL) {
-        ctx_lost(ctx, "out of memory");
-        return;
-    }
-    if (ac->err) {
-        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "%s", ac->errstr);
-        redisAsyncFree(ac);
-        ctx_lost(ctx, NULL);
-        return;
-    }
-    ac->data = ctx;
-    /* Over TCP, a peer that vanished without a FIN or RST is found out. */
-    if (link->cfg->redis.path == NULL)
-        redisEnableKeepAlive(&ac->c);
-    if (fm_redis_uv_attach(ac, link->loop) != REDIS_OK) {
-        redisAsyncFree(ac);
-        ctx_lost(ctx, "could not watch the socket");
-        return;
-    }
-    ctx->ac = ac;
-    ctx->state = ST_CONNECTING;
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    fm_ctx *ctx = req->data;
-    fm_link *link = ctx->link;
-    char ip[64];
-
-    link->open_handles--;
-    if (link->closing) {
-        uv_freeaddrinfo(res);
-        if (link->open_handles == 0)
-            free(link);
-        return;
-    }
-    if (status != 0 || res == NULL) {
-        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "resolving %s: %s",
-                 link->cfg->redis.host, status ? uv_strerror(status) : "no address");
-        uv_freeaddrinfo(res);
-        ctx_lost(ctx, NULL);
-        return;
-    }
-    if (res->ai_family == AF_INET6)
-        uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof(ip));
-    else
-        uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
-    uv_freeaddrinfo(res);
-    /* A numeric address: hiredis's own getaddrinfo(3) call cannot block. */
-    ctx_attach(ctx, redisAsyncConnect(ip, link->cfg->redis.port));
-}
-
-static void ctx_connect(fm_ctx *ctx)
-{
-    fm_link *link = ctx->link;
-    const fm_config *cfg = link->cfg;
-
-    uv_timer_start(&ctx->timer, on_ctx_timer, (uint64_t)cfg->request_timeout_ms, 0);
-    if (cfg->redis.path != NULL) {
-        ctx_attach(ctx, redisAsyncConnectUnix(cfg->redis.path));
-        return;
-    }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    char port[8];
-    int rc;
-
-    snprintf(port, sizeof(port), "%d", cfg->redis.port);
-    ctx->gai.data = ctx;
-    ctx->state = ST_RESOLVING;
-    rc = uv_getaddrinfo(link->loop, &ctx->gai, on_resolved, cfg->redis.host, port, &hints);
-    if (rc != 0) {
-        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "resolving: %s", uv_strerror(rc));
-        ctx_lost(ctx, NULL);
-        return;
-    }
-    link->open_handles++;
-}
-
-/* ---- life cycle ---- */
 
 static void on_handle_closed(uv_handle_t *h)
 {
@@ -335,18 +43,13 @@ fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg)
         return NULL;
     link->loop = loop;
     link->cfg = cfg;
-    for (int k = 0; k < 2; k++) {
-        fm_ctx *ctx = &link->ctx[k];
-
-        ctx->link = link;
-        ctx->kind = k;
-        ctx->state = ST_IDLE;
-        uv_timer_init(loop, &ctx->timer);
-        ctx->timer.data = ctx;
-        link->open_handles++;
-    }
+    fm_ctx_init(&link->ctx[CTX_CMD], link, CTX_CMD);
+    link->ctx[CTX_CMD].on_ready = cmd_ready;
+    fm_ctx_init(&link->ctx[CTX_SUB], link, CTX_SUB);
+    link->ctx[CTX_SUB].on_ready = sub_ready;
+    link->ctx[CTX_SUB].on_lost = sub_lost;
     fm_link_cmd_init(link);
-    link->open_handles++;
+    link->open_handles = 3;     /* two context timers, the retry timer */
     if (fm_link_sub_init(link) != 0) {
         fm_link_free(link);
         return NULL;
@@ -356,22 +59,9 @@ fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg)
 
 int fm_link_start(fm_link *link)
 {
-    ctx_connect(&link->ctx[CTX_CMD]);
-    ctx_connect(&link->ctx[CTX_SUB]);
+    fm_ctx_connect(&link->ctx[CTX_CMD]);
+    fm_ctx_connect(&link->ctx[CTX_SUB]);
     return 0;
-}
-
-int fm_link_register_script(fm_link *link, fm_script *script)
-{
-    if (link->nscripts == MAX_SCRIPTS)
-        return -1;
-    link->scripts[link->nscripts++] = script;
-    return 0;
-}
-
-void fm_link_set_sub_handler(fm_link *link, const fm_link_sub_handler *h)
-{
-    link->sub = *h;
 }
 
 void fm_link_set_config(fm_link *link, const fm_config *cfg)
@@ -391,7 +81,11 @@ int fm_link_sub_ready(const fm_link *link)
 
 void fm_link_get_stats(const fm_link *link, fm_link_stats *out)
 {
-    *out = link->stats;
+    out->connects = link->counts.connects;
+    out->disconnects = link->counts.disconnects;
+    out->commands = link->counts.commands;
+    out->retries = link->counts.retries;
+    out->refused = link->counts.refused;
     out->queued = link->queued;
 }
 
@@ -402,18 +96,9 @@ void fm_link_free(fm_link *link)
     link->closing = 1;
     fm_link_fail_waiting(link);
     for (int k = 0; k < 2; k++) {
-        fm_ctx *ctx = &link->ctx[k];
-
-        if (ctx->state == ST_RESOLVING)
-            uv_cancel((uv_req_t *)&ctx->gai);
-        if (ctx->ac != NULL) {
-            redisAsyncContext *ac = ctx->ac;
-            ctx->ac = NULL;
-            ac->data = NULL;
-            redisAsyncFree(ac);
-        }
-        uv_close((uv_handle_t *)&ctx->timer, on_handle_closed);
-        ctx->timer.data = link;
+        fm_ctx_close(&link->ctx[k]);
+        link->ctx[k].timer.data = link;
+        uv_close((uv_handle_t *)&link->ctx[k].timer, on_handle_closed);
     }
     fm_link_sub_free(link);
     uv_close((uv_handle_t *)&link->retry_timer, on_handle_closed);

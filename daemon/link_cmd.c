@@ -234,7 +234,7 @@ static int cmd_write(fm_cmd *cmd)
         return -1;
     cmd->state = CMD_SENT;
     count_out(link, cmd);
-    link->stats.commands++;
+    link->counts.commands++;
     return 0;
 }
 
@@ -315,7 +315,7 @@ void fm_link_pump(fm_link *link)
 static void retry_later(fm_link *link, fm_cmd *cmd)
 {
     cmd->transient = 1;
-    link->stats.retries++;
+    link->counts.retries++;
     enqueue(link, cmd, uv_now(link->loop) + TRANSIENT_RETRY_MS);
     if (!uv_is_active((uv_handle_t *)&link->retry_timer))
         uv_timer_start(&link->retry_timer, on_retry_timer, TRANSIENT_RETRY_MS, 0);
@@ -337,7 +337,7 @@ static void on_readonly(fm_link *link, redisAsyncContext *ac, fm_cmd *cmd)
     fm_ctx *ctx = &link->ctx[CTX_CMD];
 
     cmd->transient = 1;
-    link->stats.retries++;
+    link->counts.retries++;
     enqueue(link, cmd, 0);
     if (ctx->state == ST_READY) {
         snprintf(ctx->lasterr, sizeof(ctx->lasterr), "READONLY: the server is a replica now");
@@ -366,7 +366,7 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
         if (cmd->script && fm_link_reply_is(reply, "NOSCRIPT")) {
             /* Script cache flushed (SCRIPT FLUSH, a restart we raced): EVAL
              * runs the body and caches it again. */
-            link->stats.retries++;
+            link->counts.retries++;
             cmd->use_eval = 1;
             if (cmd_write(cmd) != 0)
                 write_refused(link, cmd);
@@ -389,6 +389,14 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 /* ---- submission ---- */
+
+int fm_link_register_script(fm_link *link, fm_script *script)
+{
+    if (link->nscripts == MAX_SCRIPTS)
+        return -1;
+    link->scripts[link->nscripts++] = script;
+    return 0;
+}
 
 static fm_cmd *cmd_create(fm_link *link, fm_flow *flow, size_t reads, fm_script *script,
                           int nkeys, int argc, const char **argv, const size_t *lens,

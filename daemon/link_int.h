@@ -1,12 +1,18 @@
-/* link_int.h -- the link's insides, shared by its three files and nothing
- * else: link.c (the two contexts' connect machine), link_cmd.c (commands,
- * flows and their scheduling) and link_sub.c (pub/sub channels). */
+/* link_int.h -- the link's insides, shared by its files and nothing else.
+ * From the bottom up: link_ctx.c (the two contexts' connect machine),
+ * link_cmd.c (commands, flows and their scheduling), link_sub.c (pub/sub
+ * channels), link.c (the link's life cycle, which ties them together).
+ * A context tells its owner it is ready or lost through the hooks the
+ * owner set, so the machine knows nothing of what runs on it. */
 #ifndef FM_LINK_INT_H
 #define FM_LINK_INT_H
 
 #include <hiredis/async.h>
+#include <uv.h>
 
-#include "link.h"
+#include "config.h"
+#include "link_cmd.h"
+#include "link_sub.h"
 #include "list.h"
 #include "map.h"
 
@@ -15,7 +21,8 @@
 enum { ST_IDLE, ST_RESOLVING, ST_CONNECTING, ST_SETUP, ST_READY, ST_LOST };
 enum { CTX_CMD, CTX_SUB };
 
-typedef struct fm_ctx {
+typedef struct fm_ctx fm_ctx;
+struct fm_ctx {
     fm_link *link;
     int kind;
     int state;
@@ -28,8 +35,10 @@ typedef struct fm_ctx {
     int dropping;           /* we freed the context; on_disconnect follows */
     int suspect;            /* connected, but the server said READONLY: not
                                recovered until a command succeeds */
+    void (*on_ready)(fm_ctx *ctx);
+    void (*on_lost)(fm_ctx *ctx, int was_ready);
     char lasterr[128];
-} fm_ctx;
+};
 
 enum { CMD_QUEUED, CMD_SENT };
 
@@ -73,12 +82,17 @@ typedef struct channel {
     fm_map_node node;       /* link->channels, by name */
     fm_link *link;
     ch_state state;
-    int wanted;
+    size_t uses[FM_LINK_LISTENERS];
+    size_t nuses;           /* all listeners' */
     int allowed;            /* the ACL probe said yes, or could not tell */
     uint64_t sent_seq;      /* when its SUBSCRIBE went out */
     size_t len;
     char name[];
 } channel;
+
+typedef struct fm_link_counts {
+    uint64_t connects, disconnects, commands, retries, refused;
+} fm_link_counts;
 
 struct fm_link {
     uv_loop_t *loop;
@@ -95,31 +109,40 @@ struct fm_link {
     fm_cmd *reserved;       /* the bulk command next in, held back by it */
     uv_timer_t retry_timer;
     fm_map channels;
+    size_t live;            /* channels SUBSCRIBING or SUBSCRIBED */
+    struct channel *parked; /* the last live one, kept though unused */
     uint64_t sub_seq;
-    fm_link_sub_handler sub;
-    fm_link_stats stats;
+    fm_link_listener listeners[FM_LINK_LISTENERS];
+    int nlisteners;
+    fm_link_counts counts;
     int closing;
     int open_handles;
 };
 
-/* link.c */
+/* link_ctx.c */
+void fm_ctx_init(fm_ctx *ctx, fm_link *link, int kind);
+void fm_ctx_connect(fm_ctx *ctx);
+/* Drops the hiredis context, if any, without reconnecting (the link is
+ * closing); the timer is the caller's to close. */
+void fm_ctx_close(fm_ctx *ctx);
+/* The context works again: backoff starts over, the recovery is logged. */
 void fm_ctx_recovered(fm_ctx *ctx);
 /* Whether an error reply begins with this code ("NOSCRIPT", "LOADING"). */
 int fm_link_reply_is(const redisReply *r, const char *code);
 
 /* link_cmd.c */
+void fm_link_cmd_init(fm_link *link);
 /* Sends what may go now, flow by flow in turn. */
 void fm_link_pump(fm_link *link);
 /* Answers every waiting command with FM_LINK_DOWN (the link is closing). */
 void fm_link_fail_waiting(fm_link *link);
-void fm_link_cmd_init(fm_link *link);
 
 /* link_sub.c */
-void fm_link_sub_ready_hook(fm_link *link);     /* the pub/sub context is READY */
-void fm_link_cmd_ready_hook(fm_link *link);     /* the command context is READY */
-/* The pub/sub context is lost; why is hiredis's error, if any. */
-void fm_link_sub_lost(fm_link *link, const char *why);
-void fm_link_sub_free(fm_link *link);
 int fm_link_sub_init(fm_link *link);
+void fm_link_subscribe_all(fm_link *link);   /* SUBSCRIBE what needs it, if READY */
+void fm_link_probe_ready(fm_link *link);    /* the command context is READY */
+/* The pub/sub context is lost; why is hiredis's error, if any. */
+void fm_link_sub_lost(fm_link *link, const char *why, int was_ready);
+void fm_link_sub_free(fm_link *link);
 
 #endif

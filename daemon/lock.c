@@ -20,9 +20,12 @@
 
 #include "fence.h"
 #include "held.h"
+#include "keys.h"
 #include "lock.h"
+#include "lockcmd.h"
 #include "log.h"
-#include "ops.h"
+#include "map.h"
+#include "reply.h"
 #include "scripts.h"
 #include "token.h"
 
@@ -44,42 +47,19 @@ typedef struct acquire {
     char fkey[FM_FENCE_KEY_MAX + 1];
 } acquire;
 
-struct fm_lock_service {
-    fm_server *srv;
-    fm_script acquire, release, extend;
+typedef struct lsvc {
+    fm_core *core;
+    fm_script acquire;
+    fm_lockcmd cmd;
+    fm_held_set held;
     fm_fence *fence;
     fm_map waiting;                 /* every acquire not yet answered, by rkey */
-};
+    int listener;                   /* for lock_release_channel */
+} lsvc;
 
-static size_t lock_key(const fm_server *srv, const char *key, size_t len, char *out)
+static size_t lock_key(const lsvc *ls, const char *key, size_t len, char *out)
 {
-    size_t plen = strlen(srv->cfg->lock_key_prefix);
-
-    memcpy(out, srv->cfg->lock_key_prefix, plen);
-    memcpy(out + plen, key, len);
-    out[plen + len] = '\0';
-    return plen + len;
-}
-
-int fm_lock_send_release(fm_server *srv, const char *rkey, size_t rlen, const char *token,
-                         size_t toklen, fm_link_cb *cb, void *arg)
-{
-    const char *ch = srv->cfg->lock_release_channel;
-
-    return fm_link_script(srv->link, NULL, &srv->locks->release, 1, 3,
-                          (const char *[]){rkey, token, ch},
-                          (size_t[]){rlen, toklen, strlen(ch)}, cb, arg) ? 0 : -1;
-}
-
-int fm_lock_send_extend(fm_server *srv, const char *rkey, size_t rlen, const char *token,
-                        size_t toklen, int64_t ttl, fm_link_cb *cb, void *arg)
-{
-    char ttlbuf[24];
-    int n = snprintf(ttlbuf, sizeof(ttlbuf), "%lld", (long long)ttl);
-
-    return fm_link_script(srv->link, NULL, &srv->locks->extend, 1, 3,
-                          (const char *[]){rkey, token, ttlbuf},
-                          (size_t[]){rlen, toklen, (size_t)n}, cb, arg) ? 0 : -1;
+    return fm_key_make(ls->core->cfg->lock_key_prefix, key, len, out);
 }
 
 /* ---- lock.acquire ---- */
@@ -92,29 +72,15 @@ static void acquire_unlink(fm_req *req)
 
     if (!a->waiting)
         return;
-    fm_map_remove(&req->srv->locks->waiting, &a->node);
+    fm_map_remove(&((lsvc *)req->svc)->waiting, &a->node);
     a->waiting = 0;
 }
 
-static void on_cleanup_release(fm_link_status status, redisReply *reply, void *arg)
+/* Releases a lock that Redis granted to nobody who will hear of it. */
+static void release_orphan(lsvc *ls, const acquire *a)
 {
-    fm_server *srv = arg;
-
-    srv->releasing--;
-    if (status == FM_LINK_OK && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
-        fm_log_debug("released a lock taken for a request that was already answered");
-}
-
-/* Releases a lock that Redis granted after its request was answered. */
-static void release_orphan(fm_server *srv, const acquire *a)
-{
-    if (srv->link == NULL ||
-        fm_lock_send_release(srv, a->rkey, a->rkeylen, a->token, FM_TOKEN_LEN,
-                             on_cleanup_release, srv) != 0) {
+    if (fm_lockcmd_release(&ls->cmd, a->rkey, a->rkeylen, a->token, FM_TOKEN_LEN) != 0)
         fm_log_warn("could not release an orphaned lock; it expires with its TTL");
-        return;
-    }
-    srv->releasing++;
 }
 
 /* Redis granted the lock: the client gets it, and the daemon keeps track of
@@ -124,17 +90,18 @@ static void release_orphan(fm_server *srv, const acquire *a)
 static void acquire_taken(fm_req *req, long long fence)
 {
     acquire *a = req->data;
+    lsvc *ls = req->svc;
     fm_conn *conn = req->conn;
 
     if (!fm_req_listening(req)) {
-        release_orphan(req->srv, a);
+        release_orphan(ls, a);
         fm_req_drop(req);
         return;
     }
     if ((a->release_on_close || a->auto_extend) &&
-        fm_held_add(conn, a->key, a->keylen, a->rkey, a->rkeylen, a->token, a->ttl,
+        fm_held_add(&ls->held, conn, a->key, a->keylen, a->rkey, a->rkeylen, a->token, a->ttl,
                     a->release_on_close, a->auto_extend) != 0) {
-        release_orphan(req->srv, a);
+        release_orphan(ls, a);
         fm_req_fail(req, FM_E_INTERNAL, "out of memory");
         return;
     }
@@ -155,24 +122,28 @@ static void acquire_not_taken(fm_req *req)
     fm_req_ok_finish(req);
 }
 
-static void acquire_reply(fm_link_status status, redisReply *reply, void *arg)
+/* A lost link leaves it unknown whether Redis ran the attempt: the
+ * token-checked release, sent once the link is back, undoes it if it did
+ * and does nothing if it did not (the token is this attempt's). */
+static int maybe_granted(fm_link_status status, const redisReply *reply)
 {
-    fm_req *req = arg;
+    return status != FM_LINK_OK || reply->type == REDIS_REPLY_INTEGER;
+}
+
+static void acquire_late(fm_req *req, fm_link_status status, redisReply *reply)
+{
+    if (maybe_granted(status, reply))
+        release_orphan(req->svc, req->data);
+}
+
+static void acquire_result(fm_req *req, fm_link_status status, redisReply *reply)
+{
     acquire *a = req->data;
     uint64_t now, left;
 
-    /* A lost link leaves it unknown whether Redis ran the attempt: the
-     * token-checked release, sent once the link is back, undoes it if it
-     * did and does nothing if it did not (the token is this attempt's). */
-    if (fm_req_command_done(req)) {
-        if (status != FM_LINK_OK || reply->type == REDIS_REPLY_INTEGER)
-            release_orphan(req->srv, a);
-        fm_req_done(req);
-        return;
-    }
     if (status != FM_LINK_OK || reply->type == REDIS_REPLY_ERROR) {
-        if (status != FM_LINK_OK)
-            release_orphan(req->srv, a);
+        if (maybe_granted(status, reply))
+            release_orphan(req->svc, a);
         fm_req_fail_redis(req, status, reply);
         return;
     }
@@ -180,7 +151,7 @@ static void acquire_reply(fm_link_status status, redisReply *reply, void *arg)
         acquire_taken(req, reply->integer);
         return;
     }
-    now = uv_now(req->srv->loop);
+    now = uv_now(req->reqs->loop);
     if (now < req->deadline && a->pushed) {
         /* The release was published while this attempt was on its way. */
         a->pushed = 0;
@@ -200,7 +171,7 @@ static void acquire_timer(fm_req *req)
     acquire *a = req->data;
 
     /* The deadline, or the end of a retry wait. */
-    if (req->cmd != NULL || uv_now(req->srv->loop) >= req->deadline) {
+    if (req->cmd != NULL || uv_now(req->reqs->loop) >= req->deadline) {
         if (req->cmd != NULL)
             fm_req_expire(req);
         else
@@ -211,8 +182,10 @@ static void acquire_timer(fm_req *req)
     acquire_attempt(req);
 }
 
-void fm_lock_released(fm_lock_service *ls, const char *rkey, size_t len)
+static void on_release_notice(const char *channel, size_t clen, const char *rkey, size_t len,
+                              void *arg)
 {
+    lsvc *ls = arg;
     fm_map_node *n, *next;
 
     /* A push-woken attempt costs no retry: the retry count bounds the
@@ -232,38 +205,33 @@ void fm_lock_released(fm_lock_service *ls, const char *rkey, size_t len)
 static void acquire_attempt(fm_req *req)
 {
     acquire *a = req->data;
+    lsvc *ls = req->svc;
     const char *argv[] = {a->rkey, a->fkey, a->token, a->ttlbuf};
     size_t lens[] = {a->rkeylen, a->fkeylen, FM_TOKEN_LEN, strlen(a->ttlbuf)};
-    uint64_t now = uv_now(req->srv->loop);
 
     /* A release notice can be handled in the loop turn in which the
      * deadline passed, before the deadline's timer ran. */
-    if (now >= req->deadline) {
+    if (uv_now(req->reqs->loop) >= req->deadline) {
         acquire_not_taken(req);
         return;
     }
-    req->cmd = fm_link_script(req->srv->link, req->conn->flow, &req->srv->locks->acquire, 2, 4,
-                              argv, lens, acquire_reply, req);
-    if (req->cmd == NULL) {
-        fm_req_fail(req, FM_E_INTERNAL, "out of memory");
-        return;
-    }
-    fm_req_timer(req, req->deadline - now);
+    fm_req_run(req, &(fm_req_cmd){.script = &ls->acquire, .nkeys = 2, .argc = 4, .argv = argv,
+                                  .lens = lens});
 }
 
-void fm_lock_acquire(fm_req *req, const fm_request *msg)
+static void op_acquire(fm_req *req, const fm_request *msg)
 {
     static const char *const modes[] = {"release", "keep", NULL};
-    fm_server *srv = req->srv;
-    fm_lock_service *ls = srv->locks;
-    int64_t delay = srv->cfg->lock_retry_delay_ms, retries = srv->cfg->lock_max_retries;
+    lsvc *ls = req->svc;
+    const fm_config *cfg = ls->core->cfg;
+    int64_t delay = cfg->lock_retry_delay_ms, retries = cfg->lock_max_retries;
     int mode = 0;
     fm_proto_err err;
     acquire *a = fm_req_data(req, sizeof(*a));
 
     if (a == NULL)
         return;
-    a->ttl = srv->cfg->lock_default_ttl_ms;
+    a->ttl = cfg->lock_default_ttl_ms;
     if (fm_request_string(msg, "key", 1, FM_KEY_MAX, a->key, &a->keylen, NULL, &err) != 0 ||
         fm_request_int(msg, "ttl", 1, FM_MS_MAX, &a->ttl, &err) != 0 ||
         fm_request_int(msg, "retry_delay", 1, FM_MS_MAX, &delay, &err) != 0 ||
@@ -281,10 +249,9 @@ void fm_lock_acquire(fm_req *req, const fm_request *msg)
     a->release_on_close = mode == 0;
     a->retries_left = retries;
     a->retry_delay = delay;
-    a->rkeylen = lock_key(srv, a->key, a->keylen, a->rkey);
+    a->rkeylen = lock_key(ls, a->key, a->keylen, a->rkey);
     snprintf(a->ttlbuf, sizeof(a->ttlbuf), "%lld", (long long)a->ttl);
-    a->fkeylen = fm_fence_key(ls->fence, srv->cfg->lock_key_prefix, a->rkey, a->rkeylen,
-                              a->fkey);
+    a->fkeylen = fm_fence_key(ls->fence, cfg->lock_key_prefix, a->rkey, a->rkeylen, a->fkey);
     if (a->fkeylen == 0) {
         fm_req_fail(req, FM_E_INTERNAL, "no fence counter for this lock key");
         return;
@@ -300,7 +267,9 @@ void fm_lock_acquire(fm_req *req, const fm_request *msg)
     a->waiting = 1;
     req->on_settle = acquire_unlink;
     req->on_timer = acquire_timer;
-    req->deadline = uv_now(srv->loop) + (uint64_t)srv->cfg->request_timeout_ms +
+    req->on_result = acquire_result;
+    req->on_late = acquire_late;
+    req->deadline = uv_now(req->reqs->loop) + (uint64_t)cfg->request_timeout_ms +
                     (uint64_t)delay * (uint64_t)retries;
     acquire_attempt(req);
 }
@@ -331,7 +300,7 @@ static keytok *key_and_token(fm_req *req, const fm_request *msg)
         fm_req_fail(req, err.code, "%s", err.msg);
         return NULL;
     }
-    kt->rkeylen = lock_key(req->srv, key, keylen, kt->rkey);
+    kt->rkeylen = lock_key(req->svc, key, keylen, kt->rkey);
     return kt;
 }
 
@@ -340,7 +309,8 @@ static void forget(fm_req *req)
     const keytok *kt = req->data;
 
     if (req->conn != NULL)
-        fm_held_forget(req->conn, kt->rkey, kt->rkeylen, kt->token, kt->toklen);
+        fm_held_forget(&((lsvc *)req->svc)->held, req->conn, kt->rkey, kt->rkeylen, kt->token,
+                       kt->toklen);
 }
 
 static void release_done(fm_req *req, redisReply *reply)
@@ -358,15 +328,14 @@ static void release_done(fm_req *req, redisReply *reply)
     fm_req_ok_finish(req);
 }
 
-void fm_lock_release(fm_req *req, const fm_request *msg)
+static void op_release(fm_req *req, const fm_request *msg)
 {
-    const char *ch = req->srv->cfg->lock_release_channel;
+    lsvc *ls = req->svc;
     keytok *kt = key_and_token(req, msg);
 
     if (kt != NULL)
-        fm_req_script(req, &req->srv->locks->release, 1, 3,
-                      (const char *[]){kt->rkey, kt->token, ch},
-                      (size_t[]){kt->rkeylen, kt->toklen, strlen(ch)}, release_done);
+        fm_lockcmd_release_for(&ls->cmd, req, kt->rkey, kt->rkeylen, kt->token, kt->toklen,
+                               release_done);
 }
 
 static void extend_done(fm_req *req, redisReply *reply)
@@ -376,27 +345,26 @@ static void extend_done(fm_req *req, redisReply *reply)
     if (reply->integer != 1)
         forget(req);
     else if (req->conn != NULL)
-        fm_held_extended(req->conn, kt->rkey, kt->rkeylen, kt->token, kt->toklen, kt->ttl);
+        fm_held_extended(&((lsvc *)req->svc)->held, req->conn, kt->rkey, kt->rkeylen, kt->token,
+                         kt->toklen, kt->ttl);
     fm_req_ok_bool(req, "extended", reply->integer == 1);
 }
 
-void fm_lock_extend(fm_req *req, const fm_request *msg)
+static void op_extend(fm_req *req, const fm_request *msg)
 {
-    char ttlbuf[24];
+    lsvc *ls = req->svc;
     fm_proto_err err;
     keytok *kt = key_and_token(req, msg);
 
     if (kt == NULL)
         return;
-    kt->ttl = req->srv->cfg->lock_default_ttl_ms;
+    kt->ttl = ls->core->cfg->lock_default_ttl_ms;
     if (fm_request_int(msg, "ttl", 1, FM_MS_MAX, &kt->ttl, &err) != 0) {
         fm_req_fail(req, err.code, "%s", err.msg);
         return;
     }
-    snprintf(ttlbuf, sizeof(ttlbuf), "%lld", (long long)kt->ttl);
-    fm_req_script(req, &req->srv->locks->extend, 1, 3,
-                  (const char *[]){kt->rkey, kt->token, ttlbuf},
-                  (size_t[]){kt->rkeylen, kt->toklen, strlen(ttlbuf)}, extend_done);
+    fm_lockcmd_extend_for(&ls->cmd, req, kt->rkey, kt->rkeylen, kt->token, kt->toklen, kt->ttl,
+                          extend_done);
 }
 
 static void is_locked_done(fm_req *req, redisReply *reply)
@@ -404,7 +372,7 @@ static void is_locked_done(fm_req *req, redisReply *reply)
     fm_req_ok_bool(req, "locked", reply->integer > 0);
 }
 
-void fm_lock_is_locked(fm_req *req, const fm_request *msg)
+static void op_is_locked(fm_req *req, const fm_request *msg)
 {
     char key[FM_KEY_MAX + 1], rkey[FM_RKEY_MAX + 1];
     size_t keylen, rkeylen;
@@ -414,60 +382,105 @@ void fm_lock_is_locked(fm_req *req, const fm_request *msg)
         fm_req_fail(req, err.code, "%s", err.msg);
         return;
     }
-    rkeylen = lock_key(req->srv, key, keylen, rkey);
+    rkeylen = lock_key(req->svc, key, keylen, rkey);
     fm_req_command(req, 2, (const char *[]){"EXISTS", rkey}, (size_t[]){6, rkeylen},
                    is_locked_done);
 }
 
 /* ---- service ---- */
 
-fm_lock_service *fm_lock_service_create(fm_server *srv)
+static void on_channel_refused(const char *channel, size_t clen, const char *why, void *arg)
 {
-    fm_lock_service *ls = calloc(1, sizeof(*ls));
-    const char *ch = srv->cfg->lock_release_channel;
+    fm_log_error("lock_release_channel %.*s: %s; waiting acquires fall back to their retry "
+                 "timers", (int)clen, channel, why);
+}
+
+static void lock_free(void *state)
+{
+    lsvc *ls = state;
+
+    fm_fence_free(ls->fence);
+    fm_map_free(&ls->waiting);
+    free(ls);
+}
+
+static void *lock_create(fm_core *core, int slot)
+{
+    lsvc *ls = calloc(1, sizeof(*ls));
+    const char *ch = core->cfg->lock_release_channel;
 
     if (ls == NULL)
         return NULL;
-    ls->srv = srv;
+    ls->core = core;
     ls->acquire = (fm_script){.name = "acquire", .body = fm_lua_acquire};
-    ls->release = (fm_script){.name = "release", .body = fm_lua_release};
-    ls->extend = (fm_script){.name = "extend", .body = fm_lua_extend};
+    ls->held = (fm_held_set){.lc = &ls->cmd, .loop = core->loop, .slot = slot};
     ls->fence = fm_fence_create();
+    ls->listener = fm_link_listen(core->link, &(fm_link_listener){
+        .message = on_release_notice, .refused = on_channel_refused, .arg = ls});
     /* Subscribed for the daemon's whole life: the push hand-off listens
-     * here, and since the pub/sub context never drops to zero channels,
-     * wake unsubscribes stay clear of hiredis 0.14's crash on UNSUBSCRIBE
-     * of the last channel followed by SUBSCRIBE. */
-    if (ls->fence == NULL ||
-        fm_link_register_script(srv->link, &ls->acquire) != 0 ||
-        fm_link_register_script(srv->link, &ls->release) != 0 ||
-        fm_link_register_script(srv->link, &ls->extend) != 0 ||
-        fm_link_subscribe(srv->link, ch, strlen(ch)) < 0) {
-        fm_lock_service_free(ls);
+     * here. */
+    if (ls->fence == NULL || ls->listener < 0 ||
+        fm_link_register_script(core->link, &ls->acquire) != 0 ||
+        fm_lockcmd_init(&ls->cmd, core) != 0 ||
+        fm_link_subscribe(core->link, ls->listener, ch, strlen(ch)) < 0) {
+        lock_free(ls);
         return NULL;
     }
     return ls;
 }
 
-void fm_lock_service_shutdown(fm_lock_service *ls)
+/* Every acquire still waiting is answered shutting_down; an attempt still
+ * queued at the link is withdrawn, not sent to be undone. */
+static void lock_shutdown(void *state)
 {
+    lsvc *ls = state;
     fm_map_node *n, *next;
 
     for (n = fm_map_first(&ls->waiting); n != NULL; n = next) {
         fm_req *req = fm_map_entry(n, acquire, node)->req;
 
         next = fm_map_after(&ls->waiting, n);
-        /* An attempt still queued here is withdrawn, not sent to be undone. */
-        if (req->cmd != NULL && fm_link_cancel(req->cmd))
-            req->cmd = NULL;
+        fm_req_withdraw(req);
         fm_req_fail(req, FM_E_SHUTTING_DOWN, "the daemon is shutting down");
     }
 }
 
-void fm_lock_service_free(fm_lock_service *ls)
+static void lock_conn_closed(void *state, fm_conn *conn)
 {
-    if (ls == NULL)
-        return;
-    fm_fence_free(ls->fence);
-    fm_map_free(&ls->waiting);
-    free(ls);
+    lsvc *ls = state;
+
+    fm_held_conn_closed(&ls->held, conn);
 }
+
+static size_t lock_busy(const void *state)
+{
+    const lsvc *ls = state;
+
+    return ls->cmd.releasing;
+}
+
+static void lock_put_stats(const void *state, fm_conn *conn)
+{
+    const lsvc *ls = state;
+
+    fm_reply_put_int(conn, "locks_held", (int64_t)ls->held.count);
+}
+
+static const fm_op lock_ops[] = {
+    {"lock.acquire", op_acquire},
+    {"lock.release", op_release},
+    {"lock.extend", op_extend},
+    {"lock.is_locked", op_is_locked},
+};
+
+const fm_service fm_lock_service = {
+    .name = "lock",
+    .ops = lock_ops,
+    .nops = sizeof(lock_ops) / sizeof(lock_ops[0]),
+    .create = lock_create,
+    .conn_closed = lock_conn_closed,
+    .shutdown = lock_shutdown,
+    .busy = lock_busy,
+    .put_stats = lock_put_stats,
+    .free = lock_free,
+};

@@ -1,13 +1,9 @@
-/* reply.c -- frames built in place in a connection's output buffer.
- *
- * The 4-byte length is reserved first and patched when the object is
- * closed, so a reply costs no intermediate copy. Output past
- * max_output_bytes closes the connection: a client that stops reading must
- * not make the daemon hold unbounded memory on its behalf. */
+/* reply.c -- frames built in place in a connection's output buffer (see
+ * reply.h). */
 #include <string.h>
 
 #include "log.h"
-#include "server.h"
+#include "reply.h"
 
 /* Output piling up behind a write in progress goes on in a fresh buffer:
  * growing one ever larger would copy all of it at each doubling. */
@@ -17,7 +13,7 @@ static size_t frame_start(fm_conn *conn)
 {
     size_t start;
 
-    if (conn->writing_active && conn->out.len >= SEAL_AT)
+    if (fm_conn_writing(conn) && conn->out.len >= SEAL_AT)
         fm_outq_push_buf(&conn->outq, &conn->out);
     start = conn->out.len;
 
@@ -39,7 +35,7 @@ size_t fm_reply_ok_start(fm_conn *conn, const char *id, size_t idlen)
     return start;
 }
 
-size_t fm_event_start(fm_conn *conn, const char *event)
+size_t fm_reply_event_start(fm_conn *conn, const char *event)
 {
     size_t start = frame_start(conn);
 
@@ -52,7 +48,7 @@ size_t fm_event_start(fm_conn *conn, const char *event)
 static void overflow(fm_conn *conn)
 {
     fm_log_limited(FM_LOG_WARN, "client %llu: more than max_output_bytes (%lld) unread; closing",
-                (unsigned long long)conn->serial, (long long)conn->srv->cfg->max_output_bytes);
+                (unsigned long long)conn->serial, (long long)conn->set->cfg->max_output_bytes);
     fm_conn_doom(conn);
 }
 
@@ -63,7 +59,7 @@ static size_t queued(const fm_conn *conn)
 
 int fm_reply_room(fm_conn *conn, size_t n)
 {
-    size_t max = (size_t)conn->srv->cfg->max_output_bytes;
+    size_t max = (size_t)conn->set->cfg->max_output_bytes;
 
     if (!fm_conn_alive(conn))
         return 0;
@@ -74,13 +70,18 @@ int fm_reply_room(fm_conn *conn, size_t n)
     return 1;
 }
 
+void fm_reply_reserve(fm_conn *conn, size_t n)
+{
+    fm_buf_reserve(&conn->out, n);
+}
+
 /* Output just grew: cap it, or have it written this loop turn. */
 static void grew(fm_conn *conn)
 {
-    if (queued(conn) > (size_t)conn->srv->cfg->max_output_bytes)
+    if (queued(conn) > (size_t)conn->set->cfg->max_output_bytes)
         overflow(conn);
     else
-        fm_server_schedule_flush(conn->srv, conn);
+        fm_conn_schedule_flush(conn);
 }
 
 /* A frame too large for the connection's output never gets its length
@@ -97,16 +98,16 @@ void fm_reply_finish(fm_conn *conn, size_t start)
         fm_conn_doom(conn);
         return;
     }
-    if (queued(conn) > (size_t)conn->srv->cfg->max_output_bytes) {
+    if (queued(conn) > (size_t)conn->set->cfg->max_output_bytes) {
         b->len = start;
         overflow(conn);
         return;
     }
     fm_buf_patch_u32be(b, start, (uint32_t)(b->len - start - FM_FRAME_HEADER_LEN));
-    fm_server_schedule_flush(conn->srv, conn);
+    fm_conn_schedule_flush(conn);
 }
 
-void fm_conn_send(fm_conn *conn, const char *frame, size_t len)
+void fm_reply_send(fm_conn *conn, const char *frame, size_t len)
 {
     if (!fm_reply_room(conn, len))
         return;
@@ -123,10 +124,10 @@ void fm_conn_send(fm_conn *conn, const char *frame, size_t len)
 /* Below this a copy costs less than a chunk of its own. */
 #define SHARE_MIN 4096
 
-void fm_conn_send_shared(fm_conn *conn, fm_shared *f)
+void fm_reply_send_shared(fm_conn *conn, fm_shared *f)
 {
     if (f->len < SHARE_MIN) {
-        fm_conn_send(conn, f->data, f->len);
+        fm_reply_send(conn, f->data, f->len);
         return;
     }
     if (!fm_reply_room(conn, f->len))
@@ -139,7 +140,7 @@ void fm_conn_send_shared(fm_conn *conn, fm_shared *f)
         fm_conn_doom(conn);
         return;
     }
-    fm_server_schedule_flush(conn->srv, conn);
+    fm_conn_schedule_flush(conn);
 }
 
 void fm_reply_error(fm_conn *conn, const char *id, size_t idlen,
@@ -161,9 +162,17 @@ void fm_reply_error(fm_conn *conn, const char *id, size_t idlen,
     fm_reply_finish(conn, start);
 }
 
+/* The comma, unless the member is the first of an object just opened. */
+static void put_sep(fm_conn *conn)
+{
+    if (conn->out.len == 0 || conn->out.data[conn->out.len - 1] != '{')
+        fm_buf_putc(&conn->out, ',');
+}
+
 static void put_name(fm_conn *conn, const char *name)
 {
-    fm_buf_puts(&conn->out, ",\"");
+    put_sep(conn);
+    fm_buf_putc(&conn->out, '"');
     fm_buf_puts(&conn->out, name);
     fm_buf_puts(&conn->out, "\":");
 }
@@ -190,4 +199,24 @@ void fm_reply_put_raw(fm_conn *conn, const char *name, const char *json, size_t 
 {
     put_name(conn, name);
     fm_buf_append(&conn->out, json, len);
+}
+
+void fm_reply_put_member(fm_conn *conn, const char *name, size_t nlen, const char *json,
+                         size_t len)
+{
+    put_sep(conn);
+    fm_buf_put_json_string(&conn->out, name, nlen);
+    fm_buf_putc(&conn->out, ':');
+    fm_buf_append(&conn->out, json, len);
+}
+
+void fm_reply_open(fm_conn *conn, const char *name)
+{
+    put_name(conn, name);
+    fm_buf_putc(&conn->out, '{');
+}
+
+void fm_reply_close(fm_conn *conn)
+{
+    fm_buf_putc(&conn->out, '}');
 }

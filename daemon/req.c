@@ -1,41 +1,30 @@
-/* req.c -- the life of one request.
+/* req.c -- the life of one request, and the runner of its commands.
  *
- * A request is created when a frame is dispatched and lives on its
- * connection's list until it is answered. It is freed only when it is
- * answered (or abandoned), no Redis command for it is out, and its timer is
- * closed: whichever of those comes last frees it. */
+ * A request lives on its connection's list until it is answered. It is
+ * freed only when it is answered (or abandoned), no Redis command for it is
+ * out, and its timer is closed: whichever of those comes last frees it
+ * (finish()). */
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "ops.h"
-#include "server.h"
+#include "link.h"
+#include "reply.h"
+#include "req.h"
 
-static void unlink_from_conn(fm_req *req)
-{
-    fm_conn *conn = req->conn;
-
-    if (req->prev)
-        req->prev->next = req->next;
-    else
-        conn->reqs = req->next;
-    if (req->next)
-        req->next->prev = req->prev;
-    req->prev = req->next = NULL;
-    conn->inflight--;
-}
-
-fm_req *fm_req_create(fm_conn *conn, const fm_op *op, const fm_request *msg)
+fm_req *fm_req_create(fm_reqs *reqs, fm_conn *conn, fm_op_stats *stats, void *svc,
+                      const fm_request *msg)
 {
     fm_req *req = calloc(1, sizeof(*req));
 
     if (req == NULL)
         return NULL;
+    req->reqs = reqs;
     req->conn = conn;
-    req->srv = conn->srv;
-    req->op = op;
+    req->stats = stats;
+    req->svc = svc;
     if (msg->has_id) {
         req->idlen = msg->id.len;
         req->id = req->idlen <= sizeof(req->idbuf) ? req->idbuf : malloc(req->idlen);
@@ -45,12 +34,9 @@ fm_req *fm_req_create(fm_conn *conn, const fm_op *op, const fm_request *msg)
         }
         memcpy(req->id, msg->id.p, req->idlen);
     }
-    req->next = conn->reqs;
-    if (conn->reqs)
-        conn->reqs->prev = req;
-    conn->reqs = req;
+    fm_list_push_front(&conn->reqs, &req->in_conn);
     conn->inflight++;
-    conn->srv->inflight++;
+    reqs->inflight++;
     return req;
 }
 
@@ -64,6 +50,7 @@ void *fm_req_data(fm_req *req, size_t size)
 
 static void free_req(fm_req *req)
 {
+    assert(req->answered && req->cmd == NULL);
     if (req->id != req->idbuf)
         free(req->id);
     free(req->data);
@@ -75,7 +62,8 @@ static void on_timer_closed(uv_handle_t *h)
     free_req(h->data);
 }
 
-void fm_req_done(fm_req *req)
+/* Frees an answered request once nothing refers to it any more. */
+static void finish(fm_req *req)
 {
     if (!req->answered || req->cmd != NULL)
         return;
@@ -87,26 +75,114 @@ void fm_req_done(fm_req *req)
         uv_close((uv_handle_t *)&req->timer, on_timer_closed);
 }
 
+static void unlink_from_conn(fm_req *req)
+{
+    fm_list_remove(&req->in_conn);
+    req->conn->inflight--;
+}
+
 /* Marks the request answered: off its connection, counted out. */
 static void settle(fm_req *req)
 {
-    fm_server *srv = req->srv;
-
     if (req->answered)
         return;
     req->answered = 1;
     /* A command already written still comes back; a shutdown waits for it,
      * since its reply may have to be undone (a late lock grant). */
     if (req->cmd != NULL)
-        srv->lingering++;
+        req->reqs->lingering++;
     if (req->on_settle != NULL)
         req->on_settle(req);
     if (req->timer_used)
         uv_timer_stop(&req->timer);
     if (req->conn != NULL)
         unlink_from_conn(req);
-    srv->inflight--;
+    req->reqs->inflight--;
 }
+
+/* ---- the runner ---- */
+
+static void run_callback(fm_link_status status, redisReply *reply, void *arg)
+{
+    fm_req *req = arg;
+
+    req->cmd = NULL;
+    if (req->answered) {
+        req->reqs->lingering--;
+        if (req->on_late != NULL)
+            req->on_late(req, status, reply);
+        finish(req);
+        return;
+    }
+    if (req->on_result != NULL)
+        req->on_result(req, status, reply);
+    else if (status != FM_LINK_OK || reply->type == REDIS_REPLY_ERROR)
+        fm_req_fail_redis(req, status, reply);
+    else
+        req->on_reply(req, reply);
+}
+
+/* NULL when out of memory, or when the link is gone (the daemon stops). */
+static fm_cmd *submit(fm_reqs *reqs, fm_flow *flow, const fm_req_cmd *c, fm_link_cb *cb,
+                      void *arg)
+{
+    if (reqs->link == NULL)
+        return NULL;
+    if (c->script != NULL)
+        return fm_link_script(reqs->link, flow, c->script, c->nkeys, c->argc, c->argv, c->lens,
+                              cb, arg);
+    return fm_link_command(reqs->link, flow, c->reads, c->argc, c->argv, c->lens, cb, arg);
+}
+
+int fm_reqs_own(fm_reqs *reqs, const fm_req_cmd *c, fm_link_cb *cb, void *arg)
+{
+    return submit(reqs, NULL, c, cb, arg) != NULL ? 0 : -1;
+}
+
+void fm_req_run(fm_req *req, const fm_req_cmd *c)
+{
+    fm_reqs *reqs = req->reqs;
+    uint64_t now = uv_now(reqs->loop);
+
+    assert(req->cmd == NULL && !req->answered);
+    req->cmd = submit(reqs, req->conn != NULL ? req->conn->flow : NULL, c, run_callback, req);
+    if (req->cmd == NULL) {
+        fm_req_fail(req, FM_E_INTERNAL, "out of memory");
+        return;
+    }
+    if (req->deadline == 0)
+        req->deadline = now + (uint64_t)reqs->cfg->request_timeout_ms;
+    fm_req_timer(req, req->deadline > now ? req->deadline - now : 0);
+}
+
+void fm_req_read(fm_req *req, size_t reads, int argc, const char **argv, const size_t *lens,
+                 fm_req_reply_cb *on_reply)
+{
+    req->on_reply = on_reply;
+    fm_req_run(req, &(fm_req_cmd){.reads = reads, .argc = argc, .argv = argv, .lens = lens});
+}
+
+void fm_req_command(fm_req *req, int argc, const char **argv, const size_t *lens,
+                    fm_req_reply_cb *on_reply)
+{
+    fm_req_read(req, 0, argc, argv, lens, on_reply);
+}
+
+void fm_req_script(fm_req *req, fm_script *script, int nkeys, int argc, const char **argv,
+                   const size_t *lens, fm_req_reply_cb *on_reply)
+{
+    req->on_reply = on_reply;
+    fm_req_run(req, &(fm_req_cmd){.script = script, .nkeys = nkeys, .argc = argc,
+                                  .argv = argv, .lens = lens});
+}
+
+void fm_req_withdraw(fm_req *req)
+{
+    if (req->cmd != NULL && fm_link_cancel(req->cmd))
+        req->cmd = NULL;
+}
+
+/* ---- time ---- */
 
 static void on_timer(uv_timer_t *t)
 {
@@ -123,7 +199,7 @@ static void on_timer(uv_timer_t *t)
 void fm_req_timer(fm_req *req, uint64_t ms)
 {
     if (!req->timer_used) {
-        uv_timer_init(req->srv->loop, &req->timer);
+        uv_timer_init(req->reqs->loop, &req->timer);
         req->timer.data = req;
         req->timer_used = 1;
     }
@@ -132,7 +208,7 @@ void fm_req_timer(fm_req *req, uint64_t ms)
 
 void fm_req_deadline(fm_req *req, uint64_t ms)
 {
-    req->deadline = uv_now(req->srv->loop) + ms;
+    req->deadline = uv_now(req->reqs->loop) + ms;
     fm_req_timer(req, ms);
 }
 
@@ -142,17 +218,18 @@ void fm_req_expire(fm_req *req)
      * waiting its turn behind commands Redis has not answered: that is a
      * timeout, and a late reply is dropped. With the link down, or Redis
      * answering "not now" all along, Redis could not be reached. */
-    int slow = req->cmd != NULL && fm_link_ready(req->srv->link) && !fm_cmd_transient(req->cmd);
+    int slow = req->cmd != NULL && fm_link_ready(req->reqs->link) &&
+               !fm_cmd_transient(req->cmd);
+    long long ms = (long long)req->reqs->cfg->request_timeout_ms;
 
-    if (req->cmd != NULL && fm_link_cancel(req->cmd))
-        req->cmd = NULL;
+    fm_req_withdraw(req);
     if (slow)
-        fm_req_fail(req, FM_E_TIMEOUT, "Redis did not answer within %lld ms",
-                    (long long)req->srv->cfg->request_timeout_ms);
+        fm_req_fail(req, FM_E_TIMEOUT, "Redis did not answer within %lld ms", ms);
     else
-        fm_req_fail(req, FM_E_REDIS_UNAVAILABLE, "Redis could not be reached within %lld ms",
-                    (long long)req->srv->cfg->request_timeout_ms);
+        fm_req_fail(req, FM_E_REDIS_UNAVAILABLE, "Redis could not be reached within %lld ms", ms);
 }
+
+/* ---- answers ---- */
 
 int fm_req_listening(const fm_req *req)
 {
@@ -162,13 +239,11 @@ int fm_req_listening(const fm_req *req)
 void fm_req_drop(fm_req *req)
 {
     settle(req);
-    fm_req_done(req);
+    finish(req);
 }
 
 fm_conn *fm_req_ok_start(fm_req *req)
 {
-    fm_conn *conn = req->conn;
-
     if (req->answered)
         return NULL;
     /* Its connection is on its way out (doomed: closed at the end of this
@@ -178,8 +253,8 @@ fm_conn *fm_req_ok_start(fm_req *req)
         fm_req_drop(req);
         return NULL;
     }
-    req->reply_start = fm_reply_ok_start(conn, req->id, req->idlen);
-    return conn;
+    req->reply_start = fm_reply_ok_start(req->conn, req->id, req->idlen);
+    return req->conn;
 }
 
 void fm_req_ok_finish(fm_req *req)
@@ -188,7 +263,7 @@ void fm_req_ok_finish(fm_req *req)
 
     settle(req);
     fm_reply_finish(conn, req->reply_start);
-    fm_req_done(req);
+    finish(req);
 }
 
 void fm_req_ok(fm_req *req)
@@ -228,11 +303,11 @@ void fm_req_fail(fm_req *req, fm_errcode code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fm_ops_count_error(req->srv, req->op);
+    req->stats->errors++;
     settle(req);
     if (conn != NULL && fm_conn_alive(conn))
         fm_reply_error(conn, req->id, req->idlen, code, msg);
-    fm_req_done(req);
+    finish(req);
 }
 
 void fm_req_fail_redis(fm_req *req, fm_link_status status, const redisReply *reply)
@@ -246,69 +321,18 @@ void fm_req_fail_redis(fm_req *req, fm_link_status status, const redisReply *rep
         fm_req_fail(req, FM_E_INTERNAL, "unexpected Redis reply of type %d", reply->type);
 }
 
-int fm_req_command_done(fm_req *req)
+void fm_req_abandon_all(fm_conn *conn)
 {
-    if (req->answered && req->cmd != NULL)
-        req->srv->lingering--;
-    req->cmd = NULL;
-    return req->answered;
-}
+    fm_list *n;
 
-void fm_req_abandon(fm_req *req)
-{
-    /* Off the connection first: nothing may reach it any more. */
-    unlink_from_conn(req);
-    req->conn = NULL;
-    if (req->cmd != NULL && fm_link_cancel(req->cmd))
-        req->cmd = NULL;
-    settle(req);
-    fm_req_done(req);
-}
+    while ((n = fm_list_first(&conn->reqs)) != NULL) {
+        fm_req *req = fm_list_entry(n, fm_req, in_conn);
 
-static void on_command_reply(fm_link_status status, redisReply *reply, void *arg)
-{
-    fm_req *req = arg;
-
-    if (fm_req_command_done(req)) {
-        fm_req_done(req);
-        return;
+        /* Off the connection first: nothing may reach it any more. */
+        unlink_from_conn(req);
+        req->conn = NULL;
+        fm_req_withdraw(req);
+        settle(req);
+        finish(req);
     }
-    if (status != FM_LINK_OK || reply->type == REDIS_REPLY_ERROR) {
-        fm_req_fail_redis(req, status, reply);
-        return;
-    }
-    req->on_reply(req, reply);
-}
-
-static void submitted(fm_req *req, fm_cmd *cmd)
-{
-    if (cmd == NULL) {
-        fm_req_fail(req, FM_E_INTERNAL, "out of memory");
-        return;
-    }
-    req->cmd = cmd;
-    if (!req->timer_used)
-        fm_req_deadline(req, (uint64_t)req->srv->cfg->request_timeout_ms);
-}
-
-void fm_req_read(fm_req *req, size_t reads, int argc, const char **argv, const size_t *lens,
-                 fm_req_reply_cb *on_reply)
-{
-    req->on_reply = on_reply;
-    submitted(req, fm_link_command(req->srv->link, req->conn->flow, reads, argc, argv, lens,
-                                   on_command_reply, req));
-}
-
-void fm_req_command(fm_req *req, int argc, const char **argv, const size_t *lens,
-                    fm_req_reply_cb *on_reply)
-{
-    fm_req_read(req, 0, argc, argv, lens, on_reply);
-}
-
-void fm_req_script(fm_req *req, fm_script *script, int nkeys, int argc,
-                   const char **argv, const size_t *lens, fm_req_reply_cb *on_reply)
-{
-    req->on_reply = on_reply;
-    submitted(req, fm_link_script(req->srv->link, req->conn->flow, script, nkeys, argc, argv,
-                                  lens, on_command_reply, req));
 }

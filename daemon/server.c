@@ -21,22 +21,20 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "held.h"
+#include "admin.h"
+#include "cache.h"
 #include "lock.h"
 #include "log.h"
+#include "reply.h"
 #include "server.h"
 #include "wake.h"
 
-void fm_server_schedule_flush(fm_server *srv, fm_conn *conn)
-{
-    if (conn->flush_pending || conn->closing)
-        return;
-    conn->flush_pending = 1;
-    conn->flush_next = srv->flush_list;
-    srv->flush_list = conn;
-}
-
 enum { RUNNING, DRAINING, CLOSING, STOPPED };
+
+/* The services, in the order of their operations in `stats`. */
+static const fm_service *const services[] = {
+    &fm_admin_service, &fm_lock_service, &fm_wake_service, &fm_cache_service,
+};
 
 static void close_clients(fm_server *srv);
 static void stop(fm_server *srv);
@@ -46,30 +44,91 @@ static void stop(fm_server *srv);
 static void on_prepare(uv_prepare_t *p)
 {
     fm_server *srv = p->data;
+    fm_core *core = &srv->core;
 
-    while (srv->flush_list != NULL) {
-        fm_conn *conn = srv->flush_list;
-
-        srv->flush_list = conn->flush_next;
-        conn->flush_pending = 0;
-        fm_conn_flush(conn);
-    }
-    if (srv->shutting_down == DRAINING && srv->inflight == 0)
+    fm_conns_flush(&core->conns);
+    if (srv->phase == DRAINING && core->reqs.inflight == 0)
         close_clients(srv);
-    if (srv->shutting_down == CLOSING && srv->releasing == 0 && srv->lingering == 0)
+    if (srv->phase == CLOSING && fm_core_busy(core) == 0 && core->reqs.lingering == 0)
         stop(srv);
+}
+
+static int peer_allowed(const fm_server *srv, const fm_conn *conn)
+{
+    const fm_config *cfg = srv->cfg;
+    struct ucred cred;
+
+    if (cfg->nuids == 0 && cfg->ngids == 0)
+        return 1;
+    if (fm_conn_peer(conn, &cred) != 0)
+        return 0;
+    /* root and the daemon's own user keep access to their own daemon. */
+    if (cred.uid == 0 || cred.uid == getuid())
+        return 1;
+    for (size_t i = 0; i < cfg->nuids; i++)
+        if (cfg->uids[i] == cred.uid)
+            return 1;
+    for (size_t i = 0; i < cfg->ngids; i++)
+        if (cfg->gids[i] == cred.gid)
+            return 1;
+    fm_log_limited(FM_LOG_INFO, "refused a client with uid %d gid %d", (int)cred.uid, (int)cred.gid);
+    return 0;
+}
+
+/* Sends one error frame and closes: for connections refused at the door. */
+static void refuse(fm_conn *conn, fm_errcode code, const char *msg)
+{
+    fm_reply_error(conn, NULL, 0, code, msg);
+    fm_conn_reject(conn);
 }
 
 static void on_connection(uv_stream_t *listener, int status)
 {
     fm_server *srv = listener->data;
+    fm_conn *conn;
 
     if (status < 0) {
         fm_log_limited(FM_LOG_WARN, "accept: %s", uv_strerror(status));
         return;
     }
-    if (fm_conn_accept(srv) == NULL)
+    conn = fm_conn_accept(&srv->core.conns, listener);
+    if (conn == NULL)
         fm_log_limited(FM_LOG_WARN, "accept: could not set up a connection");
+    else if ((int64_t)srv->core.conns.n > srv->cfg->max_clients)
+        refuse(conn, FM_E_TOO_MANY_CLIENTS, "the daemon is at max_clients");
+    else if (!peer_allowed(srv, conn))
+        refuse(conn, FM_E_FORBIDDEN, "this uid/gid may not use the daemon");
+    else
+        fm_conn_start(conn);
+}
+
+/* ---- what the connections report ---- */
+
+static void on_frame(fm_conn *conn, const char *body, size_t len, void *arg)
+{
+    fm_server *srv = arg;
+
+    fm_core_dispatch(&srv->core, conn, body, len);
+}
+
+/* The stream is unusable: requests still in flight are abandoned, as if the
+ * client had gone, and the error frame goes out before the close. */
+static void on_bad_frame(fm_conn *conn, fm_errcode code, const char *msg, void *arg)
+{
+    fm_req_abandon_all(conn);
+    fm_reply_error(conn, NULL, 0, code, msg);
+    fm_conn_close_after_write(conn);
+}
+
+static void conn_gone(fm_server *srv);
+
+static void on_conn_closing(fm_conn *conn, void *arg)
+{
+    fm_server *srv = arg;
+
+    fm_req_abandon_all(conn);
+    fm_core_conn_closed(&srv->core, conn);
+    conn_gone(srv);
 }
 
 /* A socket file left by a dead daemon is removed; one that answers belongs
@@ -145,31 +204,27 @@ static void stop_listening(fm_server *srv)
 
 static void close_clients(fm_server *srv)
 {
-    fm_conn *conn, *next;
+    fm_list *n, *next;
 
-    srv->shutting_down = CLOSING;
-    for (conn = srv->conns; conn != NULL; conn = next) {
-        next = conn->next;
-        fm_held_conn_closed(conn);
+    srv->phase = CLOSING;
+    fm_core_closing_all(&srv->core);
+    for (n = srv->core.conns.all.next; n != &srv->core.conns.all; n = next) {
+        fm_conn *conn = fm_list_entry(n, fm_conn, in_set);
+
+        next = n->next;
         /* Whatever is still queued for it goes out before the close. */
         fm_conn_flush(conn);
-        if (!conn->writing_active)
+        if (!fm_conn_writing(conn))
             fm_conn_close(conn);
         else
-            conn->close_after_write = 1;
+            fm_conn_close_after_write(conn);
     }
 }
 
 static void stop(fm_server *srv)
 {
-    srv->shutting_down = STOPPED;
-    /* The link first: its last callbacks still reach the services. */
-    fm_link_free(srv->link);
-    srv->link = NULL;
-    fm_lock_service_free(srv->locks);
-    srv->locks = NULL;
-    fm_wake_service_free(srv->wake);
-    srv->wake = NULL;
+    srv->phase = STOPPED;
+    fm_core_stop(&srv->core);
     uv_close((uv_handle_t *)&srv->flusher, NULL);
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
@@ -180,15 +235,15 @@ static void stop(fm_server *srv)
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
-    fm_server_conn_gone(srv);
+    conn_gone(srv);
     fm_log_info("stopped");
 }
 
-void fm_server_conn_gone(fm_server *srv)
+static void conn_gone(fm_server *srv)
 {
     /* The hard-stop timer goes last: it may still have to cut off a client
      * that does not read its last replies. */
-    if (srv->shutting_down == STOPPED && srv->nconns == 0 &&
+    if (srv->phase == STOPPED && srv->core.conns.n == 0 &&
         !uv_is_closing((uv_handle_t *)&srv->shutdown_timer))
         uv_close((uv_handle_t *)&srv->shutdown_timer, NULL);
 }
@@ -196,30 +251,32 @@ void fm_server_conn_gone(fm_server *srv)
 static void on_shutdown_timer(uv_timer_t *t)
 {
     fm_server *srv = t->data;
+    fm_core *core = &srv->core;
+    fm_conn *conn;
 
-    if (srv->inflight > 0 || srv->releasing > 0 || srv->lingering > 0)
+    if (core->reqs.inflight > 0 || fm_core_busy(core) > 0 || core->reqs.lingering > 0)
         fm_log_warn("shutdown: %zu requests, %zu lock releases and %zu late commands "
                     "unanswered at the deadline; stopping anyway",
-                    srv->inflight, srv->releasing, srv->lingering);
-    else if (srv->nconns > 0)
+                    core->reqs.inflight, fm_core_busy(core), core->reqs.lingering);
+    else if (core->conns.n > 0)
         fm_log_warn("shutdown: clients not reading their last replies; closing them");
-    if (srv->shutting_down == DRAINING)
+    if (srv->phase == DRAINING)
         close_clients(srv);
-    while (srv->conns != NULL)
-        fm_conn_close(srv->conns);
-    if (srv->shutting_down == CLOSING)
+    while ((conn = fm_conns_first(&core->conns)) != NULL)
+        fm_conn_close(conn);
+    if (srv->phase == CLOSING)
         stop(srv);
 }
 
 static void begin_shutdown(fm_server *srv, int signum)
 {
-    if (srv->shutting_down)
+    if (srv->phase != RUNNING)
         return;
     fm_log_info("%s: shutting down, %zu requests in flight",
-                signum == SIGINT ? "SIGINT" : "SIGTERM", srv->inflight);
-    srv->shutting_down = DRAINING;
+                signum == SIGINT ? "SIGINT" : "SIGTERM", srv->core.reqs.inflight);
+    srv->phase = DRAINING;
     stop_listening(srv);
-    fm_lock_service_shutdown(srv->locks);
+    fm_core_shutdown(&srv->core);
     /* Every request in flight has a deadline within request_timeout_ms;
      * the rest of the contract's extra second is margin for the exit. */
     uv_timer_start(&srv->shutdown_timer, on_shutdown_timer,
@@ -255,7 +312,7 @@ static void reload(fm_server *srv)
     fm_config_free(srv->cfg);
     srv->cfg = next;
     fm_log_set_level((fm_log_level)next->log_level);
-    fm_link_set_config(srv->link, next);
+    fm_core_set_config(&srv->core, next);
     fm_log_info("reloaded %s", srv->args.file);
 }
 
@@ -269,44 +326,6 @@ static void on_signal(uv_signal_t *s, int signum)
         begin_shutdown(srv, signum);
 }
 
-/* The pub/sub link's reports go to the services: releases of locks to the
- * lock service (push hand-off), everything to wake subscribers. */
-static void on_sub_message(const char *channel, size_t clen, const char *payload,
-                           size_t plen, void *arg)
-{
-    fm_server *srv = arg;
-    const char *rc = srv->cfg->lock_release_channel;
-
-    if (strlen(rc) == clen && memcmp(rc, channel, clen) == 0)
-        fm_lock_released(srv->locks, payload, plen);
-    fm_wake_message(srv->wake, channel, clen, payload, plen);
-}
-
-static void on_sub_subscribed(const char *channel, size_t clen, void *arg)
-{
-    fm_server *srv = arg;
-
-    fm_wake_subscribed(srv->wake, channel, clen);
-}
-
-static void on_sub_refused(const char *channel, size_t clen, const char *why, void *arg)
-{
-    fm_server *srv = arg;
-    const char *rc = srv->cfg->lock_release_channel;
-
-    if (strlen(rc) == clen && memcmp(rc, channel, clen) == 0)
-        fm_log_error("lock_release_channel %s: %s; waiting acquires fall back to their "
-                     "retry timers", rc, why);
-    fm_wake_refused(srv->wake, channel, clen, why);
-}
-
-static void on_sub_down(void *arg)
-{
-    fm_server *srv = arg;
-
-    fm_wake_link_down(srv->wake);
-}
-
 static void watch_signal(fm_server *srv, uv_signal_t *s, int signum)
 {
     uv_signal_init(srv->loop, s);
@@ -316,6 +335,8 @@ static void watch_signal(fm_server *srv, uv_signal_t *s, int signum)
 
 int fm_server_start(fm_server *srv)
 {
+    fm_link *link;
+
     uv_prepare_init(srv->loop, &srv->flusher);
     srv->flusher.data = srv;
     uv_prepare_start(&srv->flusher, on_prepare);
@@ -328,16 +349,15 @@ int fm_server_start(fm_server *srv)
     /* The socket first: it is what most often refuses (another daemon). */
     if (listen_socket(srv) != 0)
         return -1;
-    srv->link = fm_link_create(srv->loop, srv->cfg);
-    if (srv->link == NULL)
+    link = fm_link_create(srv->loop, srv->cfg);
+    if (link == NULL)
         return -1;
-    srv->locks = fm_lock_service_create(srv);
-    srv->wake = fm_wake_service_create(srv);
-    if (srv->locks == NULL || srv->wake == NULL)
-        return -1;
-    fm_link_set_sub_handler(srv->link, &(fm_link_sub_handler){
-        on_sub_message, on_sub_subscribed, on_sub_refused, on_sub_down, srv});
-    return fm_link_start(srv->link);
+    fm_core_init(&srv->core, srv->loop, srv->cfg, link, &(fm_conn_handler){
+        on_frame, on_bad_frame, on_conn_closing, srv});
+    for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++)
+        if (fm_core_register(&srv->core, services[i]) != 0)
+            return -1;
+    return fm_link_start(link);
 }
 
 void fm_server_free(fm_server *srv)

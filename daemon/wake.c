@@ -6,9 +6,6 @@
  * wake.subscribe is answered only when Redis has confirmed the channel, so
  * every wake published after the reply is delivered.
  *
- * The lock service keeps lock_release_channel subscribed for the daemon's
- * whole life, so no wake channel is ever the last one (see lock.c).
- *
  * A wake is built once and shared by every subscriber's output (outq.h): a
  * large payload published by anyone with access to Redis costs its size
  * once, not once per subscriber. Channels are found through a keyed hash
@@ -21,22 +18,28 @@
 #include "list.h"
 #include "log.h"
 #include "map.h"
-#include "ops.h"
+#include "reply.h"
 #include "scripts.h"
 #include "wake.h"
 
+/* A connection's subscriptions (in its slot, conn->svc). */
+typedef struct wconn {
+    fm_list subs;                   /* wsub.in_conn */
+    size_t awaiting_up;             /* subscriptions to restore after "down" */
+} wconn;
+
 /* One connection's subscription to one channel: on the channel's list
  * (delivery) and on the connection's (lookup, close). */
-typedef struct fm_wake_sub wsub;
-struct fm_wake_sub {
+typedef struct wsub {
     fm_conn *conn;
+    wconn *wc;                      /* conn's */
     struct wchan *chan;
     fm_list in_chan;                /* chan->subs */
-    fm_list in_conn;                /* conn->wake_subs */
+    fm_list in_conn;                /* wc->subs */
     int awaiting_up;
     size_t glen;                    /* 0: no group */
     char group[FM_NAME_MAX + 1];
-};
+} wsub;
 
 typedef struct wgroup {
     struct wgroup *next;
@@ -60,12 +63,14 @@ typedef struct wchan {
     char name[];
 } wchan;
 
-struct fm_wake_service {
-    fm_server *srv;
+typedef struct wsvc {
+    fm_core *core;
+    int slot;                       /* conn->svc[slot] is its wconn */
+    int listener;
     fm_map chans;
     fm_script signal_many;
     fm_buf frame;                   /* scratch for events sent to many */
-};
+} wsvc;
 
 static int64_t now_ms(void)
 {
@@ -87,7 +92,7 @@ static void put_payload(fm_buf *b, const char *id, size_t len, int64_t ts)
     fm_buf_putc(b, '}');
 }
 
-static wchan *find_chan(fm_wake_service *ws, const char *name, size_t len)
+static wchan *find_chan(wsvc *ws, const char *name, size_t len)
 {
     fm_map_node *n = fm_map_find(&ws->chans, name, len);
 
@@ -96,7 +101,7 @@ static wchan *find_chan(fm_wake_service *ws, const char *name, size_t len)
 
 /* ---- delivery ---- */
 
-static void send_state(fm_wake_service *ws, fm_conn *conn, const char *state)
+static void send_state(wsvc *ws, fm_conn *conn, const char *state)
 {
     fm_buf *b = &ws->frame;
 
@@ -108,13 +113,13 @@ static void send_state(fm_wake_service *ws, fm_conn *conn, const char *state)
     if (b->oom)
         return;
     fm_buf_patch_u32be(b, 0, (uint32_t)(b->len - FM_FRAME_HEADER_LEN));
-    fm_conn_send(conn, b->data, b->len);
+    fm_reply_send(conn, b->data, b->len);
 }
 
 /* Builds the wake event for a message. A payload that is a JSON object with
  * a string executionId yields that id (its JSON text is reused as it is);
  * anything else is the execution id itself. */
-static int build_wake(fm_wake_service *ws, const wchan *c, const char *payload, size_t plen)
+static int build_wake(wsvc *ws, const wchan *c, const char *payload, size_t plen)
 {
     fm_buf *b = &ws->frame;
     fm_json_val root, id, ts;
@@ -155,7 +160,7 @@ static void deliver(wchan *c, fm_shared *f)
 
     fm_list_each(n, &c->subs)
         if (sub_of(n)->glen == 0)
-            fm_conn_send_shared(sub_of(n)->conn, f);
+            fm_reply_send_shared(sub_of(n)->conn, f);
     for (wgroup *g = c->groups; g != NULL; g = g->next) {
         size_t members = 0, pick;
 
@@ -166,16 +171,17 @@ static void deliver(wchan *c, fm_shared *f)
         pick = (size_t)(g->turn++ % members);
         fm_list_each(n, &c->subs) {
             if (in_group(sub_of(n), g) && pick-- == 0) {
-                fm_conn_send_shared(sub_of(n)->conn, f);
+                fm_reply_send_shared(sub_of(n)->conn, f);
                 break;
             }
         }
     }
 }
 
-void fm_wake_message(fm_wake_service *ws, const char *channel, size_t clen,
-                     const char *payload, size_t plen)
+static void on_message(const char *channel, size_t clen, const char *payload, size_t plen,
+                       void *arg)
 {
+    wsvc *ws = arg;
     wchan *c = find_chan(ws, channel, clen);
     fm_shared *f;
 
@@ -203,7 +209,7 @@ static void answer_subscribe(fm_req *req, const wchan *c)
     fm_req_ok_finish(req);
 }
 
-static void chan_release(fm_wake_service *ws, wchan *c);
+static void chan_release(wsvc *ws, wchan *c);
 
 /* Takes a waiting subscribe off its channel's list; returns the channel,
  * or NULL when it was on none. */
@@ -224,8 +230,9 @@ static pending *first_pending(const wchan *c)
 }
 
 
-void fm_wake_subscribed(fm_wake_service *ws, const char *channel, size_t clen)
+static void on_subscribed(const char *channel, size_t clen, void *arg)
 {
+    wsvc *ws = arg;
     wchan *c = find_chan(ws, channel, clen);
     pending *p;
     fm_list *n;
@@ -245,15 +252,17 @@ void fm_wake_subscribed(fm_wake_service *ws, const char *channel, size_t clen)
         if (!s->awaiting_up)
             continue;
         s->awaiting_up = 0;
-        if (--s->conn->wake_awaiting_up == 0)
+        if (--s->wc->awaiting_up == 0)
             send_state(ws, s->conn, "up");
     }
     /* Everyone who asked may have left (or unsubscribed) meanwhile. */
     chan_release(ws, c);
 }
 
-void fm_wake_link_down(fm_wake_service *ws)
+static void on_down(void *arg)
 {
+    wsvc *ws = arg;
+
     for (fm_map_node *n = fm_map_first(&ws->chans); n != NULL; n = fm_map_after(&ws->chans, n)) {
         wchan *c = fm_map_entry(n, wchan, node);
         fm_list *x;
@@ -264,7 +273,7 @@ void fm_wake_link_down(fm_wake_service *ws)
             if (s->awaiting_up)
                 continue;
             s->awaiting_up = 1;
-            if (s->conn->wake_awaiting_up++ == 0)
+            if (s->wc->awaiting_up++ == 0)
                 send_state(ws, s->conn, "down");
         }
     }
@@ -312,61 +321,73 @@ static void groups_prune(wchan *c)
     }
 }
 
-static void chan_release(fm_wake_service *ws, wchan *c)
+static void chan_release(wsvc *ws, wchan *c)
 {
-    const char *keep = ws->srv->cfg->lock_release_channel;
-
     if (!fm_list_empty(&c->subs) || !fm_list_empty(&c->waiting))
         return;
-    /* The lock service's channel stays subscribed whatever wake does. */
-    if (strlen(keep) != c->len || memcmp(keep, c->name, c->len) != 0)
-        fm_link_unsubscribe(ws->srv->link, c->name, c->len);
+    fm_link_unsubscribe(ws->core->link, ws->listener, c->name, c->len);
     fm_map_remove(&ws->chans, &c->node);
     groups_prune(c);
     free(c);
 }
 
-static wsub *sub_find(fm_conn *conn, const wchan *c)
+static wconn *conn_subs(const wsvc *ws, const fm_conn *conn)
 {
+    return conn->svc[ws->slot];
+}
+
+static wsub *sub_find(const wsvc *ws, fm_conn *conn, const wchan *c)
+{
+    wconn *wc = conn_subs(ws, conn);
     fm_list *n;
 
-    fm_list_each(n, &conn->wake_subs)
+    if (wc == NULL)
+        return NULL;
+    fm_list_each(n, &wc->subs)
         if (fm_list_entry(n, wsub, in_conn)->chan == c)
             return fm_list_entry(n, wsub, in_conn);
     return NULL;
 }
 
-static wsub *sub_add(fm_conn *conn, wchan *c)
+static wsub *sub_add(const wsvc *ws, fm_conn *conn, wchan *c)
 {
-    wsub *s = calloc(1, sizeof(*s));
+    wconn *wc = conn_subs(ws, conn);
+    wsub *s;
 
-    if (s == NULL)
+    if (wc == NULL) {
+        if ((wc = calloc(1, sizeof(*wc))) == NULL)
+            return NULL;
+        fm_list_init(&wc->subs);
+        conn->svc[ws->slot] = wc;
+    }
+    if ((s = calloc(1, sizeof(*s))) == NULL)
         return NULL;
     s->conn = conn;
+    s->wc = wc;
     s->chan = c;
     fm_list_push_back(&c->subs, &s->in_chan);
-    fm_list_push_back(&conn->wake_subs, &s->in_conn);
+    fm_list_push_back(&wc->subs, &s->in_conn);
     return s;
 }
 
 /* Ends a subscription. The connection's "up" may have waited for this
  * one alone: it is sent then, if the connection keeps any channel. */
-static void sub_remove(fm_wake_service *ws, wsub *s)
+static void sub_remove(wsvc *ws, wsub *s)
 {
-    fm_conn *conn = s->conn;
+    wconn *wc = s->wc;
 
     fm_list_remove(&s->in_chan);
     fm_list_remove(&s->in_conn);
-    if (s->awaiting_up && --conn->wake_awaiting_up == 0 && !fm_list_empty(&conn->wake_subs))
-        send_state(ws, conn, "up");
+    if (s->awaiting_up && --wc->awaiting_up == 0 && !fm_list_empty(&wc->subs))
+        send_state(ws, s->conn, "up");
     groups_prune(s->chan);
     free(s);
 }
 
 /* Ends conn's subscription to c, if it has one; c goes when unwanted. */
-static void unsubscribe(fm_wake_service *ws, fm_conn *conn, wchan *c)
+static void unsubscribe(wsvc *ws, fm_conn *conn, wchan *c)
 {
-    wsub *s = conn != NULL ? sub_find(conn, c) : NULL;
+    wsub *s = conn != NULL ? sub_find(ws, conn, c) : NULL;
 
     if (s != NULL)
         sub_remove(ws, s);
@@ -380,16 +401,16 @@ static void pending_settled(fm_req *req)
     wchan *c = req->data != NULL ? pending_detach(req->data) : NULL;
 
     if (c != NULL)
-        chan_release(req->srv->wake, c);
+        chan_release(req->svc, c);
 }
 
 /* Fails a waiting subscribe: the client learns it is not subscribed, and
  * it is not. Returns its channel, which the caller releases when done. */
 static wchan *fail_pending(fm_req *req, fm_errcode code, const char *why)
 {
-    fm_wake_service *ws = req->srv->wake;
+    wsvc *ws = req->svc;
     wchan *c = pending_detach(req->data);
-    wsub *s = req->conn != NULL ? sub_find(req->conn, c) : NULL;
+    wsub *s = req->conn != NULL ? sub_find(ws, req->conn, c) : NULL;
 
     fm_req_fail(req, code, "%s", why);
     if (s != NULL)
@@ -402,12 +423,13 @@ static void subscribe_expired(fm_req *req)
     char why[96];
 
     snprintf(why, sizeof(why), "Redis did not confirm the subscription within %lld ms",
-             (long long)req->srv->cfg->request_timeout_ms);
-    chan_release(req->srv->wake, fail_pending(req, FM_E_REDIS_UNAVAILABLE, why));
+             (long long)req->reqs->cfg->request_timeout_ms);
+    chan_release(req->svc, fail_pending(req, FM_E_REDIS_UNAVAILABLE, why));
 }
 
-void fm_wake_refused(fm_wake_service *ws, const char *channel, size_t clen, const char *why)
+static void on_refused(const char *channel, size_t clen, const char *why, void *arg)
 {
+    wsvc *ws = arg;
     wchan *c = find_chan(ws, channel, clen);
     char msg[300];
 
@@ -424,7 +446,7 @@ void fm_wake_refused(fm_wake_service *ws, const char *channel, size_t clen, cons
     while (!fm_list_empty(&c->subs)) {
         wsub *s = sub_of(c->subs.next);
 
-        if (s->conn->wake_awaiting_up == 0)
+        if (s->wc->awaiting_up == 0)
             send_state(ws, s->conn, "down");
         sub_remove(ws, s);
     }
@@ -442,15 +464,17 @@ static int channel_arg(fm_req *req, const fm_request *msg, char *out, size_t *le
         return -1;
     }
     if (!found) {
-        *len = strlen(req->srv->cfg->wake_channel);
-        memcpy(out, req->srv->cfg->wake_channel, *len + 1);
+        const char *dflt = ((const wsvc *)req->svc)->core->cfg->wake_channel;
+
+        *len = strlen(dflt);
+        memcpy(out, dflt, *len + 1);
     }
     return 0;
 }
 
-void fm_wake_subscribe(fm_req *req, const fm_request *msg)
+static void op_subscribe(fm_req *req, const fm_request *msg)
 {
-    fm_wake_service *ws = req->srv->wake;
+    wsvc *ws = req->svc;
     char name[FM_KEY_MAX + 1], group[FM_NAME_MAX + 1];
     size_t len, glen = 0;
     fm_proto_err err;
@@ -485,8 +509,8 @@ void fm_wake_subscribe(fm_req *req, const fm_request *msg)
             return;
         }
     }
-    s = sub_find(req->conn, c);
-    if (s == NULL && (s = sub_add(req->conn, c)) == NULL) {
+    s = sub_find(ws, req->conn, c);
+    if (s == NULL && (s = sub_add(ws, req->conn, c)) == NULL) {
         fm_req_fail(req, FM_E_INTERNAL, "out of memory");
         chan_release(ws, c);
         return;
@@ -497,7 +521,7 @@ void fm_wake_subscribe(fm_req *req, const fm_request *msg)
     group_use(c, group, glen);
     groups_prune(c);
 
-    rc = fm_link_subscribe(ws->srv->link, c->name, c->len);
+    rc = fm_link_subscribe(ws->core->link, ws->listener, c->name, c->len);
     if (rc == 1) {
         answer_subscribe(req, c);
         return;
@@ -514,12 +538,12 @@ void fm_wake_subscribe(fm_req *req, const fm_request *msg)
     fm_list_push_back(&c->waiting, &p->in_chan);
     req->on_settle = pending_settled;
     req->on_timer = subscribe_expired;
-    fm_req_deadline(req, (uint64_t)req->srv->cfg->request_timeout_ms);
+    fm_req_deadline(req, (uint64_t)ws->core->cfg->request_timeout_ms);
 }
 
-void fm_wake_unsubscribe(fm_req *req, const fm_request *msg)
+static void op_unsubscribe(fm_req *req, const fm_request *msg)
 {
-    fm_wake_service *ws = req->srv->wake;
+    wsvc *ws = req->svc;
     char name[FM_KEY_MAX + 1];
     size_t len;
     fm_conn *conn;
@@ -536,15 +560,22 @@ void fm_wake_unsubscribe(fm_req *req, const fm_request *msg)
     fm_req_ok_finish(req);
 }
 
-void fm_wake_conn_closed(fm_wake_service *ws, fm_conn *conn)
+static void wake_conn_closed(void *state, fm_conn *conn)
 {
-    while (!fm_list_empty(&conn->wake_subs)) {
-        wsub *s = fm_list_entry(conn->wake_subs.next, wsub, in_conn);
+    wsvc *ws = state;
+    wconn *wc = conn_subs(ws, conn);
+
+    if (wc == NULL)
+        return;
+    while (!fm_list_empty(&wc->subs)) {
+        wsub *s = fm_list_entry(wc->subs.next, wsub, in_conn);
         wchan *c = s->chan;
 
         sub_remove(ws, s);
         chan_release(ws, c);
     }
+    free(wc);
+    conn->svc[ws->slot] = NULL;
 }
 
 /* ---- signals ---- */
@@ -559,7 +590,7 @@ static void signal_many_done(fm_req *req, redisReply *reply)
     fm_req_ok_int(req, "signaled", reply->integer);
 }
 
-void fm_wake_signal(fm_req *req, const fm_request *msg)
+static void op_signal(fm_req *req, const fm_request *msg)
 {
     char id[FM_KEY_MAX + 1], ch[FM_KEY_MAX + 1];
     size_t idlen, chlen;
@@ -582,9 +613,9 @@ void fm_wake_signal(fm_req *req, const fm_request *msg)
     fm_buf_free(&payload);
 }
 
-void fm_wake_signal_many(fm_req *req, const fm_request *msg)
+static void op_signal_many(fm_req *req, const fm_request *msg)
 {
-    fm_wake_service *ws = req->srv->wake;
+    wsvc *ws = req->svc;
     char ch[FM_KEY_MAX + 1], id[FM_KEY_MAX + 1];
     size_t chlen, count, idlen, i, off;
     fm_json_val arr, name, v;
@@ -595,7 +626,7 @@ void fm_wake_signal_many(fm_req *req, const fm_request *msg)
     fm_buf payloads;
     int64_t ts = now_ms();
 
-    if (fm_request_string_array(msg, "execution_ids", (size_t)req->srv->cfg->max_batch,
+    if (fm_request_string_array(msg, "execution_ids", (size_t)ws->core->cfg->max_batch,
                                 FM_KEY_MAX, &arr, &count, &err) != 0) {
         fm_req_fail(req, err.code, "%s", err.msg);
         return;
@@ -640,26 +671,10 @@ out:
 
 /* ---- service ---- */
 
-fm_wake_service *fm_wake_service_create(fm_server *srv)
+static void wake_free(void *state)
 {
-    fm_wake_service *ws = calloc(1, sizeof(*ws));
+    wsvc *ws = state;
 
-    if (ws == NULL)
-        return NULL;
-    ws->srv = srv;
-    fm_buf_init(&ws->frame);
-    ws->signal_many = (fm_script){.name = "signal_many", .body = fm_lua_signal_many};
-    if (fm_link_register_script(srv->link, &ws->signal_many) != 0) {
-        fm_wake_service_free(ws);
-        return NULL;
-    }
-    return ws;
-}
-
-void fm_wake_service_free(fm_wake_service *ws)
-{
-    if (ws == NULL)
-        return;
     for (fm_map_node *n; (n = fm_map_first(&ws->chans)) != NULL;) {
         wchan *c = fm_map_entry(n, wchan, node);
 
@@ -672,3 +687,39 @@ void fm_wake_service_free(fm_wake_service *ws)
     fm_buf_free(&ws->frame);
     free(ws);
 }
+
+static void *wake_create(fm_core *core, int slot)
+{
+    wsvc *ws = calloc(1, sizeof(*ws));
+
+    if (ws == NULL)
+        return NULL;
+    ws->core = core;
+    ws->slot = slot;
+    fm_buf_init(&ws->frame);
+    ws->signal_many = (fm_script){.name = "signal_many", .body = fm_lua_signal_many};
+    ws->listener = fm_link_listen(core->link, &(fm_link_listener){
+        .message = on_message, .subscribed = on_subscribed, .refused = on_refused,
+        .down = on_down, .arg = ws});
+    if (ws->listener < 0 || fm_link_register_script(core->link, &ws->signal_many) != 0) {
+        wake_free(ws);
+        return NULL;
+    }
+    return ws;
+}
+
+static const fm_op wake_ops[] = {
+    {"wake.signal", op_signal},
+    {"wake.signal_many", op_signal_many},
+    {"wake.subscribe", op_subscribe},
+    {"wake.unsubscribe", op_unsubscribe},
+};
+
+const fm_service fm_wake_service = {
+    .name = "wake",
+    .ops = wake_ops,
+    .nops = sizeof(wake_ops) / sizeof(wake_ops[0]),
+    .create = wake_create,
+    .conn_closed = wake_conn_closed,
+    .free = wake_free,
+};

@@ -1,0 +1,327 @@
+/* link_ctx.c -- the connect machine each of the link's two contexts runs.
+ *
+ *   IDLE --connect--> RESOLVING --> CONNECTING --> SETUP --> READY
+ *     ^                                                        |
+ *     +---- backoff min(attempt * step, max) <---- lost -------+
+ *
+ * with one timer per context serving as the backoff wait and as the deadline
+ * of RESOLVING/CONNECTING/SETUP (request_timeout_ms), since hiredis 0.14 has
+ * no connect timeout of its own. Setup is AUTH, SELECT and SCRIPT LOAD of
+ * the registered scripts (command context), then a PING. What runs on a
+ * context learns that it is ready or lost through ctx->on_ready and
+ * ctx->on_lost. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "link_int.h"
+#include "log.h"
+#include "redis_uv.h"
+
+static const char *const ctx_names[] = {"command", "pub/sub"};
+
+static void ctx_lost(fm_ctx *ctx, const char *why);
+
+int fm_link_reply_is(const redisReply *r, const char *code)
+{
+    size_t n = strlen(code);
+
+    return (size_t)r->len >= n && memcmp(r->str, code, n) == 0 &&
+           ((size_t)r->len == n || r->str[n] == ' ');
+}
+
+static int64_t backoff_ms(const fm_link *link, int attempt)
+{
+    int64_t d = (int64_t)attempt * link->cfg->reconnect_step_ms;
+
+    return d < link->cfg->reconnect_max_ms ? d : link->cfg->reconnect_max_ms;
+}
+
+static void on_ctx_timer(uv_timer_t *t)
+{
+    fm_ctx *ctx = t->data;
+
+    switch (ctx->state) {
+    case ST_IDLE:
+        fm_ctx_connect(ctx);
+        break;
+    case ST_RESOLVING:
+        /* Its callback reports UV_ECANCELED and takes the failure path. */
+        uv_cancel((uv_req_t *)&ctx->gai);
+        break;
+    case ST_CONNECTING:
+    case ST_SETUP:
+        ctx_lost(ctx, "timed out connecting");
+        break;
+    default:
+        break;
+    }
+}
+
+static void schedule_reconnect(fm_ctx *ctx)
+{
+    fm_link *link = ctx->link;
+
+    ctx->state = ST_IDLE;
+    if (link->closing)
+        return;
+    ctx->attempt++;
+    uv_timer_start(&ctx->timer, on_ctx_timer, (uint64_t)backoff_ms(link, ctx->attempt), 0);
+}
+
+/* The context is gone or going; hiredis calls on_disconnect (when it had
+ * connected) after failing every pending command with a NULL reply. */
+static void ctx_lost(fm_ctx *ctx, const char *why)
+{
+    fm_link *link = ctx->link;
+    int was_ready = ctx->state == ST_READY || ctx->state == ST_LOST;
+    redisAsyncContext *ac = ctx->ac;
+
+    if (why != NULL)
+        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "%s", why);
+    if (!ctx->logged_down && !link->closing) {
+        fm_log_warn("redis %s link %s: %s", ctx_names[ctx->kind],
+                    was_ready ? "lost" : "not established", ctx->lasterr);
+        ctx->logged_down = 1;
+    }
+    if (was_ready)
+        link->counts.disconnects++;
+    if (ctx->on_lost != NULL)
+        ctx->on_lost(ctx, was_ready);
+    ctx->state = ST_LOST;
+    uv_timer_stop(&ctx->timer);
+    if (ac != NULL) {
+        /* Freeing a connected context fails its pending commands, then calls
+         * on_disconnect, which schedules the reconnect; an unconnected one
+         * goes silently. */
+        if (ac->c.flags & REDIS_CONNECTED) {
+            ctx->dropping = 1;
+            redisAsyncFree(ac);
+            return;
+        }
+        ctx->ac = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac);
+    }
+    schedule_reconnect(ctx);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    fm_ctx *ctx = ac->data;
+
+    if (ctx == NULL)
+        return;
+    ctx->ac = NULL;
+    if (ctx->dropping) {
+        ctx->dropping = 0;
+        schedule_reconnect(ctx);
+        return;
+    }
+    if (ctx->state != ST_LOST || ctx->lasterr[0] == '\0')
+        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "%s",
+                 ac->errstr[0] ? ac->errstr : "connection closed");
+    ctx_lost(ctx, NULL);
+}
+
+void fm_ctx_recovered(fm_ctx *ctx)
+{
+    ctx->suspect = 0;
+    ctx->attempt = 0;
+    ctx->lasterr[0] = '\0';
+    if (ctx->logged_down) {
+        fm_log_info("redis %s link up", ctx_names[ctx->kind]);
+        ctx->logged_down = 0;
+    } else {
+        fm_log_debug("redis %s link up", ctx_names[ctx->kind]);
+    }
+}
+
+static void ctx_ready(fm_ctx *ctx)
+{
+    fm_link *link = ctx->link;
+
+    uv_timer_stop(&ctx->timer);
+    ctx->state = ST_READY;
+    link->counts.connects++;
+    if (!ctx->suspect)
+        fm_ctx_recovered(ctx);
+    ctx->on_ready(ctx);
+}
+
+static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    fm_ctx *ctx = ac->data;
+    redisReply *reply = r;
+    fm_script *script = privdata;
+
+    if (reply == NULL || ctx == NULL || ctx->state != ST_SETUP)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        char why[128];
+        snprintf(why, sizeof(why), "setup failed: %.100s", reply->str);
+        ctx_lost(ctx, why);
+        return;
+    }
+    if (script != NULL && reply->type == REDIS_REPLY_STRING && reply->len == 40)
+        memcpy(script->sha, reply->str, 41);
+    if (--ctx->setup_pending == 0)
+        ctx_ready(ctx);
+}
+
+static int setup_command(fm_ctx *ctx, void *privdata, int argc, const char **argv)
+{
+    size_t lens[4];
+
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    if (redisAsyncCommandArgv(ctx->ac, on_setup_reply, privdata, argc, argv, lens) != REDIS_OK)
+        return -1;
+    ctx->setup_pending++;
+    return 0;
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    fm_ctx *ctx = ac->data;
+    const fm_config *cfg;
+    char db[16];
+    int rc = 0;
+
+    if (ctx == NULL)
+        return;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context right after this callback. */
+        ctx->ac = NULL;
+        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "%s", ac->errstr);
+        ctx_lost(ctx, NULL);
+        return;
+    }
+    cfg = ctx->link->cfg;
+    ctx->state = ST_SETUP;
+    ctx->setup_pending = 0;
+    if (cfg->redis_password && cfg->redis_user)
+        rc |= setup_command(ctx, NULL, 3, (const char *[]){"AUTH", cfg->redis_user, cfg->redis_password});
+    else if (cfg->redis_password)
+        rc |= setup_command(ctx, NULL, 2, (const char *[]){"AUTH", cfg->redis_password});
+    if (ctx->kind == CTX_CMD) {
+        if (cfg->redis_db != 0) {
+            snprintf(db, sizeof(db), "%d", cfg->redis_db);
+            rc |= setup_command(ctx, NULL, 2, (const char *[]){"SELECT", db});
+        }
+        for (int i = 0; i < ctx->link->nscripts; i++)
+            rc |= setup_command(ctx, ctx->link->scripts[i], 3,
+                                (const char *[]){"SCRIPT", "LOAD", ctx->link->scripts[i]->body});
+    }
+    /* A first SUBSCRIBE answered with an error (-LOADING) crashes hiredis
+     * 0.14; a PING first proves the server takes commands. It also gives the
+     * command context something to wait for when there is nothing else. */
+    rc |= setup_command(ctx, NULL, 1, (const char *[]){"PING"});
+    if (rc != 0)
+        ctx_lost(ctx, "could not send setup commands");
+}
+
+static void ctx_attach(fm_ctx *ctx, redisAsyncContext *ac)
+{
+    fm_link *link = ctx->link;
+
+    if (ac == NULL) {
+        ctx_lost(ctx, "out of memory");
+        return;
+    }
+    if (ac->err) {
+        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "%s", ac->errstr);
+        redisAsyncFree(ac);
+        ctx_lost(ctx, NULL);
+        return;
+    }
+    ac->data = ctx;
+    /* Over TCP, a peer that vanished without a FIN or RST is found out. */
+    if (link->cfg->redis.path == NULL)
+        redisEnableKeepAlive(&ac->c);
+    if (fm_redis_uv_attach(ac, link->loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        ctx_lost(ctx, "could not watch the socket");
+        return;
+    }
+    ctx->ac = ac;
+    ctx->state = ST_CONNECTING;
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    fm_ctx *ctx = req->data;
+    fm_link *link = ctx->link;
+    char ip[64];
+
+    link->open_handles--;
+    if (link->closing) {
+        uv_freeaddrinfo(res);
+        if (link->open_handles == 0)
+            free(link);
+        return;
+    }
+    if (status != 0 || res == NULL) {
+        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "resolving %s: %s",
+                 link->cfg->redis.host, status ? uv_strerror(status) : "no address");
+        uv_freeaddrinfo(res);
+        ctx_lost(ctx, NULL);
+        return;
+    }
+    if (res->ai_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof(ip));
+    else
+        uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
+    uv_freeaddrinfo(res);
+    /* A numeric address: hiredis's own getaddrinfo(3) call cannot block. */
+    ctx_attach(ctx, redisAsyncConnect(ip, link->cfg->redis.port));
+}
+
+void fm_ctx_connect(fm_ctx *ctx)
+{
+    fm_link *link = ctx->link;
+    const fm_config *cfg = link->cfg;
+
+    uv_timer_start(&ctx->timer, on_ctx_timer, (uint64_t)cfg->request_timeout_ms, 0);
+    if (cfg->redis.path != NULL) {
+        ctx_attach(ctx, redisAsyncConnectUnix(cfg->redis.path));
+        return;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    char port[8];
+    int rc;
+
+    snprintf(port, sizeof(port), "%d", cfg->redis.port);
+    ctx->gai.data = ctx;
+    ctx->state = ST_RESOLVING;
+    rc = uv_getaddrinfo(link->loop, &ctx->gai, on_resolved, cfg->redis.host, port, &hints);
+    if (rc != 0) {
+        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "resolving: %s", uv_strerror(rc));
+        ctx_lost(ctx, NULL);
+        return;
+    }
+    link->open_handles++;
+}
+
+void fm_ctx_init(fm_ctx *ctx, fm_link *link, int kind)
+{
+    ctx->link = link;
+    ctx->kind = kind;
+    ctx->state = ST_IDLE;
+    uv_timer_init(link->loop, &ctx->timer);
+    ctx->timer.data = ctx;
+}
+
+void fm_ctx_close(fm_ctx *ctx)
+{
+    redisAsyncContext *ac = ctx->ac;
+
+    if (ctx->state == ST_RESOLVING)
+        uv_cancel((uv_req_t *)&ctx->gai);
+    if (ac != NULL) {
+        ctx->ac = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac);
+    }
+}
