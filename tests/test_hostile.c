@@ -72,28 +72,9 @@ static char *big_execution(const char *id, char fill, size_t pad)
     return json;
 }
 
-typedef struct stat_want {
-    const char *sock;
-    const char *name;
-    long long want;
-} stat_want;
-
-static int stat_is(void *arg)
-{
-    const stat_want *w = arg;
-    int fd = wire_connect(w->sock);
-    long long v = wire_stats_int(fd, w->name);
-
-    close(fd);
-    return v == w->want;
-}
-
 static void await_stat(const char *sock, const char *name, long long want)
 {
-    stat_want w = {sock, name, want};
-
-    ck_assert_msg(fmt_wait_until(stat_is, &w, SETTLE_MS), "stats %s did not become %lld",
-                  name, want);
+    wire_await_stat(sock, name, want, SETTLE_MS);
 }
 
 /* ---- 1. a doomed subscriber's confirmation must not spin the loop -------- */

@@ -116,18 +116,6 @@ static void redis_publish(redisContext *r, const char *channel, const char *payl
                                   REDIS_REPLY_INTEGER, "PUBLISH"));
 }
 
-static long long redis_numsub(redisContext *r, const char *channel)
-{
-    redisReply *rep = redis_checked(fmt_redis_cmd(r, "PUBSUB NUMSUB %s", channel),
-                                    REDIS_REPLY_ARRAY, "PUBSUB NUMSUB");
-    long long n;
-
-    ck_assert_int_eq(rep->elements, 2);
-    n = rep->element[1]->integer;
-    freeReplyObject(rep);
-    return n;
-}
-
 /* Asserts a key's value is exactly `want` (byte for byte). */
 static void assert_redis_value(redisContext *r, const char *key, const char *want)
 {
@@ -809,7 +797,7 @@ START_TEST(test_wake_signal_receivers_counts_redis_subscribers)
     ck_assert_int_eq(receivers, 0);
     s1 = sub_open("ops:sig-count");
     s2 = sub_open("ops:sig-count");
-    ck_assert_int_eq(redis_numsub(r, "ops:sig-count"), 2);
+    ck_assert_int_eq(wire_redis_numsub(r, "ops:sig-count"), 2);
     fmt_ok(c, fm_wake_signal(c, "sig-count-2", "ops:sig-count", &receivers), "wake.signal");
     ck_assert_int_eq(receivers, 2);
     redisFree(s2);
@@ -987,31 +975,17 @@ START_TEST(test_wake_unsubscribe_stops_delivery)
 }
 END_TEST
 
-typedef struct numsub_wait {
-    redisContext *r;
-    const char *channel;
-    long long want;
-} numsub_wait;
-
-static int numsub_is(void *arg)
-{
-    numsub_wait *w = arg;
-
-    return redis_numsub(w->r, w->channel) == w->want;
-}
-
 START_TEST(test_wake_unsubscribe_drops_redis_subscription)
 {
     fm_client *sub = client_open();
     redisContext *r = redis_open();
-    numsub_wait w = {r, "ops:unsub-redis", 0};
 
     subscribe(sub, "ops:unsub-redis", NULL);
-    ck_assert_int_eq(redis_numsub(r, "ops:unsub-redis"), 1);
+    ck_assert_int_eq(wire_redis_numsub(r, "ops:unsub-redis"), 1);
     fmt_ok(sub, fm_wake_unsubscribe(sub, "ops:unsub-redis", NULL, 0), "wake.unsubscribe");
-    ck_assert_msg(fmt_wait_until(numsub_is, &w, WAIT_MS),
+    ck_assert_msg(wire_numsub_becomes(r, "ops:unsub-redis", 0, WAIT_MS),
                   "the daemon is still subscribed in Redis (NUMSUB %lld)",
-                  redis_numsub(r, "ops:unsub-redis"));
+                  wire_redis_numsub(r, "ops:unsub-redis"));
     redisFree(r);
     fm_client_free(sub);
 }
@@ -1025,7 +999,7 @@ START_TEST(test_wake_daemon_subscribes_once_for_many_local_subscribers)
 
     subscribe(s1, "ops:fanout", NULL);
     subscribe(s2, "ops:fanout", NULL);
-    ck_assert_int_eq(redis_numsub(r, "ops:fanout"), 1);
+    ck_assert_int_eq(wire_redis_numsub(r, "ops:fanout"), 1);
     fmt_ok(pub, fm_wake_signal(pub, "fanout-1", "ops:fanout", &receivers), "wake.signal");
     ck_assert_int_eq(receivers, 1);
     expect_wake(s1, "ops:fanout", "fanout-1");

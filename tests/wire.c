@@ -265,6 +265,30 @@ void wire_assert_serving(const char *sock, const char *id, const char *execution
     close(fd);
 }
 
+typedef struct stat_want {
+    const char *sock;
+    const char *name;
+    long long want;
+} stat_want;
+
+static int stat_is(void *arg)
+{
+    const stat_want *w = arg;
+    int fd = wire_connect(w->sock);
+    long long v = wire_stats_int(fd, w->name);
+
+    close(fd);
+    return v == w->want;
+}
+
+void wire_await_stat(const char *sock, const char *name, long long want, int timeout_ms)
+{
+    stat_want w = {sock, name, want};
+
+    ck_assert_msg(fmt_wait_until(stat_is, &w, timeout_ms), "stats %s did not become %lld",
+                  name, want);
+}
+
 long long wire_stats_int(int fd, const char *name)
 {
     cJSON *r = wire_call(fd, "{\"op\":\"stats\",\"id\":\"stats\"}");
@@ -379,4 +403,36 @@ int64_t wire_link_stat(const char *sock, const char *name)
     cJSON_Delete(r);
     close(fd);
     return n;
+}
+
+long long wire_redis_numsub(redisContext *c, const char *channel)
+{
+    redisReply *r = wire_redis_ok(c, "PUBSUB NUMSUB %s", channel);
+    long long n;
+
+    ck_assert_msg(r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                  r->element[1]->type == REDIS_REPLY_INTEGER, "PUBSUB NUMSUB: unexpected reply");
+    n = r->element[1]->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+typedef struct numsub_want {
+    redisContext *c;
+    const char *channel;
+    long long want;
+} numsub_want;
+
+static int numsub_is(void *arg)
+{
+    const numsub_want *w = arg;
+
+    return wire_redis_numsub(w->c, w->channel) == w->want;
+}
+
+int wire_numsub_becomes(redisContext *c, const char *channel, long long want, int timeout_ms)
+{
+    numsub_want w = {c, channel, want};
+
+    return fmt_wait_until(numsub_is, &w, timeout_ms);
 }

@@ -62,6 +62,10 @@ void wire_assert_serving(const char *sock, const char *id, const char *execution
 /* An integer member of the daemon's stats reply ("clients", "inflight"). */
 long long wire_stats_int(int fd, const char *name);
 
+/* Waits, up to timeout_ms, until the stats member `name` is `want` (asked
+ * on a connection of its own); fails the test otherwise. */
+void wire_await_stat(const char *sock, const char *name, long long want, int timeout_ms);
+
 /* A member of the "redis" object of the daemon's stats (bools as 0/1), on a
  * connection of its own. */
 int64_t wire_link_stat(const char *sock, const char *name);
@@ -86,6 +90,11 @@ void wire_pair_stop(fmt_redis *r, fmt_daemon *d);
  * integer. The formats are hiredis's (%s, %b for binary). */
 redisContext *wire_redis_open(const fmt_redis *srv);
 redisReply *wire_redis_ok(redisContext *c, const char *fmt, ...);
+/* Subscribers Redis counts for channel (PUBSUB NUMSUB). */
+long long wire_redis_numsub(redisContext *c, const char *channel);
+/* Whether Redis comes to count `want` subscribers for channel within
+ * timeout_ms. */
+int wire_numsub_becomes(redisContext *c, const char *channel, long long want, int timeout_ms);
 long long wire_redis_int(redisContext *c, const char *fmt, ...);
 
 /* Whether the daemon runs natively: not under valgrind (then the process
