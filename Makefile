@@ -45,7 +45,7 @@ SOVERSION  = $(call wire,FMREDIS_SOVERSION)
 
 PROTO_SRC  = $(wildcard proto/*.c)
 DAEMON_SRC = $(wildcard daemon/*.c)
-LIB_SRC    = client/fmredis.c
+LIB_SRC    = $(filter-out $(CLI_SRC),$(wildcard client/*.c))
 CLI_SRC    = client/cli.c
 TEST_SRC   = $(wildcard tests/*.c)
 
@@ -66,6 +66,10 @@ all: $(DAEMON) $(CLI) $(LIB_A) $(LIB_SO)
 
 $(BUILD)/obj/daemon/%.o: ALL_CFLAGS += $(call pkgcflags,$(PKGS_DAEMON))
 $(BUILD)/obj/tests/%.o:  ALL_CFLAGS += $(call pkgcflags,$(PKGS_TEST)) -Idaemon
+# libfmredis exports what fmredis.h marks FMREDIS_EXPORT and nothing else.
+# proto/'s objects go into it too, so they are built the same way (the
+# daemon, an executable, exports nothing either way).
+$(BUILD)/obj/client/%.o $(BUILD)/obj/proto/%.o: ALL_CFLAGS += -fvisibility=hidden
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -126,6 +130,7 @@ check: deps
 
 test: all $(TESTS) $(STALL)
 	FMREDISD=$(abspath $(DAEMON)) FMREDIS_CLI=$(abspath $(CLI)) \
+	    FM_LIBFMREDIS=$(abspath $(LIB_SO)) \
 	    FM_STALL_LIB=$(abspath $(STALL)) FM_SRCDIR=$(CURDIR) $(TESTS)
 
 # ---- The test suite under ASan and UBSan --------------------------------
@@ -173,7 +178,8 @@ valgrind: all $(TESTS) $(STALL)
 	@FMREDISD=$(CURDIR)/tests/valgrind-fmredisd FM_VALGRIND_LOGS=$(VG_LOGS) \
 	    FM_STALL_LIB=$(abspath $(STALL)) \
 	    FM_VALGRIND_DAEMON=$(abspath $(DAEMON)) CK_TIMEOUT_MULTIPLIER=$(VG_SLOW) \
-	    FMREDIS_CLI=$(abspath $(CLI)) FM_SRCDIR=$(CURDIR) $(TESTS); rc=$$?; \
+	    FMREDIS_CLI=$(abspath $(CLI)) FM_LIBFMREDIS=$(abspath $(LIB_SO)) \
+	    FM_SRCDIR=$(CURDIR) $(TESTS); rc=$$?; \
 	bad=0; runs=0; unchecked=""; \
 	for f in $(VG_LOGS)/*.log; do \
 	    [ -e "$$f" ] || continue; runs=$$((runs + 1)); \

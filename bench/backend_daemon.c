@@ -76,8 +76,11 @@ static void d_close(bench_conn *conn)
 
 static int acquire(bench_conn *conn, const char *key, int64_t max_retries, fm_lock *out)
 {
-    fm_lock_opts opts = {.ttl_ms = BENCH_LOCK_TTL_MS, .max_retries = max_retries};
+    fm_lock_opts opts;
 
+    fm_lock_opts_init(&opts);
+    opts.ttl_ms = BENCH_LOCK_TTL_MS;
+    opts.max_retries = max_retries;
     if (fm_lock_acquire(D(conn)->c, key, &opts, out) != FM_OK)
         return fail(conn, "lock.acquire");
     return 0;

@@ -397,10 +397,12 @@ static int cmd_hello(cli *t, int argc, char **argv)
     return EX_OK;
 }
 
+/* Sets *lo up (fm_lock_opts_init) from the lock options of a command. */
 static void lock_opts_from(opt *opts, fm_lock_opts *lo)
 {
     const char *r = opt_str(opts, "max-retries");
 
+    fm_lock_opts_init(lo);
     lo->ttl_ms = opt_ms(opts, "ttl");
     lo->retry_delay_ms = opt_ms(opts, "retry-delay");
     if (r != NULL) {
@@ -421,7 +423,7 @@ static int cmd_lock(cli *t, int argc, char **argv)
                        { "max-retries", 1, NULL }, { "keep", 0, NULL },
                        { NULL, 0, NULL } };
         int n = parse_opts(argc, argv, opts, 0, NULL);
-        fm_lock_opts lo = { 0 };
+        fm_lock_opts lo;
         fm_lock lk;
 
         need_args(n, 1, 1, "lock acquire");
@@ -627,7 +629,7 @@ static int cmd_with_lock(cli *t, int argc, char **argv)
     opt opts[] = { { "ttl", 1, NULL }, { "retry-delay", 1, NULL },
                    { "max-retries", 1, NULL }, { NULL, 0, NULL } };
     int cmd_at, n = parse_opts(argc, argv, opts, 1, &cmd_at);
-    fm_lock_opts lo = { 0 };
+    fm_lock_opts lo;
     fm_with_lock_result res;
     run_ctx ctx;
     char **cmd;

@@ -77,10 +77,19 @@
 
 #include "fm_wire.h"
 
+/* The library is built with hidden visibility: only the functions marked
+ * FMREDIS_EXPORT here are visible to the programs that link it, so its
+ * internals (proto/'s fm_buf_*, fm_json_*, ...) can neither clash with a
+ * program's own names nor be replaced by them (a test checks the list). */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define FMREDIS_EXPORT __attribute__((visibility("default")))
+#else
+#define FMREDIS_EXPORT
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
 
 /* Return values. */
 #define FM_OK 0
@@ -116,6 +125,21 @@ extern "C" {
 #define FM_LOCK_DEFAULT_MAX_RETRIES 50
 
 /* ------------------------------------------------------------------------ */
+/* Version                                                                  */
+
+/* fm_wire.h gives the version of this header: FMREDIS_VERSION ("0.1.0"),
+ * FMREDIS_VERSION_MAJOR, _MINOR and _PATCH, FMREDIS_VERSION_HEX (0x000100,
+ * which orders versions), and FM_PROTOCOL_VERSION, the protocol spoken. A
+ * program may run with a later library of the same soname than the one it
+ * was built with; these two tell which it runs with. */
+
+/* The running library's version, like FMREDIS_VERSION: "0.1.0". */
+FMREDIS_EXPORT const char *fm_version(void);
+/* The same as a number, like FMREDIS_VERSION_HEX:
+ * (major << 16) | (minor << 8) | patch. */
+FMREDIS_EXPORT unsigned int fm_version_number(void);
+
+/* ------------------------------------------------------------------------ */
 /* Clients and errors                                                       */
 
 typedef struct fm_client fm_client;
@@ -143,45 +167,45 @@ typedef enum fm_client_error {
  * fm_client_err(c) (FM_ERR_IO, FM_ERR_TIMEOUT or FM_ERR_ARG). NULL is returned
  * only when memory ran out. Always release the client with fm_client_free().
  * No request is sent: call fm_hello() to check the daemon's protocol. */
-fm_client *fm_connect(const char *socket_path, int timeout_ms);
+FMREDIS_EXPORT fm_client *fm_connect(const char *socket_path, int timeout_ms);
 
 /* Closes the connection (if open) and frees everything, queued events too.
  * NULL is allowed. */
-void fm_client_free(fm_client *c);
+FMREDIS_EXPORT void fm_client_free(fm_client *c);
 
 /* Closes the current connection, if any, and connects again to the same
  * path. Queued events are kept; a partly received frame is dropped. */
-int fm_client_reconnect(fm_client *c);
+FMREDIS_EXPORT int fm_client_reconnect(fm_client *c);
 
 /* Closes the connection now (the daemon then releases the locks taken with
  * on_disconnect "release"); the client stays allocated. Later calls fail
  * with FM_ERR_CLOSED until fm_client_reconnect(). */
-void fm_client_close(fm_client *c);
+FMREDIS_EXPORT void fm_client_close(fm_client *c);
 
 /* Whether the connection is open. */
-int fm_client_connected(const fm_client *c);
+FMREDIS_EXPORT int fm_client_connected(const fm_client *c);
 
 /* The socket path the client connects to. */
-const char *fm_client_socket_path(const fm_client *c);
+FMREDIS_EXPORT const char *fm_client_socket_path(const fm_client *c);
 
 /* The error of the last call, FM_ERR_NONE after a success. */
-fm_client_error fm_client_err(const fm_client *c);
+FMREDIS_EXPORT fm_client_error fm_client_err(const fm_client *c);
 /* A human message for it ("" when none). Valid until the next call. */
-const char *fm_client_errstr(const fm_client *c);
+FMREDIS_EXPORT const char *fm_client_errstr(const fm_client *c);
 /* For FM_ERR_SERVER the daemon's error code ("bad_request", "timeout",
  * "redis_unavailable", "shutting_down", ...), else "". */
-const char *fm_client_errcode(const fm_client *c);
+FMREDIS_EXPORT const char *fm_client_errcode(const fm_client *c);
 /* A short fixed name of an fm_client_error: "io", "closed", "timeout",
  * "protocol", "server", "oom", "invalid_argument", "interrupted" or "ok". */
-const char *fm_client_error_name(fm_client_error err);
+FMREDIS_EXPORT const char *fm_client_error_name(fm_client_error err);
 
 /* The per-call timeout (FM_TIMEOUT_DEFAULT picks FM_DEFAULT_TIMEOUT_MS). */
-void fm_client_set_timeout(fm_client *c, int timeout_ms);
-int fm_client_timeout(const fm_client *c);
+FMREDIS_EXPORT void fm_client_set_timeout(fm_client *c, int timeout_ms);
+FMREDIS_EXPORT int fm_client_timeout(const fm_client *c);
 
 /* The largest reply frame accepted, in bytes (default FM_DEFAULT_MAX_REPLY;
  * at most 2^32-1, the framing's own limit). */
-void fm_client_set_max_reply(fm_client *c, size_t max_bytes);
+FMREDIS_EXPORT void fm_client_set_max_reply(fm_client *c, size_t max_bytes);
 
 /* ------------------------------------------------------------------------ */
 /* Session                                                                  */
@@ -193,12 +217,13 @@ typedef struct fm_hello_info {
 
 /* hello: introduces the client (client_name may be NULL) and learns the
  * protocol version and server name. info may be NULL. */
-int fm_hello(fm_client *c, const char *client_name, fm_hello_info *info);
+FMREDIS_EXPORT int fm_hello(fm_client *c, const char *client_name,
+                            fm_hello_info *info);
 
 /* ping: check_redis non-zero also round-trips to Redis. *redis_up (may be
  * NULL) is 1 when the daemon says "up", 0 for "down", -1 when the reply has
  * no such field. A ping during a Redis outage still succeeds, with 0. */
-int fm_ping(fm_client *c, int check_redis, int *redis_up);
+FMREDIS_EXPORT int fm_ping(fm_client *c, int check_redis, int *redis_up);
 
 /* ------------------------------------------------------------------------ */
 /* Locks                                                                    */
@@ -213,10 +238,29 @@ typedef enum fm_on_disconnect {
  * already means "the daemon's default". */
 #define FM_LOCK_NO_RETRY (-1)
 
-/* Options of fm_lock_acquire(). Zero-initialize (or pass NULL) and set what
- * you need: every field left 0 is not sent and the daemon's configured
- * default applies (ttl 30000, retry_delay 100, max_retries 50 by default). */
+/* Options of fm_lock_acquire() and fm_with_lock(). Pass NULL for the
+ * defaults, or set up a struct with fm_lock_opts_init() and then set what
+ * you need:
+ *
+ *   fm_lock_opts o;
+ *   fm_lock_opts_init(&o);
+ *   o.ttl_ms = 10000;
+ *
+ * Every option left as fm_lock_opts_init() set it (0) is not sent, and the
+ * daemon's configured default applies (ttl 30000, retry_delay 100,
+ * max_retries 50 by default).
+ *
+ * The struct can grow without breaking programs built against an older
+ * libfmredis: later versions add fields at its end only, and
+ * fm_lock_opts_init() records in `size` the size this program was compiled
+ * with. The library reads only the fields that size covers and gives the
+ * others their defaults. A struct not set up by fm_lock_opts_init() (a
+ * `size` of 0, as from `= {0}` or `= {.ttl_ms = ...}`) fails with
+ * FM_ERR_ARG. So does a struct from a later fmredis.h that sets a field
+ * this library does not know, rather than have it ignored (such fields
+ * left 0 are fine). */
 typedef struct fm_lock_opts {
+    size_t size;                /* set by fm_lock_opts_init(); never change */
     int64_t ttl_ms;             /* lock TTL, 1..2^31-1 */
     int64_t retry_delay_ms;     /* pause between attempts, 1..2^31-1 */
     int64_t max_retries;        /* attempts after the first; FM_LOCK_NO_RETRY
@@ -230,7 +274,15 @@ typedef struct fm_lock_opts {
      *      contract defaults, 100 and 50, for fields left to the daemon);
      *   > 0: exactly this many ms;  FM_TIMEOUT_NONE: no deadline. */
     int64_t timeout_ms;
+    /* New fields go here, each with 0 meaning its default. */
 } fm_lock_opts;
+
+/* Fills *o with the defaults and records its size. Call it through the
+ * macro, which passes the size of the struct as this program sees it (the
+ * function is for bindings that cannot use macros: size is then the size of
+ * the struct they allocated). */
+#define fm_lock_opts_init(o) fm_lock_opts_init_size((o), sizeof(fm_lock_opts))
+FMREDIS_EXPORT void fm_lock_opts_init_size(fm_lock_opts *o, size_t size);
 
 /* The result of an acquire. */
 typedef struct fm_lock {
@@ -244,8 +296,8 @@ typedef struct fm_lock {
 
 /* lock.acquire. FM_OK with out->acquired telling whether the lock was taken;
  * a lock held by someone else is not an error. opts may be NULL. */
-int fm_lock_acquire(fm_client *c, const char *key, const fm_lock_opts *opts,
-                    fm_lock *out);
+FMREDIS_EXPORT int fm_lock_acquire(fm_client *c, const char *key,
+                                   const fm_lock_opts *opts, fm_lock *out);
 
 typedef enum fm_release_reason {
     FM_RELEASE_DONE = 0,        /* released */
@@ -256,16 +308,19 @@ typedef enum fm_release_reason {
 
 /* lock.release. *released (may be NULL) is 1 or 0; *reason (may be NULL)
  * says why not. Not releasing is not an error. */
-int fm_lock_release(fm_client *c, const char *key, const char *token,
-                    int *released, fm_release_reason *reason);
+FMREDIS_EXPORT int fm_lock_release(fm_client *c, const char *key,
+                                   const char *token, int *released,
+                                   fm_release_reason *reason);
 
 /* lock.extend: sets the remaining TTL to ttl_ms (0: the daemon's default
  * TTL). *extended (may be NULL) is 0 when the token no longer holds it. */
-int fm_lock_extend(fm_client *c, const char *key, const char *token,
-                   int64_t ttl_ms, int *extended);
+FMREDIS_EXPORT int fm_lock_extend(fm_client *c, const char *key,
+                                  const char *token, int64_t ttl_ms,
+                                  int *extended);
 
 /* lock.is_locked. */
-int fm_lock_is_locked(fm_client *c, const char *key, int *locked);
+FMREDIS_EXPORT int fm_lock_is_locked(fm_client *c, const char *key,
+                                     int *locked);
 
 /* fm_with_lock(): acquire, run fn, always release.
  *
@@ -292,33 +347,37 @@ typedef struct fm_with_lock_result {
     fm_lock lock;
 } fm_with_lock_result;
 
-int fm_with_lock(fm_client *c, const char *key, const fm_lock_opts *opts,
-                 fm_lock_fn fn, void *arg, fm_with_lock_result *res);
+FMREDIS_EXPORT int fm_with_lock(fm_client *c, const char *key,
+                                const fm_lock_opts *opts, fm_lock_fn fn,
+                                void *arg, fm_with_lock_result *res);
 
 /* ------------------------------------------------------------------------ */
 /* Wake signals                                                             */
 
 /* wake.signal: publishes a wake for execution_id on channel (NULL: the
  * daemon's wake_channel). *receivers (may be NULL): PUBLISH's count. */
-int fm_wake_signal(fm_client *c, const char *execution_id,
-                   const char *channel, int64_t *receivers);
+FMREDIS_EXPORT int fm_wake_signal(fm_client *c, const char *execution_id,
+                                  const char *channel, int64_t *receivers);
 
 /* wake.signal_many: one wake per id (n may be 0). *signaled (may be NULL):
  * how many ids were published. */
-int fm_wake_signal_many(fm_client *c, const char *const *execution_ids,
-                        size_t n, const char *channel, int64_t *signaled);
+FMREDIS_EXPORT int fm_wake_signal_many(fm_client *c,
+                                       const char *const *execution_ids,
+                                       size_t n, const char *channel,
+                                       int64_t *signaled);
 
 /* wake.subscribe: after FM_OK every wake published on the channel reaches
  * this client as an FM_EVENT_WAKE event (with a group, the daemon's
  * subscribers of that group share the wakes round-robin). channel and group
  * may be NULL. The channel the daemon subscribed is copied to channel_out
  * (cap bytes, NUL-terminated, truncated to fit) unless it is NULL. */
-int fm_wake_subscribe(fm_client *c, const char *channel, const char *group,
-                      char *channel_out, size_t cap);
+FMREDIS_EXPORT int fm_wake_subscribe(fm_client *c, const char *channel,
+                                     const char *group, char *channel_out,
+                                     size_t cap);
 
 /* wake.unsubscribe. Events already queued stay queued. */
-int fm_wake_unsubscribe(fm_client *c, const char *channel, char *channel_out,
-                        size_t cap);
+FMREDIS_EXPORT int fm_wake_unsubscribe(fm_client *c, const char *channel,
+                                       char *channel_out, size_t cap);
 
 /* ------------------------------------------------------------------------ */
 /* Execution cache                                                          */
@@ -327,21 +386,23 @@ int fm_wake_unsubscribe(fm_client *c, const char *channel, char *channel_out,
  * execution's exact JSON text (the bytes the daemon sent, never re-printed)
  * and *len its length; on a miss *json is NULL and *len 0. Free with free().
  * len may be NULL. */
-int fm_cache_get(fm_client *c, const char *execution_id, char **json,
-                 size_t *len);
+FMREDIS_EXPORT int fm_cache_get(fm_client *c, const char *execution_id,
+                                char **json, size_t *len);
 
 /* cache.set: json[0..len) is the execution, a JSON object with a string
  * "id", sent verbatim (so numbers keep their digits). It is checked locally
  * first (strict JSON, one object, a string id): FM_ERR_ARG otherwise.
  * ttl_ms 0: the daemon's cache_ttl_ms. */
-int fm_cache_set(fm_client *c, const char *json, size_t len, int64_t ttl_ms);
+FMREDIS_EXPORT int fm_cache_set(fm_client *c, const char *json, size_t len,
+                                int64_t ttl_ms);
 
 /* cache.invalidate. */
-int fm_cache_invalidate(fm_client *c, const char *execution_id);
+FMREDIS_EXPORT int fm_cache_invalidate(fm_client *c, const char *execution_id);
 
 /* cache.invalidate_many: *invalidated (may be NULL) is how many existed. */
-int fm_cache_invalidate_many(fm_client *c, const char *const *execution_ids,
-                             size_t n, int64_t *invalidated);
+FMREDIS_EXPORT int fm_cache_invalidate_many(fm_client *c,
+                                            const char *const *execution_ids,
+                                            size_t n, int64_t *invalidated);
 
 /* One hit of fm_cache_get_many(). */
 typedef struct fm_cache_entry {
@@ -352,16 +413,19 @@ typedef struct fm_cache_entry {
 
 /* cache.get_many: *entries gets the hits only, in the reply's order, *count
  * how many (*entries is NULL when 0). Free with fm_cache_entries_free(). */
-int fm_cache_get_many(fm_client *c, const char *const *execution_ids,
-                      size_t n, fm_cache_entry **entries, size_t *count);
-void fm_cache_entries_free(fm_cache_entry *entries, size_t count);
+FMREDIS_EXPORT int fm_cache_get_many(fm_client *c,
+                                     const char *const *execution_ids,
+                                     size_t n, fm_cache_entry **entries,
+                                     size_t *count);
+FMREDIS_EXPORT void fm_cache_entries_free(fm_cache_entry *entries,
+                                          size_t count);
 
 /* ------------------------------------------------------------------------ */
 /* Stats and raw requests                                                   */
 
 /* stats: *json is a malloc'd NUL-terminated copy of the whole reply object
  * (clients, redis, ops, ...), free with free(). len may be NULL. */
-int fm_stats(fm_client *c, char **json, size_t *len);
+FMREDIS_EXPORT int fm_stats(fm_client *c, char **json, size_t *len);
 
 /* Sends request[0..len) as one frame, exactly as given (no id is added),
  * and waits for its reply: the reply whose "id" equals the request's when
@@ -374,8 +438,8 @@ int fm_stats(fm_client *c, char **json, size_t *len);
  * ok:false it returns FM_ERR with FM_ERR_SERVER and STILL sets *reply, so a
  * caller can print it. On other errors *reply is NULL. A framing error the
  * daemon answers (frame_too_large) closes the connection. */
-int fm_call_raw(fm_client *c, const char *request, size_t len, char **reply,
-                size_t *reply_len);
+FMREDIS_EXPORT int fm_call_raw(fm_client *c, const char *request, size_t len,
+                               char **reply, size_t *reply_len);
 
 /* ------------------------------------------------------------------------ */
 /* EVENTS                                                                   */
@@ -441,16 +505,16 @@ typedef struct fm_event {
  * the connection usable), or another error when the connection failed.
  * Replies that arrive meanwhile (late replies of timed-out calls) are
  * dropped. Calls, unlike this wait, carry on through signals. */
-int fm_event_wait(fm_client *c, fm_event *ev, int timeout_ms);
+FMREDIS_EXPORT int fm_event_wait(fm_client *c, fm_event *ev, int timeout_ms);
 
 /* Non-blocking: sends what the socket takes of the library's unsent bytes
  * (see fm_client_fd()), reads whatever bytes the socket holds now, then
  * returns FM_OK with the oldest queued event, FM_NONE when there is none, or
  * FM_ERR when the connection failed (only once the queue is empty). */
-int fm_event_read(fm_client *c, fm_event *ev);
+FMREDIS_EXPORT int fm_event_read(fm_client *c, fm_event *ev);
 
 /* Frees an event's strings and zeroes it. NULL and cleared events are fine. */
-void fm_event_clear(fm_event *ev);
+FMREDIS_EXPORT void fm_event_clear(fm_event *ev);
 
 /* The connection's file descriptor for poll/epoll (watch POLLIN), or -1 when
  * not connected. Do not read from or write to it.
@@ -463,11 +527,13 @@ void fm_event_clear(fm_event *ev);
  * give poll a timeout (a second, say) and call fm_event_read() when it
  * expires: until those bytes go out, that lock stays held (with auto_extend,
  * for as long as the connection stays open). */
-int fm_client_fd(const fm_client *c);
+FMREDIS_EXPORT int fm_client_fd(const fm_client *c);
 
-/* Number of events already queued in the client. Non-zero means
- * fm_event_read() returns an event without the fd becoming readable. */
-size_t fm_client_has_events(const fm_client *c);
+/* The number of events queued in the client: received (during any call on
+ * it) and not yet handed out by fm_event_read() or fm_event_wait(). While it
+ * is not 0, fm_event_read() returns FM_OK with an event at once, whether or
+ * not the fd is readable; those events never make it readable. */
+FMREDIS_EXPORT size_t fm_client_has_events(const fm_client *c);
 
 #ifdef __cplusplus
 }

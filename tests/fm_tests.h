@@ -13,7 +13,7 @@ Suite *fm_suite_examples(void); /* test_examples.c: the CLI and the Python clien
 Suite *fm_suite_locks(void);    /* test_locks.c: lock lifecycle, hand-off, wake groups */
 Suite *fm_suite_faults(void);   /* test_faults.c: Redis killed, stopped, loading, busy, demoted */
 Suite *fm_suite_load(void);     /* test_load.c: worker faults, limits, signals, 300 clients */
-Suite *fm_suite_client(void);   /* test_client.c: libfmredis against a scripted fake daemon */
+Suite *fm_suite_client(void);   /* test_client.c: libfmredis against a fake daemon; its exports */
 Suite *fm_suite_hostile(void);  /* test_hostile.c: defects an outside review found */
 Suite *fm_suite_map(void);      /* test_map.c: the daemon's keyed hash table */
 

@@ -103,6 +103,7 @@ static const char *env_or(const char *name, const char *def)
 
 const char *fmt_daemon_path(void) { return env_or("FMREDISD", "build/fmredisd"); }
 const char *fmt_cli_path(void) { return env_or("FMREDIS_CLI", "build/fmredis"); }
+const char *fmt_lib_path(void) { return env_or("FM_LIBFMREDIS", "build/libfmredis.so"); }
 const char *fmt_srcdir(void) { return env_or("FM_SRCDIR", "."); }
 
 /* fork + exec with stdout/stderr to log (or /dev/null). */

@@ -95,9 +95,11 @@ fm_client *fmt_client(const fmt_daemon *d);
 /* Fails the test with the client's error unless rc is FM_OK. */
 void fmt_ok(fm_client *c, int rc, const char *what);
 
-/* The path of a built program: $FMREDISD, $FMREDIS_CLI, or build/... */
+/* The path of a built program: $FMREDISD, $FMREDIS_CLI, or build/...; and
+ * of the shared library: $FM_LIBFMREDIS, or build/libfmredis.so. */
 const char *fmt_daemon_path(void);
 const char *fmt_cli_path(void);
+const char *fmt_lib_path(void);
 /* The source tree ($FM_SRCDIR, or "."). */
 const char *fmt_srcdir(void);
 

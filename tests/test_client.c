@@ -1,17 +1,21 @@
-/* test_client.c -- libfmredis against a scripted fake daemon.
+/* test_client.c -- libfmredis on its own: against a fake daemon, and its
+ * face (what the shared library exports, the version, option structs).
  *
  * Some behaviours of the library need the daemon in states a real one hardly
  * ever reaches (a reply held back until the client's send buffer is full, and
  * sent at one exact moment). These tests play the daemon: a thread of the
  * test's process listens on a Unix socket in a private temporary directory
  * and follows a script, step by step with the test body. Each side waits for
- * the other on a condition with a deadline, never with a fixed sleep.
+ * the other on a condition with a deadline, never with a fixed sleep. Where
+ * no timing matters, there is no thread: the test plays the daemon itself,
+ * and sends its answers before the request (a client's first has id 1).
  *
  * Cleanup survives a failed assertion: the thread dies with the test's
  * process (Check's fork mode), its state is on the heap and freed only once
  * joined (without fork, a failing test must not pull it from under the
  * thread), and the directory is made and removed by an unchecked fixture in
  * the runner. */
+#include <ctype.h>
 #include <dirent.h>
 #include <poll.h>
 #include <pthread.h>
@@ -346,16 +350,16 @@ static void *fake_run(void *arg)
     return NULL;
 }
 
-/* Listens (before the client connects, so there is no race) and starts the
- * script. */
-static fake *fake_start(const char *name, int (*script)(fake *))
+/* A fake daemon that listens, with no script: the test itself plays the
+ * daemon, which a client's connect does not wait for (the listener's
+ * backlog takes it). */
+static fake *fake_listen(const char *name)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     fake *f = calloc(1, sizeof(*f));
 
     ck_assert_ptr_nonnull(f);
     f->fd = f->fd2 = -1;
-    f->script = script;
     f->a1_id = f->a2_id = -1;
     atomic_init(&f->step, SRV_START);
     atomic_init(&f->go, GO_NONE);
@@ -367,6 +371,16 @@ static fake *fake_start(const char *name, int (*script)(fake *))
     ck_assert_int_ge(f->lfd, 0);
     ck_assert_msg(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(f->lfd, 4) == 0,
                   "cannot listen on %s", f->sock);
+    return f;
+}
+
+/* Listens (before the client connects, so there is no race) and starts the
+ * script. */
+static fake *fake_start(const char *name, int (*script)(fake *))
+{
+    fake *f = fake_listen(name);
+
+    f->script = script;
     ck_assert_int_eq(pthread_create(&f->thread, NULL, fake_run, f), 0);
     return f;
 }
@@ -382,16 +396,22 @@ static void await_step(fake *f, int want)
                   done ? f->why : "did not get there in time");
 }
 
-/* Joins the script (which ends by itself within its deadlines). */
-static void fake_join(fake *f)
+/* Closes the fake daemon's sockets (it stays allocated). */
+static void fake_close(fake *f)
 {
-    pthread_join(f->thread, NULL);
     if (f->fd >= 0)
         close(f->fd);
     if (f->fd2 >= 0)
         close(f->fd2);
     close(f->lfd);
     unlink(f->sock);
+}
+
+/* Joins the script (which ends by itself within its deadlines). */
+static void fake_join(fake *f)
+{
+    pthread_join(f->thread, NULL);
+    fake_close(f);
 }
 
 /* ---- late grants while the send buffer is full -------------------------- */
@@ -422,11 +442,13 @@ static void fill_send_buffer(fm_client *c)
  * back), with its send buffer then full of requests nobody reads. */
 static fm_client *orphan_then_full_buffer(fake *f)
 {
-    fm_lock_opts o1 = {.timeout_ms = A1_TIMEOUT_MS};
     fm_client *c = fm_connect(f->sock, STEP_MS);
     int tiny = 1, rc;
+    fm_lock_opts o1;
     fm_lock lk;
 
+    fm_lock_opts_init(&o1);
+    o1.timeout_ms = A1_TIMEOUT_MS;
     ck_assert_ptr_nonnull(c);
     ck_assert_msg(fm_client_connected(c), "connect: %s", fm_client_errstr(c));
     /* The kernel's minimum (a few KiB): a handful of unread requests fill it. */
@@ -448,14 +470,16 @@ static fm_client *orphan_then_full_buffer(fake *f)
  * grant is released too. */
 START_TEST(test_late_grants_are_released_when_the_send_buffer_is_full)
 {
-    fm_lock_opts o2 = {.timeout_ms = A2_TIMEOUT_MS};
     fake *f = fake_start("full.sock", script_full_buffer);
     fm_client *c = orphan_then_full_buffer(f);
     int64_t t0, took, end;
+    fm_lock_opts o2;
     fm_event ev;
     fm_lock lk;
     int rc;
 
+    fm_lock_opts_init(&o2);
+    o2.timeout_ms = A2_TIMEOUT_MS;
     atomic_store(&f->go, GO_READ_ONE);
     await_step(f, SRV_READ_ONE);
     t0 = fmt_now_ms();
@@ -522,12 +546,344 @@ START_TEST(test_unsent_release_is_dropped_with_its_connection)
 }
 END_TEST
 
+/* ---- the library's face: exports, version, options, the event count ---- */
+
+#define NAMES_MAX 128
+#define NAME_LEN 64
+
+typedef struct names {
+    size_t n;
+    char v[NAMES_MAX][NAME_LEN];
+} names;
+
+static int names_has(const names *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->v[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+static void names_add(names *s, const char *name, size_t len)
+{
+    ck_assert_msg(len < NAME_LEN && s->n < NAMES_MAX, "too many or too long names: %.*s",
+                  (int)len, name);
+    memcpy(s->v[s->n], name, len);
+    s->v[s->n][len] = '\0';
+    if (!names_has(s, s->v[s->n]))
+        s->n++;
+}
+
+/* The text of a file, NUL-terminated (the test fails if it cannot be read). */
+static char *slurp(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    char *text = calloc(1, 1 << 20);
+    size_t n;
+
+    ck_assert_msg(fp != NULL, "cannot open %s", path);
+    ck_assert_ptr_nonnull(text);
+    n = fread(text, 1, (1 << 20) - 1, fp);
+    ck_assert_msg(feof(fp) && n > 0, "cannot read %s whole", path);
+    fclose(fp);
+    return text;
+}
+
+/* Blanks out comments and preprocessor lines (continued ones too), so that
+ * what is left of the header is declarations. */
+static void blank_comments_and_macros(char *p)
+{
+    int line_start = 1;
+
+    while (*p != '\0') {
+        if (p[0] == '/' && p[1] == '*') {
+            char *end = strstr(p + 2, "*/");
+
+            ck_assert_ptr_nonnull(end);
+            memset(p, ' ', (size_t)(end + 2 - p));
+            p = end + 2;
+            continue;
+        }
+        if (line_start && *p == '#') {
+            while (*p != '\0' && !(*p == '\n' && p[-1] != '\\'))
+                *p++ = ' ';
+            continue;
+        }
+        if (*p == '\n')
+            line_start = 1;
+        else if (*p != ' ')
+            line_start = 0;
+        p++;
+    }
+}
+
+/* The functions client/fmredis.h declares: each fm_ name followed by '('
+ * outside comments and macros (a macro such as fm_lock_opts_init() is not
+ * a function of the library, and the function pointer type fm_lock_fn is
+ * followed by ')'). */
+static void header_functions(names *out)
+{
+    char path[512];
+    char *text, *p;
+
+    snprintf(path, sizeof(path), "%s/client/fmredis.h", fmt_srcdir());
+    text = slurp(path);
+    blank_comments_and_macros(text);
+    out->n = 0;
+    for (p = text; *p != '\0';) {
+        char *id = p, *after;
+
+        if (!(isalpha((unsigned char)*p) || *p == '_')) {
+            p++;
+            continue;
+        }
+        while (isalnum((unsigned char)*p) || *p == '_')
+            p++;
+        for (after = p; isspace((unsigned char)*after); after++)
+            ;
+        if (*after == '(' && strncmp(id, "fm_", 3) == 0)
+            names_add(out, id, (size_t)(p - id));
+    }
+    free(text);
+    /* A parse that found nothing would let every check below pass. */
+    ck_assert_msg(out->n >= 30, "only %zu functions found in %s", out->n, path);
+}
+
+/* The symbols the shared library defines for the programs that link it. */
+static void exported_symbols(names *out)
+{
+    char cmd[600], line[512];
+    FILE *nm;
+    int st;
+
+    snprintf(cmd, sizeof(cmd), "nm -D --defined-only --format=posix '%s' 2>&1",
+             fmt_lib_path());
+    nm = popen(cmd, "r");
+    ck_assert_ptr_nonnull(nm);
+    out->n = 0;
+    while (fgets(line, sizeof(line), nm) != NULL)
+        names_add(out, line, strcspn(line, " \n"));
+    st = pclose(nm);
+    ck_assert_msg(st == 0 && out->n > 0, "%s: exit status %d, %zu symbols%s%s", cmd, st,
+                  out->n, out->n ? ", first: " : "", out->n ? out->v[0] : "");
+}
+
+/* What in `a` is not in `b`, as " name name...", or "" when nothing. */
+static void names_missing(const names *a, const names *b, char *buf, size_t cap)
+{
+    size_t len = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < a->n && len < cap; i++)
+        if (!names_has(b, a->v[i]))
+            len += (size_t)snprintf(buf + len, cap - len, " %s", a->v[i]);
+}
+
+/* libfmredis.so exports the functions fmredis.h declares, and nothing else:
+ * an application that defines fm_buf_init (say) must not replace the
+ * library's own. */
+START_TEST(test_shared_library_exports_exactly_the_functions_of_the_header)
+{
+    static names api, exported;
+    char extra[2048], hidden[2048];
+
+    header_functions(&api);
+    exported_symbols(&exported);
+    names_missing(&exported, &api, extra, sizeof(extra));
+    names_missing(&api, &exported, hidden, sizeof(hidden));
+    ck_assert_msg(extra[0] == '\0', "%s exports names fmredis.h does not declare:%s",
+                  fmt_lib_path(), extra);
+    ck_assert_msg(hidden[0] == '\0', "%s does not export (FMREDIS_EXPORT missing?):%s",
+                  fmt_lib_path(), hidden);
+}
+END_TEST
+
+START_TEST(test_version_is_the_headers)
+{
+    char numbers[64];
+
+    snprintf(numbers, sizeof(numbers), "%d.%d.%d", FMREDIS_VERSION_MAJOR,
+             FMREDIS_VERSION_MINOR, FMREDIS_VERSION_PATCH);
+    ck_assert_str_eq(fm_version(), FMREDIS_VERSION);
+    ck_assert_str_eq(fm_version(), numbers);
+    ck_assert_uint_eq(fm_version_number(), FMREDIS_VERSION_HEX);
+    ck_assert_uint_eq(fm_version_number(), (unsigned)(FMREDIS_VERSION_MAJOR << 16 |
+                                                      FMREDIS_VERSION_MINOR << 8 |
+                                                      FMREDIS_VERSION_PATCH));
+}
+END_TEST
+
+/* A client of a fake daemon that the test plays itself (f->fd). */
+static fm_client *played_client(fake *f)
+{
+    fm_client *c = fm_connect(f->sock, STEP_MS);
+
+    ck_assert_ptr_nonnull(c);
+    ck_assert_msg(fm_client_connected(c), "connect: %s", fm_client_errstr(c));
+    f->fd = fake_accept(f);
+    ck_assert_int_ge(f->fd, 0);
+    return c;
+}
+
+/* The request the client sent, which the test checks has exactly `members`
+ * members. */
+static cJSON *played_request(fake *f, int members)
+{
+    cJSON *req = fake_read(f, STEP_MS);
+
+    ck_assert_msg(req != NULL, "no request came%s%s", f->why[0] ? ": " : "", f->why);
+    ck_assert_msg(cJSON_GetArraySize(req) == members, "%d members expected in %s", members,
+                  cJSON_PrintUnformatted(req));
+    return req;
+}
+
+#define NOT_ACQUIRED "{\"id\":%d,\"ok\":true,\"token\":null}"
+
+/* Every option of an fm_lock_opts_init() struct is the daemon's default:
+ * none is sent. */
+START_TEST(test_lock_opts_from_init_send_no_option)
+{
+    fake *f = fake_listen("opts-init.sock");
+    fm_client *c = played_client(f);
+    fm_lock_opts o;
+    cJSON *req;
+    fm_lock lk;
+
+    fm_lock_opts_init(&o);
+    ck_assert_uint_eq(o.size, sizeof(o));
+    ck_assert(o.ttl_ms == 0 && o.retry_delay_ms == 0 && o.max_retries == 0 &&
+              o.on_disconnect == FM_ON_DISCONNECT_DEFAULT && o.auto_extend == 0 &&
+              o.timeout_ms == 0);
+    /* Answered before it is asked: the client's first request has id 1. */
+    ck_assert_int_eq(fake_send_on(f, f->fd, NOT_ACQUIRED, 1), 0);
+    fmt_ok(c, fm_lock_acquire(c, "opts:init", &o, &lk), "lock.acquire");
+    ck_assert(!lk.acquired);
+    req = played_request(f, 3);
+    ck_assert_str_eq(str_member(req, "op"), "lock.acquire");
+    ck_assert_str_eq(str_member(req, "key"), "opts:init");
+    cJSON_Delete(req);
+    fm_client_free(c);
+    fake_close(f);
+    free(f);
+}
+END_TEST
+
+static int never_runs(fm_client *c, const fm_lock *lock, void *arg)
+{
+    ck_abort_msg("fm_with_lock ran its function with refused options");
+    return 0;
+}
+
+/* A struct that fm_lock_opts_init() did not set up is refused before
+ * anything is sent, by both calls that take options. */
+START_TEST(test_lock_opts_not_from_init_are_refused)
+{
+    fake *f = fake_listen("opts-zero.sock");
+    fm_client *c = played_client(f);
+    fm_lock_opts o = {.ttl_ms = 1000};
+    fm_with_lock_result res;
+    fm_lock lk;
+
+    ck_assert_int_eq(fm_lock_acquire(c, "opts:zero", &o, &lk), FM_ERR);
+    ck_assert_int_eq(fm_client_err(c), FM_ERR_ARG);
+    ck_assert_msg(strstr(fm_client_errstr(c), "fm_lock_opts_init") != NULL, "%s",
+                  fm_client_errstr(c));
+    ck_assert_int_eq(fm_with_lock(c, "opts:zero", &o, never_runs, NULL, &res), FM_ERR);
+    ck_assert_int_eq(fm_client_err(c), FM_ERR_ARG);
+    ck_assert(!res.ran);
+    ck_assert(fm_client_connected(c));
+    ck_assert_int_eq(unread(f), 0);
+    fm_client_free(c);
+    fake_close(f);
+    free(f);
+}
+END_TEST
+
+/* A program built with a later fmredis.h passes a larger struct: the fields
+ * this library knows are read, and the later ones are fine while they keep
+ * their default (0); one that does not is refused rather than ignored. */
+START_TEST(test_lock_opts_of_a_later_header_are_read_up_to_what_is_known)
+{
+    struct {
+        fm_lock_opts o;
+        int64_t later;          /* a field this library does not know */
+    } big;
+    fake *f = fake_listen("opts-later.sock");
+    fm_client *c = played_client(f);
+    const cJSON *ttl;
+    cJSON *req;
+    fm_lock lk;
+
+    fm_lock_opts_init_size(&big.o, sizeof(big));
+    ck_assert_uint_eq(big.o.size, sizeof(big));
+    ck_assert_int_eq(big.later, 0);
+    big.o.ttl_ms = 1234;
+    big.later = 7;
+    ck_assert_int_eq(fm_lock_acquire(c, "opts:later", &big.o, &lk), FM_ERR);
+    ck_assert_int_eq(fm_client_err(c), FM_ERR_ARG);
+    ck_assert_int_eq(unread(f), 0);
+
+    big.later = 0;
+    ck_assert_int_eq(fake_send_on(f, f->fd, NOT_ACQUIRED, 1), 0);
+    fmt_ok(c, fm_lock_acquire(c, "opts:later", &big.o, &lk), "lock.acquire");
+    req = played_request(f, 4);
+    ttl = cJSON_GetObjectItemCaseSensitive(req, "ttl");
+    ck_assert(cJSON_IsNumber(ttl) && ttl->valueint == 1234);
+    cJSON_Delete(req);
+    fm_client_free(c);
+    fake_close(f);
+    free(f);
+}
+END_TEST
+
+#define WAKE_EVENT "{\"event\":\"wake\",\"channel\":\"ch\",\"execution_id\":\"e%d\"}"
+
+/* fm_client_has_events() is the number of events queued: those read
+ * before a call's reply and those behind it in the same read, counted down
+ * as fm_event_read() hands them out. */
+START_TEST(test_has_events_counts_the_events_queued)
+{
+    fake *f = fake_listen("events.sock");
+    fm_client *c = played_client(f);
+    fm_event ev;
+
+    /* All sent before the ping, whose one read takes them all. */
+    ck_assert_int_eq(fake_send_on(f, f->fd, WAKE_EVENT, 1), 0);
+    ck_assert_int_eq(fake_send_on(f, f->fd, WAKE_EVENT, 2), 0);
+    ck_assert_int_eq(fake_send_on(f, f->fd, PONG, 1LL), 0);
+    ck_assert_int_eq(fake_send_on(f, f->fd, WAKE_EVENT, 3), 0);
+    ck_assert_uint_eq(fm_client_has_events(c), 0);
+    fmt_ok(c, fm_ping(c, 0, NULL), "ping");
+    for (size_t left = 3; left > 0; left--) {
+        char id[8];
+
+        ck_assert_uint_eq(fm_client_has_events(c), left);
+        ck_assert_int_eq(fm_event_read(c, &ev), FM_OK);
+        snprintf(id, sizeof(id), "e%zu", 4 - left);
+        ck_assert_str_eq(ev.execution_id, id);
+        fm_event_clear(&ev);
+    }
+    ck_assert_uint_eq(fm_client_has_events(c), 0);
+    ck_assert_int_eq(fm_event_read(c, &ev), FM_NONE);
+    fm_client_free(c);
+    fake_close(f);
+    free(f);
+}
+END_TEST
+
 Suite *fm_suite_client(void)
 {
     Suite *s = suite_create("client");
     TCase *tc = fmt_tcase(s, "fake_daemon", dir_up, dir_down, 30);
+    TCase *face = fmt_tcase(s, "face", NULL, NULL, 10);
 
     tcase_add_test(tc, test_late_grants_are_released_when_the_send_buffer_is_full);
     tcase_add_test(tc, test_unsent_release_is_dropped_with_its_connection);
+    tcase_add_test(tc, test_lock_opts_from_init_send_no_option);
+    tcase_add_test(tc, test_lock_opts_not_from_init_are_refused);
+    tcase_add_test(tc, test_lock_opts_of_a_later_header_are_read_up_to_what_is_known);
+    tcase_add_test(tc, test_has_events_counts_the_events_queued);
+    tcase_add_test(face, test_shared_library_exports_exactly_the_functions_of_the_header);
+    tcase_add_test(face, test_version_is_the_headers);
     return s;
 }

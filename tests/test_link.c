@@ -82,13 +82,15 @@ END_TEST
 START_TEST(test_acquire_answered_before_redis_took_the_lock_is_released)
 {
     static const char *const args[] = {"--request_timeout_ms", "300", NULL};
-    fm_lock_opts opts = {.max_retries = FM_LOCK_NO_RETRY};
+    fm_lock_opts opts;
     servers s;
     redisContext *sub, *r;
     redisReply *msg, *exists;
     fm_client *c;
     fm_lock lock;
 
+    fm_lock_opts_init(&opts);
+    opts.max_retries = FM_LOCK_NO_RETRY;
     wire_pair_start(&s.redis, &s.daemon, NULL, args);
     sub = fmt_redis_connect(&s.redis);
     freeReplyObject(fmt_redis_cmd(sub, "SUBSCRIBE fm:lock:released"));

@@ -117,9 +117,11 @@ static int is_locked(fm_client *c, const char *key)
 /* One attempt, no retry. */
 static int try_lock(fm_client *c, const char *key)
 {
-    fm_lock_opts o = {.max_retries = FM_LOCK_NO_RETRY};
+    fm_lock_opts o;
     fm_lock lk;
 
+    fm_lock_opts_init(&o);
+    o.max_retries = FM_LOCK_NO_RETRY;
     fmt_ok(c, fm_lock_acquire(c, key, &o, &lk), "lock.acquire (one attempt)");
     return lk.acquired;
 }
@@ -232,7 +234,7 @@ static pid_t holder_process_start(const char *sock, const char *key, char *token
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        fm_lock_opts o = {.ttl_ms = 30000, .max_retries = FM_LOCK_NO_RETRY};
+        fm_lock_opts o;
         fm_client *c;
         fm_lock lk;
 
@@ -240,6 +242,9 @@ static pid_t holder_process_start(const char *sock, const char *key, char *token
         if (getppid() != parent)
             _exit(1);
         close(pfd[0]);
+        fm_lock_opts_init(&o);
+        o.ttl_ms = 30000;
+        o.max_retries = FM_LOCK_NO_RETRY;
         c = fm_connect(sock, WAIT_MS);
         if (c == NULL || fm_client_err(c) != FM_ERR_NONE ||
             fm_lock_acquire(c, key, &o, &lk) != FM_OK || !lk.acquired)
@@ -360,10 +365,12 @@ START_TEST(test_lock_released_when_holder_connection_closes)
 {
     redisContext *r = wire_redis_open(&redis_srv);
     fm_client *holder = fmt_client(&daemon_a);
-    fm_lock_opts o = {.ttl_ms = 30000};
+    fm_lock_opts o;
     int fd;
     int64_t t0;
 
+    fm_lock_opts_init(&o);
+    o.ttl_ms = 30000;
     lock_take(holder, "lk-close", &o);
     fd = waiter_start(&daemon_a, "lk-close", LONG_RETRY_MS);
     t0 = fmt_now_ms();
@@ -414,12 +421,15 @@ START_TEST(test_lock_kept_after_disconnect_until_its_ttl)
 {
     redisContext *r = wire_redis_open(&redis_srv);
     fm_client *observer = fmt_client(&daemon_a), *holder;
-    fm_lock_opts o = {.ttl_ms = 800, .on_disconnect = FM_ON_DISCONNECT_KEEP};
     key_watch g = {r, "fm:lock:lk-keep"};
     long long before = daemon_clients(observer);
+    fm_lock_opts o;
     int64_t asked;
     fm_lock lk;
 
+    fm_lock_opts_init(&o);
+    o.ttl_ms = 800;
+    o.on_disconnect = FM_ON_DISCONNECT_KEEP;
     holder = fmt_client(&daemon_a);
     asked = fmt_now_ms();
     lk = lock_take(holder, "lk-keep", &o);
@@ -479,11 +489,14 @@ START_TEST(test_auto_extended_lock_never_lapses_and_is_released_on_disconnect)
 {
     redisContext *r = wire_redis_open(&redis_srv);
     fm_client *holder = fmt_client(&daemon_a);
-    fm_lock_opts o = {.ttl_ms = 600, .auto_extend = 1};
     hold_watch w = {r, fmt_client(&daemon_b), "lk-extend", 600, 0, 0, ""};
+    fm_lock_opts o;
     int fd;
     int64_t t0;
 
+    fm_lock_opts_init(&o);
+    o.ttl_ms = 600;
+    o.auto_extend = 1;
     lock_take(holder, "lk-extend", &o);
     ck_assert_msg(!fmt_wait_until(hold_broken, &w, 3000), "the auto-extended lock broke: %s",
                   w.why);
@@ -518,11 +531,15 @@ START_TEST(test_client_extend_sets_the_ttl_auto_extension_keeps)
 {
     redisContext *r = wire_redis_open(&redis_srv);
     fm_client *holder = fmt_client(&daemon_a);
-    fm_lock_opts o = {.ttl_ms = 300, .auto_extend = 1};
-    fm_lock lk = lock_take(holder, "lk-reextend", &o);
     pttl_cut cut = {r, "fm:lock:lk-reextend", 1000};
     int extended = 0;
+    fm_lock_opts o;
+    fm_lock lk;
 
+    fm_lock_opts_init(&o);
+    o.ttl_ms = 300;
+    o.auto_extend = 1;
+    lk = lock_take(holder, "lk-reextend", &o);
     fmt_ok(holder, fm_lock_extend(holder, "lk-reextend", lk.token, 6000, &extended), "extend");
     ck_assert(extended);
     /* Ten ticks of the old period (100 ms) pass in this second. */
@@ -538,12 +555,16 @@ START_TEST(test_auto_extended_lock_deleted_behind_daemon_is_reported_lost)
 {
     redisContext *r = wire_redis_open(&redis_srv);
     fm_client *holder = fmt_client(&daemon_a);
-    fm_lock_opts o = {.ttl_ms = 900, .auto_extend = 1};
-    fm_lock lk = lock_take(holder, "lk-lost", &o);
-    pttl_cut cut = {r, "fm:lock:lk-lost", o.ttl_ms};
+    pttl_cut cut = {r, "fm:lock:lk-lost", 900};
+    fm_lock_opts o;
     fm_event ev;
+    fm_lock lk;
     int64_t t0;
 
+    fm_lock_opts_init(&o);
+    o.ttl_ms = cut.at_most;
+    o.auto_extend = 1;
+    lk = lock_take(holder, "lk-lost", &o);
     t0 = fmt_now_ms();
     ck_assert_int_eq(wire_redis_int(r, "DEL fm:lock:lk-lost"), 1);
     fmt_ok(holder, fm_event_wait(holder, &ev, WAIT_MS), "waiting for lock.lost");
@@ -572,10 +593,13 @@ START_TEST(test_release_by_client_takes_lock_off_disconnect_list)
 {
     redisContext *r = wire_redis_open(&redis_srv), *m;
     fm_client *observer = fmt_client(&daemon_a), *first, *second = fmt_client(&daemon_a);
-    fm_lock_opts keep = {.ttl_ms = 30000, .on_disconnect = FM_ON_DISCONNECT_KEEP};
     long long before = daemon_clients(observer);
+    fm_lock_opts keep;
     fm_lock lk, kept;
 
+    fm_lock_opts_init(&keep);
+    keep.ttl_ms = 30000;
+    keep.on_disconnect = FM_ON_DISCONNECT_KEEP;
     first = fmt_client(&daemon_a);
     lk = lock_take(first, "lk-forget", NULL);
     lock_give_back(first, "lk-forget", &lk);
@@ -615,9 +639,12 @@ START_TEST(test_clean_shutdown_releases_release_locks_but_not_keep_locks)
     fmt_daemon d;
     redisContext *r, *sub;
     fm_client *c;
-    fm_lock_opts keep = {.ttl_ms = 30000, .on_disconnect = FM_ON_DISCONNECT_KEEP};
+    fm_lock_opts keep;
     fm_lock kept;
 
+    fm_lock_opts_init(&keep);
+    keep.ttl_ms = 30000;
+    keep.on_disconnect = FM_ON_DISCONNECT_KEEP;
     wire_pair_start(&rs, &d, NULL, NULL);
     r = wire_redis_open(&rs);
     sub = wire_redis_open(&rs);
@@ -645,14 +672,16 @@ START_TEST(test_waiting_acquire_dies_with_its_connection)
 {
     redisContext *r = wire_redis_open(&redis_srv);
     fm_client *holder = fmt_client(&daemon_a), *marks = fmt_client(&daemon_a);
-    fm_lock_opts o = {.ttl_ms = 30000};
     key_watch g = {r, "fm:lock:lk-abandon"};
+    fm_lock_opts o;
     long long before;
     fm_lock lk;
     int fd;
 
     /* The release publications reach this wake subscriber right after the
      * daemon handed them to its waiting acquires. */
+    fm_lock_opts_init(&o);
+    o.ttl_ms = 30000;
     subscribe(marks, "fm:lock:released", NULL);
     lk = lock_take(holder, "lk-abandon", &o);
     before = daemon_clients(holder);

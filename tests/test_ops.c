@@ -313,9 +313,11 @@ static int64_t op_calls(fm_client *c, const char *op)
 
 static fm_lock lock_take(fm_client *c, const char *key, int64_t ttl_ms)
 {
-    fm_lock_opts o = {.ttl_ms = ttl_ms};
+    fm_lock_opts o;
     fm_lock lk;
 
+    fm_lock_opts_init(&o);
+    o.ttl_ms = ttl_ms;
     fmt_ok(c, fm_lock_acquire(c, key, &o, &lk), "lock.acquire");
     ck_assert_msg(lk.acquired, "%s: not acquired", key);
     ck_assert_uint_gt(lk.token_len, 0);
@@ -325,9 +327,11 @@ static fm_lock lock_take(fm_client *c, const char *key, int64_t ttl_ms)
 /* One attempt only, for a lock that must be seen held. */
 static void assert_not_acquirable(fm_client *c, const char *key)
 {
-    fm_lock_opts o = {.max_retries = FM_LOCK_NO_RETRY};
+    fm_lock_opts o;
     fm_lock lk;
 
+    fm_lock_opts_init(&o);
+    o.max_retries = FM_LOCK_NO_RETRY;
     fmt_ok(c, fm_lock_acquire(c, key, &o, &lk), "lock.acquire");
     ck_assert_msg(!lk.acquired, "%s: acquired although held", key);
     ck_assert_str_eq(lk.token, "");
@@ -544,9 +548,12 @@ START_TEST(test_lock_acquire_held_lock_is_not_acquired)
 {
     fm_client *holder = client_open(), *other = client_open();
     redisContext *r = redis_open();
-    fm_lock_opts o = {.max_retries = 3, .retry_delay_ms = 10};
     fm_lock held = lock_take(holder, "acq-held", 30000), lk;
+    fm_lock_opts o;
 
+    fm_lock_opts_init(&o);
+    o.max_retries = 3;
+    o.retry_delay_ms = 10;
     fmt_ok(other, fm_lock_acquire(other, "acq-held", &o, &lk), "second lock.acquire");
     ck_assert(!lk.acquired);
     ck_assert_str_eq(lk.token, "");
@@ -562,11 +569,15 @@ START_TEST(test_lock_acquire_waiter_gets_lock_after_holder_releases)
     fm_client *holder = client_open();
     redisContext *r = redis_open();
     fm_lock held = lock_take(holder, "acq-wait", 30000), got;
-    /* Kept: the waiter's connection closes before the check below. */
-    fm_lock_opts o = {.retry_delay_ms = 50, .max_retries = 200,
-                      .on_disconnect = FM_ON_DISCONNECT_KEEP};
-    waiter *w = waiter_start("acq-wait", &o, holder);
+    fm_lock_opts o;
+    waiter *w;
 
+    fm_lock_opts_init(&o);
+    o.retry_delay_ms = 50;
+    o.max_retries = 200;
+    /* Kept: the waiter's connection closes before the check below. */
+    o.on_disconnect = FM_ON_DISCONNECT_KEEP;
+    w = waiter_start("acq-wait", &o, holder);
     release_expect(holder, "acq-wait", held.token, 1, FM_RELEASE_DONE);
     got = waiter_finish(w);
     ck_assert(got.acquired);
@@ -586,9 +597,13 @@ START_TEST(test_lock_acquire_waiter_is_woken_by_release_before_its_retry)
 {
     fm_client *holder = client_open();
     fm_lock held = lock_take(holder, "acq-woken", 30000);
-    fm_lock_opts o = {.retry_delay_ms = 8000, .max_retries = 1};
-    waiter *w = waiter_start("acq-woken", &o, holder);
+    fm_lock_opts o;
+    waiter *w;
 
+    fm_lock_opts_init(&o);
+    o.retry_delay_ms = 8000;
+    o.max_retries = 1;
+    w = waiter_start("acq-woken", &o, holder);
     release_expect(holder, "acq-woken", held.token, 1, FM_RELEASE_DONE);
     ck_assert_msg(fmt_wait_until(waiter_done, w, 3000),
                   "the waiting acquire was not woken by the release (retry_delay 8000 ms)");
@@ -600,10 +615,13 @@ END_TEST
 START_TEST(test_lock_acquire_max_retries_0_is_one_attempt)
 {
     fm_client *holder = client_open(), *other = client_open();
-    fm_lock_opts o = {.max_retries = FM_LOCK_NO_RETRY, .retry_delay_ms = 5000};
+    fm_lock_opts o;
     fm_lock lk;
     int64_t t0;
 
+    fm_lock_opts_init(&o);
+    o.max_retries = FM_LOCK_NO_RETRY;
+    o.retry_delay_ms = 5000;
     lock_take(holder, "acq-once", 30000);
     t0 = fmt_now_ms();
     fmt_ok(other, fm_lock_acquire(other, "acq-once", &o, &lk), "lock.acquire max_retries 0");
@@ -772,9 +790,11 @@ START_TEST(test_with_lock_skips_callback_when_held_elsewhere)
     redisContext *r = redis_open();
     fm_lock held = lock_take(holder, "with-held", 30000);
     with_lock_probe p = {r, "fm:lock:with-held", 0, 0};
-    fm_lock_opts o = {.max_retries = FM_LOCK_NO_RETRY};
+    fm_lock_opts o;
     fm_with_lock_result res;
 
+    fm_lock_opts_init(&o);
+    o.max_retries = FM_LOCK_NO_RETRY;
     fmt_ok(c, fm_with_lock(c, "with-held", &o, with_lock_fn, &p, &res), "fm_with_lock");
     ck_assert_int_eq(p.runs, 0);
     ck_assert_int_eq(res.ran, 0);
