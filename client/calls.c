@@ -3,7 +3,8 @@
  * result fields. Also the late acquires: an acquire that timed out is
  * remembered, and if its reply still brings a lock, that lock is released.
  *
- * One function per operation of docs/PROTOCOL.md, in its order. */
+ * One function per operation of docs/PROTOCOL.md section 8, in its order,
+ * with fm_with_lock() beside the locks and fm_call_raw() last. */
 #include <assert.h>
 #include <stddef.h>
 #include <stdlib.h>
