@@ -106,8 +106,49 @@ const char *fmt_cli_path(void) { return env_or("FMREDIS_CLI", "build/fmredis"); 
 const char *fmt_lib_path(void) { return env_or("FM_LIBFMREDIS", "build/libfmredis.so"); }
 const char *fmt_srcdir(void) { return env_or("FM_SRCDIR", "."); }
 
-/* fork + exec with stdout/stderr to log (or /dev/null). */
-static pid_t spawn(const char *const *argv, const char *log)
+char *fmt_slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *text = NULL;
+    size_t cap = 0;
+
+    ck_assert_msg(f != NULL, "cannot read %s", path);
+    if (getdelim(&text, &cap, '\0', f) < 0) {
+        free(text);
+        text = strdup("");
+    }
+    fclose(f);
+    ck_assert_ptr_nonnull(text);
+    return text;
+}
+
+/* In the child, what a service manager sets up before the exec. */
+static void as_service(const fmt_daemon_opts *o)
+{
+    struct stat st;
+    char v[64];
+
+    for (int i = 0; o->env && o->env[i]; i++)
+        putenv((char *)o->env[i]);
+    if (o->listen_fd >= 0) {
+        if (o->listen_fd == 3)
+            fcntl(3, F_SETFD, 0);
+        else
+            dup2(o->listen_fd, 3);
+        snprintf(v, sizeof(v), "%d", (int)getpid());
+        setenv("LISTEN_PID", v, 1);
+        setenv("LISTEN_FDS", "1", 1);
+    }
+    if (o->journal && fstat(STDERR_FILENO, &st) == 0) {
+        snprintf(v, sizeof(v), "%llu:%llu", (unsigned long long)st.st_dev,
+                 (unsigned long long)st.st_ino);
+        setenv("JOURNAL_STREAM", v, 1);
+    }
+}
+
+/* fork + exec with stdout/stderr to log (or /dev/null), set up as a
+ * service when o is not NULL. */
+static pid_t spawn(const char *const *argv, const char *log, const fmt_daemon_opts *o)
 {
     pid_t parent = getpid(), pid = fork();
 
@@ -124,6 +165,8 @@ static pid_t spawn(const char *const *argv, const char *log)
             dup2(fd, STDERR_FILENO);
             close(fd);
         }
+        if (o != NULL)
+            as_service(o);
         setpgid(0, 0);
         execvp(argv[0], (char *const *)argv);
         _exit(127);
@@ -235,7 +278,7 @@ static int redis_spawn(fmt_redis *r)
         argv[n++] = r->extra[i];
     argv[n] = NULL;
     snprintf(log, sizeof(log), "%s/redis.log", r->dir);
-    r->pid = spawn(argv, log);
+    r->pid = spawn(argv, log, NULL);
     if (r->pid < 0)
         return -1;
     if (!fmt_wait_until(redis_answers, r, START_TIMEOUT_MS)) {
@@ -315,6 +358,12 @@ void fmt_redis_stop(fmt_redis *r)
 
 int fmt_daemon_start(fmt_daemon *d, const char *redis_url, const char *const *extra)
 {
+    return fmt_daemon_start_as(d, redis_url, extra, NULL);
+}
+
+int fmt_daemon_start_as(fmt_daemon *d, const char *redis_url, const char *const *extra,
+                        const fmt_daemon_opts *o)
+{
     const char *argv[64] = {fmt_daemon_path(), "--socket", d->sock, "--redis_url",
                             redis_url ? redis_url : "unix:///nonexistent/redis.sock",
                             "--log_level", "debug"};
@@ -330,9 +379,11 @@ int fmt_daemon_start(fmt_daemon *d, const char *redis_url, const char *const *ex
     for (int i = 0; extra && extra[i] && n < 63; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
-    d->pid = spawn(argv, d->log);
+    d->pid = spawn(argv, d->log, o);
     if (d->pid < 0)
         return -1;
+    if (o != NULL && o->listen_fd >= 0)
+        return 0;
     if (!fmt_wait_until(fmt_socket_accepts, d->sock, START_TIMEOUT_MS) || exited(&d->pid)) {
         fprintf(stderr, "harness: fmredisd did not come up (see %s)\n", d->log);
         reap(&d->pid, SIGKILL);

@@ -51,6 +51,18 @@ redisReply *fmt_redis_cmd(redisContext *c, const char *fmt, ...);
  * given extra "--name value" arguments (NULL-terminated, or NULL), and waits
  * until its socket accepts connections. 0 or -1. */
 int fmt_daemon_start(fmt_daemon *d, const char *redis_url, const char *const *extra);
+/* The daemon started the way a service manager starts a service. */
+typedef struct fmt_daemon_opts {
+    const char *const *env;     /* "NAME=value" added to its environment, or NULL */
+    /* >= 0: handed over as its fd 3, with LISTEN_FDS=1 and LISTEN_PID set
+     * to its own pid (known only after the fork). The start then does not
+     * wait for d->sock, which the daemon does not bind. */
+    int listen_fd;
+    int journal;                /* JOURNAL_STREAM names its stderr (d->log) */
+} fmt_daemon_opts;
+/* fmt_daemon_start with o (NULL: as fmt_daemon_start). */
+int fmt_daemon_start_as(fmt_daemon *d, const char *redis_url, const char *const *extra,
+                        const fmt_daemon_opts *o);
 /* SIGTERM, then waits; SIGKILL if it does not exit within 10 s. Returns
  * what fmt_daemon_wait does: the exit code, 128 + signal, or -1 when it had
  * to be killed. */
@@ -66,6 +78,10 @@ int fmt_daemon_wait(fmt_daemon *d, int timeout_ms);
  * up and down both NULL: no fixture (the tests start their own servers). */
 TCase *fmt_tcase(Suite *s, const char *name, void (*up)(void), void (*down)(void),
                  double timeout);
+
+/* The text of a file, NUL-terminated (caller frees); the test fails when
+ * it cannot be read. */
+char *fmt_slurp(const char *path);
 
 /* Monotonic milliseconds. */
 int64_t fmt_now_ms(void);

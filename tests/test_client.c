@@ -574,21 +574,6 @@ static void names_add(names *s, const char *name, size_t len)
         s->n++;
 }
 
-/* The text of a file, NUL-terminated (the test fails if it cannot be read). */
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    char *text = calloc(1, 1 << 20);
-    size_t n;
-
-    ck_assert_msg(fp != NULL, "cannot open %s", path);
-    ck_assert_ptr_nonnull(text);
-    n = fread(text, 1, (1 << 20) - 1, fp);
-    ck_assert_msg(feof(fp) && n > 0, "cannot read %s whole", path);
-    fclose(fp);
-    return text;
-}
-
 /* Blanks out comments and preprocessor lines (continued ones too), so that
  * what is left of the header is declarations. */
 static void blank_comments_and_macros(char *p)
@@ -627,7 +612,7 @@ static void header_functions(names *out)
     char *text, *p;
 
     snprintf(path, sizeof(path), "%s/client/fmredis.h", fmt_srcdir());
-    text = slurp(path);
+    text = fmt_slurp(path);
     blank_comments_and_macros(text);
     out->n = 0;
     for (p = text; *p != '\0';) {

@@ -814,18 +814,6 @@ static void connect_as(const char *sock, uid_t as, int n)
                   "the client as uid %d failed: status %d", (int)as, status);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    char *text = NULL;
-    size_t cap = 0;
-
-    ck_assert_msg(f != NULL, "cannot read %s", path);
-    ck_assert_int_ge(getdelim(&text, &cap, '\0', f), 0);
-    fclose(f);
-    return text;
-}
-
 static int count_lines_with(const char *text, const char *needle)
 {
     int n = 0;
@@ -838,7 +826,7 @@ static int count_lines_with(const char *text, const char *needle)
 static int log_has(void *arg)
 {
     const fmt_daemon *d = arg;
-    char *text = slurp(d->log);
+    char *text = fmt_slurp(d->log);
     int found = strstr(text, "more like it, not logged") != NULL;
 
     free(text);
@@ -867,7 +855,7 @@ START_TEST(test_refused_peers_do_not_flood_the_log)
         usleep(10000);
     connect_as(d.sock, 65534, 1);
     ck_assert_msg(fmt_wait_until(log_has, &d, SETTLE_MS), "no line counts the refusals left out");
-    text = slurp(d.log);
+    text = fmt_slurp(d.log);
     lines = count_lines_with(text, "refused a client with uid 65534");
     ck_assert_msg(lines >= 2 && lines <= 2 + (int)((fmt_now_ms() - start) / 1000),
                   "%d lines for 301 refusals in %lld ms", lines,
