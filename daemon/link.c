@@ -3,7 +3,8 @@
  *
  * The command context carries link_cmd.c's commands and link_sub.c's ACL
  * probes; the pub/sub context carries link_sub.c's channels. This file
- * ties each context's ready and lost hooks to them. Freeing the link is
+ * ties each context's ready and lost hooks to them, and sums the two up
+ * for the owner's state hook. Freeing the link is
  * asynchronous (libuv handles close later): the struct goes with the last
  * of its handles. */
 #include <stdlib.h>
@@ -11,20 +12,44 @@
 #include "link.h"
 #include "link_int.h"
 
+/* Called by the hooks below: a context that is lost still reads READY, so
+ * the loss is said rather than read from the states. */
+static void report_state(fm_link *link, int up, const char *why)
+{
+    if (link->closing || link->on_state == NULL || up == link->reported_up)
+        return;
+    link->reported_up = up;
+    link->on_state(up, why, link->state_arg);
+}
+
+static void report_ready(fm_link *link)
+{
+    if (link->ctx[CTX_CMD].state == ST_READY && link->ctx[CTX_SUB].state == ST_READY)
+        report_state(link, 1, NULL);
+}
+
 static void cmd_ready(fm_ctx *ctx)
 {
     fm_link_probe_ready(ctx->link);
     fm_link_pump(ctx->link);
+    report_ready(ctx->link);
+}
+
+static void cmd_lost(fm_ctx *ctx, int was_ready)
+{
+    report_state(ctx->link, 0, ctx->lasterr);
 }
 
 static void sub_ready(fm_ctx *ctx)
 {
     fm_link_subscribe_all(ctx->link);
+    report_ready(ctx->link);
 }
 
 static void sub_lost(fm_ctx *ctx, int was_ready)
 {
     fm_link_sub_lost(ctx->link, ctx->lasterr, was_ready);
+    report_state(ctx->link, 0, ctx->lasterr);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -43,8 +68,10 @@ fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg)
         return NULL;
     link->loop = loop;
     link->cfg = cfg;
+    link->reported_up = -1;
     fm_ctx_init(&link->ctx[CTX_CMD], link, CTX_CMD);
     link->ctx[CTX_CMD].on_ready = cmd_ready;
+    link->ctx[CTX_CMD].on_lost = cmd_lost;
     fm_ctx_init(&link->ctx[CTX_SUB], link, CTX_SUB);
     link->ctx[CTX_SUB].on_ready = sub_ready;
     link->ctx[CTX_SUB].on_lost = sub_lost;
@@ -62,6 +89,12 @@ int fm_link_start(fm_link *link)
     fm_ctx_connect(&link->ctx[CTX_CMD]);
     fm_ctx_connect(&link->ctx[CTX_SUB]);
     return 0;
+}
+
+void fm_link_on_state(fm_link *link, fm_link_state_fn *fn, void *arg)
+{
+    link->on_state = fn;
+    link->state_arg = arg;
 }
 
 void fm_link_set_config(fm_link *link, const fm_config *cfg)

@@ -29,6 +29,14 @@ int fm_link_start(fm_link *link);
 /* Configuration values the link reads (backoff) may change on reload. */
 void fm_link_set_config(fm_link *link, const fm_config *cfg);
 
+/* The link as a whole is up when both its contexts are connected and set
+ * up. The hook hears every change between up and down (the first loss or
+ * failed attempt counts as one), with why when down: hiredis's or Redis's
+ * error, which never holds the password (sent only as AUTH's argument).
+ * One hook; the daemon's top registers it to tell the service manager. */
+typedef void fm_link_state_fn(int up, const char *why, void *arg);
+void fm_link_on_state(fm_link *link, fm_link_state_fn *fn, void *arg);
+
 /* Whether commands are being sent right now (connected, set up). */
 int fm_link_ready(const fm_link *link);
 int fm_link_sub_ready(const fm_link *link);

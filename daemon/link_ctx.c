@@ -85,8 +85,7 @@ static void ctx_lost(fm_ctx *ctx, const char *why)
     }
     if (was_ready)
         link->counts.disconnects++;
-    if (ctx->on_lost != NULL)
-        ctx->on_lost(ctx, was_ready);
+    ctx->on_lost(ctx, was_ready);
     ctx->state = ST_LOST;
     uv_timer_stop(&ctx->timer);
     if (ac != NULL) {

@@ -11,8 +11,7 @@
 #include <uv.h>
 
 #include "config.h"
-#include "link_cmd.h"
-#include "link_sub.h"
+#include "link.h"
 #include "list.h"
 #include "map.h"
 
@@ -115,6 +114,9 @@ struct fm_link {
     fm_link_listener listeners[FM_LINK_LISTENERS];
     int nlisteners;
     fm_link_counts counts;
+    fm_link_state_fn *on_state;
+    void *state_arg;
+    int reported_up;        /* what on_state heard last; -1: nothing yet */
     int closing;
     int open_handles;
 };

@@ -1,16 +1,48 @@
 /* log.c -- stderr logging. Each line is written with one write(2), so lines
  * from a daemon and its children never interleave mid-line. No timestamps:
- * journald and test harnesses add their own. */
+ * journald and test harnesses add their own. When stderr is the journal's
+ * stream, each line starts with its syslog priority ("<4>"), which journald
+ * takes off and keeps as the entry's priority, so `journalctl -p` filters. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 
 static fm_log_level current = FM_LOG_INFO;
+static int to_journal;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+/* LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG */
+static const char *const level_prefixes[] = {"<3>", "<4>", "<6>", "<7>"};
+
+/* systemd sets JOURNAL_STREAM to "device:inode" of the stream it connects
+ * to stderr; a stderr redirected since (by a shell, a test) no longer
+ * matches, and keeps the plain format. */
+void fm_log_detect_journal(void)
+{
+    const char *v = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    char *end;
+
+    to_journal = 0;
+    if (v == NULL || fstat(STDERR_FILENO, &st) != 0)
+        return;
+    errno = 0;
+    dev = strtoull(v, &end, 10);
+    if (end == v || *end != ':' || errno != 0)
+        return;
+    v = end + 1;
+    ino = strtoull(v, &end, 10);
+    if (end == v || *end != '\0' || errno != 0)
+        return;
+    to_journal = dev == (unsigned long long)st.st_dev && ino == (unsigned long long)st.st_ino;
+}
 
 void fm_log_set_level(fm_log_level level)
 {
@@ -28,8 +60,8 @@ static void vlog(fm_log_level level, const char *note, const char *fmt, va_list 
     char line[1024];
     int n, m;
 
-    n = snprintf(line, sizeof(line), "fmredisd[%d]: %s: ", (int)getpid(),
-                 level_names[level]);
+    n = snprintf(line, sizeof(line), "%sfmredisd[%d]: %s: ",
+                 to_journal ? level_prefixes[level] : "", (int)getpid(), level_names[level]);
     m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
     n = m < 0 ? n : n + m;
     if (n > (int)sizeof(line) - 2)

@@ -12,6 +12,9 @@ typedef enum fm_log_level {
 } fm_log_level;
 
 void fm_log_set_level(fm_log_level level);
+/* Prefixes lines with their syslog priority when $JOURNAL_STREAM says that
+ * stderr is the journal. */
+void fm_log_detect_journal(void);
 int fm_log_enabled(fm_log_level level);
 void fm_log(fm_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

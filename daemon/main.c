@@ -15,6 +15,7 @@ int main(int argc, char **argv)
     int rc;
 
     memset(&srv, 0, sizeof(srv));
+    fm_log_detect_journal();
     rc = fm_config_parse_args(argc, argv, &srv.args, err, sizeof(err));
     if (rc != 0) {
         if (rc < 0)

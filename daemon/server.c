@@ -1,5 +1,6 @@
-/* server.c -- the listening socket, the per-turn flusher, signals, reload
- * and shutdown.
+/* server.c -- the daemon's top: accepting clients on the listening socket
+ * (listen.c), the per-turn flusher, signals, reload and shutdown, and what
+ * the service manager hears of them.
  *
  * Shutdown (SIGTERM, SIGINT) drains in three steps:
  *   DRAINING  the socket goes away at once so no new client arrives, waiting
@@ -11,20 +12,21 @@
  *             request back from Redis (a late lock grant must be undone):
  *             the link closes, the loop ends.
  * A hard stop at request_timeout_ms + 0.5 s keeps the contract's bound even
- * when a client does not read or Redis does not answer. */
-#include <errno.h>
+ * when a client does not read or Redis does not answer.
+ *
+ * The service manager hears (notify.h) READY=1 once the socket listens and
+ * the link is started, STATUS= at every change of the link, RELOADING=1
+ * and READY=1 around a reload, and STOPPING=1 when the drain begins. */
 #include <signal.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "admin.h"
 #include "cache.h"
 #include "lock.h"
 #include "log.h"
+#include "notify.h"
 #include "reply.h"
 #include "server.h"
 #include "wake.h"
@@ -131,77 +133,6 @@ static void on_conn_closing(fm_conn *conn, void *arg)
     conn_gone(srv);
 }
 
-/* A socket file left by a dead daemon is removed; one that answers belongs
- * to a live daemon, and we must not steal it. */
-static int clear_stale_socket(const char *path)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    struct stat st;
-    int fd, rc;
-
-    if (lstat(path, &st) != 0)
-        return errno == ENOENT ? 0 : -1;
-    if (!S_ISSOCK(st.st_mode)) {
-        fm_log_error("%s exists and is not a socket; not touching it", path);
-        return -1;
-    }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-    close(fd);
-    if (rc == 0) {
-        fm_log_error("another daemon is answering on %s; not starting", path);
-        return -1;
-    }
-    if (unlink(path) != 0) {
-        fm_log_error("removing stale socket %s: %s", path, strerror(errno));
-        return -1;
-    }
-    fm_log_info("removed stale socket %s", path);
-    return 0;
-}
-
-static int listen_socket(fm_server *srv)
-{
-    const char *path = srv->cfg->socket;
-    mode_t old_umask;
-    int rc;
-
-    if (clear_stale_socket(path) != 0)
-        return -1;
-    uv_pipe_init(srv->loop, &srv->listener, 0);
-    srv->listener.data = srv;
-    /* The socket is born with its mode: bind(2) applies the umask to 0777.
-     * A chmod(2) after it would follow a symlink put at the path between
-     * the two. Nothing else runs meanwhile to meet this umask (one thread;
-     * libuv's pool creates no files). */
-    old_umask = umask(~(mode_t)srv->cfg->socket_mode & 0777);
-    rc = uv_pipe_bind(&srv->listener, path);
-    umask(old_umask);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
-    if (rc != 0) {
-        fm_log_error("listening on %s: %s", path, uv_strerror(rc));
-        uv_close((uv_handle_t *)&srv->listener, NULL);
-        return -1;
-    }
-    srv->listening = 1;
-    fm_log_info("listening on %s", path);
-    return 0;
-}
-
-static void stop_listening(fm_server *srv)
-{
-    if (!srv->listening)
-        return;
-    srv->listening = 0;
-    uv_close((uv_handle_t *)&srv->listener, NULL);
-    if (unlink(srv->cfg->socket) != 0 && errno != ENOENT)
-        fm_log_warn("removing %s: %s", srv->cfg->socket, strerror(errno));
-}
-
 static void close_clients(fm_server *srv)
 {
     fm_list *n, *next;
@@ -225,6 +156,7 @@ static void stop(fm_server *srv)
 {
     srv->phase = STOPPED;
     fm_core_stop(&srv->core);
+    fm_notify_close(&srv->notify);
     uv_close((uv_handle_t *)&srv->flusher, NULL);
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
@@ -275,7 +207,8 @@ static void begin_shutdown(fm_server *srv, int signum)
     fm_log_info("%s: shutting down, %zu requests in flight",
                 signum == SIGINT ? "SIGINT" : "SIGTERM", srv->core.reqs.inflight);
     srv->phase = DRAINING;
-    stop_listening(srv);
+    fm_notify_send(&srv->notify, "STOPPING=1");
+    fm_listener_stop(&srv->listener);
     fm_core_shutdown(&srv->core);
     /* Every request in flight has a deadline within request_timeout_ms;
      * the rest of the contract's extra second is margin for the exit. */
@@ -316,14 +249,42 @@ static void reload(fm_server *srv)
     fm_log_info("reloaded %s", srv->args.file);
 }
 
+/* Type=notify-reload wants RELOADING=1 with the time the reload began, and
+ * READY=1 when it is over, whether or not it changed anything. Once
+ * STOPPING=1 is said, a READY=1 would contradict it. */
+static void notified_reload(fm_server *srv)
+{
+    struct timespec ts;
+
+    if (srv->phase != RUNNING) {
+        reload(srv);
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    fm_notify_send(&srv->notify, "RELOADING=1\nMONOTONIC_USEC=%llu",
+                   (unsigned long long)ts.tv_sec * 1000000 + (unsigned long long)ts.tv_nsec / 1000);
+    reload(srv);
+    fm_notify_send(&srv->notify, "READY=1");
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     fm_server *srv = s->data;
 
     if (signum == SIGHUP)
-        reload(srv);
+        notified_reload(srv);
     else
         begin_shutdown(srv, signum);
+}
+
+static void on_link_state(int up, const char *why, void *arg)
+{
+    fm_server *srv = arg;
+
+    if (up)
+        fm_notify_send(&srv->notify, "STATUS=Redis: up");
+    else
+        fm_notify_send(&srv->notify, "STATUS=Redis: down: %s", why);
 }
 
 static void watch_signal(fm_server *srv, uv_signal_t *s, int signum)
@@ -346,22 +307,29 @@ int fm_server_start(fm_server *srv)
     watch_signal(srv, &srv->sig_int, SIGINT);
     watch_signal(srv, &srv->sig_hup, SIGHUP);
 
+    fm_notify_open(&srv->notify, srv->loop);
+
     /* The socket first: it is what most often refuses (another daemon). */
-    if (listen_socket(srv) != 0)
+    if (fm_listener_start(&srv->listener, srv->loop, srv->cfg, on_connection, srv) != 0)
         return -1;
     link = fm_link_create(srv->loop, srv->cfg);
     if (link == NULL)
         return -1;
+    fm_link_on_state(link, on_link_state, srv);
     fm_core_init(&srv->core, srv->loop, srv->cfg, link, &(fm_conn_handler){
         on_frame, on_bad_frame, on_conn_closing, srv});
     for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++)
         if (fm_core_register(&srv->core, services[i]) != 0)
             return -1;
+    /* Said before the start: a connect that fails at once reports the
+     * link down from within it, and that must not be overwritten. */
+    fm_notify_send(&srv->notify, "READY=1\nSTATUS=Redis: connecting");
     return fm_link_start(link);
 }
 
 void fm_server_free(fm_server *srv)
 {
+    fm_notify_close(&srv->notify);
     fm_config_free(srv->cfg);
     srv->cfg = NULL;
 }

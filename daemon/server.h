@@ -7,21 +7,23 @@
 
 #include "config.h"
 #include "core.h"
+#include "listen.h"
+#include "notify.h"
 
 typedef struct fm_server {
     uv_loop_t *loop;
     fm_config *cfg;
     fm_config_args args;
     fm_core core;
-    uv_pipe_t listener;
-    int listening;
+    fm_listener listener;
+    fm_notify notify;
     uv_prepare_t flusher;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t shutdown_timer;
     int phase;                  /* RUNNING, DRAINING, CLOSING, STOPPED */
 } fm_server;
 
-/* Binds the socket, plugs the services in and starts the link;
+/* Listens (bound or handed over: listen.h), plugs the services in and starts the link;
  * srv->loop and srv->cfg are set. */
 int fm_server_start(fm_server *srv);
 /* Frees what the server owns once the loop has stopped. */

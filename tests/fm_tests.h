@@ -16,5 +16,6 @@ Suite *fm_suite_load(void);     /* test_load.c: worker faults, limits, signals, 
 Suite *fm_suite_client(void);   /* test_client.c: libfmredis against a fake daemon; its exports */
 Suite *fm_suite_hostile(void);  /* test_hostile.c: defects an outside review found */
 Suite *fm_suite_map(void);      /* test_map.c: the daemon's keyed hash table */
+Suite *fm_suite_systemd(void);  /* test_systemd.c: notify, watchdog, socket activation, journal */
 
 #endif

@@ -1,7 +1,7 @@
 /* main.c -- runs the suites of the test binary.
  *
  * FM_SUITE=name runs one suite only (proto, config, ops, errors, link, examples,
- * locks, faults, load, client, hostile, map);
+ * locks, faults, load, client, hostile, map, systemd);
  * CK_RUN_CASE, CK_FORK and CK_VERBOSITY work as Check documents them. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +25,7 @@ static const struct {
     {"client", fm_suite_client},
     {"hostile", fm_suite_hostile},
     {"map", fm_suite_map},
+    {"systemd", fm_suite_systemd},
 };
 
 int main(void)
