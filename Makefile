@@ -3,7 +3,7 @@
 #   make            build/fmredisd, build/fmredis, build/libfmredis.{a,so}
 #   make check      what CI runs: install missing packages, build, then
 #                   test + check-san + valgrind + fuzz + torture +
-#                   bench-smoke (about 10 minutes)
+#                   bench-smoke + check-deb (about 12 minutes)
 #   make test       the test suite only (seconds: the developer loop)
 #   make check-san  the test suite built with ASan+UBSan, daemon included
 #   make valgrind   the test suite with the daemon under valgrind memcheck
@@ -18,6 +18,9 @@
 #   make torture    lock safety under faults (Jepsen-style, tests/torture/):
 #                   the sanitized daemon, TORTURE_SECONDS (60) of nemesis;
 #                   SEED=N replays a run's fault schedule (under 3 minutes)
+#   make deb        the Debian packages, checked by lintian, in build/deb/;
+#                   make check-deb installs them into a fresh Debian 12
+#                   root and checks them (see packaging/deb.mk)
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -73,7 +76,7 @@ $(BUILD)/obj/client/%.o $(BUILD)/obj/proto/%.o: ALL_CFLAGS += -fvisibility=hidde
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 $(DAEMON): $(call obj,$(DAEMON_SRC) $(PROTO_SRC))
 	$(CC) $(LDFLAGS) $^ -o $@ $(call pkglibs,$(PKGS_DAEMON))
@@ -102,7 +105,8 @@ $(TESTS): $(call obj,$(TEST_SRC) daemon/config.c daemon/log.c daemon/map.c) $(LI
 
 # Packages a fresh Debian 12 needs to build, test and run.
 DEB_PKGS = gcc make pkg-config libhiredis-dev libuv1-dev libcjson-dev check \
-           redis-server python3 clang libclang-rt-14-dev valgrind
+           redis-server python3 clang libclang-rt-14-dev valgrind \
+           build-essential debhelper lintian debootstrap
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
@@ -127,6 +131,8 @@ check: deps
 	    && echo "== torture: $$(($$(date +%s) - t0)) s"
 	@t0=$$(date +%s); $(MAKE) bench-smoke \
 	    && echo "== bench-smoke: $$(($$(date +%s) - t0)) s"
+	@t0=$$(date +%s); $(MAKE) check-deb \
+	    && echo "== check-deb: $$(($$(date +%s) - t0)) s"
 
 test: all $(TESTS) $(STALL)
 	FMREDISD=$(abspath $(DAEMON)) FMREDIS_CLI=$(abspath $(CLI)) \
@@ -266,6 +272,8 @@ run: deps
 
 # make bench, make bench-smoke, build/fmredis-bench.
 include bench/bench.mk
+# make deb, make check-deb.
+include packaging/deb.mk
 
 clean:
 	rm -rf $(BUILD)

@@ -1,0 +1,124 @@
+#!/bin/sh
+# packaging/check-deb-root.sh -- runs as root inside the fresh Debian 12
+# root that check-deb.sh made, with the packages and link-test.c in /check.
+# Installs the packages with apt, checks what they put in place, purges
+# them and checks that it is gone. Any failed check ends the run with
+# "check-deb: FAIL: ...".
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+cd /check
+
+fail() { echo "check-deb: FAIL: $*" >&2; exit 1; }
+ok() { echo "check-deb: ok: $*"; }
+installed() { [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null)" = "ii " ]; }
+apt_get() { apt-get -q -o Dpkg::Use-Pty=0 "$@" > /check/apt.log 2>&1 || { cat /check/apt.log; fail "apt-get $*"; }; }
+
+t0=$(date +%s)
+apt_get update
+# The test's own tools, for the link test. They bring none of what the
+# packages depend on, which is checked, so what the packages need has to
+# arrive through their Depends alone.
+apt_get install -y --no-install-recommends gcc libc6-dev pkg-config
+for p in libhiredis0.14 libuv1 systemd; do
+    ! installed "$p" || fail "$p is there before the packages are installed"
+done
+! getent passwd fmredisd > /dev/null || fail "user fmredisd exists before the install"
+
+apt_get install -y ./fmredisd_*.deb ./libfmredis0_*.deb ./libfmredis-dev_*.deb
+version=$(dpkg-query -W -f='${Version}' fmredisd)
+for p in fmredisd libfmredis0 libfmredis-dev libhiredis0.14 libuv1 systemd; do
+    installed "$p" || fail "$p is not installed"
+done
+ok "apt installed fmredisd, libfmredis0, libfmredis-dev $version and their dependencies ($(($(date +%s) - t0)) s)"
+
+# ---- the system user and the workers' group (sysusers, from the postinst)
+pw=$(getent passwd fmredisd) || fail "no user fmredisd"
+uid=$(echo "$pw" | cut -d: -f3)
+[ "$uid" -lt 1000 ] || fail "fmredisd has uid $uid, not a system uid"
+case $(echo "$pw" | cut -d: -f7) in
+    */nologin|/bin/false) ;;
+    *) fail "fmredisd has a login shell: $pw" ;;
+esac
+getent group fmredis > /dev/null || fail "no group fmredis"
+ok "system user fmredisd (uid $uid) and group fmredis exist"
+
+# ---- the units: installed and enabled as dh_installsystemd does it
+for unit in fmredisd.service fmredisd.socket; do
+    [ -f "/lib/systemd/system/$unit" ] || fail "/lib/systemd/system/$unit missing"
+    wanted=$(sed -n 's/^WantedBy=//p' "/lib/systemd/system/$unit")
+    [ -n "$wanted" ] || fail "$unit has no WantedBy="
+    for target in $wanted; do
+        link=/etc/systemd/system/$target.wants/$unit
+        [ "$(readlink "$link")" = "/lib/systemd/system/$unit" ] \
+            || fail "$link is not a link to /lib/systemd/system/$unit"
+    done
+    state=$(systemctl is-enabled "$unit" 2>&1) || true
+    [ "$state" = enabled ] || fail "systemctl is-enabled $unit: $state"
+    ok "$unit installed and enabled ($wanted)"
+done
+
+# ---- the files
+for f in /usr/sbin/fmredisd /usr/bin/fmredis; do
+    [ -x "$f" ] || fail "$f missing or not executable"
+done
+for f in /usr/share/man/man8/fmredisd.8.gz /usr/share/man/man5/fmredisd.conf.5.gz \
+         /usr/share/man/man1/fmredis.1.gz /usr/share/man/man3/libfmredis.3.gz \
+         /usr/lib/sysusers.d/fmredisd.conf /etc/fmredisd/fmredisd.conf \
+         /usr/include/fmredis.h /usr/include/fm_wire.h; do
+    [ -f "$f" ] || fail "$f missing"
+done
+dpkg-query -W -f='${Conffiles}\n' fmredisd | grep -q '^ /etc/fmredisd/fmredisd.conf ' \
+    || fail "/etc/fmredisd/fmredisd.conf is not a conffile of fmredisd"
+ok "programs, man pages, headers, sysusers file and the conffile are in place"
+
+# ---- the shipped configuration, read as the service reads it
+runuser -u fmredisd -- fmredisd -t -c /etc/fmredisd/fmredisd.conf \
+    || fail "fmredisd -t rejects the shipped /etc/fmredisd/fmredisd.conf"
+# ... and -t does refuse a bad file, so the pass above means something.
+{ cat /etc/fmredisd/fmredisd.conf; echo "no_such_directive 1"; } > /check/bad.conf
+if fmredisd -t -c /check/bad.conf 2> /check/bad.err; then
+    fail "fmredisd -t accepts a file with an unknown directive"
+fi
+ok "fmredisd -t accepts the shipped config (as user fmredisd), refuses a bad one: $(head -n 1 /check/bad.err)"
+
+out=$(fmredis --version) || fail "fmredis --version failed"
+case $out in *"$version"*) ;; *) fail "fmredis --version says '$out', the package is $version" ;; esac
+ok "fmredis --version: $out"
+
+# ---- the library: a worker built with pkg-config alone
+ma=$(gcc -print-multiarch)
+[ "$(readlink "/usr/lib/$ma/libfmredis.so.0")" = "libfmredis.so.$version" ] \
+    || fail "/usr/lib/$ma/libfmredis.so.0 does not point to libfmredis.so.$version"
+[ "$(pkg-config --modversion libfmredis)" = "$version" ] || fail "pkg-config --modversion libfmredis"
+# shellcheck disable=SC2046 # pkg-config's output is words
+gcc -Wall -Werror -o /check/worker /check/link-test.c $(pkg-config --cflags --libs libfmredis) \
+    || fail "a worker does not build with pkg-config --cflags --libs libfmredis"
+ldd /check/worker | grep -q "libfmredis.so.0 => /usr/lib/$ma/libfmredis.so.0" \
+    || fail "the worker is not linked to /usr/lib/$ma/libfmredis.so.0: $(ldd /check/worker)"
+/check/worker || fail "the worker built against libfmredis-dev failed"
+# shellcheck disable=SC2046
+gcc -Wall -Werror -o /check/worker-static /check/link-test.c $(pkg-config --cflags libfmredis) \
+    -Wl,-Bstatic $(pkg-config --libs --static libfmredis) -Wl,-Bdynamic \
+    || fail "a worker does not link libfmredis.a"
+! ldd /check/worker-static | grep -q libfmredis || fail "the static worker loads libfmredis.so"
+/check/worker-static || fail "the worker linked with libfmredis.a failed"
+ok "a worker builds with pkg-config and runs, with libfmredis.so.0 and with libfmredis.a"
+
+# ---- purge: everything the packages installed goes
+dpkg -L fmredisd libfmredis0 libfmredis-dev | sort -u | while read -r f; do
+    [ -d "$f" ] && [ ! -L "$f" ] || echo "$f"
+done > /check/files
+ls /etc/systemd/system/*.wants/fmredisd.* >> /check/files
+[ -s /check/files ] || fail "no files listed"
+t0=$(date +%s)
+apt_get purge -y fmredisd libfmredis0 libfmredis-dev
+for p in fmredisd libfmredis0 libfmredis-dev; do
+    ! installed "$p" || fail "$p still installed after the purge"
+done
+left=$(while read -r f; do [ ! -e "$f" ] && [ ! -L "$f" ] || echo "$f"; done < /check/files)
+[ -z "$left" ] || fail "left after the purge: $left"
+[ ! -e /etc/fmredisd ] || fail "/etc/fmredisd left after the purge: $(ls -la /etc/fmredisd)"
+ok "purged: none of the $(wc -l < /check/files) files is left, nor /etc/fmredisd ($(($(date +%s) - t0)) s)"
+getent passwd fmredisd > /dev/null \
+    && echo "check-deb: the user fmredisd and group fmredis stay after the purge, as Debian leaves system users"
+echo "check-deb: all checks passed"

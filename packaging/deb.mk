@@ -1,0 +1,24 @@
+# ---- Debian packages (debian/, packaging/) -------------------------------
+#
+#   make deb        builds the source package and the binary packages
+#                   fmredisd, libfmredis0 and libfmredis-dev into build/deb/
+#                   with dpkg-buildpackage, from a copy of the tree (nothing
+#                   is written outside build/), then runs lintian on them:
+#                   an error, or a warning docs/PACKAGING.md does not list,
+#                   fails it (packaging/build-deb.sh)
+#   make check-deb  make deb, then installs the packages into a fresh
+#                   Debian 12 root made with debootstrap, checks the user,
+#                   the units, the files and the shipped config, builds a
+#                   worker with pkg-config there, and purges them again
+#                   (packaging/check-deb.sh; needs root, the network and
+#                   about 2 minutes, less once build/deb-root/ caches the
+#                   root)
+DEB_OUT   = build/deb
+DEB_CACHE = build/deb-root
+
+.PHONY: deb check-deb
+deb: deps
+	packaging/build-deb.sh $(VERSION) $(DEB_OUT)
+
+check-deb: deb
+	packaging/check-deb.sh $(DEB_OUT) $(DEB_CACHE)
