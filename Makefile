@@ -11,6 +11,9 @@
 #   make run        install missing packages, build, run the daemon in the
 #                   foreground (with a private redis-server unless a config
 #                   file or $REDIS_URL names one)
+#   make install    PREFIX=/usr/local, DESTDIR, per-directory overrides
+#                   (see install.mk); make uninstall removes the same set;
+#                   make check-install proves an installed tree works
 #   make SAN=1 ...  the same with AddressSanitizer and UBSan, in build/san
 #   make bench      fmredisd against direct Redis, full matrix (~1 minute,
 #                   not part of all); make bench-smoke: a short run that
@@ -45,6 +48,9 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) -Iproto -Iclient
 wire       = $(shell sed -n 's/^\#define $(1) \([0-9]*\)$$/\1/p' proto/fm_wire.h)
 VERSION    = $(call wire,FMREDIS_VERSION_MAJOR).$(call wire,FMREDIS_VERSION_MINOR).$(call wire,FMREDIS_VERSION_PATCH)
 SOVERSION  = $(call wire,FMREDIS_SOVERSION)
+# The real file's name: libfmredis.so.SOVERSION.MINOR.PATCH, as libtool
+# names it, so that a later minor version installs beside this one.
+SOFULL     = $(SOVERSION).$(call wire,FMREDIS_VERSION_MINOR).$(call wire,FMREDIS_VERSION_PATCH)
 
 PROTO_SRC  = $(wildcard proto/*.c)
 DAEMON_SRC = $(wildcard daemon/*.c)
@@ -85,9 +91,12 @@ $(LIB_A): $(call obj,$(LIB_SRC) $(PROTO_SRC))
 	rm -f $@
 	$(AR) rcs $@ $^
 
-# The real file carries the soname; the unversioned name is for -lfmredis.
-$(LIB_SO): $(call obj,$(LIB_SRC) $(PROTO_SRC))
-	$(CC) $(LDFLAGS) -shared -Wl,-soname,libfmredis.so.$(SOVERSION) $^ -o $@.$(SOVERSION)
+# The real file carries the full version and records the soname; the
+# soname link is what programs load, the unversioned link is for -lfmredis.
+$(LIB_SO).$(SOFULL): $(call obj,$(LIB_SRC) $(PROTO_SRC))
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libfmredis.so.$(SOVERSION) $^ -o $@
+$(LIB_SO): $(LIB_SO).$(SOFULL)
+	ln -sf libfmredis.so.$(SOFULL) $@.$(SOVERSION)
 	ln -sf libfmredis.so.$(SOVERSION) $@
 
 $(CLI): $(call obj,$(CLI_SRC)) $(LIB_A)
@@ -272,6 +281,8 @@ run: deps
 
 # make bench, make bench-smoke, build/fmredis-bench.
 include bench/bench.mk
+# make install, make uninstall, make check-install.
+include install.mk
 # make deb, make check-deb.
 include packaging/deb.mk
 

@@ -1,0 +1,1 @@
+# bash completion for fmredis -- written in the next commit.
