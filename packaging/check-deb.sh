@@ -58,6 +58,9 @@ else
     echo "check-deb: debootstrap took $(($(date +%s) - t0)) s, cached as $base"
 fi
 
+# It becomes /, which every user must be able to enter (mktemp made it
+# 0700, and the tarball's "." keeps whatever its root had).
+chmod 755 "$root"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 # systemd does not run in the root: no package may start a service there.
 # (deb-systemd-invoke and invoke-rc.d both ask this script.)
