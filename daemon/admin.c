@@ -99,6 +99,7 @@ static void op_stats(fm_req *req, const fm_request *msg)
     fm_reply_put_int(conn, "commands", (int64_t)ls.commands);
     fm_reply_put_int(conn, "retries", (int64_t)ls.retries);
     fm_reply_put_int(conn, "queued", (int64_t)ls.queued);
+    fm_reply_put_int(conn, "refused", (int64_t)ls.refused);
     fm_reply_close(conn);
     fm_core_put_stats(core, conn);
     fm_req_ok_finish(req);
