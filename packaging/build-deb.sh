@@ -47,7 +47,7 @@ ls -l "$out"
 changes=$out/fmredisd_${version}_$(dpkg-architecture -qDEB_HOST_ARCH).changes
 echo "make deb: lintian $changes"
 rc=0
-lintian --fail-on error --display-info --show-overrides "$changes" \
+lintian --fail-on error --pedantic --display-info --show-overrides "$changes" \
     > "$out/lintian.txt" 2>&1 || rc=$?
 cat "$out/lintian.txt"
 if [ $rc -ne 0 ]; then

@@ -9,11 +9,17 @@ export DEBIAN_FRONTEND=noninteractive
 cd /check
 
 fail() { echo "check-deb: FAIL: $*" >&2; exit 1; }
-ok() { echo "check-deb: ok: $*"; }
+# The servers this script starts are stopped on any exit.
+daemon_pid= redis_pid=
+stop_servers() {
+    for pid in $daemon_pid $redis_pid; do kill -KILL "$pid" 2> /dev/null || true; done
+}
+trap stop_servers EXIT
+start=$(date +%s)
+ok() { echo "check-deb: ok: $* [$(($(date +%s) - start)) s]"; }
 installed() { [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null)" = "ii " ]; }
 apt_get() { apt-get -q -o Dpkg::Use-Pty=0 "$@" > /check/apt.log 2>&1 || { cat /check/apt.log; fail "apt-get $*"; }; }
 
-t0=$(date +%s)
 apt_get update
 # The test's own tools, for the link test. They bring none of what the
 # packages depend on, which is checked, so what the packages need has to
@@ -29,7 +35,7 @@ version=$(dpkg-query -W -f='${Version}' fmredisd)
 for p in fmredisd libfmredis0 libfmredis-dev libhiredis0.14 libuv1 systemd; do
     installed "$p" || fail "$p is not installed"
 done
-ok "apt installed fmredisd, libfmredis0, libfmredis-dev $version and their dependencies ($(($(date +%s) - t0)) s)"
+ok "apt installed fmredisd, libfmredis0, libfmredis-dev $version and their dependencies"
 
 # ---- the system user and the workers' group (sysusers, from the postinst)
 pw=$(getent passwd fmredisd) || fail "no user fmredisd"
@@ -93,8 +99,10 @@ ma=$(gcc -print-multiarch)
 # shellcheck disable=SC2046 # pkg-config's output is words
 gcc -Wall -Werror -o /check/worker /check/link-test.c $(pkg-config --cflags --libs libfmredis) \
     || fail "a worker does not build with pkg-config --cflags --libs libfmredis"
-ldd /check/worker | grep -q "libfmredis.so.0 => /usr/lib/$ma/libfmredis.so.0" \
-    || fail "the worker is not linked to /usr/lib/$ma/libfmredis.so.0: $(ldd /check/worker)"
+# (ldd may name it through /lib, a link to /usr/lib in Debian 12)
+loaded=$(ldd /check/worker | sed -n 's/^[[:space:]]*libfmredis\.so\.0 => \([^ ]*\) .*/\1/p')
+[ -n "$loaded" ] && [ "$(realpath "$loaded")" = "$(realpath "/usr/lib/$ma/libfmredis.so.0")" ] \
+    || fail "the worker does not load /usr/lib/$ma/libfmredis.so.0: $(ldd /check/worker)"
 /check/worker || fail "the worker built against libfmredis-dev failed"
 # shellcheck disable=SC2046
 gcc -Wall -Werror -o /check/worker-static /check/link-test.c $(pkg-config --cflags libfmredis) \
@@ -104,13 +112,67 @@ gcc -Wall -Werror -o /check/worker-static /check/link-test.c $(pkg-config --cfla
 /check/worker-static || fail "the worker linked with libfmredis.a failed"
 ok "a worker builds with pkg-config and runs, with libfmredis.so.0 and with libfmredis.a"
 
+# ---- the service, started by hand the way fmredisd.service starts it
+# (systemd cannot run here): user fmredisd, group fmredis, the runtime
+# directory fmredisd:fmredis 0750, umask 077, the shipped config. Only
+# redis_url is overridden, to a private redis-server on a Unix socket.
+# A worker in the group fmredis takes a lock through it; a user outside it
+# cannot connect.
+apt_get install -y --no-install-recommends redis-server
+install -d -m 0755 /run/check-redis
+redis-server --port 0 --unixsocket /run/check-redis/redis.sock --unixsocketperm 777 \
+    --save '' --appendonly no --daemonize no > /check/redis.log 2>&1 &
+redis_pid=$!
+install -d -o fmredisd -g fmredis -m 0750 /run/fmredisd
+(umask 077; exec setpriv --reuid=fmredisd --regid=fmredis --init-groups -- \
+    fmredisd -c /etc/fmredisd/fmredisd.conf \
+    --redis_url unix:///run/check-redis/redis.sock) > /check/fmredisd.log 2>&1 &
+daemon_pid=$!
+useradd --no-create-home check-worker
+usermod -a -G fmredis check-worker
+useradd --no-create-home check-outsider
+as() { user=$1; shift; setpriv --reuid="$user" --regid="$user" --init-groups -- "$@"; }
+
+# Up, with its Redis link: ping --redis exits 0 once the link is up.
+deadline=$(($(date +%s) + 20))
+until as check-worker fmredis -t 1000 ping --redis > /dev/null 2>&1; do
+    kill -0 "$daemon_pid" 2> /dev/null || { cat /check/fmredisd.log; fail "fmredisd exited"; }
+    [ "$(date +%s)" -lt "$deadline" ] || { cat /check/fmredisd.log; fail "fmredisd not up with Redis in 20 s"; }
+    sleep 0.1
+done
+perm=$(stat -c '%U:%G %a' /run/fmredisd/fmredisd.sock)
+[ "$perm" = "fmredisd:fmredis 660" ] || fail "the socket is $perm, not fmredisd:fmredis 660"
+as check-worker /check/worker /run/fmredisd/fmredisd.sock \
+    || fail "the worker built against libfmredis-dev cannot say hello"
+out=$(as check-worker fmredis lock acquire check-job --keep --ttl 60000) \
+    || fail "fmredis lock acquire as a member of fmredis"
+set -- $out
+[ "$(redis-cli -s /run/check-redis/redis.sock GET fm:lock:check-job)" = "$1" ] \
+    || fail "Redis does not hold the token $1 in fm:lock:check-job"
+as check-worker fmredis lock release check-job "$1" || fail "fmredis lock release"
+[ "$(redis-cli -s /run/check-redis/redis.sock EXISTS fm:lock:check-job)" = 0 ] \
+    || fail "fm:lock:check-job still in Redis after the release"
+ok "fmredisd runs as fmredisd:fmredis on the shipped config; a member of fmredis took and released a lock (token $1 in Redis)"
+rc=0
+as check-outsider /check/worker /run/fmredisd/fmredisd.sock 2> /check/outsider.err || rc=$?
+[ $rc -eq 2 ] && grep -q 'Permission denied' /check/outsider.err \
+    || fail "a user outside fmredis: status $rc, $(cat /check/outsider.err)"
+ok "a user outside fmredis cannot connect: $(cat /check/outsider.err)"
+kill -TERM "$daemon_pid"
+rc=0; wait "$daemon_pid" || rc=$?
+daemon_pid=
+[ $rc -eq 0 ] || { cat /check/fmredisd.log; fail "fmredisd exited with $rc on SIGTERM"; }
+[ ! -e /run/fmredisd/fmredisd.sock ] || fail "the socket is left after fmredisd stopped"
+kill -TERM "$redis_pid"; wait "$redis_pid" || true
+redis_pid=
+ok "fmredisd stopped on SIGTERM with status 0 and removed its socket"
+
 # ---- purge: everything the packages installed goes
 dpkg -L fmredisd libfmredis0 libfmredis-dev | sort -u | while read -r f; do
-    [ -d "$f" ] && [ ! -L "$f" ] || echo "$f"
+    [ -d "$f" ] || echo "$f"    # directories (and /lib, a link to one) may be shared
 done > /check/files
 ls /etc/systemd/system/*.wants/fmredisd.* >> /check/files
 [ -s /check/files ] || fail "no files listed"
-t0=$(date +%s)
 apt_get purge -y fmredisd libfmredis0 libfmredis-dev
 for p in fmredisd libfmredis0 libfmredis-dev; do
     ! installed "$p" || fail "$p still installed after the purge"
@@ -118,7 +180,7 @@ done
 left=$(while read -r f; do [ ! -e "$f" ] && [ ! -L "$f" ] || echo "$f"; done < /check/files)
 [ -z "$left" ] || fail "left after the purge: $left"
 [ ! -e /etc/fmredisd ] || fail "/etc/fmredisd left after the purge: $(ls -la /etc/fmredisd)"
-ok "purged: none of the $(wc -l < /check/files) files is left, nor /etc/fmredisd ($(($(date +%s) - t0)) s)"
+ok "purged: none of the $(wc -l < /check/files) files is left, nor /etc/fmredisd"
 getent passwd fmredisd > /dev/null \
     && echo "check-deb: the user fmredisd and group fmredis stay after the purge, as Debian leaves system users"
 echo "check-deb: all checks passed"

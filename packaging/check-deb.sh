@@ -27,6 +27,11 @@ mounts_under() {
 }
 cleanup() {
     rc=$?
+    # Processes still running in the root (servers check-deb-root.sh
+    # started, when it was killed before it could stop them).
+    for p in /proc/[0-9]*; do
+        [ "$(readlink "$p/root" 2>/dev/null)" != "$root" ] || kill -KILL "${p#/proc/}" 2>/dev/null || true
+    done
     for m in $(mounts_under); do
         umount "$m" 2>/dev/null || umount -l "$m"
     done
