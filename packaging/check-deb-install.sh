@@ -1,24 +1,19 @@
 #!/bin/sh
-# packaging/check-deb-root.sh -- runs as root inside the fresh Debian 12
+# packaging/check-deb-install.sh -- runs as root inside the fresh Debian 12
 # root that check-deb.sh made, with the packages and link-test.c in /check.
 # Installs the packages with apt, checks what they put in place, purges
 # them and checks that it is gone. Any failed check ends the run with
 # "check-deb: FAIL: ...".
 set -eu
-export DEBIAN_FRONTEND=noninteractive
 cd /check
+. ./check-deb-lib.sh
 
-fail() { echo "check-deb: FAIL: $*" >&2; exit 1; }
 # The servers this script starts are stopped on any exit.
 daemon_pid= redis_pid=
 stop_servers() {
     for pid in $daemon_pid $redis_pid; do kill -KILL "$pid" 2> /dev/null || true; done
 }
 trap stop_servers EXIT
-start=$(date +%s)
-ok() { echo "check-deb: ok: $* [$(($(date +%s) - start)) s]"; }
-installed() { [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null)" = "ii " ]; }
-apt_get() { apt-get -q -o Dpkg::Use-Pty=0 "$@" > /check/apt.log 2>&1 || { cat /check/apt.log; fail "apt-get $*"; }; }
 
 apt_get update
 # The test's own tools, for the link test. They bring none of what the
@@ -183,4 +178,3 @@ left=$(while read -r f; do [ ! -e "$f" ] && [ ! -L "$f" ] || echo "$f"; done < /
 ok "purged: none of the $(wc -l < /check/files) files is left, nor /etc/fmredisd"
 getent passwd fmredisd > /dev/null \
     && echo "check-deb: the user fmredisd and group fmredis stay after the purge, as Debian leaves system users"
-echo "check-deb: all checks passed"
