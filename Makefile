@@ -110,11 +110,12 @@ $(TESTS): $(call obj,$(TEST_SRC) daemon/config.c daemon/log.c daemon/map.c) $(LI
 	$(CC) $(LDFLAGS) $^ -o $@ $(call pkglibs,$(PKGS_TEST))
 
 # Packages a fresh Debian 12 needs to build, test and run.
-# check-install needs mandoc (man page lint), systemd (systemd-analyze) and
-# procps (/bin/kill, the unit's ExecReload, which verify checks).
+# check-install needs mandoc (man page lint), systemd (systemd-analyze),
+# procps (pgrep, and /bin/kill: the unit's ExecReload, which verify checks)
+# and strace (the daemon's system calls against the unit's filter).
 DEB_PKGS = gcc make pkg-config libhiredis-dev libuv1-dev libcjson-dev check \
            redis-server python3 clang libclang-rt-14-dev valgrind \
-           mandoc systemd procps
+           mandoc systemd procps strace
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \

@@ -2,7 +2,8 @@
 # Installed as $(BASHCOMPDIR)/fmredis, where bash-completion loads it on the
 # first `fmredis <TAB>`; it also works sourced on its own, without
 # bash-completion's helpers. The tables follow `fmredis --help`
-# (client/cli.c); tests/install/completion.sh checks them.
+# (client/cli.c), with the --help every command takes and the options of
+# `stats`; tests/install/completion.sh checks them.
 
 _fmredis_commands='ping hello lock with-lock wake cache stats raw help'
 _fmredis_global_opts='-s --socket -t --timeout -h --help -V --version'
@@ -29,8 +30,19 @@ _fmredis_options()
     wake\ signal)  echo '--channel' ;;
     wake\ listen)  echo '--channel --group --count --wait --json' ;;
     cache\ set)    echo '--ttl' ;;
+    stats)         echo '--redis-info --prometheus' ;;
+    esac
+    echo '--help'
+}
+# Offers the options $1 for a word that starts with "-", else the words $2.
+_fmredis_offer()
+{
+    case $cur in
+    -*) COMPREPLY=($(compgen -W "$1" -- "$cur")) ;;
+    *)  COMPREPLY=($(compgen -W "$2" -- "$cur")) ;;
     esac
 }
+
 _fmredis_valued='--socket --timeout --name --ttl --retry-delay --max-retries
                  --channel --group --count --wait'
 
@@ -58,9 +70,15 @@ _fmredis()
         return ;;
     esac
     if [ -z "$cmd" ]; then
-        case $cur in
-        -*) COMPREPLY=($(compgen -W "$_fmredis_global_opts" -- "$cur")) ;;
-        *)  COMPREPLY=($(compgen -W "$_fmredis_commands" -- "$cur")) ;;
+        _fmredis_offer "$_fmredis_global_opts" "$_fmredis_commands"
+        return
+    fi
+
+    # help COMMAND [SUBCOMMAND]
+    if [ "$cmd" = help ]; then
+        case $((COMP_CWORD - i)) in
+        1) COMPREPLY=($(compgen -W "${_fmredis_commands% help}" -- "$cur")) ;;
+        2) COMPREPLY=($(compgen -W "$(_fmredis_subcommands "${COMP_WORDS[i + 1]}")" -- "$cur")) ;;
         esac
         return
     fi
@@ -91,7 +109,7 @@ _fmredis()
             esac
         done
         if [ -z "$sub" ]; then
-            COMPREPLY=($(compgen -W "$subs" -- "$cur"))
+            _fmredis_offer --help "$subs"
             return
         fi
         cmd="$cmd $sub"
@@ -101,8 +119,6 @@ _fmredis()
     case " $(echo $_fmredis_valued) " in
     *" $prev "*) return ;;
     esac
-    case $cur in
-    -*) COMPREPLY=($(compgen -W "$(_fmredis_options "$cmd")" -- "$cur")) ;;
-    esac
+    _fmredis_offer "$(_fmredis_options "$cmd")" ''
 }
 complete -F _fmredis fmredis

@@ -8,7 +8,9 @@
 #     `pkg-config --cflags --libs libfmredis` alone, and run with the
 #     installed library against the installed daemon (started with the
 #     installed configuration file) and a private redis-server: the lock it
-#     holds and the execution it cached are checked in Redis.
+#     holds and the execution it cached are checked in Redis. The daemon
+#     runs under strace through that, a reload and a drain: every system
+#     call it made must pass the unit's SystemCallFilter= (syscalls.sh).
 #  3. systemd-analyze verify on the units of a second install, made with
 #     PREFIX=<tmp> so that their paths exist on this machine: any complaint
 #     about them fails. Then reinstalling keeps a changed configuration
@@ -35,12 +37,13 @@ root=$dest/usr/local
 t0=$(date +%s%N)
 pids=()
 
+# Stops what this script started, by pid, the last started first.
 cleanup() {
-    local pid
+    local i
     exec 3>&- 2>/dev/null || true
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+        kill "${pids[i]}" 2>/dev/null || true
+        wait "${pids[i]}" 2>/dev/null || true
     done
     rm -rf "$tmp"
 }
@@ -117,9 +120,14 @@ pids+=($!)
 rcli() { redis-cli -s "$tmp/redis.sock" "$@"; }
 wait_for "redis-server start" rcli ping
 
-"$root/sbin/fmredisd" -c "$conf" --socket "$tmp/fm.sock" \
+# Under strace, to hold its system calls against the unit's filter below.
+strace -f -qq -o "$tmp/trace" "$root/sbin/fmredisd" -c "$conf" --socket "$tmp/fm.sock" \
     --redis_url "unix://$tmp/redis.sock" 2> "$tmp/fmredisd.log" &
-pids+=($!)
+strace_pid=$!
+pids+=($strace_pid)
+wait_for "the daemon's start under strace" pgrep -P "$strace_pid"
+daemon=$(pgrep -P "$strace_pid")
+pids+=($daemon)
 cli=("$root/bin/fmredis" -s "$tmp/fm.sock" -t 2000)
 wait_for "the installed daemon answering the installed CLI" "${cli[@]}" ping --redis
 
@@ -143,6 +151,19 @@ wait "$worker" || rc=$?
 [ "$(rcli EXISTS "fm:lock:$key")" = 0 ] || fail "fm:lock:$key still exists after the release"
 rcli GET "fm:exec:exec-$key" | grep -qF "\"token\":\"$token\"" ||
     fail "fm:exec:exec-$key does not hold the worker's execution"
+
+# A reload and a drain, then every system call the daemon made must be one
+# that fmredisd.service's SystemCallFilter= lets through (systemd cannot
+# run here to enforce it).
+kill -HUP "$daemon"
+wait_for "the reload" grep -q "reloaded $conf" "$tmp/fmredisd.log"
+kill -TERM "$daemon"
+rc=0
+wait "$strace_pid" || rc=$?
+[ "$rc" = 0 ] || { cat "$tmp/fmredisd.log"; fail "the daemon exited $rc after SIGTERM"; }
+denied=$(bash "$here/syscalls.sh" "$root/lib/systemd/system/fmredisd.service" "$tmp/trace") ||
+    fail "the daemon made system calls fmredisd.service forbids: $denied"
+step "  $(sed -n 's/^[0-9]\{1,\} \{1,\}\([a-z_0-9]\{1,\}\)(.*/\1/p' "$tmp/trace" | sort -u | wc -l) distinct system calls, all inside the unit's filter"
 
 # ---- 3. systemd-analyze verify, on a second install that resolves here -------
 step "systemd-analyze verify"

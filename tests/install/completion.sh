@@ -38,18 +38,25 @@ expect "fmredis -s /nonexistent/x.sock lo" lock
 expect "fmredis -t 500 --socket /x.sock ca" cache
 expect "fmredis lock " acquire release extend status
 expect "fmredis lock ac" acquire
-expect "fmredis lock acquire job:1 --" --ttl --retry-delay --max-retries --keep
+expect "fmredis lock --" --help
+expect "fmredis lock acquire job:1 --" --ttl --retry-delay --max-retries --keep --help
 expect "fmredis lock acquire job:1 --ttl " 
-expect "fmredis lock extend k t --" --ttl
+expect "fmredis lock extend k t --" --ttl --help
 expect "fmredis cache get" get get-many
 expect "fmredis cache set --t" --ttl
 expect "fmredis wake listen --j" --json
 expect "fmredis wake listen --channel c --g" --group
-expect "fmredis wake signal e1 --" --channel
-expect "fmredis ping --" --redis
-expect "fmredis with-lock k --ttl 100 --" --ttl --retry-delay --max-retries --
+expect "fmredis wake signal e1 --" --channel --help
+expect "fmredis ping --" --redis --help
+expect "fmredis lock status k --h" --help
+expect "fmredis with-lock k --ttl 100 --" --ttl --retry-delay --max-retries -- --help
 expect "fmredis with-lock k -- bas" $(compgen -c -- bas)
-expect "fmredis stats --"
+expect "fmredis stats --" --redis-info --prometheus --help
+expect "fmredis stats --p" --prometheus
+expect "fmredis help " ping hello lock with-lock wake cache stats raw
+expect "fmredis help ca" cache
+expect "fmredis help wake " signal listen
+expect "fmredis help wake signal "
 
 # -s completes file names.
 dir=$(mktemp -d) || exit 1
