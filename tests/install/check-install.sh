@@ -24,7 +24,9 @@
 #     them, and on a real system they exist beforehand.
 #
 # Runs as any user; starts its servers in a temporary directory and stops
-# them (by pid) and removes everything on any exit. Environment: MAKE, CC.
+# them (by pid) and removes everything on any exit. The files made from
+# templates go to the temporary directory too (GEN), so build/gen keeps the
+# paths of the last real install. Environment: MAKE, CC.
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/../.." && pwd)
@@ -69,7 +71,7 @@ wait_for() {
 
 # ---- 1. install into DESTDIR ------------------------------------------------
 step "make install DESTDIR=$dest PREFIX=/usr/local"
-$MAKE -s -C "$src" install DESTDIR="$dest" PREFIX=/usr/local > "$tmp/install.log" ||
+$MAKE -s -C "$src" GEN="$tmp/gen" install DESTDIR="$dest" PREFIX=/usr/local > "$tmp/install.log" ||
     { cat "$tmp/install.log"; fail "make install"; }
 
 version=$(sed -n 's/^#define FMREDIS_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' \
@@ -168,7 +170,7 @@ step "  $(sed -n 's/^[0-9]\{1,\} \{1,\}\([a-z_0-9]\{1,\}\)(.*/\1/p' "$tmp/trace"
 # ---- 3. systemd-analyze verify, on a second install that resolves here -------
 step "systemd-analyze verify"
 p=$tmp/prefix
-$MAKE -s -C "$src" install PREFIX="$p" > "$tmp/install2.log" ||
+$MAKE -s -C "$src" GEN="$tmp/gen" install PREFIX="$p" > "$tmp/install2.log" ||
     { cat "$tmp/install2.log"; fail "make install PREFIX=$p"; }
 # verify checks that ExecStart's program exists and that the man pages of
 # Documentation= open (with man, hence MANPATH).
@@ -182,10 +184,10 @@ if [ "$rc" != 0 ] || grep -q fmredisd "$tmp/verify.log"; then
 fi
 
 echo "# changed by the operator" >> "$p/etc/fmredisd/fmredisd.conf"
-$MAKE -s -C "$src" install PREFIX="$p" > /dev/null || fail "reinstall"
+$MAKE -s -C "$src" GEN="$tmp/gen" install PREFIX="$p" > /dev/null || fail "reinstall"
 tail -n 1 "$p/etc/fmredisd/fmredisd.conf" | grep -q "changed by the operator" ||
     fail "make install overwrote a changed configuration file"
-$MAKE -s -C "$src" uninstall PREFIX="$p" > /dev/null || fail "make uninstall PREFIX=$p"
+$MAKE -s -C "$src" GEN="$tmp/gen" uninstall PREFIX="$p" > /dev/null || fail "make uninstall PREFIX=$p"
 [ "$(find "$p" ! -type d)" = "$p/etc/fmredisd/fmredisd.conf" ] ||
     fail "make uninstall PREFIX=$p left: $(find "$p" ! -type d) (or removed the changed configuration)"
 
@@ -213,7 +215,7 @@ bash "$here/completion.sh" "$root/share/bash-completion/completions/fmredis" ||
 
 # ---- 7. uninstall ---------------------------------------------------------------
 step "make uninstall DESTDIR=$dest PREFIX=/usr/local"
-$MAKE -s -C "$src" uninstall DESTDIR="$dest" PREFIX=/usr/local > /dev/null || fail "make uninstall"
+$MAKE -s -C "$src" GEN="$tmp/gen" uninstall DESTDIR="$dest" PREFIX=/usr/local > /dev/null || fail "make uninstall"
 left=$(find "$dest" ! -type d -o -type d -name '*fmredis*')
 [ -z "$left" ] || fail "make uninstall left: $left"
 
