@@ -2,8 +2,8 @@
 #
 #   make            build/fmredisd, build/fmredis, build/libfmredis.{a,so}
 #   make check      what CI runs: install missing packages, build, then
-#                   test + check-san + valgrind + fuzz + torture +
-#                   bench-smoke + check-deb (about 12 minutes)
+#                   test + check-install + check-san + valgrind + fuzz +
+#                   torture + bench-smoke + check-deb (about 12 minutes)
 #   make test       the test suite only (seconds: the developer loop)
 #   make check-san  the test suite built with ASan+UBSan, daemon included
 #   make valgrind   the test suite with the daemon under valgrind memcheck
@@ -113,8 +113,13 @@ $(TESTS): $(call obj,$(TEST_SRC) daemon/config.c daemon/log.c daemon/map.c) $(LI
 	$(CC) $(LDFLAGS) $^ -o $@ $(call pkglibs,$(PKGS_TEST))
 
 # Packages a fresh Debian 12 needs to build, test and run.
+# check-install needs mandoc (man page lint), systemd (systemd-analyze),
+# procps (pgrep, and /bin/kill: the unit's ExecReload, which verify checks)
+# and strace (the daemon's system calls against the unit's filter); make deb
+# and check-deb need build-essential, debhelper, lintian and debootstrap.
 DEB_PKGS = gcc make pkg-config libhiredis-dev libuv1-dev libcjson-dev check \
            redis-server python3 clang libclang-rt-14-dev valgrind \
+           mandoc systemd procps strace \
            build-essential debhelper lintian debootstrap
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
@@ -130,6 +135,8 @@ deps:
 check: deps
 	@t0=$$(date +%s); $(MAKE) all $(TESTS) && $(MAKE) test \
 	    && echo "== test: $$(($$(date +%s) - t0)) s"
+	@t0=$$(date +%s); $(MAKE) check-install \
+	    && echo "== check-install: $$(($$(date +%s) - t0)) s"
 	@t0=$$(date +%s); $(MAKE) check-san \
 	    && echo "== check-san: $$(($$(date +%s) - t0)) s"
 	@t0=$$(date +%s); $(MAKE) valgrind \

@@ -86,6 +86,10 @@ INSTALLED = \
 # ...) stay, whether or not install created them.
 OWN_DIRS = $(EXAMPLESDIR) $(DOCDIR) $(SYSCONFDIR)/fmredisd
 
+# Run after an install into the live system (no DESTDIR) as root, so that
+# the dynamic linker finds the new library; LDCONFIG=: skips it.
+LDCONFIG ?= ldconfig
+
 # Splits a word of INSTALLED into $dst (under DESTDIR), $mode and $src.
 split_entry = dst=$(DESTDIR)$${e%%:*}; rest=$${e\#*:}; mode=$${rest%%:*}; src=$${rest\#*:}
 
@@ -102,7 +106,7 @@ install: all $(GEN_FILES)
 	    echo "installed $$dst"; \
 	done
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
-	    ldconfig; \
+	    $(LDCONFIG); \
 	    echo "next: systemd-sysusers; systemctl daemon-reload;" \
 	         "systemctl enable --now fmredisd (see fmredisd(8))"; \
 	fi
@@ -118,3 +122,9 @@ uninstall:
 	@for d in $(OWN_DIRS); do \
 	    [ ! -d "$(DESTDIR)$$d" ] || rmdir --ignore-fail-on-non-empty "$(DESTDIR)$$d"; \
 	done
+
+# Installs into a temporary DESTDIR (and a temporary PREFIX) and checks the
+# result; see the head of the script for what it proves. Needs mandoc,
+# systemd-analyze, redis-server and redis-cli.
+check-install: all
+	MAKE="$(MAKE)" CC="$(CC)" LDCONFIG=: tests/install/check-install.sh
