@@ -58,6 +58,13 @@ for unit in fmredisd.service fmredisd.socket; do
     ok "$unit installed and enabled ($wanted)"
 done
 
+# The postinst starts the socket before the daemon (each in a start of its
+# own), so that the daemon serves on the socket systemd holds.
+order=$(sed -n "s/.*deb-systemd-invoke .*'fmredisd\.\([a-z]*\)'.*/\1/p" \
+    /var/lib/dpkg/info/fmredisd.postinst | tr '\n' ' ')
+[ "$order" = "socket service " ] || fail "the postinst starts the units in the order: $order"
+ok "the postinst starts fmredisd.socket, then fmredisd.service"
+
 # ---- the files
 for f in /usr/sbin/fmredisd /usr/bin/fmredis; do
     [ -x "$f" ] || fail "$f missing or not executable"
