@@ -9,7 +9,7 @@ cd /check
 . ./check-deb-lib.sh
 
 # The servers this script starts are stopped on any exit.
-daemon_pid= redis_pid=
+daemon_pid='' redis_pid=''
 stop_servers() {
     for pid in $daemon_pid $redis_pid; do kill -KILL "$pid" 2> /dev/null || true; done
 }
@@ -148,13 +148,13 @@ as check-worker /check/worker /run/fmredisd/fmredisd.sock \
     || fail "the worker built against libfmredis-dev cannot say hello"
 out=$(as check-worker fmredis lock acquire check-job --keep --ttl 60000) \
     || fail "fmredis lock acquire as a member of fmredis"
-set -- $out
-[ "$(redis-cli -s /run/check-redis/redis.sock GET fm:lock:check-job)" = "$1" ] \
-    || fail "Redis does not hold the token $1 in fm:lock:check-job"
-as check-worker fmredis lock release check-job "$1" || fail "fmredis lock release"
+token=${out%% *}    # out is "TOKEN FENCE"
+[ "$(redis-cli -s /run/check-redis/redis.sock GET fm:lock:check-job)" = "$token" ] \
+    || fail "Redis does not hold the token $token in fm:lock:check-job"
+as check-worker fmredis lock release check-job "$token" || fail "fmredis lock release"
 [ "$(redis-cli -s /run/check-redis/redis.sock EXISTS fm:lock:check-job)" = 0 ] \
     || fail "fm:lock:check-job still in Redis after the release"
-ok "fmredisd runs as fmredisd:fmredis on the shipped config; a member of fmredis took and released a lock (token $1 in Redis)"
+ok "fmredisd runs as fmredisd:fmredis on the shipped config; a member of fmredis took and released a lock (token $token in Redis)"
 rc=0
 as check-outsider /check/worker /run/fmredisd/fmredisd.sock 2> /check/outsider.err || rc=$?
 [ $rc -eq 2 ] && grep -q 'Permission denied' /check/outsider.err \
@@ -162,11 +162,11 @@ as check-outsider /check/worker /run/fmredisd/fmredisd.sock 2> /check/outsider.e
 ok "a user outside fmredis cannot connect: $(cat /check/outsider.err)"
 kill -TERM "$daemon_pid"
 rc=0; wait "$daemon_pid" || rc=$?
-daemon_pid=
+daemon_pid=''
 [ $rc -eq 0 ] || { cat /check/fmredisd.log; fail "fmredisd exited with $rc on SIGTERM"; }
 [ ! -e /run/fmredisd/fmredisd.sock ] || fail "the socket is left after fmredisd stopped"
 kill -TERM "$redis_pid"; wait "$redis_pid" || true
-redis_pid=
+redis_pid=''
 ok "fmredisd stopped on SIGTERM with status 0 and removed its socket"
 
 # ---- purge: everything the packages installed goes
@@ -183,5 +183,7 @@ left=$(while read -r f; do [ ! -e "$f" ] && [ ! -L "$f" ] || echo "$f"; done < /
 [ -z "$left" ] || fail "left after the purge: $left"
 [ ! -e /etc/fmredisd ] || fail "/etc/fmredisd left after the purge: $(ls -la /etc/fmredisd)"
 ok "purged: none of the $(wc -l < /check/files) files is left, nor /etc/fmredisd"
-getent passwd fmredisd > /dev/null \
-    && echo "check-deb: the user fmredisd and group fmredis stay after the purge, as Debian leaves system users"
+# As Debian leaves system users: files they own may outlive the package.
+getent passwd fmredisd > /dev/null && getent group fmredis > /dev/null \
+    || fail "the user fmredisd or the group fmredis went with the purge"
+ok "the user fmredisd and the group fmredis stay after the purge"
