@@ -121,6 +121,17 @@ static long long redis_pttl(const char *key)
 
 /* ---- usage -------------------------------------------------------------- */
 
+/* fmredis args is a usage error: exit 2, nothing on stdout, says so. */
+static void expect_usage_error(const char *const *args)
+{
+    fmt_proc p;
+
+    ck_assert_int_eq(run_cli(&p, NULL, args), EX_USAGE);
+    ck_assert_msg(p.len[1] == 0, "stdout: %s", p.text[1]);
+    ck_assert_msg(strstr(p.text[2], "usage") != NULL, "stderr: %s", p.text[2]);
+    fmt_proc_free(&p);
+}
+
 START_TEST(test_cli_help_exits_0)
 {
     fmt_proc p;
@@ -142,14 +153,8 @@ START_TEST(test_cli_usage_errors_exit_2)
         ARGS("--bogus-option", "ping"),
     };
 
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        fmt_proc p;
-
-        ck_assert_int_eq(run_cli(&p, NULL, cases[i]), EX_USAGE);
-        ck_assert_msg(p.len[1] == 0, "stdout: %s", p.text[1]);
-        ck_assert_msg(strstr(p.text[2], "usage") != NULL, "stderr: %s", p.text[2]);
-        fmt_proc_free(&p);
-    }
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_usage_error(cases[i]);
     /* No command at all. */
     {
         const char *argv[] = {fmt_cli_path(), NULL};
@@ -250,14 +255,8 @@ START_TEST(test_cli_help_of_an_unknown_command_exits_2)
         ARGS("lock", "nope", "--help"),
     };
 
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        fmt_proc p;
-
-        ck_assert_int_eq(run_cli(&p, NULL, cases[i]), EX_USAGE);
-        ck_assert_msg(p.len[1] == 0, "stdout: %s", p.text[1]);
-        ck_assert_msg(strstr(p.text[2], "usage") != NULL, "stderr: %s", p.text[2]);
-        fmt_proc_free(&p);
-    }
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_usage_error(cases[i]);
 }
 END_TEST
 
