@@ -250,6 +250,42 @@ START_TEST(test_daemon_outside_the_group_does_not_start)
 }
 END_TEST
 
+/* Under socket activation the unit's SocketGroup= sets the group: the
+ * daemon leaves the socket it was handed as it is, and says so. */
+START_TEST(test_socket_activation_leaves_the_group_to_the_unit)
+{
+    const char *const extra[] = {"--socket_group", group, NULL};
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char dir[64], *log;
+    struct stat before, after;
+    fmt_daemon d;
+    int fd;
+
+    assert_users();
+    snprintf(dir, sizeof(dir), "/tmp/fmtest-activation.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/listen.sock", dir);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(fd, 16), 0);
+    ck_assert_int_eq(lstat(sa.sun_path, &before), 0);
+    ck_assert_int_eq(fmt_daemon_start_as(&d, NULL, extra, &(fmt_daemon_opts){.listen_fd = fd}),
+                     0);
+    ck_assert_msg(fmt_wait_until(fmt_socket_accepts, sa.sun_path, 10000), "not serving");
+    ck_assert(wire_ping_says(sa.sun_path, "\"redis\":\"down\""));
+    ck_assert_int_eq(lstat(sa.sun_path, &after), 0);
+    ck_assert_uint_eq(after.st_gid, before.st_gid);
+    log = fmt_slurp(d.log);
+    ck_assert_msg(strstr(log, "socket_group") != NULL && strstr(log, "is not applied") != NULL,
+                  "log: %s", log);
+    free(log);
+    fmt_daemon_stop(&d);
+    close(fd);
+    unlink(sa.sun_path);
+    rmdir(dir);
+}
+END_TEST
+
 /* ---- Redis AUTH ------------------------------------------------------------ */
 
 #define SECRET "Pw-4417-zq7-not-for-logs"
@@ -635,6 +671,7 @@ Suite *fm_suite_access(void)
     tcase_add_test(tc, test_socket_group_lets_members_in_and_keeps_others_out);
     tcase_add_test(tc, test_daemon_as_a_member_gives_the_socket_its_group);
     tcase_add_test(tc, test_daemon_outside_the_group_does_not_start);
+    tcase_add_test(tc, test_socket_activation_leaves_the_group_to_the_unit);
 
     tc = fmt_tcase(s, "auth", NULL, NULL, AUTH_TIMEOUT);
     tcase_add_test(tc, test_requirepass_from_the_url);
