@@ -217,7 +217,7 @@ static void help_and_exit(const char *words)
 {
     if (!usage_command(stdout, words))
         usage_error("no help for '%s'", words);
-    exit(fflush(stdout) == 0 ? 0 : 4);
+    exit(fflush(stdout) == 0 ? EX_OK : EX_CONN);
 }
 
 /* The child of with-lock, for the signal handler to forward signals to.
