@@ -157,7 +157,9 @@ test: all $(TESTS) $(STALL)
 # deletes, its exit status is not looked at, and the test may pass anyway.
 # So every sanitized process (daemon, CLI, test program) writes its reports
 # to files under SAN_REPORTS instead of stderr, and this target fails when
-# any report exists. That holds however the process ended or who started it;
+# any report exists. That holds however the process ended or who started it,
+# and whoever it runs as (test_access.c starts daemons as users of its own,
+# so the directory is writable by all, sticky like /tmp);
 # a daemon still gets SIGTERM from the harness, so LeakSanitizer's leak check
 # at exit runs too. Timeouts are tripled for the slower build.
 SAN_REPORTS = $(abspath build/san/reports)
@@ -167,7 +169,7 @@ SAN_ENV = ASAN_OPTIONS=abort_on_error=1:halt_on_error=1:detect_leaks=1:log_path=
 
 check-san:
 	$(MAKE) SAN=1 all build/san/fm-tests
-	rm -rf $(SAN_REPORTS) && mkdir -p $(SAN_REPORTS)
+	rm -rf $(SAN_REPORTS) && mkdir -p $(SAN_REPORTS) && chmod 1777 $(SAN_REPORTS)
 	@$(SAN_ENV) $(MAKE) SAN=1 test; rc=$$?; \
 	if [ -n "$$(ls -A $(SAN_REPORTS))" ]; then \
 	    for f in $(SAN_REPORTS)/*; do echo "== $$f"; cat "$$f"; done; \
@@ -181,7 +183,8 @@ check-san:
 # run to VG_LOGS. valgrind's leak check runs when the daemon exits, which it
 # does on the harness's SIGTERM. The target fails when any log reports an
 # error or a definite leak (--errors-for-leak-kinds=definite makes those count
-# in the ERROR SUMMARY). A run ended by SIGKILL leaves a log without a
+# in the ERROR SUMMARY). VG_LOGS is writable by all (sticky, like /tmp): some
+# daemons run as users the tests made. A run ended by SIGKILL leaves a log without a
 # summary: those are counted and named, as unchecked, not failed.
 # Check's test timeouts are multiplied by VG_SLOW: the daemon runs 20-50x
 # slower under valgrind. No test needed more than that so far.
@@ -189,7 +192,7 @@ VG_LOGS = $(abspath build/valgrind)
 VG_SLOW = 10
 
 valgrind: all $(TESTS) $(STALL)
-	rm -rf $(VG_LOGS) && mkdir -p $(VG_LOGS)
+	rm -rf $(VG_LOGS) && mkdir -p $(VG_LOGS) && chmod 1777 $(VG_LOGS)
 	@FMREDISD=$(CURDIR)/tests/valgrind-fmredisd FM_VALGRIND_LOGS=$(VG_LOGS) \
 	    FM_STALL_LIB=$(abspath $(STALL)) \
 	    FM_VALGRIND_DAEMON=$(abspath $(DAEMON)) CK_TIMEOUT_MULTIPLIER=$(VG_SLOW) \

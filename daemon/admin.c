@@ -29,13 +29,19 @@ static void op_hello(fm_req *req, const fm_request *msg)
     fm_req_ok_finish(req);
 }
 
+/* A "down" says why when the link knows (a refused AUTH, a refused
+ * connect), so an operator need not read the log to tell a wrong password
+ * from a stopped Redis. */
 static void answer_ping(fm_req *req, int up)
 {
+    const char *why = up ? NULL : fm_link_error(((const asvc *)req->svc)->core->link);
     fm_conn *conn = fm_req_ok_start(req);
 
     if (conn == NULL)
         return;
     fm_reply_put_str(conn, "redis", up ? "up" : "down", up ? 2 : 4);
+    if (why != NULL)
+        fm_reply_put_str(conn, "redis_error", why, strlen(why));
     fm_req_ok_finish(req);
 }
 
@@ -93,6 +99,7 @@ static void op_stats(fm_req *req, const fm_request *msg)
     fm_reply_put_int(conn, "commands", (int64_t)ls.commands);
     fm_reply_put_int(conn, "retries", (int64_t)ls.retries);
     fm_reply_put_int(conn, "queued", (int64_t)ls.queued);
+    fm_reply_put_int(conn, "refused", (int64_t)ls.refused);
     fm_reply_close(conn);
     fm_core_put_stats(core, conn);
     fm_req_ok_finish(req);

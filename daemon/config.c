@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "fm_wire.h"
@@ -43,6 +44,7 @@ static int derive_gids(fm_config *cfg, char *err, size_t errlen);
 static const directive directives[] = {
     {"socket", T_STR, F(socket), 1, FM_SOCKET_PATH_MAX, "/run/fmredisd/fmredisd.sock", 0, NULL},
     {"socket_mode", T_MODE, F(socket_mode), 0, 0777, "0660", 0, NULL},
+    {"socket_group", T_OPTSTR, F(socket_group), 1, 256, NULL, 0, NULL},
     {"redis_url", T_STR, F(redis_url), 1, 4096, "redis://127.0.0.1:6379/0", 0, parse_redis_url},
     {"redis_password_file", T_OPTSTR, F(redis_password_file), 1, 4096, NULL, 0, read_password_file},
     {"request_timeout_ms", T_INT, F(request_timeout_ms), 1, MS_MAX, "5000", 1, NULL},
@@ -481,28 +483,57 @@ static int parse_redis_url(fm_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
-static int read_password_file(fm_config *cfg, char *err, size_t errlen)
+/* Reads a password from path into *out: what redis_password_file and the
+ * service manager's credential hold. One trailing newline (or CRLF) is not
+ * part of it, since editors and `echo` add one. what names the source in
+ * messages, which never show the file's text. */
+static int read_secret(const char *path, const char *what, char **out, char *err, size_t errlen)
 {
-    FILE *f = fopen(cfg->redis_password_file, "r");
+    FILE *f = fopen(path, "r");
     char buf[4097];
     size_t n;
 
     if (f == NULL)
-        return failf(err, errlen, "redis_password_file: %s: %s", cfg->redis_password_file,
-                     strerror(errno));
+        return failf(err, errlen, "%s: %s: %s", what, path, strerror(errno));
     n = fread(buf, 1, sizeof(buf), f);
     fclose(f);
     if (n == sizeof(buf))
-        return failf(err, errlen, "redis_password_file: longer than 4096 bytes");
+        return failf(err, errlen, "%s: longer than 4096 bytes", what);
     if (n > 0 && buf[n - 1] == '\n')
         n--;
     if (n > 0 && buf[n - 1] == '\r')
         n--;
     if (n == 0 || memchr(buf, '\0', n) != NULL)
-        return failf(err, errlen, "redis_password_file: empty or holds a NUL byte");
-    free(cfg->redis_file_password);
-    cfg->redis_file_password = strndup(buf, n);
-    return cfg->redis_file_password ? 0 : failf(err, errlen, "out of memory");
+        return failf(err, errlen, "%s: empty or holds a NUL byte", what);
+    free(*out);
+    *out = strndup(buf, n);
+    return *out ? 0 : failf(err, errlen, "out of memory");
+}
+
+static int read_password_file(fm_config *cfg, char *err, size_t errlen)
+{
+    return read_secret(cfg->redis_password_file, "redis_password_file",
+                       &cfg->redis_file_password, err, errlen);
+}
+
+/* systemd's LoadCredential=redis-password:... puts the password in
+ * $CREDENTIALS_DIRECTORY/redis-password, readable by the service alone.
+ * When that file exists it wins over redis_password_file and the URL: the
+ * unit is the operator's last word. Absent, it is not an error: the
+ * variable is set for any credential, not only this one. */
+static int read_credential(fm_config *cfg, char *err, size_t errlen)
+{
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    char path[4096];
+
+    if (dir == NULL || *dir == '\0')
+        return 0;
+    if ((size_t)snprintf(path, sizeof(path), "%s/redis-password", dir) >= sizeof(path))
+        return failf(err, errlen, "$CREDENTIALS_DIRECTORY: longer than %zu bytes", sizeof(path));
+    if (access(path, F_OK) != 0 && errno == ENOENT)
+        return 0;
+    return read_secret(path, "$CREDENTIALS_DIRECTORY/redis-password", &cfg->redis_file_password,
+                       err, errlen);
 }
 
 /* A list of numeric ids or names, separated by spaces or commas. */
@@ -559,6 +590,30 @@ static int derive_gids(fm_config *cfg, char *err, size_t errlen)
     return parse_ids(cfg->allow_gids, 1, (void **)&cfg->gids, &cfg->ngids, err, errlen);
 }
 
+int fm_config_socket_gid(const fm_config *cfg, gid_t *gid, char *err, size_t errlen)
+{
+    char shown[SHOWN_MAX];
+    struct group *gr;
+    int64_t v;
+
+    if (cfg->socket_group == NULL)
+        return 1;
+    /* A number is a gid, as chown(1) takes it; (gid_t)-1 would mean "leave
+     * the group as it is" to chown(2). */
+    if (parse_int(cfg->socket_group, 10, &v) == 0 && v >= 0 && v < (int64_t)(gid_t)-1) {
+        *gid = (gid_t)v;
+        return 0;
+    }
+    errno = 0;
+    gr = getgrnam(cfg->socket_group);
+    if (gr == NULL)
+        return failf(err, errlen, "socket_group: %s \"%s\"",
+                     errno != 0 ? strerror(errno) : "no such group",
+                     redact(cfg->socket_group, shown, sizeof(shown)));
+    *gid = gr->gr_gid;
+    return 0;
+}
+
 /* Checks what no single directive can see. */
 static int finish(fm_config *cfg, char *err, size_t errlen)
 {
@@ -572,7 +627,10 @@ static int finish(fm_config *cfg, char *err, size_t errlen)
                      "version of fmredisd yet; remove that directive");
     if (cfg->reconnect_step_ms > cfg->reconnect_max_ms)
         return failf(err, errlen, "reconnect_step_ms must not exceed reconnect_max_ms");
-    /* The password file wins over a password in the URL. */
+    /* The credential wins over the password file, which wins over a
+     * password in the URL. */
+    if (read_credential(cfg, err, errlen) != 0)
+        return -1;
     if (cfg->redis_file_password != NULL) {
         free(cfg->redis_password);
         cfg->redis_password = cfg->redis_file_password;

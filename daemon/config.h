@@ -21,6 +21,7 @@ typedef struct fm_redis_addr {
 typedef struct fm_config {
     char *socket;
     int socket_mode;
+    char *socket_group;
     char *redis_url;
     char *redis_password_file;
     int64_t request_timeout_ms;
@@ -90,6 +91,13 @@ void fm_config_diff(const fm_config *a, const fm_config *b,
  * from them) from cur into next, so a reloaded configuration keeps running
  * with what the process actually uses. */
 void fm_config_carry_restart(fm_config *next, fm_config *cur);
+
+/* The group socket_group names: 0 with *gid set, 1 when socket_group is
+ * unset (the socket keeps the daemon's group), or -1 with a message when no
+ * such group exists. A name is looked up with getgrnam(3), which may ask a
+ * directory service (sssd, LDAP) and block: for the start and -t, never on
+ * the loop. A number is taken as a gid as it is. */
+int fm_config_socket_gid(const fm_config *cfg, gid_t *gid, char *err, size_t errlen);
 
 /* "fmredisd 0.1.0" */
 const char *fm_config_version(void);

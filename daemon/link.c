@@ -107,6 +107,13 @@ int fm_link_ready(const fm_link *link)
     return link->ctx[CTX_CMD].state == ST_READY;
 }
 
+const char *fm_link_error(const fm_link *link)
+{
+    const fm_ctx *ctx = &link->ctx[CTX_CMD];
+
+    return ctx->state != ST_READY && ctx->lasterr[0] != '\0' ? ctx->lasterr : NULL;
+}
+
 int fm_link_sub_ready(const fm_link *link)
 {
     return link->ctx[CTX_SUB].state == ST_READY;

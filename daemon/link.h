@@ -40,6 +40,10 @@ void fm_link_on_state(fm_link *link, fm_link_state_fn *fn, void *arg);
 /* Whether commands are being sent right now (connected, set up). */
 int fm_link_ready(const fm_link *link);
 int fm_link_sub_ready(const fm_link *link);
+/* Why the command connection is not ready ("Redis refused AUTH: WRONGPASS
+ * ...", "Connection refused"), or NULL when it is or nothing failed yet.
+ * Like the state hook's why, it never holds the password. */
+const char *fm_link_error(const fm_link *link);
 
 /* Counters for stats. */
 typedef struct fm_link_stats {

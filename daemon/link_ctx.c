@@ -10,6 +10,7 @@
  * the registered scripts (command context), then a PING. What runs on a
  * context learns that it is ready or lost through ctx->on_ready and
  * ctx->on_lost. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,8 +157,14 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
     if (reply == NULL || ctx == NULL || ctx->state != ST_SETUP)
         return;
     if (reply->type == REDIS_REPLY_ERROR) {
+        /* Replies come in the order of the commands: this one answers the
+         * first still pending. Which step Redis refused is what an operator
+         * needs ("Redis refused AUTH: WRONGPASS ..."); Redis's text never
+         * holds the password. */
+        const char *step = ctx->setup_names[ctx->setup_sent - ctx->setup_pending];
         char why[128];
-        snprintf(why, sizeof(why), "setup failed: %.100s", reply->str);
+
+        snprintf(why, sizeof(why), "Redis refused %s: %.100s", step, reply->str);
         ctx_lost(ctx, why);
         return;
     }
@@ -167,14 +174,18 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
         ctx_ready(ctx);
 }
 
-static int setup_command(fm_ctx *ctx, void *privdata, int argc, const char **argv)
+/* name: what a refusal is reported as. */
+static int setup_command(fm_ctx *ctx, void *privdata, const char *name, int argc,
+                         const char **argv)
 {
     size_t lens[4];
 
+    assert(ctx->setup_sent < (int)(sizeof(ctx->setup_names) / sizeof(ctx->setup_names[0])));
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     if (redisAsyncCommandArgv(ctx->ac, on_setup_reply, privdata, argc, argv, lens) != REDIS_OK)
         return -1;
+    ctx->setup_names[ctx->setup_sent++] = name;
     ctx->setup_pending++;
     return 0;
 }
@@ -198,23 +209,25 @@ static void on_connect(const redisAsyncContext *ac, int status)
     cfg = ctx->link->cfg;
     ctx->state = ST_SETUP;
     ctx->setup_pending = 0;
+    ctx->setup_sent = 0;
     if (cfg->redis_password && cfg->redis_user)
-        rc |= setup_command(ctx, NULL, 3, (const char *[]){"AUTH", cfg->redis_user, cfg->redis_password});
+        rc |= setup_command(ctx, NULL, "AUTH", 3,
+                            (const char *[]){"AUTH", cfg->redis_user, cfg->redis_password});
     else if (cfg->redis_password)
-        rc |= setup_command(ctx, NULL, 2, (const char *[]){"AUTH", cfg->redis_password});
+        rc |= setup_command(ctx, NULL, "AUTH", 2, (const char *[]){"AUTH", cfg->redis_password});
     if (ctx->kind == CTX_CMD) {
         if (cfg->redis_db != 0) {
             snprintf(db, sizeof(db), "%d", cfg->redis_db);
-            rc |= setup_command(ctx, NULL, 2, (const char *[]){"SELECT", db});
+            rc |= setup_command(ctx, NULL, "SELECT", 2, (const char *[]){"SELECT", db});
         }
         for (int i = 0; i < ctx->link->nscripts; i++)
-            rc |= setup_command(ctx, ctx->link->scripts[i], 3,
+            rc |= setup_command(ctx, ctx->link->scripts[i], "SCRIPT LOAD", 3,
                                 (const char *[]){"SCRIPT", "LOAD", ctx->link->scripts[i]->body});
     }
     /* A first SUBSCRIBE answered with an error (-LOADING) crashes hiredis
      * 0.14; a PING first proves the server takes commands. It also gives the
      * command context something to wait for when there is nothing else. */
-    rc |= setup_command(ctx, NULL, 1, (const char *[]){"PING"});
+    rc |= setup_command(ctx, NULL, "PING", 1, (const char *[]){"PING"});
     if (rc != 0)
         ctx_lost(ctx, "could not send setup commands");
 }

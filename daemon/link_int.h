@@ -30,6 +30,8 @@ struct fm_ctx {
     uv_getaddrinfo_t gai;
     int attempt;
     int setup_pending;      /* setup replies still to come */
+    int setup_sent;         /* setup commands sent, in this order: */
+    const char *setup_names[MAX_SCRIPTS + 3];   /* AUTH, SELECT, scripts, PING */
     int logged_down;        /* loss logged; recovery not yet */
     int dropping;           /* we freed the context; on_disconnect follows */
     int suspect;            /* connected, but the server said READONLY: not

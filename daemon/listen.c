@@ -8,8 +8,9 @@
  * later and less clearly. The manager made that socket (its path, mode and
  * owner are the unit's), so the daemon skips the stale-socket check and
  * never unlinks it: workers that connect while the daemon restarts wait in
- * the kernel's queue instead of being refused. The variables stay in the
- * environment, as sd_listen_fds(0) leaves them. */
+ * the kernel's queue instead of being refused. socket_mode and socket_group
+ * are the unit's business then too (SocketMode=, SocketGroup=). The
+ * variables stay in the environment, as sd_listen_fds(0) leaves them. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -56,11 +57,36 @@ static int clear_stale_socket(const char *path)
     return 0;
 }
 
+/* Gives the bound socket to socket_group. lchown(2), not chown(2): like
+ * the mode (below), the group must not follow a symlink put at the path
+ * after the bind. Without root (CAP_CHOWN) the kernel allows only a group
+ * the daemon's user is a member of: EPERM says that. */
+static int give_group(const char *path, gid_t gid, const char *group)
+{
+    if (lchown(path, (uid_t)-1, gid) == 0)
+        return 0;
+    if (errno == EPERM)
+        fm_log_error("socket_group: cannot give %s to group %s: the daemon's user is "
+                     "neither a member of it nor privileged (root with CAP_CHOWN)", path, group);
+    else
+        fm_log_error("socket_group: cannot give %s to group %s: %s", path, group, strerror(errno));
+    return -1;
+}
+
 static int bind_socket(fm_listener *l, const fm_config *cfg)
 {
     mode_t old_umask;
-    int rc;
+    char err[512];
+    gid_t gid;
+    int rc, grouped;
 
+    /* Resolved before anything is touched, so a bad group leaves the path
+     * alone; getgrnam(3) may block, which is fine before the loop runs. */
+    grouped = fm_config_socket_gid(cfg, &gid, err, sizeof(err));
+    if (grouped < 0) {
+        fm_log_error("%s", err);
+        return -1;
+    }
     if (clear_stale_socket(cfg->socket) != 0)
         return -1;
     /* The socket is born with its mode: bind(2) applies the umask to 0777.
@@ -72,6 +98,10 @@ static int bind_socket(fm_listener *l, const fm_config *cfg)
     umask(old_umask);
     if (rc != 0) {
         fm_log_error("binding %s: %s", cfg->socket, uv_strerror(rc));
+        return -1;
+    }
+    if (grouped == 0 && give_group(cfg->socket, gid, cfg->socket_group) != 0) {
+        unlink(cfg->socket);
         return -1;
     }
     snprintf(l->path, sizeof(l->path), "%s", cfg->socket);
@@ -154,6 +184,9 @@ static int open_handed(fm_listener *l, const fm_config *cfg)
     snprintf(l->path, sizeof(l->path), "%s", sa.sun_path[0] ? sa.sun_path : "(unnamed)");
     if (strcmp(l->path, cfg->socket) != 0)
         fm_log_info("socket activation: the configured socket %s is not used", cfg->socket);
+    if (cfg->socket_group != NULL)
+        fm_log_info("socket activation: socket_group %s is not applied; the socket unit's "
+                    "SocketGroup= sets the group", cfg->socket_group);
     return 0;
 }
 

@@ -30,6 +30,15 @@ int main(int argc, char **argv)
         return 1;
     }
     if (srv.args.check_only) {
+        gid_t gid;
+
+        /* Resolved here too, so -t finds a group that does not exist. */
+        if (fm_config_socket_gid(srv.cfg, &gid, err, sizeof(err)) < 0) {
+            fprintf(stderr, "fmredisd: %s\n", err);
+            fm_config_free(srv.cfg);
+            fm_config_args_free(&srv.args);
+            return 1;
+        }
         printf("fmredisd: configuration %s is valid\n", srv.args.file ? srv.args.file : "(defaults)");
         fm_config_free(srv.cfg);
         fm_config_args_free(&srv.args);

@@ -3,7 +3,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -122,6 +124,20 @@ char *fmt_slurp(const char *path)
     return text;
 }
 
+int fmt_become(const char *user)
+{
+    struct passwd *pw = getpwnam(user);
+
+    if (pw == NULL) {
+        errno = ENOENT;
+        return -1;
+    }
+    /* Groups first: after setuid(2) they can no longer be set. */
+    if (initgroups(user, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+        return -1;
+    return 0;
+}
+
 /* In the child, what a service manager sets up before the exec. */
 static void as_service(const fmt_daemon_opts *o)
 {
@@ -143,6 +159,10 @@ static void as_service(const fmt_daemon_opts *o)
         snprintf(v, sizeof(v), "%llu:%llu", (unsigned long long)st.st_dev,
                  (unsigned long long)st.st_ino);
         setenv("JOURNAL_STREAM", v, 1);
+    }
+    if (o->user != NULL && fmt_become(o->user) != 0) {
+        fprintf(stderr, "harness: cannot become user %s: %s\n", o->user, strerror(errno));
+        _exit(126);
     }
 }
 
@@ -356,6 +376,18 @@ void fmt_redis_stop(fmt_redis *r)
     r->dir[0] = '\0';
 }
 
+/* The socket accepts, or the daemon is gone (not reaped here). */
+static int up_or_gone(void *arg)
+{
+    const fmt_daemon *d = arg;
+    siginfo_t si;
+
+    if (fmt_socket_accepts((void *)d->sock))
+        return 1;
+    memset(&si, 0, sizeof(si));
+    return waitid(P_PID, (id_t)d->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == d->pid;
+}
+
 int fmt_daemon_start(fmt_daemon *d, const char *redis_url, const char *const *extra)
 {
     return fmt_daemon_start_as(d, redis_url, extra, NULL);
@@ -379,12 +411,18 @@ int fmt_daemon_start_as(fmt_daemon *d, const char *redis_url, const char *const 
     for (int i = 0; extra && extra[i] && n < 63; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
+    if (o != NULL && o->user != NULL) {
+        struct passwd *pw = getpwnam(o->user);
+
+        if (pw == NULL || chown(d->dir, pw->pw_uid, pw->pw_gid) != 0)
+            return -1;
+    }
     d->pid = spawn(argv, d->log, o);
     if (d->pid < 0)
         return -1;
     if (o != NULL && o->listen_fd >= 0)
         return 0;
-    if (!fmt_wait_until(fmt_socket_accepts, d->sock, START_TIMEOUT_MS) || exited(&d->pid)) {
+    if (!fmt_wait_until(up_or_gone, d, START_TIMEOUT_MS) || exited(&d->pid)) {
         fprintf(stderr, "harness: fmredisd did not come up (see %s)\n", d->log);
         reap(&d->pid, SIGKILL);
         return -1;

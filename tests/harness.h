@@ -59,10 +59,19 @@ typedef struct fmt_daemon_opts {
      * wait for d->sock, which the daemon does not bind. */
     int listen_fd;
     int journal;                /* JOURNAL_STREAM names its stderr (d->log) */
+    /* Not NULL: the daemon runs as this user, with its groups (the test
+     * runs as root), and d->dir is given to it so that it can bind there. */
+    const char *user;
 } fmt_daemon_opts;
-/* fmt_daemon_start with o (NULL: as fmt_daemon_start). */
+/* fmt_daemon_start with o (NULL: as fmt_daemon_start). A daemon that exits
+ * before its socket accepts fails the start at once; its log stays in
+ * d->log until fmt_daemon_stop. */
 int fmt_daemon_start_as(fmt_daemon *d, const char *redis_url, const char *const *extra,
                         const fmt_daemon_opts *o);
+/* Makes the calling process (a child the test forked; the test runs as
+ * root) the user, with the user's primary and supplementary groups, for
+ * good. 0, or -1 with errno. */
+int fmt_become(const char *user);
 /* SIGTERM, then waits; SIGKILL if it does not exit within 10 s. Returns
  * what fmt_daemon_wait does: the exit code, 128 + signal, or -1 when it had
  * to be killed. */

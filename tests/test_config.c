@@ -161,6 +161,7 @@ typedef struct directive_case {
 static const directive_case contract[] = {
     {"socket", K_STR, F(socket), "/run/fmredisd/fmredisd.sock", "/tmp/fmtest-other.sock"},
     {"socket_mode", K_MODE, F(socket_mode), "0660", "0600"},
+    {"socket_group", K_STR, F(socket_group), NULL, "0"},
     {"redis_url", K_STR, F(redis_url), "redis://127.0.0.1:6379/0", "redis://other:6380/1"},
     {"redis_password_file", K_STR, F(redis_password_file), NULL, NULL},
     {"request_timeout_ms", K_INT, F(request_timeout_ms), "5000", "250"},
@@ -835,6 +836,107 @@ START_TEST(test_redis_password_file)
 }
 END_TEST
 
+/* $CREDENTIALS_DIRECTORY/redis-password (systemd's LoadCredential=) wins
+ * over redis_password_file, which wins over the URL; the credential is read
+ * by the same rules as the file. */
+START_TEST(test_credential_wins_over_the_password_file_and_the_url)
+{
+    static const char *const url[] = {"redis_url", "redis://:from-url@127.0.0.1:7000", NULL};
+    char *file = write_file("password", "from-file\n");
+    char *cred = path_of("redis-password");
+    const char *with_file[] = {"redis_url", url[1], "redis_password_file", file, NULL};
+    fm_config *cfg;
+
+    setenv("CREDENTIALS_DIRECTORY", dir, 1);
+    /* The variable alone (another credential's) changes nothing. */
+    cfg = load_ok(NULL, url);
+    ck_assert_str_eq(cfg->redis_password, "from-url");
+    fm_config_free(cfg);
+    cfg = load_ok(NULL, with_file);
+    ck_assert_str_eq(cfg->redis_password, "from-file");
+    fm_config_free(cfg);
+
+    free(write_file("redis-password", "from-credential\r\n"));
+    cfg = load_ok(NULL, with_file);
+    ck_assert_str_eq(cfg->redis_password, "from-credential");
+    ck_assert_ptr_null(cfg->redis_user);
+    fm_config_free(cfg);
+    cfg = load_ok(NULL, url);
+    ck_assert_str_eq(cfg->redis_password, "from-credential");
+    fm_config_free(cfg);
+
+    /* An ACL user from the URL, its password from the credential. */
+    {
+        static const char *const user[] = {"redis_url", "redis://fmuser:@127.0.0.1:7000", NULL};
+
+        cfg = load_ok(NULL, user);
+        ck_assert_str_eq(cfg->redis_user, "fmuser");
+        ck_assert_str_eq(cfg->redis_password, "from-credential");
+        fm_config_free(cfg);
+    }
+
+    /* An unusable credential is an error that names it, never its text. */
+    free(write_file("redis-password", "\n"));
+    expect_refused(NULL, url, "$CREDENTIALS_DIRECTORY/redis-password", "empty", NULL);
+    unlink(cred);
+    unsetenv("CREDENTIALS_DIRECTORY");
+    free(cred);
+    free(file);
+}
+END_TEST
+
+/* ---- socket_group -------------------------------------------------------- */
+
+START_TEST(test_socket_group_is_a_name_or_a_gid)
+{
+    static const struct {
+        const char *value;
+        int rc;
+        gid_t gid;
+    } cases[] = {
+        {"root", 0, 0}, {"0", 0, 0}, {"4242", 0, 4242}, {"no-such-group-fmtest", -1, 0},
+    };
+    char err[600];
+    fm_config *cfg;
+    gid_t gid;
+
+    cfg = load_ok(NULL, NULL);
+    ck_assert_int_eq(fm_config_socket_gid(cfg, &gid, err, sizeof(err)), 1);
+    fm_config_free(cfg);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *over[] = {"socket_group", cases[i].value, NULL};
+
+        cfg = load_ok(NULL, over);
+        gid = 99999;
+        err[0] = '\0';
+        ck_assert_int_eq(fm_config_socket_gid(cfg, &gid, err, sizeof(err)), cases[i].rc);
+        if (cases[i].rc == 0)
+            ck_assert_uint_eq(gid, cases[i].gid);
+        else
+            ck_assert_msg(strstr(err, "socket_group") && strstr(err, cases[i].value),
+                          "message: %s", err);
+        fm_config_free(cfg);
+    }
+    expect_refused("socket_group \"\"\n", NULL, "@:1:", "socket_group", NULL);
+}
+END_TEST
+
+/* -t looks the group up too: a typo is found before the start. */
+START_TEST(test_unknown_socket_group_through_the_binary)
+{
+    static const char *const bad[] = {"-t", "--socket_group", "no-such-group-fmtest", NULL};
+    static const char *const good[] = {"-t", "--socket_group", "root", NULL};
+    fmt_proc p;
+
+    ck_assert_int_eq(run_daemon(&p, bad), 1);
+    ck_assert_msg(strstr(p.text[2], "socket_group: no such group \"no-such-group-fmtest\""),
+                  "stderr: %s", p.text[2]);
+    fmt_proc_free(&p);
+    ck_assert_int_eq(run_daemon(&p, good), 0);
+    fmt_proc_free(&p);
+}
+END_TEST
+
 /* ---- high availability -------------------------------------------------- */
 
 START_TEST(test_sentinels_and_cluster_together_are_an_error)
@@ -972,7 +1074,7 @@ START_TEST(test_sighup_reloads_and_keeps_going_after_a_broken_file)
     ck_assert_msg(strstr(p.text[2], CONNECTED_LOG) == NULL, "log: %s", p.text[2]);
 
     text = wire_strf("socket %s\nredis_url unix://%s/no-redis.sock\nlog_level debug\n"
-                "socket_mode 0600\nrequest_timeout_ms 4000\n", sock, dir);
+                "socket_mode 0600\nsocket_group 1\nrequest_timeout_ms 4000\n", sock, dir);
     free(write_file("hup.conf", text));
     free(text);
     ck_assert_int_eq(kill(p.pid, SIGHUP), 0);
@@ -980,11 +1082,15 @@ START_TEST(test_sighup_reloads_and_keeps_going_after_a_broken_file)
                   p.text[2]);
     ck_assert_msg(line_with(p.text[2], "socket_mode", "restart"),
                   "socket_mode not named as needing a restart: %s", p.text[2]);
+    ck_assert_msg(line_with(p.text[2], "socket_group", "restart"),
+                  "socket_group not named as needing a restart: %s", p.text[2]);
     ck_assert_msg(line_with(p.text[2], "request_timeout_ms", "changed"), "log: %s", p.text[2]);
     ck_assert_msg(line_with(p.text[2], "log_level", "changed"), "log: %s", p.text[2]);
-    /* socket_mode waits for a restart; log_level applies at once. */
+    /* socket_mode and socket_group wait for a restart; log_level applies
+     * at once. */
     ck_assert_int_eq(stat(sock, &st), 0);
     ck_assert_int_eq(st.st_mode & 0777, 0660);
+    ck_assert_uint_eq(st.st_gid, getgid());
     ping_fresh(sock);
     fmt_proc_drain(&p);
     ck_assert_msg(strstr(p.text[2], CONNECTED_LOG) != NULL, "debug not applied: %s", p.text[2]);
@@ -1103,6 +1209,11 @@ Suite *fm_suite_config(void)
     tcase_add_test(tc, test_url_password_not_printed_from_the_command_line);
     tcase_add_test(tc, test_url_password_not_printed_from_the_environment);
     tcase_add_test(tc, test_redis_password_file);
+    tcase_add_test(tc, test_credential_wins_over_the_password_file_and_the_url);
+
+    tc = tcase(s, "socket_group");
+    tcase_add_test(tc, test_socket_group_is_a_name_or_a_gid);
+    tcase_add_test(tc, test_unknown_socket_group_through_the_binary);
 
     tc = tcase(s, "high_availability");
     tcase_add_test(tc, test_sentinels_and_cluster_together_are_an_error);
