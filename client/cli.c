@@ -3,7 +3,9 @@
  *
  * Output is meant for scripts: one value per line (or tab-separated fields),
  * nothing else on stdout; errors and "no" answers go to stderr as
- * "fmredis: <code>: <message>" and the exit status tells what happened. */
+ * "fmredis: <code>: <message>" and the exit status tells what happened.
+ * Usage texts live in one table (usages): the general help and each
+ * command's help (`help COMMAND`, `COMMAND --help`) are printed from it. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -29,7 +31,7 @@ enum {
     EX_TEMPFAIL_ = 75   /* with-lock: the lock was not free */
 };
 
-static const char usage_text[] =
+static const char usage_head[] =
 "Usage: fmredis [-s SOCKET] [-t TIMEOUT_MS] COMMAND [ARGS...]\n"
 "\n"
 "Command-line client of fmredisd, the local daemon for Redis-backed locks,\n"
@@ -43,56 +45,9 @@ static const char usage_text[] =
 "  -h, --help              show this text\n"
 "  -V, --version           show the version\n"
 "\n"
-"Commands:\n"
-"  ping [--redis]          prints \"redis up\" or \"redis down\"; with --redis\n"
-"                          the daemon also round-trips to Redis, and down\n"
-"                          exits 1\n"
-"  hello [--name NAME]     prints the server name and protocol version\n"
-"\n"
-"  lock acquire KEY [--ttl MS] [--retry-delay MS] [--max-retries N] [--keep]\n"
-"                          prints \"TOKEN FENCE\"; exits 1 if another holder\n"
-"                          kept the lock through all retries. Without --keep\n"
-"                          the daemon releases the lock as soon as this\n"
-"                          command exits (it releases a closed connection's\n"
-"                          locks): in scripts use --keep (the lock then lasts\n"
-"                          until released or its TTL ends) or with-lock\n"
-"  lock release KEY TOKEN  exits 1 if not released (not_held, not_owner)\n"
-"  lock extend KEY TOKEN [--ttl MS]\n"
-"                          sets the remaining TTL; exits 1 if not held\n"
-"  lock status KEY         prints \"locked\" (exit 0) or \"unlocked\" (exit 1)\n"
-"  with-lock KEY [--ttl MS] [--retry-delay MS] [--max-retries N] -- COMMAND...\n"
-"                          runs COMMAND while holding the lock (extended by\n"
-"                          the daemon for as long as it runs), releases it,\n"
-"                          and exits with COMMAND's status (128+N if killed\n"
-"                          by signal N, 127 if not found); 75 if the lock\n"
-"                          was held by others through all retries. SIGTERM,\n"
-"                          SIGINT, SIGHUP and SIGQUIT sent to fmredis are\n"
-"                          passed on to COMMAND\n"
-"\n"
-"  wake signal ID... [--channel C]\n"
-"                          wakes the workers of each ID; prints the number\n"
-"                          of receivers (one ID) or of IDs signaled (several)\n"
-"  wake listen [--channel C] [--group G] [--count N] [--wait MS] [--json]\n"
-"                          subscribes, prints \"subscribed<TAB>CHANNEL\", then\n"
-"                          one line per event:\n"
-"                            wake<TAB>CHANNEL<TAB>EXECUTION_ID<TAB>TIMESTAMP\n"
-"                            redis<TAB>up|down\n"
-"                            lock.lost<TAB>KEY\n"
-"                          (--json: each event's JSON instead, and no\n"
-"                          subscribed line). Stops after N wakes (exit 0),\n"
-"                          or when MS pass without reaching N (exit 1)\n"
-"\n"
-"  cache get ID            prints the execution's JSON; exits 1 on a miss\n"
-"  cache set [--ttl MS] [JSON | -]\n"
-"                          stores an execution (a JSON object with a string\n"
-"                          \"id\"), from the argument or, with - or none,\n"
-"                          from standard input\n"
-"  cache invalidate ID...  prints how many of the IDs were cached\n"
-"  cache get-many ID...    prints one JSON object: ID -> execution, hits only\n"
-"\n"
-"  stats                   prints the daemon's stats reply as JSON\n"
-"  raw JSON | -            sends one request object as is and prints the\n"
-"                          reply (exit 3 when it says ok:false)\n"
+"Commands:\n";
+
+static const char usage_tail[] =
 "\n"
 "Exit status:\n"
 "  0   success\n"
@@ -105,6 +60,165 @@ static const char usage_text[] =
 "  75  with-lock: the lock was not free\n"
 "\n"
 "Errors are printed to stderr as \"fmredis: CODE: MESSAGE\".\n";
+
+/* Every command's usage, in the order of the general help. The general
+ * help lists them all; `fmredis help COMMAND`, `COMMAND --help` and
+ * `COMMAND SUBCOMMAND --help` print the entries of that command or that
+ * subcommand alone. One table, so the two can never disagree. */
+typedef struct usage {
+    const char *name;       /* "lock acquire": the words that run it */
+    const char *args;       /* what follows them, or "" */
+    const char *text;       /* what it does: lines ending in \n */
+    int group;              /* starts a group: a blank line before it */
+} usage;
+
+static const usage usages[] = {
+    { "ping", "[--redis]",
+      "prints \"redis up\" or \"redis down\"; with --redis\n"
+      "the daemon also round-trips to Redis, and down\n"
+      "exits 1\n", 0 },
+    { "hello", "[--name NAME]",
+      "prints the server name and protocol version\n", 0 },
+    { "lock acquire", "KEY [--ttl MS] [--retry-delay MS] [--max-retries N] [--keep]",
+      "prints \"TOKEN FENCE\"; exits 1 if another holder\n"
+      "kept the lock through all retries. Without --keep\n"
+      "the daemon releases the lock as soon as this\n"
+      "command exits (it releases a closed connection's\n"
+      "locks): in scripts use --keep (the lock then lasts\n"
+      "until released or its TTL ends) or with-lock\n", 1 },
+    { "lock release", "KEY TOKEN",
+      "exits 1 if not released (not_held, not_owner)\n", 0 },
+    { "lock extend", "KEY TOKEN [--ttl MS]",
+      "sets the remaining TTL; exits 1 if not held\n", 0 },
+    { "lock status", "KEY",
+      "prints \"locked\" (exit 0) or \"unlocked\" (exit 1)\n", 0 },
+    { "with-lock", "KEY [--ttl MS] [--retry-delay MS] [--max-retries N] -- COMMAND...",
+      "runs COMMAND while holding the lock (extended by\n"
+      "the daemon for as long as it runs), releases it,\n"
+      "and exits with COMMAND's status (128+N if killed\n"
+      "by signal N, 127 if not found); 75 if the lock\n"
+      "was held by others through all retries. SIGTERM,\n"
+      "SIGINT, SIGHUP and SIGQUIT sent to fmredis are\n"
+      "passed on to COMMAND\n", 0 },
+    { "wake signal", "ID... [--channel C]",
+      "wakes the workers of each ID; prints the number\n"
+      "of receivers (one ID) or of IDs signaled (several)\n", 1 },
+    { "wake listen", "[--channel C] [--group G] [--count N] [--wait MS] [--json]",
+      "subscribes, prints \"subscribed<TAB>CHANNEL\", then\n"
+      "one line per event:\n"
+      "  wake<TAB>CHANNEL<TAB>EXECUTION_ID<TAB>TIMESTAMP\n"
+      "  redis<TAB>up|down\n"
+      "  lock.lost<TAB>KEY\n"
+      "(--json: each event's JSON instead, and no\n"
+      "subscribed line). Stops after N wakes (exit 0),\n"
+      "or when MS pass without reaching N (exit 1)\n", 0 },
+    { "cache get", "ID",
+      "prints the execution's JSON; exits 1 on a miss\n", 1 },
+    { "cache set", "[--ttl MS] [JSON | -]",
+      "stores an execution (a JSON object with a string\n"
+      "\"id\"), from the argument or, with - or none,\n"
+      "from standard input\n", 0 },
+    { "cache invalidate", "ID...",
+      "prints how many of the IDs were cached\n", 0 },
+    { "cache get-many", "ID...",
+      "prints one JSON object: ID -> execution, hits only\n", 0 },
+    { "stats", "",
+      "prints the daemon's stats reply as JSON\n", 1 },
+    { "raw", "JSON | -",
+      "sends one request object as is and prints the\n"
+      "reply (exit 3 when it says ok:false)\n", 0 },
+    { "help", "[COMMAND [SUBCOMMAND]]",
+      "prints the usage of one command (also:\n"
+      "COMMAND --help), or this text\n", 0 },
+};
+
+#define NUSAGES (sizeof(usages) / sizeof(usages[0]))
+#define USAGE_COL 26    /* where the general help's descriptions start */
+
+/* Prints text's lines, each after indent spaces; the first after first
+ * spaces instead (0: it follows what is already on the line). */
+static void put_text(FILE *out, const char *text, int first, int indent)
+{
+    int pad = first;
+
+    while (*text != '\0') {
+        const char *nl = strchr(text, '\n');
+        int len = nl ? (int)(nl - text) : (int)strlen(text);
+
+        fprintf(out, "%*s%.*s\n", pad, "", len, text);
+        text += len + (nl != NULL);
+        pad = indent;
+    }
+}
+
+static void usage_general(FILE *out)
+{
+    fputs(usage_head, out);
+    for (size_t i = 0; i < NUSAGES; i++) {
+        const usage *u = &usages[i];
+        int n;
+
+        if (u->group)
+            fputc('\n', out);
+        n = fprintf(out, "  %s%s%s", u->name, *u->args ? " " : "", u->args);
+        if (n <= USAGE_COL - 2) {
+            put_text(out, u->text, USAGE_COL - n, USAGE_COL);
+        } else {
+            fputc('\n', out);
+            put_text(out, u->text, USAGE_COL, USAGE_COL);
+        }
+    }
+    fputs(usage_tail, out);
+}
+
+/* Whether the entry belongs to the command given as words: "lock" holds
+ * "lock acquire", and "lock acquire" itself. */
+static int usage_of(const usage *u, const char *words)
+{
+    size_t n = strlen(words);
+
+    return strncmp(u->name, words, n) == 0 && (u->name[n] == '\0' || u->name[n] == ' ');
+}
+
+/* Prints the usage of the command given as words, if there is one (out
+ * NULL: only says whether there is). */
+static int usage_command(FILE *out, const char *words)
+{
+    int found = 0;
+
+    for (size_t i = 0; i < NUSAGES; i++) {
+        const usage *u = &usages[i];
+
+        if (!usage_of(u, words))
+            continue;
+        if (out == NULL)
+            return 1;
+        fprintf(out, "%sUsage: fmredis [-s SOCKET] [-t TIMEOUT_MS] %s%s%s\n", found ? "\n" : "",
+                u->name, *u->args ? " " : "", u->args);
+        put_text(out, u->text, 2, 2);
+        found = 1;
+    }
+    if (found)
+        fputs("\nOptions and exit statuses: fmredis --help\n", out);
+    return found;
+}
+
+static int is_help(const char *arg)
+{
+    return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
+static void usage_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+
+/* `COMMAND --help`: the command's usage on stdout, and done. */
+static void help_and_exit(const char *words) __attribute__((noreturn));
+static void help_and_exit(const char *words)
+{
+    if (!usage_command(stdout, words))
+        usage_error("no help for '%s'", words);
+    exit(fflush(stdout) == 0 ? EX_OK : EX_CONN);
+}
 
 /* The child of with-lock, for the signal handler to forward signals to.
  * The only state outside main's frame: a signal handler needs it. */
@@ -136,8 +250,6 @@ static fm_client *conn(cli *t)
     exit(rc == EX_USAGE_ ? EX_CONN : rc);
 }
 
-static void usage_error(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2), noreturn));
 static void usage_error(const char *fmt, ...)
 {
     va_list ap;
@@ -204,9 +316,11 @@ static opt *find_opt(opt *opts, const char *name)
 /* Collects the options of opts out of argv[0..argc) and compacts the rest
  * into argv, returning how many positional arguments are left. With
  * stop_after > 0, everything from the positional argument after the first
- * stop_after ones on (or after "--") is kept as is: a command line. */
+ * stop_after ones on (or after "--") is kept as is: a command line.
+ * --help or -h where an option may stand prints the usage of cmd (the
+ * command's words) and exits; after "--" they are arguments. */
 static int parse_opts(int argc, char **argv, opt *opts, int stop_after,
-                      int *cmd_at)
+                      int *cmd_at, const char *cmd)
 {
     int n = 0, i;
 
@@ -222,6 +336,8 @@ static int parse_opts(int argc, char **argv, opt *opts, int stop_after,
         }
         if (stop_after > 0 && n >= stop_after && a[0] != '-')
             break;
+        if (is_help(a))
+            help_and_exit(cmd);
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
             argv[n++] = argv[i];
             continue;
@@ -371,7 +487,7 @@ static void put_json_string(FILE *f, const char *s)
 static int cmd_ping(cli *t, int argc, char **argv)
 {
     opt opts[] = { { "redis", 0, NULL }, { NULL, 0, NULL } };
-    int n = parse_opts(argc, argv, opts, 0, NULL), up, check;
+    int n = parse_opts(argc, argv, opts, 0, NULL, "ping"), up, check;
 
     need_args(n, 0, 0, "ping");
     fm_client *c = conn(t);
@@ -385,7 +501,7 @@ static int cmd_ping(cli *t, int argc, char **argv)
 static int cmd_hello(cli *t, int argc, char **argv)
 {
     opt opts[] = { { "name", 1, NULL }, { NULL, 0, NULL } };
-    int n = parse_opts(argc, argv, opts, 0, NULL);
+    int n = parse_opts(argc, argv, opts, 0, NULL, "hello");
     fm_hello_info info;
 
     need_args(n, 0, 0, "hello");
@@ -416,13 +532,15 @@ static int cmd_lock(cli *t, int argc, char **argv)
 {
     const char *sub = argc > 0 ? argv[0] : "";
 
+    if (is_help(sub))
+        help_and_exit("lock");
     argc--;
     argv++;
     if (strcmp(sub, "acquire") == 0) {
         opt opts[] = { { "ttl", 1, NULL }, { "retry-delay", 1, NULL },
                        { "max-retries", 1, NULL }, { "keep", 0, NULL },
                        { NULL, 0, NULL } };
-        int n = parse_opts(argc, argv, opts, 0, NULL);
+        int n = parse_opts(argc, argv, opts, 0, NULL, "lock acquire");
         fm_lock_opts lo;
         fm_lock lk;
 
@@ -442,7 +560,7 @@ static int cmd_lock(cli *t, int argc, char **argv)
         return EX_OK;
     }
     if (strcmp(sub, "release") == 0) {
-        int n = parse_opts(argc, argv, NULL, 0, NULL), released;
+        int n = parse_opts(argc, argv, NULL, 0, NULL, "lock release"), released;
         fm_release_reason why;
 
         need_args(n, 2, 2, "lock release");
@@ -462,7 +580,7 @@ static int cmd_lock(cli *t, int argc, char **argv)
     }
     if (strcmp(sub, "extend") == 0) {
         opt opts[] = { { "ttl", 1, NULL }, { NULL, 0, NULL } };
-        int n = parse_opts(argc, argv, opts, 0, NULL), extended;
+        int n = parse_opts(argc, argv, opts, 0, NULL, "lock extend"), extended;
         int64_t ttl = opt_ms(opts, "ttl");
 
         need_args(n, 2, 2, "lock extend");
@@ -477,7 +595,7 @@ static int cmd_lock(cli *t, int argc, char **argv)
         return EX_OK;
     }
     if (strcmp(sub, "status") == 0) {
-        int n = parse_opts(argc, argv, NULL, 0, NULL), locked;
+        int n = parse_opts(argc, argv, NULL, 0, NULL, "lock status"), locked;
 
         need_args(n, 1, 1, "lock status");
         fm_client *c = conn(t);
@@ -628,7 +746,7 @@ static int cmd_with_lock(cli *t, int argc, char **argv)
 {
     opt opts[] = { { "ttl", 1, NULL }, { "retry-delay", 1, NULL },
                    { "max-retries", 1, NULL }, { NULL, 0, NULL } };
-    int cmd_at, n = parse_opts(argc, argv, opts, 1, &cmd_at);
+    int cmd_at, n = parse_opts(argc, argv, opts, 1, &cmd_at, "with-lock");
     fm_lock_opts lo;
     fm_with_lock_result res;
     run_ctx ctx;
@@ -677,11 +795,13 @@ static int cmd_wake(cli *t, int argc, char **argv)
 {
     const char *sub = argc > 0 ? argv[0] : "";
 
+    if (is_help(sub))
+        help_and_exit("wake");
     argc--;
     argv++;
     if (strcmp(sub, "signal") == 0) {
         opt opts[] = { { "channel", 1, NULL }, { NULL, 0, NULL } };
-        int n = parse_opts(argc, argv, opts, 0, NULL);
+        int n = parse_opts(argc, argv, opts, 0, NULL, "wake signal");
         int64_t count;
         int rc;
 
@@ -701,7 +821,7 @@ static int cmd_wake(cli *t, int argc, char **argv)
         opt opts[] = { { "channel", 1, NULL }, { "group", 1, NULL },
                        { "count", 1, NULL }, { "wait", 1, NULL },
                        { "json", 0, NULL }, { NULL, 0, NULL } };
-        int n = parse_opts(argc, argv, opts, 0, NULL);
+        int n = parse_opts(argc, argv, opts, 0, NULL, "wake listen");
         const char *cs = opt_str(opts, "count");
         int64_t want = cs ? parse_int(cs, "count", 1, INT64_MAX) : 0, got = 0;
         int64_t wait_ms = opt_ms(opts, "wait");
@@ -774,10 +894,12 @@ static int cmd_cache(cli *t, int argc, char **argv)
 {
     const char *sub = argc > 0 ? argv[0] : "";
 
+    if (is_help(sub))
+        help_and_exit("cache");
     argc--;
     argv++;
     if (strcmp(sub, "get") == 0) {
-        int n = parse_opts(argc, argv, NULL, 0, NULL);
+        int n = parse_opts(argc, argv, NULL, 0, NULL, "cache get");
         char *json;
         size_t len;
 
@@ -794,7 +916,7 @@ static int cmd_cache(cli *t, int argc, char **argv)
     }
     if (strcmp(sub, "set") == 0) {
         opt opts[] = { { "ttl", 1, NULL }, { NULL, 0, NULL } };
-        int n = parse_opts(argc, argv, opts, 0, NULL), owned, rc;
+        int n = parse_opts(argc, argv, opts, 0, NULL, "cache set"), owned, rc;
         size_t len;
         char *json;
 
@@ -809,7 +931,7 @@ static int cmd_cache(cli *t, int argc, char **argv)
         return rc == FM_OK ? EX_OK : client_fail(c);
     }
     if (strcmp(sub, "invalidate") == 0) {
-        int n = parse_opts(argc, argv, NULL, 0, NULL);
+        int n = parse_opts(argc, argv, NULL, 0, NULL, "cache invalidate");
         int64_t existed;
 
         need_args(n, 1, -1, "cache invalidate");
@@ -821,7 +943,7 @@ static int cmd_cache(cli *t, int argc, char **argv)
         return EX_OK;
     }
     if (strcmp(sub, "get-many") == 0) {
-        int n = parse_opts(argc, argv, NULL, 0, NULL);
+        int n = parse_opts(argc, argv, NULL, 0, NULL, "cache get-many");
         fm_cache_entry *e;
         size_t count;
 
@@ -848,7 +970,7 @@ static int cmd_cache(cli *t, int argc, char **argv)
 
 static int cmd_stats(cli *t, int argc, char **argv)
 {
-    int n = parse_opts(argc, argv, NULL, 0, NULL);
+    int n = parse_opts(argc, argv, NULL, 0, NULL, "stats");
     char *json;
     size_t len;
 
@@ -868,7 +990,10 @@ static int cmd_raw(cli *t, int argc, char **argv)
     size_t len, rlen;
     char *req, *reply;
 
-    /* No option parsing: the request is taken as it is. */
+    /* No option parsing: the request is taken as it is (a request is
+     * never --help). */
+    if (argc == 1 && is_help(argv[0]))
+        help_and_exit("raw");
     need_args(argc, 0, 1, "raw");
     req = arg_or_stdin(argc, argv, &len, &owned);
     fm_client *c = conn(t);
@@ -909,6 +1034,26 @@ static command_fn find_command(const char *name)
     return NULL;
 }
 
+/* `fmredis help [COMMAND [SUBCOMMAND]]`. */
+static int help(int argc, char **argv)
+{
+    char words[64];
+
+    if (argc == 0) {
+        usage_general(stdout);
+        return EX_OK;
+    }
+    if (argc > 2)
+        usage_error("%s", "help takes a command and perhaps a subcommand");
+    snprintf(words, sizeof(words), "%s%s%s", argv[0], argc == 2 ? " " : "",
+             argc == 2 ? argv[1] : "");
+    if (usage_command(stdout, words))
+        return EX_OK;
+    if (argc == 2 && usage_command(NULL, argv[0]))
+        usage_error("unknown %s command '%s'", argv[0], argv[1]);
+    usage_error("unknown command '%s'", argv[0]);
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -935,7 +1080,7 @@ int main(int argc, char **argv)
                 timeout = FM_TIMEOUT_NONE;
             break;
         case 'h':
-            fputs(usage_text, stdout);
+            usage_general(stdout);
             return EX_OK;
         case 'V':
             printf("fmredis %s (protocol %d)\n", FMREDIS_VERSION,
@@ -954,10 +1099,8 @@ int main(int argc, char **argv)
     argv += optind + 1;
 
     /* Usage errors come before connecting: check the command name now. */
-    if (strcmp(cmd, "help") == 0) {
-        fputs(usage_text, stdout);
-        return EX_OK;
-    }
+    if (strcmp(cmd, "help") == 0)
+        return help(argc, argv);
     run = find_command(cmd);
     if (run == NULL)
         usage_error("unknown command '%s'", cmd);

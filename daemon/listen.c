@@ -9,8 +9,8 @@
  * owner are the unit's), so the daemon skips the stale-socket check and
  * never unlinks it: workers that connect while the daemon restarts wait in
  * the kernel's queue instead of being refused. socket_mode and socket_group
- * are the unit's business then too (SocketMode=, SocketGroup=). The variables stay in the
- * environment, as sd_listen_fds(0) leaves them. */
+ * are the unit's business then too (SocketMode=, SocketGroup=). The
+ * variables stay in the environment, as sd_listen_fds(0) leaves them. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -250,6 +250,42 @@ START_TEST(test_daemon_outside_the_group_does_not_start)
 }
 END_TEST
 
+/* Under socket activation the unit's SocketGroup= sets the group: the
+ * daemon leaves the socket it was handed as it is, and says so. */
+START_TEST(test_socket_activation_leaves_the_group_to_the_unit)
+{
+    const char *const extra[] = {"--socket_group", group, NULL};
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char dir[64], *log;
+    struct stat before, after;
+    fmt_daemon d;
+    int fd;
+
+    assert_users();
+    snprintf(dir, sizeof(dir), "/tmp/fmtest-activation.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/listen.sock", dir);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(fd, 16), 0);
+    ck_assert_int_eq(lstat(sa.sun_path, &before), 0);
+    ck_assert_int_eq(fmt_daemon_start_as(&d, NULL, extra, &(fmt_daemon_opts){.listen_fd = fd}),
+                     0);
+    ck_assert_msg(fmt_wait_until(fmt_socket_accepts, sa.sun_path, 10000), "not serving");
+    ck_assert(wire_ping_says(sa.sun_path, "\"redis\":\"down\""));
+    ck_assert_int_eq(lstat(sa.sun_path, &after), 0);
+    ck_assert_uint_eq(after.st_gid, before.st_gid);
+    log = fmt_slurp(d.log);
+    ck_assert_msg(strstr(log, "socket_group") != NULL && strstr(log, "is not applied") != NULL,
+                  "log: %s", log);
+    free(log);
+    fmt_daemon_stop(&d);
+    close(fd);
+    unlink(sa.sun_path);
+    rmdir(dir);
+}
+END_TEST
+
 /* ---- Redis AUTH ------------------------------------------------------------ */
 
 #define SECRET "Pw-4417-zq7-not-for-logs"
@@ -277,30 +313,68 @@ static int free_port(void)
     return port;
 }
 
-/* A redis-server that also listens on 127.0.0.1:port (its extra arguments
- * must outlive it, hence the caller's buffer). */
-static void redis_on_tcp(fmt_redis *r, char port[8], const char *extra[5])
+/* A redis-server whose users need a password, with what a test needs
+ * around it. Everything it holds is undone by secured_stop. */
+typedef struct secured {
+    fmt_redis r;
+    fmt_daemon d;
+    redisContext *rc;           /* allowed everything, for Redis's side */
+    char port[8];               /* its 127.0.0.1 port, when it has one */
+    const char *extra[5];       /* its arguments: they must outlive it */
+    char dir[64];               /* for secret files: the test's own, 0700 */
+    char tcp_url[64];           /* redis://USERINFO@127.0.0.1:port */
+} secured;
+
+/* Starts Redis (tcp: also on a 127.0.0.1 port of its own) and runs setup
+ * on it, a command that gives a user its password (%s: SECRET). */
+static void secured_start(secured *s, int tcp, const char *setup)
 {
-    snprintf(port, 8, "%d", free_port());
-    extra[0] = "--port";
-    extra[1] = port;
-    extra[2] = "--bind";
-    extra[3] = "127.0.0.1";
-    extra[4] = NULL;
-    ck_assert_msg(fmt_redis_start(r, extra) == 0, "redis-server did not start");
+    memset(s, 0, sizeof(*s));
+    snprintf(s->dir, sizeof(s->dir), "/tmp/fmtest-secret.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(s->dir));
+    if (tcp) {
+        snprintf(s->port, sizeof(s->port), "%d", free_port());
+        s->extra[0] = "--port";
+        s->extra[1] = s->port;
+        s->extra[2] = "--bind";
+        s->extra[3] = "127.0.0.1";
+    }
+    ck_assert_msg(fmt_redis_start(&s->r, s->extra) == 0, "redis-server did not start");
+    s->rc = wire_redis_open(&s->r);
+    freeReplyObject(wire_redis_ok(s->rc, setup, SECRET));
 }
 
-/* dir/name holding text (dir is the test's own, mode 0700); returns the
- * path (free it). */
-static char *secret_file(const char *dir, const char *name, const char *text)
+/* The URL of the TCP port with userinfo ("fmredisd:", ":" SECRET, ...). */
+static const char *secured_url(secured *s, const char *userinfo)
 {
-    char *path = wire_strf("%s/%s", dir, name);
+    snprintf(s->tcp_url, sizeof(s->tcp_url), "redis://%s@127.0.0.1:%s", userinfo, s->port);
+    return s->tcp_url;
+}
+
+/* dir/name holding text; returns the path (free it). */
+static char *secret_file(const secured *s, const char *name, const char *text)
+{
+    char *path = wire_strf("%s/%s", s->dir, name);
     FILE *f = fopen(path, "w");
 
     ck_assert_ptr_nonnull(f);
     ck_assert_int_ge(fputs(text, f), 0);
     ck_assert_int_eq(fclose(f), 0);
     return path;
+}
+
+static void secured_stop(secured *s)
+{
+    static const char *const files[] = {"redis.pass", "redis-password", "wrong.pass"};
+    char path[128];
+
+    redisFree(s->rc);
+    wire_pair_stop(&s->r, &s->d);
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", s->dir, files[i]);
+        unlink(path);
+    }
+    rmdir(s->dir);
 }
 
 /* Locks, wakes and the cache all work, each with its effect in Redis. rc is
@@ -399,25 +473,25 @@ static void assert_secret_nowhere(const fmt_daemon *d, const char *secret, int f
     ck_assert_msg(!holds(cmdline, n, secret), "/proc/%d/cmdline holds the password", (int)d->pid);
 }
 
+#define REQUIREPASS "CONFIG SET requirepass %s"
+#define ACL_USER "ACL SETUSER fmredisd on >%s " ACL_RULES
+
+/* Every operation works through the daemon, and secret shows nowhere. */
+static void assert_secured_daemon(secured *s, const char *secret, int from_file)
+{
+    assert_ops_work(s->d.sock, s->rc);
+    assert_secret_nowhere(&s->d, secret, from_file);
+}
+
 /* The default user with requirepass, the password in the URL. */
 START_TEST(test_requirepass_from_the_url)
 {
-    const char *redis_extra[5];
-    char port[8], *url;
-    redisContext *rc;
-    fmt_redis r;
-    fmt_daemon d;
+    secured s;
 
-    redis_on_tcp(&r, port, redis_extra);
-    rc = wire_redis_open(&r);
-    freeReplyObject(wire_redis_ok(rc, "CONFIG SET requirepass %s", SECRET));
-    url = wire_strf("redis://:%s@127.0.0.1:%s", SECRET, port);
-    wire_daemon_up(&d, url, NULL);
-    assert_ops_work(d.sock, rc);
-    assert_secret_nowhere(&d, SECRET, 0);
-    free(url);
-    redisFree(rc);
-    wire_pair_stop(&r, &d);
+    secured_start(&s, 1, REQUIREPASS);
+    wire_daemon_up(&s.d, secured_url(&s, ":" SECRET), NULL);
+    assert_secured_daemon(&s, SECRET, 0);
+    secured_stop(&s);
 }
 END_TEST
 
@@ -426,31 +500,20 @@ END_TEST
  * request, and the link does not flap. */
 START_TEST(test_acl_user_from_the_url)
 {
-    const char *redis_extra[5];
-    char port[8], *url;
-    redisContext *rc;
-    fmt_redis r;
-    fmt_daemon d;
+    secured s;
     int fd;
 
-    redis_on_tcp(&r, port, redis_extra);
-    rc = wire_redis_open(&r);
-    freeReplyObject(wire_redis_ok(rc, "ACL SETUSER fmredisd on >%s " ACL_RULES, SECRET));
-    url = wire_strf("redis://fmredisd:%s@127.0.0.1:%s", SECRET, port);
-    wire_daemon_up(&d, url, NULL);
-    assert_ops_work(d.sock, rc);
-
-    fd = wire_connect(d.sock);
+    secured_start(&s, 1, ACL_USER);
+    wire_daemon_up(&s.d, secured_url(&s, "fmredisd:" SECRET), NULL);
+    assert_secured_daemon(&s, SECRET, 0);
+    fd = wire_connect(s.d.sock);
     wire_expect_error(fd, "{\"op\":\"wake.subscribe\",\"id\":1,\"channel\":\"other:x\"}",
                       "redis_error", "1");
     wire_expect_ok(fd, "{\"op\":\"wake.subscribe\",\"id\":2,\"channel\":\"fm:x\"}", "2");
-    ck_assert_int_eq(wire_link_stat(d.sock, "disconnects"), 0);
-    ck_assert_int_eq(wire_link_stat(d.sock, "refused"), 1);
+    ck_assert_int_eq(wire_link_stat(s.d.sock, "disconnects"), 0);
+    ck_assert_int_eq(wire_link_stat(s.d.sock, "refused"), 1);
     close(fd);
-    assert_secret_nowhere(&d, SECRET, 0);
-    free(url);
-    redisFree(rc);
-    wire_pair_stop(&r, &d);
+    secured_stop(&s);
 }
 END_TEST
 
@@ -458,25 +521,15 @@ END_TEST
  * comes from redis_password_file. */
 START_TEST(test_requirepass_from_the_password_file)
 {
-    fmt_redis r;
-    fmt_daemon d;
-    redisContext *rc;
-    char *pw, *dir = wire_strf("/tmp/fmtest-secret.XXXXXX");
+    secured s;
+    char *pw;
 
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    pw = secret_file(dir, "redis.pass", SECRET "\n");
-    ck_assert_msg(fmt_redis_start(&r, NULL) == 0, "redis-server did not start");
-    rc = wire_redis_open(&r);
-    freeReplyObject(wire_redis_ok(rc, "CONFIG SET requirepass %s", SECRET));
-    wire_daemon_up(&d, r.url, (const char *const[]){"--redis_password_file", pw, NULL});
-    assert_ops_work(d.sock, rc);
-    assert_secret_nowhere(&d, SECRET, 1);
-    redisFree(rc);
-    wire_pair_stop(&r, &d);
-    unlink(pw);
-    rmdir(dir);
+    secured_start(&s, 0, REQUIREPASS);
+    pw = secret_file(&s, "redis.pass", SECRET "\n");
+    wire_daemon_up(&s.d, s.r.url, (const char *const[]){"--redis_password_file", pw, NULL});
+    assert_secured_daemon(&s, SECRET, 1);
+    secured_stop(&s);
     free(pw);
-    free(dir);
 }
 END_TEST
 
@@ -484,40 +537,26 @@ END_TEST
  * credential, which wins over a (wrong) redis_password_file. */
 START_TEST(test_acl_user_from_the_credentials_directory)
 {
-    const char *redis_extra[5];
-    char port[8], *url, *env, *pw, *wrong, *dir = wire_strf("/tmp/fmtest-secret.XXXXXX");
-    redisContext *rc;
-    fmt_redis r;
-    fmt_daemon d;
+    secured s;
+    char *cred, *wrong, *env;
 
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    pw = secret_file(dir, "redis-password", SECRET "\n");
-    wrong = secret_file(dir, "wrong.pass", WRONG "\n");
-    env = wire_strf("CREDENTIALS_DIRECTORY=%s", dir);
-    redis_on_tcp(&r, port, redis_extra);
-    rc = wire_redis_open(&r);
-    freeReplyObject(wire_redis_ok(rc, "ACL SETUSER fmredisd on >%s " ACL_RULES, SECRET));
-    url = wire_strf("redis://fmredisd:@127.0.0.1:%s", port);
-    ck_assert_int_eq(fmt_daemon_start_as(&d, url,
+    secured_start(&s, 1, ACL_USER);
+    cred = secret_file(&s, "redis-password", SECRET "\n");
+    wrong = secret_file(&s, "wrong.pass", WRONG "\n");
+    env = wire_strf("CREDENTIALS_DIRECTORY=%s", s.dir);
+    ck_assert_int_eq(fmt_daemon_start_as(&s.d, secured_url(&s, "fmredisd:"),
                                          (const char *const[]){"--redis_password_file", wrong,
                                                                NULL},
                                          &(fmt_daemon_opts){.env = (const char *const[]){env,
                                                                                          NULL},
                                                             .listen_fd = -1}), 0);
-    wire_wait_redis_up(d.sock);
-    assert_ops_work(d.sock, rc);
-    assert_secret_nowhere(&d, SECRET, 1);
-    assert_secret_nowhere(&d, WRONG, 1);
-    redisFree(rc);
-    wire_pair_stop(&r, &d);
-    unlink(pw);
-    unlink(wrong);
-    rmdir(dir);
-    free(url);
+    wire_wait_redis_up(s.d.sock);
+    assert_secured_daemon(&s, SECRET, 1);
+    assert_secret_nowhere(&s.d, WRONG, 1);
+    secured_stop(&s);
     free(env);
     free(wrong);
-    free(pw);
-    free(dir);
+    free(cred);
 }
 END_TEST
 
@@ -565,34 +604,25 @@ static int count_in(const char *text, const char *needle)
  * that password the link comes up without a restart. */
 START_TEST(test_wrong_password_is_a_clear_error_and_retried_with_backoff)
 {
-    static const char *const extra_fmt[] = {"--reconnect_step_ms", "100", "--reconnect_max_ms",
-                                            "400", "--request_timeout_ms", "500"};
-    char *dir = wire_strf("/tmp/fmtest-secret.XXXXXX"), *pw, *log;
-    const char *extra[9];
+    const char *extra[] = {"--reconnect_step_ms", "100", "--reconnect_max_ms", "400",
+                           "--request_timeout_ms", "500", "--redis_password_file", NULL, NULL};
     log_wait w;
-    redisContext *rc;
-    fmt_redis r;
-    fmt_daemon d;
+    secured s;
     cJSON *reply;
     long long before, made;
+    char *pw, *log, *text;
     int fd;
 
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    pw = secret_file(dir, "redis.pass", WRONG "\n");
-    memcpy(extra, extra_fmt, sizeof(extra_fmt));
-    extra[6] = "--redis_password_file";
+    secured_start(&s, 0, REQUIREPASS);
+    pw = secret_file(&s, "redis.pass", WRONG "\n");
     extra[7] = pw;
-    extra[8] = NULL;
-    ck_assert_msg(fmt_redis_start(&r, NULL) == 0, "redis-server did not start");
-    rc = wire_redis_open(&r);
-    freeReplyObject(wire_redis_ok(rc, "CONFIG SET requirepass %s", SECRET));
-    wire_daemon_start(&d, r.url, extra);
+    wire_daemon_start(&s.d, s.r.url, extra);
 
-    w.path = d.log;
+    w.path = s.d.log;
     w.needle = "Redis refused AUTH: WRONGPASS";
     ck_assert_msg(fmt_wait_until(log_holds, &w, 10000), "no refused AUTH in the log");
 
-    fd = wire_connect(d.sock);
+    fd = wire_connect(s.d.sock);
     reply = wire_call(fd, "{\"op\":\"ping\",\"id\":1}");
     wire_assert_ok(reply, "1");
     ck_assert_str_eq(wire_str(reply, "redis"), "down");
@@ -602,42 +632,34 @@ START_TEST(test_wrong_password_is_a_clear_error_and_retried_with_backoff)
     cJSON_Delete(reply);
     /* A request meanwhile fails as in an outage, and says nothing secret. */
     wire_send(fd, "{\"op\":\"cache.get\",\"id\":2,\"execution_id\":\"x\"}");
-    {
-        char *text = wire_recv_text(fd, 10000, NULL);
-
-        ck_assert_ptr_nonnull(text);
-        ck_assert_msg(strstr(text, "redis_unavailable") != NULL, "reply: %s", text);
-        ck_assert_msg(strstr(text, WRONG) == NULL && strstr(text, SECRET) == NULL,
-                      "reply: %s", text);
-        free(text);
-    }
+    text = wire_recv_text(fd, 10000, NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(strstr(text, "redis_unavailable") != NULL, "reply: %s", text);
+    ck_assert_msg(strstr(text, WRONG) == NULL && strstr(text, SECRET) == NULL, "reply: %s", text);
+    free(text);
 
     /* Retrying, not flapping: over the window, at most one attempt per
      * connection every BACKOFF_MAX_MS once the backoff is at its top (plus
      * the attempts on the way up), and at least one. */
-    before = connections_received(rc);
+    before = connections_received(s.rc);
     poll(NULL, 0, WINDOW_MS);
-    made = connections_received(rc) - before;
+    made = connections_received(s.rc) - before;
     ck_assert_msg(made >= 1 && made <= 2 * (WINDOW_MS / BACKOFF_MAX_MS + 4),
                   "%lld connections in %d ms", made, WINDOW_MS);
-    log = fmt_slurp(d.log);
+    log = fmt_slurp(s.d.log);
     ck_assert_msg(count_in(log, "Redis refused AUTH") <= 2, "logged more than once per "
                   "connection:\n%s", log);
     free(log);
-    assert_secret_nowhere(&d, WRONG, 1);
-    assert_secret_nowhere(&d, SECRET, 1);
+    assert_secret_nowhere(&s.d, WRONG, 1);
+    assert_secret_nowhere(&s.d, SECRET, 1);
 
     /* Redis now takes the daemon's password: it gets in by itself. */
-    freeReplyObject(wire_redis_ok(rc, "CONFIG SET requirepass %s", WRONG));
-    wire_wait_redis_up(d.sock);
+    freeReplyObject(wire_redis_ok(s.rc, "CONFIG SET requirepass %s", WRONG));
+    wire_wait_redis_up(s.d.sock);
     wire_expect_ok(fd, "{\"op\":\"cache.get\",\"id\":3,\"execution_id\":\"x\"}", "3");
     close(fd);
-    redisFree(rc);
-    wire_pair_stop(&r, &d);
-    unlink(pw);
-    rmdir(dir);
+    secured_stop(&s);
     free(pw);
-    free(dir);
 }
 END_TEST
 
@@ -649,6 +671,7 @@ Suite *fm_suite_access(void)
     tcase_add_test(tc, test_socket_group_lets_members_in_and_keeps_others_out);
     tcase_add_test(tc, test_daemon_as_a_member_gives_the_socket_its_group);
     tcase_add_test(tc, test_daemon_outside_the_group_does_not_start);
+    tcase_add_test(tc, test_socket_activation_leaves_the_group_to_the_unit);
 
     tc = fmt_tcase(s, "auth", NULL, NULL, AUTH_TIMEOUT);
     tcase_add_test(tc, test_requirepass_from_the_url);

@@ -1074,7 +1074,7 @@ START_TEST(test_sighup_reloads_and_keeps_going_after_a_broken_file)
     ck_assert_msg(strstr(p.text[2], CONNECTED_LOG) == NULL, "log: %s", p.text[2]);
 
     text = wire_strf("socket %s\nredis_url unix://%s/no-redis.sock\nlog_level debug\n"
-                "socket_mode 0600\nrequest_timeout_ms 4000\n", sock, dir);
+                "socket_mode 0600\nsocket_group 1\nrequest_timeout_ms 4000\n", sock, dir);
     free(write_file("hup.conf", text));
     free(text);
     ck_assert_int_eq(kill(p.pid, SIGHUP), 0);
@@ -1082,11 +1082,15 @@ START_TEST(test_sighup_reloads_and_keeps_going_after_a_broken_file)
                   p.text[2]);
     ck_assert_msg(line_with(p.text[2], "socket_mode", "restart"),
                   "socket_mode not named as needing a restart: %s", p.text[2]);
+    ck_assert_msg(line_with(p.text[2], "socket_group", "restart"),
+                  "socket_group not named as needing a restart: %s", p.text[2]);
     ck_assert_msg(line_with(p.text[2], "request_timeout_ms", "changed"), "log: %s", p.text[2]);
     ck_assert_msg(line_with(p.text[2], "log_level", "changed"), "log: %s", p.text[2]);
-    /* socket_mode waits for a restart; log_level applies at once. */
+    /* socket_mode and socket_group wait for a restart; log_level applies
+     * at once. */
     ck_assert_int_eq(stat(sock, &st), 0);
     ck_assert_int_eq(st.st_mode & 0777, 0660);
+    ck_assert_uint_eq(st.st_gid, getgid());
     ping_fresh(sock);
     fmt_proc_drain(&p);
     ck_assert_msg(strstr(p.text[2], CONNECTED_LOG) != NULL, "debug not applied: %s", p.text[2]);

@@ -121,6 +121,17 @@ static long long redis_pttl(const char *key)
 
 /* ---- usage -------------------------------------------------------------- */
 
+/* fmredis args is a usage error: exit 2, nothing on stdout, says so. */
+static void expect_usage_error(const char *const *args)
+{
+    fmt_proc p;
+
+    ck_assert_int_eq(run_cli(&p, NULL, args), EX_USAGE);
+    ck_assert_msg(p.len[1] == 0, "stdout: %s", p.text[1]);
+    ck_assert_msg(strstr(p.text[2], "usage") != NULL, "stderr: %s", p.text[2]);
+    fmt_proc_free(&p);
+}
+
 START_TEST(test_cli_help_exits_0)
 {
     fmt_proc p;
@@ -142,14 +153,8 @@ START_TEST(test_cli_usage_errors_exit_2)
         ARGS("--bogus-option", "ping"),
     };
 
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        fmt_proc p;
-
-        ck_assert_int_eq(run_cli(&p, NULL, cases[i]), EX_USAGE);
-        ck_assert_msg(p.len[1] == 0, "stdout: %s", p.text[1]);
-        ck_assert_msg(strstr(p.text[2], "usage") != NULL, "stderr: %s", p.text[2]);
-        fmt_proc_free(&p);
-    }
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_usage_error(cases[i]);
     /* No command at all. */
     {
         const char *argv[] = {fmt_cli_path(), NULL};
@@ -158,6 +163,107 @@ START_TEST(test_cli_usage_errors_exit_2)
         ck_assert_int_eq(fmt_run(&p, argv, NULL, NULL, RUN_MS), EX_USAGE);
         fmt_proc_free(&p);
     }
+}
+END_TEST
+
+/* Each way of asking for one command's help prints that command's usage
+ * (and no other's) on stdout and exits 0, without a daemon. */
+START_TEST(test_cli_command_help_prints_that_command)
+{
+    const struct {
+        const char *const *args;
+        const char *has, *lacks;
+    } cases[] = {
+        {ARGS("help", "lock"), "lock release KEY TOKEN", "cache get"},
+        {ARGS("lock", "--help"), "lock acquire KEY", "wake signal"},
+        {ARGS("lock", "-h"), "lock status KEY", "with-lock KEY"},
+        {ARGS("help", "lock", "acquire"), "lock acquire KEY [--ttl MS]", "lock release"},
+        {ARGS("lock", "acquire", "--help"), "lock acquire KEY [--ttl MS]", "lock release"},
+        {ARGS("lock", "acquire", "some-key", "-h"), "lock acquire KEY", "lock status"},
+        {ARGS("with-lock", "--help"), "with-lock KEY", "lock acquire"},
+        {ARGS("with-lock", "k", "--help", "--", "true"), "with-lock KEY", "lock acquire"},
+        {ARGS("wake", "listen", "--help"), "wake listen [--channel C]", "wake signal"},
+        {ARGS("cache", "--help"), "cache get-many ID...", "lock"},
+        {ARGS("cache", "get", "-h"), "cache get ID", "cache set"},
+        {ARGS("ping", "--help"), "ping [--redis]", "hello"},
+        {ARGS("stats", "--help"), "stats", "raw"},
+        {ARGS("raw", "--help"), "raw JSON | -", "stats"},
+        {ARGS("help", "help"), "help [COMMAND [SUBCOMMAND]]", "ping"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        fmt_proc p;
+
+        /* No daemon: help never connects. */
+        start_cli(&p, "/nonexistent/fmredisd.sock", NULL, cases[i].args);
+        ck_assert_msg(fmt_proc_wait(&p, RUN_MS) == 0, "fmredis %s %s: exit %d; stderr: %s",
+                      cases[i].args[0], cases[i].args[1], p.status, p.text[2]);
+        ck_assert_msg(strncmp(p.text[1], "Usage: fmredis ", 15) == 0 &&
+                      strstr(p.text[1], cases[i].has) != NULL &&
+                      strstr(p.text[1], cases[i].lacks) == NULL,
+                      "fmredis %s %s: stdout: %s", cases[i].args[0], cases[i].args[1], p.text[1]);
+        ck_assert_msg(p.len[2] == 0, "stderr: %s", p.text[2]);
+        fmt_proc_free(&p);
+    }
+}
+END_TEST
+
+/* `help` alone is --help; every command's usage in it is the one its own
+ * help prints (one table: they cannot drift apart). */
+START_TEST(test_cli_help_alone_is_the_general_usage)
+{
+    static const char *const commands[] = {"ping", "hello", "lock acquire", "lock release",
+                                           "lock extend", "lock status", "with-lock",
+                                           "wake signal", "wake listen", "cache get",
+                                           "cache set", "cache invalidate", "cache get-many",
+                                           "stats", "raw"};
+    fmt_proc general, dashed;
+
+    ck_assert_int_eq(run_cli(&general, NULL, ARGS("help")), 0);
+    ck_assert_int_eq(run_cli(&dashed, NULL, ARGS("--help")), 0);
+    ck_assert_str_eq(general.text[1], dashed.text[1]);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        char *words = wire_strf("%s", commands[i]), *sub = strchr(words, ' '), *line;
+        fmt_proc one;
+
+        if (sub != NULL)
+            *sub++ = '\0';
+        ck_assert_int_eq(run_cli(&one, NULL, sub ? ARGS("help", words, sub) : ARGS("help", words)),
+                         0);
+        /* "Usage: fmredis [-s SOCKET] [-t TIMEOUT_MS] lock acquire KEY ..." */
+        line = strstr(one.text[1], commands[i]);
+        ck_assert_ptr_nonnull(line);
+        *strchr(line, '\n') = '\0';
+        ck_assert_msg(strstr(general.text[1], line) != NULL, "\"%s\" is not in the general "
+                      "usage", line);
+        fmt_proc_free(&one);
+        free(words);
+    }
+    fmt_proc_free(&general);
+    fmt_proc_free(&dashed);
+}
+END_TEST
+
+/* A command that does not exist has no help: a usage error. */
+START_TEST(test_cli_help_of_an_unknown_command_exits_2)
+{
+    const char *const *const cases[] = {
+        ARGS("help", "nope"),
+        ARGS("help", "lock", "nope"),
+        ARGS("help", "lock", "acquire", "more"),
+        ARGS("nope", "--help"),
+        ARGS("lock", "nope", "--help"),
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_usage_error(cases[i]);
+}
+END_TEST
+
+/* After "--", -h is an argument: here the key. */
+START_TEST(test_cli_dash_h_after_double_dash_is_an_argument)
+{
+    expect_cli(EX_NO, "unlocked\n", ARGS("lock", "status", "--", "-h"));
 }
 END_TEST
 
@@ -441,6 +547,10 @@ Suite *fm_suite_examples(void)
     tc = tcase(s, "cli");
     tcase_add_test(tc, test_cli_help_exits_0);
     tcase_add_test(tc, test_cli_usage_errors_exit_2);
+    tcase_add_test(tc, test_cli_command_help_prints_that_command);
+    tcase_add_test(tc, test_cli_help_alone_is_the_general_usage);
+    tcase_add_test(tc, test_cli_help_of_an_unknown_command_exits_2);
+    tcase_add_test(tc, test_cli_dash_h_after_double_dash_is_an_argument);
     tcase_add_test(tc, test_cli_ping);
     tcase_add_test(tc, test_cli_hello);
     tcase_add_test(tc, test_cli_cannot_connect_exits_4);

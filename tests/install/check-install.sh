@@ -123,7 +123,10 @@ rcli() { redis-cli -s "$tmp/redis.sock" "$@"; }
 wait_for "redis-server start" rcli ping
 
 # Under strace, to hold its system calls against the unit's filter below.
+# socket_group as the packaged config sets it, so that its lchown(2) is
+# among the calls checked.
 strace -f -qq -o "$tmp/trace" "$root/sbin/fmredisd" -c "$conf" --socket "$tmp/fm.sock" \
+    --socket_group "$(id -gn)" \
     --redis_url "unix://$tmp/redis.sock" 2> "$tmp/fmredisd.log" &
 strace_pid=$!
 pids+=($strace_pid)
