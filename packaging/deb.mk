@@ -9,10 +9,11 @@
 #   make check-deb  make deb, then installs the packages into a fresh
 #                   Debian 12 root made with debootstrap, checks the user,
 #                   the units, the files and the shipped config, builds a
-#                   worker with pkg-config there, and purges them again
-#                   (packaging/check-deb.sh; needs root, the network and
-#                   about 2 minutes, less once build/deb-root/ caches the
-#                   root)
+#                   worker with pkg-config there, runs the daemon as the
+#                   service would, and purges them again; another fresh
+#                   root builds them with only the Build-Depends
+#                   (packaging/check-deb.sh; needs root and the network;
+#                   about a minute, build/deb-root/ caches the root)
 DEB_OUT   = build/deb
 DEB_CACHE = build/deb-root
 
