@@ -46,7 +46,7 @@ SOVERSION  = $(call wire,FMREDIS_SOVERSION)
 PROTO_SRC  = $(wildcard proto/*.c)
 DAEMON_SRC = $(wildcard daemon/*.c)
 LIB_SRC    = $(filter-out $(CLI_SRC),$(wildcard client/*.c))
-CLI_SRC    = client/cli.c
+CLI_SRC    = client/cli.c client/cli_prom.c
 TEST_SRC   = $(wildcard tests/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))

@@ -1,7 +1,7 @@
 /* main.c -- runs the suites of the test binary.
  *
  * FM_SUITE=name runs one suite only (proto, config, ops, errors, link, examples,
- * locks, faults, load, client, hostile, map, systemd);
+ * locks, faults, load, client, hostile, map, systemd, metrics);
  * CK_RUN_CASE, CK_FORK and CK_VERBOSITY work as Check documents them. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +26,7 @@ static const struct {
     {"hostile", fm_suite_hostile},
     {"map", fm_suite_map},
     {"systemd", fm_suite_systemd},
+    {"metrics", fm_suite_metrics},
 };
 
 int main(void)
