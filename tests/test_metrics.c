@@ -687,6 +687,90 @@ START_TEST(test_prometheus_output_is_valid_and_matches_stats)
 }
 END_TEST
 
+/* ---- the systemd unit -------------------------------------------------- */
+
+/* The value of the unit's first line that starts with key (caller frees),
+ * with systemd's $$ turned into the $ the shell gets. */
+static char *unit_value(const char *unit, const char *key)
+{
+    const char *p = strstr(unit, key);
+    size_t n;
+    char *v, *w;
+
+    ck_assert_msg(p != NULL && (p == unit || p[-1] == '\n'), "the unit has no %s", key);
+    p += strlen(key);
+    n = strcspn(p, "\n");
+    v = strndup(p, n);
+    ck_assert(v != NULL);
+    for (w = v; (w = strstr(w, "$$")) != NULL; w++)
+        memmove(w, w + 1, strlen(w));
+    return v;
+}
+
+static int exists(const char *dir, const char *name)
+{
+    char path[512];
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+/* fmredisd-metrics.service's own command, run as systemd would run it
+ * (but in a directory of the test's): the file appears whole, under its
+ * name, and goes when the daemon cannot be asked. */
+START_TEST(test_metrics_unit_writes_the_textfile_by_rename_and_removes_it_when_down)
+{
+    char *path = wire_strf("%s/systemd/fmredisd-metrics.service", fmt_srcdir());
+    char *unit = fmt_slurp(path), *exec, *dir_env, *rw, *cli = strdup(fmt_cli_path());
+    char dir[] = "/tmp/fmtest-textfile.XXXXXX", env_dir[128], env_sock[400], env_path[600];
+    const char *env[] = {env_dir, env_sock, env_path, NULL};
+    const char *argv[] = {"/bin/sh", "-c", NULL, NULL};
+    fmt_redis r;
+    fmt_daemon d;
+    prom_doc doc;
+    fmt_proc p;
+    char *prom;
+
+    exec = unit_value(unit, "ExecStart=/bin/sh -c '");
+    ck_assert_msg(exec[strlen(exec) - 1] == '\'', "ExecStart does not end in a quote");
+    exec[strlen(exec) - 1] = '\0';
+    dir_env = unit_value(unit, "Environment=FMREDISD_TEXTFILE_DIR=");
+    rw = unit_value(unit, "ReadWritePaths=");
+    ck_assert_str_eq(dir_env, rw);
+    ck_assert(mkdtemp(dir) != NULL);
+    wire_pair_start(&r, &d, NULL, NULL);
+    snprintf(env_dir, sizeof(env_dir), "FMREDISD_TEXTFILE_DIR=%s", dir);
+    snprintf(env_sock, sizeof(env_sock), "FMREDISD_SOCKET=%s", d.sock);
+    /* The fmredis under test, found by name as the unit finds it. */
+    *strrchr(cli, '/') = '\0';
+    snprintf(env_path, sizeof(env_path), "PATH=%s:/usr/bin:/bin", cli);
+    argv[2] = exec;
+    ck_assert_int_eq(fmt_run(&p, argv, env, NULL, WAIT_MS), 0);
+    fmt_proc_free(&p);
+    ck_assert(!exists(dir, "fmredisd.prom.tmp"));
+    free(path);
+    path = wire_strf("%s/fmredisd.prom", dir);
+    prom = fmt_slurp(path);
+    prom_parse(&doc, prom);
+    ck_assert(prom_value(&doc, "fmredisd_redis_connected") == 1);
+    prom_free(&doc);
+    free(prom);
+
+    fmt_daemon_stop(&d);
+    ck_assert_int_ne(fmt_run(&p, argv, env, NULL, WAIT_MS), 0);
+    fmt_proc_free(&p);
+    ck_assert(!exists(dir, "fmredisd.prom") && !exists(dir, "fmredisd.prom.tmp"));
+    ck_assert_int_eq(rmdir(dir), 0);
+    fmt_redis_stop(&r);
+    free(exec);
+    free(dir_env);
+    free(rw);
+    free(cli);
+    free(unit);
+    free(path);
+}
+END_TEST
+
 Suite *fm_suite_metrics(void)
 {
     Suite *s = suite_create("metrics");
@@ -702,5 +786,6 @@ Suite *fm_suite_metrics(void)
     tcase_add_test(tc, test_redis_info_matches_info_memory_and_warns_of_evicting_policies);
     tcase_add_test(tc, test_redis_info_argument_is_validated_and_asks_redis_only_when_true);
     tcase_add_test(tc, test_prometheus_output_is_valid_and_matches_stats);
+    tcase_add_test(tc, test_metrics_unit_writes_the_textfile_by_rename_and_removes_it_when_down);
     return s;
 }
