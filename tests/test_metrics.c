@@ -111,18 +111,6 @@ static void expect_same(const prom_doc *doc, const char *series, double json_val
 
 /* ---- requests ------------------------------------------------------------ */
 
-static void acquire_ok(int fd, const char *key, const char *extra)
-{
-    char *req = wire_strf("{\"op\":\"lock.acquire\",\"id\":1,\"key\":\"%s\"%s}", key, extra);
-    cJSON *r = wire_call(fd, req);
-
-    wire_assert_ok(r, "1");
-    ck_assert_msg(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(r, "token")),
-                  "%s was not acquired", key);
-    cJSON_Delete(r);
-    free(req);
-}
-
 /* A second client's acquire of a held key, left waiting: its reply comes
  * when the key is released. */
 static void acquire_send(int fd, const char *key)
@@ -158,6 +146,17 @@ static char *acquire_token(int fd, const char *key, const char *extra)
     return token;
 }
 
+/* n locks, named prefix-0 ... on fd. */
+static void acquire_many(int fd, const char *prefix, int n, const char *extra)
+{
+    for (int i = 0; i < n; i++) {
+        char key[64];
+
+        snprintf(key, sizeof(key), "%s-%d", prefix, i);
+        free(acquire_token(fd, key, extra));
+    }
+}
+
 static int subscribe(const char *sock, const char *channel, const char *group)
 {
     int fd = wire_connect(sock);
@@ -186,12 +185,7 @@ START_TEST(test_latency_quantiles_are_ordered_and_count_every_request)
 
     wire_pair_start(&r, &d, NULL, NULL);
     fd = wire_connect(d.sock);
-    for (int i = 0; i < N; i++) {
-        char key[32];
-
-        snprintf(key, sizeof(key), "lat-%d", i);
-        acquire_ok(fd, key, ",\"on_disconnect\":\"keep\"");
-    }
+    acquire_many(fd, "lat", N, ",\"on_disconnect\":\"keep\"");
     root = stats_of(d.sock, 0);
     acq = at(root, P("ops", "lock.acquire"));
     ck_assert_int_eq(num(acq, P("calls")), N);
@@ -641,12 +635,7 @@ START_TEST(test_prometheus_output_is_valid_and_matches_stats)
 
     wire_pair_start(&r, &d, NULL, NULL);
     fd = wire_connect(d.sock);
-    for (int i = 0; i < N; i++) {
-        char key[32];
-
-        snprintf(key, sizeof(key), "prom-%d", i);
-        acquire_ok(fd, key, "");
-    }
+    acquire_many(fd, "prom", N, "");
     wire_expect_error(fd, "{\"op\":\"lock.acquire\",\"id\":9}", "bad_request", "9");
     await_stat(d.sock, P("redis", "rtt_us"), 1, 10 * 1000 * 1000);
     argv[2] = d.sock;
