@@ -278,10 +278,10 @@ START_TEST(test_lock_stats_follow_held_auto_extended_and_waiting_locks)
     rc = wire_redis_open(&r);
     a = wire_connect(d.sock);
     b = wire_connect(d.sock);
-    token = acquire_token(a, "g1", ",\"ttl\":300,\"auto_extend\":true");
+    token = acquire_token(a, "g1", ",\"ttl\":900,\"auto_extend\":true");
     ck_assert_int_eq(stat_of(d.sock, P("locks_held")), 1);
     ck_assert_int_eq(stat_of(d.sock, P("locks_auto_extended")), 1);
-    /* Four extensions, one every 100 ms: past the 300 ms TTL, and the key
+    /* Four extensions, one every 300 ms: past the 900 ms TTL, and the key
      * is still there because they reached Redis. */
     await_stat(d.sock, P("lock_auto_extensions"), 4, INT64_MAX);
     ck_assert_int_eq(wire_redis_int(rc, "EXISTS fm:lock:g1"), 1);
