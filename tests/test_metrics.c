@@ -12,6 +12,7 @@
 
 #include "fm_tests.h"
 #include "harness.h"
+#include "latency.h"
 #include "proc.h"
 #include "promtext.h"
 #include "wire.h"
@@ -20,6 +21,73 @@
 #define WAIT_MS 10000
 #define P(...) ((const char *const[]){__VA_ARGS__, NULL})
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* ---- the histogram itself (daemon/latency.c, linked in) ------------------ */
+
+static const double qs[] = {0.5, 0.99, 0.999};
+
+/* A quantile is its bucket's top: never below the value, at most 1/16
+ * above it. One small sample beside a large one, so p50 is the small one
+ * (capped at the window's max, which the large one is). */
+START_TEST(test_histogram_quantiles_overstate_by_at_most_a_sixteenth)
+{
+    uint64_t v = 1, out[3];
+    fm_latency_view view;
+
+    while (v < ((uint64_t)1 << 32)) {
+        fm_latency l;
+
+        memset(&l, 0, sizeof(l));
+        fm_latency_record(&l, v, 1000);
+        fm_latency_record(&l, (uint64_t)1 << 33, 1000);
+        fm_latency_read(&l, 1000, qs, 3, out, &view);
+        ck_assert_uint_eq(view.n, 2);
+        ck_assert_uint_eq(view.max_us, (uint64_t)1 << 33);
+        ck_assert_msg(out[0] >= v && out[0] <= v + v / 16, "%llu read as %llu",
+                      (unsigned long long)v, (unsigned long long)out[0]);
+        ck_assert_uint_eq(out[2], view.max_us);
+        v = v * 9 / 8 + 1;
+    }
+}
+END_TEST
+
+/* Two periods of 60 s: a sample stays for the rest of its period and the
+ * whole next one, then it is gone, whether or not anything was recorded
+ * since. */
+START_TEST(test_histogram_window_keeps_two_periods)
+{
+    const uint64_t P = FM_LATENCY_PERIOD_MS, t0 = 100 * P + 5;
+    fm_latency l;
+    fm_latency_view view;
+    uint64_t out[3];
+
+    memset(&l, 0, sizeof(l));
+    fm_latency_record(&l, 10, t0);
+    fm_latency_read(&l, t0 + P - 10, qs, 3, out, &view);
+    ck_assert_uint_eq(view.n, 1);
+    fm_latency_read(&l, t0 + 2 * P - 10, qs, 3, out, &view);
+    ck_assert_uint_eq(view.n, 1);
+    fm_latency_read(&l, t0 + 2 * P, qs, 3, out, &view);
+    ck_assert_uint_eq(view.n, 0);
+    ck_assert_uint_eq(out[0], 0);
+    /* Next period: both count; two later, the first period's turn comes
+     * again and it is cleared. */
+    fm_latency_record(&l, 20, t0 + P);
+    fm_latency_read(&l, t0 + P, qs, 3, out, &view);
+    ck_assert_uint_eq(view.n, 2);
+    ck_assert_uint_eq(view.max_us, 20);
+    fm_latency_record(&l, 30, t0 + 2 * P);
+    fm_latency_read(&l, t0 + 2 * P, qs, 3, out, &view);
+    ck_assert_uint_eq(view.n, 2);
+    ck_assert_uint_eq(out[0], 20);
+    ck_assert_uint_eq(out[2], 30);
+    ck_assert_uint_eq(l.count, 3);
+    ck_assert_uint_eq(l.sum_us, 60);
+    /* How far back: the period before the current one, not before start. */
+    ck_assert_uint_eq(fm_latency_window_ms(t0, t0 + 10), 10);
+    ck_assert_uint_eq(fm_latency_window_ms(t0, 103 * P + 7), P + 7);
+}
+END_TEST
 
 /* ---- stats -------------------------------------------------------------- */
 
@@ -763,7 +831,11 @@ END_TEST
 Suite *fm_suite_metrics(void)
 {
     Suite *s = suite_create("metrics");
+    TCase *hist = fmt_tcase(s, "histogram", NULL, NULL, TCASE_TIMEOUT);
     TCase *tc = fmt_tcase(s, "metrics", NULL, NULL, TCASE_TIMEOUT);
+
+    tcase_add_test(hist, test_histogram_quantiles_overstate_by_at_most_a_sixteenth);
+    tcase_add_test(hist, test_histogram_window_keeps_two_periods);
 
     tcase_add_test(tc, test_latency_quantiles_are_ordered_and_count_every_request);
     tcase_add_test(tc, test_latency_of_a_waiting_acquire_covers_its_wait);
