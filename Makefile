@@ -55,7 +55,7 @@ SOFULL     = $(SOVERSION).$(call wire,FMREDIS_VERSION_MINOR).$(call wire,FMREDIS
 PROTO_SRC  = $(wildcard proto/*.c)
 DAEMON_SRC = $(wildcard daemon/*.c)
 LIB_SRC    = $(filter-out $(CLI_SRC),$(wildcard client/*.c))
-CLI_SRC    = client/cli.c
+CLI_SRC    = client/cli.c client/cli_prom.c
 TEST_SRC   = $(wildcard tests/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -106,10 +106,10 @@ $(STALL): tests/stall/stall.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -shared -fPIC $< -o $@ -ldl
 
-# The tests link the daemon's config parser and hash table to test them
-# directly; everything else they reach through the real daemon binary and
-# the socket.
-$(TESTS): $(call obj,$(TEST_SRC) daemon/config.c daemon/log.c daemon/map.c) $(LIB_A)
+# The tests link the daemon's config parser, hash table and latency
+# histogram to test them directly; everything else they reach through the
+# real daemon binary and the socket.
+$(TESTS): $(call obj,$(TEST_SRC) daemon/config.c daemon/log.c daemon/map.c daemon/latency.c) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ -o $@ $(call pkglibs,$(PKGS_TEST))
 
 # Packages a fresh Debian 12 needs to build, test and run.

@@ -75,6 +75,8 @@ INSTALLED = \
     $(PKGCONFIGDIR)/libfmredis.pc:644:$(GEN)/libfmredis.pc \
     $(UNITDIR)/fmredisd.service:644:$(GEN)/fmredisd.service \
     $(UNITDIR)/fmredisd.socket:644:$(GEN)/fmredisd.socket \
+    $(UNITDIR)/fmredisd-metrics.service:644:systemd/fmredisd-metrics.service \
+    $(UNITDIR)/fmredisd-metrics.timer:644:systemd/fmredisd-metrics.timer \
     $(SYSUSERSDIR)/fmredisd.conf:644:systemd/fmredisd.sysusers \
     $(SYSCONFDIR)/fmredisd/fmredisd.conf:conf:fmredisd.conf.example \
     $(EXAMPLESDIR)/fmredisd.conf.example:644:fmredisd.conf.example \

@@ -1,5 +1,6 @@
 /* cli.c -- fmredis, the command-line client of fmredisd, for shells, cron
- * jobs and operators. It uses only the public API of libfmredis.
+ * jobs and operators. It uses only the public API of libfmredis (and, for
+ * stats --prometheus, proto's JSON reader: cli_prom.c).
  *
  * Output is meant for scripts: one value per line (or tab-separated fields),
  * nothing else on stdout; errors and "no" answers go to stderr as
@@ -19,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_prom.h"
 #include "fmredis.h"
 
 enum {
@@ -122,8 +124,11 @@ static const usage usages[] = {
       "prints how many of the IDs were cached\n", 0 },
     { "cache get-many", "ID...",
       "prints one JSON object: ID -> execution, hits only\n", 0 },
-    { "stats", "",
-      "prints the daemon's stats reply as JSON\n", 1 },
+    { "stats", "[--redis-info] [--prometheus]",
+      "prints the daemon's stats reply as JSON; with\n"
+      "--redis-info also Redis's memory and eviction\n"
+      "policy (INFO memory); with --prometheus in the\n"
+      "Prometheus text format (docs/METRICS.md)\n", 1 },
     { "raw", "JSON | -",
       "sends one request object as is and prints the\n"
       "reply (exit 3 when it says ok:false)\n", 0 },
@@ -970,14 +975,31 @@ static int cmd_cache(cli *t, int argc, char **argv)
 
 static int cmd_stats(cli *t, int argc, char **argv)
 {
-    int n = parse_opts(argc, argv, NULL, 0, NULL, "stats");
+    static const char with_info[] = "{\"op\":\"stats\",\"redis_info\":true}";
+    opt opts[] = { { "prometheus", 0, NULL }, { "redis-info", 0, NULL }, { NULL, 0, NULL } };
+    int n = parse_opts(argc, argv, opts, 0, NULL, "stats"), rc;
     char *json;
     size_t len;
 
     need_args(n, 0, 0, "stats");
     fm_client *c = conn(t);
-    if (fm_stats(c, &json, &len) != FM_OK)
+    if (opt_flag(opts, "redis-info"))
+        rc = fm_call_raw(c, with_info, sizeof(with_info) - 1, &json, &len);
+    else
+        rc = fm_stats(c, &json, &len);
+    if (rc != FM_OK) {
+        free(json);
         return client_fail(c);
+    }
+    if (opt_flag(opts, "prometheus")) {
+        rc = cli_prom_write(stdout, json, len);
+        free(json);
+        if (rc != 0) {
+            fputs("fmredis: bad_reply: the stats reply is not a stats object\n", stderr);
+            return EX_CONN;
+        }
+        return EX_OK;
+    }
     fwrite(json, 1, len, stdout);
     putchar('\n');
     free(json);

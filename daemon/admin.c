@@ -1,8 +1,12 @@
-/* admin.c -- hello, ping and stats: the operations about the daemon itself. */
+/* admin.c -- hello, ping and stats: the operations about the daemon itself.
+ * stats gathers the other parts' numbers (docs/METRICS.md lists them all);
+ * with redis_info it first asks Redis for INFO memory, through the runner,
+ * under the request's deadline like any command. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "admin.h"
+#include "meminfo.h"
 #include "reply.h"
 
 typedef struct asvc {
@@ -77,32 +81,98 @@ static void op_ping(fm_req *req, const fm_request *msg)
                                   .lens = (const size_t[]){4}});
 }
 
-static void op_stats(fm_req *req, const fm_request *msg)
+static void put_link(fm_conn *conn, const fm_link *link)
 {
-    const fm_core *core = ((const asvc *)req->svc)->core;
-    fm_conn *conn = fm_req_ok_start(req);
     fm_link_stats ls;
 
-    if (conn == NULL)
+    fm_link_get_stats(link, &ls);
+    fm_reply_open(conn, "redis");
+    fm_reply_put_bool(conn, "connected", fm_link_ready(link));
+    fm_reply_put_bool(conn, "subscriber_connected", fm_link_sub_ready(link));
+    fm_reply_put_int(conn, "connects", (int64_t)ls.connects);
+    fm_reply_put_int(conn, "disconnects", (int64_t)ls.disconnects);
+    fm_reply_put_int(conn, "reconnects", (int64_t)ls.reconnects);
+    fm_reply_put_int(conn, "commands", (int64_t)ls.commands);
+    fm_reply_put_int(conn, "retries", (int64_t)ls.retries);
+    fm_reply_put_int(conn, "queued", (int64_t)ls.queued);
+    fm_reply_put_int(conn, "refused", (int64_t)ls.refused);
+    fm_reply_put_maybe(conn, "rtt_us", ls.rtt_us >= 0, ls.rtt_us);
+    if (ls.last_error != NULL)
+        fm_reply_put_str(conn, "last_error", ls.last_error, strlen(ls.last_error));
+    else
+        fm_reply_put_raw(conn, "last_error", "null", 4);
+    fm_reply_put_maybe(conn, "last_error_age_ms", ls.last_error != NULL,
+                       (int64_t)ls.last_error_age_ms);
+    fm_reply_close(conn);
+}
+
+static void put_redis_info(fm_conn *conn, const fm_meminfo *mi)
+{
+    char buf[400];
+    const char *warning = fm_meminfo_warning(mi, buf, sizeof(buf));
+
+    fm_reply_open(conn, "redis_info");
+    fm_reply_put_int(conn, "used_memory", mi->used_memory);
+    fm_reply_put_int(conn, "maxmemory", mi->maxmemory);
+    fm_reply_put_str(conn, "maxmemory_policy", mi->policy, strlen(mi->policy));
+    if (warning != NULL)
+        fm_reply_put_str(conn, "warning", warning, strlen(warning));
+    fm_reply_close(conn);
+}
+
+/* mi: Redis's memory, when asked for (redis_info), else NULL. */
+static void answer_stats(fm_req *req, const fm_meminfo *mi)
+{
+    const fm_core *core = ((const asvc *)req->svc)->core;
+    size_t out_total, out_max;
+    fm_conn *conn;
+
+    /* Before this reply adds to its own connection's output. */
+    fm_conns_output(&core->conns, &out_total, &out_max);
+    if ((conn = fm_req_ok_start(req)) == NULL)
         return;
-    fm_link_get_stats(core->link, &ls);
     fm_reply_put_int(conn, "clients", (int64_t)core->conns.n);
     fm_reply_put_int(conn, "inflight", (int64_t)core->reqs.inflight);
     fm_reply_put_int(conn, "connections_total", (int64_t)core->conns.total);
     fm_reply_put_int(conn, "rejected_clients", (int64_t)core->conns.rejected);
     fm_reply_put_int(conn, "protocol_errors", (int64_t)core->conns.protocol_errors);
-    fm_reply_open(conn, "redis");
-    fm_reply_put_bool(conn, "connected", fm_link_ready(core->link));
-    fm_reply_put_bool(conn, "subscriber_connected", fm_link_sub_ready(core->link));
-    fm_reply_put_int(conn, "connects", (int64_t)ls.connects);
-    fm_reply_put_int(conn, "disconnects", (int64_t)ls.disconnects);
-    fm_reply_put_int(conn, "commands", (int64_t)ls.commands);
-    fm_reply_put_int(conn, "retries", (int64_t)ls.retries);
-    fm_reply_put_int(conn, "queued", (int64_t)ls.queued);
-    fm_reply_put_int(conn, "refused", (int64_t)ls.refused);
-    fm_reply_close(conn);
+    fm_reply_put_int(conn, "output_queued_bytes", (int64_t)out_total);
+    fm_reply_put_int(conn, "output_queued_max_bytes", (int64_t)out_max);
+    put_link(conn, core->link);
     fm_core_put_stats(core, conn);
+    if (mi != NULL)
+        put_redis_info(conn, mi);
     fm_req_ok_finish(req);
+}
+
+static void info_done(fm_req *req, redisReply *reply)
+{
+    fm_meminfo mi;
+
+    if (reply->type != REDIS_REPLY_STRING ||
+        fm_meminfo_parse(reply->str, (size_t)reply->len, &mi) != 0) {
+        fm_req_fail(req, FM_E_REDIS_ERROR, "INFO memory lacked used_memory, maxmemory or "
+                    "maxmemory_policy");
+        return;
+    }
+    answer_stats(req, &mi);
+}
+
+static void op_stats(fm_req *req, const fm_request *msg)
+{
+    fm_proto_err err;
+    int redis_info = 0;
+
+    if (fm_request_bool(msg, "redis_info", &redis_info, &err) != 0) {
+        fm_req_fail(req, err.code, "%s", err.msg);
+        return;
+    }
+    if (!redis_info) {
+        answer_stats(req, NULL);
+        return;
+    }
+    fm_req_command(req, 2, (const char *[]){"INFO", "memory"}, (const size_t[]){4, 6},
+                   info_done);
 }
 
 static void *admin_create(fm_core *core, int slot)

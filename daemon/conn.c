@@ -51,6 +51,21 @@ fm_conn *fm_conns_first(const fm_conns *set)
     return n != NULL ? fm_list_entry(n, fm_conn, in_set) : NULL;
 }
 
+void fm_conns_output(const fm_conns *set, size_t *total, size_t *max)
+{
+    const fm_list *n;
+
+    *total = *max = 0;
+    fm_list_each(n, &set->all) {
+        const fm_conn *c = fm_list_entry(n, fm_conn, in_set);
+        size_t q = c->out.len + c->outq.bytes;
+
+        *total += q;
+        if (q > *max)
+            *max = q;
+    }
+}
+
 int fm_conn_alive(const fm_conn *conn)
 {
     return !(conn->flags & (FM_CONN_CLOSING | FM_CONN_CLOSE_AFTER_WRITE | FM_CONN_DOOMED));

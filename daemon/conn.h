@@ -93,6 +93,9 @@ void fm_conns_set_config(fm_conns *set, const fm_config *cfg);
 /* Writes what every connection scheduled this loop turn; the server's
  * flusher calls it once per turn. */
 void fm_conns_flush(fm_conns *set);
+/* Output the open connections hold, built or queued and not yet written:
+ * in all, and the most one holds (stats; a walk over every connection). */
+void fm_conns_output(const fm_conns *set, size_t *total, size_t *max);
 /* The first open connection, or NULL. */
 fm_conn *fm_conns_first(const fm_conns *set);
 

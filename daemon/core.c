@@ -13,6 +13,7 @@ void fm_core_init(fm_core *core, uv_loop_t *loop, const fm_config *cfg, fm_link 
     core->loop = loop;
     core->cfg = cfg;
     core->link = link;
+    core->started_ms = uv_now(loop);
     fm_conns_init(&core->conns, loop, cfg, h);
     core->reqs = (fm_reqs){.loop = loop, .cfg = cfg, .link = link};
 }
@@ -95,23 +96,42 @@ size_t fm_core_busy(const fm_core *core)
     return n;
 }
 
+/* One operation's member of "ops" (docs/METRICS.md has the shape). */
+static void put_op(fm_conn *conn, const char *name, const fm_op_stats *st, uint64_t now)
+{
+    static const double qs[] = {0.5, 0.99, 0.999};
+    uint64_t q[3];
+    fm_latency_view v;
+
+    fm_latency_read(&st->latency, now, qs, 3, q, &v);
+    fm_reply_open(conn, name);
+    fm_reply_put_int(conn, "calls", (int64_t)st->calls);
+    fm_reply_put_int(conn, "errors", (int64_t)st->errors);
+    fm_reply_put_int(conn, "latency_samples", (int64_t)v.n);
+    fm_reply_put_maybe(conn, "p50_us", v.n > 0, (int64_t)q[0]);
+    fm_reply_put_maybe(conn, "p99_us", v.n > 0, (int64_t)q[1]);
+    fm_reply_put_maybe(conn, "p999_us", v.n > 0, (int64_t)q[2]);
+    fm_reply_put_maybe(conn, "max_us", v.n > 0, (int64_t)v.max_us);
+    fm_reply_put_int(conn, "latency_count", (int64_t)st->latency.count);
+    fm_reply_put_int(conn, "latency_sum_us", (int64_t)st->latency.sum_us);
+    fm_reply_close(conn);
+}
+
 void fm_core_put_stats(const fm_core *core, fm_conn *conn)
 {
+    uint64_t now = uv_now(core->loop);
+
     for (size_t i = 0; i < core->nsvc; i++)
         if (core->svc[i].def->put_stats != NULL)
             core->svc[i].def->put_stats(core->svc[i].state, conn);
+    fm_reply_put_int(conn, "latency_window_ms",
+                     (int64_t)fm_latency_window_ms(core->started_ms, now));
     fm_reply_open(conn, "ops");
     for (size_t i = 0; i < core->nsvc; i++) {
         const fm_core_svc *s = &core->svc[i];
 
-        for (size_t k = 0; k < s->def->nops; k++) {
-            const fm_op_stats *st = &core->op_stats[s->first_op + k];
-
-            fm_reply_open(conn, s->def->ops[k].name);
-            fm_reply_put_int(conn, "calls", (int64_t)st->calls);
-            fm_reply_put_int(conn, "errors", (int64_t)st->errors);
-            fm_reply_close(conn);
-        }
+        for (size_t k = 0; k < s->def->nops; k++)
+            put_op(conn, s->def->ops[k].name, &core->op_stats[s->first_op + k], now);
     }
     fm_reply_close(conn);
 }

@@ -70,6 +70,7 @@ struct fm_core {
     size_t nsvc;
     fm_op_stats op_stats[FM_OPS_MAX];
     size_t nops;
+    uint64_t started_ms;        /* uv_now() at start: the latency window's floor */
 };
 
 /* Sets up the parts; the core owns the link from here on, the

@@ -63,6 +63,7 @@ static void let_go(fm_held *h)
     fm_map_remove(table(h->hs, h->conn), &h->node);
     h->conn = NULL;
     h->hs->count--;
+    h->hs->auto_extended -= (size_t)h->auto_extend;
     uv_timer_stop(&h->timer);
     maybe_free(h);
 }
@@ -105,8 +106,10 @@ static void on_extend_timer(uv_timer_t *t)
     if (h->extending)
         return;
     if (fm_lockcmd_extend(h->hs->lc, h->rkey, h->rkeylen, h->token, h->toklen, h->ttl,
-                          on_extended, h) == 0)
+                          on_extended, h) == 0) {
         h->extending = 1;
+        h->hs->extensions++;
+    }
 }
 
 static void on_expired(uv_timer_t *t)
@@ -167,6 +170,7 @@ int fm_held_add(fm_held_set *hs, fm_conn *conn, const char *key, size_t keylen,
     h->release_on_close = release_on_close;
     h->auto_extend = auto_extend;
     hs->count++;
+    hs->auto_extended += (size_t)(auto_extend != 0);
     uv_timer_init(hs->loop, &h->timer);
     h->timer.data = h;
     arm(h, ttl);

@@ -22,6 +22,8 @@ typedef struct fm_held_set {
     uv_loop_t *loop;
     int slot;                   /* conn->svc[slot] is the connection's table */
     size_t count;
+    size_t auto_extended;       /* of count, those the daemon extends */
+    uint64_t extensions;        /* extensions it sent for them, ever */
 } fm_held_set;
 
 /* Records a lock just acquired for conn. key is the client's key (for the

@@ -7,7 +7,9 @@
  * for the owner's state hook. Freeing the link is
  * asynchronous (libuv handles close later): the struct goes with the last
  * of its handles. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "link.h"
 #include "link_int.h"
@@ -28,8 +30,58 @@ static void report_ready(fm_link *link)
         report_state(link, 1, NULL);
 }
 
+/* ---- round trip ---- */
+
+static void on_pong(redisAsyncContext *ac, void *r, void *privdata)
+{
+    fm_link *link = privdata;
+
+    link->rtt.out = 0;
+    /* NULL: the context went with the PING out. Any reply, an error
+     * (BUSY, LOADING) included, is Redis answering. */
+    if (r != NULL && !link->closing)
+        link->rtt.last_us = (int64_t)((uv_hrtime() - link->rtt.sent_ns + 999) / 1000);
+}
+
+static void ping(fm_link *link)
+{
+    fm_ctx *ctx = &link->ctx[CTX_CMD];
+
+    if (ctx->state != ST_READY || ctx->ac == NULL || link->rtt.out)
+        return;
+    if (redisAsyncCommand(ctx->ac, on_pong, link, "PING") != REDIS_OK)
+        return;
+    link->rtt.out = 1;
+    link->rtt.sent_ns = uv_hrtime();
+}
+
+static void on_ping_timer(uv_timer_t *t)
+{
+    ping(t->data);
+}
+
+void fm_link_note_error(fm_link *link, const char *ctx_name, const char *why)
+{
+    const char *pw = link->cfg->redis_password;
+    size_t pwlen = pw != NULL ? strlen(pw) : 0;
+    char *hit = link->last_error;
+
+    snprintf(link->last_error, sizeof(link->last_error), "%s: %s", ctx_name,
+             why[0] != '\0' ? why : "connection closed");
+    link->last_error_ms = uv_now(link->loop);
+    /* Nothing here should hold it (AUTH's argument is never echoed), but
+     * stats may be read by whoever can reach the socket. */
+    while (pwlen > 0 && (hit = strstr(hit, pw)) != NULL) {
+        memset(hit, '*', pwlen);
+        hit += pwlen;
+    }
+}
+
+/* ---- the contexts' hooks ---- */
+
 static void cmd_ready(fm_ctx *ctx)
 {
+    ping(ctx->link);
     fm_link_probe_ready(ctx->link);
     fm_link_pump(ctx->link);
     report_ready(ctx->link);
@@ -37,6 +89,7 @@ static void cmd_ready(fm_ctx *ctx)
 
 static void cmd_lost(fm_ctx *ctx, int was_ready)
 {
+    ctx->link->rtt.last_us = -1;
     report_state(ctx->link, 0, ctx->lasterr);
 }
 
@@ -76,7 +129,10 @@ fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg)
     link->ctx[CTX_SUB].on_ready = sub_ready;
     link->ctx[CTX_SUB].on_lost = sub_lost;
     fm_link_cmd_init(link);
-    link->open_handles = 3;     /* two context timers, the retry timer */
+    link->rtt.last_us = -1;
+    uv_timer_init(loop, &link->rtt.timer);
+    link->rtt.timer.data = link;
+    link->open_handles = 4;     /* two context timers, the retry and ping timers */
     if (fm_link_sub_init(link) != 0) {
         fm_link_free(link);
         return NULL;
@@ -88,6 +144,7 @@ int fm_link_start(fm_link *link)
 {
     fm_ctx_connect(&link->ctx[CTX_CMD]);
     fm_ctx_connect(&link->ctx[CTX_SUB]);
+    uv_timer_start(&link->rtt.timer, on_ping_timer, FM_LINK_PING_MS, FM_LINK_PING_MS);
     return 0;
 }
 
@@ -127,6 +184,17 @@ void fm_link_get_stats(const fm_link *link, fm_link_stats *out)
     out->retries = link->counts.retries;
     out->refused = link->counts.refused;
     out->queued = link->queued;
+    out->reconnects = link->counts.reconnects;
+    out->last_error = link->last_error_ms != 0 ? link->last_error : NULL;
+    out->last_error_age_ms = link->last_error_ms != 0 ? uv_now(link->loop) - link->last_error_ms : 0;
+    /* A PING out longer than the last round trip says more than it. */
+    out->rtt_us = link->rtt.last_us;
+    if (link->rtt.out && link->rtt.last_us >= 0) {
+        int64_t waited = (int64_t)((uv_hrtime() - link->rtt.sent_ns) / 1000);
+
+        if (waited > out->rtt_us)
+            out->rtt_us = waited;
+    }
 }
 
 void fm_link_free(fm_link *link)
@@ -142,4 +210,5 @@ void fm_link_free(fm_link *link)
     }
     fm_link_sub_free(link);
     uv_close((uv_handle_t *)&link->retry_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&link->rtt.timer, on_handle_closed);
 }

@@ -53,6 +53,10 @@ typedef struct fm_link_stats {
     uint64_t retries;       /* transient errors and NOSCRIPT re-sends */
     uint64_t refused;       /* channels the ACL would not let us subscribe */
     size_t queued;          /* waiting for the link, or for their turn */
+    uint64_t reconnects;    /* the command context up again after a loss */
+    const char *last_error; /* "command: ..." or "pub/sub: ...", NULL: none */
+    uint64_t last_error_age_ms;
+    int64_t rtt_us;         /* the daemon's last PING, -1: none since up */
 } fm_link_stats;
 void fm_link_get_stats(const fm_link *link, fm_link_stats *out);
 

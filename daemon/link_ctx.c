@@ -86,6 +86,8 @@ static void ctx_lost(fm_ctx *ctx, const char *why)
     }
     if (was_ready)
         link->counts.disconnects++;
+    if (!link->closing)
+        fm_link_note_error(link, ctx_names[ctx->kind], ctx->lasterr);
     ctx->on_lost(ctx, was_ready);
     ctx->state = ST_LOST;
     uv_timer_stop(&ctx->timer);
@@ -143,6 +145,9 @@ static void ctx_ready(fm_ctx *ctx)
     uv_timer_stop(&ctx->timer);
     ctx->state = ST_READY;
     link->counts.connects++;
+    if (ctx->kind == CTX_CMD && ctx->ever_ready)
+        link->counts.reconnects++;
+    ctx->ever_ready = 1;
     if (!ctx->suspect)
         fm_ctx_recovered(ctx);
     ctx->on_ready(ctx);

@@ -36,6 +36,7 @@ struct fm_ctx {
     int dropping;           /* we freed the context; on_disconnect follows */
     int suspect;            /* connected, but the server said READONLY: not
                                recovered until a command succeeds */
+    int ever_ready;         /* a READY now is a reconnect */
     void (*on_ready)(fm_ctx *ctx);
     void (*on_lost)(fm_ctx *ctx, int was_ready);
     char lasterr[128];
@@ -92,8 +93,19 @@ typedef struct channel {
 } channel;
 
 typedef struct fm_link_counts {
-    uint64_t connects, disconnects, commands, retries, refused;
+    uint64_t connects, disconnects, commands, retries, refused, reconnects;
 } fm_link_counts;
+
+/* The daemon's own PING on the command context, every FM_LINK_PING_MS and
+ * at each connect, straight on the hiredis context: it measures Redis's
+ * round trip behind what is already written, not the link's queues. */
+#define FM_LINK_PING_MS 5000
+typedef struct fm_link_rtt {
+    uv_timer_t timer;
+    int out;                /* a PING is at Redis */
+    uint64_t sent_ns;
+    int64_t last_us;        /* -1: none since the context came up */
+} fm_link_rtt;
 
 struct fm_link {
     uv_loop_t *loop;
@@ -116,6 +128,9 @@ struct fm_link {
     fm_link_listener listeners[FM_LINK_LISTENERS];
     int nlisteners;
     fm_link_counts counts;
+    fm_link_rtt rtt;
+    char last_error[160];   /* the last loss or failure, either context */
+    uint64_t last_error_ms; /* its uv_now(); 0: none yet */
     fm_link_state_fn *on_state;
     void *state_arg;
     int reported_up;        /* what on_state heard last; -1: nothing yet */
@@ -131,6 +146,9 @@ void fm_ctx_connect(fm_ctx *ctx);
 void fm_ctx_close(fm_ctx *ctx);
 /* The context works again: backoff starts over, the recovery is logged. */
 void fm_ctx_recovered(fm_ctx *ctx);
+/* Keeps why a context was lost or not established for stats, without the
+ * password should an error ever echo it. */
+void fm_link_note_error(fm_link *link, const char *ctx_name, const char *why);
 /* Whether an error reply begins with this code ("NOSCRIPT", "LOADING"). */
 int fm_link_reply_is(const redisReply *r, const char *code);
 

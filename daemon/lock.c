@@ -39,6 +39,7 @@ typedef struct acquire {
     int release_on_close;
     int auto_extend;
     int pushed;                     /* a release came while an attempt was out */
+    int contended;                  /* found the lock held, waits (ls->contended) */
     char token[FM_TOKEN_LEN + 1];
     char ttlbuf[24];
     size_t keylen, rkeylen, fkeylen;
@@ -54,6 +55,7 @@ typedef struct lsvc {
     fm_held_set held;
     fm_fence *fence;
     fm_map waiting;                 /* every acquire not yet answered, by rkey */
+    size_t contended;               /* of those, the ones that found it held */
     int listener;                   /* for lock_release_channel */
 } lsvc;
 
@@ -69,10 +71,13 @@ static void acquire_attempt(fm_req *req);
 static void acquire_unlink(fm_req *req)
 {
     acquire *a = req->data;
+    lsvc *ls = req->svc;
 
+    ls->contended -= (size_t)a->contended;
+    a->contended = 0;
     if (!a->waiting)
         return;
-    fm_map_remove(&((lsvc *)req->svc)->waiting, &a->node);
+    fm_map_remove(&ls->waiting, &a->node);
     a->waiting = 0;
 }
 
@@ -161,6 +166,10 @@ static void acquire_result(fm_req *req, fm_link_status status, redisReply *reply
     if (a->retries_left <= 0 || now >= req->deadline) {
         acquire_not_taken(req);
         return;
+    }
+    if (!a->contended) {
+        a->contended = 1;
+        ((lsvc *)req->svc)->contended++;
     }
     left = req->deadline - now;
     fm_req_timer(req, (uint64_t)a->retry_delay < left ? (uint64_t)a->retry_delay : left);
@@ -464,6 +473,9 @@ static void lock_put_stats(const void *state, fm_conn *conn)
     const lsvc *ls = state;
 
     fm_reply_put_int(conn, "locks_held", (int64_t)ls->held.count);
+    fm_reply_put_int(conn, "locks_auto_extended", (int64_t)ls->held.auto_extended);
+    fm_reply_put_int(conn, "lock_auto_extensions", (int64_t)ls->held.extensions);
+    fm_reply_put_int(conn, "lock_acquires_waiting", (int64_t)ls->contended);
 }
 
 static const fm_op lock_ops[] = {

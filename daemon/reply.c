@@ -195,6 +195,14 @@ void fm_reply_put_bool(fm_conn *conn, const char *name, int v)
     fm_buf_puts(&conn->out, v ? "true" : "false");
 }
 
+void fm_reply_put_maybe(fm_conn *conn, const char *name, int known, int64_t v)
+{
+    if (known)
+        fm_reply_put_int(conn, name, v);
+    else
+        fm_reply_put_raw(conn, name, "null", 4);
+}
+
 void fm_reply_put_raw(fm_conn *conn, const char *name, const char *json, size_t len)
 {
     put_name(conn, name);

@@ -31,6 +31,8 @@ void fm_reply_error(fm_conn *conn, const char *id, size_t idlen, fm_errcode code
 void fm_reply_put_str(fm_conn *conn, const char *name, const char *v, size_t len);
 void fm_reply_put_int(fm_conn *conn, const char *name, int64_t v);
 void fm_reply_put_bool(fm_conn *conn, const char *name, int v);
+/* An integer that may be unknown: null unless known. */
+void fm_reply_put_maybe(fm_conn *conn, const char *name, int known, int64_t v);
 void fm_reply_put_raw(fm_conn *conn, const char *name, const char *json, size_t len);
 /* A member whose name is data (escaped), with a raw JSON value. */
 void fm_reply_put_member(fm_conn *conn, const char *name, size_t nlen, const char *json,

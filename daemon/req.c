@@ -25,6 +25,7 @@ fm_req *fm_req_create(fm_reqs *reqs, fm_conn *conn, fm_op_stats *stats, void *sv
     req->conn = conn;
     req->stats = stats;
     req->svc = svc;
+    req->born_ns = uv_hrtime();
     if (msg->has_id) {
         req->idlen = msg->id.len;
         req->id = req->idlen <= sizeof(req->idbuf) ? req->idbuf : malloc(req->idlen);
@@ -81,12 +82,21 @@ static void unlink_from_conn(fm_req *req)
     req->conn->inflight--;
 }
 
+/* Its latency: a clock read (vDSO, tens of ns) and a few integer ops. */
+static void measure(fm_req *req)
+{
+    uint64_t us = (uv_hrtime() - req->born_ns + 999) / 1000;
+
+    fm_latency_record(&req->stats->latency, us, uv_now(req->reqs->loop));
+}
+
 /* Marks the request answered: off its connection, counted out. */
 static void settle(fm_req *req)
 {
     if (req->answered)
         return;
     req->answered = 1;
+    measure(req);
     /* A command already written still comes back; a shutdown waits for it,
      * since its reply may have to be undone (a late lock grant). */
     if (req->cmd != NULL)

@@ -35,6 +35,7 @@
 #include "conn.h"
 #include "fm_error.h"
 #include "fm_request.h"
+#include "latency.h"
 #include "link_cmd.h"
 #include "list.h"
 
@@ -50,9 +51,12 @@ typedef struct fm_reqs {
     size_t lingering;           /* commands of answered requests, at Redis */
 } fm_reqs;
 
+/* An operation's counters, and the latency of its requests: from dispatch
+ * until answered (or dropped, its client gone), rounded up to whole us. */
 typedef struct fm_op_stats {
     uint64_t calls;
     uint64_t errors;
+    fm_latency latency;
 } fm_op_stats;
 
 typedef void fm_req_cb(fm_req *req);
@@ -65,6 +69,7 @@ struct fm_req {
     fm_list in_conn;            /* conn->reqs, until answered */
     fm_op_stats *stats;         /* its operation's */
     void *svc;                  /* its service's state */
+    uint64_t born_ns;           /* uv_hrtime() at dispatch, for its latency */
     fm_cmd *cmd;                /* the Redis command out for it, if any */
     int answered;               /* replied to, dropped, or abandoned */
     int timer_used;

@@ -708,6 +708,27 @@ static void *wake_create(fm_core *core, int slot)
     return ws;
 }
 
+/* Counted when asked, not kept up: stats is rare, subscriptions are not. */
+static void wake_put_stats(const void *state, fm_conn *conn)
+{
+    const wsvc *ws = state;
+    size_t chans = 0, subs = 0, groups = 0;
+
+    for (fm_map_node *n = fm_map_first(&ws->chans); n != NULL; n = fm_map_after(&ws->chans, n)) {
+        const wchan *c = fm_map_entry(n, wchan, node);
+        fm_list *s;
+
+        chans += !fm_list_empty(&c->subs);
+        fm_list_each(s, &c->subs)
+            subs++;
+        for (const wgroup *g = c->groups; g != NULL; g = g->next)
+            groups++;
+    }
+    fm_reply_put_int(conn, "wake_channels", (int64_t)chans);
+    fm_reply_put_int(conn, "wake_subscribers", (int64_t)subs);
+    fm_reply_put_int(conn, "wake_groups", (int64_t)groups);
+}
+
 static const fm_op wake_ops[] = {
     {"wake.signal", op_signal},
     {"wake.signal_many", op_signal_many},
@@ -721,5 +742,6 @@ const fm_service fm_wake_service = {
     .nops = sizeof(wake_ops) / sizeof(wake_ops[0]),
     .create = wake_create,
     .conn_closed = wake_conn_closed,
+    .put_stats = wake_put_stats,
     .free = wake_free,
 };

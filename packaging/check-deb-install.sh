@@ -58,6 +58,16 @@ for unit in fmredisd.service fmredisd.socket; do
     ok "$unit installed and enabled ($wanted)"
 done
 
+# The metrics timer is shipped for hosts with node_exporter, not enabled.
+for unit in fmredisd-metrics.service fmredisd-metrics.timer; do
+    [ -f "/lib/systemd/system/$unit" ] || fail "/lib/systemd/system/$unit missing"
+    state=$(systemctl is-enabled "$unit" 2>&1) || true
+    case $state in
+    disabled|static) ok "$unit installed, not enabled ($state)" ;;
+    *) fail "systemctl is-enabled $unit: $state (should not be enabled)" ;;
+    esac
+done
+
 # The postinst starts the socket before the daemon (each in a start of its
 # own), so that the daemon serves on the socket systemd holds.
 order=$(sed -n "s/.*deb-systemd-invoke .*'fmredisd\.\([a-z]*\)'.*/\1/p" \

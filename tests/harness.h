@@ -92,6 +92,9 @@ TCase *fmt_tcase(Suite *s, const char *name, void (*up)(void), void (*down)(void
  * it cannot be read. */
 char *fmt_slurp(const char *path);
 
+/* A TCP port on 127.0.0.1 where nothing listens (for now). */
+int fmt_unused_port(void);
+
 /* Monotonic milliseconds. */
 int64_t fmt_now_ms(void);
 /* Polls cond(arg) every 5 ms until it is true or timeout_ms passes.

@@ -1,7 +1,8 @@
 /* main.c -- runs the suites of the test binary.
  *
  * FM_SUITE=name runs one suite only (proto, config, ops, errors, link, examples,
- * locks, faults, load, client, hostile, map, systemd, access);
+ * locks, faults, load, client, hostile, map, systemd, access,
+ * metrics);
  * CK_RUN_CASE, CK_FORK and CK_VERBOSITY work as Check documents them. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@ static const struct {
     {"map", fm_suite_map},
     {"systemd", fm_suite_systemd},
     {"access", fm_suite_access},
+    {"metrics", fm_suite_metrics},
 };
 
 int main(void)

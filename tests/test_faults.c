@@ -9,8 +9,6 @@
  * attempt must have happened, a stand-in listener on Redis's socket counts
  * the attempts; where a request must have met a transient error, the
  * daemon's retry counter says so. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -114,22 +112,6 @@ static void await_redis_answer(const fmt_redis *r, const char *cmd, const char *
 
     ck_assert_msg(fmt_wait_until(redis_answers, &rs, UP_MS),
                   "redis never answered %s with %s", cmd, prefix);
-}
-
-/* A TCP port on 127.0.0.1 where nothing listens (for now). */
-static int unused_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
-
-    ck_assert(fd >= 0);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-    ck_assert(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
-    port = ntohs(sa.sin_port);
-    close(fd);
-    return port;
 }
 
 /* ---- the daemon --------------------------------------------------------- */
@@ -799,7 +781,7 @@ static const fault busy = {busy_args, begin_busy, end_busy};
 static void begin_masterdown(transient *t)
 {
     REDIS_DO(t->c, "CONFIG SET replica-serve-stale-data no");
-    REDIS_DO(t->c, "REPLICAOF 127.0.0.1 %d", unused_port());
+    REDIS_DO(t->c, "REPLICAOF 127.0.0.1 %d", fmt_unused_port());
 }
 
 static void end_masterdown(transient *t)
@@ -931,7 +913,7 @@ static void demote(pair *p, fmt_redis *master, const char *timeout)
                                        "--repl-diskless-sync-delay", "0", NULL};
     redisContext *c;
 
-    snprintf(port, sizeof(port), "%d", unused_port());
+    snprintf(port, sizeof(port), "%d", fmt_unused_port());
     ck_assert_msg(fmt_redis_start(master, args) == 0, "the master did not start");
     start_pair(p, NULL, DAEMON_ARGS(timeout));
     c = wire_redis_open(&p->redis);

@@ -180,6 +180,7 @@ $MAKE -s -C "$src" GEN="$tmp/gen" install PREFIX="$p" > "$tmp/install2.log" ||
 rc=0
 MANPATH=$p/share/man systemd-analyze verify \
     "$p/lib/systemd/system/fmredisd.service" "$p/lib/systemd/system/fmredisd.socket" \
+    "$p/lib/systemd/system/fmredisd-metrics.service" "$p/lib/systemd/system/fmredisd-metrics.timer" \
     > "$tmp/verify.log" 2>&1 || rc=$?
 if [ "$rc" != 0 ] || grep -q fmredisd "$tmp/verify.log"; then
     cat "$tmp/verify.log"
