@@ -60,23 +60,6 @@ static void on_ping_timer(uv_timer_t *t)
     ping(t->data);
 }
 
-void fm_link_note_error(fm_link *link, const char *ctx_name, const char *why)
-{
-    const char *pw = link->cfg->redis_password;
-    size_t pwlen = pw != NULL ? strlen(pw) : 0;
-    char *hit = link->last_error;
-
-    snprintf(link->last_error, sizeof(link->last_error), "%s: %s", ctx_name,
-             why[0] != '\0' ? why : "connection closed");
-    link->last_error_ms = uv_now(link->loop);
-    /* Nothing here should hold it (AUTH's argument is never echoed), but
-     * stats may be read by whoever can reach the socket. */
-    while (pwlen > 0 && (hit = strstr(hit, pw)) != NULL) {
-        memset(hit, '*', pwlen);
-        hit += pwlen;
-    }
-}
-
 /* ---- the contexts' hooks ---- */
 
 static void cmd_ready(fm_ctx *ctx)

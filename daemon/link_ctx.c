@@ -69,6 +69,25 @@ static void schedule_reconnect(fm_ctx *ctx)
     uv_timer_start(&ctx->timer, on_ctx_timer, (uint64_t)backoff_ms(link, ctx->attempt), 0);
 }
 
+/* Keeps why the context was lost or not established, for stats. */
+static void note_error(const fm_ctx *ctx)
+{
+    fm_link *link = ctx->link;
+    const char *pw = link->cfg->redis_password;
+    size_t pwlen = pw != NULL ? strlen(pw) : 0;
+    char *hit = link->last_error;
+
+    snprintf(link->last_error, sizeof(link->last_error), "%s: %s", ctx_names[ctx->kind],
+             ctx->lasterr[0] != '\0' ? ctx->lasterr : "connection closed");
+    link->last_error_ms = uv_now(link->loop);
+    /* Nothing here should hold it (AUTH's argument is never echoed), but
+     * stats may be read by whoever can reach the socket. */
+    while (pwlen > 0 && (hit = strstr(hit, pw)) != NULL) {
+        memset(hit, '*', pwlen);
+        hit += pwlen;
+    }
+}
+
 /* The context is gone or going; hiredis calls on_disconnect (when it had
  * connected) after failing every pending command with a NULL reply. */
 static void ctx_lost(fm_ctx *ctx, const char *why)
@@ -87,7 +106,7 @@ static void ctx_lost(fm_ctx *ctx, const char *why)
     if (was_ready)
         link->counts.disconnects++;
     if (!link->closing)
-        fm_link_note_error(link, ctx_names[ctx->kind], ctx->lasterr);
+        note_error(ctx);
     ctx->on_lost(ctx, was_ready);
     ctx->state = ST_LOST;
     uv_timer_stop(&ctx->timer);

@@ -146,9 +146,6 @@ void fm_ctx_connect(fm_ctx *ctx);
 void fm_ctx_close(fm_ctx *ctx);
 /* The context works again: backoff starts over, the recovery is logged. */
 void fm_ctx_recovered(fm_ctx *ctx);
-/* Keeps why a context was lost or not established for stats, without the
- * password should an error ever echo it. */
-void fm_link_note_error(fm_link *link, const char *ctx_name, const char *why);
 /* Whether an error reply begins with this code ("NOSCRIPT", "LOADING"). */
 int fm_link_reply_is(const redisReply *r, const char *code);
 
