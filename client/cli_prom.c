@@ -12,7 +12,7 @@
 #include "cli_prom.h"
 #include "fm_json.h"
 
-enum kind { GAUGE, COUNTER, FLAG };
+enum kind { GAUGE, COUNTER };
 
 /* A metric of one stats member: at the top (obj NULL) or in an object. */
 typedef struct metric {
@@ -55,9 +55,9 @@ static const metric metrics[] = {
      "Cached values answered as misses because they were not JSON objects."},
     {NULL, "latency_window_ms", "fmredisd_latency_window_seconds", GAUGE, 1e-3,
      "How far back the latency quantiles reach."},
-    {"redis", "connected", "fmredisd_redis_connected", FLAG, 0,
+    {"redis", "connected", "fmredisd_redis_connected", GAUGE, 0,
      "1 when the command connection to Redis is up and set up."},
-    {"redis", "subscriber_connected", "fmredisd_redis_subscriber_connected", FLAG, 0,
+    {"redis", "subscriber_connected", "fmredisd_redis_subscriber_connected", GAUGE, 0,
      "1 when the pub/sub connection to Redis is up."},
     {"redis", "connects", "fmredisd_redis_connects_total", COUNTER, 0,
      "Connections to Redis set up, both connections counted."},
@@ -120,7 +120,7 @@ static void label(FILE *out, const fm_json_val *s)
     size_t len;
     char *text;
 
-    fm_json_string_decode(s, NULL, 0, &len, NULL);
+    len = fm_json_string_len(s);
     text = malloc(len + 1);
     if (text == NULL)
         return;
@@ -196,7 +196,9 @@ static void put_redis_info(FILE *out, const fm_json_val *root)
 
     info(out, root, "redis_info", "maxmemory_policy", "fmredisd_redis_maxmemory_policy_info",
          "policy", "Redis maxmemory_policy, as a label.");
-    if (!fm_json_object_get(root, "redis_info", 10, &ri) || ri.type != FM_JSON_OBJECT)
+    /* Without its fields (Redis could not be asked), nothing is known. */
+    if (!fm_json_object_get(root, "redis_info", 10, &ri) || ri.type != FM_JSON_OBJECT ||
+        !fm_json_object_get(&ri, "maxmemory_policy", 16, &w))
         return;
     head(out, "fmredisd_redis_eviction_can_evict_locks", "gauge",
          "1 when Redis' maxmemory_policy can evict lock keys (see stats redis_info.warning).");

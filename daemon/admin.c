@@ -1,7 +1,8 @@
 /* admin.c -- hello, ping and stats: the operations about the daemon itself.
  * stats gathers the other parts' numbers (docs/METRICS.md lists them all);
  * with redis_info it first asks Redis for INFO memory, through the runner,
- * under the request's deadline like any command. */
+ * under the request's deadline like any command, and answers without it
+ * (saying why) when Redis cannot. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,8 +121,9 @@ static void put_redis_info(fm_conn *conn, const fm_meminfo *mi)
     fm_reply_close(conn);
 }
 
-/* mi: Redis's memory, when asked for (redis_info), else NULL. */
-static void answer_stats(fm_req *req, const fm_meminfo *mi)
+/* mi: Redis's memory, when asked for (redis_info) and Redis answered;
+ * else NULL, and why says why it is missing when it was asked for. */
+static void answer_stats(fm_req *req, const fm_meminfo *mi, const char *why)
 {
     const fm_core *core = ((const asvc *)req->svc)->core;
     size_t out_total, out_max;
@@ -140,26 +142,42 @@ static void answer_stats(fm_req *req, const fm_meminfo *mi)
     fm_reply_put_int(conn, "output_queued_max_bytes", (int64_t)out_max);
     put_link(conn, core->link);
     fm_core_put_stats(core, conn);
-    if (mi != NULL)
+    if (mi != NULL) {
         put_redis_info(conn, mi);
+    } else if (why != NULL) {
+        fm_reply_open(conn, "redis_info");
+        fm_reply_put_str(conn, "error", why, strlen(why));
+        fm_reply_close(conn);
+    }
     fm_req_ok_finish(req);
 }
 
-static void info_done(fm_req *req, redisReply *reply)
+/* stats answers whatever Redis does: a scrape during an outage must still
+ * tell "Redis is down" from "the daemon is gone". */
+static void info_result(fm_req *req, fm_link_status status, redisReply *reply)
 {
     fm_meminfo mi;
 
-    if (reply->type != REDIS_REPLY_STRING ||
-        fm_meminfo_parse(reply->str, (size_t)reply->len, &mi) != 0) {
-        fm_req_fail(req, FM_E_REDIS_ERROR, "INFO memory lacked used_memory, maxmemory or "
-                    "maxmemory_policy");
-        return;
-    }
-    answer_stats(req, &mi);
+    if (status != FM_LINK_OK)
+        answer_stats(req, NULL, "Redis is unavailable");
+    else if (reply->type == REDIS_REPLY_ERROR)
+        answer_stats(req, NULL, "Redis refused INFO memory");
+    else if (reply->type != REDIS_REPLY_STRING ||
+             fm_meminfo_parse(reply->str, (size_t)reply->len, &mi) != 0)
+        answer_stats(req, NULL, "INFO memory lacked used_memory, maxmemory or maxmemory_policy");
+    else
+        answer_stats(req, &mi, NULL);
+}
+
+static void info_expired(fm_req *req)
+{
+    fm_req_withdraw(req);
+    answer_stats(req, NULL, "Redis did not answer INFO memory in time");
 }
 
 static void op_stats(fm_req *req, const fm_request *msg)
 {
+    const asvc *as = req->svc;
     fm_proto_err err;
     int redis_info = 0;
 
@@ -168,11 +186,17 @@ static void op_stats(fm_req *req, const fm_request *msg)
         return;
     }
     if (!redis_info) {
-        answer_stats(req, NULL);
+        answer_stats(req, NULL, NULL);
         return;
     }
-    fm_req_command(req, 2, (const char *[]){"INFO", "memory"}, (const size_t[]){4, 6},
-                   info_done);
+    if (!fm_link_ready(as->core->link)) {
+        answer_stats(req, NULL, "Redis is unavailable");
+        return;
+    }
+    req->on_result = info_result;
+    req->on_timer = info_expired;
+    fm_req_run(req, &(fm_req_cmd){.argc = 2, .argv = (const char *[]){"INFO", "memory"},
+                                  .lens = (const size_t[]){4, 6}});
 }
 
 static void *admin_create(fm_core *core, int slot)

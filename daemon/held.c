@@ -168,9 +168,9 @@ int fm_held_add(fm_held_set *hs, fm_conn *conn, const char *key, size_t keylen,
     h->hs = hs;
     h->conn = conn;
     h->release_on_close = release_on_close;
-    h->auto_extend = auto_extend;
+    h->auto_extend = auto_extend != 0;
     hs->count++;
-    hs->auto_extended += (size_t)(auto_extend != 0);
+    hs->auto_extended += (size_t)h->auto_extend;
     uv_timer_init(hs->loop, &h->timer);
     h->timer.data = h;
     arm(h, ttl);

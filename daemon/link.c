@@ -170,9 +170,15 @@ void fm_link_get_stats(const fm_link *link, fm_link_stats *out)
     out->reconnects = link->counts.reconnects;
     out->last_error = link->last_error_ms != 0 ? link->last_error : NULL;
     out->last_error_age_ms = link->last_error_ms != 0 ? uv_now(link->loop) - link->last_error_ms : 0;
-    /* A PING out longer than the last round trip says more than it. */
+    /* Unknown while the command connection is not set up (a READONLY
+     * drop marks it lost before its loss is reported); a PING out longer
+     * than the last round trip, the first after a connect included, says
+     * more than it. */
+    out->rtt_us = -1;
+    if (link->ctx[CTX_CMD].state != ST_READY)
+        return;
     out->rtt_us = link->rtt.last_us;
-    if (link->rtt.out && link->rtt.last_us >= 0) {
+    if (link->rtt.out) {
         int64_t waited = (int64_t)((uv_hrtime() - link->rtt.sent_ns) / 1000);
 
         if (waited > out->rtt_us)

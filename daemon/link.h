@@ -56,7 +56,7 @@ typedef struct fm_link_stats {
     uint64_t reconnects;    /* the command context up again after a loss */
     const char *last_error; /* "command: ..." or "pub/sub: ...", NULL: none */
     uint64_t last_error_age_ms;
-    int64_t rtt_us;         /* the daemon's last PING, -1: none since up */
+    int64_t rtt_us;         /* the daemon's last PING, -1: not set up */
 } fm_link_stats;
 void fm_link_get_stats(const fm_link *link, fm_link_stats *out);
 

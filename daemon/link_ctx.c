@@ -73,19 +73,24 @@ static void schedule_reconnect(fm_ctx *ctx)
 static void note_error(const fm_ctx *ctx)
 {
     fm_link *link = ctx->link;
-    const char *pw = link->cfg->redis_password;
-    size_t pwlen = pw != NULL ? strlen(pw) : 0;
-    char *hit = link->last_error;
 
     snprintf(link->last_error, sizeof(link->last_error), "%s: %s", ctx_names[ctx->kind],
              ctx->lasterr[0] != '\0' ? ctx->lasterr : "connection closed");
     link->last_error_ms = uv_now(link->loop);
-    /* Nothing here should hold it (AUTH's argument is never echoed), but
-     * stats may be read by whoever can reach the socket. */
-    while (pwlen > 0 && (hit = strstr(hit, pw)) != NULL) {
-        memset(hit, '*', pwlen);
-        hit += pwlen;
-    }
+}
+
+/* Nothing that reaches lasterr should hold the password: hiredis's errors,
+ * the host's name and Redis's replies to the setup never echo AUTH's
+ * argument. Should one ever do, the whole text is withheld, not masked in
+ * place: stars in a known message would spell the password out. The log,
+ * ping, stats and the service manager's STATUS all read lasterr. */
+static void withhold_password(fm_ctx *ctx)
+{
+    const char *pw = ctx->link->cfg->redis_password;
+
+    if (pw != NULL && pw[0] != '\0' && strstr(ctx->lasterr, pw) != NULL)
+        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "an error whose text held the password "
+                 "(withheld)");
 }
 
 /* The context is gone or going; hiredis calls on_disconnect (when it had
@@ -98,6 +103,7 @@ static void ctx_lost(fm_ctx *ctx, const char *why)
 
     if (why != NULL)
         snprintf(ctx->lasterr, sizeof(ctx->lasterr), "%s", why);
+    withhold_password(ctx);
     if (!ctx->logged_down && !link->closing) {
         fm_log_warn("redis %s link %s: %s", ctx_names[ctx->kind],
                     was_ready ? "lost" : "not established", ctx->lasterr);

@@ -663,6 +663,63 @@ START_TEST(test_wrong_password_is_a_clear_error_and_retried_with_backoff)
 }
 END_TEST
 
+#define WITHHELD "an error whose text held the password (withheld)"
+
+/* No error text should hold the password, but a weak one can stand in an
+ * ordinary message: "refused" in "Connection refused". Masking it in place
+ * would spell it out ("Connection *******"), so the whole text is
+ * withheld, in the log, ping and stats alike. */
+START_TEST(test_an_error_text_holding_the_password_is_withheld_whole)
+{
+    char dir[] = "/tmp/fmtest-secret.XXXXXX", *pw, url[64];
+    const char *extra[] = {"--redis_password_file", NULL, NULL};
+    fmt_daemon d;
+    log_wait w;
+    cJSON *reply, *last;
+    char *log;
+    FILE *f;
+    int fd;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    pw = wire_strf("%s/redis.pass", dir);
+    f = fopen(pw, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_ge(fputs("refused\n", f), 0);
+    ck_assert_int_eq(fclose(f), 0);
+    extra[1] = pw;
+    /* Nobody listens there: every attempt ends in "Connection refused". */
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", free_port());
+    wire_daemon_start(&d, url, extra);
+
+    w.path = d.log;
+    w.needle = WITHHELD;
+    ck_assert_msg(fmt_wait_until(log_holds, &w, 10000), "nothing withheld in the log");
+    fd = wire_connect(d.sock);
+    reply = wire_call(fd, "{\"op\":\"ping\",\"id\":1}");
+    wire_assert_ok(reply, "1");
+    ck_assert_str_eq(wire_str(reply, "redis_error"), WITHHELD);
+    cJSON_Delete(reply);
+    reply = wire_call(fd, "{\"op\":\"stats\",\"id\":2}");
+    wire_assert_ok(reply, "2");
+    /* Of either connection, whichever failed last. */
+    last = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(reply, "redis"),
+                                            "last_error");
+    ck_assert(cJSON_IsString(last));
+    ck_assert_msg(strcmp(last->valuestring, "command: " WITHHELD) == 0 ||
+                  strcmp(last->valuestring, "pub/sub: " WITHHELD) == 0,
+                  "last_error: %s", last->valuestring);
+    cJSON_Delete(reply);
+    close(fd);
+    log = fmt_slurp(d.log);
+    ck_assert_msg(strstr(log, "refused") == NULL, "the log holds the password:\n%s", log);
+    free(log);
+    fmt_daemon_stop(&d);
+    unlink(pw);
+    rmdir(dir);
+    free(pw);
+}
+END_TEST
+
 Suite *fm_suite_access(void)
 {
     Suite *s = suite_create("access");
@@ -679,5 +736,6 @@ Suite *fm_suite_access(void)
     tcase_add_test(tc, test_requirepass_from_the_password_file);
     tcase_add_test(tc, test_acl_user_from_the_credentials_directory);
     tcase_add_test(tc, test_wrong_password_is_a_clear_error_and_retried_with_backoff);
+    tcase_add_test(tc, test_an_error_text_holding_the_password_is_withheld_whole);
     return s;
 }

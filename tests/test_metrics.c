@@ -4,6 +4,7 @@
  * own INFO, and `fmredis stats --prometheus` against the JSON of the same
  * daemon. Every test starts its own Redis and daemon, so counts start at 0. */
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -508,7 +509,8 @@ START_TEST(test_last_error_of_a_wrong_password_holds_no_password)
 {
     static char port[16];
     static const char *const redis_args[] = {"--port", port, "--bind", "127.0.0.1", NULL};
-    const char *argv[] = {fmt_cli_path(), "-s", NULL, "stats", "--prometheus", NULL};
+    const char *argv[] = {fmt_cli_path(), "-s", NULL, "stats", "--prometheus", "--redis-info",
+                          NULL};
     char url[128];
     fmt_redis r;
     fmt_daemon d;
@@ -545,6 +547,10 @@ START_TEST(test_last_error_of_a_wrong_password_holds_no_password)
     prom_parse(&doc, p.text[1]);
     ck_assert(strstr(p.text[1], "fmredisd_redis_last_error_info{error=\"") != NULL);
     expect_same(&doc, "fmredisd_redis_connected", 0);
+    /* Redis could not be asked for its memory: those metrics are left
+     * out, not made up, and the rest is still written. */
+    ck_assert(!prom_has_type(&doc, "fmredisd_redis_eviction_can_evict_locks", "gauge"));
+    ck_assert(!prom_has_type(&doc, "fmredisd_redis_used_memory_bytes", "gauge"));
     prom_free(&doc);
     fmt_proc_free(&p);
     redisFree(rc);
@@ -629,7 +635,7 @@ START_TEST(test_redis_info_matches_info_memory_and_warns_of_evicting_policies)
 }
 END_TEST
 
-START_TEST(test_redis_info_argument_is_validated_and_asks_redis_only_when_true)
+START_TEST(test_redis_info_argument_is_validated_and_stats_answers_without_redis)
 {
     fmt_redis r;
     fmt_daemon d;
@@ -647,11 +653,24 @@ START_TEST(test_redis_info_argument_is_validated_and_asks_redis_only_when_true)
     ck_assert_ptr_null(find(root, P("redis_info")));
     ck_assert_int_eq(num(root, P("ops", "stats", "errors")), 2);
     cJSON_Delete(root);
-    /* Redis down: stats answers, stats with redis_info says so. */
+    /* Redis not answering (stopped, its connection still open): stats
+     * answers at the deadline, its redis_info says why it is empty. */
+    ck_assert_int_eq(kill(r.pid, SIGSTOP), 0);
+    root = wire_call(fd, "{\"op\":\"stats\",\"id\":8,\"redis_info\":true}");
+    ck_assert_int_eq(kill(r.pid, SIGCONT), 0);
+    wire_assert_ok(root, "8");
+    ck_assert_ptr_null(find(root, P("redis_info", "used_memory")));
+    ck_assert_ptr_nonnull(strstr(at(root, P("redis_info", "error"))->valuestring, "in time"));
+    cJSON_Delete(root);
+    /* Redis down: stats still answers (a scrape must tell a Redis outage
+     * from a daemon that is gone), with redis_info saying why. */
     fmt_redis_kill(&r);
     await_stat(d.sock, P("redis", "connected"), 0, 0);
-    root = wire_call(fd, "{\"op\":\"stats\",\"id\":8,\"redis_info\":true}");
-    wire_assert_error(root, "redis_unavailable", "8");
+    root = wire_call(fd, "{\"op\":\"stats\",\"id\":9,\"redis_info\":true}");
+    wire_assert_ok(root, "9");
+    ck_assert(cJSON_IsFalse(at(root, P("redis", "connected"))));
+    ck_assert_ptr_null(find(root, P("redis_info", "maxmemory_policy")));
+    ck_assert_str_eq(at(root, P("redis_info", "error"))->valuestring, "Redis is unavailable");
     cJSON_Delete(root);
     close(fd);
     wire_pair_stop(&r, &d);
@@ -845,7 +864,7 @@ Suite *fm_suite_metrics(void)
     tcase_add_test(tc, test_link_stats_count_a_reconnect_and_keep_the_last_error);
     tcase_add_test(tc, test_last_error_of_a_wrong_password_holds_no_password);
     tcase_add_test(tc, test_redis_info_matches_info_memory_and_warns_of_evicting_policies);
-    tcase_add_test(tc, test_redis_info_argument_is_validated_and_asks_redis_only_when_true);
+    tcase_add_test(tc, test_redis_info_argument_is_validated_and_stats_answers_without_redis);
     tcase_add_test(tc, test_prometheus_output_is_valid_and_matches_stats);
     tcase_add_test(tc, test_metrics_unit_writes_the_textfile_by_rename_and_removes_it_when_down);
     return s;
