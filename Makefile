@@ -3,12 +3,12 @@
 #   make            build/fmredisd, build/fmredis, build/libfmredis.{a,so}
 #   make check      what CI runs: install missing packages, build, then
 #                   test + check-install + check-san + valgrind + fuzz +
-#                   torture + bench-smoke + check-deb (about 12 minutes)
+#                   torture + bench-smoke + check-deb (about 15 minutes)
 #   make test       the test suite only (seconds: the developer loop)
 #   make check-san  the test suite built with ASan+UBSan, daemon included
 #   make valgrind   the test suite with the daemon under valgrind memcheck
 #   make fuzz       the three libFuzzer targets, FUZZ_SECONDS (60) each
-#   make run        install missing packages, build, run the daemon in the
+#   make run        install missing packages (deps-run), build, run the daemon in the
 #                   foreground (with a private redis-server unless a config
 #                   file or $REDIS_URL names one)
 #   make install    PREFIX=/usr/local, DESTDIR, per-directory overrides
@@ -70,7 +70,7 @@ LIB_A   = $(BUILD)/libfmredis.a
 LIB_SO  = $(BUILD)/libfmredis.so
 TESTS   = $(BUILD)/fm-tests
 
-.PHONY: all check test check-san valgrind fuzz run deps clean
+.PHONY: all check test check-san valgrind fuzz run deps deps-run clean
 all: $(DAEMON) $(CLI) $(LIB_A) $(LIB_SO)
 
 $(BUILD)/obj/daemon/%.o: ALL_CFLAGS += $(call pkgcflags,$(PKGS_DAEMON))
@@ -112,23 +112,29 @@ $(STALL): tests/stall/stall.c
 $(TESTS): $(call obj,$(TEST_SRC) daemon/config.c daemon/log.c daemon/map.c daemon/latency.c) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ -o $@ $(call pkglibs,$(PKGS_TEST))
 
-# Packages a fresh Debian 12 needs to build, test and run.
-# check-install needs mandoc (man page lint), systemd (systemd-analyze),
-# procps (pgrep, and /bin/kill: the unit's ExecReload, which verify checks)
-# and strace (the daemon's system calls against the unit's filter); make deb
-# and check-deb need build-essential, debhelper, lintian and debootstrap.
-DEB_PKGS = gcc make pkg-config libhiredis-dev libuv1-dev libcjson-dev check \
-           redis-server python3 clang libclang-rt-14-dev valgrind \
+# Packages a fresh Debian 12 needs: DEB_PKGS_RUN to build and run the
+# daemon (make run, with a private redis-server), DEB_PKGS for everything
+# make check does. check-install needs mandoc (man page lint), systemd
+# (systemd-analyze), procps (pgrep, and /bin/kill: the unit's ExecReload,
+# which verify checks) and strace (the daemon's system calls against the
+# unit's filter); make deb and check-deb need build-essential, debhelper,
+# lintian and debootstrap.
+DEB_PKGS_RUN = gcc make pkg-config libhiredis-dev libuv1-dev libcjson-dev redis-server
+DEB_PKGS = $(DEB_PKGS_RUN) check python3 clang libclang-rt-14-dev valgrind \
            mandoc systemd procps strace \
            build-essential debhelper lintian debootstrap
-deps:
-	@missing=$$(for p in $(DEB_PKGS); do \
+# Installs what of $(1) is missing, with one apt-get update before.
+install_missing = @missing=$$(for p in $(1); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
 	done); \
 	if [ -n "$$missing" ]; then \
 	    echo "installing:" $$missing; \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
+deps:
+	$(call install_missing,$(DEB_PKGS))
+deps-run:
+	$(call install_missing,$(DEB_PKGS_RUN))
 
 # pkg-config is only there once deps ran, so the build happens in a sub-make.
 # Each part says how long it took, so CI logs show where the time goes.
@@ -285,7 +291,7 @@ torture:
 	python3 -B tests/torture/torture.py --daemon build/san/fmredisd \
 	    --seconds $(TORTURE_SECONDS) $(if $(SEED),--seed $(SEED))
 
-run: deps
+run: deps-run
 	$(MAKE) all
 	./examples/run-local.sh $(abspath $(DAEMON)) $(CONF)
 
