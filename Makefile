@@ -106,10 +106,13 @@ $(STALL): tests/stall/stall.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -shared -fPIC $< -o $@ -ldl
 
-# The tests link the daemon's config parser, hash table and latency
-# histogram to test them directly; everything else they reach through the
-# real daemon binary and the socket.
-$(TESTS): $(call obj,$(TEST_SRC) daemon/config.c daemon/log.c daemon/map.c daemon/latency.c) $(LIB_A)
+# The tests link the daemon's config parser, hash table, latency
+# histogram, and the cluster parts (key slots, fence names, scripts, slot
+# map) to test them directly; everything else they reach through the real
+# daemon binary and the socket.
+TEST_DAEMON_SRC = daemon/config.c daemon/log.c daemon/map.c daemon/latency.c \
+                  daemon/slot.c daemon/fence.c daemon/scripts.c daemon/slotmap.c
+$(TESTS): $(call obj,$(TEST_SRC) $(TEST_DAEMON_SRC)) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ -o $@ $(call pkglibs,$(PKGS_TEST))
 
 # Packages a fresh Debian 12 needs: DEB_PKGS_RUN to build and run the

@@ -19,5 +19,7 @@ Suite *fm_suite_map(void);      /* test_map.c: the daemon's keyed hash table */
 Suite *fm_suite_systemd(void);  /* test_systemd.c: notify, watchdog, socket activation, journal */
 Suite *fm_suite_access(void);   /* test_access.c: socket_group with real users, Redis AUTH, secrets */
 Suite *fm_suite_metrics(void);  /* test_metrics.c: stats' numbers, redis_info, --prometheus */
+Suite *fm_suite_slotmap(void);  /* test_slotmap.c: CLUSTER SLOTS replies, batches by slot */
+Suite *fm_suite_cluster(void);  /* test_cluster.c: key slots, slot map, faults on a real cluster */
 
 #endif

@@ -373,7 +373,8 @@ static void remove_aof_dir(const char *dir)
 static void remove_dir(const char *dir)
 {
     static const char *const files[] = {"redis.sock", "redis.log", "fmredisd.sock",
-                                        "fmredisd.log", "dump.rdb", "fmredisd.conf", NULL};
+                                        "fmredisd.log", "dump.rdb", "fmredisd.conf",
+                                        "nodes.conf", NULL};
     char path[400];
 
     if (dir[0] == '\0')

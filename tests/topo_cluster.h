@@ -1,0 +1,72 @@
+/* topo_cluster.h -- a real Redis Cluster for the tests: six redis-servers
+ * (three masters, three replicas) on 127.0.0.1 ports of their own, joined by
+ * `redis-cli --cluster create`, and the faults later tests inject into it:
+ * slots moved from one master to another (step by step, so a test can act
+ * while a slot is half moved and Redis answers ASK), and a master killed
+ * until its replica takes over.
+ *
+ * Each node is an fmt_redis (harness.h): a temp dir, a Unix socket for the
+ * test's own commands, and the harness's clean-up, so the nodes die with
+ * the process that started them also when a test fails. */
+#ifndef FM_TOPO_CLUSTER_H
+#define FM_TOPO_CLUSTER_H
+
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+
+#include "harness.h"
+
+#define FMT_CLUSTER_NODES 6
+#define FMT_CLUSTER_ID_MAX 40
+
+typedef struct fmt_cluster_node {
+    fmt_redis redis;
+    int port;                       /* TCP; its cluster bus is port + 10000 */
+    char id[FMT_CLUSTER_ID_MAX + 1];
+    char port_arg[8];
+    const char *args[16];           /* redis-server's extra arguments */
+} fmt_cluster_node;
+
+typedef struct fmt_cluster {
+    fmt_cluster_node node[FMT_CLUSTER_NODES];
+    int64_t start_ms;               /* how long the start took */
+} fmt_cluster;
+
+/* Starts the six nodes, creates the cluster, and waits until every node
+ * says cluster_state:ok and every replica is in sync with its master.
+ * 0, or -1 (what was started is stopped again). */
+int fmt_cluster_start(fmt_cluster *c);
+/* Kills every node and removes their directories. */
+void fmt_cluster_stop(fmt_cluster *c);
+
+/* A synchronous connection to node i (its Unix socket), or NULL. */
+redisContext *fmt_cluster_connect(const fmt_cluster *c, int i);
+/* The node that serves slot as a master, as node i sees it, or -1. */
+int fmt_cluster_owner(const fmt_cluster *c, int i, unsigned slot);
+/* The nodes that are masters now (alive and with slots): their indexes in
+ * out (room for FMT_CLUSTER_NODES), and how many. */
+int fmt_cluster_masters(const fmt_cluster *c, int *out);
+
+/* Moving one slot by hand, as `redis-cli --cluster reshard` does:
+ * begin marks slot IMPORTING on dst and MIGRATING on its owner; then keys
+ * moves at most count of its keys (count 0: all) with MIGRATE, so that
+ * Redis answers ASK for them at the old owner; end assigns the slot to dst
+ * on every master (replicas learn it over the cluster bus: see
+ * fmt_cluster_wait_agreed). Each returns 0 or -1. */
+int fmt_cluster_move_begin(fmt_cluster *c, unsigned slot, int dst);
+int fmt_cluster_move_keys(fmt_cluster *c, unsigned slot, int dst, unsigned count);
+int fmt_cluster_move_end(fmt_cluster *c, unsigned slot, int dst);
+/* Waits until every live node sees owner serving slots first..last (the
+ * cluster bus spreads a move in up to a second or so). 0 or -1. */
+int fmt_cluster_wait_agreed(fmt_cluster *c, unsigned first, unsigned last, int owner);
+/* Moves n slots of master src (its lowest ones) to master dst, keys
+ * included, and waits until every live node agrees. 0 or -1. */
+int fmt_cluster_reshard(fmt_cluster *c, int src, int dst, unsigned n);
+
+/* SIGKILLs master i and waits up to timeout_ms until one of its replicas is
+ * a master serving its slots and every live node says cluster_state:ok.
+ * Returns the promoted node's index, or -1. */
+int fmt_cluster_kill_master(fmt_cluster *c, int i, int timeout_ms);
+
+#endif
