@@ -7,7 +7,9 @@
  *
  * Each node is an fmt_redis (harness.h): a temp dir, a Unix socket for the
  * test's own commands, and the harness's clean-up, so the nodes die with
- * the process that started them also when a test fails. */
+ * the process that started them also when a test fails (PR_SET_PDEATHSIG:
+ * Check's fork mode ends a failed test with _exit, no exit handlers). As
+ * with any fmt_redis, a failed test leaves its nodes' directories behind. */
 #ifndef FM_TOPO_CLUSTER_H
 #define FM_TOPO_CLUSTER_H
 
