@@ -19,5 +19,6 @@ Suite *fm_suite_map(void);      /* test_map.c: the daemon's keyed hash table */
 Suite *fm_suite_systemd(void);  /* test_systemd.c: notify, watchdog, socket activation, journal */
 Suite *fm_suite_access(void);   /* test_access.c: socket_group with real users, Redis AUTH, secrets */
 Suite *fm_suite_metrics(void);  /* test_metrics.c: stats' numbers, redis_info, --prometheus */
+Suite *fm_suite_sentinel(void); /* test_sentinel.c: a Sentinel deployment, failovers */
 
 #endif

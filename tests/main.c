@@ -2,7 +2,7 @@
  *
  * FM_SUITE=name runs one suite only (proto, config, ops, errors, link, examples,
  * locks, faults, load, client, hostile, map, systemd, access,
- * metrics);
+ * metrics, sentinel);
  * CK_RUN_CASE, CK_FORK and CK_VERBOSITY work as Check documents them. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +29,7 @@ static const struct {
     {"systemd", fm_suite_systemd},
     {"access", fm_suite_access},
     {"metrics", fm_suite_metrics},
+    {"sentinel", fm_suite_sentinel},
 };
 
 int main(void)
