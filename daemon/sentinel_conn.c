@@ -135,6 +135,9 @@ static void connect_to(fm_sconn *c, struct addrinfo *res)
         fm_sconn_fail(c, c->why, 0);
         return;
     }
+    /* The watcher's connection idles for days: a sentinel host that
+     * vanished without a FIN or RST is found out. */
+    redisEnableKeepAlive(&ac->c);
     ac->data = c;
     c->ac = ac;
     c->state = SC_CONNECTING;
