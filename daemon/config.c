@@ -38,6 +38,7 @@ static int parse_redis_url(fm_config *cfg, char *err, size_t errlen);
 static int read_password_file(fm_config *cfg, char *err, size_t errlen);
 static int derive_uids(fm_config *cfg, char *err, size_t errlen);
 static int derive_gids(fm_config *cfg, char *err, size_t errlen);
+static int derive_sentinels(fm_config *cfg, char *err, size_t errlen);
 
 #define F(f) offsetof(fm_config, f)
 #define MS_MAX 2147483647LL
@@ -66,7 +67,7 @@ static const directive directives[] = {
     {"reconnect_max_ms", T_INT, F(reconnect_max_ms), 1, MS_MAX, "2000", 1, NULL},
     {"allow_uids", T_OPTSTR, F(allow_uids), 0, 4096, NULL, 1, derive_uids},
     {"allow_gids", T_OPTSTR, F(allow_gids), 0, 4096, NULL, 1, derive_gids},
-    {"redis_sentinels", T_OPTSTR, F(redis_sentinels), 1, 4096, NULL, 0, NULL},
+    {"redis_sentinels", T_OPTSTR, F(redis_sentinels), 1, 4096, NULL, 0, derive_sentinels},
     {"redis_sentinel_master", T_OPTSTR, F(redis_sentinel_master), 1, 512, NULL, 0, NULL},
     {"redis_cluster_nodes", T_OPTSTR, F(redis_cluster_nodes), 1, 4096, NULL, 0, NULL},
     {"redis_sentinel_password", T_OPTSTR, F(redis_sentinel_password), 1, 4096, NULL, 0, NULL},
@@ -614,14 +615,98 @@ int fm_config_socket_gid(const fm_config *cfg, gid_t *gid, char *err, size_t err
     return 0;
 }
 
+static void free_addrs(fm_redis_addr *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(a[i].host);
+    free(a);
+}
+
+/* One "host[:port]" or "[v6]:port" of an address list into a; why on error.
+ * No percent-decoding: these are not URLs, and hold no secrets. */
+static const char *parse_addr(const char *tok, int defport, fm_redis_addr *a)
+{
+    const char *end = tok + strlen(tok), *hostend, *colon;
+    int64_t v;
+
+    if (*tok == '[') {
+        hostend = strchr(tok, ']');
+        if (hostend == NULL)
+            return "unterminated [IPv6 address]";
+        colon = hostend[1] == ':' ? hostend + 1 : NULL;
+        if (hostend[1] != '\0' && colon == NULL)
+            return "unexpected text after ]";
+        tok++;
+    } else {
+        colon = strrchr(tok, ':');
+        if (colon != NULL && memchr(tok, ':', (size_t)(colon - tok)) != NULL)
+            return "an IPv6 address needs [brackets]";
+        hostend = colon ? colon : end;
+    }
+    if (hostend == tok)
+        return "missing host";
+    a->port = defport;
+    if (colon != NULL && (parse_int(colon + 1, 10, &v) != 0 || v < 1 || v > 65535))
+        return "bad port";
+    if (colon != NULL)
+        a->port = (int)v;
+    a->host = strndup(tok, (size_t)(hostend - tok));
+    return a->host != NULL ? NULL : "out of memory";
+}
+
+/* A list of addresses separated by spaces or commas, for the
+ * directive name; at most max. */
+static int parse_addr_list(const char *list, const char *name, int defport, size_t max,
+                           fm_redis_addr **out, size_t *count, char *err, size_t errlen)
+{
+    char *copy = strdup(list), *tok, *save = NULL, shown[SHOWN_MAX];
+    fm_redis_addr *a = calloc(max, sizeof(*a));
+    const char *why = NULL;
+    size_t n = 0;
+
+    if (copy == NULL || a == NULL)
+        why = "out of memory";
+    for (tok = why ? NULL : strtok_r(copy, " ,\t", &save); tok != NULL && why == NULL;
+         tok = strtok_r(NULL, " ,\t", &save)) {
+        if (n == max)
+            why = "too many addresses";
+        else if ((why = parse_addr(tok, defport, &a[n])) == NULL)
+            n++;
+    }
+    if (why == NULL && n == 0)
+        why = "no address in";
+    if (why != NULL) {
+        failf(err, errlen, "%s: %s \"%s\"", name, why, redact(list, shown, sizeof(shown)));
+        free(copy);
+        free_addrs(a, n);
+        return -1;
+    }
+    free(copy);
+    *out = a;
+    *count = n;
+    return 0;
+}
+
+static int derive_sentinels(fm_config *cfg, char *err, size_t errlen)
+{
+    free_addrs(cfg->sentinels, cfg->nsentinels);
+    cfg->sentinels = NULL;
+    cfg->nsentinels = 0;
+    return parse_addr_list(cfg->redis_sentinels, "redis_sentinels", FM_SENTINEL_PORT,
+                           FM_SENTINELS_MAX, &cfg->sentinels, &cfg->nsentinels, err, errlen);
+}
+
 /* Checks what no single directive can see. */
 static int finish(fm_config *cfg, char *err, size_t errlen)
 {
     if (cfg->redis_sentinels && cfg->redis_cluster_nodes)
         return failf(err, errlen, "redis_sentinels and redis_cluster_nodes exclude each other");
-    if (cfg->redis_sentinels || cfg->redis_sentinel_master || cfg->redis_sentinel_password)
-        return failf(err, errlen, "Redis Sentinel (redis_sentinel*) is not supported by this "
-                     "version of fmredisd yet; remove those directives");
+    /* A sentinel directive alone is never silently ignored. */
+    if ((cfg->redis_sentinels != NULL) != (cfg->redis_sentinel_master != NULL))
+        return failf(err, errlen, "redis_sentinels and redis_sentinel_master go together: "
+                     "the sentinels, and the name of the master they watch");
+    if (cfg->redis_sentinel_password && !cfg->redis_sentinels)
+        return failf(err, errlen, "redis_sentinel_password needs redis_sentinels");
     if (cfg->redis_cluster_nodes)
         return failf(err, errlen, "Redis Cluster (redis_cluster_nodes) is not supported by this "
                      "version of fmredisd yet; remove that directive");
@@ -697,6 +782,7 @@ void fm_config_free(fm_config *cfg)
     free(cfg->redis_user);
     free(cfg->redis_password);
     free(cfg->redis_file_password);
+    free_addrs(cfg->sentinels, cfg->nsentinels);
     free(cfg->uids);
     free(cfg->gids);
     free(cfg);
@@ -831,5 +917,7 @@ void fm_config_carry_restart(fm_config *next, fm_config *cur)
     SWAP(redis_user);
     SWAP(redis_password);
     SWAP(redis_db);
+    SWAP(sentinels);
+    SWAP(nsentinels);
 #undef SWAP
 }

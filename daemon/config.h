@@ -11,6 +11,8 @@
 #include <sys/types.h>
 
 #define FM_SOCKET_PATH_MAX 107  /* sun_path minus the NUL; libuv truncates silently */
+#define FM_SENTINELS_MAX 16     /* redis_sentinels: more would only slow a failover's search */
+#define FM_SENTINEL_PORT 26379  /* a sentinel's port when its address names none */
 
 typedef struct fm_redis_addr {
     char *host;          /* NULL for a Unix socket */
@@ -53,6 +55,8 @@ typedef struct fm_config {
     char *redis_user;        /* NULL: AUTH with the password alone */
     char *redis_password;    /* from the URL, or redis_password_file */
     char *redis_file_password; /* while loading only */
+    fm_redis_addr *sentinels; /* redis_sentinels, in the order given */
+    size_t nsentinels;
     uint64_t given;          /* directives set by the file or the command line */
     int redis_db;
     uid_t *uids;

@@ -1,5 +1,5 @@
-/* link.c -- the link's life cycle: its two contexts, what runs on each, and
- * its end.
+/* link.c -- the link's life cycle: its two contexts, what runs on each,
+ * the sentinels that name their server (when configured), and its end.
  *
  * The command context carries link_cmd.c's commands and link_sub.c's ACL
  * probes; the pub/sub context carries link_sub.c's channels. This file
@@ -32,15 +32,30 @@ static void report_ready(fm_link *link)
 
 /* ---- round trip ---- */
 
+static void on_switch(const char *host, int port, const char *why, void *arg)
+{
+    fm_link *link = arg;
+
+    for (int k = 0; k < 2; k++)
+        fm_ctx_switch(&link->ctx[k], host, port, why);
+}
+
 static void on_pong(redisAsyncContext *ac, void *r, void *privdata)
 {
     fm_link *link = privdata;
+    redisReply *reply = r;
 
     link->rtt.out = 0;
     /* NULL: the context went with the PING out. Any reply, an error
      * (BUSY, LOADING) included, is Redis answering. */
-    if (r != NULL && !link->closing)
-        link->rtt.last_us = (int64_t)((uv_hrtime() - link->rtt.sent_ns + 999) / 1000);
+    if (reply == NULL || link->closing)
+        return;
+    link->rtt.last_us = (int64_t)((uv_hrtime() - link->rtt.sent_ns + 999) / 1000);
+    /* With Sentinel the probe is ROLE: a master demoted under us is left
+     * at once, by both contexts. */
+    if (link->sentinel != NULL && reply->type == REDIS_REPLY_ARRAY &&
+        !fm_link_reply_is_master(reply))
+        on_switch(NULL, 0, "ROLE: the server is no longer the master", link);
 }
 
 static void ping(fm_link *link)
@@ -49,7 +64,8 @@ static void ping(fm_link *link)
 
     if (ctx->state != ST_READY || ctx->ac == NULL || link->rtt.out)
         return;
-    if (redisAsyncCommand(ctx->ac, on_pong, link, "PING") != REDIS_OK)
+    if (redisAsyncCommand(ctx->ac, on_pong, link, link->sentinel != NULL ? "ROLE" : "PING")
+        != REDIS_OK)
         return;
     link->rtt.out = 1;
     link->rtt.sent_ns = uv_hrtime();
@@ -116,6 +132,11 @@ fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg)
     uv_timer_init(loop, &link->rtt.timer);
     link->rtt.timer.data = link;
     link->open_handles = 4;     /* two context timers, the retry and ping timers */
+    if (cfg->nsentinels > 0 &&
+        (link->sentinel = fm_sentinel_create(loop, cfg, on_switch, link)) == NULL) {
+        fm_link_free(link);
+        return NULL;
+    }
     if (fm_link_sub_init(link) != 0) {
         fm_link_free(link);
         return NULL;
@@ -125,6 +146,8 @@ fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg)
 
 int fm_link_start(fm_link *link)
 {
+    if (link->sentinel != NULL)
+        fm_sentinel_start(link->sentinel);
     fm_ctx_connect(&link->ctx[CTX_CMD]);
     fm_ctx_connect(&link->ctx[CTX_SUB]);
     uv_timer_start(&link->rtt.timer, on_ping_timer, FM_LINK_PING_MS, FM_LINK_PING_MS);
@@ -140,6 +163,8 @@ void fm_link_on_state(fm_link *link, fm_link_state_fn *fn, void *arg)
 void fm_link_set_config(fm_link *link, const fm_config *cfg)
 {
     link->cfg = cfg;
+    if (link->sentinel != NULL)
+        fm_sentinel_set_config(link->sentinel, cfg);
 }
 
 int fm_link_ready(const fm_link *link)
@@ -197,6 +222,8 @@ void fm_link_free(fm_link *link)
         link->ctx[k].timer.data = link;
         uv_close((uv_handle_t *)&link->ctx[k].timer, on_handle_closed);
     }
+    /* After the contexts, which withdrew what they asked. */
+    fm_sentinel_free(link->sentinel);
     fm_link_sub_free(link);
     uv_close((uv_handle_t *)&link->retry_timer, on_handle_closed);
     uv_close((uv_handle_t *)&link->rtt.timer, on_handle_closed);

@@ -1,15 +1,18 @@
 /* link_ctx.c -- the connect machine each of the link's two contexts runs.
  *
- *   IDLE --connect--> RESOLVING --> CONNECTING --> SETUP --> READY
- *     ^                                                        |
- *     +---- backoff min(attempt * step, max) <---- lost -------+
+ *   IDLE --connect--> [ASKING] --> RESOLVING --> CONNECTING --> SETUP --> READY
+ *     ^                                                                    |
+ *     +---- backoff min(attempt * step, max) <---------- lost -------------+
  *
  * with one timer per context serving as the backoff wait and as the deadline
  * of RESOLVING/CONNECTING/SETUP (request_timeout_ms), since hiredis 0.14 has
- * no connect timeout of its own. Setup is AUTH, SELECT and SCRIPT LOAD of
- * the registered scripts (command context), then a PING. What runs on a
- * context learns that it is ready or lost through ctx->on_ready and
- * ctx->on_lost. */
+ * no connect timeout of its own. With Sentinel, each attempt first asks
+ * the sentinels for the master (ASKING, bounded by sentinel.c's own
+ * deadlines), and the setup proves with ROLE that the server is one: a
+ * replica, or a master still to be promoted, is a failed attempt. Setup is
+ * AUTH, ROLE, SELECT and SCRIPT LOAD of the registered scripts (command
+ * context), then a PING. What runs on a context learns that it is ready or
+ * lost through ctx->on_ready and ctx->on_lost. */
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +24,12 @@
 static const char *const ctx_names[] = {"command", "pub/sub"};
 
 static void ctx_lost(fm_ctx *ctx, const char *why);
+
+int fm_link_reply_is_master(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+           r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0;
+}
 
 int fm_link_reply_is(const redisReply *r, const char *code)
 {
@@ -152,14 +161,21 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 
 void fm_ctx_recovered(fm_ctx *ctx)
 {
+    /* With Sentinel, where the master is now is worth the line. */
+    const char *at = ctx->link->sentinel != NULL ? ", master at " : "";
+    const char *host = ctx->link->sentinel != NULL ? ctx->host : "";
+    char port[16] = "";
+
+    if (ctx->link->sentinel != NULL)
+        snprintf(port, sizeof(port), ":%d", ctx->port);
     ctx->suspect = 0;
     ctx->attempt = 0;
     ctx->lasterr[0] = '\0';
     if (ctx->logged_down) {
-        fm_log_info("redis %s link up", ctx_names[ctx->kind]);
+        fm_log_info("redis %s link up%s%s%s", ctx_names[ctx->kind], at, host, port);
         ctx->logged_down = 0;
     } else {
-        fm_log_debug("redis %s link up", ctx_names[ctx->kind]);
+        fm_log_debug("redis %s link up%s%s%s", ctx_names[ctx->kind], at, host, port);
     }
 }
 
@@ -204,16 +220,32 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
         ctx_ready(ctx);
 }
 
+/* Sentinel named this server, and it may no longer (or not yet) be the
+ * master: anything but "master" fails the attempt, and the next one asks
+ * the sentinels again. An error reply is a refusal like any other. */
+static void on_role_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    fm_ctx *ctx = ac->data;
+    redisReply *reply = r;
+
+    if (reply != NULL && ctx != NULL && ctx->state == ST_SETUP &&
+        reply->type != REDIS_REPLY_ERROR && !fm_link_reply_is_master(reply)) {
+        ctx_lost(ctx, "ROLE: the server the sentinels named is not the master");
+        return;
+    }
+    on_setup_reply(ac, r, privdata);
+}
+
 /* name: what a refusal is reported as. */
-static int setup_command(fm_ctx *ctx, void *privdata, const char *name, int argc,
-                         const char **argv)
+static int setup_command(fm_ctx *ctx, redisCallbackFn *fn, void *privdata, const char *name,
+                         int argc, const char **argv)
 {
     size_t lens[4];
 
     assert(ctx->setup_sent < (int)(sizeof(ctx->setup_names) / sizeof(ctx->setup_names[0])));
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
-    if (redisAsyncCommandArgv(ctx->ac, on_setup_reply, privdata, argc, argv, lens) != REDIS_OK)
+    if (redisAsyncCommandArgv(ctx->ac, fn, privdata, argc, argv, lens) != REDIS_OK)
         return -1;
     ctx->setup_names[ctx->setup_sent++] = name;
     ctx->setup_pending++;
@@ -241,23 +273,27 @@ static void on_connect(const redisAsyncContext *ac, int status)
     ctx->setup_pending = 0;
     ctx->setup_sent = 0;
     if (cfg->redis_password && cfg->redis_user)
-        rc |= setup_command(ctx, NULL, "AUTH", 3,
+        rc |= setup_command(ctx, on_setup_reply, NULL, "AUTH", 3,
                             (const char *[]){"AUTH", cfg->redis_user, cfg->redis_password});
     else if (cfg->redis_password)
-        rc |= setup_command(ctx, NULL, "AUTH", 2, (const char *[]){"AUTH", cfg->redis_password});
+        rc |= setup_command(ctx, on_setup_reply, NULL, "AUTH", 2,
+                            (const char *[]){"AUTH", cfg->redis_password});
+    if (ctx->link->sentinel != NULL)
+        rc |= setup_command(ctx, on_role_reply, NULL, "ROLE", 1, (const char *[]){"ROLE"});
     if (ctx->kind == CTX_CMD) {
         if (cfg->redis_db != 0) {
             snprintf(db, sizeof(db), "%d", cfg->redis_db);
-            rc |= setup_command(ctx, NULL, "SELECT", 2, (const char *[]){"SELECT", db});
+            rc |= setup_command(ctx, on_setup_reply, NULL, "SELECT", 2,
+                                (const char *[]){"SELECT", db});
         }
         for (int i = 0; i < ctx->link->nscripts; i++)
-            rc |= setup_command(ctx, ctx->link->scripts[i], "SCRIPT LOAD", 3,
+            rc |= setup_command(ctx, on_setup_reply, ctx->link->scripts[i], "SCRIPT LOAD", 3,
                                 (const char *[]){"SCRIPT", "LOAD", ctx->link->scripts[i]->body});
     }
     /* A first SUBSCRIBE answered with an error (-LOADING) crashes hiredis
      * 0.14; a PING first proves the server takes commands. It also gives the
      * command context something to wait for when there is nothing else. */
-    rc |= setup_command(ctx, NULL, "PING", 1, (const char *[]){"PING"});
+    rc |= setup_command(ctx, on_setup_reply, NULL, "PING", 1, (const char *[]){"PING"});
     if (rc != 0)
         ctx_lost(ctx, "could not send setup commands");
 }
@@ -278,7 +314,7 @@ static void ctx_attach(fm_ctx *ctx, redisAsyncContext *ac)
     }
     ac->data = ctx;
     /* Over TCP, a peer that vanished without a FIN or RST is found out. */
-    if (link->cfg->redis.path == NULL)
+    if (ctx->host[0] != '\0')
         redisEnableKeepAlive(&ac->c);
     if (fm_redis_uv_attach(ac, link->loop) != REDIS_OK) {
         redisAsyncFree(ac);
@@ -295,7 +331,6 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     fm_ctx *ctx = req->data;
     fm_link *link = ctx->link;
-    char ip[64];
 
     link->open_handles--;
     if (link->closing) {
@@ -304,20 +339,54 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
             free(link);
         return;
     }
+    if (ctx->stale) {
+        uv_freeaddrinfo(res);
+        ctx_lost(ctx, "the sentinels switched the master while it was being resolved");
+        return;
+    }
     if (status != 0 || res == NULL) {
-        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "resolving %s: %s",
-                 link->cfg->redis.host, status ? uv_strerror(status) : "no address");
+        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "resolving %.200s: %s",
+                 ctx->host, status ? uv_strerror(status) : "no address");
         uv_freeaddrinfo(res);
         ctx_lost(ctx, NULL);
         return;
     }
-    if (res->ai_family == AF_INET6)
-        uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof(ip));
-    else
-        uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
-    uv_freeaddrinfo(res);
-    /* A numeric address: hiredis's own getaddrinfo(3) call cannot block. */
-    ctx_attach(ctx, redisAsyncConnect(ip, link->cfg->redis.port));
+    ctx_attach(ctx, fm_redis_uv_connect(res, ctx->port));
+}
+
+/* Connects to host:port, under the attempt's deadline. */
+static void resolve(fm_ctx *ctx, const char *host, int port)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    fm_link *link = ctx->link;
+    char ports[8];
+    int rc;
+
+    uv_timer_start(&ctx->timer, on_ctx_timer, (uint64_t)link->cfg->request_timeout_ms, 0);
+    snprintf(ctx->host, sizeof(ctx->host), "%s", host);
+    ctx->port = port;
+    ctx->stale = 0;
+    snprintf(ports, sizeof(ports), "%d", port);
+    ctx->gai.data = ctx;
+    ctx->state = ST_RESOLVING;
+    rc = uv_getaddrinfo(link->loop, &ctx->gai, on_resolved, ctx->host, ports, &hints);
+    if (rc != 0) {
+        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "resolving: %s", uv_strerror(rc));
+        ctx_lost(ctx, NULL);
+        return;
+    }
+    link->open_handles++;
+}
+
+static void on_master_named(fm_sentinel_waiter *ask, const char *host, int port, const char *why)
+{
+    fm_ctx *ctx = fm_list_entry(ask, fm_ctx, ask);
+
+    if (host == NULL) {
+        ctx_lost(ctx, why);
+        return;
+    }
+    resolve(ctx, host, port);
 }
 
 void fm_ctx_connect(fm_ctx *ctx)
@@ -325,25 +394,43 @@ void fm_ctx_connect(fm_ctx *ctx)
     fm_link *link = ctx->link;
     const fm_config *cfg = link->cfg;
 
-    uv_timer_start(&ctx->timer, on_ctx_timer, (uint64_t)cfg->request_timeout_ms, 0);
+    if (link->sentinel != NULL) {
+        ctx->state = ST_ASKING;
+        fm_sentinel_ask(link->sentinel, &ctx->ask, on_master_named);
+        return;
+    }
     if (cfg->redis.path != NULL) {
+        uv_timer_start(&ctx->timer, on_ctx_timer, (uint64_t)cfg->request_timeout_ms, 0);
+        ctx->host[0] = '\0';
         ctx_attach(ctx, redisAsyncConnectUnix(cfg->redis.path));
         return;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    char port[8];
-    int rc;
+    resolve(ctx, cfg->redis.host, cfg->redis.port);
+}
 
-    snprintf(port, sizeof(port), "%d", cfg->redis.port);
-    ctx->gai.data = ctx;
-    ctx->state = ST_RESOLVING;
-    rc = uv_getaddrinfo(link->loop, &ctx->gai, on_resolved, cfg->redis.host, port, &hints);
-    if (rc != 0) {
-        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "resolving: %s", uv_strerror(rc));
-        ctx_lost(ctx, NULL);
-        return;
+void fm_ctx_switch(fm_ctx *ctx, const char *host, int port, const char *why)
+{
+    int there = host != NULL && strcmp(ctx->host, host) == 0 && ctx->port == port;
+
+    ctx->attempt = 0;
+    switch (ctx->state) {
+    case ST_IDLE:
+        uv_timer_stop(&ctx->timer);
+        fm_ctx_connect(ctx);
+        break;
+    case ST_RESOLVING:
+        ctx->stale = !there;
+        break;
+    case ST_CONNECTING:
+    case ST_SETUP:
+    case ST_READY:
+        if (!there)
+            ctx_lost(ctx, why);
+        break;
+    default:
+        /* ASKING: sentinel.c asks again. LOST: on its way to IDLE. */
+        break;
     }
-    link->open_handles++;
 }
 
 void fm_ctx_init(fm_ctx *ctx, fm_link *link, int kind)
@@ -361,6 +448,8 @@ void fm_ctx_close(fm_ctx *ctx)
 
     if (ctx->state == ST_RESOLVING)
         uv_cancel((uv_req_t *)&ctx->gai);
+    if (ctx->state == ST_ASKING)
+        fm_sentinel_withdraw(&ctx->ask);
     if (ac != NULL) {
         ctx->ac = NULL;
         ac->data = NULL;

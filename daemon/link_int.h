@@ -14,10 +14,11 @@
 #include "link.h"
 #include "list.h"
 #include "map.h"
+#include "sentinel.h"
 
 #define MAX_SCRIPTS 8
 
-enum { ST_IDLE, ST_RESOLVING, ST_CONNECTING, ST_SETUP, ST_READY, ST_LOST };
+enum { ST_IDLE, ST_ASKING, ST_RESOLVING, ST_CONNECTING, ST_SETUP, ST_READY, ST_LOST };
 enum { CTX_CMD, CTX_SUB };
 
 typedef struct fm_ctx fm_ctx;
@@ -28,10 +29,14 @@ struct fm_ctx {
     redisAsyncContext *ac;
     uv_timer_t timer;
     uv_getaddrinfo_t gai;
+    fm_sentinel_waiter ask;    /* ST_ASKING: which master, with Sentinel */
+    char host[FM_SENTINEL_HOST_MAX];    /* this attempt's server; "" over a Unix socket */
+    int port;
+    int stale;              /* the master switched while resolving host */
     int attempt;
     int setup_pending;      /* setup replies still to come */
     int setup_sent;         /* setup commands sent, in this order: */
-    const char *setup_names[MAX_SCRIPTS + 3];   /* AUTH, SELECT, scripts, PING */
+    const char *setup_names[MAX_SCRIPTS + 4];   /* AUTH, ROLE, SELECT, scripts, PING */
     int logged_down;        /* loss logged; recovery not yet */
     int dropping;           /* we freed the context; on_disconnect follows */
     int suspect;            /* connected, but the server said READONLY: not
@@ -39,7 +44,7 @@ struct fm_ctx {
     int ever_ready;         /* a READY now is a reconnect */
     void (*on_ready)(fm_ctx *ctx);
     void (*on_lost)(fm_ctx *ctx, int was_ready);
-    char lasterr[128];
+    char lasterr[256];
 };
 
 enum { CMD_QUEUED, CMD_SENT };
@@ -111,6 +116,7 @@ struct fm_link {
     uv_loop_t *loop;
     const fm_config *cfg;
     fm_ctx ctx[2];
+    fm_sentinel *sentinel;  /* NULL: redis_url names the server */
     fm_script *scripts[MAX_SCRIPTS];
     int nscripts;
     fm_script sub_probe;    /* may this user subscribe to a channel? */
@@ -129,7 +135,7 @@ struct fm_link {
     int nlisteners;
     fm_link_counts counts;
     fm_link_rtt rtt;
-    char last_error[160];   /* the last loss or failure, either context */
+    char last_error[272];   /* the last loss or failure, either context */
     uint64_t last_error_ms; /* its uv_now(); 0: none yet */
     fm_link_state_fn *on_state;
     void *state_arg;
@@ -146,8 +152,14 @@ void fm_ctx_connect(fm_ctx *ctx);
 void fm_ctx_close(fm_ctx *ctx);
 /* The context works again: backoff starts over, the recovery is logged. */
 void fm_ctx_recovered(fm_ctx *ctx);
+/* The sentinels moved the master to host:port (host NULL: somewhere else,
+ * ask them): a context on another server goes now, and every context
+ * connects again without waiting out a backoff. */
+void fm_ctx_switch(fm_ctx *ctx, const char *host, int port, const char *why);
 /* Whether an error reply begins with this code ("NOSCRIPT", "LOADING"). */
 int fm_link_reply_is(const redisReply *r, const char *code);
+/* Whether a reply to ROLE says master. */
+int fm_link_reply_is_master(const redisReply *r);
 
 /* link_cmd.c */
 void fm_link_cmd_init(fm_link *link);

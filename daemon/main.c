@@ -56,7 +56,11 @@ int main(int argc, char **argv)
         return 1;
     }
     /* Not the URL: it may hold a password. */
-    if (srv.cfg->redis.path != NULL)
+    if (srv.cfg->nsentinels > 0)
+        fm_log_info("%s started, Redis: the master \"%s\" of %zu sentinel(s), db %d",
+                    fm_config_version(), srv.cfg->redis_sentinel_master, srv.cfg->nsentinels,
+                    srv.cfg->redis_db);
+    else if (srv.cfg->redis.path != NULL)
         fm_log_info("%s started, Redis at %s, db %d", fm_config_version(), srv.cfg->redis.path,
                     srv.cfg->redis_db);
     else

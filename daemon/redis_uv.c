@@ -123,3 +123,15 @@ int fm_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
     ac->ev.cleanup = cleanup;
     return REDIS_OK;
 }
+
+redisAsyncContext *fm_redis_uv_connect(struct addrinfo *res, int port)
+{
+    char ip[64];
+
+    if (res->ai_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof(ip));
+    else
+        uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
+    uv_freeaddrinfo(res);
+    return redisAsyncConnect(ip, port);
+}

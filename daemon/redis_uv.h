@@ -12,5 +12,8 @@
 
 /* Returns REDIS_OK, or REDIS_ERR (context left unattached). */
 int fm_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);
+/* redisAsyncConnect to the first address uv_getaddrinfo found, which it
+ * frees: numeric, so hiredis's own getaddrinfo(3) call cannot block. */
+redisAsyncContext *fm_redis_uv_connect(struct addrinfo *res, int port);
 
 #endif

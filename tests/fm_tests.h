@@ -21,5 +21,6 @@ Suite *fm_suite_access(void);   /* test_access.c: socket_group with real users, 
 Suite *fm_suite_metrics(void);  /* test_metrics.c: stats' numbers, redis_info, --prometheus */
 Suite *fm_suite_slotmap(void);  /* test_slotmap.c: CLUSTER SLOTS replies, batches by slot */
 Suite *fm_suite_cluster(void);  /* test_cluster.c: key slots, slot map, faults on a real cluster */
+Suite *fm_suite_sentinel(void); /* test_sentinel.c: a Sentinel deployment, failovers */
 
 #endif

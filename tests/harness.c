@@ -222,6 +222,16 @@ static void reap(pid_t *pid, int sig)
     *pid = 0;
 }
 
+pid_t fmt_spawn(const char *const *argv, const char *log)
+{
+    return spawn(argv, log, NULL);
+}
+
+void fmt_reap(pid_t *pid, int sig)
+{
+    reap(pid, sig);
+}
+
 /* Whether a process we started has already exited (then it is reaped). */
 static int exited(pid_t *pid)
 {

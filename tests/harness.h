@@ -92,6 +92,12 @@ TCase *fmt_tcase(Suite *s, const char *name, void (*up)(void), void (*down)(void
  * it cannot be read. */
 char *fmt_slurp(const char *path);
 
+/* Any other server a topology starts (tests/topo_*.c): argv run with its
+ * output to log, killed at exit by the process that started it, as the
+ * harness's own servers are. fmt_reap kills it with sig and waits. */
+pid_t fmt_spawn(const char *const *argv, const char *log);
+void fmt_reap(pid_t *pid, int sig);
+
 /* A TCP port on 127.0.0.1 where nothing listens (for now). */
 int fmt_unused_port(void);
 

@@ -2,7 +2,8 @@
  *
  * FM_SUITE=name runs one suite only (proto, config, ops, errors, link, examples,
  * locks, faults, load, client, hostile, map, systemd, access,
- * metrics, slotmap, cluster);
+ * metrics, slotmap, cluster,
+ * sentinel);
  * CK_RUN_CASE, CK_FORK and CK_VERBOSITY work as Check documents them. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@ static const struct {
     {"metrics", fm_suite_metrics},
     {"slotmap", fm_suite_slotmap},
     {"cluster", fm_suite_cluster},
+    {"sentinel", fm_suite_sentinel},
 };
 
 int main(void)

@@ -947,22 +947,74 @@ START_TEST(test_sentinels_and_cluster_together_are_an_error)
 }
 END_TEST
 
-START_TEST(test_sentinel_or_cluster_alone_is_not_supported_yet)
+START_TEST(test_cluster_alone_is_not_supported_yet)
 {
-    static const char *const sentinel[] = {"redis_sentinels", "a:26379", "redis_sentinel_master",
-                                           "mymaster", NULL};
     static const char *const cluster[] = {"redis_cluster_nodes", "c:7000 d:7000", NULL};
-    static const char *const password[] = {"redis_sentinel_password", "pw", NULL};
     fmt_proc p;
 
-    expect_refused(NULL, sentinel, "not supported", NULL);
     expect_refused(NULL, cluster, "not supported", NULL);
-    /* A sentinel directive alone is never silently ignored. */
-    expect_refused(NULL, password, "not supported", NULL);
     ck_assert_int_eq(run_daemon(&p, (const char *const[]){"-t", "--redis_cluster_nodes",
                                                           "c:7000", NULL}), 1);
     ck_assert_msg(strstr(p.text[2], "not supported") != NULL, "stderr: %s", p.text[2]);
     fmt_proc_free(&p);
+}
+END_TEST
+
+START_TEST(test_sentinel_directives_go_together)
+{
+    static const char *const alone[] = {"redis_sentinels", "a:26379", NULL};
+    static const char *const master[] = {"redis_sentinel_master", "mymaster", NULL};
+    static const char *const password[] = {"redis_sentinel_password", "pw", NULL};
+
+    expect_refused(NULL, alone, "redis_sentinels and redis_sentinel_master go together", NULL);
+    expect_refused(NULL, master, "redis_sentinels and redis_sentinel_master go together", NULL);
+    /* A sentinel directive alone is never silently ignored. */
+    expect_refused(NULL, password, "redis_sentinel_password needs redis_sentinels", NULL);
+}
+END_TEST
+
+START_TEST(test_sentinel_addresses_are_parsed)
+{
+    fm_config *cfg = load_ok("redis_sentinels 10.0.0.1:26380, sentinel-b [::1]:5000 "
+                             "[fe80::1]\nredis_sentinel_master mymaster\n"
+                             "redis_sentinel_password pw\n", NULL);
+    fmt_proc p;
+
+    ck_assert_uint_eq(cfg->nsentinels, 4);
+    ck_assert_str_eq(cfg->sentinels[0].host, "10.0.0.1");
+    ck_assert_int_eq(cfg->sentinels[0].port, 26380);
+    ck_assert_str_eq(cfg->sentinels[1].host, "sentinel-b");
+    ck_assert_int_eq(cfg->sentinels[1].port, 26379);
+    ck_assert_str_eq(cfg->sentinels[2].host, "::1");
+    ck_assert_int_eq(cfg->sentinels[2].port, 5000);
+    ck_assert_str_eq(cfg->sentinels[3].host, "fe80::1");
+    ck_assert_int_eq(cfg->sentinels[3].port, 26379);
+    ck_assert_str_eq(cfg->redis_sentinel_master, "mymaster");
+    ck_assert_str_eq(cfg->redis_sentinel_password, "pw");
+    fm_config_free(cfg);
+    ck_assert_int_eq(run_daemon(&p, (const char *const[]){"-t", "--redis_sentinels",
+                                                          "127.0.0.1:26379",
+                                                          "--redis_sentinel_master", "m",
+                                                          NULL}), 0);
+    fmt_proc_free(&p);
+}
+END_TEST
+
+START_TEST(test_bad_sentinel_addresses_are_refused)
+{
+    static const char *const bad[][2] = {
+        {"a:0", "bad port"}, {"a:65536", "bad port"}, {"a:x", "bad port"}, {"a:", "bad port"},
+        {":26379", "missing host"}, {"[::1", "unterminated [IPv6 address]"},
+        {"[::1]x", "unexpected text after ]"}, {"::1:26379", "IPv6 address needs [brackets]"},
+        {" , ", "no address in"},
+        {"a b c d e f g h i j k l m n o p q", "too many addresses"},
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *over[] = {"redis_sentinels", bad[i][0], "redis_sentinel_master", "m", NULL};
+
+        expect_refused(NULL, over, "redis_sentinels: ", bad[i][1], NULL);
+    }
 }
 END_TEST
 
@@ -1217,7 +1269,10 @@ Suite *fm_suite_config(void)
 
     tc = tcase(s, "high_availability");
     tcase_add_test(tc, test_sentinels_and_cluster_together_are_an_error);
-    tcase_add_test(tc, test_sentinel_or_cluster_alone_is_not_supported_yet);
+    tcase_add_test(tc, test_cluster_alone_is_not_supported_yet);
+    tcase_add_test(tc, test_sentinel_directives_go_together);
+    tcase_add_test(tc, test_sentinel_addresses_are_parsed);
+    tcase_add_test(tc, test_bad_sentinel_addresses_are_refused);
 
     tc = tcase(s, "example");
     tcase_add_test(tc, test_example_file_is_valid_and_mentions_every_directive);

@@ -319,8 +319,15 @@ static void check_config(const input *in, const fm_config *cfg)
     CHECK(cfg->log_level >= 0 && cfg->log_level <= 3);
     CHECK(cfg->reconnect_step_ms <= cfg->reconnect_max_ms);
     CHECK(cfg->max_output_bytes >= 65536 && cfg->max_output_bytes <= UINT32_MAX);
-    CHECK(cfg->redis_sentinels == NULL && cfg->redis_sentinel_master == NULL &&
-          cfg->redis_sentinel_password == NULL && cfg->redis_cluster_nodes == NULL);
+    /* Sentinel's directives come together, with at least one address. */
+    CHECK((cfg->redis_sentinels == NULL) == (cfg->redis_sentinel_master == NULL));
+    CHECK(cfg->redis_sentinel_password == NULL || cfg->redis_sentinels != NULL);
+    CHECK((cfg->redis_sentinels == NULL) == (cfg->nsentinels == 0));
+    CHECK(cfg->nsentinels <= FM_SENTINELS_MAX);
+    for (size_t i = 0; i < cfg->nsentinels; i++)
+        CHECK(cfg->sentinels[i].host[0] != '\0' && cfg->sentinels[i].port >= 1 &&
+              cfg->sentinels[i].port <= 65535);
+    CHECK(cfg->redis_cluster_nodes == NULL);
     CHECK((cfg->uids == NULL) == (cfg->nuids == 0));
     CHECK((cfg->gids == NULL) == (cfg->ngids == 0));
     CHECK(cfg->redis_file_password == NULL);

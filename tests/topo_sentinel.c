@@ -1,0 +1,333 @@
+/* topo_sentinel.c -- a master, a replica and three sentinels for the tests
+ * (see topo_sentinel.h). */
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "topo_sentinel.h"
+
+#define READY_MS 20000      /* sync, and the sentinels finding each other (hello: 2 s) */
+
+/* The topology of this process that is up, for the exit handler. */
+static fmt_sentinel_topo *live;
+static pid_t live_owner;
+static int exit_hooked;
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st, (void)flag, (void)f;
+    remove(path);
+    return 0;
+}
+
+static void remove_tree(const char *dir)
+{
+    if (dir[0] != '\0')
+        nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The harness kills its children at exit too; this one also removes the
+ * directory, which a failed test never reached fmt_sentinel_stop for. */
+static void at_exit(void)
+{
+    if (live != NULL && live_owner == getpid()) {
+        for (int i = 0; i < 3; i++)
+            fmt_reap(&live->sentinel_pid[i], SIGKILL);
+        for (int i = 0; i < 2; i++)
+            fmt_reap(&live->redis_pid[i], SIGKILL);
+        remove_tree(live->dir);
+    }
+}
+
+redisContext *fmt_tcp_connect(int port)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+
+    if (c == NULL || c->err || redisSetTimeout(c, tv) != REDIS_OK) {
+        redisFree(c);       /* takes NULL */
+        return NULL;
+    }
+    return c;
+}
+
+redisContext *fmt_sentinel_connect(const fmt_sentinel_topo *t, int i)
+{
+    redisContext *c = fmt_tcp_connect(t->sentinel_port[i]);
+    redisReply *r;
+
+    if (c == NULL || t->password == NULL)
+        return c;
+    r = redisCommand(c, "AUTH %s", t->password);
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        freeReplyObject(r);
+        redisFree(c);
+        return NULL;
+    }
+    freeReplyObject(r);
+    return c;
+}
+
+int fmt_sentinel_master_port(const fmt_sentinel_topo *t, int i)
+{
+    redisContext *c = fmt_sentinel_connect(t, i);
+    redisReply *r;
+    int port = -1;
+
+    if (c == NULL)
+        return -1;
+    r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", FMT_SENTINEL_MASTER);
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2)
+        port = atoi(r->element[1]->str);
+    freeReplyObject(r);
+    redisFree(c);
+    return port;
+}
+
+int fmt_sentinel_node_of(const fmt_sentinel_topo *t, int port)
+{
+    for (int i = 0; i < 2; i++)
+        if (t->redis_port[i] == port)
+            return i;
+    return -1;
+}
+
+int fmt_redis_port_is_master(int port)
+{
+    redisContext *c = fmt_tcp_connect(port);
+    redisReply *r;
+    int yes;
+
+    if (c == NULL)
+        return 0;
+    r = redisCommand(c, "ROLE");
+    yes = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+          strcmp(r->element[0]->str, "master") == 0;
+    freeReplyObject(r);
+    redisFree(c);
+    return yes;
+}
+
+typedef struct switched {
+    const fmt_sentinel_topo *t;
+    int from;
+} switched;
+
+static int all_switched(void *arg)
+{
+    const switched *sw = arg;
+
+    for (int i = 0; i < 3; i++) {
+        int port;
+
+        if (sw->t->sentinel_pid[i] <= 0)
+            continue;
+        port = fmt_sentinel_master_port(sw->t, i);
+        if (port < 0 || port == sw->from)
+            return 0;
+    }
+    return 1;
+}
+
+int fmt_sentinel_await_switch(const fmt_sentinel_topo *t, int port, int timeout_ms)
+{
+    switched sw = {t, port};
+
+    return fmt_wait_until(all_switched, &sw, timeout_ms);
+}
+
+/* ---- starting ---- */
+
+static int replica_synced(void *arg)
+{
+    const fmt_sentinel_topo *t = arg;
+    redisContext *c = fmt_tcp_connect(t->redis_port[1]);
+    redisReply *r;
+    int up;
+
+    if (c == NULL)
+        return 0;
+    r = redisCommand(c, "INFO replication");
+    up = r != NULL && r->type == REDIS_REPLY_STRING &&
+         strstr(r->str, "master_link_status:up") != NULL;
+    freeReplyObject(r);
+    redisFree(c);
+    return up;
+}
+
+/* Every sentinel sees the replica and the two others: a failover can be
+ * agreed on and has somewhere to go. */
+static int sentinels_ready(void *arg)
+{
+    const fmt_sentinel_topo *t = arg;
+
+    for (int i = 0; i < 3; i++) {
+        redisContext *c = fmt_sentinel_connect(t, i);
+        redisReply *r;
+        long others = -1, replicas = -1;
+
+        if (c == NULL)
+            return 0;
+        r = redisCommand(c, "SENTINEL master %s", FMT_SENTINEL_MASTER);
+        for (size_t k = 0; r != NULL && r->type == REDIS_REPLY_ARRAY && k + 1 < r->elements;
+             k += 2) {
+            if (strcmp(r->element[k]->str, "num-other-sentinels") == 0)
+                others = atol(r->element[k + 1]->str);
+            else if (strcmp(r->element[k]->str, "num-slaves") == 0)
+                replicas = atol(r->element[k + 1]->str);
+        }
+        freeReplyObject(r);
+        redisFree(c);
+        if (others != 2 || replicas != 1)
+            return 0;
+    }
+    return 1;
+}
+
+static int answers(void *arg)
+{
+    redisContext *c = fmt_tcp_connect(*(int *)arg);
+    redisReply *r;
+    int ok;
+
+    if (c == NULL)
+        return 0;
+    r = redisCommand(c, "PING");
+    /* A sentinel with a password answers NOAUTH: it is up all the same. */
+    ok = r != NULL && (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR);
+    freeReplyObject(r);
+    redisFree(c);
+    return ok;
+}
+
+static int start_redis(fmt_sentinel_topo *t, int i)
+{
+    char port[16], master[16], dir[300], log[320];
+    const char *argv[32] = {"redis-server", "--port", port, "--bind", "127.0.0.1",
+                            "--save", "", "--appendonly", "no", "--dir", dir,
+                            "--daemonize", "no", "--repl-diskless-sync-delay", "0"};
+    int n = 15;
+
+    snprintf(port, sizeof(port), "%d", t->redis_port[i]);
+    snprintf(master, sizeof(master), "%d", t->redis_port[0]);
+    snprintf(dir, sizeof(dir), "%s/redis%d", t->dir, i);
+    snprintf(log, sizeof(log), "%s/redis%d.log", t->dir, i);
+    if (mkdir(dir, 0700) != 0)
+        return -1;
+    if (i == 1) {
+        argv[n++] = "--replicaof";
+        argv[n++] = "127.0.0.1";
+        argv[n++] = master;
+    }
+    argv[n] = NULL;
+    t->redis_pid[i] = fmt_spawn(argv, log);
+    if (t->redis_pid[i] < 0 || !fmt_wait_until(answers, &t->redis_port[i], READY_MS)) {
+        fprintf(stderr, "topo_sentinel: redis %d did not come up (see %s)\n", i, log);
+        return -1;
+    }
+    return 0;
+}
+
+static int start_sentinel(fmt_sentinel_topo *t, int i)
+{
+    char conf[300], log[320];
+    const char *argv[] = {"redis-server", conf, "--sentinel", NULL};
+    FILE *f;
+
+    snprintf(conf, sizeof(conf), "%s/sentinel%d.conf", t->dir, i);
+    snprintf(log, sizeof(log), "%s/sentinel%d.log", t->dir, i);
+    f = fopen(conf, "w");
+    if (f == NULL)
+        return -1;
+    fprintf(f, "port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\n"
+            "sentinel monitor %s 127.0.0.1 %d 2\n"
+            "sentinel down-after-milliseconds %s %d\n"
+            "sentinel failover-timeout %s %d\n"
+            "sentinel parallel-syncs %s 1\n",
+            t->sentinel_port[i], t->dir, FMT_SENTINEL_MASTER, t->redis_port[0],
+            FMT_SENTINEL_MASTER, FMT_SENTINEL_DOWN_MS, FMT_SENTINEL_MASTER,
+            FMT_SENTINEL_FAILOVER_MS, FMT_SENTINEL_MASTER);
+    /* The sentinels talk to each other too, with the same password. */
+    if (t->password != NULL)
+        fprintf(f, "requirepass \"%s\"\nsentinel sentinel-pass \"%s\"\n", t->password,
+                t->password);
+    fclose(f);
+    t->sentinel_pid[i] = fmt_spawn(argv, log);
+    if (t->sentinel_pid[i] < 0 || !fmt_wait_until(answers, &t->sentinel_port[i], READY_MS)) {
+        fprintf(stderr, "topo_sentinel: sentinel %d did not come up (see %s)\n", i, log);
+        return -1;
+    }
+    return 0;
+}
+
+int fmt_sentinel_start(fmt_sentinel_topo *t, const char *password)
+{
+    int n = 0;
+
+    memset(t, 0, sizeof(*t));
+    t->password = password;
+    snprintf(t->dir, sizeof(t->dir), "/tmp/fmtest-sentinel.XXXXXX");
+    if (mkdtemp(t->dir) == NULL)
+        return -1;
+    if (!exit_hooked) {
+        atexit(at_exit);
+        exit_hooked = 1;
+    }
+    live = t;
+    live_owner = getpid();
+    /* Ports taken one after another may repeat: fmt_unused_port closes
+     * its probe. Distinct ones are insisted on. */
+    for (int i = 0; i < 5; i++) {
+        int p = fmt_unused_port(), dup = 0;
+
+        for (int k = 0; k < i; k++)
+            dup |= (k < 2 ? t->redis_port[k] : t->sentinel_port[k - 2]) == p;
+        if (dup) {
+            i--;
+            continue;
+        }
+        if (i < 2)
+            t->redis_port[i] = p;
+        else
+            t->sentinel_port[i - 2] = p;
+    }
+    for (int i = 0; i < 3; i++)
+        n += snprintf(t->list + n, sizeof(t->list) - (size_t)n, "%s127.0.0.1:%d",
+                      i ? " " : "", t->sentinel_port[i]);
+    if (start_redis(t, 0) != 0 || start_redis(t, 1) != 0)
+        goto fail;
+    if (!fmt_wait_until(replica_synced, t, READY_MS)) {
+        fprintf(stderr, "topo_sentinel: the replica did not sync\n");
+        goto fail;
+    }
+    for (int i = 0; i < 3; i++)
+        if (start_sentinel(t, i) != 0)
+            goto fail;
+    if (!fmt_wait_until(sentinels_ready, t, READY_MS)) {
+        fprintf(stderr, "topo_sentinel: the sentinels did not find each other and the replica"
+                " (see %s)\n", t->dir);
+        goto fail;
+    }
+    return 0;
+fail:
+    fmt_sentinel_stop(t);
+    return -1;
+}
+
+void fmt_sentinel_stop(fmt_sentinel_topo *t)
+{
+    for (int i = 0; i < 3; i++)
+        fmt_reap(&t->sentinel_pid[i], SIGKILL);
+    for (int i = 0; i < 2; i++)
+        fmt_reap(&t->redis_pid[i], SIGKILL);
+    if (getenv("FMT_KEEP_LOGS") == NULL)
+        remove_tree(t->dir);
+    t->dir[0] = '\0';
+    if (live == t)
+        live = NULL;
+}
