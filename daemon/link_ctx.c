@@ -300,27 +300,13 @@ static void on_connect(const redisAsyncContext *ac, int status)
 
 static void ctx_attach(fm_ctx *ctx, redisAsyncContext *ac)
 {
-    fm_link *link = ctx->link;
-
-    if (ac == NULL) {
-        ctx_lost(ctx, "out of memory");
-        return;
-    }
-    if (ac->err) {
-        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "%s", ac->errstr);
-        redisAsyncFree(ac);
+    /* Keepalive over TCP only (a Unix socket has no host). */
+    if (fm_redis_uv_start(ac, ctx->link->loop, ctx->host[0] != '\0', ctx->lasterr,
+                          sizeof(ctx->lasterr)) != 0) {
         ctx_lost(ctx, NULL);
         return;
     }
     ac->data = ctx;
-    /* Over TCP, a peer that vanished without a FIN or RST is found out. */
-    if (ctx->host[0] != '\0')
-        redisEnableKeepAlive(&ac->c);
-    if (fm_redis_uv_attach(ac, link->loop) != REDIS_OK) {
-        redisAsyncFree(ac);
-        ctx_lost(ctx, "could not watch the socket");
-        return;
-    }
     ctx->ac = ac;
     ctx->state = ST_CONNECTING;
     redisAsyncSetConnectCallback(ac, on_connect);

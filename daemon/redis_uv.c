@@ -6,6 +6,7 @@
  * turn from a prepare handle (before libuv blocks for I/O), with every
  * command of the turn in one write(2). Only what the socket does not take
  * at once waits for writability. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "redis_uv.h"
@@ -134,4 +135,27 @@ redisAsyncContext *fm_redis_uv_connect(struct addrinfo *res, int port)
         uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
     uv_freeaddrinfo(res);
     return redisAsyncConnect(ip, port);
+}
+
+int fm_redis_uv_start(redisAsyncContext *ac, uv_loop_t *loop, int keepalive, char *why,
+                      size_t whylen)
+{
+    if (ac == NULL) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    if (ac->err) {
+        snprintf(why, whylen, "%s", ac->errstr);
+        redisAsyncFree(ac);
+        return -1;
+    }
+    /* A peer that vanished without a FIN or RST is found out. */
+    if (keepalive)
+        redisEnableKeepAlive(&ac->c);
+    if (fm_redis_uv_attach(ac, loop) != REDIS_OK) {
+        snprintf(why, whylen, "could not watch the socket");
+        redisAsyncFree(ac);
+        return -1;
+    }
+    return 0;
 }

@@ -15,5 +15,10 @@ int fm_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);
 /* redisAsyncConnect to the first address uv_getaddrinfo found, which it
  * frees: numeric, so hiredis's own getaddrinfo(3) call cannot block. */
 redisAsyncContext *fm_redis_uv_connect(struct addrinfo *res, int port);
+/* Takes a context just made by redisAsyncConnect* (NULL: out of memory)
+ * onto the loop, with TCP keepalive when asked: 0, or -1 with why filled
+ * in and the context freed. */
+int fm_redis_uv_start(redisAsyncContext *ac, uv_loop_t *loop, int keepalive, char *why,
+                      size_t whylen);
 
 #endif

@@ -125,19 +125,11 @@ static void connect_to(fm_sconn *c, struct addrinfo *res)
 {
     redisAsyncContext *ac = fm_redis_uv_connect(res, c->addr->port);
 
-    if (ac == NULL) {
-        fm_sconn_fail(c, "out of memory", 0);
-        return;
-    }
-    if (ac->err || fm_redis_uv_attach(ac, c->loop) != REDIS_OK) {
-        snprintf(c->why, sizeof(c->why), "%s", ac->err ? ac->errstr : "could not watch the socket");
-        redisAsyncFree(ac);
+    /* Keepalive: the watcher's connection idles for days. */
+    if (fm_redis_uv_start(ac, c->loop, 1, c->why, sizeof(c->why)) != 0) {
         fm_sconn_fail(c, c->why, 0);
         return;
     }
-    /* The watcher's connection idles for days: a sentinel host that
-     * vanished without a FIN or RST is found out. */
-    redisEnableKeepAlive(&ac->c);
     ac->data = c;
     c->ac = ac;
     c->state = SC_CONNECTING;
