@@ -1,5 +1,5 @@
 #!/bin/sh
-# packaging/check-deb-build.sh -- runs as root inside a fresh Debian 12 root
+# tests/deb/check-deb-build.sh -- runs as root inside a fresh Debian 12 root
 # that check-deb.sh made, with the source package in /check. Installs
 # build-essential and the Build-Depends alone, then builds the binary
 # packages as an unprivileged user (Rules-Requires-Root: no), as

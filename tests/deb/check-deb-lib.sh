@@ -1,4 +1,4 @@
-# packaging/check-deb-lib.sh -- what the scripts check-deb.sh runs in its
+# tests/deb/check-deb-lib.sh -- what the scripts check-deb.sh runs in its
 # roots share; sourced, from /check.
 export DEBIAN_FRONTEND=noninteractive
 start=$(date +%s)

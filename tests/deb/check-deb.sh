@@ -1,5 +1,5 @@
 #!/bin/sh
-# packaging/check-deb.sh DEBDIR CACHE -- what `make check-deb` runs, as
+# tests/deb/check-deb.sh DEBDIR CACHE -- what `make check-deb` runs, as
 # root, from the source directory, once `make deb` has filled DEBDIR.
 #
 # Two fresh Debian 12 roots (debootstrap, variant minbase), one after the
@@ -86,7 +86,7 @@ root_run() {
     shift
     root_new
     mkdir "$root/check"
-    cp "$script" packaging/check-deb-lib.sh "$@" "$root/check/"
+    cp "$script" tests/deb/check-deb-lib.sh "$@" "$root/check/"
     mount -t proc proc "$root/proc"
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \
         chroot "$root" /bin/sh "/check/$(basename "$script")"
@@ -96,9 +96,9 @@ root_run() {
 mkdir -p "$cache"
 version=$(dpkg-parsechangelog -S Version)
 arch=$(dpkg-architecture -qDEB_HOST_ARCH)
-root_run packaging/check-deb-build.sh \
+root_run tests/deb/check-deb-build.sh \
     "$debs/fmredisd_$version.dsc" "$debs/fmredisd_$version.tar.xz"
-root_run packaging/check-deb-install.sh packaging/link-test.c \
+root_run tests/deb/check-deb-install.sh tests/deb/link-test.c \
     "$debs/fmredisd_${version}_$arch.deb" "$debs/libfmredis0_${version}_$arch.deb" \
     "$debs/libfmredis-dev_${version}_$arch.deb"
 echo "check-deb: all checks passed"

@@ -1,5 +1,5 @@
 #!/bin/sh
-# packaging/build-deb.sh VERSION OUT -- what `make deb` runs, from the
+# tests/deb/build-deb.sh VERSION OUT -- what `make deb` runs, from the
 # source directory.
 #
 # Builds the source package and the binary packages (fmredisd, libfmredis0,

@@ -1,5 +1,5 @@
 #!/bin/sh
-# packaging/check-deb-install.sh -- runs as root inside the fresh Debian 12
+# tests/deb/check-deb-install.sh -- runs as root inside the fresh Debian 12
 # root that check-deb.sh made, with the packages and link-test.c in /check.
 # Installs the packages with apt, checks what they put in place, purges
 # them and checks that it is gone. Any failed check ends the run with
