@@ -106,7 +106,6 @@ void fm_link_cmd_lost(fm_ctx *ctx, int was_ready)
 {
     char name[320], why[600];
 
-    (void)was_ready;
     ctx->link->rtt.last_us = -1;
     if (ctx->link->cluster == NULL) {
         report_state(ctx->link, 0, ctx->lasterr);

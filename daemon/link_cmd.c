@@ -392,7 +392,8 @@ static int redirected(fm_link *link, fm_cmd *cmd, const redisReply *r)
     long port;
     fm_ctx *to = NULL;
 
-    if (link->cluster == NULL || (!ask && !fm_link_reply_is(r, "MOVED")))
+    if (link->cluster == NULL || (!ask && !fm_link_reply_is(r, "MOVED")) ||
+        r->len <= (ask ? 4 : 6))
         return 0;
     slot = strtoul(r->str + (ask ? 4 : 6), &end, 10);
     colon = memrchr(r->str, ':', r->len);
