@@ -234,6 +234,10 @@ void fm_link_get_stats(const fm_link *link, fm_link_stats *out)
     out->reconnects = link->counts.reconnects;
     out->last_error = link->last_error_ms != 0 ? link->last_error : NULL;
     out->last_error_age_ms = link->last_error_ms != 0 ? uv_now(link->loop) - link->last_error_ms : 0;
+    out->cluster = 0;
+    out->redirects = link->counts.redirects;
+    if (link->cluster != NULL)
+        fm_cluster_get_stats(link->cluster, out);
     /* Unknown while the command connection is not set up (a READONLY
      * drop marks it lost before its loss is reported); a PING out longer
      * than the last round trip, the first after a connect included, says

@@ -49,6 +49,8 @@ struct fm_cluster {
     uint64_t last_ask;          /* uv_now() when it was last sent */
     size_t sub_next;            /* the pub/sub context's next node */
     int have_map;
+    size_t uncovered;           /* slots the map gives no master */
+    uint64_t refreshes;         /* maps taken */
     char why[256];              /* why the map is not whole */
     char errbuf[340];
 };
@@ -144,6 +146,8 @@ static void apply_map(fm_cluster *c)
         }
     }
     c->have_map = 1;
+    c->refreshes++;
+    c->uncovered = uncovered;
     c->why[0] = '\0';
     if (uncovered > 0)
         snprintf(c->why, sizeof(c->why), "%zu of the cluster's %d slots have no master",
@@ -281,6 +285,18 @@ static void node_lost(fm_ctx *ctx, int was_ready)
         return;
     fm_link_cmd_lost(ctx, was_ready);
     fm_cluster_refresh(n->cluster);
+}
+
+void fm_cluster_get_stats(const fm_cluster *c, fm_link_stats *out)
+{
+    out->cluster = 1;
+    out->masters = out->masters_ready = 0;
+    for (size_t i = 0; i < c->nnodes; i++) {
+        out->masters += c->nodes[i]->in_map;
+        out->masters_ready += c->nodes[i]->in_map && c->nodes[i]->ctx.state == ST_READY;
+    }
+    out->slots_uncovered = c->have_map ? c->uncovered : FM_SLOTS;
+    out->map_refreshes = c->refreshes;
 }
 
 fm_ctx *fm_cluster_route(const fm_cluster *c, unsigned slot)

@@ -413,6 +413,7 @@ static int redirected(fm_link *link, fm_cmd *cmd, const redisReply *r)
     cmd->ask = to;
     cmd->transient = 1;
     link->counts.retries++;
+    link->counts.redirects++;
     /* Nodes that keep sending it on (a map changing under us) are asked
      * at the pace of a retry, not in a tight loop. */
     if (++cmd->redirects > 3) {

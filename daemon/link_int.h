@@ -113,7 +113,7 @@ typedef struct channel {
 } channel;
 
 typedef struct fm_link_counts {
-    uint64_t connects, disconnects, commands, retries, refused, reconnects;
+    uint64_t connects, disconnects, commands, retries, refused, reconnects, redirects;
 } fm_link_counts;
 
 /* The daemon's own PING on the command context, every FM_LINK_PING_MS and
@@ -234,6 +234,8 @@ void fm_cluster_refresh(fm_cluster *c);
 int fm_cluster_ready(const fm_cluster *c);
 /* Why not, or NULL. */
 const char *fm_cluster_error(fm_cluster *c);
+/* Fills the Cluster's part of the link's stats. */
+void fm_cluster_get_stats(const fm_cluster *c, fm_link_stats *out);
 /* Sets where the pub/sub context goes next: the nodes in turn. */
 void fm_cluster_sub_addr(fm_cluster *c, fm_ctx *ctx);
 /* Drops every context and closes the handles (the link counts them);
