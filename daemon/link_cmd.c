@@ -300,23 +300,64 @@ static void write_refused(fm_link *link, fm_cmd *cmd)
         uv_timer_start(&link->retry_timer, on_retry_timer, TRANSIENT_RETRY_MS, 0);
 }
 
+/* Slots whose commands wait in a flow, in a Cluster; one more bit for
+ * the commands of no key. Cleared on first use only: a healthy cluster
+ * never needs it. */
+typedef struct held_slots {
+    int used;
+    uint64_t bits[(FM_SLOTS + 1 + 63) / 64];
+} held_slots;
+
+static int held(const held_slots *h, int slot)
+{
+    unsigned i = slot < 0 ? FM_SLOTS : (unsigned)slot;
+
+    return h->used && (h->bits[i / 64] >> (i % 64) & 1);
+}
+
+static void hold(held_slots *h, int slot)
+{
+    unsigned i = slot < 0 ? FM_SLOTS : (unsigned)slot;
+
+    if (!h->used) {
+        memset(h->bits, 0, sizeof(h->bits));
+        h->used = 1;
+    }
+    h->bits[i / 64] |= (uint64_t)1 << (i % 64);
+}
+
 /* Sends up to QUANTUM commands of f that may go now. Returns how many went,
  * or -1 when the context refused one (it is going down). *wake is lowered
- * to the earliest retry time of a head that must wait. */
+ * to the earliest retry time of a command that must wait.
+ *
+ * A command that must wait (to be retried, or for its node) holds back
+ * its flow. In a Cluster it holds back only the commands of its own slot,
+ * which keep their order: a lost master, or a slot moving, must not stop
+ * a client's (or the daemon's own lock extensions') commands to the other
+ * masters. At most SKIP_MAX are passed over per turn, which bounds the
+ * work of a pump while a lost master's commands pile up. */
+#define SKIP_MAX 256
 static int serve(fm_link *link, fm_flow *f, uint64_t now, uint64_t *wake)
 {
-    fm_cmd *cmd;
+    fm_list *n, *next;
+    held_slots h;
+    size_t skipped = 0;
     int sent = 0;
 
-    while (sent < QUANTUM && (cmd = flow_head(f)) != NULL) {
-        if (cmd->retry_at > now) {
-            if (*wake == 0 || cmd->retry_at < *wake)
-                *wake = cmd->retry_at;
-            break;
+    h.used = 0;
+    for (n = f->queue.next; sent < QUANTUM && n != &f->queue; n = next) {
+        fm_cmd *cmd = fm_list_entry(n, fm_cmd, in_flow);
+
+        next = n->next;
+        if (cmd->retry_at > now && (*wake == 0 || cmd->retry_at < *wake))
+            *wake = cmd->retry_at;
+        if (cmd->retry_at > now || !routed_ready(link, cmd) || held(&h, cmd->slot)) {
+            if (link->cluster == NULL || ++skipped > SKIP_MAX)
+                break;
+            hold(&h, cmd->slot);
+            continue;
         }
-        /* Its node is not there yet: the flow waits for it, keeping
-         * its order (node_ready pumps). */
-        if (!routed_ready(link, cmd) || !may_go(link, f, cmd))
+        if (!may_go(link, f, cmd))
             break;
         dequeue(link, cmd);
         if (cmd_write(cmd) != 0) {
@@ -565,11 +606,20 @@ fm_cmd *fm_link_cmd_submit(fm_link *link, fm_cmd *cmd)
         fm_link_cmd_discard(cmd);
         return NULL;
     }
-    if (!fm_list_empty(&cmd->flow->queue) || !routed_ready(link, cmd) ||
-        !may_go(link, cmd->flow, cmd))
-        enqueue(link, cmd, 0);
-    else if (cmd_write(cmd) != 0)
-        write_refused(link, cmd);
+    if (fm_list_empty(&cmd->flow->queue) && routed_ready(link, cmd) &&
+        may_go(link, cmd->flow, cmd)) {
+        if (cmd_write(cmd) != 0)
+            write_refused(link, cmd);
+        return cmd;
+    }
+    enqueue(link, cmd, 0);
+    /* In a Cluster, what waits in the flow may wait for another master
+     * only: this one may still go to its own, now. */
+    if (link->cluster != NULL && routed_ready(link, cmd)) {
+        uint64_t wake = 0;
+
+        serve(link, cmd->flow, uv_now(link->loop), &wake);
+    }
     return cmd;
 }
 
