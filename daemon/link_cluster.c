@@ -43,6 +43,8 @@ struct fm_cluster {
     fm_node **nodes;
     size_t nnodes;
     uint16_t route[FM_SLOTS];
+    void (*ready)(fm_ctx *ctx);
+    void (*lost)(fm_ctx *ctx, int was_ready);
     uv_timer_t timer;           /* the next CLUSTER SLOTS */
     int slots_out;              /* a CLUSTER SLOTS is at a node */
     int want;                   /* the map is to be asked for */
@@ -178,9 +180,7 @@ static void on_slots(redisAsyncContext *ac, void *r, void *privdata)
     } else {
         c->want = 0;
         apply_map(c);
-        fm_link_pump(c->link);
-        if (fm_link_up(c->link))
-            fm_link_cmd_ready(&n->ctx);
+        c->ready(&n->ctx);
     }
     if (c->want || !fm_cluster_ready(c))
         arm(c, RECHECK_MS);
@@ -204,7 +204,7 @@ static fm_node *asked(const fm_cluster *c)
     return any;
 }
 
-static void ask(fm_cluster *c)
+static void ask_map(fm_cluster *c)
 {
     fm_node *n;
 
@@ -232,7 +232,7 @@ static void on_timer(uv_timer_t *t)
 {
     fm_cluster *c = t->data;
 
-    ask(c);
+    ask_map(c);
 }
 
 /* Asks in ms, or as soon after the last question as REFRESH_MIN_MS
@@ -272,9 +272,9 @@ static void node_ready(fm_ctx *ctx)
     fm_cluster *c = node_of(ctx)->cluster;
 
     if (c->want || !c->have_map)
-        ask(c);
+        ask_map(c);
     if (node_of(ctx)->in_map)
-        fm_link_cmd_ready(ctx);
+        c->ready(ctx);
 }
 
 static void node_lost(fm_ctx *ctx, int was_ready)
@@ -283,13 +283,12 @@ static void node_lost(fm_ctx *ctx, int was_ready)
 
     if (!n->in_map || ctx->retired)
         return;
-    fm_link_cmd_lost(ctx, was_ready);
+    n->cluster->lost(ctx, was_ready);
     fm_cluster_refresh(n->cluster);
 }
 
-void fm_cluster_get_stats(const fm_cluster *c, fm_link_stats *out)
+void fm_cluster_get_stats(const fm_cluster *c, fm_cluster_stats *out)
 {
-    out->cluster = 1;
     out->masters = out->masters_ready = 0;
     for (size_t i = 0; i < c->nnodes; i++) {
         out->masters += c->nodes[i]->in_map;
@@ -356,13 +355,16 @@ void fm_cluster_sub_addr(fm_cluster *c, fm_ctx *ctx)
 
 /* ---- life cycle ---- */
 
-fm_cluster *fm_cluster_create(fm_link *link)
+fm_cluster *fm_cluster_create(fm_link *link, void (*ready)(fm_ctx *ctx),
+                              void (*lost)(fm_ctx *ctx, int was_ready))
 {
     fm_cluster *c = calloc(1, sizeof(*c));
 
     if (c == NULL)
         return NULL;
     c->link = link;
+    c->ready = ready;
+    c->lost = lost;
     memset(c->route, 0xff, sizeof(c->route));
     c->map = fm_slotmap_create();
     if (c->map == NULL) {
@@ -388,15 +390,22 @@ void fm_cluster_start(fm_cluster *c)
     }
 }
 
+static void on_closed(uv_handle_t *h)
+{
+    fm_link *link = h->data;
+
+    link->release(link);
+}
+
 void fm_cluster_close(fm_cluster *c)
 {
     uv_timer_stop(&c->timer);
     c->timer.data = c->link;
-    uv_close((uv_handle_t *)&c->timer, fm_link_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_closed);
     for (size_t i = 0; i < c->nnodes; i++) {
         fm_ctx_close(&c->nodes[i]->ctx);
         c->nodes[i]->ctx.timer.data = c->link;
-        uv_close((uv_handle_t *)&c->nodes[i]->ctx.timer, fm_link_handle_closed);
+        uv_close((uv_handle_t *)&c->nodes[i]->ctx.timer, on_closed);
     }
 }
 

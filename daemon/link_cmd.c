@@ -208,7 +208,7 @@ static void learn(fm_flow *f, const fm_cmd *cmd, const redisReply *r)
 
 /* Where cmd goes: the one command context, or in a Cluster its slot's
  * master (an ASK's node once); NULL while no master is known for it. */
-static fm_ctx *route(fm_link *link, fm_cmd *cmd)
+static fm_ctx *target(fm_link *link, fm_cmd *cmd)
 {
     if (link->cluster == NULL)
         return &link->ctx[CTX_CMD];
@@ -223,7 +223,7 @@ static fm_ctx *route(fm_link *link, fm_cmd *cmd)
 
 static int routed_ready(fm_link *link, fm_cmd *cmd)
 {
-    fm_ctx *ctx = route(link, cmd);
+    fm_ctx *ctx = target(link, cmd);
 
     return ctx != NULL && ctx->state == ST_READY;
 }
@@ -261,7 +261,7 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata);
 static int cmd_write(fm_cmd *cmd)
 {
     fm_link *link = cmd->link;
-    fm_ctx *ctx = route(link, cmd);
+    fm_ctx *ctx = target(link, cmd);
 
     if (ctx == NULL || ctx->state != ST_READY)
         return -1;
@@ -623,32 +623,6 @@ fm_cmd *fm_link_cmd_submit(fm_link *link, fm_cmd *cmd)
     return cmd;
 }
 
-/* A batch (MGET, or DEL of several keys) whose keys are in more than one
- * slot: a Cluster refuses it whole (CROSSSLOT). */
-static int spans_slots(const fm_link *link, int argc, const char **argv, const size_t *lens)
-{
-    unsigned slot;
-
-    if (link->cluster == NULL || argc < 3 ||
-        !((lens[0] == 4 && strncasecmp(argv[0], "MGET", 4) == 0) ||
-          (lens[0] == 3 && strncasecmp(argv[0], "DEL", 3) == 0)))
-        return 0;
-    slot = fm_slot(argv[1], lens[1]);
-    for (int i = 2; i < argc; i++)
-        if (fm_slot(argv[i], lens[i]) != slot)
-            return 1;
-    return 0;
-}
-
-fm_cmd *fm_link_command(fm_link *link, fm_flow *flow, size_t reads, int argc,
-                        const char **argv, const size_t *lens, fm_link_cb *cb, void *arg)
-{
-    if (spans_slots(link, argc, argv, lens))
-        return fm_link_split(link, flow, reads, argc, argv, lens, cb, arg);
-    return fm_link_cmd_submit(link, fm_link_cmd_create(link, flow, reads, NULL, 0, argc, argv,
-                                                       lens, cb, arg));
-}
-
 fm_cmd *fm_link_script(fm_link *link, fm_flow *flow, fm_script *script, int nkeys,
                        int argc, const char **argv, const size_t *lens, fm_link_cb *cb,
                        void *arg)
@@ -657,10 +631,8 @@ fm_cmd *fm_link_script(fm_link *link, fm_flow *flow, fm_script *script, int nkey
                                                        lens, cb, arg));
 }
 
-int fm_link_cancel(fm_cmd *cmd)
+int fm_link_cmd_cancel(fm_cmd *cmd)
 {
-    if (cmd->split != NULL)
-        return fm_link_split_cancel(cmd);
     if (cmd->state == CMD_QUEUED) {
         fm_flow *f = cmd->flow;
 
@@ -671,11 +643,6 @@ int fm_link_cancel(fm_cmd *cmd)
     }
     cmd->cancelled = 1;
     return 0;
-}
-
-int fm_cmd_transient(const fm_cmd *cmd)
-{
-    return cmd->split != NULL ? fm_link_split_transient(cmd) : cmd->transient;
 }
 
 void fm_link_fail_waiting(fm_link *link)
