@@ -10,6 +10,7 @@
  * after a failed connect or a disconnect, and defers a free asked for
  * inside a reply callback until the callback returns; it must never be
  * freed from the connect callback, which it goes on using. */
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -185,6 +186,13 @@ void fm_sconn_open(fm_sconn *c, const fm_redis_addr *addr, const char *password,
 void fm_sconn_keep(fm_sconn *c)
 {
     uv_timer_stop(&c->timer);
+}
+
+void fm_sconn_expect(fm_sconn *c, int64_t ms, const char *why)
+{
+    assert(c->state == SC_UP);
+    snprintf(c->why, sizeof(c->why), "%s", why);
+    uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
 }
 
 void fm_sconn_init(fm_sconn *c, uv_loop_t *loop, void *data)

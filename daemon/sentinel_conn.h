@@ -19,7 +19,7 @@ struct fm_sconn {
     uv_loop_t *loop;
     redisAsyncContext *ac;
     uv_getaddrinfo_t gai;
-    uv_timer_t timer;       /* the deadline; the owner's, while SC_IDLE */
+    uv_timer_t timer;       /* the deadline (fm_sconn_expect's too); the owner's, while SC_IDLE */
     int state;
     int resolving;          /* gai is in use, until its callback */
     int expired;            /* the deadline passed while resolving */
@@ -39,8 +39,11 @@ void fm_sconn_init(fm_sconn *c, uv_loop_t *loop, void *data);
 /* Connects to addr with a deadline of ms; on_up or on_fail follows, never
  * from within this call. The connection must be SC_IDLE and not resolving. */
 void fm_sconn_open(fm_sconn *c, const fm_redis_addr *addr, const char *password, int64_t ms);
-/* Stops the deadline: the owner keeps the connection open for good. */
+/* Stops the deadline: the owner keeps the connection open. */
 void fm_sconn_keep(fm_sconn *c);
+/* Gives what the owner sends next on a connection that is up a deadline
+ * of ms: passed before fm_sconn_keep, the connection fails with why. */
+void fm_sconn_expect(fm_sconn *c, int64_t ms, const char *why);
 /* Fails the connection: closes it and calls on_fail. From a reply
  * callback too. */
 void fm_sconn_fail(fm_sconn *c, const char *why, int answered);

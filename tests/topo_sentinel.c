@@ -1,10 +1,15 @@
 /* topo_sentinel.c -- a master, a replica and three sentinels for the tests
  * (see topo_sentinel.h). */
+#include <arpa/inet.h>
 #include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -330,4 +335,123 @@ void fmt_sentinel_stop(fmt_sentinel_topo *t)
     t->dir[0] = '\0';
     if (live == t)
         live = NULL;
+}
+
+/* ---- a sentinel that lags for ever ---- */
+
+#define FAKE_CLIENTS 16     /* the daemon needs one per connection: two */
+
+/* Answers one command; anything but what the daemon sends is refused. */
+static void fake_answer(const fmt_fake_sentinel *f, int fd, const redisReply *cmd)
+{
+    char out[256], port[16];
+    const char *name;
+    int n;
+
+    if (cmd->type != REDIS_REPLY_ARRAY || cmd->elements == 0 ||
+        cmd->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    name = cmd->element[0]->str;
+    snprintf(port, sizeof(port), "%d", f->master_port);
+    if (strcasecmp(name, "SENTINEL") == 0)
+        n = snprintf(out, sizeof(out), "*2\r\n$9\r\n127.0.0.1\r\n$%zu\r\n%s\r\n",
+                     strlen(port), port);
+    else if (strcasecmp(name, "SUBSCRIBE") == 0 && cmd->elements == 2)
+        n = snprintf(out, sizeof(out), "*3\r\n$9\r\nsubscribe\r\n$%zu\r\n%.100s\r\n:1\r\n",
+                     cmd->element[1]->len, cmd->element[1]->str);
+    else if (strcasecmp(name, "PING") == 0)
+        n = snprintf(out, sizeof(out), "+PONG\r\n");
+    else if (strcasecmp(name, "AUTH") == 0)
+        n = snprintf(out, sizeof(out), "+OK\r\n");
+    else
+        n = snprintf(out, sizeof(out), "-ERR unknown command\r\n");
+    send(fd, out, (size_t)n, MSG_NOSIGNAL);
+}
+
+/* Reads what a client sent and answers it: 0, or -1 when it is gone. */
+static int fake_serve(const fmt_fake_sentinel *f, int fd, redisReader *rd)
+{
+    char buf[4096];
+    ssize_t got = recv(fd, buf, sizeof(buf), 0);
+    void *cmd;
+
+    if (got <= 0 || redisReaderFeed(rd, buf, (size_t)got) != REDIS_OK)
+        return -1;
+    while (redisReaderGetReply(rd, &cmd) == REDIS_OK && cmd != NULL) {
+        fake_answer(f, fd, cmd);
+        freeReplyObject(cmd);
+    }
+    return rd->err ? -1 : 0;
+}
+
+static void *fake_run(void *arg)
+{
+    fmt_fake_sentinel *f = arg;
+    struct pollfd pf[1 + FAKE_CLIENTS];
+    redisReader *rd[FAKE_CLIENTS];
+    int n = 0;
+
+    while (!atomic_load(&f->stop)) {
+        pf[0].fd = f->fd;
+        pf[0].events = POLLIN;
+        for (int k = 0; k < n; k++)
+            pf[1 + k].events = POLLIN;
+        /* A short wait, for the stop flag. */
+        if (poll(pf, (nfds_t)(1 + n), 50) <= 0)
+            continue;
+        for (int k = 0; k < n; k++) {
+            if (pf[1 + k].revents == 0 || fake_serve(f, pf[1 + k].fd, rd[k]) == 0)
+                continue;
+            close(pf[1 + k].fd);
+            redisReaderFree(rd[k]);
+            n--;
+            pf[1 + k] = pf[1 + n];
+            rd[k] = rd[n];
+            k--;
+        }
+        if ((pf[0].revents & POLLIN) && n < FAKE_CLIENTS) {
+            int fd = accept(f->fd, NULL, NULL);
+
+            if (fd >= 0 && (rd[n] = redisReaderCreate()) != NULL) {
+                pf[1 + n].fd = fd;
+                pf[1 + n].revents = 0;
+                n++;
+            } else if (fd >= 0) {
+                close(fd);
+            }
+        }
+    }
+    for (int k = 0; k < n; k++) {
+        close(pf[1 + k].fd);
+        redisReaderFree(rd[k]);
+    }
+    return NULL;
+}
+
+int fmt_fake_sentinel_start(fmt_fake_sentinel *f, int master_port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    socklen_t alen = sizeof(a);
+
+    memset(f, 0, sizeof(*f));
+    f->master_port = master_port;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    f->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (f->fd < 0 || bind(f->fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        listen(f->fd, 16) != 0 || getsockname(f->fd, (struct sockaddr *)&a, &alen) != 0 ||
+        pthread_create(&f->thread, NULL, fake_run, f) != 0) {
+        perror("topo_sentinel: the fake sentinel");
+        if (f->fd >= 0)
+            close(f->fd);
+        return -1;
+    }
+    f->port = ntohs(a.sin_port);
+    return 0;
+}
+
+void fmt_fake_sentinel_stop(fmt_fake_sentinel *f)
+{
+    atomic_store(&f->stop, 1);
+    pthread_join(f->thread, NULL);
+    close(f->fd);
 }

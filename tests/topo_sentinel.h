@@ -10,6 +10,8 @@
 #ifndef FM_TOPO_SENTINEL_H
 #define FM_TOPO_SENTINEL_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/types.h>
 
 #include <hiredis/hiredis.h>
@@ -48,5 +50,21 @@ int fmt_sentinel_node_of(const fmt_sentinel_topo *t, int port);
 int fmt_sentinel_await_switch(const fmt_sentinel_topo *t, int port, int timeout_ms);
 /* Whether the Redis on port says ROLE master. */
 int fmt_redis_port_is_master(int port);
+
+/* A sentinel that never learns of a failover, in a thread of the test: it
+ * answers PING, AUTH and SUBSCRIBE as a sentinel does, names
+ * 127.0.0.1:master_port as the master whatever it is asked, for ever, and
+ * announces nothing. */
+typedef struct fmt_fake_sentinel {
+    int port;
+    int master_port;
+    int fd;                     /* listening */
+    atomic_int stop;
+    pthread_t thread;
+} fmt_fake_sentinel;
+
+/* 0, or -1 with what failed on stderr. */
+int fmt_fake_sentinel_start(fmt_fake_sentinel *f, int master_port);
+void fmt_fake_sentinel_stop(fmt_fake_sentinel *f);
 
 #endif
