@@ -138,6 +138,19 @@ static void check_batch(wl_batch *b, const fm_cache_entry *e, size_t count)
     free(seen);
 }
 
+/* A complete answer came: the time since the one before may be the
+ * longest gap. */
+static void gap(wl_batch *b)
+{
+    int64_t now = fmt_now_ms();
+
+    if (b->last_complete_ms != 0 && now - b->last_complete_ms > b->longest_gap_ms) {
+        b->longest_gap_ms = now - b->last_complete_ms;
+        b->gap_end_ms = now;
+    }
+    b->last_complete_ms = now;
+}
+
 static void *batch_reader(void *arg)
 {
     wl_batch *b = arg;
@@ -155,8 +168,9 @@ static void *batch_reader(void *arg)
             check_batch(b, e, count);
             fm_cache_entries_free(e, count);
             atomic_fetch_add(&b->complete, 1);
-            if (after && atomic_fetch_add(&b->complete_after, 1) == 0)
-                atomic_store(&b->first_after_ms, fmt_now_ms());
+            if (after)
+                atomic_fetch_add(&b->complete_after, 1);
+            gap(b);
         } else {
             atomic_fetch_add(&b->failed, 1);
             if (!outage_error(c))

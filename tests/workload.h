@@ -66,8 +66,10 @@ typedef struct wl_batch {
     atomic_long started;                /* get_many calls begun */
     atomic_long complete;
     atomic_long complete_after;         /* begun while `mark` was set */
-    atomic_llong first_after_ms;        /* when the first of those came (fmt_now_ms), or 0 */
     atomic_long failed;
+    /* Read once stopped: the longest time between two complete answers
+     * (what a fault cost the readers), and when it ended (fmt_now_ms). */
+    int64_t last_complete_ms, longest_gap_ms, gap_end_ms;
     atomic_int mark;
     atomic_int wrong;
     char why[512];                      /* the first wrong answer */
