@@ -39,6 +39,7 @@ static int read_password_file(fm_config *cfg, char *err, size_t errlen);
 static int derive_uids(fm_config *cfg, char *err, size_t errlen);
 static int derive_gids(fm_config *cfg, char *err, size_t errlen);
 static int derive_sentinels(fm_config *cfg, char *err, size_t errlen);
+static int derive_cluster_nodes(fm_config *cfg, char *err, size_t errlen);
 
 #define F(f) offsetof(fm_config, f)
 #define MS_MAX 2147483647LL
@@ -69,7 +70,7 @@ static const directive directives[] = {
     {"allow_gids", T_OPTSTR, F(allow_gids), 0, 4096, NULL, 1, derive_gids},
     {"redis_sentinels", T_OPTSTR, F(redis_sentinels), 1, 4096, NULL, 0, derive_sentinels},
     {"redis_sentinel_master", T_OPTSTR, F(redis_sentinel_master), 1, 512, NULL, 0, NULL},
-    {"redis_cluster_nodes", T_OPTSTR, F(redis_cluster_nodes), 1, 4096, NULL, 0, NULL},
+    {"redis_cluster_nodes", T_OPTSTR, F(redis_cluster_nodes), 1, 4096, NULL, 0, derive_cluster_nodes},
     {"redis_sentinel_password", T_OPTSTR, F(redis_sentinel_password), 1, 4096, NULL, 0, NULL},
 };
 #undef F
@@ -696,6 +697,16 @@ static int derive_sentinels(fm_config *cfg, char *err, size_t errlen)
                            FM_SENTINELS_MAX, &cfg->sentinels, &cfg->nsentinels, err, errlen);
 }
 
+static int derive_cluster_nodes(fm_config *cfg, char *err, size_t errlen)
+{
+    free_addrs(cfg->cluster_nodes, cfg->ncluster_nodes);
+    cfg->cluster_nodes = NULL;
+    cfg->ncluster_nodes = 0;
+    return parse_addr_list(cfg->redis_cluster_nodes, "redis_cluster_nodes", FM_REDIS_PORT,
+                           FM_CLUSTER_SEEDS_MAX, &cfg->cluster_nodes, &cfg->ncluster_nodes,
+                           err, errlen);
+}
+
 /* Checks what no single directive can see. */
 static int finish(fm_config *cfg, char *err, size_t errlen)
 {
@@ -707,9 +718,10 @@ static int finish(fm_config *cfg, char *err, size_t errlen)
                      "the sentinels, and the name of the master they watch");
     if (cfg->redis_sentinel_password && !cfg->redis_sentinels)
         return failf(err, errlen, "redis_sentinel_password needs redis_sentinels");
-    if (cfg->redis_cluster_nodes)
-        return failf(err, errlen, "Redis Cluster (redis_cluster_nodes) is not supported by this "
-                     "version of fmredisd yet; remove that directive");
+    /* A cluster has database 0 only; SELECT of another fails every node. */
+    if (cfg->redis_cluster_nodes && cfg->redis_db != 0)
+        return failf(err, errlen, "redis_cluster_nodes: a Redis Cluster has database 0 only, "
+                     "but redis_url names database %d", cfg->redis_db);
     if (cfg->reconnect_step_ms > cfg->reconnect_max_ms)
         return failf(err, errlen, "reconnect_step_ms must not exceed reconnect_max_ms");
     /* The credential wins over the password file, which wins over a
@@ -783,6 +795,7 @@ void fm_config_free(fm_config *cfg)
     free(cfg->redis_password);
     free(cfg->redis_file_password);
     free_addrs(cfg->sentinels, cfg->nsentinels);
+    free_addrs(cfg->cluster_nodes, cfg->ncluster_nodes);
     free(cfg->uids);
     free(cfg->gids);
     free(cfg);
@@ -919,5 +932,7 @@ void fm_config_carry_restart(fm_config *next, fm_config *cur)
     SWAP(redis_db);
     SWAP(sentinels);
     SWAP(nsentinels);
+    SWAP(cluster_nodes);
+    SWAP(ncluster_nodes);
 #undef SWAP
 }

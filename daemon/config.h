@@ -13,6 +13,8 @@
 #define FM_SOCKET_PATH_MAX 107  /* sun_path minus the NUL; libuv truncates silently */
 #define FM_SENTINELS_MAX 16     /* redis_sentinels: more would only slow a failover's search */
 #define FM_SENTINEL_PORT 26379  /* a sentinel's port when its address names none */
+#define FM_CLUSTER_SEEDS_MAX 16 /* redis_cluster_nodes: any one node tells all the others */
+#define FM_REDIS_PORT 6379      /* a cluster node's port when its address names none */
 
 typedef struct fm_redis_addr {
     char *host;          /* NULL for a Unix socket */
@@ -57,6 +59,8 @@ typedef struct fm_config {
     char *redis_file_password; /* while loading only */
     fm_redis_addr *sentinels; /* redis_sentinels, in the order given */
     size_t nsentinels;
+    fm_redis_addr *cluster_nodes; /* redis_cluster_nodes, in the order given */
+    size_t ncluster_nodes;
     uint64_t given;          /* directives set by the file or the command line */
     int redis_db;
     uid_t *uids;

@@ -1,10 +1,13 @@
 /* link.c -- the link's life cycle: its two contexts, what runs on each,
- * the sentinels that name their server (when configured), and its end.
+ * the sentinels that name their server or the Cluster whose masters take
+ * its commands (when configured), and its end.
  *
  * The command context carries link_cmd.c's commands and link_sub.c's ACL
- * probes; the pub/sub context carries link_sub.c's channels. This file
- * ties each context's ready and lost hooks to them, and sums the two up
- * for the owner's state hook. Freeing the link is
+ * probes; in a Cluster each master's context does (link_cluster.c), and
+ * the one command context stays idle. The pub/sub context carries
+ * link_sub.c's channels. This file ties each context's ready and lost
+ * hooks to them, and sums them up for the owner's state hook. Freeing the
+ * link is
  * asynchronous (libuv handles close later): the struct goes with the last
  * of its handles. */
 #include <stdio.h>
@@ -24,10 +27,23 @@ static void report_state(fm_link *link, int up, const char *why)
     link->on_state(up, why, link->state_arg);
 }
 
+int fm_link_up(const fm_link *link)
+{
+    return fm_link_ready(link) && link->ctx[CTX_SUB].state == ST_READY;
+}
+
 static void report_ready(fm_link *link)
 {
-    if (link->ctx[CTX_CMD].state == ST_READY && link->ctx[CTX_SUB].state == ST_READY)
+    if (fm_link_up(link))
         report_state(link, 1, NULL);
+}
+
+/* The context the daemon's own PING goes to: in a Cluster, a master's. */
+static fm_ctx *cmd_ctx(fm_link *link)
+{
+    if (link->cluster != NULL)
+        return fm_cluster_any(link->cluster);
+    return &link->ctx[CTX_CMD];
 }
 
 /* ---- round trip ---- */
@@ -60,9 +76,9 @@ static void on_pong(redisAsyncContext *ac, void *r, void *privdata)
 
 static void ping(fm_link *link)
 {
-    fm_ctx *ctx = &link->ctx[CTX_CMD];
+    fm_ctx *ctx = cmd_ctx(link);
 
-    if (ctx->state != ST_READY || ctx->ac == NULL || link->rtt.out)
+    if (ctx == NULL || ctx->state != ST_READY || ctx->ac == NULL || link->rtt.out)
         return;
     if (redisAsyncCommand(ctx->ac, on_pong, link, link->sentinel != NULL ? "ROLE" : "PING")
         != REDIS_OK)
@@ -78,7 +94,7 @@ static void on_ping_timer(uv_timer_t *t)
 
 /* ---- the contexts' hooks ---- */
 
-static void cmd_ready(fm_ctx *ctx)
+void fm_link_cmd_ready(fm_ctx *ctx)
 {
     ping(ctx->link);
     fm_link_probe_ready(ctx->link);
@@ -86,10 +102,18 @@ static void cmd_ready(fm_ctx *ctx)
     report_ready(ctx->link);
 }
 
-static void cmd_lost(fm_ctx *ctx, int was_ready)
+void fm_link_cmd_lost(fm_ctx *ctx, int was_ready)
 {
+    char name[320], why[600];
+
+    (void)was_ready;
     ctx->link->rtt.last_us = -1;
-    report_state(ctx->link, 0, ctx->lasterr);
+    if (ctx->link->cluster == NULL) {
+        report_state(ctx->link, 0, ctx->lasterr);
+        return;
+    }
+    snprintf(why, sizeof(why), "%s: %s", fm_ctx_name(ctx, name, sizeof(name)), ctx->lasterr);
+    report_state(ctx->link, 0, why);
 }
 
 static void sub_ready(fm_ctx *ctx)
@@ -104,12 +128,17 @@ static void sub_lost(fm_ctx *ctx, int was_ready)
     report_state(ctx->link, 0, ctx->lasterr);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+void fm_link_release_handle(fm_link *link)
 {
-    fm_link *link = h->data;
+    if (--link->open_handles > 0)
+        return;
+    fm_cluster_free(link->cluster);
+    free(link);
+}
 
-    if (--link->open_handles == 0)
-        free(link);
+void fm_link_handle_closed(uv_handle_t *h)
+{
+    fm_link_release_handle(h->data);
 }
 
 fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg)
@@ -122,8 +151,8 @@ fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg)
     link->cfg = cfg;
     link->reported_up = -1;
     fm_ctx_init(&link->ctx[CTX_CMD], link, CTX_CMD);
-    link->ctx[CTX_CMD].on_ready = cmd_ready;
-    link->ctx[CTX_CMD].on_lost = cmd_lost;
+    link->ctx[CTX_CMD].on_ready = fm_link_cmd_ready;
+    link->ctx[CTX_CMD].on_lost = fm_link_cmd_lost;
     fm_ctx_init(&link->ctx[CTX_SUB], link, CTX_SUB);
     link->ctx[CTX_SUB].on_ready = sub_ready;
     link->ctx[CTX_SUB].on_lost = sub_lost;
@@ -134,6 +163,10 @@ fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg)
     link->open_handles = 4;     /* two context timers, the retry and ping timers */
     if (cfg->nsentinels > 0 &&
         (link->sentinel = fm_sentinel_create(loop, cfg, on_switch, link)) == NULL) {
+        fm_link_free(link);
+        return NULL;
+    }
+    if (cfg->ncluster_nodes > 0 && (link->cluster = fm_cluster_create(link)) == NULL) {
         fm_link_free(link);
         return NULL;
     }
@@ -148,7 +181,10 @@ int fm_link_start(fm_link *link)
 {
     if (link->sentinel != NULL)
         fm_sentinel_start(link->sentinel);
-    fm_ctx_connect(&link->ctx[CTX_CMD]);
+    if (link->cluster != NULL)
+        fm_cluster_start(link->cluster);
+    else
+        fm_ctx_connect(&link->ctx[CTX_CMD]);
     fm_ctx_connect(&link->ctx[CTX_SUB]);
     uv_timer_start(&link->rtt.timer, on_ping_timer, FM_LINK_PING_MS, FM_LINK_PING_MS);
     return 0;
@@ -169,6 +205,8 @@ void fm_link_set_config(fm_link *link, const fm_config *cfg)
 
 int fm_link_ready(const fm_link *link)
 {
+    if (link->cluster != NULL)
+        return fm_cluster_ready(link->cluster);
     return link->ctx[CTX_CMD].state == ST_READY;
 }
 
@@ -176,6 +214,8 @@ const char *fm_link_error(const fm_link *link)
 {
     const fm_ctx *ctx = &link->ctx[CTX_CMD];
 
+    if (link->cluster != NULL)
+        return fm_cluster_error(link->cluster);
     return ctx->state != ST_READY && ctx->lasterr[0] != '\0' ? ctx->lasterr : NULL;
 }
 
@@ -200,7 +240,7 @@ void fm_link_get_stats(const fm_link *link, fm_link_stats *out)
      * than the last round trip, the first after a connect included, says
      * more than it. */
     out->rtt_us = -1;
-    if (link->ctx[CTX_CMD].state != ST_READY)
+    if (!fm_link_ready(link))
         return;
     out->rtt_us = link->rtt.last_us;
     if (link->rtt.out) {
@@ -220,11 +260,13 @@ void fm_link_free(fm_link *link)
     for (int k = 0; k < 2; k++) {
         fm_ctx_close(&link->ctx[k]);
         link->ctx[k].timer.data = link;
-        uv_close((uv_handle_t *)&link->ctx[k].timer, on_handle_closed);
+        uv_close((uv_handle_t *)&link->ctx[k].timer, fm_link_handle_closed);
     }
+    if (link->cluster != NULL)
+        fm_cluster_close(link->cluster);
     /* After the contexts, which withdrew what they asked. */
     fm_sentinel_free(link->sentinel);
     fm_link_sub_free(link);
-    uv_close((uv_handle_t *)&link->retry_timer, on_handle_closed);
-    uv_close((uv_handle_t *)&link->rtt.timer, on_handle_closed);
+    uv_close((uv_handle_t *)&link->retry_timer, fm_link_handle_closed);
+    uv_close((uv_handle_t *)&link->rtt.timer, fm_link_handle_closed);
 }

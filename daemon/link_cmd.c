@@ -28,6 +28,7 @@
  * Redis are owned by hiredis until their reply (or the link's loss) comes back. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "link_int.h"
 #include "log.h"
@@ -203,6 +204,47 @@ static void learn(fm_flow *f, const fm_cmd *cmd, const redisReply *r)
     f->read_est = per_key > est ? per_key : est > READ_EST_MIN ? est : READ_EST_MIN;
 }
 
+/* ---- routing ---- */
+
+/* Where cmd goes: the one command context, or in a Cluster its slot's
+ * master (an ASK's node once); NULL while no master is known for it. */
+static fm_ctx *route(fm_link *link, fm_cmd *cmd)
+{
+    if (link->cluster == NULL)
+        return &link->ctx[CTX_CMD];
+    if (cmd->ask != NULL && cmd->ask->retired)
+        cmd->ask = NULL;
+    if (cmd->ask != NULL)
+        return cmd->ask;
+    if (cmd->slot < 0)
+        return fm_cluster_any(link->cluster);
+    return fm_cluster_route(link->cluster, (unsigned)cmd->slot);
+}
+
+static int routed_ready(fm_link *link, fm_cmd *cmd)
+{
+    fm_ctx *ctx = route(link, cmd);
+
+    return ctx != NULL && ctx->state == ST_READY;
+}
+
+/* The slot of a command's keys: the commands the services send name
+ * their key first, but for those of no key. Scripts name theirs in
+ * nkeys, and every script of ours keeps its keys in one slot. */
+static int cmd_slot(const fm_cmd *cmd, int nkeys)
+{
+    static const char *const keyless[] = {"PING", "INFO", "PUBLISH"};
+    int first = cmd->script ? 3 : 1;
+
+    if (cmd->script ? nkeys == 0 : cmd->argc < 2)
+        return -1;
+    for (size_t i = 0; !cmd->script && i < sizeof(keyless) / sizeof(keyless[0]); i++)
+        if (cmd->lens[0] == strlen(keyless[i]) &&
+            strncasecmp(cmd->argv[0], keyless[i], cmd->lens[0]) == 0)
+            return -1;
+    return (int)fm_slot(cmd->argv[first], cmd->lens[first]);
+}
+
 /* ---- sending ---- */
 
 static void cmd_finish(fm_cmd *cmd, fm_link_status status, redisReply *reply)
@@ -219,9 +261,12 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata);
 static int cmd_write(fm_cmd *cmd)
 {
     fm_link *link = cmd->link;
-    fm_ctx *ctx = &link->ctx[CTX_CMD];
+    fm_ctx *ctx = route(link, cmd);
 
-    if (ctx->state != ST_READY)
+    if (ctx == NULL || ctx->state != ST_READY)
+        return -1;
+    /* ASK holds for the one command after ASKING, on that connection. */
+    if (cmd->ask != NULL && redisAsyncCommand(ctx->ac, NULL, NULL, "ASKING") != REDIS_OK)
         return -1;
     if (cmd->script) {
         cmd->argv[0] = cmd->use_eval ? "EVAL" : "EVALSHA";
@@ -233,6 +278,8 @@ static int cmd_write(fm_cmd *cmd)
                               cmd->lens) != REDIS_OK)
         return -1;
     cmd->state = CMD_SENT;
+    cmd->ctx = ctx;
+    cmd->ask = NULL;
     count_out(link, cmd);
     link->counts.commands++;
     return 0;
@@ -249,8 +296,7 @@ static void on_retry_timer(uv_timer_t *t)
 static void write_refused(fm_link *link, fm_cmd *cmd)
 {
     enqueue(link, cmd, 0);
-    if (link->ctx[CTX_CMD].state == ST_READY &&
-        !uv_is_active((uv_handle_t *)&link->retry_timer))
+    if (routed_ready(link, cmd) && !uv_is_active((uv_handle_t *)&link->retry_timer))
         uv_timer_start(&link->retry_timer, on_retry_timer, TRANSIENT_RETRY_MS, 0);
 }
 
@@ -268,7 +314,9 @@ static int serve(fm_link *link, fm_flow *f, uint64_t now, uint64_t *wake)
                 *wake = cmd->retry_at;
             break;
         }
-        if (!may_go(link, f, cmd))
+        /* Its node is not there yet: the flow waits for it, keeping
+         * its order (node_ready pumps). */
+        if (!routed_ready(link, cmd) || !may_go(link, f, cmd))
             break;
         dequeue(link, cmd);
         if (cmd_write(cmd) != 0) {
@@ -288,7 +336,8 @@ void fm_link_pump(fm_link *link)
     /* Turns of the ring until one sends nothing. A flow that sent goes to
      * the back, so flows that were held back are served first next time
      * capacity comes free. */
-    while (progress && link->ring_len > 0 && link->ctx[CTX_CMD].state == ST_READY) {
+    while (progress && link->ring_len > 0 &&
+           (link->cluster != NULL || link->ctx[CTX_CMD].state == ST_READY)) {
         size_t visits = link->ring_len;
         fm_list *n = link->ring.next;
 
@@ -325,7 +374,52 @@ static void retry_later(fm_link *link, fm_cmd *cmd)
 static int reply_transient(const redisReply *r)
 {
     return fm_link_reply_is(r, "LOADING") || fm_link_reply_is(r, "BUSY") ||
-           fm_link_reply_is(r, "MASTERDOWN") || fm_link_reply_is(r, "TRYAGAIN");
+           fm_link_reply_is(r, "MASTERDOWN") || fm_link_reply_is(r, "TRYAGAIN") ||
+           fm_link_reply_is(r, "CLUSTERDOWN");
+}
+
+/* MOVED or ASK: "<slot> <host>:<port>", where an empty host is the node
+ * that answered. Returns 1 when cmd was sent back to wait for its new
+ * node, 0 when the reply is no redirection (or none we can follow: it
+ * then goes to the caller as Redis's error). */
+static int redirected(fm_link *link, fm_cmd *cmd, const redisReply *r)
+{
+    int ask = fm_link_reply_is(r, "ASK");
+    char host[FM_SENTINEL_HOST_MAX];
+    unsigned long slot;
+    const char *colon;
+    char *end;
+    long port;
+    fm_ctx *to = NULL;
+
+    if (link->cluster == NULL || (!ask && !fm_link_reply_is(r, "MOVED")))
+        return 0;
+    slot = strtoul(r->str + (ask ? 4 : 6), &end, 10);
+    colon = memrchr(r->str, ':', r->len);
+    if (slot >= FM_SLOTS || *end != ' ' || colon == NULL || colon < end)
+        return 0;
+    port = strtol(colon + 1, NULL, 10);
+    if (port <= 0 || port > 65535 || (size_t)(colon - end - 1) >= sizeof(host))
+        return 0;
+    if (colon == end + 1)
+        snprintf(host, sizeof(host), "%s", cmd->ctx->addr_host);
+    else
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - end - 1), end + 1);
+    if (ask && (to = fm_cluster_node(link->cluster, host, (int)port)) == NULL)
+        return 0;
+    if (!ask)
+        fm_cluster_moved(link->cluster, (unsigned)slot, host, (int)port);
+    cmd->ask = to;
+    cmd->transient = 1;
+    link->counts.retries++;
+    /* Nodes that keep sending it on (a map changing under us) are asked
+     * at the pace of a retry, not in a tight loop. */
+    if (++cmd->redirects > 3) {
+        retry_later(link, cmd);
+        return 1;
+    }
+    enqueue(link, cmd, 0);
+    return 1;
 }
 
 /* We are talking to a replica now (a failover): reconnect, and run the
@@ -334,7 +428,7 @@ static int reply_transient(const redisReply *r)
  * command succeeds, the reconnects back off and log once. */
 static void on_readonly(fm_link *link, redisAsyncContext *ac, fm_cmd *cmd)
 {
-    fm_ctx *ctx = &link->ctx[CTX_CMD];
+    fm_ctx *ctx = cmd->ctx;
 
     cmd->transient = 1;
     link->counts.retries++;
@@ -345,6 +439,8 @@ static void on_readonly(fm_link *link, redisAsyncContext *ac, fm_cmd *cmd)
         ctx->state = ST_LOST;
         redisAsyncDisconnect(ac);
     }
+    if (link->cluster != NULL)
+        fm_cluster_refresh(link->cluster);
 }
 
 static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
@@ -357,8 +453,8 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
     if (reply == NULL) {
         /* The context is being torn down: nothing more may be written to
          * it, so mark it before the caller's callback submits anything. */
-        if (link->ctx[CTX_CMD].state == ST_READY)
-            link->ctx[CTX_CMD].state = ST_LOST;
+        if (cmd->ctx->state == ST_READY)
+            cmd->ctx->state = ST_LOST;
         cmd_finish(cmd, FM_LINK_DOWN, NULL);
         return;
     }
@@ -373,7 +469,13 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
             return;
         }
         if (reply_transient(reply)) {
+            if (link->cluster != NULL && fm_link_reply_is(reply, "CLUSTERDOWN"))
+                fm_cluster_refresh(link->cluster);
             retry_later(link, cmd);
+            return;
+        }
+        if (redirected(link, cmd, reply)) {
+            fm_link_pump(link);
             return;
         }
         if (fm_link_reply_is(reply, "READONLY")) {
@@ -381,8 +483,8 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
             return;
         }
     }
-    if (link->ctx[CTX_CMD].suspect && link->ctx[CTX_CMD].state == ST_READY)
-        fm_ctx_recovered(&link->ctx[CTX_CMD]);
+    if (cmd->ctx->suspect && cmd->ctx->state == ST_READY)
+        fm_ctx_recovered(cmd->ctx);
     learn(cmd->flow, cmd, reply);
     cmd_finish(cmd, FM_LINK_OK, reply);
     fm_link_pump(link);
@@ -398,9 +500,9 @@ int fm_link_register_script(fm_link *link, fm_script *script)
     return 0;
 }
 
-static fm_cmd *cmd_create(fm_link *link, fm_flow *flow, size_t reads, fm_script *script,
-                          int nkeys, int argc, const char **argv, const size_t *lens,
-                          fm_link_cb *cb, void *arg)
+fm_cmd *fm_link_cmd_create(fm_link *link, fm_flow *flow, size_t reads, fm_script *script,
+                           int nkeys, int argc, const char **argv, const size_t *lens,
+                           fm_link_cb *cb, void *arg)
 {
     int extra = script ? 3 : 0, total = argc + extra;
     size_t data = 0;
@@ -441,42 +543,72 @@ static fm_cmd *cmd_create(fm_link *link, fm_flow *flow, size_t reads, fm_script 
         cmd->lens[extra + i] = lens[i];
         p += lens[i];
     }
+    cmd->slot = cmd_slot(cmd, nkeys);
     return cmd;
+}
+
+void fm_link_cmd_discard(fm_cmd *cmd)
+{
+    flow_unref(cmd->flow);
+    free(cmd);
 }
 
 /* Straight to Redis when its flow has nothing waiting and may send it;
  * into the flow's queue otherwise. */
-static fm_cmd *submit(fm_link *link, fm_cmd *cmd)
+fm_cmd *fm_link_cmd_submit(fm_link *link, fm_cmd *cmd)
 {
     if (cmd == NULL)
         return NULL;
     if (link->closing) {
-        flow_unref(cmd->flow);
-        free(cmd);
+        fm_link_cmd_discard(cmd);
         return NULL;
     }
-    if (!fm_list_empty(&cmd->flow->queue) || !may_go(link, cmd->flow, cmd))
+    if (!fm_list_empty(&cmd->flow->queue) || !routed_ready(link, cmd) ||
+        !may_go(link, cmd->flow, cmd))
         enqueue(link, cmd, 0);
     else if (cmd_write(cmd) != 0)
         write_refused(link, cmd);
     return cmd;
 }
 
+/* A batch (MGET, or DEL of several keys) whose keys are in more than one
+ * slot: a Cluster refuses it whole (CROSSSLOT). */
+static int spans_slots(const fm_link *link, int argc, const char **argv, const size_t *lens)
+{
+    unsigned slot;
+
+    if (link->cluster == NULL || argc < 3 ||
+        !((lens[0] == 4 && strncasecmp(argv[0], "MGET", 4) == 0) ||
+          (lens[0] == 3 && strncasecmp(argv[0], "DEL", 3) == 0)))
+        return 0;
+    slot = fm_slot(argv[1], lens[1]);
+    for (int i = 2; i < argc; i++)
+        if (fm_slot(argv[i], lens[i]) != slot)
+            return 1;
+    return 0;
+}
+
 fm_cmd *fm_link_command(fm_link *link, fm_flow *flow, size_t reads, int argc,
                         const char **argv, const size_t *lens, fm_link_cb *cb, void *arg)
 {
-    return submit(link, cmd_create(link, flow, reads, NULL, 0, argc, argv, lens, cb, arg));
+    if (spans_slots(link, argc, argv, lens))
+        return fm_link_split(link, flow, reads, argc, argv, lens, cb, arg);
+    return fm_link_cmd_submit(link, fm_link_cmd_create(link, flow, reads, NULL, 0, argc, argv,
+                                                       lens, cb, arg));
 }
 
 fm_cmd *fm_link_script(fm_link *link, fm_flow *flow, fm_script *script, int nkeys,
                        int argc, const char **argv, const size_t *lens, fm_link_cb *cb,
                        void *arg)
 {
-    return submit(link, cmd_create(link, flow, 0, script, nkeys, argc, argv, lens, cb, arg));
+    return fm_link_cmd_submit(link, fm_link_cmd_create(link, flow, 0, script, nkeys, argc, argv,
+                                                       lens, cb, arg));
 }
 
 int fm_link_cancel(fm_cmd *cmd)
 {
+    if (cmd->split != NULL)
+        return fm_link_split_cancel(cmd);
     if (cmd->state == CMD_QUEUED) {
         fm_flow *f = cmd->flow;
 
@@ -491,7 +623,7 @@ int fm_link_cancel(fm_cmd *cmd)
 
 int fm_cmd_transient(const fm_cmd *cmd)
 {
-    return cmd->transient;
+    return cmd->split != NULL ? fm_link_split_transient(cmd) : cmd->transient;
 }
 
 void fm_link_fail_waiting(fm_link *link)

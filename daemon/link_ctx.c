@@ -23,6 +23,14 @@
 
 static const char *const ctx_names[] = {"command", "pub/sub"};
 
+const char *fm_ctx_name(const fm_ctx *ctx, char *buf, size_t len)
+{
+    if (ctx->link->cluster == NULL || ctx->addr_port == 0)
+        return ctx_names[ctx->kind];
+    snprintf(buf, len, "%s (node %s:%d)", ctx_names[ctx->kind], ctx->addr_host, ctx->addr_port);
+    return buf;
+}
+
 static void ctx_lost(fm_ctx *ctx, const char *why);
 
 int fm_link_reply_is_master(const redisReply *r)
@@ -72,7 +80,7 @@ static void schedule_reconnect(fm_ctx *ctx)
     fm_link *link = ctx->link;
 
     ctx->state = ST_IDLE;
-    if (link->closing)
+    if (link->closing || ctx->retired)
         return;
     ctx->attempt++;
     uv_timer_start(&ctx->timer, on_ctx_timer, (uint64_t)backoff_ms(link, ctx->attempt), 0);
@@ -82,8 +90,10 @@ static void schedule_reconnect(fm_ctx *ctx)
 static void note_error(const fm_ctx *ctx)
 {
     fm_link *link = ctx->link;
+    char name[320];
 
-    snprintf(link->last_error, sizeof(link->last_error), "%s: %s", ctx_names[ctx->kind],
+    snprintf(link->last_error, sizeof(link->last_error), "%s: %s",
+             fm_ctx_name(ctx, name, sizeof(name)),
              ctx->lasterr[0] != '\0' ? ctx->lasterr : "connection closed");
     link->last_error_ms = uv_now(link->loop);
 }
@@ -109,18 +119,20 @@ static void ctx_lost(fm_ctx *ctx, const char *why)
     fm_link *link = ctx->link;
     int was_ready = ctx->state == ST_READY || ctx->state == ST_LOST;
     redisAsyncContext *ac = ctx->ac;
+    char name[320];
 
     if (why != NULL)
         snprintf(ctx->lasterr, sizeof(ctx->lasterr), "%s", why);
     withhold_password(ctx);
-    if (!ctx->logged_down && !link->closing) {
-        fm_log_warn("redis %s link %s: %s", ctx_names[ctx->kind],
+    /* A retired node's end is no loss (link_cluster.c said why). */
+    if (!ctx->logged_down && !link->closing && !ctx->retired) {
+        fm_log_warn("redis %s link %s: %s", fm_ctx_name(ctx, name, sizeof(name)),
                     was_ready ? "lost" : "not established", ctx->lasterr);
         ctx->logged_down = 1;
     }
     if (was_ready)
         link->counts.disconnects++;
-    if (!link->closing)
+    if (!link->closing && !ctx->retired)
         note_error(ctx);
     ctx->on_lost(ctx, was_ready);
     ctx->state = ST_LOST;
@@ -164,7 +176,7 @@ void fm_ctx_recovered(fm_ctx *ctx)
     /* With Sentinel, where the master is now is worth the line. */
     const char *at = ctx->link->sentinel != NULL ? ", master at " : "";
     const char *host = ctx->link->sentinel != NULL ? ctx->host : "";
-    char port[16] = "";
+    char port[16] = "", name[320];
 
     if (ctx->link->sentinel != NULL)
         snprintf(port, sizeof(port), ":%d", ctx->port);
@@ -172,10 +184,12 @@ void fm_ctx_recovered(fm_ctx *ctx)
     ctx->attempt = 0;
     ctx->lasterr[0] = '\0';
     if (ctx->logged_down) {
-        fm_log_info("redis %s link up%s%s%s", ctx_names[ctx->kind], at, host, port);
+        fm_log_info("redis %s link up%s%s%s", fm_ctx_name(ctx, name, sizeof(name)), at, host,
+                    port);
         ctx->logged_down = 0;
     } else {
-        fm_log_debug("redis %s link up%s%s%s", ctx_names[ctx->kind], at, host, port);
+        fm_log_debug("redis %s link up%s%s%s", fm_ctx_name(ctx, name, sizeof(name)), at, host,
+                     port);
     }
 }
 
@@ -318,13 +332,12 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     fm_ctx *ctx = req->data;
     fm_link *link = ctx->link;
 
-    link->open_handles--;
     if (link->closing) {
         uv_freeaddrinfo(res);
-        if (link->open_handles == 0)
-            free(link);
+        fm_link_release_handle(link);
         return;
     }
+    link->open_handles--;
     if (ctx->stale) {
         uv_freeaddrinfo(res);
         ctx_lost(ctx, "the sentinels switched the master while it was being resolved");
@@ -385,6 +398,12 @@ void fm_ctx_connect(fm_ctx *ctx)
         fm_sentinel_ask(link->sentinel, &ctx->ask, on_master_named);
         return;
     }
+    if (link->cluster != NULL && ctx->kind == CTX_SUB)
+        fm_cluster_sub_addr(link->cluster, ctx);
+    if (ctx->addr_port != 0) {
+        resolve(ctx, ctx->addr_host, ctx->addr_port);
+        return;
+    }
     if (cfg->redis.path != NULL) {
         uv_timer_start(&ctx->timer, on_ctx_timer, (uint64_t)cfg->request_timeout_ms, 0);
         ctx->host[0] = '\0';
@@ -417,6 +436,41 @@ void fm_ctx_switch(fm_ctx *ctx, const char *host, int port, const char *why)
         /* ASKING: sentinel.c asks again. LOST: on its way to IDLE. */
         break;
     }
+}
+
+void fm_ctx_retire(fm_ctx *ctx)
+{
+    ctx->retired = 1;
+    switch (ctx->state) {
+    case ST_IDLE:
+        uv_timer_stop(&ctx->timer);
+        break;
+    case ST_READY:
+        /* Nothing more is written to it; the replies on their way still
+         * come, then hiredis disconnects and on_disconnect ends it. */
+        ctx->state = ST_LOST;
+        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "left the slot map");
+        redisAsyncDisconnect(ctx->ac);
+        break;
+    case ST_RESOLVING:
+    case ST_CONNECTING:
+    case ST_SETUP:
+        ctx_lost(ctx, "left the slot map");
+        break;
+    default:
+        /* LOST: on its way to IDLE, where it stays. */
+        break;
+    }
+}
+
+void fm_ctx_rejoin(fm_ctx *ctx)
+{
+    if (!ctx->retired)
+        return;
+    ctx->retired = 0;
+    ctx->attempt = 0;
+    if (ctx->state == ST_IDLE)
+        fm_ctx_connect(ctx);
 }
 
 void fm_ctx_init(fm_ctx *ctx, fm_link *link, int kind)

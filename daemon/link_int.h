@@ -1,7 +1,9 @@
 /* link_int.h -- the link's insides, shared by its files and nothing else.
- * From the bottom up: link_ctx.c (the two contexts' connect machine),
- * link_cmd.c (commands, flows and their scheduling), link_sub.c (pub/sub
- * channels), link.c (the link's life cycle, which ties them together).
+ * From the bottom up: link_ctx.c (the contexts' connect machine),
+ * link_cmd.c (commands, flows and their scheduling), link_split.c (batches
+ * cut by slot in a Cluster), link_sub.c (pub/sub channels),
+ * link_cluster.c (a Cluster's slot map and its masters' contexts), link.c
+ * (the link's life cycle, which ties them together).
  * A context tells its owner it is ready or lost through the hooks the
  * owner set, so the machine knows nothing of what runs on it. */
 #ifndef FM_LINK_INT_H
@@ -15,6 +17,8 @@
 #include "list.h"
 #include "map.h"
 #include "sentinel.h"
+#include "slot.h"
+#include "slotmap.h"
 
 #define MAX_SCRIPTS 8
 
@@ -32,6 +36,11 @@ struct fm_ctx {
     fm_sentinel_waiter ask;    /* ST_ASKING: which master, with Sentinel */
     char host[FM_SENTINEL_HOST_MAX];    /* this attempt's server; "" over a Unix socket */
     int port;
+    /* Where to connect when set (a Cluster's node), rather than where
+     * redis_url or the sentinels say. */
+    char addr_host[FM_SENTINEL_HOST_MAX];
+    int addr_port;
+    int retired;            /* a node that left the slot map: no reconnect */
     int stale;              /* the master switched while resolving host */
     int attempt;
     int setup_pending;      /* setup replies still to come */
@@ -59,6 +68,12 @@ struct fm_cmd {
     int transient;          /* Redis said "not now" to it at least once */
     fm_script *script;
     int use_eval;           /* NOSCRIPT seen: send the body */
+    int slot;               /* its keys' slot in a Cluster; -1: any node */
+    fm_ctx *ask;            /* ASK: once to this node, after ASKING */
+    fm_ctx *ctx;            /* where it was written, while SENT */
+    int redirects;          /* MOVED and ASK answers so far */
+    struct fm_split *split; /* a batch cut by slot (link_split.c) */
+    struct fm_split *part_of;   /* the batch it is a part of */
     uint64_t retry_at;
     size_t reads;           /* keys whose values come back */
     size_t req_bytes;       /* what it costs Redis to read */
@@ -117,6 +132,7 @@ struct fm_link {
     const fm_config *cfg;
     fm_ctx ctx[2];
     fm_sentinel *sentinel;  /* NULL: redis_url names the server */
+    struct fm_cluster *cluster; /* NULL: not a Cluster */
     fm_script *scripts[MAX_SCRIPTS];
     int nscripts;
     fm_script sub_probe;    /* may this user subscribe to a channel? */
@@ -144,6 +160,16 @@ struct fm_link {
     int open_handles;
 };
 
+/* link.c: what a command context's hooks run, for the contexts a
+ * Cluster adds; and a handle of the link's closed (the last frees it). */
+void fm_link_cmd_ready(fm_ctx *ctx);
+void fm_link_cmd_lost(fm_ctx *ctx, int was_ready);
+void fm_link_handle_closed(uv_handle_t *h);
+void fm_link_release_handle(fm_link *link);
+/* Whether the link is up: every slot's master (or the one server) ready,
+ * and the pub/sub context. */
+int fm_link_up(const fm_link *link);
+
 /* link_ctx.c */
 void fm_ctx_init(fm_ctx *ctx, fm_link *link, int kind);
 void fm_ctx_connect(fm_ctx *ctx);
@@ -160,6 +186,12 @@ void fm_ctx_switch(fm_ctx *ctx, const char *host, int port, const char *why);
 int fm_link_reply_is(const redisReply *r, const char *code);
 /* Whether a reply to ROLE says master. */
 int fm_link_reply_is_master(const redisReply *r);
+/* A node leaves the slot map: what it has out still comes back, then it
+ * disconnects and stays so until fm_ctx_rejoin. */
+void fm_ctx_retire(fm_ctx *ctx);
+void fm_ctx_rejoin(fm_ctx *ctx);
+/* "command", "pub/sub", with the node's address in a Cluster. */
+const char *fm_ctx_name(const fm_ctx *ctx, char *buf, size_t len);
 
 /* link_cmd.c */
 void fm_link_cmd_init(fm_link *link);
@@ -167,6 +199,47 @@ void fm_link_cmd_init(fm_link *link);
 void fm_link_pump(fm_link *link);
 /* Answers every waiting command with FM_LINK_DOWN (the link is closing). */
 void fm_link_fail_waiting(fm_link *link);
+fm_cmd *fm_link_cmd_create(fm_link *link, fm_flow *flow, size_t reads, fm_script *script,
+                           int nkeys, int argc, const char **argv, const size_t *lens,
+                           fm_link_cb *cb, void *arg);
+/* Sends it, or queues it; NULL when the link is closing (cmd freed). */
+fm_cmd *fm_link_cmd_submit(fm_link *link, fm_cmd *cmd);
+/* Frees a command that never left the link. */
+void fm_link_cmd_discard(fm_cmd *cmd);
+
+/* link_split.c: a batch command of keys in several slots (MGET, DEL), as
+ * one command per slot and one reply. NULL when out of memory. */
+fm_cmd *fm_link_split(fm_link *link, fm_flow *flow, size_t reads, int argc,
+                      const char **argv, const size_t *lens, fm_link_cb *cb, void *arg);
+int fm_link_split_cancel(fm_cmd *cmd);
+int fm_link_split_transient(const fm_cmd *cmd);
+
+/* link_cluster.c */
+typedef struct fm_cluster fm_cluster;
+fm_cluster *fm_cluster_create(fm_link *link);
+void fm_cluster_start(fm_cluster *c);
+/* The context of slot's master, or NULL while the map names none. */
+fm_ctx *fm_cluster_route(const fm_cluster *c, unsigned slot);
+/* A ready master's context, for commands of no key; NULL: none ready. */
+fm_ctx *fm_cluster_any(const fm_cluster *c);
+/* The context of the node at host:port, made (and connecting) when new;
+ * NULL when the cluster has too many nodes. */
+fm_ctx *fm_cluster_node(fm_cluster *c, const char *host, int port);
+/* MOVED: slot is served at host:port now; the whole map is asked for
+ * again. */
+void fm_cluster_moved(fm_cluster *c, unsigned slot, const char *host, int port);
+/* Asks for the slot map again soon (a node lost, CLUSTERDOWN). */
+void fm_cluster_refresh(fm_cluster *c);
+/* Every slot has a master, and each master's context is ready. */
+int fm_cluster_ready(const fm_cluster *c);
+/* Why not, or NULL. */
+const char *fm_cluster_error(fm_cluster *c);
+/* Sets where the pub/sub context goes next: the nodes in turn. */
+void fm_cluster_sub_addr(fm_cluster *c, fm_ctx *ctx);
+/* Drops every context and closes the handles (the link counts them);
+ * fm_cluster_free frees the memory once they closed. */
+void fm_cluster_close(fm_cluster *c);
+void fm_cluster_free(fm_cluster *c);
 
 /* link_sub.c */
 int fm_link_sub_init(fm_link *link);

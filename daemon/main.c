@@ -60,6 +60,10 @@ int main(int argc, char **argv)
         fm_log_info("%s started, Redis: the master \"%s\" of %zu sentinel(s), db %d",
                     fm_config_version(), srv.cfg->redis_sentinel_master, srv.cfg->nsentinels,
                     srv.cfg->redis_db);
+    else if (srv.cfg->ncluster_nodes > 0)
+        fm_log_info("%s started, Redis: a Cluster, first asked at %s:%d (%zu seed node(s))",
+                    fm_config_version(), srv.cfg->cluster_nodes[0].host,
+                    srv.cfg->cluster_nodes[0].port, srv.cfg->ncluster_nodes);
     else if (srv.cfg->redis.path != NULL)
         fm_log_info("%s started, Redis at %s, db %d", fm_config_version(), srv.cfg->redis.path,
                     srv.cfg->redis_db);

@@ -271,7 +271,7 @@ int fm_slotbatch_make(fm_slotbatch *b, const fm_slotmap *m, const char *const *k
     }
     for (size_t i = 0; i < n; i++) {
         unsigned slot = fm_slot(keys[i], lens[i]);
-        long owner = fm_slotmap_owner(m, slot);
+        long owner = m != NULL ? fm_slotmap_owner(m, slot) : 0;
 
         if (owner < 0) {
             free(refs);

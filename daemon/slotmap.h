@@ -81,7 +81,9 @@ typedef struct fm_slotbatch {
 
 /* Splits keys[0..n) (lens[i] bytes each, full Redis key names) into b.
  * Returns 0, FM_SLOTMAP_UNCOVERED when a key's slot has no master (b is then
- * empty: a batch is sent whole or not at all), or FM_SLOTMAP_ENOMEM. */
+ * empty: a batch is sent whole or not at all), or FM_SLOTMAP_ENOMEM. With m
+ * NULL the keys split by slot alone (every group's node is 0), for a
+ * caller that routes each group when it sends it. */
 int fm_slotbatch_make(fm_slotbatch *b, const fm_slotmap *m, const char *const *keys,
                       const size_t *lens, size_t n);
 /* Frees what fm_slotbatch_make allocated; b is then empty. */

@@ -947,16 +947,26 @@ START_TEST(test_sentinels_and_cluster_together_are_an_error)
 }
 END_TEST
 
-START_TEST(test_cluster_alone_is_not_supported_yet)
+START_TEST(test_cluster_nodes_are_parsed_and_need_database_0)
 {
-    static const char *const cluster[] = {"redis_cluster_nodes", "c:7000 d:7000", NULL};
-    fmt_proc p;
+    static const char *const cluster[] = {"redis_cluster_nodes", "c:7000, [::1]:7001 e", NULL};
+    static const char *const db1[] = {"redis_cluster_nodes", "c:7000", "redis_url",
+                                      "redis://127.0.0.1:6379/1", NULL};
+    static const char *const bad[] = {"redis_cluster_nodes", "c:70000", NULL};
+    char err[600];
+    fm_config *cfg = load_args(NULL, cluster, err, sizeof(err));
 
-    expect_refused(NULL, cluster, "not supported", NULL);
-    ck_assert_int_eq(run_daemon(&p, (const char *const[]){"-t", "--redis_cluster_nodes",
-                                                          "c:7000", NULL}), 1);
-    ck_assert_msg(strstr(p.text[2], "not supported") != NULL, "stderr: %s", p.text[2]);
-    fmt_proc_free(&p);
+    ck_assert_msg(cfg != NULL, "refused: %s", err);
+    ck_assert_uint_eq(cfg->ncluster_nodes, 3);
+    ck_assert_str_eq(cfg->cluster_nodes[0].host, "c");
+    ck_assert_int_eq(cfg->cluster_nodes[0].port, 7000);
+    ck_assert_str_eq(cfg->cluster_nodes[1].host, "::1");
+    ck_assert_int_eq(cfg->cluster_nodes[1].port, 7001);
+    ck_assert_str_eq(cfg->cluster_nodes[2].host, "e");
+    ck_assert_int_eq(cfg->cluster_nodes[2].port, 6379);
+    fm_config_free(cfg);
+    expect_refused(NULL, db1, "database 0 only", "database 1", NULL);
+    expect_refused(NULL, bad, "redis_cluster_nodes: bad port", NULL);
 }
 END_TEST
 
@@ -1269,7 +1279,7 @@ Suite *fm_suite_config(void)
 
     tc = tcase(s, "high_availability");
     tcase_add_test(tc, test_sentinels_and_cluster_together_are_an_error);
-    tcase_add_test(tc, test_cluster_alone_is_not_supported_yet);
+    tcase_add_test(tc, test_cluster_nodes_are_parsed_and_need_database_0);
     tcase_add_test(tc, test_sentinel_directives_go_together);
     tcase_add_test(tc, test_sentinel_addresses_are_parsed);
     tcase_add_test(tc, test_bad_sentinel_addresses_are_refused);

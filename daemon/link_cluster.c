@@ -1,0 +1,396 @@
+/* link_cluster.c -- the link in a Redis Cluster: the slot map, one command
+ * context per master, and which of them a slot's commands go to.
+ *
+ * The map comes from CLUSTER SLOTS, asked of any ready node: at start of
+ * the seeds (redis_cluster_nodes), later of the masters. It is asked again
+ * when a command meets MOVED or CLUSTERDOWN and when a master's context is
+ * lost, at most every REFRESH_MIN_MS, and every RECHECK_MS for as long as
+ * a slot has no ready master: a killed master's slots come back when its
+ * replica is promoted, which only a new map tells. A node's context is
+ * made the first time the map, a MOVED or an ASK names it, and kept for
+ * the link's life: a node that leaves the map (a master demoted) is
+ * retired, not freed, so a command's pointer to it never dangles, and
+ * rejoins should the map name it again. Routes are indexes into the node
+ * table, one per slot, rebuilt from each new map.
+ *
+ * The pub/sub context is not a node's: it goes to the nodes in turn, each
+ * attempt to the next, since Redis Cluster carries a PUBLISH to every node
+ * and a subscriber anywhere hears it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "link_int.h"
+#include "log.h"
+
+#define NODES_MAX 1100          /* Redis's ceiling of 1000, and a few seeds */
+#define NO_NODE UINT16_MAX
+#define REFRESH_MIN_MS 100
+#define RECHECK_MS 500
+
+typedef struct fm_node {
+    fm_ctx ctx;
+    fm_cluster *cluster;
+    int in_map;                 /* a master in the current map */
+    int seed;                   /* named by redis_cluster_nodes */
+    int mark;
+    uint16_t index;             /* in the node table, which routes hold */
+} fm_node;
+
+struct fm_cluster {
+    fm_link *link;
+    fm_slotmap *map;
+    fm_node **nodes;
+    size_t nnodes;
+    uint16_t route[FM_SLOTS];
+    uv_timer_t timer;           /* the next CLUSTER SLOTS */
+    int slots_out;              /* a CLUSTER SLOTS is at a node */
+    int want;                   /* the map is to be asked for */
+    uint64_t last_ask;          /* uv_now() when it was last sent */
+    size_t sub_next;            /* the pub/sub context's next node */
+    int have_map;
+    char why[256];              /* why the map is not whole */
+    char errbuf[340];
+};
+
+static void node_ready(fm_ctx *ctx);
+static void node_lost(fm_ctx *ctx, int was_ready);
+
+static fm_node *node_of(fm_ctx *ctx)
+{
+    return (fm_node *)ctx;      /* ctx is the node's first member */
+}
+
+fm_ctx *fm_cluster_node(fm_cluster *c, const char *host, int port)
+{
+    fm_node *n, **grown;
+
+    for (size_t i = 0; i < c->nnodes; i++)
+        if (c->nodes[i]->ctx.addr_port == port && strcmp(c->nodes[i]->ctx.addr_host, host) == 0)
+            return &c->nodes[i]->ctx;
+    if (c->nnodes == NODES_MAX || strlen(host) >= sizeof(n->ctx.addr_host))
+        return NULL;
+    n = calloc(1, sizeof(*n));
+    grown = realloc(c->nodes, (c->nnodes + 1) * sizeof(*c->nodes));
+    if (n == NULL || grown == NULL) {
+        free(n);
+        if (grown != NULL)
+            c->nodes = grown;
+        return NULL;
+    }
+    c->nodes = grown;
+    n->index = (uint16_t)c->nnodes;
+    c->nodes[c->nnodes++] = n;
+    n->cluster = c;
+    fm_ctx_init(&n->ctx, c->link, CTX_CMD);
+    c->link->open_handles++;    /* its timer */
+    n->ctx.on_ready = node_ready;
+    n->ctx.on_lost = node_lost;
+    snprintf(n->ctx.addr_host, sizeof(n->ctx.addr_host), "%s", host);
+    n->ctx.addr_port = port;
+    fm_ctx_connect(&n->ctx);
+    return &n->ctx;
+}
+
+/* ---- the map ---- */
+
+static void arm(fm_cluster *c, uint64_t ms);
+
+static void apply_map(fm_cluster *c)
+{
+    size_t count = fm_slotmap_count(c->map);
+    uint16_t *index = calloc(count ? count : 1, sizeof(*index));
+    size_t uncovered = 0;
+
+    if (index == NULL) {
+        snprintf(c->why, sizeof(c->why), "out of memory applying the slot map");
+        return;
+    }
+    for (size_t i = 0; i < c->nnodes; i++)
+        c->nodes[i]->mark = 0;
+    for (size_t i = 0; i < count; i++) {
+        const fm_slotmap_node *m = fm_slotmap_node_at(c->map, i);
+        fm_ctx *ctx = fm_cluster_node(c, m->addr.host, m->addr.port);
+
+        if (ctx == NULL) {
+            snprintf(c->why, sizeof(c->why), "the slot map names more nodes than %d",
+                     NODES_MAX);
+            free(index);
+            return;
+        }
+        node_of(ctx)->mark = 1;
+        index[i] = node_of(ctx)->index;
+    }
+    for (unsigned s = 0; s < FM_SLOTS; s++) {
+        long owner = fm_slotmap_owner(c->map, s);
+
+        c->route[s] = owner < 0 ? NO_NODE : index[owner];
+        uncovered += owner < 0;
+    }
+    free(index);
+    for (size_t i = 0; i < c->nnodes; i++) {
+        fm_node *n = c->nodes[i];
+
+        if (n->mark && (!n->in_map || n->ctx.retired)) {
+            n->in_map = 1;
+            fm_ctx_rejoin(&n->ctx);
+        } else if (!n->mark && !n->ctx.retired) {
+            /* A seed that is a replica goes too: a connection per master. */
+            if (n->in_map)
+                fm_log_info("redis cluster: %s:%d is no longer a master in the slot map",
+                            n->ctx.addr_host, n->ctx.addr_port);
+            n->in_map = 0;
+            fm_ctx_retire(&n->ctx);
+        }
+    }
+    c->have_map = 1;
+    c->why[0] = '\0';
+    if (uncovered > 0)
+        snprintf(c->why, sizeof(c->why), "%zu of the cluster's %d slots have no master",
+                 uncovered, FM_SLOTS);
+}
+
+static void on_slots(redisAsyncContext *ac, void *r, void *privdata)
+{
+    fm_node *n = privdata;
+    fm_cluster *c = n->cluster;
+    redisReply *reply = r;
+    char err[200];
+
+    c->slots_out = 0;
+    if (c->link->closing)
+        return;
+    if (reply == NULL) {
+        /* The node went with the question out: ask another. */
+        arm(c, 0);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        snprintf(c->why, sizeof(c->why), "CLUSTER SLOTS at %.64s:%d: %.150s", n->ctx.addr_host,
+                 n->ctx.addr_port, reply->str);
+    } else if (fm_slotmap_update(c->map, reply, n->ctx.host, err, sizeof(err)) != 0) {
+        snprintf(c->why, sizeof(c->why), "CLUSTER SLOTS at %.64s:%d: %.150s", n->ctx.addr_host,
+                 n->ctx.addr_port, err);
+    } else {
+        c->want = 0;
+        apply_map(c);
+        fm_link_pump(c->link);
+        if (fm_link_up(c->link))
+            fm_link_cmd_ready(&n->ctx);
+    }
+    if (c->want || !fm_cluster_ready(c))
+        arm(c, RECHECK_MS);
+}
+
+/* The node to ask: a ready master, else any ready node. */
+static fm_node *asked(const fm_cluster *c)
+{
+    fm_node *any = NULL;
+
+    for (size_t i = 0; i < c->nnodes; i++) {
+        fm_node *n = c->nodes[i];
+
+        if (n->ctx.state != ST_READY || n->ctx.ac == NULL)
+            continue;
+        if (n->in_map)
+            return n;
+        if (any == NULL)
+            any = n;
+    }
+    return any;
+}
+
+static void ask(fm_cluster *c)
+{
+    fm_node *n;
+
+    if (c->slots_out || c->link->closing)
+        return;
+    n = asked(c);
+    if (n == NULL) {
+        /* Nobody to ask: every seed, retired or not, tries again (its
+         * context's own backoff paces it), and whichever is ready first
+         * is asked (node_ready). */
+        for (size_t i = 0; i < c->nnodes; i++)
+            if (c->nodes[i]->seed)
+                fm_ctx_rejoin(&c->nodes[i]->ctx);
+        return;
+    }
+    if (redisAsyncCommand(n->ctx.ac, on_slots, n, "CLUSTER SLOTS") != REDIS_OK) {
+        arm(c, RECHECK_MS);
+        return;
+    }
+    c->slots_out = 1;
+    c->last_ask = uv_now(c->link->loop);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    fm_cluster *c = t->data;
+
+    ask(c);
+}
+
+/* Asks in ms, or as soon after the last question as REFRESH_MIN_MS
+ * allows; an earlier time already set stands. */
+static void arm(fm_cluster *c, uint64_t ms)
+{
+    uint64_t now = uv_now(c->link->loop), next = c->last_ask + REFRESH_MIN_MS;
+
+    if (c->link->closing)
+        return;
+    if (now + ms < next)
+        ms = next - now;
+    if (uv_is_active((uv_handle_t *)&c->timer) && uv_timer_get_due_in(&c->timer) <= ms)
+        return;
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+void fm_cluster_refresh(fm_cluster *c)
+{
+    c->want = 1;
+    arm(c, 0);
+}
+
+void fm_cluster_moved(fm_cluster *c, unsigned slot, const char *host, int port)
+{
+    fm_ctx *ctx = fm_cluster_node(c, host, port);
+
+    if (ctx != NULL)
+        c->route[slot] = node_of(ctx)->index;
+    fm_cluster_refresh(c);
+}
+
+/* ---- the nodes' contexts ---- */
+
+static void node_ready(fm_ctx *ctx)
+{
+    fm_cluster *c = node_of(ctx)->cluster;
+
+    if (c->want || !c->have_map)
+        ask(c);
+    if (node_of(ctx)->in_map)
+        fm_link_cmd_ready(ctx);
+}
+
+static void node_lost(fm_ctx *ctx, int was_ready)
+{
+    fm_node *n = node_of(ctx);
+
+    if (!n->in_map || ctx->retired)
+        return;
+    fm_link_cmd_lost(ctx, was_ready);
+    fm_cluster_refresh(n->cluster);
+}
+
+fm_ctx *fm_cluster_route(const fm_cluster *c, unsigned slot)
+{
+    uint16_t i = c->route[slot];
+
+    return i == NO_NODE ? NULL : &c->nodes[i]->ctx;
+}
+
+fm_ctx *fm_cluster_any(const fm_cluster *c)
+{
+    for (size_t i = 0; i < c->nnodes; i++)
+        if (c->nodes[i]->in_map && c->nodes[i]->ctx.state == ST_READY)
+            return &c->nodes[i]->ctx;
+    return NULL;
+}
+
+int fm_cluster_ready(const fm_cluster *c)
+{
+    if (!c->have_map || c->why[0] != '\0')
+        return 0;
+    for (size_t i = 0; i < c->nnodes; i++)
+        if (c->nodes[i]->in_map && c->nodes[i]->ctx.state != ST_READY)
+            return 0;
+    return 1;
+}
+
+const char *fm_cluster_error(fm_cluster *c)
+{
+    if (c->why[0] != '\0')
+        return c->why;
+    for (size_t i = 0; i < c->nnodes; i++) {
+        const fm_ctx *ctx = &c->nodes[i]->ctx;
+
+        if ((c->nodes[i]->in_map || !c->have_map) && ctx->state != ST_READY &&
+            ctx->lasterr[0] != '\0') {
+            snprintf(c->errbuf, sizeof(c->errbuf), "%.64s:%d: %s", ctx->addr_host, ctx->addr_port,
+                     ctx->lasterr);
+            return c->errbuf;
+        }
+    }
+    return c->have_map ? NULL : "asking the cluster for its slot map";
+}
+
+void fm_cluster_sub_addr(fm_cluster *c, fm_ctx *ctx)
+{
+    for (size_t tries = 0; tries < c->nnodes; tries++) {
+        fm_node *n = c->nodes[c->sub_next++ % c->nnodes];
+
+        if (n->in_map || (n->seed && !c->have_map) || tries + 1 == c->nnodes) {
+            snprintf(ctx->addr_host, sizeof(ctx->addr_host), "%s", n->ctx.addr_host);
+            ctx->addr_port = n->ctx.addr_port;
+            return;
+        }
+    }
+}
+
+/* ---- life cycle ---- */
+
+fm_cluster *fm_cluster_create(fm_link *link)
+{
+    fm_cluster *c = calloc(1, sizeof(*c));
+
+    if (c == NULL)
+        return NULL;
+    c->link = link;
+    memset(c->route, 0xff, sizeof(c->route));
+    c->map = fm_slotmap_create();
+    if (c->map == NULL) {
+        free(c);
+        return NULL;
+    }
+    uv_timer_init(link->loop, &c->timer);
+    c->timer.data = c;
+    link->open_handles++;
+    return c;
+}
+
+void fm_cluster_start(fm_cluster *c)
+{
+    const fm_config *cfg = c->link->cfg;
+
+    c->want = 1;
+    for (size_t i = 0; i < cfg->ncluster_nodes; i++) {
+        fm_ctx *ctx = fm_cluster_node(c, cfg->cluster_nodes[i].host, cfg->cluster_nodes[i].port);
+
+        if (ctx != NULL)
+            node_of(ctx)->seed = 1;
+    }
+}
+
+void fm_cluster_close(fm_cluster *c)
+{
+    uv_timer_stop(&c->timer);
+    c->timer.data = c->link;
+    uv_close((uv_handle_t *)&c->timer, fm_link_handle_closed);
+    for (size_t i = 0; i < c->nnodes; i++) {
+        fm_ctx_close(&c->nodes[i]->ctx);
+        c->nodes[i]->ctx.timer.data = c->link;
+        uv_close((uv_handle_t *)&c->nodes[i]->ctx.timer, fm_link_handle_closed);
+    }
+}
+
+void fm_cluster_free(fm_cluster *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->nnodes; i++)
+        free(c->nodes[i]);
+    free(c->nodes);
+    fm_slotmap_free(c->map);
+    free(c);
+}
