@@ -104,6 +104,11 @@ static void put_link(fm_conn *conn, const fm_link *link)
         fm_reply_put_raw(conn, "last_error", "null", 4);
     fm_reply_put_maybe(conn, "last_error_age_ms", ls.last_error != NULL,
                        (int64_t)ls.last_error_age_ms);
+    fm_reply_put_maybe(conn, "cluster_masters", ls.cluster, (int64_t)ls.masters);
+    fm_reply_put_maybe(conn, "cluster_masters_ready", ls.cluster, (int64_t)ls.masters_ready);
+    fm_reply_put_maybe(conn, "cluster_slots_uncovered", ls.cluster, (int64_t)ls.slots_uncovered);
+    fm_reply_put_maybe(conn, "cluster_redirects", ls.cluster, (int64_t)ls.redirects);
+    fm_reply_put_maybe(conn, "cluster_map_refreshes", ls.cluster, (int64_t)ls.map_refreshes);
     fm_reply_close(conn);
 }
 

@@ -27,14 +27,14 @@ static void report_state(fm_link *link, int up, const char *why)
     link->on_state(up, why, link->state_arg);
 }
 
-int fm_link_up(const fm_link *link)
+static int link_up(const fm_link *link)
 {
     return fm_link_ready(link) && link->ctx[CTX_SUB].state == ST_READY;
 }
 
 static void report_ready(fm_link *link)
 {
-    if (fm_link_up(link))
+    if (link_up(link))
         report_state(link, 1, NULL);
 }
 
@@ -94,7 +94,7 @@ static void on_ping_timer(uv_timer_t *t)
 
 /* ---- the contexts' hooks ---- */
 
-void fm_link_cmd_ready(fm_ctx *ctx)
+static void cmd_ready(fm_ctx *ctx)
 {
     ping(ctx->link);
     fm_link_probe_ready(ctx->link);
@@ -102,11 +102,10 @@ void fm_link_cmd_ready(fm_ctx *ctx)
     report_ready(ctx->link);
 }
 
-void fm_link_cmd_lost(fm_ctx *ctx, int was_ready)
+static void cmd_lost(fm_ctx *ctx, int was_ready)
 {
     char name[320], why[600];
 
-    (void)was_ready;
     ctx->link->rtt.last_us = -1;
     if (ctx->link->cluster == NULL) {
         report_state(ctx->link, 0, ctx->lasterr);
@@ -126,9 +125,12 @@ static void sub_lost(fm_ctx *ctx, int was_ready)
 {
     fm_link_sub_lost(ctx->link, ctx->lasterr, was_ready);
     report_state(ctx->link, 0, ctx->lasterr);
+    /* In a Cluster, any node hears every PUBLISH: try the next. */
+    if (ctx->link->cluster != NULL)
+        fm_cluster_sub_addr(ctx->link->cluster, ctx);
 }
 
-void fm_link_release_handle(fm_link *link)
+static void release(fm_link *link)
 {
     if (--link->open_handles > 0)
         return;
@@ -136,9 +138,9 @@ void fm_link_release_handle(fm_link *link)
     free(link);
 }
 
-void fm_link_handle_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h)
 {
-    fm_link_release_handle(h->data);
+    release(h->data);
 }
 
 fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg)
@@ -151,8 +153,9 @@ fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg)
     link->cfg = cfg;
     link->reported_up = -1;
     fm_ctx_init(&link->ctx[CTX_CMD], link, CTX_CMD);
-    link->ctx[CTX_CMD].on_ready = fm_link_cmd_ready;
-    link->ctx[CTX_CMD].on_lost = fm_link_cmd_lost;
+    link->release = release;
+    link->ctx[CTX_CMD].on_ready = cmd_ready;
+    link->ctx[CTX_CMD].on_lost = cmd_lost;
     fm_ctx_init(&link->ctx[CTX_SUB], link, CTX_SUB);
     link->ctx[CTX_SUB].on_ready = sub_ready;
     link->ctx[CTX_SUB].on_lost = sub_lost;
@@ -166,7 +169,8 @@ fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg)
         fm_link_free(link);
         return NULL;
     }
-    if (cfg->ncluster_nodes > 0 && (link->cluster = fm_cluster_create(link)) == NULL) {
+    if (cfg->ncluster_nodes > 0 &&
+        (link->cluster = fm_cluster_create(link, cmd_ready, cmd_lost)) == NULL) {
         fm_link_free(link);
         return NULL;
     }
@@ -181,10 +185,12 @@ int fm_link_start(fm_link *link)
 {
     if (link->sentinel != NULL)
         fm_sentinel_start(link->sentinel);
-    if (link->cluster != NULL)
+    if (link->cluster != NULL) {
         fm_cluster_start(link->cluster);
-    else
+        fm_cluster_sub_addr(link->cluster, &link->ctx[CTX_SUB]);
+    } else {
         fm_ctx_connect(&link->ctx[CTX_CMD]);
+    }
     fm_ctx_connect(&link->ctx[CTX_SUB]);
     uv_timer_start(&link->rtt.timer, on_ping_timer, FM_LINK_PING_MS, FM_LINK_PING_MS);
     return 0;
@@ -235,6 +241,17 @@ void fm_link_get_stats(const fm_link *link, fm_link_stats *out)
     out->reconnects = link->counts.reconnects;
     out->last_error = link->last_error_ms != 0 ? link->last_error : NULL;
     out->last_error_age_ms = link->last_error_ms != 0 ? uv_now(link->loop) - link->last_error_ms : 0;
+    out->cluster = link->cluster != NULL;
+    out->redirects = link->counts.redirects;
+    if (link->cluster != NULL) {
+        fm_cluster_stats cs;
+
+        fm_cluster_get_stats(link->cluster, &cs);
+        out->masters = cs.masters;
+        out->masters_ready = cs.masters_ready;
+        out->slots_uncovered = cs.slots_uncovered;
+        out->map_refreshes = cs.map_refreshes;
+    }
     /* Unknown while the command connection is not set up (a READONLY
      * drop marks it lost before its loss is reported); a PING out longer
      * than the last round trip, the first after a connect included, says
@@ -260,13 +277,13 @@ void fm_link_free(fm_link *link)
     for (int k = 0; k < 2; k++) {
         fm_ctx_close(&link->ctx[k]);
         link->ctx[k].timer.data = link;
-        uv_close((uv_handle_t *)&link->ctx[k].timer, fm_link_handle_closed);
+        uv_close((uv_handle_t *)&link->ctx[k].timer, on_handle_closed);
     }
     if (link->cluster != NULL)
         fm_cluster_close(link->cluster);
     /* After the contexts, which withdrew what they asked. */
     fm_sentinel_free(link->sentinel);
     fm_link_sub_free(link);
-    uv_close((uv_handle_t *)&link->retry_timer, fm_link_handle_closed);
-    uv_close((uv_handle_t *)&link->rtt.timer, fm_link_handle_closed);
+    uv_close((uv_handle_t *)&link->retry_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&link->rtt.timer, on_handle_closed);
 }

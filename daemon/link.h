@@ -57,6 +57,12 @@ typedef struct fm_link_stats {
     const char *last_error; /* "command: ..." or "pub/sub: ...", NULL: none */
     uint64_t last_error_age_ms;
     int64_t rtt_us;         /* the daemon's last PING, -1: not set up */
+    int cluster;            /* the rest is a Cluster's; 0: not one */
+    size_t masters;         /* in the slot map */
+    size_t masters_ready;
+    size_t slots_uncovered; /* no master in the map (all, before the first) */
+    uint64_t redirects;     /* MOVED and ASK followed */
+    uint64_t map_refreshes; /* slot maps taken */
 } fm_link_stats;
 void fm_link_get_stats(const fm_link *link, fm_link_stats *out);
 

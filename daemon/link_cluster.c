@@ -43,12 +43,16 @@ struct fm_cluster {
     fm_node **nodes;
     size_t nnodes;
     uint16_t route[FM_SLOTS];
+    void (*ready)(fm_ctx *ctx);
+    void (*lost)(fm_ctx *ctx, int was_ready);
     uv_timer_t timer;           /* the next CLUSTER SLOTS */
     int slots_out;              /* a CLUSTER SLOTS is at a node */
     int want;                   /* the map is to be asked for */
     uint64_t last_ask;          /* uv_now() when it was last sent */
     size_t sub_next;            /* the pub/sub context's next node */
     int have_map;
+    size_t uncovered;           /* slots the map gives no master */
+    uint64_t refreshes;         /* maps taken */
     char why[256];              /* why the map is not whole */
     char errbuf[340];
 };
@@ -144,6 +148,8 @@ static void apply_map(fm_cluster *c)
         }
     }
     c->have_map = 1;
+    c->refreshes++;
+    c->uncovered = uncovered;
     c->why[0] = '\0';
     if (uncovered > 0)
         snprintf(c->why, sizeof(c->why), "%zu of the cluster's %d slots have no master",
@@ -174,9 +180,7 @@ static void on_slots(redisAsyncContext *ac, void *r, void *privdata)
     } else {
         c->want = 0;
         apply_map(c);
-        fm_link_pump(c->link);
-        if (fm_link_up(c->link))
-            fm_link_cmd_ready(&n->ctx);
+        c->ready(&n->ctx);
     }
     if (c->want || !fm_cluster_ready(c))
         arm(c, RECHECK_MS);
@@ -200,7 +204,7 @@ static fm_node *asked(const fm_cluster *c)
     return any;
 }
 
-static void ask(fm_cluster *c)
+static void ask_map(fm_cluster *c)
 {
     fm_node *n;
 
@@ -228,7 +232,7 @@ static void on_timer(uv_timer_t *t)
 {
     fm_cluster *c = t->data;
 
-    ask(c);
+    ask_map(c);
 }
 
 /* Asks in ms, or as soon after the last question as REFRESH_MIN_MS
@@ -268,9 +272,9 @@ static void node_ready(fm_ctx *ctx)
     fm_cluster *c = node_of(ctx)->cluster;
 
     if (c->want || !c->have_map)
-        ask(c);
+        ask_map(c);
     if (node_of(ctx)->in_map)
-        fm_link_cmd_ready(ctx);
+        c->ready(ctx);
 }
 
 static void node_lost(fm_ctx *ctx, int was_ready)
@@ -279,8 +283,19 @@ static void node_lost(fm_ctx *ctx, int was_ready)
 
     if (!n->in_map || ctx->retired)
         return;
-    fm_link_cmd_lost(ctx, was_ready);
+    n->cluster->lost(ctx, was_ready);
     fm_cluster_refresh(n->cluster);
+}
+
+void fm_cluster_get_stats(const fm_cluster *c, fm_cluster_stats *out)
+{
+    out->masters = out->masters_ready = 0;
+    for (size_t i = 0; i < c->nnodes; i++) {
+        out->masters += c->nodes[i]->in_map;
+        out->masters_ready += c->nodes[i]->in_map && c->nodes[i]->ctx.state == ST_READY;
+    }
+    out->slots_uncovered = c->have_map ? c->uncovered : FM_SLOTS;
+    out->map_refreshes = c->refreshes;
 }
 
 fm_ctx *fm_cluster_route(const fm_cluster *c, unsigned slot)
@@ -340,13 +355,16 @@ void fm_cluster_sub_addr(fm_cluster *c, fm_ctx *ctx)
 
 /* ---- life cycle ---- */
 
-fm_cluster *fm_cluster_create(fm_link *link)
+fm_cluster *fm_cluster_create(fm_link *link, void (*ready)(fm_ctx *ctx),
+                              void (*lost)(fm_ctx *ctx, int was_ready))
 {
     fm_cluster *c = calloc(1, sizeof(*c));
 
     if (c == NULL)
         return NULL;
     c->link = link;
+    c->ready = ready;
+    c->lost = lost;
     memset(c->route, 0xff, sizeof(c->route));
     c->map = fm_slotmap_create();
     if (c->map == NULL) {
@@ -372,15 +390,22 @@ void fm_cluster_start(fm_cluster *c)
     }
 }
 
+static void on_closed(uv_handle_t *h)
+{
+    fm_link *link = h->data;
+
+    link->release(link);
+}
+
 void fm_cluster_close(fm_cluster *c)
 {
     uv_timer_stop(&c->timer);
     c->timer.data = c->link;
-    uv_close((uv_handle_t *)&c->timer, fm_link_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_closed);
     for (size_t i = 0; i < c->nnodes; i++) {
         fm_ctx_close(&c->nodes[i]->ctx);
         c->nodes[i]->ctx.timer.data = c->link;
-        uv_close((uv_handle_t *)&c->nodes[i]->ctx.timer, fm_link_handle_closed);
+        uv_close((uv_handle_t *)&c->nodes[i]->ctx.timer, on_closed);
     }
 }
 

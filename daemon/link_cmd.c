@@ -208,7 +208,7 @@ static void learn(fm_flow *f, const fm_cmd *cmd, const redisReply *r)
 
 /* Where cmd goes: the one command context, or in a Cluster its slot's
  * master (an ASK's node once); NULL while no master is known for it. */
-static fm_ctx *route(fm_link *link, fm_cmd *cmd)
+static fm_ctx *target(fm_link *link, fm_cmd *cmd)
 {
     if (link->cluster == NULL)
         return &link->ctx[CTX_CMD];
@@ -223,7 +223,7 @@ static fm_ctx *route(fm_link *link, fm_cmd *cmd)
 
 static int routed_ready(fm_link *link, fm_cmd *cmd)
 {
-    fm_ctx *ctx = route(link, cmd);
+    fm_ctx *ctx = target(link, cmd);
 
     return ctx != NULL && ctx->state == ST_READY;
 }
@@ -261,7 +261,7 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata);
 static int cmd_write(fm_cmd *cmd)
 {
     fm_link *link = cmd->link;
-    fm_ctx *ctx = route(link, cmd);
+    fm_ctx *ctx = target(link, cmd);
 
     if (ctx == NULL || ctx->state != ST_READY)
         return -1;
@@ -300,23 +300,64 @@ static void write_refused(fm_link *link, fm_cmd *cmd)
         uv_timer_start(&link->retry_timer, on_retry_timer, TRANSIENT_RETRY_MS, 0);
 }
 
+/* Slots whose commands wait in a flow, in a Cluster; one more bit for
+ * the commands of no key. Cleared on first use only: a healthy cluster
+ * never needs it. */
+typedef struct held_slots {
+    int used;
+    uint64_t bits[(FM_SLOTS + 1 + 63) / 64];
+} held_slots;
+
+static int held(const held_slots *h, int slot)
+{
+    unsigned i = slot < 0 ? FM_SLOTS : (unsigned)slot;
+
+    return h->used && (h->bits[i / 64] >> (i % 64) & 1);
+}
+
+static void hold(held_slots *h, int slot)
+{
+    unsigned i = slot < 0 ? FM_SLOTS : (unsigned)slot;
+
+    if (!h->used) {
+        memset(h->bits, 0, sizeof(h->bits));
+        h->used = 1;
+    }
+    h->bits[i / 64] |= (uint64_t)1 << (i % 64);
+}
+
 /* Sends up to QUANTUM commands of f that may go now. Returns how many went,
  * or -1 when the context refused one (it is going down). *wake is lowered
- * to the earliest retry time of a head that must wait. */
+ * to the earliest retry time of a command that must wait.
+ *
+ * A command that must wait (to be retried, or for its node) holds back
+ * its flow. In a Cluster it holds back only the commands of its own slot,
+ * which keep their order: a lost master, or a slot moving, must not stop
+ * a client's (or the daemon's own lock extensions') commands to the other
+ * masters. At most SKIP_MAX are passed over per turn, which bounds the
+ * work of a pump while a lost master's commands pile up. */
+#define SKIP_MAX 256
 static int serve(fm_link *link, fm_flow *f, uint64_t now, uint64_t *wake)
 {
-    fm_cmd *cmd;
+    fm_list *n, *next;
+    held_slots h;
+    size_t skipped = 0;
     int sent = 0;
 
-    while (sent < QUANTUM && (cmd = flow_head(f)) != NULL) {
-        if (cmd->retry_at > now) {
-            if (*wake == 0 || cmd->retry_at < *wake)
-                *wake = cmd->retry_at;
-            break;
+    h.used = 0;
+    for (n = f->queue.next; sent < QUANTUM && n != &f->queue; n = next) {
+        fm_cmd *cmd = fm_list_entry(n, fm_cmd, in_flow);
+
+        next = n->next;
+        if (cmd->retry_at > now && (*wake == 0 || cmd->retry_at < *wake))
+            *wake = cmd->retry_at;
+        if (cmd->retry_at > now || !routed_ready(link, cmd) || held(&h, cmd->slot)) {
+            if (link->cluster == NULL || ++skipped > SKIP_MAX)
+                break;
+            hold(&h, cmd->slot);
+            continue;
         }
-        /* Its node is not there yet: the flow waits for it, keeping
-         * its order (node_ready pumps). */
-        if (!routed_ready(link, cmd) || !may_go(link, f, cmd))
+        if (!may_go(link, f, cmd))
             break;
         dequeue(link, cmd);
         if (cmd_write(cmd) != 0) {
@@ -392,7 +433,8 @@ static int redirected(fm_link *link, fm_cmd *cmd, const redisReply *r)
     long port;
     fm_ctx *to = NULL;
 
-    if (link->cluster == NULL || (!ask && !fm_link_reply_is(r, "MOVED")))
+    if (link->cluster == NULL || (!ask && !fm_link_reply_is(r, "MOVED")) ||
+        r->len <= (ask ? 4 : 6))
         return 0;
     slot = strtoul(r->str + (ask ? 4 : 6), &end, 10);
     colon = memrchr(r->str, ':', r->len);
@@ -412,6 +454,7 @@ static int redirected(fm_link *link, fm_cmd *cmd, const redisReply *r)
     cmd->ask = to;
     cmd->transient = 1;
     link->counts.retries++;
+    link->counts.redirects++;
     /* Nodes that keep sending it on (a map changing under us) are asked
      * at the pace of a retry, not in a tight loop. */
     if (++cmd->redirects > 3) {
@@ -563,38 +606,21 @@ fm_cmd *fm_link_cmd_submit(fm_link *link, fm_cmd *cmd)
         fm_link_cmd_discard(cmd);
         return NULL;
     }
-    if (!fm_list_empty(&cmd->flow->queue) || !routed_ready(link, cmd) ||
-        !may_go(link, cmd->flow, cmd))
-        enqueue(link, cmd, 0);
-    else if (cmd_write(cmd) != 0)
-        write_refused(link, cmd);
+    if (fm_list_empty(&cmd->flow->queue) && routed_ready(link, cmd) &&
+        may_go(link, cmd->flow, cmd)) {
+        if (cmd_write(cmd) != 0)
+            write_refused(link, cmd);
+        return cmd;
+    }
+    enqueue(link, cmd, 0);
+    /* In a Cluster, what waits in the flow may wait for another master
+     * only: this one may still go to its own, now. */
+    if (link->cluster != NULL && routed_ready(link, cmd)) {
+        uint64_t wake = 0;
+
+        serve(link, cmd->flow, uv_now(link->loop), &wake);
+    }
     return cmd;
-}
-
-/* A batch (MGET, or DEL of several keys) whose keys are in more than one
- * slot: a Cluster refuses it whole (CROSSSLOT). */
-static int spans_slots(const fm_link *link, int argc, const char **argv, const size_t *lens)
-{
-    unsigned slot;
-
-    if (link->cluster == NULL || argc < 3 ||
-        !((lens[0] == 4 && strncasecmp(argv[0], "MGET", 4) == 0) ||
-          (lens[0] == 3 && strncasecmp(argv[0], "DEL", 3) == 0)))
-        return 0;
-    slot = fm_slot(argv[1], lens[1]);
-    for (int i = 2; i < argc; i++)
-        if (fm_slot(argv[i], lens[i]) != slot)
-            return 1;
-    return 0;
-}
-
-fm_cmd *fm_link_command(fm_link *link, fm_flow *flow, size_t reads, int argc,
-                        const char **argv, const size_t *lens, fm_link_cb *cb, void *arg)
-{
-    if (spans_slots(link, argc, argv, lens))
-        return fm_link_split(link, flow, reads, argc, argv, lens, cb, arg);
-    return fm_link_cmd_submit(link, fm_link_cmd_create(link, flow, reads, NULL, 0, argc, argv,
-                                                       lens, cb, arg));
 }
 
 fm_cmd *fm_link_script(fm_link *link, fm_flow *flow, fm_script *script, int nkeys,
@@ -605,10 +631,8 @@ fm_cmd *fm_link_script(fm_link *link, fm_flow *flow, fm_script *script, int nkey
                                                        lens, cb, arg));
 }
 
-int fm_link_cancel(fm_cmd *cmd)
+int fm_link_cmd_cancel(fm_cmd *cmd)
 {
-    if (cmd->split != NULL)
-        return fm_link_split_cancel(cmd);
     if (cmd->state == CMD_QUEUED) {
         fm_flow *f = cmd->flow;
 
@@ -619,11 +643,6 @@ int fm_link_cancel(fm_cmd *cmd)
     }
     cmd->cancelled = 1;
     return 0;
-}
-
-int fm_cmd_transient(const fm_cmd *cmd)
-{
-    return cmd->split != NULL ? fm_link_split_transient(cmd) : cmd->transient;
 }
 
 void fm_link_fail_waiting(fm_link *link)

@@ -334,7 +334,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
     if (link->closing) {
         uv_freeaddrinfo(res);
-        fm_link_release_handle(link);
+        link->release(link);
         return;
     }
     link->open_handles--;
@@ -398,8 +398,6 @@ void fm_ctx_connect(fm_ctx *ctx)
         fm_sentinel_ask(link->sentinel, &ctx->ask, on_master_named);
         return;
     }
-    if (link->cluster != NULL && ctx->kind == CTX_SUB)
-        fm_cluster_sub_addr(link->cluster, ctx);
     if (ctx->addr_port != 0) {
         resolve(ctx, ctx->addr_host, ctx->addr_port);
         return;

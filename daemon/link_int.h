@@ -1,9 +1,10 @@
 /* link_int.h -- the link's insides, shared by its files and nothing else.
  * From the bottom up: link_ctx.c (the contexts' connect machine),
- * link_cmd.c (commands, flows and their scheduling), link_split.c (batches
- * cut by slot in a Cluster), link_sub.c (pub/sub channels),
- * link_cluster.c (a Cluster's slot map and its masters' contexts), link.c
- * (the link's life cycle, which ties them together).
+ * link_cluster.c (a Cluster's slot map and its masters' contexts),
+ * link_cmd.c (commands, flows, their scheduling and routing),
+ * link_batch.c (commands as services submit them, batches cut by slot in
+ * a Cluster), link_sub.c (pub/sub channels), link.c (the link's life
+ * cycle, which ties them together).
  * A context tells its owner it is ready or lost through the hooks the
  * owner set, so the machine knows nothing of what runs on it. */
 #ifndef FM_LINK_INT_H
@@ -72,8 +73,7 @@ struct fm_cmd {
     fm_ctx *ask;            /* ASK: once to this node, after ASKING */
     fm_ctx *ctx;            /* where it was written, while SENT */
     int redirects;          /* MOVED and ASK answers so far */
-    struct fm_split *split; /* a batch cut by slot (link_split.c) */
-    struct fm_split *part_of;   /* the batch it is a part of */
+    struct fm_batch *batch; /* a batch cut by slot (link_batch.c) */
     uint64_t retry_at;
     size_t reads;           /* keys whose values come back */
     size_t req_bytes;       /* what it costs Redis to read */
@@ -113,7 +113,7 @@ typedef struct channel {
 } channel;
 
 typedef struct fm_link_counts {
-    uint64_t connects, disconnects, commands, retries, refused, reconnects;
+    uint64_t connects, disconnects, commands, retries, refused, reconnects, redirects;
 } fm_link_counts;
 
 /* The daemon's own PING on the command context, every FM_LINK_PING_MS and
@@ -157,18 +157,11 @@ struct fm_link {
     void *state_arg;
     int reported_up;        /* what on_state heard last; -1: nothing yet */
     int closing;
-    int open_handles;
+    int open_handles;       /* handles and requests not yet closed, of
+                               every context: */
+    void (*release)(fm_link *link);     /* after the link closed, one of them
+                                           did (link.c's; the last frees it) */
 };
-
-/* link.c: what a command context's hooks run, for the contexts a
- * Cluster adds; and a handle of the link's closed (the last frees it). */
-void fm_link_cmd_ready(fm_ctx *ctx);
-void fm_link_cmd_lost(fm_ctx *ctx, int was_ready);
-void fm_link_handle_closed(uv_handle_t *h);
-void fm_link_release_handle(fm_link *link);
-/* Whether the link is up: every slot's master (or the one server) ready,
- * and the pub/sub context. */
-int fm_link_up(const fm_link *link);
 
 /* link_ctx.c */
 void fm_ctx_init(fm_ctx *ctx, fm_link *link, int kind);
@@ -199,24 +192,22 @@ void fm_link_cmd_init(fm_link *link);
 void fm_link_pump(fm_link *link);
 /* Answers every waiting command with FM_LINK_DOWN (the link is closing). */
 void fm_link_fail_waiting(fm_link *link);
+/* One command, as fm_link_command and fm_link_cancel are for any. */
 fm_cmd *fm_link_cmd_create(fm_link *link, fm_flow *flow, size_t reads, fm_script *script,
                            int nkeys, int argc, const char **argv, const size_t *lens,
                            fm_link_cb *cb, void *arg);
 /* Sends it, or queues it; NULL when the link is closing (cmd freed). */
 fm_cmd *fm_link_cmd_submit(fm_link *link, fm_cmd *cmd);
+int fm_link_cmd_cancel(fm_cmd *cmd);
 /* Frees a command that never left the link. */
 void fm_link_cmd_discard(fm_cmd *cmd);
 
-/* link_split.c: a batch command of keys in several slots (MGET, DEL), as
- * one command per slot and one reply. NULL when out of memory. */
-fm_cmd *fm_link_split(fm_link *link, fm_flow *flow, size_t reads, int argc,
-                      const char **argv, const size_t *lens, fm_link_cb *cb, void *arg);
-int fm_link_split_cancel(fm_cmd *cmd);
-int fm_link_split_transient(const fm_cmd *cmd);
-
 /* link_cluster.c */
 typedef struct fm_cluster fm_cluster;
-fm_cluster *fm_cluster_create(fm_link *link);
+/* A master's context runs the link's command hooks: ready also after
+ * each new map, since routes changed. */
+fm_cluster *fm_cluster_create(fm_link *link, void (*ready)(fm_ctx *ctx),
+                              void (*lost)(fm_ctx *ctx, int was_ready));
 void fm_cluster_start(fm_cluster *c);
 /* The context of slot's master, or NULL while the map names none. */
 fm_ctx *fm_cluster_route(const fm_cluster *c, unsigned slot);
@@ -234,6 +225,13 @@ void fm_cluster_refresh(fm_cluster *c);
 int fm_cluster_ready(const fm_cluster *c);
 /* Why not, or NULL. */
 const char *fm_cluster_error(fm_cluster *c);
+typedef struct fm_cluster_stats {
+    size_t masters;             /* in the slot map */
+    size_t masters_ready;
+    size_t slots_uncovered;     /* all of them before the first map */
+    uint64_t map_refreshes;
+} fm_cluster_stats;
+void fm_cluster_get_stats(const fm_cluster *c, fm_cluster_stats *out);
 /* Sets where the pub/sub context goes next: the nodes in turn. */
 void fm_cluster_sub_addr(fm_cluster *c, fm_ctx *ctx);
 /* Drops every context and closes the handles (the link counts them);

@@ -939,6 +939,18 @@ END_TEST
 
 /* ---- high availability -------------------------------------------------- */
 
+/* The parsed addresses, as "host port, host port". */
+static void expect_addrs(const fm_redis_addr *a, size_t n, const char *want)
+{
+    char got[512] = "";
+    size_t len = 0;
+
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(got + len, sizeof(got) - len, "%s%s %d", i ? ", " : "",
+                                a[i].host, a[i].port);
+    ck_assert_str_eq(got, want);
+}
+
 START_TEST(test_sentinels_and_cluster_together_are_an_error)
 {
     expect_refused("redis_sentinels a:26379 b:26379\nredis_sentinel_master mymaster\n"
@@ -957,13 +969,7 @@ START_TEST(test_cluster_nodes_are_parsed_and_need_database_0)
     fm_config *cfg = load_args(NULL, cluster, err, sizeof(err));
 
     ck_assert_msg(cfg != NULL, "refused: %s", err);
-    ck_assert_uint_eq(cfg->ncluster_nodes, 3);
-    ck_assert_str_eq(cfg->cluster_nodes[0].host, "c");
-    ck_assert_int_eq(cfg->cluster_nodes[0].port, 7000);
-    ck_assert_str_eq(cfg->cluster_nodes[1].host, "::1");
-    ck_assert_int_eq(cfg->cluster_nodes[1].port, 7001);
-    ck_assert_str_eq(cfg->cluster_nodes[2].host, "e");
-    ck_assert_int_eq(cfg->cluster_nodes[2].port, 6379);
+    expect_addrs(cfg->cluster_nodes, cfg->ncluster_nodes, "c 7000, ::1 7001, e 6379");
     fm_config_free(cfg);
     expect_refused(NULL, db1, "database 0 only", "database 1", NULL);
     expect_refused(NULL, bad, "redis_cluster_nodes: bad port", NULL);
@@ -990,15 +996,8 @@ START_TEST(test_sentinel_addresses_are_parsed)
                              "redis_sentinel_password pw\n", NULL);
     fmt_proc p;
 
-    ck_assert_uint_eq(cfg->nsentinels, 4);
-    ck_assert_str_eq(cfg->sentinels[0].host, "10.0.0.1");
-    ck_assert_int_eq(cfg->sentinels[0].port, 26380);
-    ck_assert_str_eq(cfg->sentinels[1].host, "sentinel-b");
-    ck_assert_int_eq(cfg->sentinels[1].port, 26379);
-    ck_assert_str_eq(cfg->sentinels[2].host, "::1");
-    ck_assert_int_eq(cfg->sentinels[2].port, 5000);
-    ck_assert_str_eq(cfg->sentinels[3].host, "fe80::1");
-    ck_assert_int_eq(cfg->sentinels[3].port, 26379);
+    expect_addrs(cfg->sentinels, cfg->nsentinels,
+                 "10.0.0.1 26380, sentinel-b 26379, ::1 5000, fe80::1 26379");
     ck_assert_str_eq(cfg->redis_sentinel_master, "mymaster");
     ck_assert_str_eq(cfg->redis_sentinel_password, "pw");
     fm_config_free(cfg);

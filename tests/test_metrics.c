@@ -459,6 +459,10 @@ START_TEST(test_link_stats_count_a_reconnect_and_keep_the_last_error)
     ck_assert_int_eq(num(root, P("redis", "reconnects")), 0);
     ck_assert(cJSON_IsNull(at(root, P("redis", "last_error"))));
     ck_assert(cJSON_IsNull(at(root, P("redis", "last_error_age_ms"))));
+    /* One server is no Cluster. */
+    ck_assert(cJSON_IsNull(at(root, P("redis", "cluster_masters"))));
+    ck_assert(cJSON_IsNull(at(root, P("redis", "cluster_slots_uncovered"))));
+    ck_assert(cJSON_IsNull(at(root, P("redis", "cluster_redirects"))));
     cJSON_Delete(root);
     /* The daemon's PING at connect comes back with a round trip. */
     await_stat(d.sock, P("redis", "rtt_us"), 1, 10 * 1000 * 1000);

@@ -1,6 +1,7 @@
-/* link_split.c -- a batch command in a Redis Cluster: MGET or DEL of keys
- * in several slots, which Redis would refuse whole (CROSSSLOT), sent as
- * one command per slot, each routed to its master, and answered as one.
+/* link_batch.c -- the commands services submit as such (link_cmd.h), and
+ * in a Redis Cluster the batches among them: MGET or DEL of keys in
+ * several slots, which Redis would refuse whole (CROSSSLOT), sent as one
+ * command per slot, each routed to its master, and answered as one.
  *
  * The caller holds one command, the batch, and gets one callback, as for
  * any command: the values of an MGET in the order of its keys, or the sum
@@ -20,17 +21,15 @@
 #include "link_int.h"
 
 typedef struct part {
-    struct fm_split *split;
+    fm_cmd *batch;
     fm_cmd *cmd;                /* while out */
 } part;
 
-struct fm_split {
-    fm_cmd *batch;              /* what the caller holds */
+struct fm_batch {
     int mget;                   /* values by key; else DEL's count */
     size_t nkeys;
     fm_slotbatch cut;
     part *parts;
-    size_t nparts;
     size_t pending;             /* parts not back yet */
     int transient;              /* a part met "not now" */
     int down;                   /* a part met the link's loss */
@@ -41,8 +40,12 @@ struct fm_split {
     redisReply **elems;
 };
 
-static void split_free(struct fm_split *s)
+/* ---- the answer ---- */
+
+static void batch_free(fm_cmd *b)
 {
+    struct fm_batch *s = b->batch;
+
     for (size_t i = 0; s->vals != NULL && i < s->nkeys; i++)
         free(s->vals[i].str);
     free(s->vals);
@@ -50,11 +53,11 @@ static void split_free(struct fm_split *s)
     free(s->error);
     free(s->parts);
     fm_slotbatch_clear(&s->cut);
-    fm_link_cmd_discard(s->batch);
     free(s);
+    fm_link_cmd_discard(b);
 }
 
-static void note_error(struct fm_split *s, const char *str, size_t len)
+static void note_error(struct fm_batch *s, const char *str, size_t len)
 {
     if (s->error != NULL || s->down)
         return;
@@ -70,7 +73,7 @@ static void note_error(struct fm_split *s, const char *str, size_t len)
 
 /* Takes what an MGET part brought: element j is the value of the key at
  * order[first + j]. */
-static void take_values(struct fm_split *s, const fm_slotgroup *g, const redisReply *r)
+static void take_values(struct fm_batch *s, const fm_slotgroup *g, const redisReply *r)
 {
     for (size_t j = 0; j < g->count; j++) {
         const redisReply *e = r->element[j];
@@ -90,14 +93,14 @@ static void take_values(struct fm_split *s, const fm_slotgroup *g, const redisRe
     }
 }
 
-static void answer(struct fm_split *s)
+static void answer(fm_cmd *b)
 {
-    fm_cmd *batch = s->batch;
+    struct fm_batch *s = b->batch;
     redisReply r = {0};
 
     if (s->down) {
-        batch->cb(FM_LINK_DOWN, NULL, batch->arg);
-        split_free(s);
+        b->cb(FM_LINK_DOWN, NULL, b->arg);
+        batch_free(b);
         return;
     }
     if (s->error != NULL) {
@@ -112,19 +115,19 @@ static void answer(struct fm_split *s)
         r.type = REDIS_REPLY_INTEGER;
         r.integer = s->count;
     }
-    batch->cb(FM_LINK_OK, &r, batch->arg);
-    split_free(s);
+    b->cb(FM_LINK_OK, &r, b->arg);
+    batch_free(b);
 }
 
 static void on_part(fm_link_status status, redisReply *reply, void *arg)
 {
     part *p = arg;
-    struct fm_split *s = p->split;
+    fm_cmd *b = p->batch;
+    struct fm_batch *s = b->batch;
     const fm_slotgroup *g = &s->cut.groups[p - s->parts];
 
     s->transient |= p->cmd->transient;
     p->cmd = NULL;
-    s->pending--;
     if (status != FM_LINK_OK)
         s->down = 1;
     else if (reply->type == REDIS_REPLY_ERROR)
@@ -135,22 +138,22 @@ static void on_part(fm_link_status status, redisReply *reply, void *arg)
         s->count += reply->integer;
     else
         note_error(s, "ERR unexpected reply to a part of a batch", 41);
-    if (s->pending == 0)
-        answer(s);
+    if (--s->pending == 0)
+        answer(b);
 }
 
-/* The parts' commands: argv[0] and the keys of each group. NULL when out
- * of memory (none is sent then). */
-static int make_parts(struct fm_split *s, fm_link *link, fm_flow *flow, const char **argv,
-                      const size_t *lens)
+/* ---- the parts ---- */
+
+/* The parts' commands: argv[0] and the keys of each group. -1 when out of
+ * memory (none was made then). */
+static int make_parts(fm_cmd *b, fm_flow *flow, const char **argv, const size_t *lens)
 {
+    struct fm_batch *s = b->batch;
     const char **pargv = malloc((s->nkeys + 1) * sizeof(*pargv));
     size_t *plens = malloc((s->nkeys + 1) * sizeof(*plens));
-    int rc = 0;
+    int rc = pargv != NULL && plens != NULL ? 0 : -1;
 
-    if (pargv == NULL || plens == NULL)
-        rc = -1;
-    for (size_t i = 0; rc == 0 && i < s->nparts; i++) {
+    for (size_t i = 0; rc == 0 && i < s->cut.ngroups; i++) {
         const fm_slotgroup *g = &s->cut.groups[i];
 
         pargv[0] = argv[0];
@@ -159,8 +162,8 @@ static int make_parts(struct fm_split *s, fm_link *link, fm_flow *flow, const ch
             pargv[j + 1] = argv[s->cut.order[g->first + j] + 1];
             plens[j + 1] = lens[s->cut.order[g->first + j] + 1];
         }
-        s->parts[i].split = s;
-        s->parts[i].cmd = fm_link_cmd_create(link, flow, s->mget ? g->count : 0, NULL, 0,
+        s->parts[i].batch = b;
+        s->parts[i].cmd = fm_link_cmd_create(b->link, flow, s->mget ? g->count : 0, NULL, 0,
                                              (int)g->count + 1, pargv, plens, on_part,
                                              &s->parts[i]);
         if (s->parts[i].cmd == NULL)
@@ -168,85 +171,109 @@ static int make_parts(struct fm_split *s, fm_link *link, fm_flow *flow, const ch
     }
     free(pargv);
     free(plens);
-    if (rc != 0)
-        for (size_t i = 0; i < s->nparts; i++)
-            if (s->parts[i].cmd != NULL)
-                fm_link_cmd_discard(s->parts[i].cmd);
+    for (size_t i = 0; rc != 0 && i < s->cut.ngroups; i++)
+        if (s->parts[i].cmd != NULL)
+            fm_link_cmd_discard(s->parts[i].cmd);
     return rc;
 }
 
-fm_cmd *fm_link_split(fm_link *link, fm_flow *flow, size_t reads, int argc,
-                      const char **argv, const size_t *lens, fm_link_cb *cb, void *arg)
+static fm_cmd *batch_submit(fm_link *link, fm_flow *flow, int argc, const char **argv,
+                            const size_t *lens, fm_link_cb *cb, void *arg)
 {
-    struct fm_split *s = calloc(1, sizeof(*s));
+    fm_cmd *b = fm_link_cmd_create(link, flow, 0, NULL, 0, 1, argv, lens, cb, arg);
+    struct fm_batch *s = calloc(1, sizeof(*s));
 
-    (void)reads;
-    if (s == NULL)
-        return NULL;
-    s->nkeys = (size_t)argc - 1;
-    s->mget = lens[0] == 4 && strncasecmp(argv[0], "MGET", 4) == 0;
-    s->batch = fm_link_cmd_create(link, flow, 0, NULL, 0, 1, argv, lens, cb, arg);
-    if (s->batch == NULL) {
+    if (b == NULL || s == NULL) {
         free(s);
+        if (b != NULL)
+            fm_link_cmd_discard(b);
         return NULL;
     }
-    s->batch->split = s;
+    b->batch = s;
+    s->nkeys = (size_t)argc - 1;
+    s->mget = lens[0] == 4 && strncasecmp(argv[0], "MGET", 4) == 0;
     if (fm_slotbatch_make(&s->cut, NULL, argv + 1, lens + 1, s->nkeys) != 0 ||
         (s->parts = calloc(s->cut.ngroups, sizeof(*s->parts))) == NULL ||
         (s->mget && ((s->vals = calloc(s->nkeys, sizeof(*s->vals))) == NULL ||
-                     (s->elems = calloc(s->nkeys, sizeof(*s->elems))) == NULL))) {
-        split_free(s);
+                     (s->elems = calloc(s->nkeys, sizeof(*s->elems))) == NULL)) ||
+        make_parts(b, flow, argv, lens) != 0) {
+        batch_free(b);
         return NULL;
     }
     for (size_t i = 0; s->mget && i < s->nkeys; i++) {
         s->vals[i].type = REDIS_REPLY_NIL;
         s->elems[i] = &s->vals[i];
     }
-    s->nparts = s->cut.ngroups;
-    if (make_parts(s, link, flow, argv, lens) != 0) {
-        split_free(s);
-        return NULL;
-    }
     /* Every part is counted before any is sent: none answers from within
-     * a submit, but the link may be closing and drop one at once. */
-    s->pending = s->nparts;
-    for (size_t i = 0; i < s->nparts; i++)
+     * a submit, but a closing link drops each at once. */
+    s->pending = s->cut.ngroups;
+    for (size_t i = 0; i < s->cut.ngroups; i++)
         if (fm_link_cmd_submit(link, s->parts[i].cmd) == NULL) {
             s->parts[i].cmd = NULL;
-            s->down = 1;
             s->pending--;
         }
     if (s->pending == 0) {
-        split_free(s);
+        batch_free(b);
         return NULL;
     }
-    return s->batch;
+    return b;
 }
 
-int fm_link_split_cancel(fm_cmd *batch)
+/* A batch whose keys are in more than one slot, in a Cluster. */
+static int spans_slots(const fm_link *link, int argc, const char **argv, const size_t *lens)
 {
-    struct fm_split *s = batch->split;
+    unsigned slot;
 
-    for (size_t i = 0; i < s->nparts; i++)
-        if (s->parts[i].cmd != NULL && fm_link_cancel(s->parts[i].cmd)) {
-            s->parts[i].cmd = NULL;
-            s->pending--;
-        }
-    if (s->pending == 0) {
-        split_free(s);
-        return 1;
-    }
-    batch->cancelled = 1;
+    if (link->cluster == NULL || argc < 3 ||
+        !((lens[0] == 4 && strncasecmp(argv[0], "MGET", 4) == 0) ||
+          (lens[0] == 3 && strncasecmp(argv[0], "DEL", 3) == 0)))
+        return 0;
+    slot = fm_slot(argv[1], lens[1]);
+    for (int i = 2; i < argc; i++)
+        if (fm_slot(argv[i], lens[i]) != slot)
+            return 1;
     return 0;
 }
 
-int fm_link_split_transient(const fm_cmd *batch)
-{
-    const struct fm_split *s = batch->split;
+/* ---- what services call ---- */
 
+fm_cmd *fm_link_command(fm_link *link, fm_flow *flow, size_t reads, int argc,
+                        const char **argv, const size_t *lens, fm_link_cb *cb, void *arg)
+{
+    if (spans_slots(link, argc, argv, lens))
+        return batch_submit(link, flow, argc, argv, lens, cb, arg);
+    return fm_link_cmd_submit(link, fm_link_cmd_create(link, flow, reads, NULL, 0, argc, argv,
+                                                       lens, cb, arg));
+}
+
+int fm_link_cancel(fm_cmd *cmd)
+{
+    struct fm_batch *s = cmd->batch;
+
+    if (s == NULL)
+        return fm_link_cmd_cancel(cmd);
+    for (size_t i = 0; i < s->cut.ngroups; i++)
+        if (s->parts[i].cmd != NULL && fm_link_cmd_cancel(s->parts[i].cmd)) {
+            s->parts[i].cmd = NULL;
+            s->pending--;
+        }
+    if (s->pending == 0) {
+        batch_free(cmd);
+        return 1;
+    }
+    cmd->cancelled = 1;
+    return 0;
+}
+
+int fm_cmd_transient(const fm_cmd *cmd)
+{
+    const struct fm_batch *s = cmd->batch;
+
+    if (s == NULL)
+        return cmd->transient;
     if (s->transient)
         return 1;
-    for (size_t i = 0; i < s->nparts; i++)
+    for (size_t i = 0; i < s->cut.ngroups; i++)
         if (s->parts[i].cmd != NULL && s->parts[i].cmd->transient)
             return 1;
     return 0;
