@@ -3,7 +3,7 @@
  * FM_SUITE=name runs one suite only (proto, config, ops, errors, link, examples,
  * locks, faults, load, client, hostile, map, systemd, access,
  * metrics, slotmap, cluster,
- * sentinel);
+ * sentinel, cluster_ops);
  * CK_RUN_CASE, CK_FORK and CK_VERBOSITY work as Check documents them. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +33,7 @@ static const struct {
     {"slotmap", fm_suite_slotmap},
     {"cluster", fm_suite_cluster},
     {"sentinel", fm_suite_sentinel},
+    {"cluster_ops", fm_suite_cluster_ops},
 };
 
 int main(void)

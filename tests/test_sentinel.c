@@ -13,7 +13,7 @@
  * bounds the whole, from the fault to the first lock taken on the new
  * master; it is the sentinels' time that dominates, and they are never
  * under valgrind, so the bound does not grow with a slow daemon beyond
- * its SLACK_MS per step. FOLLOW_MS bounds a failover that no sentinel
+ * its WL_SLACK_MS per step. FOLLOW_MS bounds a failover that no sentinel
  * announced to the daemon, found by its checks (one a second): the
  * switch (about a second), the second sentinel of a majority learning of
  * it (the sentinels tell each other every 2 s), a check (1 s, and once
@@ -21,9 +21,7 @@
  * without the checks it took 12 s. The measured times are printed (grep
  * "sentinel: recovered", "sentinel: followed"); docs/SCALING.md reports
  * them. */
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,13 +32,13 @@
 #include "harness.h"
 #include "topo_sentinel.h"
 #include "wire.h"
+#include "workload.h"
 
 #define TCASE_TIMEOUT 90
 #define RECOVER_MS 20000    /* a failover, from the fault to a lock on the new master */
 #define UP_MS 10000         /* a daemon reaching the master at start */
 #define FOLLOW_MS 8000      /* an unannounced failover to the daemon on the new master: 6 s, and slack */
 #define HOLD_MS 3000        /* three of the daemon's checks */
-#define SLACK_MS 1500       /* beyond a deadline, what an answer may take on a loaded machine */
 #define REQUEST_TIMEOUT "2000"
 #define REQUEST_TIMEOUT_MS 2000
 #define SENTINEL_PASSWORD "s3ntinel-pw"
@@ -79,189 +77,6 @@ static int master_port(const fmt_sentinel_topo *t)
     return port;
 }
 
-/* Whether key exists on the Redis at port. */
-static int exists_on(int port, const char *key)
-{
-    redisContext *c = fmt_tcp_connect(port);
-    redisReply *r;
-    int yes;
-
-    ck_assert_msg(c != NULL, "cannot reach redis on %d", port);
-    r = redisCommand(c, "EXISTS %s", key);
-    ck_assert_msg(r != NULL && r->type == REDIS_REPLY_INTEGER, "EXISTS on %d failed", port);
-    yes = r->integer == 1;
-    freeReplyObject(r);
-    redisFree(c);
-    return yes;
-}
-
-static char *get_on(int port, const char *key)
-{
-    redisContext *c = fmt_tcp_connect(port);
-    redisReply *r;
-    char *v;
-
-    ck_assert_msg(c != NULL, "cannot reach redis on %d", port);
-    r = redisCommand(c, "GET %s", key);
-    ck_assert_ptr_nonnull(r);
-    v = r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
-    freeReplyObject(r);
-    redisFree(c);
-    return v;
-}
-
-typedef struct ping_says {
-    const char *sock;
-    const char *needle;
-} ping_says;
-
-static int pings(void *arg)
-{
-    const ping_says *p = arg;
-
-    return wire_ping_says(p->sock, p->needle);
-}
-
-/* Waits until the daemon's ping holds needle (its redis_error). */
-static void await_ping(const fmt_daemon *d, const char *needle)
-{
-    ping_says p = {d->sock, needle};
-
-    ck_assert_msg(fmt_wait_until(pings, &p, UP_MS), "ping never said %s", needle);
-}
-
-/* Waits for a wake of id on the client, passing over link events. */
-static void expect_wake(fm_client *c, const char *id, int timeout_ms)
-{
-    int64_t end = fmt_now_ms() + timeout_ms;
-
-    for (;;) {
-        int64_t left = end - fmt_now_ms();
-        fm_event e;
-
-        ck_assert_msg(left > 0, "no wake %s within %d ms", id, timeout_ms);
-        fmt_ok(c, fm_event_wait(c, &e, (int)left), "waiting for a wake");
-        if (e.type == FM_EVENT_WAKE && strcmp(e.execution_id, id) == 0) {
-            fm_event_clear(&e);
-            return;
-        }
-        fm_event_clear(&e);
-    }
-}
-
-/* Waits for the client's wake subscription to go "down" and come back
- * "up" (resubscribed on the new master), passing over wakes. */
-static void await_resubscribed(fm_client *c, int timeout_ms)
-{
-    int64_t end = fmt_now_ms() + timeout_ms;
-    int down = 0;
-
-    for (;;) {
-        int64_t left = end - fmt_now_ms();
-        fm_event e;
-
-        ck_assert_msg(left > 0, "the wake subscription was not restored within %d ms",
-                      timeout_ms);
-        fmt_ok(c, fm_event_wait(c, &e, (int)left), "waiting for redis events");
-        if (e.type == FM_EVENT_REDIS && !e.redis_up)
-            down = 1;
-        if (e.type == FM_EVENT_REDIS && e.redis_up && down) {
-            fm_event_clear(&e);
-            return;
-        }
-        fm_event_clear(&e);
-    }
-}
-
-/* One acquire with no retries: 1 taken, 0 not taken, -1 failed (the error
- * code in code, which must be redis_unavailable: nothing else may come of
- * a failover). */
-static int try_lock(fm_client *c, const char *key, fm_lock *l)
-{
-    fm_lock_opts o;
-    int64_t t0 = fmt_now_ms();
-
-    fm_lock_opts_init(&o);
-    o.ttl_ms = 30000;
-    o.max_retries = FM_LOCK_NO_RETRY;
-    if (fm_lock_acquire(c, key, &o, l) == FM_OK)
-        return l->acquired;
-    ck_assert_msg(fm_client_err(c) == FM_ERR_SERVER &&
-                  strcmp(fm_client_errcode(c), "redis_unavailable") == 0,
-                  "acquire %s during a failover: %s (%s) %s", key,
-                  fm_client_error_name(fm_client_err(c)), fm_client_errcode(c),
-                  fm_client_errstr(c));
-    /* Waited for the master at most request_timeout_ms, then said so. */
-    ck_assert_msg(fmt_now_ms() - t0 <= REQUEST_TIMEOUT_MS + SLACK_MS,
-                  "a failed acquire took %lld ms", (long long)(fmt_now_ms() - t0));
-    return -1;
-}
-
-/* ---- a workload of holders ----------------------------------------------- */
-
-#define WORKERS 3
-
-typedef struct workload {
-    const char *sock;
-    atomic_int stop;
-    atomic_int holders;     /* holding the lock right now, as the workers see it */
-    atomic_int overlaps;    /* a worker found another holder */
-    atomic_long taken;
-    atomic_long taken_after;    /* since `mark` */
-    atomic_int mark;
-    pthread_t threads[WORKERS];
-} workload;
-
-static void *worker(void *arg)
-{
-    workload *w = arg;
-    fm_client *c = fm_connect(w->sock, 5000);
-    fm_lock_opts o;
-    fm_lock l;
-
-    if (c == NULL)
-        return NULL;
-    fm_lock_opts_init(&o);
-    o.ttl_ms = 5000;
-    o.retry_delay_ms = 10;
-    o.max_retries = 100;
-    while (!atomic_load(&w->stop)) {
-        if (fm_lock_acquire(c, "sentinel:mx", &o, &l) != FM_OK || !l.acquired) {
-            if (!fm_client_connected(c))
-                fm_client_reconnect(c);
-            usleep(10000);
-            continue;
-        }
-        if (atomic_fetch_add(&w->holders, 1) != 0)
-            atomic_fetch_add(&w->overlaps, 1);
-        atomic_fetch_add(&w->taken, 1);
-        if (atomic_load(&w->mark))
-            atomic_fetch_add(&w->taken_after, 1);
-        usleep(3000);
-        atomic_fetch_sub(&w->holders, 1);
-        /* A release that fails (the master went) leaves the lock to its
-         * TTL on whichever master has it. */
-        fm_lock_release(c, "sentinel:mx", l.token, NULL, NULL);
-    }
-    fm_client_free(c);
-    return NULL;
-}
-
-static void workload_start(workload *w, const char *sock)
-{
-    memset(w, 0, sizeof(*w));
-    w->sock = sock;
-    for (int i = 0; i < WORKERS; i++)
-        ck_assert_int_eq(pthread_create(&w->threads[i], NULL, worker, w), 0);
-}
-
-static void workload_stop(workload *w)
-{
-    atomic_store(&w->stop, 1);
-    for (int i = 0; i < WORKERS; i++)
-        pthread_join(w->threads[i], NULL);
-}
-
 /* ---- operations ---------------------------------------------------------- */
 
 static fmt_sentinel_topo shared;
@@ -292,24 +107,24 @@ START_TEST(test_operations_reach_the_master_the_sentinels_name)
     c = fmt_client(&d);
     sub = fmt_client(&d);
 
-    ck_assert_int_eq(try_lock(c, "sen:a", &l), 1);
-    v = get_on(port, "fm:lock:sen:a");
+    ck_assert_int_eq(wl_try_lock(c, "sen:a", &l, REQUEST_TIMEOUT_MS), 1);
+    v = wl_get_on(port, "fm:lock:sen:a");
     ck_assert_msg(v != NULL && strcmp(v, l.token) == 0, "the lock is not on the master");
     free(v);
     fmt_ok(c, fm_lock_release(c, "sen:a", l.token, &released, NULL), "release");
     ck_assert_int_eq(released, 1);
-    ck_assert(!exists_on(port, "fm:lock:sen:a"));
+    ck_assert(!wl_exists_on(port, "fm:lock:sen:a"));
     fmt_ok(c, fm_lock_is_locked(c, "sen:a", &locked), "is_locked");
     ck_assert_int_eq(locked, 0);
 
     fmt_ok(c, fm_cache_set(c, exec, strlen(exec), 0), "cache.set");
-    v = get_on(port, "fm:exec:sen-1");
+    v = wl_get_on(port, "fm:exec:sen-1");
     ck_assert_msg(v != NULL && strcmp(v, exec) == 0, "the execution is not on the master");
     free(v);
 
     fmt_ok(sub, fm_wake_subscribe(sub, "sen:wake", NULL, NULL, 0), "subscribe");
     fmt_ok(c, fm_wake_signal(c, "sen-w1", "sen:wake", NULL), "signal");
-    expect_wake(sub, "sen-w1", WIRE_REPLY_MS);
+    wl_expect_wake(sub, "sen-w1", WIRE_REPLY_MS);
 
     fm_client_free(sub);
     fm_client_free(c);
@@ -323,7 +138,7 @@ START_TEST(test_wrong_sentinel_password_is_a_clear_error)
     char *log;
 
     daemon_start(&d, &shared, NULL, "not-the-pw", NULL, 0);
-    await_ping(&d, "refused AUTH: WRONGPASS");
+    wl_await_ping(d.sock, "refused AUTH: WRONGPASS", UP_MS);
     log = fmt_slurp(d.log);
     ck_assert_msg(strstr(log, "refused AUTH: WRONGPASS") != NULL, "log: %s", log);
     ck_assert_msg(strstr(log, "not-the-pw") == NULL, "the log shows the password: %s", log);
@@ -332,7 +147,7 @@ START_TEST(test_wrong_sentinel_password_is_a_clear_error)
 
     /* Without one, the sentinels' NOAUTH says what is missing. */
     daemon_start(&d, &shared, NULL, NULL, NULL, 0);
-    await_ping(&d, "refused PING: NOAUTH");
+    wl_await_ping(d.sock, "refused PING: NOAUTH", UP_MS);
     ck_assert_int_eq(fmt_daemon_stop(&d), 0);
 }
 END_TEST
@@ -342,7 +157,7 @@ START_TEST(test_unknown_master_name_is_a_clear_error)
     fmt_daemon d;
 
     daemon_start(&d, &shared, NULL, SENTINEL_PASSWORD, "no-such-master", 0);
-    await_ping(&d, "does not know the master");
+    wl_await_ping(d.sock, "does not know the master", UP_MS);
     ck_assert_int_eq(fmt_daemon_stop(&d), 0);
 }
 END_TEST
@@ -372,8 +187,8 @@ START_TEST(test_down_or_stopped_sentinel_is_skipped_within_its_timeout)
     /* The stopped one costs its 1 s; the dead one is refused at once. */
     ck_assert_msg(took <= 1000 + UP_MS, "up after %lld ms", (long long)took);
     c = fmt_client(&d);
-    ck_assert_int_eq(try_lock(c, "sen:skip", &l), 1);
-    ck_assert(exists_on(t.redis_port[0], "fm:lock:sen:skip"));
+    ck_assert_int_eq(wl_try_lock(c, "sen:skip", &l, REQUEST_TIMEOUT_MS), 1);
+    ck_assert(wl_exists_on(t.redis_port[0], "fm:lock:sen:skip"));
     fm_client_free(c);
     log = fmt_slurp(d.log);
     ck_assert_msg(strstr(log, "Connection refused") != NULL, "log: %s", log);
@@ -426,39 +241,19 @@ static int64_t await_locks_on(fm_client *c, int port, int64_t t0, int n)
 
     for (int i = 0, taken = 0; taken < n; i++) {
         snprintf(key, sizeof(key), "sen:after:%d", i);
-        if (try_lock(c, key, &l) != 1) {
+        if (wl_try_lock(c, key, &l, REQUEST_TIMEOUT_MS) != 1) {
             ck_assert_msg(fmt_now_ms() - t0 <= RECOVER_MS,
                           "no lock on the new master within %d ms", RECOVER_MS);
             continue;
         }
         snprintf(redis_key, sizeof(redis_key), "fm:lock:%s", key);
-        ck_assert_msg(exists_on(port, redis_key), "lock %s was not written to the new master",
+        ck_assert_msg(wl_exists_on(port, redis_key), "lock %s was not written to the new master",
                       key);
         if (first < 0)
             first = fmt_now_ms() - t0;
         taken++;
     }
     return first;
-}
-
-typedef struct count_above {
-    atomic_long *counter;
-    long value;
-} count_above;
-
-static int counted(void *arg)
-{
-    const count_above *ca = arg;
-
-    return atomic_load(ca->counter) > ca->value;
-}
-
-/* Waits until the workload's counter passes value. */
-static void await_count(atomic_long *counter, long value)
-{
-    count_above ca = {counter, value};
-
-    ck_assert_msg(fmt_wait_until(counted, &ca, RECOVER_MS), "the workload took no lock");
 }
 
 /* The common course of a failover: fault() makes it happen; the daemon
@@ -470,7 +265,7 @@ static void failover(void (*fault)(fmt_sentinel_topo *t, int old), const char *w
     fmt_sentinel_topo t;
     fmt_daemon d;
     fm_client *c, *sub, *pub;
-    workload w;
+    wl_locks w;
     int64_t t0, first;
     int old, now;
 
@@ -482,9 +277,9 @@ static void failover(void (*fault)(fmt_sentinel_topo *t, int old), const char *w
     pub = fmt_client(&d);
     fmt_ok(sub, fm_wake_subscribe(sub, "sen:wake", NULL, NULL, 0), "subscribe");
     fmt_ok(pub, fm_wake_signal(pub, "before", "sen:wake", NULL), "signal");
-    expect_wake(sub, "before", WIRE_REPLY_MS);
-    workload_start(&w, d.sock);
-    await_count(&w.taken, 10);
+    wl_expect_wake(sub, "before", WIRE_REPLY_MS);
+    wl_locks_start(&w, d.sock, (const char *const[]){"sentinel:mx"}, 1, 3);
+    wl_await_count(&w.taken, 10, RECOVER_MS, "locks taken");
 
     t0 = fmt_now_ms();
     fault(&t, old);
@@ -499,16 +294,18 @@ static void failover(void (*fault)(fmt_sentinel_topo *t, int old), const char *w
     fprintf(stderr, "sentinel: recovered from %s in %lld ms (sentinels switched, daemon on "
             "the new master, a lock taken there)\n", what, (long long)first);
 
-    await_resubscribed(sub, RECOVER_MS);
+    wl_await_resubscribed(sub, RECOVER_MS);
     fmt_ok(pub, fm_wake_signal(pub, "after", "sen:wake", NULL), "signal after");
-    expect_wake(sub, "after", WIRE_REPLY_MS);
+    wl_expect_wake(sub, "after", WIRE_REPLY_MS);
 
-    await_count(&w.taken_after, 10);
-    workload_stop(&w);
+    wl_await_count(&w.taken_after, 10, RECOVER_MS, "locks taken after the switch");
+    wl_locks_stop(&w);
     fprintf(stderr, "sentinel: %s: workload took the lock %ld times (%ld after the switch), "
             "%d overlaps\n", what, (long)atomic_load(&w.taken), (long)atomic_load(&w.taken_after),
             atomic_load(&w.overlaps));
     ck_assert_msg(atomic_load(&w.taken_after) > 0, "the workload never took the lock again");
+    ck_assert_msg(atomic_load(&w.unexpected) == 0, "%d unexpected answers to the workload, "
+                  "the first: %s", atomic_load(&w.unexpected), w.why);
     if (exclusive)
         ck_assert_int_eq(atomic_load(&w.overlaps), 0);
     fm_client_free(c);
@@ -606,8 +403,8 @@ START_TEST(test_failover_behind_a_stopped_watched_sentinel_is_followed)
     old = master_port(&t);
     now = t.redis_port[1 - fmt_sentinel_node_of(&t, old)];
     c = fmt_client(&d);
-    ck_assert_int_eq(try_lock(c, "sen:before", &l), 1);
-    ck_assert(exists_on(old, "fm:lock:sen:before"));
+    ck_assert_int_eq(wl_try_lock(c, "sen:before", &l, REQUEST_TIMEOUT_MS), 1);
+    ck_assert(wl_exists_on(old, "fm:lock:sen:before"));
 
     ck_assert_int_eq(kill(t.sentinel_pid[0], SIGSTOP), 0);
     t0 = fmt_now_ms();
@@ -666,9 +463,9 @@ START_TEST(test_lagging_sentinel_is_outvoted)
         char key[64], redis_key[80];
 
         snprintf(key, sizeof(key), "sen:held:%d", i);
-        ck_assert_int_eq(try_lock(c, key, &l), 1);
+        ck_assert_int_eq(wl_try_lock(c, key, &l, REQUEST_TIMEOUT_MS), 1);
         snprintf(redis_key, sizeof(redis_key), "fm:lock:%s", key);
-        ck_assert_msg(exists_on(now, redis_key), "lock %s was not written to the new master",
+        ck_assert_msg(wl_exists_on(now, redis_key), "lock %s was not written to the new master",
                       key);
     }
     log = fmt_slurp(d.log);

@@ -1,0 +1,865 @@
+/* test_cluster_ops.c -- the daemon on a real six-node Redis Cluster
+ * (topo_cluster.c), configured with redis_cluster_nodes: every operation
+ * against the master that owns each key's slot, seeds that are down or
+ * all out of reach, slots moved under load (ASK and TRYAGAIN windows held
+ * open by hand, then a reshard), and a master SIGKILLed until its replica
+ * serves its slots.
+ *
+ * What the faults must not break: no two holders of one lock at once (the
+ * workload of workload.c counts them), every get_many answered with the
+ * whole stored set, each value exact, or with an error, never with part of
+ * it, and the service back within RECOVER_MS of a master's death.
+ *
+ * The bounds. A killed master is found failed by the other masters after
+ * cluster-node-timeout (1 s in topo_cluster.c), then its replica is elected
+ * and promoted: about 2 s, never under valgrind. The daemon adds its own
+ * part: noticing the dead connection, one reconnect_step_ms, a new slot map
+ * from another node, a setup. RECOVER_MS bounds the whole, from the SIGKILL
+ * to the first lock taken again in one of the dead master's slots, with
+ * room for two CPU hogs and a daemon under valgrind or ASan (Check's
+ * timeouts grow with CK_TIMEOUT_MULTIPLIER, these bounds do not need to).
+ * The measured times are printed (grep "cluster: recovered"); docs/SCALING.md
+ * reports them. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+#include <hiredis/hiredis.h>
+
+#include "fence.h"
+#include "fm_tests.h"
+#include "fmredis.h"
+#include "harness.h"
+#include "slot.h"
+#include "topo_cluster.h"
+#include "wire.h"
+#include "workload.h"
+
+#define TCASE_TIMEOUT 90
+#define RECOVER_MS 20000    /* a master killed, until a lock in its slots is taken again */
+#define UP_MS 10000         /* a daemon reaching the cluster at start */
+#define WINDOW_MS 400       /* how long a slot is held half moved, within a request's deadline */
+#define REQUEST_TIMEOUT "2000"
+#define REQUEST_TIMEOUT_MS 2000
+#define LONG_TTL_MS 3600000
+
+/* ---- the daemon on the cluster -------------------------------------------- */
+
+/* A daemon on the cluster c, with seeds (a redis_cluster_nodes value; NULL:
+ * every node of c). */
+static void daemon_start(fmt_daemon *d, const fmt_cluster *c, const char *seeds, int wait_up)
+{
+    char all[FMT_CLUSTER_NODES * 24] = "";
+    const char *args[] = {"--redis_cluster_nodes", seeds, "--request_timeout_ms", REQUEST_TIMEOUT,
+                          "--reconnect_step_ms", "50", "--reconnect_max_ms", "500", NULL};
+
+    if (seeds == NULL) {
+        for (int i = 0; i < FMT_CLUSTER_NODES; i++)
+            snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s127.0.0.1:%d",
+                     i ? "," : "", c->node[i].port);
+        args[1] = all;
+    }
+    /* redis_url supplies only credentials and the database here: a URL
+     * that could never connect proves the addresses come from the seeds. */
+    if (wait_up)
+        wire_daemon_up(d, "redis://127.0.0.1:1/0", args);
+    else
+        wire_daemon_start(d, "redis://127.0.0.1:1/0", args);
+}
+
+/* The node that serves slot, as the first live node that answers sees it. */
+static int slot_owner(const fmt_cluster *c, unsigned slot)
+{
+    for (int i = 0; i < FMT_CLUSTER_NODES; i++) {
+        int owner = c->node[i].redis.pid > 0 ? fmt_cluster_owner(c, i, slot) : -1;
+
+        if (owner >= 0)
+            return owner;
+    }
+    ck_abort_msg("no node names the owner of slot %u", slot);
+    return -1;
+}
+
+/* The node that serves the Redis key's slot. */
+static int owner_of(const fmt_cluster *c, const char *rkey)
+{
+    return slot_owner(c, fm_slot(rkey, strlen(rkey)));
+}
+
+static int port_of_key(const fmt_cluster *c, const char *rkey)
+{
+    return c->node[owner_of(c, rkey)].port;
+}
+
+/* A hash tag ("<stem><n>") whose slot is slot. */
+static void tag_for_slot(unsigned slot, const char *stem, char *tag, size_t size)
+{
+    for (unsigned n = 0;; n++) {
+        snprintf(tag, size, "%s%u", stem, n);
+        if (fm_slot(tag, strlen(tag)) == slot)
+            return;
+    }
+}
+
+/* The master after m in the list of masters, to move m's slots to. */
+static int next_master(const fmt_cluster *c, int m)
+{
+    int masters[FMT_CLUSTER_NODES], n = fmt_cluster_masters(c, masters);
+
+    for (int k = 0; k < n; k++)
+        if (masters[k] == m)
+            return masters[(k + 1) % n];
+    ck_abort_msg("node %d is not a master", m);
+    return -1;
+}
+
+/* The executions of a batch: ids, and a value for each with a number whose
+ * digits a re-printing would lose. */
+typedef struct batch {
+    size_t n;
+    char *ids[64];
+    char *values[64];
+} batch;
+
+/* Adds the execution whose id is made of fmt and what follows. */
+__attribute__((format(printf, 2, 3)))
+static void batch_add(batch *b, const char *fmt, ...)
+{
+    char id[64];
+    va_list ap;
+
+    ck_assert_uint_lt(b->n, sizeof(b->ids) / sizeof(b->ids[0]));
+    va_start(ap, fmt);
+    vsnprintf(id, sizeof(id), fmt, ap);
+    va_end(ap);
+    b->ids[b->n] = strdup(id);
+    b->values[b->n] = wire_strf("{\"id\":\"%s\",\"n\":123456789012345678%02zu}", id, b->n);
+    ck_assert_ptr_nonnull(b->ids[b->n]);
+    b->n++;
+}
+
+static void batch_free(batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->ids[i]);
+        free(b->values[i]);
+    }
+    b->n = 0;
+}
+
+static void batch_store(fm_client *c, const batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        fmt_ok(c, fm_cache_set(c, b->values[i], strlen(b->values[i]), LONG_TTL_MS), "cache.set");
+}
+
+static void rkey_of(char *out, size_t size, const char *prefix, const char *name)
+{
+    snprintf(out, size, "%s%s", prefix, name);
+}
+
+/* Each execution of b is on the master that owns its slot, with its exact
+ * value; that master's index for each is put in owners (may be NULL). */
+static void batch_on_owners(const fmt_cluster *c, const batch *b, int *owners)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        char rkey[96], *v;
+        int owner;
+
+        rkey_of(rkey, sizeof(rkey), "fm:exec:", b->ids[i]);
+        owner = owner_of(c, rkey);
+        v = wl_get_on(c->node[owner].port, rkey);
+        ck_assert_msg(v != NULL && strcmp(v, b->values[i]) == 0,
+                      "%s on its owner (node %d): %s", rkey, owner, v ? v : "(none)");
+        free(v);
+        if (owners != NULL)
+            owners[i] = owner;
+    }
+}
+
+/* A get_many of b (and the ids of absent) answers b, each value exact. */
+static void expect_batch(fm_client *c, const batch *b, const char *const *absent, size_t nabsent)
+{
+    const char *ids[80];
+    fm_cache_entry *e = NULL;
+    size_t count = 0, n = 0;
+
+    for (size_t i = 0; i < b->n; i++)
+        ids[n++] = b->ids[i];
+    for (size_t i = 0; i < nabsent; i++)
+        ids[n++] = absent[i];
+    fmt_ok(c, fm_cache_get_many(c, ids, n, &e, &count), "cache.get_many");
+    ck_assert_uint_eq(count, b->n);
+    for (size_t i = 0; i < count; i++) {
+        size_t k = 0;
+
+        while (k < b->n && strcmp(b->ids[k], e[i].id) != 0)
+            k++;
+        ck_assert_msg(k < b->n, "get_many answered %s, which is not stored", e[i].id);
+        ck_assert_str_eq(e[i].json, b->values[k]);
+    }
+    fm_cache_entries_free(e, count);
+}
+
+/* ---- operations ----------------------------------------------------------- */
+
+static fmt_cluster shared;
+
+static void shared_up(void)
+{
+    ck_assert_msg(fmt_cluster_start(&shared) == 0, "the cluster did not start");
+    fprintf(stderr, "cluster_ops: six nodes started and settled in %lld ms\n",
+            (long long)shared.start_ms);
+}
+
+static void shared_down(void)
+{
+    fmt_cluster_stop(&shared);
+}
+
+/* One lock's whole course, each step checked on the master of its slot. */
+static void lock_course(const fmt_cluster *c, fm_client *a, fm_client *b, fm_fence *f,
+                        const char *key, int *owner)
+{
+    char rkey[96], fkey[FM_FENCE_KEY_MAX + 1], fence[24], *v;
+    fm_lock l, l2, again;
+    fm_release_reason why;
+    int port, locked = 0, released = 0, extended = 0;
+    long long pttl;
+
+    rkey_of(rkey, sizeof(rkey), "fm:lock:", key);
+    *owner = owner_of(c, rkey);
+    port = c->node[*owner].port;
+    ck_assert_int_eq(wl_try_lock(a, key, &l, REQUEST_TIMEOUT_MS), 1);
+    ck_assert_int_gt(l.fence, 0);
+    v = wl_get_on(port, rkey);
+    ck_assert_msg(v != NULL && strcmp(v, l.token) == 0, "%s is not on its master", rkey);
+    free(v);
+    pttl = wl_pttl_on(port, rkey);
+    ck_assert_msg(pttl > 0 && pttl <= 30000, "PTTL %s: %lld", rkey, pttl);
+    /* The fence counter is in the lock's slot, on the same master. */
+    ck_assert_uint_gt(fm_fence_key(f, "fm:lock:", rkey, strlen(rkey), fkey), 0);
+    snprintf(fence, sizeof(fence), "%lld", (long long)l.fence);
+    v = wl_get_on(port, fkey);
+    ck_assert_msg(v != NULL && strcmp(v, fence) == 0, "fence counter of %s: %s, fence %s", rkey,
+                  v ? v : "(none)", fence);
+    free(v);
+
+    ck_assert_int_eq(wl_try_lock(b, key, &l2, REQUEST_TIMEOUT_MS), 0);
+    fmt_ok(b, fm_lock_is_locked(b, key, &locked), "is_locked");
+    ck_assert_int_eq(locked, 1);
+    fmt_ok(b, fm_lock_release(b, key, "not-the-token", &released, &why), "release by another");
+    ck_assert(!released && why == FM_RELEASE_NOT_OWNER);
+    fmt_ok(a, fm_lock_extend(a, key, l.token, 90000, &extended), "extend");
+    ck_assert_int_eq(extended, 1);
+    pttl = wl_pttl_on(port, rkey);
+    ck_assert_msg(pttl > 30000 && pttl <= 90000, "PTTL %s after extend: %lld", rkey, pttl);
+
+    fmt_ok(a, fm_lock_release(a, key, l.token, &released, NULL), "release");
+    ck_assert_int_eq(released, 1);
+    ck_assert(!wl_exists_on(port, rkey));
+    fmt_ok(a, fm_lock_is_locked(a, key, &locked), "is_locked after release");
+    ck_assert_int_eq(locked, 0);
+    fmt_ok(a, fm_lock_release(a, key, l.token, &released, &why), "release again");
+    ck_assert(!released && why == FM_RELEASE_NOT_HELD);
+    fmt_ok(a, fm_lock_extend(a, key, l.token, 1000, &extended), "extend after release");
+    ck_assert_int_eq(extended, 0);
+
+    /* Taken again: a higher fence. */
+    ck_assert_int_eq(wl_try_lock(b, key, &again, REQUEST_TIMEOUT_MS), 1);
+    ck_assert_int_gt(again.fence, l.fence);
+    fmt_ok(b, fm_lock_release(b, key, again.token, &released, NULL), "release the second");
+    ck_assert_int_eq(released, 1);
+}
+
+/* Whether every master is among the owners seen (one flag per node). */
+static void all_masters_seen(const fmt_cluster *c, const int *seen, const char *what)
+{
+    int masters[FMT_CLUSTER_NODES], n = fmt_cluster_masters(c, masters);
+
+    ck_assert_int_eq(n, 3);
+    for (int k = 0; k < n; k++)
+        ck_assert_msg(seen[masters[k]], "%s: no key on master %d", what, masters[k]);
+}
+
+static void check_locks(const fmt_cluster *c, fm_client *a, fm_client *b)
+{
+    int seen[FMT_CLUSTER_NODES] = {0};
+    fm_fence *f = fm_fence_create();
+
+    ck_assert_ptr_nonnull(f);
+    for (int k = 0; k < 24; k++) {
+        char key[32];
+        int owner;
+
+        snprintf(key, sizeof(key), "ops:lock:%d", k);
+        lock_course(c, a, b, f, key, &owner);
+        seen[owner] = 1;
+    }
+    all_masters_seen(c, seen, "locks");
+    fm_fence_free(f);
+}
+
+static void check_cache(const fmt_cluster *c, fm_client *a)
+{
+    static const char *const absent[] = {"ops:none:1", "ops:none:2", "ops:none:3"};
+    const char *ids[70];
+    int seen[FMT_CLUSTER_NODES] = {0}, owners[64], slots_seen = 0;
+    static char slot_used[FM_SLOTS];
+    batch b = {0}, none = {0};
+    int64_t invalidated = -1;
+    char *json = NULL, rkey[96];
+    size_t len = 0;
+
+    memset(slot_used, 0, sizeof(slot_used));
+    for (int k = 0; k < 60; k++)
+        batch_add(&b, "ops:exec:%d", k);
+    batch_store(a, &b);
+    batch_on_owners(c, &b, owners);
+    for (size_t i = 0; i < b.n; i++) {
+        unsigned slot;
+
+        rkey_of(rkey, sizeof(rkey), "fm:exec:", b.ids[i]);
+        slot = fm_slot(rkey, strlen(rkey));
+        slots_seen += !slot_used[slot];
+        slot_used[slot] = 1;
+        seen[owners[i]] = 1;
+        ck_assert_int_gt(wl_pttl_on(c->node[owners[i]].port, rkey), LONG_TTL_MS - 60000);
+    }
+    ck_assert_int_ge(slots_seen, 50);
+    all_masters_seen(c, seen, "executions");
+
+    for (size_t i = 0; i < b.n; i++) {
+        fmt_ok(a, fm_cache_get(a, b.ids[i], &json, &len), "cache.get");
+        ck_assert_msg(json != NULL && strcmp(json, b.values[i]) == 0, "cache.get %s: %s",
+                      b.ids[i], json ? json : "(miss)");
+        free(json);
+    }
+    expect_batch(a, &b, absent, 3);
+
+    /* One alone, then the rest and three that never existed in one batch. */
+    fmt_ok(a, fm_cache_invalidate(a, b.ids[0]), "cache.invalidate");
+    rkey_of(rkey, sizeof(rkey), "fm:exec:", b.ids[0]);
+    ck_assert(!wl_exists_on(c->node[owners[0]].port, rkey));
+    fmt_ok(a, fm_cache_get(a, b.ids[0], &json, &len), "cache.get after invalidate");
+    ck_assert_ptr_null(json);
+    for (size_t i = 1; i < b.n; i++)
+        ids[i - 1] = b.ids[i];
+    for (size_t i = 0; i < 3; i++)
+        ids[b.n - 1 + i] = absent[i];
+    fmt_ok(a, fm_cache_invalidate_many(a, ids, b.n + 2, &invalidated), "cache.invalidate_many");
+    ck_assert_int_eq(invalidated, (int64_t)b.n - 1);
+    for (size_t i = 0; i < b.n; i++) {
+        rkey_of(rkey, sizeof(rkey), "fm:exec:", b.ids[i]);
+        ck_assert_msg(!wl_exists_on(c->node[owners[i]].port, rkey), "%s survived", rkey);
+    }
+    expect_batch(a, &none, ids, b.n + 2);
+    batch_free(&b);
+    fmt_ok(a, fm_cache_invalidate_many(a, NULL, 0, &invalidated), "empty invalidate_many");
+    ck_assert_int_eq(invalidated, 0);
+}
+
+static void check_wakes(fm_client *a, fm_client *sub)
+{
+    static const char *const many[] = {"ops-w2", "ops-w3", "ops-w4"};
+    int64_t receivers = -1, signaled = -1;
+
+    fmt_ok(sub, fm_wake_subscribe(sub, "ops:wake", NULL, NULL, 0), "subscribe");
+    /* receivers counts the subscribers of one node only: the one that ran
+     * the PUBLISH, which need not be the one the daemon subscribed on. */
+    fmt_ok(a, fm_wake_signal(a, "ops-w1", "ops:wake", &receivers), "signal");
+    ck_assert_int_ge(receivers, 0);
+    wl_expect_wake(sub, "ops-w1", WIRE_REPLY_MS);
+    fmt_ok(a, fm_wake_signal_many(a, many, 3, "ops:wake", &signaled), "signal_many");
+    ck_assert_int_eq(signaled, 3);
+    for (int i = 0; i < 3; i++)
+        wl_expect_wake(sub, many[i], WIRE_REPLY_MS);
+}
+
+static long long stat_int(const cJSON *root, const char *path0, const char *path1,
+                          const char *path2)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, path0);
+
+    if (path1 != NULL)
+        v = cJSON_GetObjectItemCaseSensitive(v, path1);
+    if (path2 != NULL)
+        v = cJSON_GetObjectItemCaseSensitive(v, path2);
+    ck_assert_msg(cJSON_IsNumber(v) || cJSON_IsBool(v), "stats has no %s.%s.%s", path0,
+                  path1 ? path1 : "", path2 ? path2 : "");
+    return cJSON_IsNumber(v) ? (long long)v->valuedouble : cJSON_IsTrue(v);
+}
+
+static void check_stats(fm_client *a)
+{
+    char *text = NULL;
+    cJSON *root;
+
+    fmt_ok(a, fm_stats(a, &text, NULL), "stats");
+    root = cJSON_Parse(text);
+    ck_assert_msg(root != NULL, "stats: %s", text);
+    ck_assert_int_ge(stat_int(root, "clients", NULL, NULL), 3);
+    ck_assert_int_eq(stat_int(root, "redis", "connected", NULL), 1);
+    ck_assert_int_ge(stat_int(root, "ops", "lock.acquire", "calls"), 24 * 3);
+    ck_assert_int_eq(stat_int(root, "ops", "lock.acquire", "errors"), 0);
+    ck_assert_int_ge(stat_int(root, "ops", "cache.get_many", "calls"), 2);
+    ck_assert_int_eq(stat_int(root, "ops", "cache.get_many", "errors"), 0);
+    ck_assert_int_ge(stat_int(root, "ops", "wake.signal_many", "calls"), 1);
+    cJSON_Delete(root);
+    free(text);
+}
+
+START_TEST(test_operations_reach_the_master_of_each_slot)
+{
+    fmt_daemon d;
+    fm_client *a, *b, *sub;
+    int up = -1;
+
+    daemon_start(&d, &shared, NULL, 1);
+    a = fmt_client(&d);
+    b = fmt_client(&d);
+    sub = fmt_client(&d);
+    ck_assert(wire_ping_says(d.sock, "\"redis\":\"up\""));
+    fmt_ok(a, fm_ping(a, 1, &up), "ping with a round trip");
+    ck_assert_int_eq(up, 1);
+
+    check_locks(&shared, a, b);
+    check_cache(&shared, a);
+    check_wakes(a, sub);
+    check_stats(a);
+
+    fm_client_free(sub);
+    fm_client_free(b);
+    fm_client_free(a);
+    ck_assert_int_eq(fmt_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* ---- seeds ----------------------------------------------------------------- */
+
+START_TEST(test_unreachable_first_seed_is_skipped)
+{
+    fmt_daemon d;
+    char seeds[64];
+    fm_client *c;
+    fm_lock l;
+
+    snprintf(seeds, sizeof(seeds), "127.0.0.1:%d,127.0.0.1:%d", fmt_unused_port(),
+             shared.node[3].port);
+    daemon_start(&d, &shared, seeds, 1);
+    c = fmt_client(&d);
+    /* Served by every master, not only the seed it learnt the map from. */
+    for (int k = 0; k < 12; k++) {
+        char key[32], rkey[48];
+
+        snprintf(key, sizeof(key), "seed:%d", k);
+        rkey_of(rkey, sizeof(rkey), "fm:lock:", key);
+        ck_assert_int_eq(wl_try_lock(c, key, &l, REQUEST_TIMEOUT_MS), 1);
+        ck_assert(wl_exists_on(port_of_key(&shared, rkey), rkey));
+        fmt_ok(c, fm_lock_release(c, key, l.token, NULL, NULL), "release");
+    }
+    fm_client_free(c);
+    ck_assert_int_eq(fmt_daemon_stop(&d), 0);
+}
+END_TEST
+
+START_TEST(test_no_seed_answering_is_down_with_the_reason)
+{
+    fmt_daemon d;
+    char seeds[64], needle[80];
+    int first = fmt_unused_port(), second = fmt_unused_port();
+    fm_client *c;
+    fm_lock l;
+
+    snprintf(seeds, sizeof(seeds), "127.0.0.1:%d,127.0.0.1:%d", first, second);
+    daemon_start(&d, &shared, seeds, 0);
+    wl_await_ping(d.sock, "\"redis\":\"down\"", UP_MS);
+    /* The reason names a seed and what it did. */
+    snprintf(needle, sizeof(needle), "\"redis_error\":\"127.0.0.1:%d: Connection refused", first);
+    wl_await_ping(d.sock, needle, UP_MS);
+    c = fmt_client(&d);
+    ck_assert_int_eq(wl_try_lock(c, "seedless", &l, REQUEST_TIMEOUT_MS), -1);
+    fm_client_free(c);
+    ck_assert_int_eq(fmt_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* ---- slots moved under load ------------------------------------------------- */
+
+#define MOVED_TAGS 4        /* slots moved by hand, ASK/TRYAGAIN windows held open */
+#define RESHARD_SLOTS 20    /* then moved by fmt_cluster_reshard */
+
+/* Moves slot to dst in three steps, holding each window open for the
+ * workloads (which ask every few ms) to run into: keys half moved
+ * (hold_ms: multi-key commands get TRYAGAIN), all moved but the slot not
+ * yet handed over (WINDOW_MS: ASK), then the end of the move. The slots
+ * moved hold five executions, and maybe a lock and its fence counter: of
+ * the first three keys moved at least one is an execution and two stay
+ * behind, so the slot's MGET gets TRYAGAIN. */
+static void move_slot_slowly(fmt_cluster *c, wl_batch *b, unsigned slot, int dst, int hold_ms)
+{
+    long failed;
+
+    ck_assert_int_eq(fmt_cluster_move_begin(c, slot, dst), 0);
+    ck_assert_int_eq(fmt_cluster_move_keys(c, slot, dst, 3), 0);
+    failed = atomic_load(&b->failed);
+    usleep((useconds_t)hold_ms * 1000);
+    /* One MGET per slot can only get TRYAGAIN here: a get_many begun in
+     * the window waits, and past its deadline fails whole (which the
+     * reader checks), rather than hang or answer without the slot. */
+    if (hold_ms > REQUEST_TIMEOUT_MS)
+        ck_assert_msg(atomic_load(&b->failed) > failed,
+                      "no get_many failed in %d ms of a half-moved slot", hold_ms);
+    ck_assert_int_eq(fmt_cluster_move_keys(c, slot, dst, 0), 0);
+    usleep(WINDOW_MS * 1000);
+    ck_assert_int_eq(fmt_cluster_move_end(c, slot, dst), 0);
+    ck_assert_int_eq(fmt_cluster_wait_agreed(c, slot, slot, dst), 0);
+}
+
+/* What test_slots_move_under_load moves, and what it stores there. */
+typedef struct moves {
+    char tag[MOVED_TAGS][16];   /* hash tags of the slots moved by hand */
+    unsigned slot[MOVED_TAGS];
+    int dst[MOVED_TAGS];        /* where each goes */
+    char rtag[5][16];           /* hash tags in slots the reshard moves */
+    int src0, dst0;             /* the reshard's source (slot 0's master) and target */
+    char lock_keys[3][32];
+    batch b;
+} moves;
+
+/* Slots moved by hand: those of tags with five executions each; the
+ * reshard moves the lowest RESHARD_SLOTS slots of slot 0's master, two
+ * executions in each of five of them; twenty executions elsewhere. Locks
+ * in two hand-moved slots and in slot 0. */
+static void moves_plan(moves *m, const fmt_cluster *c)
+{
+    memset(m, 0, sizeof(*m));
+    m->src0 = slot_owner(c, 0);
+    m->dst0 = next_master(c, m->src0);
+    for (int t = 0; t < MOVED_TAGS; t++) {
+        snprintf(m->tag[t], sizeof(m->tag[t]), "mv%d", t);
+        m->slot[t] = fm_slot(m->tag[t], strlen(m->tag[t]));
+        ck_assert_uint_ge(m->slot[t], RESHARD_SLOTS);
+        m->dst[t] = next_master(c, slot_owner(c, m->slot[t]));
+        for (int k = 0; k < 5; k++)
+            batch_add(&m->b, "{%s}:%d", m->tag[t], k);
+    }
+    for (int r = 0; r < 5; r++) {
+        tag_for_slot((unsigned)(r * (RESHARD_SLOTS - 1) / 4), "rs", m->rtag[r],
+                     sizeof(m->rtag[r]));
+        for (int k = 0; k < 2; k++)
+            batch_add(&m->b, "{%s}:%d", m->rtag[r], k);
+    }
+    for (int k = 0; k < 20; k++)
+        batch_add(&m->b, "plain:%d", k);
+    for (int k = 0; k < 3; k++)
+        snprintf(m->lock_keys[k], sizeof(m->lock_keys[k]), "{%s}:mx",
+                 k < 2 ? m->tag[k] : m->rtag[0]);
+}
+
+static void moves_run(moves *m, fmt_cluster *c, wl_batch *rd)
+{
+    int64_t t0 = fmt_now_ms();
+
+    /* The first slot stays half moved past a request's deadline: whatever
+     * waits on it must then fail whole. */
+    move_slot_slowly(c, rd, m->slot[0], m->dst[0], REQUEST_TIMEOUT_MS + WL_SLACK_MS);
+    for (int t = 1; t < MOVED_TAGS; t++)
+        move_slot_slowly(c, rd, m->slot[t], m->dst[t], WINDOW_MS);
+    ck_assert_int_eq(fmt_cluster_reshard(c, m->src0, m->dst0, RESHARD_SLOTS), 0);
+    fprintf(stderr, "cluster_ops: %d slots moved by hand and %d resharded under load in "
+            "%lld ms\n", MOVED_TAGS, RESHARD_SLOTS, (long long)(fmt_now_ms() - t0));
+}
+
+/* The executions and the locks are on their new owners, and every lock is
+ * free again. The executions' owners go to owners. */
+static void moves_check(const moves *m, const fmt_cluster *c, fm_client *cl, int *owners)
+{
+    char rkey[96];
+    fm_lock l;
+
+    batch_on_owners(c, &m->b, owners);
+    for (size_t i = 0; i < m->b.n; i++) {
+        int want = i < MOVED_TAGS * 5 ? m->dst[i / 5]
+                   : i < MOVED_TAGS * 5 + 10 ? m->dst0 : owners[i];
+
+        ck_assert_msg(owners[i] == want, "%s is on node %d, not %d", m->b.ids[i], owners[i],
+                      want);
+    }
+    for (int k = 0; k < 3; k++) {
+        rkey_of(rkey, sizeof(rkey), "fm:lock:", m->lock_keys[k]);
+        ck_assert_int_eq(wl_try_lock(cl, m->lock_keys[k], &l, REQUEST_TIMEOUT_MS), 1);
+        ck_assert_int_eq(owner_of(c, rkey), k < 2 ? m->dst[k] : m->dst0);
+        ck_assert(wl_exists_on(port_of_key(c, rkey), rkey));
+        fmt_ok(cl, fm_lock_release(cl, m->lock_keys[k], l.token, NULL, NULL), "release");
+    }
+}
+
+/* Stops the workloads and asserts what they saw: no two holders of a lock
+ * at once, no answer but the contract's outage errors, no wrong get_many. */
+static void workloads_stop(wl_locks *w, wl_batch *rd, const char *what)
+{
+    wl_batch_stop(rd);
+    wl_locks_stop(w);
+    fprintf(stderr, "cluster_ops: %s: %ld locks taken (%ld after), %ld acquires failed, "
+            "%d overlaps; get_many %ld complete, %ld failed, %d wrong, at most %lld ms "
+            "without a complete one\n", what,
+            (long)atomic_load(&w->taken), (long)atomic_load(&w->taken_after),
+            (long)atomic_load(&w->failed), atomic_load(&w->overlaps),
+            (long)atomic_load(&rd->complete), (long)atomic_load(&rd->failed),
+            atomic_load(&rd->wrong), (long long)rd->longest_gap_ms);
+    ck_assert_msg(atomic_load(&w->overlaps) == 0, "two holders of one lock at once, %d times",
+                  atomic_load(&w->overlaps));
+    ck_assert_msg(atomic_load(&w->unexpected) == 0, "%d unexpected answers to acquires, the "
+                  "first: %s", atomic_load(&w->unexpected), w->why);
+    ck_assert_msg(atomic_load(&rd->wrong) == 0, "%d wrong get_many answers, the first: %s",
+                  atomic_load(&rd->wrong), rd->why);
+}
+
+START_TEST(test_slots_move_under_load)
+{
+    fmt_daemon d;
+    fm_client *c;
+    wl_locks w;
+    wl_batch rd;
+    batch none = {0};
+    moves m;
+    char rkey[96];
+    int owners[64];
+    int64_t invalidated = -1;
+
+    daemon_start(&d, &shared, NULL, 1);
+    c = fmt_client(&d);
+    moves_plan(&m, &shared);
+    batch_store(c, &m.b);
+    batch_on_owners(&shared, &m.b, NULL);
+    wl_locks_start(&w, d.sock, (const char *const[]){m.lock_keys[0], m.lock_keys[1],
+                                                      m.lock_keys[2]}, 3, 4);
+    wl_batch_start(&rd, d.sock, (const char *const *)m.b.ids, (const char *const *)m.b.values,
+                   m.b.n);
+    wl_await_count(&w.taken, 20, UP_MS, "locks taken");
+    wl_await_count(&rd.complete, 5, UP_MS, "get_many answered");
+
+    moves_run(&m, &shared, &rd);
+    /* Served after the moves. */
+    atomic_store(&w.mark, 1);
+    atomic_store(&rd.mark, 1);
+    wl_await_count(&w.taken_after, 10, RECOVER_MS, "locks taken after the moves");
+    wl_await_count(&rd.complete_after, 3, RECOVER_MS, "get_many answered after the moves");
+    workloads_stop(&w, &rd, "while slots moved");
+
+    moves_check(&m, &shared, c, owners);
+    expect_batch(c, &m.b, NULL, 0);
+    fmt_ok(c, fm_cache_invalidate_many(c, (const char *const *)m.b.ids, m.b.n, &invalidated),
+           "invalidate_many");
+    ck_assert_int_eq(invalidated, (int64_t)m.b.n);
+    for (size_t i = 0; i < m.b.n; i++) {
+        rkey_of(rkey, sizeof(rkey), "fm:exec:", m.b.ids[i]);
+        ck_assert_msg(!wl_exists_on(shared.node[owners[i]].port, rkey), "%s survived", rkey);
+    }
+    expect_batch(c, &none, (const char *const *)m.b.ids, m.b.n);
+    batch_free(&m.b);
+    fm_client_free(c);
+    ck_assert_int_eq(fmt_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* ---- a master killed --------------------------------------------------------- */
+
+/* The node whose subscribers count the channel's subscriber (the daemon's
+ * pub/sub connection), or -1. */
+static int subscribed_node(const fmt_cluster *c, const char *channel)
+{
+    for (int i = 0; i < FMT_CLUSTER_NODES; i++) {
+        redisContext *ctx = fmt_cluster_connect(c, i);
+        long long n = ctx != NULL ? wire_redis_numsub(ctx, channel) : 0;
+
+        redisFree(ctx);
+        if (n > 0)
+            return i;
+    }
+    return -1;
+}
+
+static int is_master(const fmt_cluster *c, int i)
+{
+    int masters[FMT_CLUSTER_NODES], n = fmt_cluster_masters(c, masters);
+
+    for (int k = 0; k < n; k++)
+        if (masters[k] == i)
+            return 1;
+    return 0;
+}
+
+/* A name "<stem><n>" whose Redis key (prefix + name) is served by node. */
+static void name_on(const fmt_cluster *c, int node, const char *prefix, const char *stem,
+                    int *n, char *out, size_t size)
+{
+    char rkey[96];
+
+    for (;; (*n)++) {
+        snprintf(out, size, "%s%d", stem, *n);
+        rkey_of(rkey, sizeof(rkey), prefix, out);
+        if (owner_of(c, rkey) == node) {
+            (*n)++;
+            return;
+        }
+    }
+}
+
+/* Writes through node, then waits until its replica has everything it took. */
+static void await_replicated(const fmt_cluster *c, int node)
+{
+    char name[32], rkey[64];
+    int n = 0;
+    redisContext *ctx = fmt_cluster_connect(c, node);
+    redisReply *r;
+
+    ck_assert_ptr_nonnull(ctx);
+    name_on(c, node, "", "sync:", &n, name, sizeof(name));
+    rkey_of(rkey, sizeof(rkey), "", name);
+    freeReplyObject(wire_redis_ok(ctx, "SET %s 1", rkey));
+    r = wire_redis_ok(ctx, "WAIT 1 5000");
+    ck_assert_msg(r->type == REDIS_REPLY_INTEGER && r->integer == 1, "node %d has no replica "
+                  "in sync", node);
+    freeReplyObject(r);
+    redisFree(ctx);
+}
+
+/* The master to kill: the one the daemon subscribed on (to channel, which
+ * sub has subscribed to), when it is a master, so that the subscription
+ * has to move. *sub_node gets the node subscribed on. */
+static int pick_victim(const fmt_cluster *c, const char *channel, int *sub_node)
+{
+    int masters[FMT_CLUSTER_NODES], victim;
+
+    *sub_node = subscribed_node(c, channel);
+    ck_assert_msg(*sub_node >= 0, "no node counts the daemon's subscription");
+    ck_assert_int_eq(fmt_cluster_masters(c, masters), 3);
+    victim = is_master(c, *sub_node) ? *sub_node : masters[0];
+    fprintf(stderr, "cluster_ops: the daemon subscribed on node %d (a %s); killing master %d\n",
+            *sub_node, is_master(c, *sub_node) ? "master" : "replica", victim);
+    return victim;
+}
+
+#define AFTER_KEYS 20
+
+/* Tries the keys in turn (a key whose acquire failed may have been taken
+ * for it after all, on the dead master or its replica) until one is taken,
+ * which must be on the promoted node. Returns when, in ms since t0. */
+static int64_t await_lock_on(const fmt_cluster *c, fm_client *cl, char keys[][32], int promoted,
+                             int64_t t0)
+{
+    char rkey[96];
+    fm_lock l;
+
+    for (int k = 0;; k = (k + 1) % AFTER_KEYS) {
+        int got = wl_try_lock(cl, keys[k], &l, REQUEST_TIMEOUT_MS);
+
+        ck_assert_msg(fmt_now_ms() - t0 <= RECOVER_MS, "no lock in the dead master's slots "
+                      "within %d ms", RECOVER_MS);
+        if (got != 1)
+            continue;
+        rkey_of(rkey, sizeof(rkey), "fm:lock:", keys[k]);
+        ck_assert_int_eq(owner_of(c, rkey), promoted);
+        ck_assert(wl_exists_on(c->node[promoted].port, rkey));
+        return fmt_now_ms() - t0;
+    }
+}
+
+START_TEST(test_killed_master_is_replaced)
+{
+    fmt_cluster c;
+    fmt_daemon d;
+    fm_client *cl, *sub, *pub;
+    wl_locks w;
+    wl_batch rd;
+    batch b = {0};
+    char victim_key[32], other_key[32], after[AFTER_KEYS][32];
+    int sub_node, victim, promoted, n = 0;
+    int64_t t0, promoted_ms, recovered_ms;
+
+    ck_assert_msg(fmt_cluster_start(&c) == 0, "the cluster did not start");
+    daemon_start(&d, &c, NULL, 1);
+    cl = fmt_client(&d);
+    sub = fmt_client(&d);
+    pub = fmt_client(&d);
+    fmt_ok(sub, fm_wake_subscribe(sub, "kill:wake", NULL, NULL, 0), "subscribe");
+    fmt_ok(pub, fm_wake_signal(pub, "before", "kill:wake", NULL), "signal");
+    wl_expect_wake(sub, "before", WIRE_REPLY_MS);
+    victim = pick_victim(&c, "kill:wake", &sub_node);
+    name_on(&c, victim, "fm:lock:", "kill:mx:", &n, victim_key, sizeof(victim_key));
+    name_on(&c, next_master(&c, victim), "fm:lock:", "kill:mx:", &n, other_key,
+            sizeof(other_key));
+    for (int k = 0; k < AFTER_KEYS; k++)
+        name_on(&c, victim, "fm:lock:", "kill:after:", &n, after[k], sizeof(after[k]));
+    for (int k = 0; k < 40; k++)
+        batch_add(&b, "kill:exec:%d", k);
+    batch_store(cl, &b);
+    batch_on_owners(&c, &b, NULL);
+    await_replicated(&c, victim);
+
+    wl_locks_start(&w, d.sock, (const char *const[]){victim_key, other_key}, 2, 3);
+    wl_batch_start(&rd, d.sock, (const char *const *)b.ids, (const char *const *)b.values, b.n);
+    wl_await_count(&w.taken, 20, UP_MS, "locks taken");
+    wl_await_count(&rd.complete, 5, UP_MS, "get_many answered");
+
+    t0 = fmt_now_ms();
+    promoted = fmt_cluster_kill_master(&c, victim, RECOVER_MS);
+    promoted_ms = fmt_now_ms() - t0;
+    ck_assert_msg(promoted >= 0, "no replica took over within %d ms", RECOVER_MS);
+    atomic_store(&w.mark, 1);
+    atomic_store(&rd.mark, 1);
+    recovered_ms = await_lock_on(&c, cl, after, promoted, t0);
+    fprintf(stderr, "cluster: recovered from a SIGKILL of a master in %lld ms (its replica "
+            "promoted after %lld ms, then a lock in its slots taken through the daemon)\n",
+            (long long)recovered_ms, (long long)promoted_ms);
+
+    if (sub_node == victim)
+        wl_await_resubscribed(sub, RECOVER_MS);
+    fmt_ok(pub, fm_wake_signal(pub, "after", "kill:wake", NULL), "signal after");
+    wl_expect_wake(sub, "after", WIRE_REPLY_MS);
+    /* Checked after the lock, so at most this long. */
+    fprintf(stderr, "cluster: recovered wakes from a SIGKILL of %s in at most %lld ms (the "
+            "subscription restored and a wake delivered)\n",
+            sub_node == victim ? "the subscribed master" : "a master",
+            (long long)(fmt_now_ms() - t0));
+
+    wl_await_count(&w.taken_after, 10, RECOVER_MS, "locks taken after the kill");
+    wl_await_count(&rd.complete_after, 3, RECOVER_MS, "get_many answered after the kill");
+    /* A killed master replicated every lock it granted (the reply and the
+     * replication stream leave in the same turn of its loop), as in
+     * test_sentinel.c: no two holders. */
+    workloads_stop(&w, &rd, "across the kill");
+    /* A third of the batch was on the dead master: no get_many was complete
+     * until the daemon reached its replica. */
+    fprintf(stderr, "cluster: recovered get_many from a SIGKILL of a master in %lld ms (the "
+            "longest time without a complete answer, ended %lld ms after the fault)\n",
+            (long long)rd.longest_gap_ms, (long long)(rd.gap_end_ms - t0));
+    ck_assert_int_le(rd.longest_gap_ms, RECOVER_MS);
+    expect_batch(cl, &b, NULL, 0);
+    batch_free(&b);
+    fm_client_free(pub);
+    fm_client_free(sub);
+    fm_client_free(cl);
+    ck_assert_int_eq(fmt_daemon_stop(&d), 0);
+    fmt_cluster_stop(&c);
+}
+END_TEST
+
+Suite *fm_suite_cluster_ops(void)
+{
+    Suite *s = suite_create("cluster_ops");
+    TCase *tc = fmt_tcase(s, "serve", shared_up, shared_down, TCASE_TIMEOUT);
+
+    tcase_add_test(tc, test_operations_reach_the_master_of_each_slot);
+    tcase_add_test(tc, test_unreachable_first_seed_is_skipped);
+    tcase_add_test(tc, test_no_seed_answering_is_down_with_the_reason);
+    tcase_add_test(tc, test_slots_move_under_load);
+    tc = fmt_tcase(s, "failover", NULL, NULL, TCASE_TIMEOUT);
+    tcase_add_test(tc, test_killed_master_is_replaced);
+    return s;
+}

@@ -1,0 +1,108 @@
+/* workload.h -- what the fault tests of the high-availability suites
+ * (test_sentinel.c, test_cluster_ops.c) share: threads that keep the
+ * daemon busy through a fault and record what they saw, the waits for
+ * wakes, link events and pings, and the Redis-side checks on a node
+ * named by its TCP port.
+ *
+ * The threads never assert (Check's assertions end the test process from
+ * the thread that fails): they count, keep the first thing that went
+ * wrong in `why`, and the test asserts on that once they are stopped. */
+#ifndef FM_WORKLOAD_H
+#define FM_WORKLOAD_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fmredis.h"
+#include "harness.h"
+
+#define WL_WORKERS_MAX 8
+#define WL_KEYS_MAX 8
+#define WL_SLACK_MS 1500    /* beyond a deadline, what an answer may take on a loaded machine */
+
+/* ---- holders of a few locks ---------------------------------------------- */
+
+/* nworkers threads, each on a client of its own, take the locks of keys in
+ * turn (ttl 5 s, retries every 10 ms), hold one for 3 ms, release it. A
+ * worker that takes a lock another worker holds counts an overlap: two
+ * holders at once. An acquire the daemon answers with an error other than
+ * redis_unavailable or timeout, or that the client gives up on, is
+ * unexpected. */
+typedef struct wl_locks {
+    const char *sock;
+    const char *const *keys;
+    int nkeys, nworkers;
+    atomic_int stop;
+    atomic_int started;                 /* workers running: each starts on another key */
+    atomic_int holders[WL_KEYS_MAX];    /* of each key, as the workers see it */
+    atomic_int overlaps;
+    atomic_long taken;
+    atomic_long taken_after;            /* while `mark` was set */
+    atomic_long failed;                 /* acquires answered with an error */
+    atomic_int mark;
+    atomic_int unexpected;
+    char why[256];                      /* the first unexpected answer */
+    pthread_t threads[WL_WORKERS_MAX];
+} wl_locks;
+
+void wl_locks_start(wl_locks *w, const char *sock, const char *const *keys, int nkeys,
+                    int nworkers);
+void wl_locks_stop(wl_locks *w);
+
+/* ---- a reader of one batch ----------------------------------------------- */
+
+/* One thread asks cache.get_many of ids again and again (every 2 ms). Each
+ * answer must be exactly the stored set, every id with its value, or an
+ * error (redis_unavailable or timeout); anything else, a partial answer
+ * above all, is counted wrong. */
+typedef struct wl_batch {
+    const char *sock;
+    const char *const *ids;
+    const char *const *values;          /* the execution stored for each id */
+    size_t n;
+    atomic_int stop;
+    atomic_long started;                /* get_many calls begun */
+    atomic_long complete;
+    atomic_long complete_after;         /* begun while `mark` was set */
+    atomic_long failed;
+    /* Read once stopped: the longest time between two complete answers
+     * (what a fault cost the readers), and when it ended (fmt_now_ms). */
+    int64_t last_complete_ms, longest_gap_ms, gap_end_ms;
+    atomic_int mark;
+    atomic_int wrong;
+    char why[512];                      /* the first wrong answer */
+    pthread_t thread;
+} wl_batch;
+
+void wl_batch_start(wl_batch *b, const char *sock, const char *const *ids,
+                    const char *const *values, size_t n);
+void wl_batch_stop(wl_batch *b);
+
+/* Waits up to timeout_ms until the counter passes value; fails the test
+ * otherwise, with what. */
+void wl_await_count(atomic_long *counter, long value, int timeout_ms, const char *what);
+
+/* ---- the daemon's answers ------------------------------------------------ */
+
+/* One acquire (ttl 30 s) with no retries: 1 taken, 0 not taken, -1 failed.
+ * A failure must be redis_unavailable (nothing else may come of a
+ * failover or a moving slot), answered within request_timeout_ms. */
+int wl_try_lock(fm_client *c, const char *key, fm_lock *l, int request_timeout_ms);
+/* Waits for a wake of id on the client, passing over link events. */
+void wl_expect_wake(fm_client *c, const char *id, int timeout_ms);
+/* Waits for the client's wake subscription to go "down" and come back
+ * "up" (restored on another node), passing over wakes. */
+void wl_await_resubscribed(fm_client *c, int timeout_ms);
+/* Waits until a ping of the daemon holds needle (its redis_error, say). */
+void wl_await_ping(const char *sock, const char *needle, int timeout_ms);
+
+/* ---- Redis's side, on 127.0.0.1:port ------------------------------------- */
+
+int wl_exists_on(int port, const char *key);
+/* The string value of key (caller frees), or NULL when there is none. */
+char *wl_get_on(int port, const char *key);
+long long wl_pttl_on(int port, const char *key);
+
+#endif
