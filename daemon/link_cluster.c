@@ -54,7 +54,7 @@ struct fm_cluster {
     size_t uncovered;           /* slots the map gives no master */
     uint64_t refreshes;         /* maps taken */
     char why[256];              /* why the map is not whole */
-    char errbuf[340];
+    char errbuf[380];
 };
 
 static void node_ready(fm_ctx *ctx);
@@ -327,13 +327,16 @@ const char *fm_cluster_error(fm_cluster *c)
 {
     if (c->why[0] != '\0')
         return c->why;
+    /* Before the first map, every seed has failed (or none has answered
+     * yet): the first one's failure stands for them. */
     for (size_t i = 0; i < c->nnodes; i++) {
         const fm_ctx *ctx = &c->nodes[i]->ctx;
 
         if ((c->nodes[i]->in_map || !c->have_map) && ctx->state != ST_READY &&
             ctx->lasterr[0] != '\0') {
-            snprintf(c->errbuf, sizeof(c->errbuf), "%.64s:%d: %s", ctx->addr_host, ctx->addr_port,
-                     ctx->lasterr);
+            snprintf(c->errbuf, sizeof(c->errbuf), "%s%.64s:%d: %s",
+                     c->have_map ? "" : "no seed node answered yet; ", ctx->addr_host,
+                     ctx->addr_port, ctx->lasterr);
             return c->errbuf;
         }
     }

@@ -469,7 +469,7 @@ END_TEST
 START_TEST(test_no_seed_answering_is_down_with_the_reason)
 {
     fmt_daemon d;
-    char seeds[64], needle[80];
+    char seeds[64], needle[120];
     int first = fmt_unused_port(), second = fmt_unused_port();
     fm_client *c;
     fm_lock l;
@@ -477,8 +477,10 @@ START_TEST(test_no_seed_answering_is_down_with_the_reason)
     snprintf(seeds, sizeof(seeds), "127.0.0.1:%d,127.0.0.1:%d", first, second);
     daemon_start(&d, &shared, seeds, 0);
     wl_await_ping(d.sock, "\"redis\":\"down\"", UP_MS);
-    /* The reason names a seed and what it did. */
-    snprintf(needle, sizeof(needle), "\"redis_error\":\"127.0.0.1:%d: Connection refused", first);
+    /* The reason says no seed answered, and names one and what it did. */
+    snprintf(needle, sizeof(needle),
+             "\"redis_error\":\"no seed node answered yet; 127.0.0.1:%d: Connection refused",
+             first);
     wl_await_ping(d.sock, needle, UP_MS);
     c = fmt_client(&d);
     ck_assert_int_eq(wl_try_lock(c, "seedless", &l, REQUEST_TIMEOUT_MS), -1);
