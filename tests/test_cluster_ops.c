@@ -852,6 +852,102 @@ START_TEST(test_killed_master_is_replaced)
 }
 END_TEST
 
+/* ---- a master out of reach -------------------------------------------------- */
+
+/* An id whose cache key is (on_x) or is not on master x. */
+static void id_on(const fmt_cluster *c, int x, int on_x, const char *tag, char *out, size_t size)
+{
+    char rkey[96];
+
+    for (int i = 0; i < 10000; i++) {
+        snprintf(out, size, "%s-%d", tag, i);
+        rkey_of(rkey, sizeof(rkey), "fm:exec:", out);
+        if ((owner_of(c, rkey) == x) == on_x)
+            return;
+    }
+    ck_abort_msg("no id %s master %d in 10000 tries", on_x ? "on" : "off", x);
+}
+
+typedef struct ready_count {
+    const char *sock;
+    int64_t want;
+} ready_count;
+
+static int masters_ready(void *arg)
+{
+    const ready_count *rc = arg;
+
+    return wire_link_stat(rc->sock, "cluster_masters_ready") == rc->want;
+}
+
+static void await_masters_ready(const char *sock, int64_t want)
+{
+    ready_count rc = {sock, want};
+
+    ck_assert_msg(fmt_wait_until(masters_ready, &rc, UP_MS),
+                  "cluster_masters_ready never became %lld", (long long)want);
+}
+
+/* The daemon cannot reach one master (it now wants a password the daemon
+ * does not have) while the cluster itself is healthy. A request on that
+ * master's slots waits until its deadline and fails with
+ * redis_unavailable; a request on another master, pipelined right behind
+ * it on the same connection, is answered at once: a lost master holds
+ * back its own slots only, not the client's (nor the daemon's own lock
+ * extensions') other requests. The password goes again at the end. */
+START_TEST(test_unreachable_master_holds_back_only_its_own_slots)
+{
+    fmt_daemon d;
+    char held[32], free_id[32], ex_held[96], ex_free[96];
+    redisContext *x;
+    redisReply *r;
+    int master[FMT_CLUSTER_NODES], fd;
+    int64_t t0, waited;
+    cJSON *first, *second;
+
+    ck_assert_int_eq(fmt_cluster_masters(&shared, master), 3);
+    daemon_start(&d, &shared, NULL, 1);
+    id_on(&shared, master[0], 1, "held", held, sizeof(held));
+    id_on(&shared, master[0], 0, "free", free_id, sizeof(free_id));
+    snprintf(ex_held, sizeof(ex_held), "{\"id\":\"%s\",\"n\":1}", held);
+    snprintf(ex_free, sizeof(ex_free), "{\"id\":\"%s\",\"n\":2}", free_id);
+    wire_store(d.sock, ex_held);
+    wire_store(d.sock, ex_free);
+
+    x = fmt_cluster_connect(&shared, master[0]);
+    ck_assert_ptr_nonnull(x);
+    freeReplyObject(wire_redis_ok(x, "CONFIG SET requirepass unreachable-pw"));
+    /* The daemon's connections go; it cannot set up new ones (NOAUTH). */
+    freeReplyObject(wire_redis_ok(x, "CLIENT KILL TYPE normal"));
+    await_masters_ready(d.sock, 2);
+
+    fd = wire_connect(d.sock);
+    t0 = fmt_now_ms();
+    wire_send(fd, wire_strf("{\"op\":\"cache.get\",\"id\":\"held\",\"execution_id\":\"%s\"}",
+                            held));
+    wire_send(fd, wire_strf("{\"op\":\"cache.get\",\"id\":\"free\",\"execution_id\":\"%s\"}",
+                            free_id));
+    first = wire_recv(fd, REQUEST_TIMEOUT_MS + WL_SLACK_MS);
+    waited = fmt_now_ms() - t0;
+    wire_assert_ok(first, "\"free\"");
+    ck_assert_msg(waited < REQUEST_TIMEOUT_MS / 2, "the request on a reachable master waited "
+                  "%lld ms behind the one on the unreachable master", (long long)waited);
+    second = wire_recv(fd, REQUEST_TIMEOUT_MS + WL_SLACK_MS);
+    wire_assert_error(second, "redis_unavailable", "\"held\"");
+    cJSON_Delete(first);
+    cJSON_Delete(second);
+    close(fd);
+
+    r = redisCommand(x, "CONFIG SET requirepass %s", "");
+    ck_assert_msg(r != NULL && r->type == REDIS_REPLY_STATUS, "could not take the password back");
+    freeReplyObject(r);
+    redisFree(x);
+    await_masters_ready(d.sock, 3);
+    wire_assert_serving(d.sock, held, ex_held);
+    ck_assert_int_eq(fmt_daemon_stop(&d), 0);
+}
+END_TEST
+
 Suite *fm_suite_cluster_ops(void)
 {
     Suite *s = suite_create("cluster_ops");
@@ -861,6 +957,8 @@ Suite *fm_suite_cluster_ops(void)
     tcase_add_test(tc, test_unreachable_first_seed_is_skipped);
     tcase_add_test(tc, test_no_seed_answering_is_down_with_the_reason);
     tcase_add_test(tc, test_slots_move_under_load);
+    /* Last of the shared cluster's: it changes a master's password. */
+    tcase_add_test(tc, test_unreachable_master_holds_back_only_its_own_slots);
     tc = fmt_tcase(s, "failover", NULL, NULL, TCASE_TIMEOUT);
     tcase_add_test(tc, test_killed_master_is_replaced);
     return s;
