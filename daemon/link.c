@@ -115,6 +115,23 @@ static void cmd_lost(fm_ctx *ctx, int was_ready)
     report_state(ctx->link, 0, why);
 }
 
+/* A Cluster's new map: routes changed, commands may go, and the link may
+ * be up, or no longer (a master named that is not connected yet). */
+static void map_changed(fm_link *link)
+{
+    fm_ctx *sub = &link->ctx[CTX_SUB];
+
+    /* A node that left the cluster hears none of its PUBLISHes. */
+    if (sub->state == ST_READY &&
+        !fm_cluster_knows(link->cluster, sub->addr_host, sub->addr_port))
+        fm_ctx_switch(sub, NULL, 0, "its node is not in the cluster's slot map");
+    fm_link_pump(link);
+    if (link_up(link))
+        report_state(link, 1, NULL);
+    else if (link->reported_up == 1)
+        report_state(link, 0, fm_link_error(link));
+}
+
 static void sub_ready(fm_ctx *ctx)
 {
     fm_link_subscribe_all(ctx->link);
@@ -170,7 +187,7 @@ fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg)
         return NULL;
     }
     if (cfg->ncluster_nodes > 0 &&
-        (link->cluster = fm_cluster_create(link, cmd_ready, cmd_lost)) == NULL) {
+        (link->cluster = fm_cluster_create(link, cmd_ready, cmd_lost, map_changed)) == NULL) {
         fm_link_free(link);
         return NULL;
     }

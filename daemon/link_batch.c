@@ -256,12 +256,13 @@ int fm_link_cancel(fm_cmd *cmd)
         if (s->parts[i].cmd != NULL && fm_link_cmd_cancel(s->parts[i].cmd)) {
             s->parts[i].cmd = NULL;
             s->pending--;
+            /* What comes back late must not pass for a whole answer. */
+            s->down = 1;
         }
     if (s->pending == 0) {
         batch_free(cmd);
         return 1;
     }
-    cmd->cancelled = 1;
     return 0;
 }
 

@@ -10,8 +10,12 @@
  * made the first time the map, a MOVED or an ASK names it, and kept for
  * the link's life: a node that leaves the map (a master demoted) is
  * retired, not freed, so a command's pointer to it never dangles, and
- * rejoins should the map name it again. Routes are indexes into the node
- * table, one per slot, rebuilt from each new map.
+ * rejoins should the map, a MOVED or an ASK name it again. A node a
+ * redirection named is not retired for a request's time after (an ASK's
+ * target has no slot of its own until its first one has moved). When the
+ * table is full, a retired node is taken for a new address: a command that
+ * still pointed at it meets MOVED there, and follows it. Routes are
+ * indexes into the node table, one per slot, rebuilt from each new map.
  *
  * The pub/sub context is not a node's: it goes to the nodes in turn, each
  * attempt to the next, since Redis Cluster carries a PUBLISH to every node
@@ -35,6 +39,7 @@ typedef struct fm_node {
     int seed;                   /* named by redis_cluster_nodes */
     int mark;
     uint16_t index;             /* in the node table, which routes hold */
+    uint64_t pinned_until;      /* uv_now(): a redirection named it */
 } fm_node;
 
 struct fm_cluster {
@@ -45,6 +50,7 @@ struct fm_cluster {
     uint16_t route[FM_SLOTS];
     void (*ready)(fm_ctx *ctx);
     void (*lost)(fm_ctx *ctx, int was_ready);
+    void (*changed)(fm_link *link);
     uv_timer_t timer;           /* the next CLUSTER SLOTS */
     int slots_out;              /* a CLUSTER SLOTS is at a node */
     int want;                   /* the map is to be asked for */
@@ -54,6 +60,7 @@ struct fm_cluster {
     size_t uncovered;           /* slots the map gives no master */
     uint64_t refreshes;         /* maps taken */
     char why[256];              /* why the map is not whole */
+    char ask_err[256];          /* why the last CLUSTER SLOTS failed */
     char errbuf[380];
 };
 
@@ -65,15 +72,47 @@ static fm_node *node_of(fm_ctx *ctx)
     return (fm_node *)ctx;      /* ctx is the node's first member */
 }
 
-fm_ctx *fm_cluster_node(fm_cluster *c, const char *host, int port)
+/* A retired node, idle and named by no redirection lately, to take for
+ * a new address; NULL: none. */
+static fm_node *reusable(const fm_cluster *c)
+{
+    uint64_t now = uv_now(c->link->loop);
+
+    for (size_t i = 0; i < c->nnodes; i++) {
+        fm_node *n = c->nodes[i];
+
+        if (n->ctx.retired && n->ctx.state == ST_IDLE && !n->seed && n->pinned_until <= now)
+            return n;
+    }
+    return NULL;
+}
+
+static void set_addr(fm_node *n, const char *host, int port)
+{
+    snprintf(n->ctx.addr_host, sizeof(n->ctx.addr_host), "%s", host);
+    n->ctx.addr_port = port;
+}
+
+/* The node at host:port, made (and connecting) when new; NULL when the
+ * table is full of nodes still in use, or out of memory. */
+static fm_node *node_at(fm_cluster *c, const char *host, int port)
 {
     fm_node *n, **grown;
 
     for (size_t i = 0; i < c->nnodes; i++)
         if (c->nodes[i]->ctx.addr_port == port && strcmp(c->nodes[i]->ctx.addr_host, host) == 0)
-            return &c->nodes[i]->ctx;
-    if (c->nnodes == NODES_MAX || strlen(host) >= sizeof(n->ctx.addr_host))
+            return c->nodes[i];
+    if (strlen(host) >= sizeof(n->ctx.addr_host))
         return NULL;
+    if (c->nnodes == NODES_MAX) {
+        n = reusable(c);
+        if (n != NULL) {
+            set_addr(n, host, port);
+            n->ctx.lasterr[0] = '\0';
+            fm_ctx_rejoin(&n->ctx);
+        }
+        return n;
+    }
     n = calloc(1, sizeof(*n));
     grown = realloc(c->nodes, (c->nnodes + 1) * sizeof(*c->nodes));
     if (n == NULL || grown == NULL) {
@@ -90,10 +129,29 @@ fm_ctx *fm_cluster_node(fm_cluster *c, const char *host, int port)
     c->link->open_handles++;    /* its timer */
     n->ctx.on_ready = node_ready;
     n->ctx.on_lost = node_lost;
-    snprintf(n->ctx.addr_host, sizeof(n->ctx.addr_host), "%s", host);
-    n->ctx.addr_port = port;
+    set_addr(n, host, port);
     fm_ctx_connect(&n->ctx);
-    return &n->ctx;
+    return n;
+}
+
+/* A node a MOVED or an ASK named: back if it was retired, and kept for a
+ * request's time whatever the next map says. */
+static fm_node *redirected_to(fm_cluster *c, const char *host, int port)
+{
+    fm_node *n = node_at(c, host, port);
+
+    if (n != NULL) {
+        n->pinned_until = uv_now(c->link->loop) + (uint64_t)c->link->cfg->request_timeout_ms;
+        fm_ctx_rejoin(&n->ctx);
+    }
+    return n;
+}
+
+fm_ctx *fm_cluster_ask(fm_cluster *c, const char *host, int port)
+{
+    fm_node *n = redirected_to(c, host, port);
+
+    return n != NULL ? &n->ctx : NULL;
 }
 
 /* ---- the map ---- */
@@ -104,6 +162,7 @@ static void apply_map(fm_cluster *c)
 {
     size_t count = fm_slotmap_count(c->map);
     uint16_t *index = calloc(count ? count : 1, sizeof(*index));
+    uint64_t now = uv_now(c->link->loop);
     size_t uncovered = 0;
 
     if (index == NULL) {
@@ -114,16 +173,16 @@ static void apply_map(fm_cluster *c)
         c->nodes[i]->mark = 0;
     for (size_t i = 0; i < count; i++) {
         const fm_slotmap_node *m = fm_slotmap_node_at(c->map, i);
-        fm_ctx *ctx = fm_cluster_node(c, m->addr.host, m->addr.port);
+        fm_node *n = node_at(c, m->addr.host, m->addr.port);
 
-        if (ctx == NULL) {
+        if (n == NULL) {
             snprintf(c->why, sizeof(c->why), "the slot map names more nodes than %d",
                      NODES_MAX);
             free(index);
             return;
         }
-        node_of(ctx)->mark = 1;
-        index[i] = node_of(ctx)->index;
+        n->mark = 1;
+        index[i] = n->index;
     }
     for (unsigned s = 0; s < FM_SLOTS; s++) {
         long owner = fm_slotmap_owner(c->map, s);
@@ -138,7 +197,7 @@ static void apply_map(fm_cluster *c)
         if (n->mark && (!n->in_map || n->ctx.retired)) {
             n->in_map = 1;
             fm_ctx_rejoin(&n->ctx);
-        } else if (!n->mark && !n->ctx.retired) {
+        } else if (!n->mark && !n->ctx.retired && n->pinned_until <= now) {
             /* A seed that is a replica goes too: a connection per master. */
             if (n->in_map)
                 fm_log_info("redis cluster: %s:%d is no longer a master in the slot map",
@@ -171,16 +230,19 @@ static void on_slots(redisAsyncContext *ac, void *r, void *privdata)
         arm(c, 0);
         return;
     }
+    /* A map refused keeps the last good one, and what runs on it. */
     if (reply->type == REDIS_REPLY_ERROR) {
-        snprintf(c->why, sizeof(c->why), "CLUSTER SLOTS at %.64s:%d: %.150s", n->ctx.addr_host,
-                 n->ctx.addr_port, reply->str);
+        snprintf(c->ask_err, sizeof(c->ask_err), "CLUSTER SLOTS at %.64s:%d: %.150s",
+                 n->ctx.addr_host, n->ctx.addr_port, reply->str);
     } else if (fm_slotmap_update(c->map, reply, n->ctx.host, err, sizeof(err)) != 0) {
-        snprintf(c->why, sizeof(c->why), "CLUSTER SLOTS at %.64s:%d: %.150s", n->ctx.addr_host,
-                 n->ctx.addr_port, err);
+        snprintf(c->ask_err, sizeof(c->ask_err), "CLUSTER SLOTS at %.64s:%d: %.150s",
+                 n->ctx.addr_host, n->ctx.addr_port, err);
     } else {
-        c->want = 0;
+        c->ask_err[0] = '\0';
         apply_map(c);
-        c->ready(&n->ctx);
+        /* Until it is whole, whichever node is ready next asks again. */
+        c->want = !fm_cluster_ready(c);
+        c->changed(c->link);
     }
     if (c->want || !fm_cluster_ready(c))
         arm(c, RECHECK_MS);
@@ -213,11 +275,13 @@ static void ask_map(fm_cluster *c)
     n = asked(c);
     if (n == NULL) {
         /* Nobody to ask: every seed, retired or not, tries again (its
-         * context's own backoff paces it), and whichever is ready first
-         * is asked (node_ready). */
+         * context's own backoff paces it), and whichever node is ready
+         * first asks (node_ready). */
+        c->want = 1;
         for (size_t i = 0; i < c->nnodes; i++)
             if (c->nodes[i]->seed)
                 fm_ctx_rejoin(&c->nodes[i]->ctx);
+        arm(c, RECHECK_MS);
         return;
     }
     if (redisAsyncCommand(n->ctx.ac, on_slots, n, "CLUSTER SLOTS") != REDIS_OK) {
@@ -258,11 +322,25 @@ void fm_cluster_refresh(fm_cluster *c)
 
 void fm_cluster_moved(fm_cluster *c, unsigned slot, const char *host, int port)
 {
-    fm_ctx *ctx = fm_cluster_node(c, host, port);
+    fm_node *n = redirected_to(c, host, port);
 
-    if (ctx != NULL)
-        c->route[slot] = node_of(ctx)->index;
+    if (n != NULL)
+        c->route[slot] = n->index;
     fm_cluster_refresh(c);
+}
+
+int fm_cluster_knows(const fm_cluster *c, const char *host, int port)
+{
+    for (size_t i = 0; i < fm_slotmap_count(c->map); i++) {
+        const fm_slotmap_node *m = fm_slotmap_node_at(c->map, i);
+
+        if (m->addr.port == port && strcmp(m->addr.host, host) == 0)
+            return 1;
+        for (size_t k = 0; k < m->nreplicas; k++)
+            if (m->replicas[k].port == port && strcmp(m->replicas[k].host, host) == 0)
+                return 1;
+    }
+    return 0;
 }
 
 /* ---- the nodes' contexts ---- */
@@ -273,8 +351,8 @@ static void node_ready(fm_ctx *ctx)
 
     if (c->want || !c->have_map)
         ask_map(c);
-    if (node_of(ctx)->in_map)
-        c->ready(ctx);
+    /* An ASK's target may be no master of the map: its commands go now. */
+    c->ready(ctx);
 }
 
 static void node_lost(fm_ctx *ctx, int was_ready)
@@ -340,7 +418,9 @@ const char *fm_cluster_error(fm_cluster *c)
             return c->errbuf;
         }
     }
-    return c->have_map ? NULL : "asking the cluster for its slot map";
+    if (c->have_map)
+        return NULL;
+    return c->ask_err[0] != '\0' ? c->ask_err : "asking the cluster for its slot map";
 }
 
 void fm_cluster_sub_addr(fm_cluster *c, fm_ctx *ctx)
@@ -359,7 +439,8 @@ void fm_cluster_sub_addr(fm_cluster *c, fm_ctx *ctx)
 /* ---- life cycle ---- */
 
 fm_cluster *fm_cluster_create(fm_link *link, void (*ready)(fm_ctx *ctx),
-                              void (*lost)(fm_ctx *ctx, int was_ready))
+                              void (*lost)(fm_ctx *ctx, int was_ready),
+                              void (*changed)(fm_link *link))
 {
     fm_cluster *c = calloc(1, sizeof(*c));
 
@@ -368,6 +449,7 @@ fm_cluster *fm_cluster_create(fm_link *link, void (*ready)(fm_ctx *ctx),
     c->link = link;
     c->ready = ready;
     c->lost = lost;
+    c->changed = changed;
     memset(c->route, 0xff, sizeof(c->route));
     c->map = fm_slotmap_create();
     if (c->map == NULL) {
@@ -386,10 +468,10 @@ void fm_cluster_start(fm_cluster *c)
 
     c->want = 1;
     for (size_t i = 0; i < cfg->ncluster_nodes; i++) {
-        fm_ctx *ctx = fm_cluster_node(c, cfg->cluster_nodes[i].host, cfg->cluster_nodes[i].port);
+        fm_node *n = node_at(c, cfg->cluster_nodes[i].host, cfg->cluster_nodes[i].port);
 
-        if (ctx != NULL)
-            node_of(ctx)->seed = 1;
+        if (n != NULL)
+            n->seed = 1;
     }
 }
 

@@ -447,7 +447,7 @@ static int redirected(fm_link *link, fm_cmd *cmd, const redisReply *r)
         snprintf(host, sizeof(host), "%s", cmd->ctx->addr_host);
     else
         snprintf(host, sizeof(host), "%.*s", (int)(colon - end - 1), end + 1);
-    if (ask && (to = fm_cluster_node(link->cluster, host, (int)port)) == NULL)
+    if (ask && (to = fm_cluster_ask(link->cluster, host, (int)port)) == NULL)
         return 0;
     if (!ask)
         fm_cluster_moved(link->cluster, (unsigned)slot, host, (int)port);
@@ -586,7 +586,7 @@ fm_cmd *fm_link_cmd_create(fm_link *link, fm_flow *flow, size_t reads, fm_script
         cmd->lens[extra + i] = lens[i];
         p += lens[i];
     }
-    cmd->slot = cmd_slot(cmd, nkeys);
+    cmd->slot = link->cluster != NULL ? cmd_slot(cmd, nkeys) : -1;
     return cmd;
 }
 

@@ -338,9 +338,9 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     link->open_handles--;
-    if (ctx->stale) {
+    if (ctx->stale != NULL) {
         uv_freeaddrinfo(res);
-        ctx_lost(ctx, "the sentinels switched the master while it was being resolved");
+        ctx_lost(ctx, ctx->stale);
         return;
     }
     if (status != 0 || res == NULL) {
@@ -364,7 +364,7 @@ static void resolve(fm_ctx *ctx, const char *host, int port)
     uv_timer_start(&ctx->timer, on_ctx_timer, (uint64_t)link->cfg->request_timeout_ms, 0);
     snprintf(ctx->host, sizeof(ctx->host), "%s", host);
     ctx->port = port;
-    ctx->stale = 0;
+    ctx->stale = NULL;
     snprintf(ports, sizeof(ports), "%d", port);
     ctx->gai.data = ctx;
     ctx->state = ST_RESOLVING;
@@ -422,7 +422,8 @@ void fm_ctx_switch(fm_ctx *ctx, const char *host, int port, const char *why)
         fm_ctx_connect(ctx);
         break;
     case ST_RESOLVING:
-        ctx->stale = !there;
+        ctx->stale = there ? NULL : "the sentinels switched the master while it was being "
+                                    "resolved";
         break;
     case ST_CONNECTING:
     case ST_SETUP:
@@ -451,6 +452,9 @@ void fm_ctx_retire(fm_ctx *ctx)
         redisAsyncDisconnect(ctx->ac);
         break;
     case ST_RESOLVING:
+        /* The lookup runs on; its end fails the attempt. */
+        ctx->stale = "left the slot map";
+        break;
     case ST_CONNECTING:
     case ST_SETUP:
         ctx_lost(ctx, "left the slot map");

@@ -42,7 +42,8 @@ struct fm_ctx {
     char addr_host[FM_SENTINEL_HOST_MAX];
     int addr_port;
     int retired;            /* a node that left the slot map: no reconnect */
-    int stale;              /* the master switched while resolving host */
+    const char *stale;      /* why the host being resolved is no longer
+                               wanted (the master switched, the node left) */
     int attempt;
     int setup_pending;      /* setup replies still to come */
     int setup_sent;         /* setup commands sent, in this order: */
@@ -204,18 +205,21 @@ void fm_link_cmd_discard(fm_cmd *cmd);
 
 /* link_cluster.c */
 typedef struct fm_cluster fm_cluster;
-/* A master's context runs the link's command hooks: ready also after
- * each new map, since routes changed. */
+/* A node's context runs the link's command hooks; changed follows each
+ * new map (routes changed, the link may be up or down). */
 fm_cluster *fm_cluster_create(fm_link *link, void (*ready)(fm_ctx *ctx),
-                              void (*lost)(fm_ctx *ctx, int was_ready));
+                              void (*lost)(fm_ctx *ctx, int was_ready),
+                              void (*changed)(fm_link *link));
 void fm_cluster_start(fm_cluster *c);
 /* The context of slot's master, or NULL while the map names none. */
 fm_ctx *fm_cluster_route(const fm_cluster *c, unsigned slot);
 /* A ready master's context, for commands of no key; NULL: none ready. */
 fm_ctx *fm_cluster_any(const fm_cluster *c);
-/* The context of the node at host:port, made (and connecting) when new;
- * NULL when the cluster has too many nodes. */
-fm_ctx *fm_cluster_node(fm_cluster *c, const char *host, int port);
+/* ASK: the context of the node at host:port, made (and connecting) when
+ * new; NULL when the cluster has too many nodes. */
+fm_ctx *fm_cluster_ask(fm_cluster *c, const char *host, int port);
+/* Whether the map names host:port, as a master or a replica. */
+int fm_cluster_knows(const fm_cluster *c, const char *host, int port);
 /* MOVED: slot is served at host:port now; the whole map is asked for
  * again. */
 void fm_cluster_moved(fm_cluster *c, unsigned slot, const char *host, int port);
