@@ -898,7 +898,7 @@ static void await_masters_ready(const char *sock, int64_t want)
 START_TEST(test_unreachable_master_holds_back_only_its_own_slots)
 {
     fmt_daemon d;
-    char held[32], free_id[32], ex_held[96], ex_free[96];
+    char held[32], free_id[32], ex_held[96], ex_free[96], *get_held, *get_free;
     redisContext *x;
     redisReply *r;
     int master[FMT_CLUSTER_NODES], fd;
@@ -921,12 +921,16 @@ START_TEST(test_unreachable_master_holds_back_only_its_own_slots)
     freeReplyObject(wire_redis_ok(x, "CLIENT KILL TYPE normal"));
     await_masters_ready(d.sock, 2);
 
+    get_held = wire_strf("{\"op\":\"cache.get\",\"id\":\"held\",\"execution_id\":\"%s\"}",
+                         held);
+    get_free = wire_strf("{\"op\":\"cache.get\",\"id\":\"free\",\"execution_id\":\"%s\"}",
+                         free_id);
     fd = wire_connect(d.sock);
     t0 = fmt_now_ms();
-    wire_send(fd, wire_strf("{\"op\":\"cache.get\",\"id\":\"held\",\"execution_id\":\"%s\"}",
-                            held));
-    wire_send(fd, wire_strf("{\"op\":\"cache.get\",\"id\":\"free\",\"execution_id\":\"%s\"}",
-                            free_id));
+    wire_send(fd, get_held);
+    wire_send(fd, get_free);
+    free(get_held);
+    free(get_free);
     first = wire_recv(fd, REQUEST_TIMEOUT_MS + WL_SLACK_MS);
     waited = fmt_now_ms() - t0;
     wire_assert_ok(first, "\"free\"");
