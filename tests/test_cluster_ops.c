@@ -900,7 +900,7 @@ static void await_masters_ready(const char *sock, int64_t want)
 START_TEST(test_unreachable_master_holds_back_only_its_own_slots)
 {
     fmt_daemon d;
-    char held[32], free_id[32], ex_held[96], ex_free[96];
+    char held[32], free_id[32], ex_held[96], ex_free[96], req[128];
     redisContext *x;
     redisReply *r;
     int master[FMT_CLUSTER_MAX], fd;
@@ -925,10 +925,12 @@ START_TEST(test_unreachable_master_holds_back_only_its_own_slots)
 
     fd = wire_connect(d.sock);
     t0 = fmt_now_ms();
-    wire_send(fd, wire_strf("{\"op\":\"cache.get\",\"id\":\"held\",\"execution_id\":\"%s\"}",
-                            held));
-    wire_send(fd, wire_strf("{\"op\":\"cache.get\",\"id\":\"free\",\"execution_id\":\"%s\"}",
-                            free_id));
+    snprintf(req, sizeof(req), "{\"op\":\"cache.get\",\"id\":\"held\",\"execution_id\":\"%s\"}",
+             held);
+    wire_send(fd, req);
+    snprintf(req, sizeof(req), "{\"op\":\"cache.get\",\"id\":\"free\",\"execution_id\":\"%s\"}",
+             free_id);
+    wire_send(fd, req);
     first = wire_recv(fd, REQUEST_TIMEOUT_MS + WL_SLACK_MS);
     waited = fmt_now_ms() - t0;
     wire_assert_ok(first, "\"free\"");
