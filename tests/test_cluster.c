@@ -231,7 +231,7 @@ END_TEST
 START_TEST(test_slotmap_names_the_masters_redis_routes_to)
 {
     fm_slotmap *m = map_from(&shared, 0);
-    int masters[FMT_CLUSTER_NODES], nmasters = fmt_cluster_masters(&shared, masters);
+    int masters[FMT_CLUSTER_MAX], nmasters = fmt_cluster_masters(&shared, masters);
     redisContext *ctx[FMT_CLUSTER_NODES];
 
     ck_assert(fm_slotmap_covered(m));
@@ -526,7 +526,7 @@ static unsigned slot_of_node(const fmt_cluster *c, const fm_slotmap *m, int i, c
  * hash tag for it. Returns the slot. */
 static unsigned start_and_pick(fmt_cluster *c, int *a, int *b, char *tag, size_t tagsize)
 {
-    int masters[FMT_CLUSTER_NODES];
+    int masters[FMT_CLUSTER_MAX];
     fm_slotmap *m;
     unsigned slot;
 

@@ -1,8 +1,10 @@
 /* test_cluster_ops.c -- the daemon on a real six-node Redis Cluster
  * (topo_cluster.c), configured with redis_cluster_nodes: every operation
  * against the master that owns each key's slot, seeds that are down or
- * all out of reach, slots moved under load (ASK and TRYAGAIN windows held
- * open by hand, then a reshard), and a master SIGKILLed until its replica
+ * all out of reach, a cluster formed only after the daemon started, slots
+ * moved under load (ASK and TRYAGAIN windows held open by hand, then a
+ * reshard), ASK to a node the slot map does not name, the subscription's
+ * node leaving the cluster, and a master SIGKILLed until its replica
  * serves its slots.
  *
  * What the faults must not break: no two holders of one lock at once (the
@@ -52,12 +54,12 @@
  * every node of c). */
 static void daemon_start(fmt_daemon *d, const fmt_cluster *c, const char *seeds, int wait_up)
 {
-    char all[FMT_CLUSTER_NODES * 24] = "";
+    char all[FMT_CLUSTER_MAX * 24] = "";
     const char *args[] = {"--redis_cluster_nodes", seeds, "--request_timeout_ms", REQUEST_TIMEOUT,
                           "--reconnect_step_ms", "50", "--reconnect_max_ms", "500", NULL};
 
     if (seeds == NULL) {
-        for (int i = 0; i < FMT_CLUSTER_NODES; i++)
+        for (int i = 0; i < c->nnodes; i++)
             snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s127.0.0.1:%d",
                      i ? "," : "", c->node[i].port);
         args[1] = all;
@@ -73,7 +75,7 @@ static void daemon_start(fmt_daemon *d, const fmt_cluster *c, const char *seeds,
 /* The node that serves slot, as the first live node that answers sees it. */
 static int slot_owner(const fmt_cluster *c, unsigned slot)
 {
-    for (int i = 0; i < FMT_CLUSTER_NODES; i++) {
+    for (int i = 0; i < c->nnodes; i++) {
         int owner = c->node[i].redis.pid > 0 ? fmt_cluster_owner(c, i, slot) : -1;
 
         if (owner >= 0)
@@ -107,7 +109,7 @@ static void tag_for_slot(unsigned slot, const char *stem, char *tag, size_t size
 /* The master after m in the list of masters, to move m's slots to. */
 static int next_master(const fmt_cluster *c, int m)
 {
-    int masters[FMT_CLUSTER_NODES], n = fmt_cluster_masters(c, masters);
+    int masters[FMT_CLUSTER_MAX], n = fmt_cluster_masters(c, masters);
 
     for (int k = 0; k < n; k++)
         if (masters[k] == m)
@@ -278,7 +280,7 @@ static void lock_course(const fmt_cluster *c, fm_client *a, fm_client *b, fm_fen
 /* Whether every master is among the owners seen (one flag per node). */
 static void all_masters_seen(const fmt_cluster *c, const int *seen, const char *what)
 {
-    int masters[FMT_CLUSTER_NODES], n = fmt_cluster_masters(c, masters);
+    int masters[FMT_CLUSTER_MAX], n = fmt_cluster_masters(c, masters);
 
     ck_assert_int_eq(n, 3);
     for (int k = 0; k < n; k++)
@@ -287,7 +289,7 @@ static void all_masters_seen(const fmt_cluster *c, const int *seen, const char *
 
 static void check_locks(const fmt_cluster *c, fm_client *a, fm_client *b)
 {
-    int seen[FMT_CLUSTER_NODES] = {0};
+    int seen[FMT_CLUSTER_MAX] = {0};
     fm_fence *f = fm_fence_create();
 
     ck_assert_ptr_nonnull(f);
@@ -307,7 +309,7 @@ static void check_cache(const fmt_cluster *c, fm_client *a)
 {
     static const char *const absent[] = {"ops:none:1", "ops:none:2", "ops:none:3"};
     const char *ids[70];
-    int seen[FMT_CLUSTER_NODES] = {0}, owners[64], slots_seen = 0;
+    int seen[FMT_CLUSTER_MAX] = {0}, owners[64], slots_seen = 0;
     static char slot_used[FM_SLOTS];
     batch b = {0}, none = {0};
     int64_t invalidated = -1;
@@ -557,9 +559,13 @@ static void moves_plan(moves *m, const fmt_cluster *c)
     }
     for (int k = 0; k < 20; k++)
         batch_add(&m->b, "plain:%d", k);
-    for (int k = 0; k < 3; k++)
-        snprintf(m->lock_keys[k], sizeof(m->lock_keys[k]), "{%s}:mx",
-                 k < 2 ? m->tag[k] : m->rtag[0]);
+    for (int k = 0; k < 3; k++) {
+        char tag[sizeof(m->tag[0])];
+
+        /* Through a copy: the compiler cannot tell the tags from the keys. */
+        memcpy(tag, k < 2 ? m->tag[k] : m->rtag[0], sizeof(tag));
+        snprintf(m->lock_keys[k], sizeof(m->lock_keys[k]), "{%s}:mx", tag);
+    }
 }
 
 static void moves_run(moves *m, fmt_cluster *c, wl_batch *rd)
@@ -675,7 +681,7 @@ END_TEST
  * pub/sub connection), or -1. */
 static int subscribed_node(const fmt_cluster *c, const char *channel)
 {
-    for (int i = 0; i < FMT_CLUSTER_NODES; i++) {
+    for (int i = 0; i < c->nnodes; i++) {
         redisContext *ctx = fmt_cluster_connect(c, i);
         long long n = ctx != NULL ? wire_redis_numsub(ctx, channel) : 0;
 
@@ -688,7 +694,7 @@ static int subscribed_node(const fmt_cluster *c, const char *channel)
 
 static int is_master(const fmt_cluster *c, int i)
 {
-    int masters[FMT_CLUSTER_NODES], n = fmt_cluster_masters(c, masters);
+    int masters[FMT_CLUSTER_MAX], n = fmt_cluster_masters(c, masters);
 
     for (int k = 0; k < n; k++)
         if (masters[k] == i)
@@ -736,7 +742,7 @@ static void await_replicated(const fmt_cluster *c, int node)
  * has to move. *sub_node gets the node subscribed on. */
 static int pick_victim(const fmt_cluster *c, const char *channel, int *sub_node)
 {
-    int masters[FMT_CLUSTER_NODES], victim;
+    int masters[FMT_CLUSTER_MAX], victim;
 
     *sub_node = subscribed_node(c, channel);
     ck_assert_msg(*sub_node >= 0, "no node counts the daemon's subscription");
@@ -901,7 +907,7 @@ START_TEST(test_unreachable_master_holds_back_only_its_own_slots)
     char held[32], free_id[32], ex_held[96], ex_free[96], *get_held, *get_free;
     redisContext *x;
     redisReply *r;
-    int master[FMT_CLUSTER_NODES], fd;
+    int master[FMT_CLUSTER_MAX], fd;
     int64_t t0, waited;
     cJSON *first, *second;
 
@@ -952,6 +958,255 @@ START_TEST(test_unreachable_master_holds_back_only_its_own_slots)
 }
 END_TEST
 
+/* ---- a cluster formed after the daemon started ------------------------------ */
+
+/* The daemon starts on six cluster nodes that have not met yet: each
+ * answers CLUSTER SLOTS with no slot, so the daemon is down and says why.
+ * Once the cluster is made of them, the daemon finds out by itself (a map
+ * that is not whole is asked for again, every RECHECK_MS of
+ * link_cluster.c) and serves every master, within UP_MS of the cluster's
+ * creation. */
+START_TEST(test_cluster_formed_after_start_is_served)
+{
+    fmt_cluster c;
+    fmt_daemon d;
+    fm_client *a, *b, *sub;
+    int64_t t0, settled_ms, up_ms;
+
+    ck_assert_msg(fmt_cluster_start_nodes(&c) == 0, "the nodes did not start");
+    daemon_start(&d, &c, NULL, 0);
+    wl_await_ping(d.sock, "\"redis\":\"down\"", UP_MS);
+    wl_await_ping(d.sock, "\"redis_error\":\"16384 of the cluster's 16384 slots have no master\"",
+                  UP_MS);
+
+    t0 = fmt_now_ms();
+    ck_assert_msg(fmt_cluster_create(&c) == 0, "the cluster was not created");
+    settled_ms = fmt_now_ms() - t0;
+    wl_await_ping(d.sock, "\"redis\":\"up\"", UP_MS);
+    up_ms = fmt_now_ms() - t0;
+    fprintf(stderr, "cluster_ops: a daemon started before its cluster served %lld ms after the "
+            "cluster's creation began (which settled after %lld ms)\n", (long long)up_ms,
+            (long long)settled_ms);
+    a = fmt_client(&d);
+    b = fmt_client(&d);
+    sub = fmt_client(&d);
+    check_locks(&c, a, b);
+    check_wakes(a, sub);
+    fm_client_free(sub);
+    fm_client_free(b);
+    fm_client_free(a);
+    ck_assert_int_eq(fmt_daemon_stop(&d), 0);
+    fmt_cluster_stop(&c);
+}
+END_TEST
+
+/* ---- ASK to a node outside the slot map ------------------------------------- */
+
+/* What a request may take that waits for nothing but a new connection
+ * to a node: well under a request's deadline, which a request left
+ * waiting with nothing to send it on would run out. */
+#define PROMPT_MS (REQUEST_TIMEOUT_MS / 2)
+
+static long long keys_in_slot(const fmt_cluster *c, int node, unsigned slot)
+{
+    redisContext *ctx = fmt_cluster_connect(c, node);
+    long long n;
+
+    ck_assert_ptr_nonnull(ctx);
+    n = wire_redis_int(ctx, "CLUSTER COUNTKEYSINSLOT %u", slot);
+    redisFree(ctx);
+    return n;
+}
+
+/* A cache.get of execution i of b answers its value, within PROMPT_MS;
+ * returns how long it took. */
+static int64_t expect_prompt_get(fm_client *c, const batch *b, size_t i, const char *when)
+{
+    int64_t t0 = fmt_now_ms(), took;
+    char *json = NULL;
+    size_t len = 0;
+
+    fmt_ok(c, fm_cache_get(c, b->ids[i], &json, &len), when);
+    took = fmt_now_ms() - t0;
+    ck_assert_msg(json != NULL && strcmp(json, b->values[i]) == 0, "cache.get %s %s: %s",
+                  b->ids[i], when, json ? json : "(miss)");
+    free(json);
+    ck_assert_msg(took < PROMPT_MS, "cache.get %s %s took %lld ms", b->ids[i], when,
+                  (long long)took);
+    return took;
+}
+
+/* A lock held by another client is not taken, and the answer is prompt. */
+static void expect_prompt_busy(fm_client *c, const char *key, const char *when)
+{
+    int64_t t0 = fmt_now_ms(), took;
+    fm_lock l;
+
+    ck_assert_msg(wl_try_lock(c, key, &l, REQUEST_TIMEOUT_MS) == 0, "lock %s %s: taken, or "
+                  "failed", key, when);
+    took = fmt_now_ms() - t0;
+    ck_assert_msg(took < PROMPT_MS, "acquire of %s %s took %lld ms", key, when, (long long)took);
+}
+
+typedef struct map_taken {
+    const char *sock;
+    int64_t before;     /* cluster_map_refreshes before */
+} map_taken;
+
+/* A new map was taken, and every master is ready again. */
+static int map_retaken(void *arg)
+{
+    const map_taken *m = arg;
+
+    return wire_link_stat(m->sock, "cluster_map_refreshes") > m->before
+           && wire_link_stat(m->sock, "cluster_masters_ready") == 3;
+}
+
+/* Drops the daemon's command connection to master i: the daemon connects
+ * again and asks for the slot map. Returns once it has the new map. */
+static void force_map_refresh(const char *sock, const fmt_cluster *c, int i)
+{
+    map_taken m = {sock, wire_link_stat(sock, "cluster_map_refreshes")};
+    redisContext *x = fmt_cluster_connect(c, i);
+
+    ck_assert_ptr_nonnull(x);
+    freeReplyObject(wire_redis_ok(x, "CLIENT KILL TYPE normal"));
+    redisFree(x);
+    ck_assert_msg(fmt_wait_until(map_retaken, &m, UP_MS), "no new slot map within %d ms",
+                  UP_MS);
+}
+
+/* A slot moved, keys first, to a node added as an empty master: while its
+ * keys are on the new node, which owns no slot yet and is in no CLUSTER
+ * SLOTS, its old owner answers ASK. The first request to meet it makes
+ * the daemon connect to that node, and goes once connected (not at its
+ * deadline); a new map, which does not name the node, does not drop it
+ * while redirections still name it. After the move (MOVED) the keys are
+ * served from the new node. The slot goes back and the node away at the
+ * end, leaving the shared cluster as it was. */
+START_TEST(test_ask_to_a_node_outside_the_map_is_followed)
+{
+    fmt_daemon d;
+    fm_client *a, *b;
+    batch bt = {0};
+    const char *tag = "ask";
+    char lock_key[32], rkey[96];
+    unsigned slot = fm_slot(tag, strlen(tag));
+    int src = slot_owner(&shared, slot), node, owners[8], extended = 0, released = 0;
+    int64_t first_ms, after_map_ms;
+    fm_lock l;
+
+    daemon_start(&d, &shared, NULL, 1);
+    a = fmt_client(&d);
+    b = fmt_client(&d);
+    for (int k = 0; k < 3; k++)
+        batch_add(&bt, "{%s}:%d", tag, k);
+    batch_store(a, &bt);
+    snprintf(lock_key, sizeof(lock_key), "{%s}:lk", tag);
+    ck_assert_int_eq(wl_try_lock(a, lock_key, &l, REQUEST_TIMEOUT_MS), 1);
+
+    node = fmt_cluster_add_node(&shared);
+    ck_assert_msg(node >= 0, "no node joined the cluster");
+    ck_assert_int_eq(fmt_cluster_move_begin(&shared, slot, node), 0);
+    ck_assert_int_eq(fmt_cluster_move_keys(&shared, slot, node, 0), 0);
+    ck_assert_int_eq(keys_in_slot(&shared, src, slot), 0);
+    ck_assert_int_ge(keys_in_slot(&shared, node, slot), (long long)bt.n + 1);
+    ck_assert_msg(!is_master(&shared, node), "CLUSTER SLOTS names the node the slot moves to");
+
+    first_ms = expect_prompt_get(a, &bt, 0, "sent by ASK to a node the daemon had not met");
+    expect_prompt_busy(b, lock_key, "sent by ASK");
+    force_map_refresh(d.sock, &shared, next_master(&shared, src));
+    after_map_ms = expect_prompt_get(b, &bt, 1, "sent by ASK after a new map");
+    fprintf(stderr, "cluster_ops: ASK to a node outside the slot map: the first request "
+            "answered in %lld ms (a new connection), one after a new map in %lld ms\n",
+            (long long)first_ms, (long long)after_map_ms);
+    fmt_ok(a, fm_lock_extend(a, lock_key, l.token, 60000, &extended), "extend by ASK");
+    ck_assert_int_eq(extended, 1);
+
+    ck_assert_int_eq(fmt_cluster_move_end(&shared, slot, node), 0);
+    ck_assert_int_eq(fmt_cluster_wait_agreed(&shared, slot, slot, node), 0);
+    expect_prompt_get(a, &bt, 2, "after the move");
+    batch_on_owners(&shared, &bt, owners);
+    for (size_t i = 0; i < bt.n; i++)
+        ck_assert_int_eq(owners[i], node);
+    rkey_of(rkey, sizeof(rkey), "fm:lock:", lock_key);
+    ck_assert(wl_exists_on(shared.node[node].port, rkey));
+    fmt_ok(a, fm_lock_release(a, lock_key, l.token, &released, NULL), "release after the move");
+    ck_assert_int_eq(released, 1);
+    ck_assert(!wl_exists_on(shared.node[node].port, rkey));
+
+    ck_assert_int_eq(fmt_cluster_move(&shared, slot, src), 0);
+    ck_assert_int_eq(fmt_cluster_remove_node(&shared), 0);
+    batch_free(&bt);
+    fm_client_free(b);
+    fm_client_free(a);
+    ck_assert_int_eq(fmt_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* ---- the subscription's node leaves the cluster ----------------------------- */
+
+typedef struct sub_moved {
+    const fmt_cluster *c;
+    const char *channel;
+    int left;           /* the node the subscription must leave */
+} sub_moved;
+
+static int subscribed_elsewhere(void *arg)
+{
+    const sub_moved *m = arg;
+    int at = subscribed_node(m->c, m->channel);
+
+    return at >= 0 && at != m->left;
+}
+
+/* The daemon subscribes on its first seed, a replica, which then leaves the
+ * cluster but stays up: the other nodes forget it and it forgets them, so
+ * no PUBLISH reaches it any more. The next slot map (asked for here by
+ * dropping the daemon's connection to a master) does not name it, and the
+ * daemon subscribes elsewhere: wakes arrive again. Changes the shared
+ * cluster for good: the last of its tests. */
+START_TEST(test_wakes_leave_a_node_that_left_the_cluster)
+{
+    fmt_daemon d;
+    fm_client *sub, *pub;
+    char seeds[FMT_CLUSTER_MAX * 24];
+    int masters[FMT_CLUSTER_MAX], n = fmt_cluster_masters(&shared, masters), replica = -1;
+    sub_moved o = {&shared, "left:wake", -1};
+    int64_t t0;
+
+    ck_assert_int_eq(n, 3);
+    for (int i = 0; i < shared.nnodes && replica < 0; i++)
+        if (shared.node[i].redis.pid > 0 && !is_master(&shared, i))
+            replica = i;
+    ck_assert_msg(replica >= 0, "the cluster has no replica");
+    o.left = replica;
+    snprintf(seeds, sizeof(seeds), "127.0.0.1:%d,127.0.0.1:%d", shared.node[replica].port,
+             shared.node[masters[0]].port);
+    daemon_start(&d, &shared, seeds, 1);
+    sub = fmt_client(&d);
+    pub = fmt_client(&d);
+    fmt_ok(sub, fm_wake_subscribe(sub, "left:wake", NULL, NULL, 0), "subscribe");
+    fmt_ok(pub, fm_wake_signal(pub, "before", "left:wake", NULL), "signal");
+    wl_expect_wake(sub, "before", WIRE_REPLY_MS);
+    ck_assert_msg(subscribed_node(&shared, "left:wake") == replica, "the daemon did not "
+                  "subscribe on its first seed, the replica %d", replica);
+
+    ck_assert_int_eq(fmt_cluster_detach(&shared, replica), 0);
+    t0 = fmt_now_ms();
+    force_map_refresh(d.sock, &shared, masters[0]);
+    ck_assert_msg(fmt_wait_until(subscribed_elsewhere, &o, UP_MS), "the subscription stayed "
+                  "on node %d, out of the cluster, for %d ms after a new map", replica, UP_MS);
+    fmt_ok(pub, fm_wake_signal(pub, "after", "left:wake", NULL), "signal after");
+    wl_expect_wake(sub, "after", WIRE_REPLY_MS);
+    fprintf(stderr, "cluster_ops: wakes back %lld ms after the subscribed node left the "
+            "cluster (a new map asked for at once)\n", (long long)(fmt_now_ms() - t0));
+    fm_client_free(pub);
+    fm_client_free(sub);
+    ck_assert_int_eq(fmt_daemon_stop(&d), 0);
+}
+END_TEST
+
 Suite *fm_suite_cluster_ops(void)
 {
     Suite *s = suite_create("cluster_ops");
@@ -961,9 +1216,15 @@ Suite *fm_suite_cluster_ops(void)
     tcase_add_test(tc, test_unreachable_first_seed_is_skipped);
     tcase_add_test(tc, test_no_seed_answering_is_down_with_the_reason);
     tcase_add_test(tc, test_slots_move_under_load);
-    /* Last of the shared cluster's: it changes a master's password. */
+    /* It changes a master's password, and restores it. */
     tcase_add_test(tc, test_unreachable_master_holds_back_only_its_own_slots);
+    /* Adds a node and takes it away again. */
+    tcase_add_test(tc, test_ask_to_a_node_outside_the_map_is_followed);
+    /* Last: takes a replica out of the cluster for good. */
+    tcase_add_test(tc, test_wakes_leave_a_node_that_left_the_cluster);
     tc = fmt_tcase(s, "failover", NULL, NULL, TCASE_TIMEOUT);
     tcase_add_test(tc, test_killed_master_is_replaced);
+    tc = fmt_tcase(s, "formed_later", NULL, NULL, TCASE_TIMEOUT);
+    tcase_add_test(tc, test_cluster_formed_after_start_is_served);
     return s;
 }

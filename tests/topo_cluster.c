@@ -1,5 +1,5 @@
 /* topo_cluster.c -- a six-node Redis Cluster for the tests (see
- * topo_cluster.h).
+ * topo_cluster.h), and nodes added to it or taken out.
  *
  * Ports come from 20000..22767, so that the cluster bus ports (port + 10000)
  * stay below Linux's ephemeral range (32768 up), where an outgoing
@@ -7,8 +7,17 @@
  * checked free before use, and a start that still loses the race is tried
  * again on other ports. cluster-node-timeout is 1 s so that a killed
  * master's replica takes over in about two seconds, and replicas sync
- * without the 5 s wait of diskless sync's default. A start takes about
- * 2-3 s, most of it redis-cli's one-second waits for the nodes to join. */
+ * without the 5 s wait of diskless sync's default. A master that gives its
+ * last slot away stays a master (cluster-allow-replica-migration no):
+ * otherwise an added node that gives its slot back turns into a replica of
+ * the slot's new owner while the move's last SETSLOTs are still under way,
+ * and refuses them. A start takes about 2-3 s, most of it redis-cli's
+ * one-second waits for the nodes to join; adding a node about 2 s, Redis's
+ * wait before a master that just joined says cluster_state:ok.
+ *
+ * A node taken out of the cluster but left up (fmt_cluster_detach) stays
+ * in the table, for the test to talk to, but is no member: what waits for
+ * the members to agree passes it over. */
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,23 +66,44 @@ static int pick_port(const fmt_cluster *c, int taken, unsigned *seed)
     }
 }
 
+static unsigned port_seed(void)
+{
+    return (unsigned)getpid() ^ (unsigned)time(NULL);
+}
+
 static void set_args(fmt_cluster_node *n)
 {
     const char *args[] = {"--port", n->port_arg, "--bind", "127.0.0.1",
                           "--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
                           "--cluster-replica-validity-factor", "0",
                           "--repl-diskless-sync-delay", "0", "--repl-ping-replica-period", "1",
-                          NULL};
+                          "--cluster-allow-replica-migration", "no", NULL};
 
     snprintf(n->port_arg, sizeof(n->port_arg), "%d", n->port);
     memcpy(n->args, args, sizeof(args));
 }
 
+/* Starts node i on a port of its own, alone: no slot, no other node. */
+static int start_node(fmt_cluster *c, int i, unsigned *seed)
+{
+    fmt_cluster_node *n = &c->node[i];
+
+    n->port = pick_port(c, i, seed);
+    set_args(n);
+    return fmt_redis_start(&n->redis, n->args);
+}
+
 redisContext *fmt_cluster_connect(const fmt_cluster *c, int i)
 {
-    if (i < 0 || i >= FMT_CLUSTER_NODES || c->node[i].redis.pid <= 0)
+    if (i < 0 || i >= c->nnodes || c->node[i].redis.pid <= 0)
         return NULL;
     return fmt_redis_connect(&c->node[i].redis);
+}
+
+/* Node i is up and in the cluster (not detached). */
+static int member(const fmt_cluster *c, int i)
+{
+    return c->node[i].redis.pid > 0 && !c->node[i].detached;
 }
 
 /* One command to node i on a connection of its own; NULL when the node is
@@ -118,7 +148,7 @@ static int node_says(const fmt_cluster *c, int i, const char *cmd, const char *a
 
 static int node_index_by_port(const fmt_cluster *c, long long port)
 {
-    for (int i = 0; i < FMT_CLUSTER_NODES; i++)
+    for (int i = 0; i < c->nnodes; i++)
         if (c->node[i].port == port)
             return i;
     return -1;
@@ -162,8 +192,8 @@ int fmt_cluster_owner(const fmt_cluster *c, int i, unsigned slot)
 
 static int first_live(const fmt_cluster *c)
 {
-    for (int i = 0; i < FMT_CLUSTER_NODES; i++)
-        if (c->node[i].redis.pid > 0)
+    for (int i = 0; i < c->nnodes; i++)
+        if (member(c, i))
             return i;
     return -1;
 }
@@ -197,20 +227,47 @@ static int lists_replicas(const fmt_cluster *c, int i)
     return all;
 }
 
-/* Every live node has the cluster up, knows all six nodes and lists every
- * master's replica, and every replica is in sync with its master. Redis 7
- * leaves a replica out of CLUSTER SLOTS until its replication offset is
- * not 0: the master's pings (repl-ping-replica-period, 1 s here) move it. */
+/* Whether node i knows every member by its id: a node still in the
+ * handshake goes by another name until it is over. */
+static int knows_members(const fmt_cluster *c, int i)
+{
+    redisReply *r = node_cmd(c, i, "CLUSTER NODES");
+    int all = r != NULL && r->type == REDIS_REPLY_STRING;
+
+    for (int k = 0; all && k < c->nnodes; k++)
+        all = !member(c, k) || strstr(r->str, c->node[k].id) != NULL;
+    freeReplyObject(r);
+    return all;
+}
+
+/* Every member knows every other and has the cluster up. A node that
+ * just joined says cluster_state:fail for a while (Redis's rejoin delay)
+ * and refuses a MIGRATE with CLUSTERDOWN meanwhile. */
+static int joined(void *arg)
+{
+    const fmt_cluster *c = arg;
+
+    for (int i = 0; i < c->nnodes; i++)
+        if (member(c, i) && (!knows_members(c, i)
+                             || !node_says(c, i, "CLUSTER", "INFO", "cluster_state:ok\r\n")))
+            return 0;
+    return 1;
+}
+
+/* The cluster is joined, every live node lists every master's replica,
+ * and every replica is in sync with its master. Redis 7 leaves a replica
+ * out of CLUSTER SLOTS until its replication offset is not 0: the master's
+ * pings (repl-ping-replica-period, 1 s here) move it. */
 static int settled(void *arg)
 {
     const fmt_cluster *c = arg;
 
-    for (int i = 0; i < FMT_CLUSTER_NODES; i++) {
-        if (c->node[i].redis.pid <= 0)
+    if (!joined(arg))
+        return 0;
+    for (int i = 0; i < c->nnodes; i++) {
+        if (!member(c, i))
             continue;
-        if (!node_says(c, i, "CLUSTER", "INFO", "cluster_state:ok\r\n")
-            || !node_says(c, i, "CLUSTER", "INFO", "cluster_known_nodes:6\r\n")
-            || !lists_replicas(c, i))
+        if (!lists_replicas(c, i))
             return 0;
         if (node_says(c, i, "INFO", "replication", "role:slave\r\n")
             && !node_says(c, i, "INFO", "replication", "master_link_status:up\r\n"))
@@ -242,9 +299,11 @@ static int create(fmt_cluster *c)
     return rc == 0 ? 0 : -1;
 }
 
-static int read_ids(fmt_cluster *c)
+/* The node ids of first..last (their nodes have not yet met: each id is
+ * its node's own for good from the start). */
+static int read_ids(fmt_cluster *c, int first, int last)
 {
-    for (int i = 0; i < FMT_CLUSTER_NODES; i++) {
+    for (int i = first; i <= last; i++) {
         redisReply *r = node_cmd(c, i, "CLUSTER MYID");
         int ok = r != NULL && r->type == REDIS_REPLY_STRING && r->len <= FMT_CLUSTER_ID_MAX;
 
@@ -257,33 +316,22 @@ static int read_ids(fmt_cluster *c)
     return 0;
 }
 
-static int start_once(fmt_cluster *c, unsigned *seed)
-{
-    for (int i = 0; i < FMT_CLUSTER_NODES; i++) {
-        fmt_cluster_node *n = &c->node[i];
-
-        n->port = pick_port(c, i, seed);
-        set_args(n);
-        if (fmt_redis_start(&n->redis, n->args) != 0)
-            return -1;
-    }
-    if (create(c) != 0 || read_ids(c) != 0)
-        return -1;
-    if (!fmt_wait_until(settled, c, SETTLE_TIMEOUT_MS)) {
-        fprintf(stderr, "topo_cluster: the cluster did not settle in %d ms\n", SETTLE_TIMEOUT_MS);
-        return -1;
-    }
-    return 0;
-}
-
-int fmt_cluster_start(fmt_cluster *c)
+/* Starts the six nodes, and joins them into a cluster when join says so,
+ * each in up to START_ATTEMPTS tries on other ports. */
+static int start(fmt_cluster *c, int join)
 {
     int64_t t0 = fmt_now_ms();
-    unsigned seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+    unsigned seed = port_seed();
 
     for (int attempt = 0; attempt < START_ATTEMPTS; attempt++) {
+        int rc = 0;
+
         memset(c, 0, sizeof(*c));
-        if (start_once(c, &seed) == 0) {
+        c->nnodes = FMT_CLUSTER_NODES;
+        for (int i = 0; i < FMT_CLUSTER_NODES && rc == 0; i++)
+            rc = start_node(c, i, &seed);
+        if (rc == 0 && read_ids(c, 0, FMT_CLUSTER_NODES - 1) == 0
+            && (!join || fmt_cluster_create(c) == 0)) {
             c->start_ms = fmt_now_ms() - t0;
             return 0;
         }
@@ -292,11 +340,85 @@ int fmt_cluster_start(fmt_cluster *c)
     return -1;
 }
 
+int fmt_cluster_start(fmt_cluster *c)
+{
+    return start(c, 1);
+}
+
+int fmt_cluster_start_nodes(fmt_cluster *c)
+{
+    return start(c, 0);
+}
+
+int fmt_cluster_create(fmt_cluster *c)
+{
+    if (create(c) != 0)
+        return -1;
+    if (!fmt_wait_until(settled, c, SETTLE_TIMEOUT_MS)) {
+        fprintf(stderr, "topo_cluster: the cluster did not settle in %d ms\n", SETTLE_TIMEOUT_MS);
+        return -1;
+    }
+    return 0;
+}
+
 void fmt_cluster_stop(fmt_cluster *c)
 {
-    for (int i = 0; i < FMT_CLUSTER_NODES; i++)
+    for (int i = 0; i < c->nnodes; i++)
         if (c->node[i].redis.dir[0] != '\0')
             fmt_redis_stop(&c->node[i].redis);
+}
+
+int fmt_cluster_add_node(fmt_cluster *c)
+{
+    int i = c->nnodes, first = first_live(c), rc = -1;
+    unsigned seed = port_seed();
+
+    if (i == FMT_CLUSTER_MAX || first < 0)
+        return -1;
+    c->nnodes++;
+    for (int attempt = 0; attempt < START_ATTEMPTS && rc != 0; attempt++) {
+        if (c->node[i].redis.dir[0] != '\0')
+            fmt_redis_stop(&c->node[i].redis);
+        rc = start_node(c, i, &seed);
+    }
+    if (rc == 0 && read_ids(c, i, i) == 0
+        && reply_ok(node_cmd(c, i, "CLUSTER MEET 127.0.0.1 %d", c->node[first].port))
+        && fmt_wait_until(joined, c, SETTLE_TIMEOUT_MS))
+        return i;
+    fmt_cluster_remove_node(c);
+    return -1;
+}
+
+int fmt_cluster_detach(fmt_cluster *c, int i)
+{
+    if (i < 0 || i >= c->nnodes || !member(c, i))
+        return -1;
+    /* The others first: each bans the id for a minute, so that the
+     * node's gossip, until its reset, cannot bring it back. */
+    for (int k = 0; k < c->nnodes; k++)
+        if (k != i && member(c, k)
+            && !reply_ok(node_cmd(c, k, "CLUSTER FORGET %s", c->node[i].id)))
+            return -1;
+    if (!reply_ok(node_cmd(c, i, "CLUSTER RESET HARD")))
+        return -1;
+    c->node[i].detached = 1;
+    return 0;
+}
+
+int fmt_cluster_remove_node(fmt_cluster *c)
+{
+    int i = c->nnodes - 1, rc = 0;
+
+    if (i < FMT_CLUSTER_NODES)
+        return -1;
+    /* One that never met the others has nothing to leave. */
+    if (member(c, i) && c->node[i].id[0] != '\0')
+        rc = fmt_cluster_detach(c, i);
+    if (c->node[i].redis.dir[0] != '\0')
+        fmt_redis_stop(&c->node[i].redis);
+    memset(&c->node[i], 0, sizeof(c->node[i]));
+    c->nnodes--;
+    return rc;
 }
 
 int fmt_cluster_move_begin(fmt_cluster *c, unsigned slot, int dst)
@@ -367,7 +489,7 @@ int fmt_cluster_move_keys(fmt_cluster *c, unsigned slot, int dst, unsigned count
 
 int fmt_cluster_move_end(fmt_cluster *c, unsigned slot, int dst)
 {
-    int src = fmt_cluster_owner(c, dst, slot), masters[FMT_CLUSTER_NODES];
+    int src = fmt_cluster_owner(c, dst, slot), masters[FMT_CLUSTER_MAX];
     int n = fmt_cluster_masters(c, masters);
 
     if (src < 0)
@@ -400,11 +522,11 @@ static int agreed(void *arg)
 {
     const agreement *a = arg;
 
-    for (int i = 0; i < FMT_CLUSTER_NODES; i++) {
+    for (int i = 0; i < a->c->nnodes; i++) {
         redisReply *r;
         int same = 1;
 
-        if (a->c->node[i].redis.pid <= 0)
+        if (!member(a->c, i))
             continue;
         r = node_cmd(a->c, i, "CLUSTER SLOTS");
         for (unsigned s = a->first; s <= a->last && same; s++)
@@ -440,23 +562,36 @@ static long lowest_slot(const fmt_cluster *c, int dst, int src)
     return low;
 }
 
+/* The three steps of a move, without waiting for the others to agree. */
+static int move_whole(fmt_cluster *c, unsigned slot, int dst)
+{
+    if (fmt_cluster_move_begin(c, slot, dst) != 0 || fmt_cluster_move_keys(c, slot, dst, 0) != 0)
+        return -1;
+    return fmt_cluster_move_end(c, slot, dst);
+}
+
+int fmt_cluster_move(fmt_cluster *c, unsigned slot, int dst)
+{
+    if (move_whole(c, slot, dst) != 0)
+        return -1;
+    return fmt_cluster_wait_agreed(c, slot, slot, dst);
+}
+
 int fmt_cluster_reshard(fmt_cluster *c, int src, int dst, unsigned n)
 {
     long first = lowest_slot(c, dst, src);
 
     if (first < 0 || n == 0)
         return -1;
-    for (unsigned s = (unsigned)first; s < (unsigned)first + n; s++) {
-        if (fmt_cluster_owner(c, dst, s) != src || fmt_cluster_move_begin(c, s, dst) != 0
-            || fmt_cluster_move_keys(c, s, dst, 0) != 0 || fmt_cluster_move_end(c, s, dst) != 0)
+    for (unsigned s = (unsigned)first; s < (unsigned)first + n; s++)
+        if (fmt_cluster_owner(c, dst, s) != src || move_whole(c, s, dst) != 0)
             return -1;
-    }
     return fmt_cluster_wait_agreed(c, (unsigned)first, (unsigned)first + n - 1, dst);
 }
 
 typedef struct promotion {
     fmt_cluster *c;
-    int replicas[FMT_CLUSTER_NODES];
+    int replicas[FMT_CLUSTER_MAX];
     int nreplicas;
     unsigned slot;          /* one of the killed master's slots */
     int promoted;
@@ -474,8 +609,8 @@ static int promoted(void *arg)
         ours |= p->replicas[k] == owner;
     if (!ours || !agreed(&a))
         return 0;
-    for (int i = 0; i < FMT_CLUSTER_NODES; i++)
-        if (p->c->node[i].redis.pid > 0
+    for (int i = 0; i < p->c->nnodes; i++)
+        if (member(p->c, i)
             && !node_says(p->c, i, "CLUSTER", "INFO", "cluster_state:ok\r\n"))
             return 0;
     p->promoted = owner;
@@ -489,7 +624,7 @@ int fmt_cluster_kill_master(fmt_cluster *c, int i, int timeout_ms)
     long slot = -1;
 
     snprintf(line, sizeof(line), "master_port:%d\r\n", c->node[i].port);
-    for (int j = 0; j < FMT_CLUSTER_NODES; j++)
+    for (int j = 0; j < c->nnodes; j++)
         if (j != i && node_says(c, j, "INFO", "replication", line))
             p.replicas[p.nreplicas++] = j;
     if (p.nreplicas > 0)

@@ -1,9 +1,11 @@
 /* topo_cluster.h -- a real Redis Cluster for the tests: six redis-servers
  * (three masters, three replicas) on 127.0.0.1 ports of their own, joined by
- * `redis-cli --cluster create`, and the faults later tests inject into it:
- * slots moved from one master to another (step by step, so a test can act
- * while a slot is half moved and Redis answers ASK), and a master killed
- * until its replica takes over.
+ * `redis-cli --cluster create` (at once, or later: a test can start its
+ * nodes first), and the faults later tests inject into it: slots moved from
+ * one master to another (step by step, so a test can act while a slot is
+ * half moved and Redis answers ASK), a master killed until its replica
+ * takes over, a node added as an empty master, and a node taken out of the
+ * cluster while it stays up.
  *
  * Each node is an fmt_redis (harness.h): a temp dir, a Unix socket for the
  * test's own commands, and the harness's clean-up, so the nodes die with
@@ -19,7 +21,8 @@
 
 #include "harness.h"
 
-#define FMT_CLUSTER_NODES 6
+#define FMT_CLUSTER_NODES 6      /* what a start makes */
+#define FMT_CLUSTER_MAX 8        /* room for nodes added later */
 #define FMT_CLUSTER_ID_MAX 40
 
 typedef struct fmt_cluster_node {
@@ -27,11 +30,13 @@ typedef struct fmt_cluster_node {
     int port;                       /* TCP; its cluster bus is port + 10000 */
     char id[FMT_CLUSTER_ID_MAX + 1];
     char port_arg[8];
-    const char *args[16];           /* redis-server's extra arguments */
+    const char *args[18];           /* redis-server's extra arguments */
+    int detached;                   /* up, but out of the cluster */
 } fmt_cluster_node;
 
 typedef struct fmt_cluster {
-    fmt_cluster_node node[FMT_CLUSTER_NODES];
+    fmt_cluster_node node[FMT_CLUSTER_MAX];
+    int nnodes;                     /* FMT_CLUSTER_NODES, then those added */
     int64_t start_ms;               /* how long the start took */
 } fmt_cluster;
 
@@ -39,15 +44,31 @@ typedef struct fmt_cluster {
  * says cluster_state:ok and every replica is in sync with its master.
  * 0, or -1 (what was started is stopped again). */
 int fmt_cluster_start(fmt_cluster *c);
+/* The same in two steps: the six nodes, each alone, with no slot and
+ * cluster_state:fail (0 or -1, as above), then the cluster made of them
+ * (0 or -1; the caller stops the nodes). */
+int fmt_cluster_start_nodes(fmt_cluster *c);
+int fmt_cluster_create(fmt_cluster *c);
 /* Kills every node and removes their directories. */
 void fmt_cluster_stop(fmt_cluster *c);
+
+/* Starts one more node and has it meet the cluster, as a master with no
+ * slot (which no CLUSTER SLOTS names), and waits until every live node
+ * knows every other and says cluster_state:ok. Its index, or -1. */
+int fmt_cluster_add_node(fmt_cluster *c);
+/* Takes node i out of the cluster while it stays up: every other live
+ * node forgets it, and it forgets them (CLUSTER RESET HARD: a replica's
+ * data goes; a master must have no slot left). 0 or -1. */
+int fmt_cluster_detach(fmt_cluster *c, int i);
+/* Detaches the node added last and stops it. 0 or -1. */
+int fmt_cluster_remove_node(fmt_cluster *c);
 
 /* A synchronous connection to node i (its Unix socket), or NULL. */
 redisContext *fmt_cluster_connect(const fmt_cluster *c, int i);
 /* The node that serves slot as a master, as node i sees it, or -1. */
 int fmt_cluster_owner(const fmt_cluster *c, int i, unsigned slot);
 /* The nodes that are masters now (alive and with slots): their indexes in
- * out (room for FMT_CLUSTER_NODES), and how many. */
+ * out (room for FMT_CLUSTER_MAX), and how many. */
 int fmt_cluster_masters(const fmt_cluster *c, int *out);
 
 /* Moving one slot by hand, as `redis-cli --cluster reshard` does:
@@ -59,6 +80,8 @@ int fmt_cluster_masters(const fmt_cluster *c, int *out);
 int fmt_cluster_move_begin(fmt_cluster *c, unsigned slot, int dst);
 int fmt_cluster_move_keys(fmt_cluster *c, unsigned slot, int dst, unsigned count);
 int fmt_cluster_move_end(fmt_cluster *c, unsigned slot, int dst);
+/* The three at once, then fmt_cluster_wait_agreed. 0 or -1. */
+int fmt_cluster_move(fmt_cluster *c, unsigned slot, int dst);
 /* Waits until every live node sees owner serving slots first..last (the
  * cluster bus spreads a move in up to a second or so). 0 or -1. */
 int fmt_cluster_wait_agreed(fmt_cluster *c, unsigned first, unsigned last, int owner);
