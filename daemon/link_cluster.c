@@ -6,7 +6,10 @@
  * when a command meets MOVED or CLUSTERDOWN and when a master's context is
  * lost, at most every REFRESH_MIN_MS, and every RECHECK_MS for as long as
  * a slot has no ready master: a killed master's slots come back when its
- * replica is promoted, which only a new map tells. A node's context is
+ * replica is promoted, which only a new map tells. A whole map is asked
+ * for again every PERIODIC_MS all the same: what no command runs into
+ * (a node the pub/sub connection is on leaving the cluster, a master added
+ * with no slot yet) shows only there. A node's context is
  * made the first time the map, a MOVED or an ASK names it, and kept for
  * the link's life: a node that leaves the map (a master demoted) is
  * retired, not freed, so a command's pointer to it never dangles, and
@@ -31,6 +34,7 @@
 #define NO_NODE UINT16_MAX
 #define REFRESH_MIN_MS 100
 #define RECHECK_MS 500
+#define PERIODIC_MS 10000
 
 typedef struct fm_node {
     fm_ctx ctx;
@@ -197,8 +201,10 @@ static void apply_map(fm_cluster *c)
         if (n->mark && (!n->in_map || n->ctx.retired)) {
             n->in_map = 1;
             fm_ctx_rejoin(&n->ctx);
-        } else if (!n->mark && !n->ctx.retired && n->pinned_until <= now) {
-            /* A seed that is a replica goes too: a connection per master. */
+        } else if (count > 0 && !n->mark && !n->ctx.retired && n->pinned_until <= now) {
+            /* A seed that is a replica goes too: a connection per master.
+             * A map of no master (no slot assigned yet) retires nobody:
+             * the seeds stay to be asked again. */
             if (n->in_map)
                 fm_log_info("redis cluster: %s:%d is no longer a master in the slot map",
                             n->ctx.addr_host, n->ctx.addr_port);
@@ -244,8 +250,7 @@ static void on_slots(redisAsyncContext *ac, void *r, void *privdata)
         c->want = !fm_cluster_ready(c);
         c->changed(c->link);
     }
-    if (c->want || !fm_cluster_ready(c))
-        arm(c, RECHECK_MS);
+    arm(c, c->want || !fm_cluster_ready(c) ? RECHECK_MS : PERIODIC_MS);
 }
 
 /* The node to ask: a ready master, else any ready node. */
@@ -331,6 +336,9 @@ void fm_cluster_moved(fm_cluster *c, unsigned slot, const char *host, int port)
 
 int fm_cluster_knows(const fm_cluster *c, const char *host, int port)
 {
+    /* A map of no master (no slot assigned yet) says nothing of anyone. */
+    if (fm_slotmap_count(c->map) == 0)
+        return 1;
     for (size_t i = 0; i < fm_slotmap_count(c->map); i++) {
         const fm_slotmap_node *m = fm_slotmap_node_at(c->map, i);
 

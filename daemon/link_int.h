@@ -218,7 +218,8 @@ fm_ctx *fm_cluster_any(const fm_cluster *c);
 /* ASK: the context of the node at host:port, made (and connecting) when
  * new; NULL when the cluster has too many nodes. */
 fm_ctx *fm_cluster_ask(fm_cluster *c, const char *host, int port);
-/* Whether the map names host:port, as a master or a replica. */
+/* Whether the map names host:port, as a master or a replica (a map of
+ * no master names everyone). */
 int fm_cluster_knows(const fm_cluster *c, const char *host, int port);
 /* MOVED: slot is served at host:port now; the whole map is asked for
  * again. */

@@ -63,28 +63,37 @@ static int malformed(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* A node as CLUSTER SLOTS gives it: [host, port, id, ...]. Only host and
- * port are used; what follows (the id, Redis 7's metadata) is not. */
+ * port are used; what follows (the id, Redis 7's metadata) is not. A nil
+ * host, or an empty one (a node that never learnt its own address, as one
+ * that met no other), is the host that was asked. Returns 0, UNUSABLE
+ * (with a message) for an endpoint no connection can be made to, or
+ * FM_SLOTMAP_MALFORMED when the node is not even [host, port]. */
+#define UNUSABLE 1
 static int parse_addr(const redisReply *r, const char *seed_host, fm_slotmap_addr *out,
                       char *err, size_t errlen)
 {
     const redisReply *host, *port;
+    int asked;
 
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2)
         return malformed(err, errlen, "CLUSTER SLOTS: a node is not an array of host and port");
     host = r->element[0];
     port = r->element[1];
-    if (host->type == REDIS_REPLY_NIL && seed_host != NULL
-        && strlen(seed_host) <= FM_SLOTMAP_HOST_MAX) {
+    asked = host->type == REDIS_REPLY_NIL || (host->type == REDIS_REPLY_STRING && host->len == 0);
+    if (asked && seed_host != NULL && strlen(seed_host) <= FM_SLOTMAP_HOST_MAX) {
         strcpy(out->host, seed_host);
-    } else if (host->type == REDIS_REPLY_STRING && host->len > 0 && host->len <= FM_SLOTMAP_HOST_MAX
+    } else if (!asked && host->type == REDIS_REPLY_STRING && host->len <= FM_SLOTMAP_HOST_MAX
                && memchr(host->str, '\0', host->len) == NULL && strcmp(host->str, "?") != 0) {
         memcpy(out->host, host->str, host->len);
         out->host[host->len] = '\0';
     } else {
-        return malformed(err, errlen, "CLUSTER SLOTS: a node's endpoint is not a usable host");
+        malformed(err, errlen, "CLUSTER SLOTS: a node's endpoint is not a usable host");
+        return UNUSABLE;
     }
-    if (port->type != REDIS_REPLY_INTEGER || port->integer < 1 || port->integer > 65535)
-        return malformed(err, errlen, "CLUSTER SLOTS: a node's port is not an integer in 1..65535");
+    if (port->type != REDIS_REPLY_INTEGER || port->integer < 1 || port->integer > 65535) {
+        malformed(err, errlen, "CLUSTER SLOTS: a node's port is not an integer in 1..65535");
+        return UNUSABLE;
+    }
     out->port = (int)port->integer;
     return 0;
 }
@@ -94,7 +103,9 @@ static int same_addr(const fm_slotmap_addr *a, const fm_slotmap_addr *b)
     return a->port == b->port && strcmp(a->host, b->host) == 0;
 }
 
-/* The replicas listed after the master in entry e (elements 3 onwards). */
+/* The replicas listed after the master in entry e (elements 3 onwards).
+ * One whose endpoint is unusable ("?") is left out: the map routes to
+ * masters only. */
 static int parse_replicas(const redisReply *e, const char *seed_host, fm_slotmap_node *n,
                           char *err, size_t errlen)
 {
@@ -105,11 +116,11 @@ static int parse_replicas(const redisReply *e, const char *seed_host, fm_slotmap
     if (count > 0 && n->replicas == NULL)
         return FM_SLOTMAP_ENOMEM;
     for (size_t i = 0; i < count; i++) {
-        rc = parse_addr(e->element[3 + i], seed_host, &n->replicas[i], err, errlen);
-        if (rc != 0)
+        rc = parse_addr(e->element[3 + i], seed_host, &n->replicas[n->nreplicas], err, errlen);
+        if (rc == FM_SLOTMAP_MALFORMED)
             return rc;
+        n->nreplicas += rc == 0;
     }
-    n->nreplicas = count;
     return 0;
 }
 
@@ -157,6 +168,8 @@ static int parse_entry(fm_slotmap *m, const redisReply *e, const char *seed_host
         return malformed(err, errlen, "CLUSTER SLOTS: a slot range is not two integers "
                                       "0 <= start <= end < %d", FM_SLOTS);
     rc = parse_addr(e->element[2], seed_host, &master, err, errlen);
+    if (rc == UNUSABLE)
+        rc = FM_SLOTMAP_MALFORMED;
     if (rc == 0)
         rc = find_or_add(m, &master, e, seed_host, &index, err, errlen);
     if (rc != 0)
