@@ -98,6 +98,8 @@ static void cmd_ready(fm_ctx *ctx)
 {
     ping(ctx->link);
     fm_link_probe_ready(ctx->link);
+    /* In a Cluster, what waited for this master goes now. */
+    fm_link_unpark(ctx->link);
     fm_link_pump(ctx->link);
     report_ready(ctx->link);
 }
@@ -125,15 +127,23 @@ static void map_changed(fm_link *link)
     if (sub->state == ST_READY &&
         !fm_cluster_knows(link->cluster, sub->addr_host, sub->addr_port))
         fm_ctx_switch(sub, NULL, 0, "its node is not in the cluster's slot map");
+    fm_link_unpark(link);
     fm_link_pump(link);
     if (link_up(link))
         report_state(link, 1, NULL);
     else if (link->reported_up == 1)
-        report_state(link, 0, fm_link_error(link));
+        report_state(link, 0, fm_link_error(link) ? fm_link_error(link)
+                                                   : "the pub/sub connection is not ready");
 }
 
 static void sub_ready(fm_ctx *ctx)
 {
+    /* Set up on a node a new map no longer names: it would hear nothing. */
+    if (ctx->link->cluster != NULL &&
+        !fm_cluster_knows(ctx->link->cluster, ctx->addr_host, ctx->addr_port)) {
+        fm_ctx_switch(ctx, NULL, 0, "its node is not in the cluster's slot map");
+        return;
+    }
     fm_link_subscribe_all(ctx->link);
     report_ready(ctx->link);
 }

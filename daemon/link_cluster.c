@@ -56,7 +56,8 @@ struct fm_cluster {
     void (*lost)(fm_ctx *ctx, int was_ready);
     void (*changed)(fm_link *link);
     uv_timer_t timer;           /* the next CLUSTER SLOTS */
-    int slots_out;              /* a CLUSTER SLOTS is at a node */
+    fm_node *asking;            /* the node a CLUSTER SLOTS is at, if any */
+    size_t ask_next;            /* where the search for a node to ask starts */
     int want;                   /* the map is to be asked for */
     uint64_t last_ask;          /* uv_now() when it was last sent */
     size_t sub_next;            /* the pub/sub context's next node */
@@ -198,19 +199,21 @@ static void apply_map(fm_cluster *c)
     for (size_t i = 0; i < c->nnodes; i++) {
         fm_node *n = c->nodes[i];
 
-        if (n->mark && (!n->in_map || n->ctx.retired)) {
+        if (n->mark) {
             n->in_map = 1;
             fm_ctx_rejoin(&n->ctx);
-        } else if (count > 0 && !n->mark && !n->ctx.retired && n->pinned_until <= now) {
-            /* A seed that is a replica goes too: a connection per master.
-             * A map of no master (no slot assigned yet) retires nobody:
-             * the seeds stay to be asked again. */
-            if (n->in_map)
-                fm_log_info("redis cluster: %s:%d is no longer a master in the slot map",
-                            n->ctx.addr_host, n->ctx.addr_port);
-            n->in_map = 0;
-            fm_ctx_retire(&n->ctx);
+            continue;
         }
+        if (n->in_map)
+            fm_log_info("redis cluster: %s:%d is no longer a master in the slot map",
+                        n->ctx.addr_host, n->ctx.addr_port);
+        n->in_map = 0;
+        /* A seed that is a replica goes too: a connection per master. A
+         * map of no master (no slot assigned yet) retires nobody: the
+         * seeds stay to be asked again. A node a redirection named stays
+         * its while. */
+        if (count > 0 && !n->ctx.retired && n->pinned_until <= now)
+            fm_ctx_retire(&n->ctx);
     }
     c->have_map = 1;
     c->refreshes++;
@@ -228,9 +231,11 @@ static void on_slots(redisAsyncContext *ac, void *r, void *privdata)
     redisReply *reply = r;
     char err[200];
 
-    c->slots_out = 0;
-    if (c->link->closing)
+    /* The answer to a question given up on (below): the node was dropped. */
+    if (c->asking != n || c->link->closing)
         return;
+    c->asking = NULL;
+    uv_timer_stop(&c->timer);
     if (reply == NULL) {
         /* The node went with the question out: ask another. */
         arm(c, 0);
@@ -253,31 +258,53 @@ static void on_slots(redisAsyncContext *ac, void *r, void *privdata)
     arm(c, c->want || !fm_cluster_ready(c) ? RECHECK_MS : PERIODIC_MS);
 }
 
-/* The node to ask: a ready master, else any ready node. */
-static fm_node *asked(const fm_cluster *c)
+/* The node to ask: a ready master, else any ready node, each time the
+ * next in turn, so that a node that answers with an empty map or an
+ * error (one not joined yet, or no cluster at all) is not the only one
+ * ever asked. */
+static fm_node *next_asked(fm_cluster *c)
 {
     fm_node *any = NULL;
 
-    for (size_t i = 0; i < c->nnodes; i++) {
-        fm_node *n = c->nodes[i];
+    for (size_t k = 0; k < c->nnodes; k++) {
+        fm_node *n = c->nodes[(c->ask_next + k) % c->nnodes];
 
         if (n->ctx.state != ST_READY || n->ctx.ac == NULL)
             continue;
-        if (n->in_map)
-            return n;
+        if (n->in_map) {
+            any = n;
+            break;
+        }
         if (any == NULL)
             any = n;
     }
+    if (any != NULL)
+        c->ask_next = (size_t)any->index + 1;
     return any;
 }
 
 static void ask_map(fm_cluster *c)
 {
+    uint64_t now = uv_now(c->link->loop), limit = (uint64_t)c->link->cfg->request_timeout_ms;
     fm_node *n;
 
-    if (c->slots_out || c->link->closing)
+    if (c->link->closing)
         return;
-    n = asked(c);
+    if (c->asking != NULL) {
+        if (now - c->last_ask < limit) {
+            arm(c, c->last_ask + limit - now);
+            return;
+        }
+        /* A node that is up but says nothing (stopped, hung) must not
+         * hold the map as it is: the next node is asked, and a late
+         * answer from this one is let go. It is not dropped: the loop
+         * may only have been slow to read its answer. */
+        fm_log_warn("redis cluster: %s:%d did not answer CLUSTER SLOTS within %llu ms; "
+                    "asking another node", c->asking->ctx.addr_host, c->asking->ctx.addr_port,
+                    (unsigned long long)limit);
+        c->asking = NULL;
+    }
+    n = next_asked(c);
     if (n == NULL) {
         /* Nobody to ask: every seed, retired or not, tries again (its
          * context's own backoff paces it), and whichever node is ready
@@ -293,8 +320,11 @@ static void ask_map(fm_cluster *c)
         arm(c, RECHECK_MS);
         return;
     }
-    c->slots_out = 1;
-    c->last_ask = uv_now(c->link->loop);
+    c->asking = n;
+    c->last_ask = now;
+    /* The question's deadline. */
+    uv_timer_stop(&c->timer);
+    arm(c, limit);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -367,7 +397,7 @@ static void node_lost(fm_ctx *ctx, int was_ready)
 {
     fm_node *n = node_of(ctx);
 
-    if (!n->in_map || ctx->retired)
+    if (!n->in_map || ctx->retired || ctx->draining)
         return;
     n->cluster->lost(ctx, was_ready);
     fm_cluster_refresh(n->cluster);
@@ -419,10 +449,10 @@ const char *fm_cluster_error(fm_cluster *c)
         const fm_ctx *ctx = &c->nodes[i]->ctx;
 
         if ((c->nodes[i]->in_map || !c->have_map) && ctx->state != ST_READY &&
-            ctx->lasterr[0] != '\0') {
+            (ctx->lasterr[0] != '\0' || c->nodes[i]->in_map)) {
             snprintf(c->errbuf, sizeof(c->errbuf), "%s%.64s:%d: %s",
                      c->have_map ? "" : "no seed node answered yet; ", ctx->addr_host,
-                     ctx->addr_port, ctx->lasterr);
+                     ctx->addr_port, ctx->lasterr[0] != '\0' ? ctx->lasterr : "connecting");
             return c->errbuf;
         }
     }

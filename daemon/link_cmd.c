@@ -51,6 +51,8 @@ static void flow_init(fm_flow *f)
     memset(f, 0, sizeof(*f));
     fm_list_init(&f->queue);
     fm_list_init(&f->in_ring);
+    fm_list_init(&f->parked);
+    fm_list_init(&f->in_parked);
     f->read_est = READ_EST_START;
     f->refs = 1;
 }
@@ -300,22 +302,89 @@ static void write_refused(fm_link *link, fm_cmd *cmd)
         uv_timer_start(&link->retry_timer, on_retry_timer, TRANSIENT_RETRY_MS, 0);
 }
 
-/* Slots whose commands wait in a flow, in a Cluster; one more bit for
- * the commands of no key. Cleared on first use only: a healthy cluster
- * never needs it. */
+/* ---- parking (Cluster) ---- */
+
+/* Takes a command whose master is not ready out of its flow's queue: the
+ * flow's other commands go on to their masters, and a pump no longer
+ * walks it. Parked in submission order (it comes from the queue, oldest
+ * first), it goes back in that order. */
+static void park(fm_link *link, fm_cmd *cmd)
+{
+    fm_flow *f = cmd->flow;
+    fm_list *at;
+
+    dequeue(link, cmd);
+    link->queued++;
+    for (at = f->parked.prev; at != &f->parked; at = at->prev)
+        if (fm_list_entry(at, fm_cmd, in_flow)->seq < cmd->seq)
+            break;
+    fm_list_insert_before(at->next, &cmd->in_flow);
+    cmd->state = CMD_PARKED;
+    if (fm_list_empty(&f->in_parked))
+        fm_list_push_back(&link->parked_flows, &f->in_parked);
+}
+
+static void unpark_one(fm_link *link, fm_cmd *cmd)
+{
+    fm_list_remove(&cmd->in_flow);
+    link->queued--;
+    if (fm_list_empty(&cmd->flow->parked))
+        fm_list_remove(&cmd->flow->in_parked);
+}
+
+void fm_link_unpark(fm_link *link)
+{
+    fm_list *n;
+
+    while ((n = fm_list_first(&link->parked_flows)) != NULL) {
+        fm_flow *f = fm_list_entry(n, fm_flow, in_parked);
+        fm_list *at = f->queue.next;
+
+        /* Both lists are in submission order: one merge puts them back. */
+        while (!fm_list_empty(&f->parked)) {
+            fm_cmd *cmd = fm_list_entry(f->parked.next, fm_cmd, in_flow);
+
+            unpark_one(link, cmd);
+            while (at != &f->queue && fm_list_entry(at, fm_cmd, in_flow)->seq < cmd->seq)
+                at = at->next;
+            fm_list_insert_before(at, &cmd->in_flow);
+            cmd->state = CMD_QUEUED;
+            link->queued++;
+        }
+        if (fm_list_empty(&f->in_ring)) {
+            fm_list_push_back(&link->ring, &f->in_ring);
+            link->ring_len++;
+        }
+    }
+}
+
+/* Slots whose commands wait in a flow during one turn, in a Cluster: [1]
+ * those parked, [0] those to be retried; one more bit each for the
+ * commands of no key. Cleared on first use only: a healthy cluster never
+ * needs it. */
 typedef struct held_slots {
     int used;
-    uint64_t bits[(FM_SLOTS + 1 + 63) / 64];
+    uint64_t bits[2][(FM_SLOTS + 1 + 63) / 64];
 } held_slots;
 
-static int held(const held_slots *h, int slot)
+static int bit(const held_slots *h, int kind, int slot)
 {
     unsigned i = slot < 0 ? FM_SLOTS : (unsigned)slot;
 
-    return h->used && (h->bits[i / 64] >> (i % 64) & 1);
+    return h->used && (h->bits[kind][i / 64] >> (i % 64) & 1);
 }
 
-static void hold(held_slots *h, int slot)
+static int held(const held_slots *h, int slot)
+{
+    return bit(h, 0, slot) || bit(h, 1, slot);
+}
+
+static int parked_slot(const held_slots *h, int slot)
+{
+    return bit(h, 1, slot);
+}
+
+static void hold(held_slots *h, int slot, int parked)
 {
     unsigned i = slot < 0 ? FM_SLOTS : (unsigned)slot;
 
@@ -323,7 +392,7 @@ static void hold(held_slots *h, int slot)
         memset(h->bits, 0, sizeof(h->bits));
         h->used = 1;
     }
-    h->bits[i / 64] |= (uint64_t)1 << (i % 64);
+    h->bits[parked][i / 64] |= (uint64_t)1 << (i % 64);
 }
 
 /* Sends up to QUANTUM commands of f that may go now. Returns how many went,
@@ -334,8 +403,10 @@ static void hold(held_slots *h, int slot)
  * its flow. In a Cluster it holds back only the commands of its own slot,
  * which keep their order: a lost master, or a slot moving, must not stop
  * a client's (or the daemon's own lock extensions') commands to the other
- * masters. At most SKIP_MAX are passed over per turn, which bounds the
- * work of a pump while a lost master's commands pile up. */
+ * masters. One waiting for its master is parked, with the commands of its
+ * slot behind it, so that however many pile up for a lost master, a pump
+ * never walks them; one waiting to be retried (25 ms) is passed over, at
+ * most SKIP_MAX of them per turn. */
 #define SKIP_MAX 256
 static int serve(fm_link *link, fm_flow *f, uint64_t now, uint64_t *wake)
 {
@@ -351,13 +422,19 @@ static int serve(fm_link *link, fm_flow *f, uint64_t now, uint64_t *wake)
         next = n->next;
         if (cmd->retry_at > now && (*wake == 0 || cmd->retry_at < *wake))
             *wake = cmd->retry_at;
-        if (cmd->retry_at > now || !routed_ready(link, cmd) || held(&h, cmd->slot)) {
-            if (link->cluster == NULL || ++skipped > SKIP_MAX)
-                break;
-            hold(&h, cmd->slot);
+        if (link->cluster != NULL && cmd->retry_at <= now &&
+            (!routed_ready(link, cmd) || parked_slot(&h, cmd->slot))) {
+            park(link, cmd);
+            hold(&h, cmd->slot, 1);
             continue;
         }
-        if (!may_go(link, f, cmd))
+        if (cmd->retry_at > now || held(&h, cmd->slot)) {
+            if (link->cluster == NULL || ++skipped > SKIP_MAX)
+                break;
+            hold(&h, cmd->slot, 0);
+            continue;
+        }
+        if (!routed_ready(link, cmd) || !may_go(link, f, cmd))
             break;
         dequeue(link, cmd);
         if (cmd_write(cmd) != 0) {
@@ -633,10 +710,13 @@ fm_cmd *fm_link_script(fm_link *link, fm_flow *flow, fm_script *script, int nkey
 
 int fm_link_cmd_cancel(fm_cmd *cmd)
 {
-    if (cmd->state == CMD_QUEUED) {
+    if (cmd->state != CMD_SENT) {
         fm_flow *f = cmd->flow;
 
-        dequeue(cmd->link, cmd);
+        if (cmd->state == CMD_PARKED)
+            unpark_one(cmd->link, cmd);
+        else
+            dequeue(cmd->link, cmd);
         free(cmd);
         flow_unref(f);
         return 1;
@@ -647,6 +727,7 @@ int fm_link_cmd_cancel(fm_cmd *cmd)
 
 void fm_link_fail_waiting(fm_link *link)
 {
+    fm_link_unpark(link);
     while (link->ring_len > 0) {
         fm_cmd *cmd = flow_head(fm_list_entry(link->ring.next, fm_flow, in_ring));
 
@@ -658,6 +739,7 @@ void fm_link_fail_waiting(fm_link *link)
 void fm_link_cmd_init(fm_link *link)
 {
     fm_list_init(&link->ring);
+    fm_list_init(&link->parked_flows);
     flow_init(&link->own);
     link->own.own = 1;
     uv_timer_init(link->loop, &link->retry_timer);

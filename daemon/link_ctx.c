@@ -118,23 +118,26 @@ static void ctx_lost(fm_ctx *ctx, const char *why)
 {
     fm_link *link = ctx->link;
     int was_ready = ctx->state == ST_READY || ctx->state == ST_LOST;
+    int quiet = ctx->retired || ctx->draining;
     redisAsyncContext *ac = ctx->ac;
     char name[320];
 
     if (why != NULL)
         snprintf(ctx->lasterr, sizeof(ctx->lasterr), "%s", why);
     withhold_password(ctx);
-    /* A retired node's end is no loss (link_cluster.c said why). */
-    if (!ctx->logged_down && !link->closing && !ctx->retired) {
+    /* A retired node's end is no loss (link_cluster.c said why), nor is
+     * the end of one retired while ready, rejoined while it drained. */
+    if (!ctx->logged_down && !link->closing && !quiet) {
         fm_log_warn("redis %s link %s: %s", fm_ctx_name(ctx, name, sizeof(name)),
                     was_ready ? "lost" : "not established", ctx->lasterr);
         ctx->logged_down = 1;
     }
-    if (was_ready)
+    if (was_ready && !quiet)
         link->counts.disconnects++;
-    if (!link->closing && !ctx->retired)
+    if (!link->closing && !quiet)
         note_error(ctx);
     ctx->on_lost(ctx, was_ready);
+    ctx->draining = 0;
     ctx->state = ST_LOST;
     uv_timer_stop(&ctx->timer);
     if (ac != NULL) {
@@ -448,6 +451,7 @@ void fm_ctx_retire(fm_ctx *ctx)
         /* Nothing more is written to it; the replies on their way still
          * come, then hiredis disconnects and on_disconnect ends it. */
         ctx->state = ST_LOST;
+        ctx->draining = 1;
         snprintf(ctx->lasterr, sizeof(ctx->lasterr), "left the slot map");
         redisAsyncDisconnect(ctx->ac);
         break;
@@ -471,6 +475,9 @@ void fm_ctx_rejoin(fm_ctx *ctx)
         return;
     ctx->retired = 0;
     ctx->attempt = 0;
+    /* A lookup that was to end the attempt may go on to a connect. */
+    if (ctx->state == ST_RESOLVING)
+        ctx->stale = NULL;
     if (ctx->state == ST_IDLE)
         fm_ctx_connect(ctx);
 }

@@ -42,6 +42,7 @@ struct fm_ctx {
     char addr_host[FM_SENTINEL_HOST_MAX];
     int addr_port;
     int retired;            /* a node that left the slot map: no reconnect */
+    int draining;           /* retired while ready: its end is no loss */
     const char *stale;      /* why the host being resolved is no longer
                                wanted (the master switched, the node left) */
     int attempt;
@@ -58,12 +59,14 @@ struct fm_ctx {
     char lasterr[256];
 };
 
-enum { CMD_QUEUED, CMD_SENT };
+/* PARKED: in a Cluster, waiting for its master (lost, or not connected
+ * yet) on its flow's parked list, out of the way of the flow's others. */
+enum { CMD_QUEUED, CMD_PARKED, CMD_SENT };
 
 struct fm_cmd {
     fm_link *link;
     fm_flow *flow;
-    fm_list in_flow;        /* flow->queue, while QUEUED */
+    fm_list in_flow;        /* flow->queue while QUEUED, flow->parked while PARKED */
     uint64_t seq;           /* submission order */
     int state;
     int cancelled;
@@ -91,6 +94,8 @@ struct fm_cmd {
 struct fm_flow {
     fm_list queue;          /* commands waiting, in order */
     fm_list in_ring;        /* link->ring, while anything waits */
+    fm_list parked;         /* commands PARKED, in submission order */
+    fm_list in_parked;      /* link->parked, while it has any */
     int own;                /* the daemon's own: never held back */
     size_t out;             /* commands at Redis */
     size_t out_bytes;       /* their estimated cost, bulk ones only */
@@ -139,6 +144,7 @@ struct fm_link {
     fm_script sub_probe;    /* may this user subscribe to a channel? */
     fm_flow own;            /* the daemon's own commands */
     fm_list ring;           /* flows with waiting commands, served in turn */
+    fm_list parked_flows;   /* flows with parked commands */
     size_t ring_len;
     size_t queued;          /* commands waiting, all flows */
     size_t bulk_bytes;      /* estimated cost of the bulk commands out */
@@ -193,6 +199,9 @@ void fm_link_cmd_init(fm_link *link);
 void fm_link_pump(fm_link *link);
 /* Answers every waiting command with FM_LINK_DOWN (the link is closing). */
 void fm_link_fail_waiting(fm_link *link);
+/* A master became ready, or the slot map changed: parked commands go back
+ * to their flows, to be sent or parked again. */
+void fm_link_unpark(fm_link *link);
 /* One command, as fm_link_command and fm_link_cancel are for any. */
 fm_cmd *fm_link_cmd_create(fm_link *link, fm_flow *flow, size_t reads, fm_script *script,
                            int nkeys, int argc, const char **argv, const size_t *lens,
