@@ -1,11 +1,13 @@
 /* test_cluster_ops.c -- the daemon on a real six-node Redis Cluster
  * (topo_cluster.c), configured with redis_cluster_nodes: every operation
- * against the master that owns each key's slot, seeds that are down or
- * all out of reach, a cluster formed only after the daemon started, slots
- * moved under load (ASK and TRYAGAIN windows held open by hand, then a
- * reshard), ASK to a node the slot map does not name, the subscription's
- * node leaving the cluster, and a master SIGKILLed until its replica
- * serves its slots.
+ * against the master that owns each key's slot, seeds that are down, in no
+ * cluster, not cluster-enabled, or all out of reach, a cluster formed only
+ * after the daemon started, slots moved under load (ASK and TRYAGAIN
+ * windows held open by hand, then a reshard), ASK to a node the slot map
+ * does not name, the subscription's node leaving the cluster, a master out
+ * of the daemon's reach with hundreds of lock extensions waiting for it,
+ * and a master SIGKILLed, or SIGSTOPped while asked for the slot map,
+ * until its replica serves its slots.
  *
  * What the faults must not break: no two holders of one lock at once (the
  * workload of workload.c counts them), every get_many answered with the
@@ -51,7 +53,7 @@
 /* ---- the daemon on the cluster -------------------------------------------- */
 
 /* A daemon on the cluster c, with seeds (a redis_cluster_nodes value; NULL:
- * every node of c). */
+ * every member of c, up and in the cluster). */
 static void daemon_start(fmt_daemon *d, const fmt_cluster *c, const char *seeds, int wait_up)
 {
     char all[FMT_CLUSTER_MAX * 24] = "";
@@ -60,8 +62,9 @@ static void daemon_start(fmt_daemon *d, const fmt_cluster *c, const char *seeds,
 
     if (seeds == NULL) {
         for (int i = 0; i < c->nnodes; i++)
-            snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s127.0.0.1:%d",
-                     i ? "," : "", c->node[i].port);
+            if (c->node[i].redis.pid > 0 && !c->node[i].detached && !c->node[i].stopped)
+                snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s127.0.0.1:%d",
+                         all[0] ? "," : "", c->node[i].port);
         args[1] = all;
     }
     /* redis_url supplies only credentials and the database here: a URL
@@ -442,29 +445,91 @@ END_TEST
 
 /* ---- seeds ----------------------------------------------------------------- */
 
-START_TEST(test_unreachable_first_seed_is_skipped)
+/* The daemon d serves every master of c, not only the seed it learnt the
+ * map from: locks taken on keys spread over the slots, each on its master. */
+static void serves_every_master(const fmt_cluster *c, const fmt_daemon *d)
 {
-    fmt_daemon d;
-    char seeds[64];
-    fm_client *c;
+    fm_client *cl = fmt_client(d);
     fm_lock l;
 
-    snprintf(seeds, sizeof(seeds), "127.0.0.1:%d,127.0.0.1:%d", fmt_unused_port(),
-             shared.node[3].port);
-    daemon_start(&d, &shared, seeds, 1);
-    c = fmt_client(&d);
-    /* Served by every master, not only the seed it learnt the map from. */
     for (int k = 0; k < 12; k++) {
         char key[32], rkey[48];
 
         snprintf(key, sizeof(key), "seed:%d", k);
         rkey_of(rkey, sizeof(rkey), "fm:lock:", key);
-        ck_assert_int_eq(wl_try_lock(c, key, &l, REQUEST_TIMEOUT_MS), 1);
-        ck_assert(wl_exists_on(port_of_key(&shared, rkey), rkey));
-        fmt_ok(c, fm_lock_release(c, key, l.token, NULL, NULL), "release");
+        ck_assert_int_eq(wl_try_lock(cl, key, &l, REQUEST_TIMEOUT_MS), 1);
+        ck_assert(wl_exists_on(port_of_key(c, rkey), rkey));
+        fmt_ok(cl, fm_lock_release(cl, key, l.token, NULL, NULL), "release");
     }
-    fm_client_free(c);
+    fm_client_free(cl);
+}
+
+START_TEST(test_unreachable_first_seed_is_skipped)
+{
+    fmt_daemon d;
+    char seeds[64];
+
+    snprintf(seeds, sizeof(seeds), "127.0.0.1:%d,127.0.0.1:%d", fmt_unused_port(),
+             shared.node[3].port);
+    daemon_start(&d, &shared, seeds, 1);
+    serves_every_master(&shared, &d);
     ck_assert_int_eq(fmt_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* A first seed that answers CLUSTER SLOTS with no slot (a cluster-enabled
+ * node of no cluster) or with an error (a Redis without cluster support),
+ * then a master of the cluster: the map is asked of the seeds in turn, not
+ * of the first that answers for ever, so each daemon is up within UP_MS
+ * and serves every master. Which seed answers first is a race: each case
+ * is run with BAD_SEED_RUNS fresh daemons, each given another master
+ * second. */
+#define BAD_SEED_RUNS 5
+
+static void up_past_first_seed(const fmt_cluster *c, int first_port, const char *what)
+{
+    int masters[FMT_CLUSTER_MAX], n = fmt_cluster_masters(c, masters);
+    int64_t slowest = 0;
+
+    ck_assert_int_gt(n, 0);
+    for (int run = 0; run < BAD_SEED_RUNS; run++) {
+        fmt_daemon d;
+        char seeds[64];
+        int64_t t0 = fmt_now_ms(), up;
+
+        snprintf(seeds, sizeof(seeds), "127.0.0.1:%d,127.0.0.1:%d", first_port,
+                 c->node[masters[run % n]].port);
+        daemon_start(&d, c, seeds, 0);
+        wl_await_ping(d.sock, "\"redis\":\"up\"", UP_MS);
+        up = fmt_now_ms() - t0;
+        slowest = up > slowest ? up : slowest;
+        serves_every_master(c, &d);
+        ck_assert_int_eq(fmt_daemon_stop(&d), 0);
+    }
+    fprintf(stderr, "cluster_ops: first seed %s: %d daemons up, the slowest in %lld ms\n",
+            what, BAD_SEED_RUNS, (long long)slowest);
+}
+
+START_TEST(test_empty_first_seed_is_passed_over)
+{
+    fmt_cluster_node lone;
+
+    ck_assert_msg(fmt_cluster_start_lone(&lone) == 0, "the lone node did not start");
+    up_past_first_seed(&shared, lone.port, "a node of no cluster");
+    fmt_redis_stop(&lone.redis);
+}
+END_TEST
+
+START_TEST(test_refusing_first_seed_is_passed_over)
+{
+    fmt_redis plain;
+    char port[8];
+    const char *args[] = {"--port", port, "--bind", "127.0.0.1", NULL};
+
+    snprintf(port, sizeof(port), "%d", fmt_unused_port());
+    ck_assert_msg(fmt_redis_start(&plain, args) == 0, "redis-server did not start");
+    up_past_first_seed(&shared, atoi(port), "a Redis without cluster support");
+    fmt_redis_stop(&plain);
 }
 END_TEST
 
@@ -757,15 +822,17 @@ static int pick_victim(const fmt_cluster *c, const char *channel, int *sub_node)
 
 /* Tries the keys in turn (a key whose acquire failed may have been taken
  * for it after all, on the dead master or its replica) until one is taken,
- * which must be on the promoted node. Returns when, in ms since t0. */
+ * which must be on the promoted node. Returns when, in ms since t0. hung:
+ * the old master is up but answers nothing (wl_try_lock_hung). */
 static int64_t await_lock_on(const fmt_cluster *c, fm_client *cl, char keys[][32], int promoted,
-                             int64_t t0)
+                             int64_t t0, int hung)
 {
     char rkey[96];
     fm_lock l;
 
     for (int k = 0;; k = (k + 1) % AFTER_KEYS) {
-        int got = wl_try_lock(cl, keys[k], &l, REQUEST_TIMEOUT_MS);
+        int got = hung ? wl_try_lock_hung(cl, keys[k], &l, REQUEST_TIMEOUT_MS)
+                       : wl_try_lock(cl, keys[k], &l, REQUEST_TIMEOUT_MS);
 
         ck_assert_msg(fmt_now_ms() - t0 <= RECOVER_MS, "no lock in the dead master's slots "
                       "within %d ms", RECOVER_MS);
@@ -821,7 +888,7 @@ START_TEST(test_killed_master_is_replaced)
     ck_assert_msg(promoted >= 0, "no replica took over within %d ms", RECOVER_MS);
     atomic_store(&w.mark, 1);
     atomic_store(&rd.mark, 1);
-    recovered_ms = await_lock_on(&c, cl, after, promoted, t0);
+    recovered_ms = await_lock_on(&c, cl, after, promoted, t0, 0);
     fprintf(stderr, "cluster: recovered from a SIGKILL of a master in %lld ms (its replica "
             "promoted after %lld ms, then a lock in its slots taken through the daemon)\n",
             (long long)recovered_ms, (long long)promoted_ms);
@@ -894,6 +961,34 @@ static void await_masters_ready(const char *sock, int64_t want)
                   "cluster_masters_ready never became %lld", (long long)want);
 }
 
+/* Master m wants a password the daemon on sock does not have, while the
+ * cluster itself stays healthy: the daemon's connections go, and it
+ * cannot set up new ones (NOAUTH). Returns once the daemon has only the
+ * two other masters ready, with a connection to m to let the daemon in
+ * again (let_in). */
+static redisContext *shut_out(const fmt_cluster *c, int m, const char *sock)
+{
+    redisContext *x = fmt_cluster_connect(c, m);
+
+    ck_assert_ptr_nonnull(x);
+    freeReplyObject(wire_redis_ok(x, "CONFIG SET requirepass unreachable-pw"));
+    freeReplyObject(wire_redis_ok(x, "CLIENT KILL TYPE normal"));
+    await_masters_ready(sock, 2);
+    return x;
+}
+
+/* Takes the password of shut_out away and frees x; returns once the
+ * daemon has every master ready again. */
+static void let_in(redisContext *x, const char *sock)
+{
+    redisReply *r = redisCommand(x, "CONFIG SET requirepass %s", "");
+
+    ck_assert_msg(r != NULL && r->type == REDIS_REPLY_STATUS, "could not take the password back");
+    freeReplyObject(r);
+    redisFree(x);
+    await_masters_ready(sock, 3);
+}
+
 /* The daemon cannot reach one master (it now wants a password the daemon
  * does not have) while the cluster itself is healthy. A request on that
  * master's slots waits until its deadline and fails with
@@ -906,7 +1001,6 @@ START_TEST(test_unreachable_master_holds_back_only_its_own_slots)
     fmt_daemon d;
     char held[32], free_id[32], ex_held[96], ex_free[96], *get_held, *get_free;
     redisContext *x;
-    redisReply *r;
     int master[FMT_CLUSTER_MAX], fd;
     int64_t t0, waited;
     cJSON *first, *second;
@@ -920,12 +1014,7 @@ START_TEST(test_unreachable_master_holds_back_only_its_own_slots)
     wire_store(d.sock, ex_held);
     wire_store(d.sock, ex_free);
 
-    x = fmt_cluster_connect(&shared, master[0]);
-    ck_assert_ptr_nonnull(x);
-    freeReplyObject(wire_redis_ok(x, "CONFIG SET requirepass unreachable-pw"));
-    /* The daemon's connections go; it cannot set up new ones (NOAUTH). */
-    freeReplyObject(wire_redis_ok(x, "CLIENT KILL TYPE normal"));
-    await_masters_ready(d.sock, 2);
+    x = shut_out(&shared, master[0], d.sock);
 
     get_held = wire_strf("{\"op\":\"cache.get\",\"id\":\"held\",\"execution_id\":\"%s\"}",
                          held);
@@ -948,12 +1037,94 @@ START_TEST(test_unreachable_master_holds_back_only_its_own_slots)
     cJSON_Delete(second);
     close(fd);
 
-    r = redisCommand(x, "CONFIG SET requirepass %s", "");
-    ck_assert_msg(r != NULL && r->type == REDIS_REPLY_STATUS, "could not take the password back");
-    freeReplyObject(r);
-    redisFree(x);
-    await_masters_ready(d.sock, 3);
+    let_in(x, d.sock);
     wire_assert_serving(d.sock, held, ex_held);
+    ck_assert_int_eq(fmt_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* The daemon extends MANY_LOCKS locks on master A every MANY_TTL_MS / 3,
+ * and one on master B every ONE_TTL_MS / 3. Once A is out of reach, each
+ * of A's extensions waits for A up to its deadline, and new ones follow:
+ * hundreds wait at any time. They must not hold back B's extensions, which
+ * share the daemon's own flow with them: B's lock stays held for HELD_MS,
+ * several of its TTLs. */
+#define MANY_LOCKS 300
+#define MANY_TTL_MS 600
+#define ONE_TTL_MS 900
+#define HELD_MS 3000
+
+typedef struct lock_watch {
+    redisContext *ctx;      /* to the lock's master */
+    const char *rkey;
+    long long pttl;         /* what PTTL said last */
+    long long least;        /* the least it said */
+} lock_watch;
+
+static int lock_lapsed(void *arg)
+{
+    lock_watch *w = arg;
+    redisReply *r = wire_redis_ok(w->ctx, "PTTL %s", w->rkey);
+
+    ck_assert_int_eq(r->type, REDIS_REPLY_INTEGER);
+    w->pttl = r->integer;
+    w->least = w->pttl < w->least ? w->pttl : w->least;
+    freeReplyObject(r);
+    return w->pttl <= 0;
+}
+
+START_TEST(test_extensions_for_an_unreachable_master_hold_back_no_other)
+{
+    fmt_daemon d;
+    fm_client *cl;
+    fm_lock_opts o;
+    fm_lock l, one;
+    char tag[16], key[32], one_key[32], rkey[48], *v;
+    int master[FMT_CLUSTER_MAX], a, b, n = 0;
+    lock_watch w = {NULL, rkey, 0, ONE_TTL_MS};
+    redisContext *x;
+    int64_t t0;
+
+    ck_assert_int_eq(fmt_cluster_masters(&shared, master), 3);
+    a = master[0];
+    b = master[1];
+    name_on(&shared, a, "", "ext", &n, tag, sizeof(tag));
+    name_on(&shared, b, "fm:lock:", "ext:one:", &n, one_key, sizeof(one_key));
+    rkey_of(rkey, sizeof(rkey), "fm:lock:", one_key);
+    daemon_start(&d, &shared, NULL, 1);
+    cl = fmt_client(&d);
+    fm_lock_opts_init(&o);
+    o.auto_extend = 1;
+    o.max_retries = FM_LOCK_NO_RETRY;
+    o.ttl_ms = MANY_TTL_MS;
+    for (int k = 0; k < MANY_LOCKS; k++) {
+        snprintf(key, sizeof(key), "{%s}:%d", tag, k);
+        fmt_ok(cl, fm_lock_acquire(cl, key, &o, &l), "acquire on A");
+        ck_assert_int_eq(l.acquired, 1);
+    }
+    o.ttl_ms = ONE_TTL_MS;
+    fmt_ok(cl, fm_lock_acquire(cl, one_key, &o, &one), "acquire on B");
+    ck_assert_int_eq(one.acquired, 1);
+
+    x = shut_out(&shared, a, d.sock);
+    t0 = fmt_now_ms();
+    w.ctx = fmt_cluster_connect(&shared, b);
+    ck_assert_ptr_nonnull(w.ctx);
+    ck_assert_msg(!fmt_wait_until(lock_lapsed, &w, HELD_MS), "the lock on master %d (ttl %d ms) "
+                  "lapsed %lld ms after master %d went out of reach with %d auto-extended locks "
+                  "(PTTL %lld)", b, ONE_TTL_MS, (long long)(fmt_now_ms() - t0), a, MANY_LOCKS,
+                  w.pttl);
+    fprintf(stderr, "cluster_ops: a lock extended for %d ms while %d extensions waited for an "
+            "unreachable master: its PTTL never below %lld of %d ms\n", HELD_MS, MANY_LOCKS,
+            w.least, ONE_TTL_MS);
+    /* Still the same lock, and A was out of reach all along. */
+    v = wl_get_on(shared.node[b].port, rkey);
+    ck_assert_msg(v != NULL && strcmp(v, one.token) == 0, "%s: %s", rkey, v ? v : "(none)");
+    free(v);
+    ck_assert_int_eq(wire_link_stat(d.sock, "cluster_masters_ready"), 2);
+    redisFree(w.ctx);
+    let_in(x, d.sock);
+    fm_client_free(cl);
     ck_assert_int_eq(fmt_daemon_stop(&d), 0);
 }
 END_TEST
@@ -1207,6 +1378,63 @@ START_TEST(test_wakes_leave_a_node_that_left_the_cluster)
 }
 END_TEST
 
+/* ---- a master stopped -------------------------------------------------------- */
+
+/* What a new map may take once asked for while a master hangs: the
+ * question, if it went to the hung master, given up after
+ * request_timeout_ms, then another node's answer and a connection to the
+ * promoted replica. */
+#define HUNG_MAP_MS (REQUEST_TIMEOUT_MS + 2 * WL_SLACK_MS)
+
+/* A master SIGSTOPped stays connected and answers nothing; the others
+ * fail it over to its replica. It is the daemon's first seed, so the
+ * daemon asks it for the slot map: a question it never answers must not
+ * hold the map as it was. The new map is asked for once the replica is
+ * promoted (the daemon's connection to another master dropped), and
+ * a lock in the stopped master's slots is taken on the promoted replica
+ * within HUNG_MAP_MS. Left alone, the daemon would ask on its own within
+ * PERIODIC_MS of link_cluster.c (10 s): timeouts at a hung master do not
+ * make it ask sooner. */
+START_TEST(test_stopped_master_does_not_freeze_the_map)
+{
+    fmt_cluster c;
+    fmt_daemon d;
+    fm_client *cl;
+    char seeds[FMT_CLUSTER_MAX * 24], after[AFTER_KEYS][32];
+    int masters[FMT_CLUSTER_MAX], victim, promoted, n = 0;
+    int64_t t0, promoted_ms, recovered_ms;
+
+    ck_assert_msg(fmt_cluster_start(&c) == 0, "the cluster did not start");
+    ck_assert_int_eq(fmt_cluster_masters(&c, masters), 3);
+    victim = masters[0];
+    snprintf(seeds, sizeof(seeds), "127.0.0.1:%d", c.node[victim].port);
+    for (int i = 0; i < c.nnodes; i++)
+        if (i != victim)
+            snprintf(seeds + strlen(seeds), sizeof(seeds) - strlen(seeds), ",127.0.0.1:%d",
+                     c.node[i].port);
+    daemon_start(&d, &c, seeds, 1);
+    cl = fmt_client(&d);
+    for (int k = 0; k < AFTER_KEYS; k++)
+        name_on(&c, victim, "fm:lock:", "stop:after:", &n, after[k], sizeof(after[k]));
+
+    t0 = fmt_now_ms();
+    promoted = fmt_cluster_stop_master(&c, victim, RECOVER_MS);
+    promoted_ms = fmt_now_ms() - t0;
+    ck_assert_msg(promoted >= 0, "no replica took over within %d ms", RECOVER_MS);
+    t0 = fmt_now_ms();
+    force_map_refresh(d.sock, &c, next_master(&c, promoted));
+    recovered_ms = await_lock_on(&c, cl, after, promoted, t0, 1);
+    fprintf(stderr, "cluster_ops: the first seed, a master, SIGSTOPped: its replica promoted "
+            "after %lld ms, then a new map asked for and a lock in its slots taken %lld ms "
+            "later\n", (long long)promoted_ms, (long long)recovered_ms);
+    ck_assert_msg(recovered_ms <= HUNG_MAP_MS, "a lock in the stopped master's slots took %lld "
+                  "ms after a new map was asked for", (long long)recovered_ms);
+    fm_client_free(cl);
+    ck_assert_int_eq(fmt_daemon_stop(&d), 0);
+    fmt_cluster_stop(&c);
+}
+END_TEST
+
 Suite *fm_suite_cluster_ops(void)
 {
     Suite *s = suite_create("cluster_ops");
@@ -1215,15 +1443,22 @@ Suite *fm_suite_cluster_ops(void)
     tcase_add_test(tc, test_operations_reach_the_master_of_each_slot);
     tcase_add_test(tc, test_unreachable_first_seed_is_skipped);
     tcase_add_test(tc, test_no_seed_answering_is_down_with_the_reason);
+    tcase_add_test(tc, test_empty_first_seed_is_passed_over);
+    tcase_add_test(tc, test_refusing_first_seed_is_passed_over);
     tcase_add_test(tc, test_slots_move_under_load);
     /* It changes a master's password, and restores it. */
     tcase_add_test(tc, test_unreachable_master_holds_back_only_its_own_slots);
     /* Adds a node and takes it away again. */
     tcase_add_test(tc, test_ask_to_a_node_outside_the_map_is_followed);
-    /* Last: takes a replica out of the cluster for good. */
+    /* Takes a replica out of the cluster for good. */
     tcase_add_test(tc, test_wakes_leave_a_node_that_left_the_cluster);
+    /* Last, so that a failure, which leaves a master's password set,
+     * breaks no other test. */
+    tcase_add_test(tc, test_extensions_for_an_unreachable_master_hold_back_no_other);
     tc = fmt_tcase(s, "failover", NULL, NULL, TCASE_TIMEOUT);
     tcase_add_test(tc, test_killed_master_is_replaced);
+    tc = fmt_tcase(s, "stopped", NULL, NULL, TCASE_TIMEOUT);
+    tcase_add_test(tc, test_stopped_master_does_not_freeze_the_map);
     tc = fmt_tcase(s, "formed_later", NULL, NULL, TCASE_TIMEOUT);
     tcase_add_test(tc, test_cluster_formed_after_start_is_served);
     return s;

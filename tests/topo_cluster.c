@@ -19,6 +19,7 @@
  * in the table, for the test to talk to, but is no member: what waits for
  * the members to agree passes it over. */
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,27 +84,45 @@ static void set_args(fmt_cluster_node *n)
     memcpy(n->args, args, sizeof(args));
 }
 
-/* Starts node i on a port of its own, alone: no slot, no other node. */
-static int start_node(fmt_cluster *c, int i, unsigned *seed)
+/* Starts n on port, alone: no slot, no other node. */
+static int spawn_node(fmt_cluster_node *n, int port)
 {
-    fmt_cluster_node *n = &c->node[i];
-
-    n->port = pick_port(c, i, seed);
+    n->port = port;
     set_args(n);
     return fmt_redis_start(&n->redis, n->args);
 }
 
+/* Starts node i on a port of its own, alone. */
+static int start_node(fmt_cluster *c, int i, unsigned *seed)
+{
+    return spawn_node(&c->node[i], pick_port(c, i, seed));
+}
+
+int fmt_cluster_start_lone(fmt_cluster_node *n)
+{
+    unsigned seed = port_seed();
+
+    for (int attempt = 0; attempt < START_ATTEMPTS; attempt++) {
+        memset(n, 0, sizeof(*n));
+        if (spawn_node(n, pick_port(NULL, 0, &seed)) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* A stopped node's sockets still accept, but nothing answers there: a
+ * command sent to it would wait for good. */
 redisContext *fmt_cluster_connect(const fmt_cluster *c, int i)
 {
-    if (i < 0 || i >= c->nnodes || c->node[i].redis.pid <= 0)
+    if (i < 0 || i >= c->nnodes || c->node[i].redis.pid <= 0 || c->node[i].stopped)
         return NULL;
     return fmt_redis_connect(&c->node[i].redis);
 }
 
-/* Node i is up and in the cluster (not detached). */
+/* Node i is up, answers, and is in the cluster (not detached). */
 static int member(const fmt_cluster *c, int i)
 {
-    return c->node[i].redis.pid > 0 && !c->node[i].detached;
+    return c->node[i].redis.pid > 0 && !c->node[i].stopped && !c->node[i].detached;
 }
 
 /* One command to node i on a connection of its own; NULL when the node is
@@ -617,7 +636,10 @@ static int promoted(void *arg)
     return 1;
 }
 
-int fmt_cluster_kill_master(fmt_cluster *c, int i, int timeout_ms)
+/* Takes master i out as sig says (SIGKILL: dead; SIGSTOP: up but
+ * silent), then waits up to timeout_ms for a replica of its to be
+ * promoted. The promoted node's index, or -1. */
+static int fail_master(fmt_cluster *c, int i, int sig, int timeout_ms)
 {
     promotion p = {c, {0}, 0, 0, -1};
     char line[64];
@@ -632,6 +654,22 @@ int fmt_cluster_kill_master(fmt_cluster *c, int i, int timeout_ms)
     if (slot < 0)
         return -1;
     p.slot = (unsigned)slot;
-    fmt_redis_kill(&c->node[i].redis);
+    if (sig == SIGKILL) {
+        fmt_redis_kill(&c->node[i].redis);
+    } else {
+        if (kill(c->node[i].redis.pid, sig) != 0)
+            return -1;
+        c->node[i].stopped = 1;
+    }
     return fmt_wait_until(promoted, &p, timeout_ms) ? p.promoted : -1;
+}
+
+int fmt_cluster_kill_master(fmt_cluster *c, int i, int timeout_ms)
+{
+    return fail_master(c, i, SIGKILL, timeout_ms);
+}
+
+int fmt_cluster_stop_master(fmt_cluster *c, int i, int timeout_ms)
+{
+    return fail_master(c, i, SIGSTOP, timeout_ms);
 }

@@ -3,9 +3,9 @@
  * `redis-cli --cluster create` (at once, or later: a test can start its
  * nodes first), and the faults later tests inject into it: slots moved from
  * one master to another (step by step, so a test can act while a slot is
- * half moved and Redis answers ASK), a master killed until its replica
- * takes over, a node added as an empty master, and a node taken out of the
- * cluster while it stays up.
+ * half moved and Redis answers ASK), a master killed or stopped until its
+ * replica takes over, a node added as an empty master, a node taken out of
+ * the cluster while it stays up, and a node of no cluster at all.
  *
  * Each node is an fmt_redis (harness.h): a temp dir, a Unix socket for the
  * test's own commands, and the harness's clean-up, so the nodes die with
@@ -32,6 +32,7 @@ typedef struct fmt_cluster_node {
     char port_arg[8];
     const char *args[18];           /* redis-server's extra arguments */
     int detached;                   /* up, but out of the cluster */
+    int stopped;                    /* SIGSTOPped: up, but silent */
 } fmt_cluster_node;
 
 typedef struct fmt_cluster {
@@ -93,5 +94,15 @@ int fmt_cluster_reshard(fmt_cluster *c, int src, int dst, unsigned n);
  * a master serving its slots and every live node says cluster_state:ok.
  * Returns the promoted node's index, or -1. */
 int fmt_cluster_kill_master(fmt_cluster *c, int i, int timeout_ms);
+/* The same with SIGSTOP: master i stays up, its sockets accept, and it
+ * answers nothing, as a hung server. The node is then passed over by the
+ * helpers here (fmt_cluster_connect gives NULL); fmt_cluster_stop still
+ * ends it (SIGKILL). */
+int fmt_cluster_stop_master(fmt_cluster *c, int i, int timeout_ms);
+
+/* Starts one cluster-enabled node that is in no cluster (no slot, no
+ * other node) and stays so: a seed that answers CLUSTER SLOTS with
+ * nothing. The caller stops it with fmt_redis_stop(&n->redis). 0 or -1. */
+int fmt_cluster_start_lone(fmt_cluster_node *n);
 
 #endif

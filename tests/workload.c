@@ -225,7 +225,8 @@ void wl_await_count(atomic_long *counter, long value, int timeout_ms, const char
 
 /* ---- the daemon's answers ------------------------------------------------ */
 
-int wl_try_lock(fm_client *c, const char *key, fm_lock *l, int request_timeout_ms)
+/* wl_try_lock, and wl_try_lock_hung when hung is set. */
+static int try_lock(fm_client *c, const char *key, fm_lock *l, int request_timeout_ms, int hung)
 {
     fm_lock_opts o;
     int64_t t0 = fmt_now_ms();
@@ -236,7 +237,8 @@ int wl_try_lock(fm_client *c, const char *key, fm_lock *l, int request_timeout_m
     if (fm_lock_acquire(c, key, &o, l) == FM_OK)
         return l->acquired;
     ck_assert_msg(fm_client_err(c) == FM_ERR_SERVER &&
-                  strcmp(fm_client_errcode(c), "redis_unavailable") == 0,
+                  (strcmp(fm_client_errcode(c), "redis_unavailable") == 0
+                   || (hung && strcmp(fm_client_errcode(c), "timeout") == 0)),
                   "acquire %s during a failover: %s (%s) %s", key,
                   fm_client_error_name(fm_client_err(c)), fm_client_errcode(c),
                   fm_client_errstr(c));
@@ -244,6 +246,16 @@ int wl_try_lock(fm_client *c, const char *key, fm_lock *l, int request_timeout_m
     ck_assert_msg(fmt_now_ms() - t0 <= request_timeout_ms + WL_SLACK_MS,
                   "a failed acquire took %lld ms", (long long)(fmt_now_ms() - t0));
     return -1;
+}
+
+int wl_try_lock(fm_client *c, const char *key, fm_lock *l, int request_timeout_ms)
+{
+    return try_lock(c, key, l, request_timeout_ms, 0);
+}
+
+int wl_try_lock_hung(fm_client *c, const char *key, fm_lock *l, int request_timeout_ms)
+{
+    return try_lock(c, key, l, request_timeout_ms, 1);
 }
 
 void wl_expect_wake(fm_client *c, const char *id, int timeout_ms)

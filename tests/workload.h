@@ -90,6 +90,10 @@ void wl_await_count(atomic_long *counter, long value, int timeout_ms, const char
  * A failure must be redis_unavailable (nothing else may come of a
  * failover or a moving slot), answered within request_timeout_ms. */
 int wl_try_lock(fm_client *c, const char *key, fm_lock *l, int request_timeout_ms);
+/* The same while a master is hung (up, but answering nothing): a failure
+ * may also be timeout, the daemon's word for a command Redis did not
+ * answer within request_timeout_ms. */
+int wl_try_lock_hung(fm_client *c, const char *key, fm_lock *l, int request_timeout_ms);
 /* Waits for a wake of id on the client, passing over link events. */
 void wl_expect_wake(fm_client *c, const char *id, int timeout_ms);
 /* Waits for the client's wake subscription to go "down" and come back
