@@ -266,6 +266,17 @@ int fm_link_cancel(fm_cmd *cmd)
     return 0;
 }
 
+void fm_link_overdue(fm_cmd *cmd)
+{
+    fm_cluster *c = cmd->link->cluster;
+
+    if (c == NULL)
+        return;
+    if (cmd->batch == NULL && cmd->state == CMD_SENT)
+        fm_cluster_suspect(c, cmd->ctx);
+    fm_cluster_refresh(c);
+}
+
 int fm_cmd_transient(const fm_cmd *cmd)
 {
     const struct fm_batch *s = cmd->batch;

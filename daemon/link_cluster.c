@@ -44,6 +44,7 @@ typedef struct fm_node {
     int mark;
     uint16_t index;             /* in the node table, which routes hold */
     uint64_t pinned_until;      /* uv_now(): a redirection named it */
+    uint64_t silent_until;      /* uv_now(): it left a command unanswered */
 } fm_node;
 
 struct fm_cluster {
@@ -264,19 +265,22 @@ static void on_slots(redisAsyncContext *ac, void *r, void *privdata)
  * ever asked. */
 static fm_node *next_asked(fm_cluster *c)
 {
+    uint64_t now = uv_now(c->link->loop);
     fm_node *any = NULL;
+    int rank = 0;
 
-    for (size_t k = 0; k < c->nnodes; k++) {
+    /* Best first: a master not silent lately, any node not silent, any. */
+    for (size_t k = 0; k < c->nnodes && rank < 3; k++) {
         fm_node *n = c->nodes[(c->ask_next + k) % c->nnodes];
+        int r;
 
         if (n->ctx.state != ST_READY || n->ctx.ac == NULL)
             continue;
-        if (n->in_map) {
+        r = n->silent_until > now ? 1 : n->in_map ? 3 : 2;
+        if (r > rank) {
             any = n;
-            break;
+            rank = r;
         }
-        if (any == NULL)
-            any = n;
     }
     if (any != NULL)
         c->ask_next = (size_t)any->index + 1;
@@ -302,6 +306,7 @@ static void ask_map(fm_cluster *c)
         fm_log_warn("redis cluster: %s:%d did not answer CLUSTER SLOTS within %llu ms; "
                     "asking another node", c->asking->ctx.addr_host, c->asking->ctx.addr_port,
                     (unsigned long long)limit);
+        fm_cluster_suspect(c, &c->asking->ctx);
         c->asking = NULL;
     }
     n = next_asked(c);
@@ -353,6 +358,12 @@ void fm_cluster_refresh(fm_cluster *c)
 {
     c->want = 1;
     arm(c, 0);
+}
+
+void fm_cluster_suspect(fm_cluster *c, fm_ctx *ctx)
+{
+    node_of(ctx)->silent_until = uv_now(c->link->loop) +
+                                 (uint64_t)c->link->cfg->request_timeout_ms;
 }
 
 void fm_cluster_moved(fm_cluster *c, unsigned slot, const char *host, int port)

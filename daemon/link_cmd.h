@@ -72,5 +72,10 @@ int fm_link_cancel(fm_cmd *cmd);
  * READONLY) at least once: a deadline then means Redis stayed unavailable,
  * not that it was silent. */
 int fm_cmd_transient(const fm_cmd *cmd);
+/* The caller's deadline passed with cmd unanswered. In a Cluster its
+ * master may hang (stopped, or cut off) while its connection stays open,
+ * and its replica may have taken over: the slot map is asked for again,
+ * of another node. Before fm_link_cancel. */
+void fm_link_overdue(fm_cmd *cmd);
 
 #endif

@@ -235,6 +235,9 @@ int fm_cluster_knows(const fm_cluster *c, const char *host, int port);
 void fm_cluster_moved(fm_cluster *c, unsigned slot, const char *host, int port);
 /* Asks for the slot map again soon (a node lost, CLUSTERDOWN). */
 void fm_cluster_refresh(fm_cluster *c);
+/* A command at ctx's node went unanswered past its deadline: that node
+ * is asked for the map only when no other can be, for a request's time. */
+void fm_cluster_suspect(fm_cluster *c, fm_ctx *ctx);
 /* Every slot has a master, and each master's context is ready. */
 int fm_cluster_ready(const fm_cluster *c);
 /* Why not, or NULL. */

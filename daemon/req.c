@@ -232,11 +232,15 @@ void fm_req_expire(fm_req *req)
                !fm_cmd_transient(req->cmd);
     long long ms = (long long)req->reqs->cfg->request_timeout_ms;
 
-    fm_req_withdraw(req);
     if (slow)
+        fm_link_overdue(req->cmd);
+    fm_req_withdraw(req);
+    if (slow) {
         fm_req_fail(req, FM_E_TIMEOUT, "Redis did not answer within %lld ms", ms);
-    else
-        fm_req_fail(req, FM_E_REDIS_UNAVAILABLE, "Redis could not be reached within %lld ms", ms);
+    } else {
+        fm_req_fail(req, FM_E_REDIS_UNAVAILABLE, "Redis could not be reached within %lld ms",
+                    ms);
+    }
 }
 
 /* ---- answers ---- */
