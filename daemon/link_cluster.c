@@ -1,24 +1,29 @@
 /* link_cluster.c -- the link in a Redis Cluster: the slot map, one command
  * context per master, and which of them a slot's commands go to.
  *
- * The map comes from CLUSTER SLOTS, asked of any ready node: at start of
- * the seeds (redis_cluster_nodes), later of the masters. It is asked again
- * when a command meets MOVED or CLUSTERDOWN and when a master's context is
- * lost, at most every REFRESH_MIN_MS, and every RECHECK_MS for as long as
- * a slot has no ready master: a killed master's slots come back when its
- * replica is promoted, which only a new map tells. A whole map is asked
- * for again every PERIODIC_MS all the same: what no command runs into
- * (a node the pub/sub connection is on leaving the cluster, a master added
- * with no slot yet) shows only there. A node's context is
- * made the first time the map, a MOVED or an ASK names it, and kept for
- * the link's life: a node that leaves the map (a master demoted) is
- * retired, not freed, so a command's pointer to it never dangles, and
- * rejoins should the map, a MOVED or an ASK name it again. A node a
- * redirection named is not retired for a request's time after (an ASK's
- * target has no slot of its own until its first one has moved). When the
- * table is full, a retired node is taken for a new address: a command that
- * still pointed at it meets MOVED there, and follows it. Routes are
- * indexes into the node table, one per slot, rebuilt from each new map.
+ * The map comes from CLUSTER SLOTS, asked of a ready node: at start of
+ * the seeds (redis_cluster_nodes), later of the masters, each time the
+ * next in turn, and of one that left a command unanswered only when no
+ * other can answer. A question unanswered within request_timeout_ms is
+ * given up, and the next node asked. The map is asked for again when a
+ * command meets MOVED or CLUSTERDOWN, when a master's context is lost or
+ * leaves a request unanswered past its deadline (at most every
+ * REFRESH_MIN_MS), every RECHECK_MS for as long as a slot has no ready
+ * master (a killed master's slots come back when its replica is
+ * promoted, which only a new map tells), and every PERIODIC_MS all the
+ * same: what no command runs into (the pub/sub connection's node leaving
+ * the cluster, a master added with no slot yet) shows only there.
+ *
+ * A node's context is made the first time the map, a MOVED or an ASK
+ * names it, and kept for the link's life: a node that leaves the map (a
+ * master demoted) is retired, not freed, so a command's pointer to it
+ * never dangles, and rejoins should the map, a MOVED or an ASK name it
+ * again. A node a redirection named is not retired for a request's time
+ * after (an ASK's target has no slot of its own until its first one has
+ * moved). When the table is full, a retired node is taken for a new
+ * address: a command that still pointed at it meets MOVED there, and
+ * follows it. Routes are indexes into the node table, one per slot,
+ * rebuilt from each new map.
  *
  * The pub/sub context is not a node's: it goes to the nodes in turn, each
  * attempt to the next, since Redis Cluster carries a PUBLISH to every node
