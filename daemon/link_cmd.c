@@ -1,11 +1,17 @@
 /* link_cmd.c -- commands on the command connection: submission, fair
- * scheduling by flow, replies, and retries of "not now" answers.
+ * scheduling by flow, routing, replies, and retries of "not now" answers.
  *
  * A command waits in its flow's queue while the command context is not
  * READY, while earlier commands of its flow wait, while Redis asked to try
- * it again later (LOADING, BUSY, MASTERDOWN, TRYAGAIN; READONLY), or while
- * its flow is at its bounds. Flows with waiting commands form a ring, and
- * fm_link_pump serves them in turn, a few commands each.
+ * it again later (LOADING, BUSY, MASTERDOWN, TRYAGAIN, CLUSTERDOWN;
+ * READONLY), or while its flow is at its bounds. Flows with waiting
+ * commands form a ring, and fm_link_pump serves them in turn, a few
+ * commands each.
+ *
+ * In a Cluster a command goes to the master of its key's slot
+ * (link_cluster.c), follows MOVED and ASK, and waits only behind the
+ * commands of its own slot: one whose master is not ready is parked off
+ * the queue until a master becomes ready or a new map comes (serve()).
  *
  * The bounds. A command's cost is the bytes Redis must read for it plus,
  * for reads, what its keys are estimated to bring back: the largest of the
