@@ -1,7 +1,9 @@
-/* link.h -- the daemon's link to Redis.
+/* link.h -- the daemon's link to Redis: one server, the master Redis
+ * Sentinel names, or the masters of a Redis Cluster.
  *
  * The link owns two hiredis async contexts, one for commands (shared by all
- * clients: pipelined by nature) and one for SUBSCRIBE, and everything about
+ * clients: pipelined by nature; in a Cluster one per master, each command
+ * sent to its key's) and one for SUBSCRIBE, and everything about
  * keeping them usable: resolving and connecting without blocking the loop,
  * AUTH and SELECT, loading Lua scripts, reconnecting with backoff, retrying
  * commands that met a transient state (LOADING, BUSY, MASTERDOWN), and
