@@ -312,7 +312,6 @@ static void ask_map(fm_cluster *c)
                     "asking another node", c->asking->ctx.addr_host, c->asking->ctx.addr_port,
                     (unsigned long long)limit);
         fm_cluster_suspect(c, &c->asking->ctx);
-        c->asking = NULL;
     }
     n = next_asked(c);
     if (n == NULL) {
@@ -369,6 +368,9 @@ void fm_cluster_suspect(fm_cluster *c, fm_ctx *ctx)
 {
     node_of(ctx)->silent_until = uv_now(c->link->loop) +
                                  (uint64_t)c->link->cfg->request_timeout_ms;
+    /* Its answer to a question about the map is not waited for either. */
+    if (c->asking == node_of(ctx))
+        c->asking = NULL;
 }
 
 void fm_cluster_moved(fm_cluster *c, unsigned slot, const char *host, int port)
