@@ -56,6 +56,8 @@ int fm_log_enabled(fm_log_level level)
 
 /* One line: prefix, message, and a note (or ""), in one write(2). */
 static void vlog(fm_log_level level, const char *note, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void vlog(fm_log_level level, const char *note, const char *fmt, va_list ap)
 {
     char line[1024];
     int n, m;

@@ -327,7 +327,13 @@ static void check_config(const input *in, const fm_config *cfg)
     for (size_t i = 0; i < cfg->nsentinels; i++)
         CHECK(cfg->sentinels[i].host[0] != '\0' && cfg->sentinels[i].port >= 1 &&
               cfg->sentinels[i].port <= 65535);
-    CHECK(cfg->redis_cluster_nodes == NULL);
+    /* Cluster seeds: at least one address, database 0, no sentinels. */
+    CHECK((cfg->redis_cluster_nodes == NULL) == (cfg->ncluster_nodes == 0));
+    CHECK(cfg->ncluster_nodes <= FM_CLUSTER_SEEDS_MAX);
+    CHECK(cfg->ncluster_nodes == 0 || (cfg->redis_db == 0 && cfg->nsentinels == 0));
+    for (size_t i = 0; i < cfg->ncluster_nodes; i++)
+        CHECK(cfg->cluster_nodes[i].host[0] != '\0' && cfg->cluster_nodes[i].port >= 1 &&
+              cfg->cluster_nodes[i].port <= 65535);
     CHECK((cfg->uids == NULL) == (cfg->nuids == 0));
     CHECK((cfg->gids == NULL) == (cfg->ngids == 0));
     CHECK(cfg->redis_file_password == NULL);
