@@ -122,6 +122,7 @@ static void cmd_lost(fm_ctx *ctx, int was_ready)
 static void map_changed(fm_link *link)
 {
     fm_ctx *sub = &link->ctx[CTX_SUB];
+    const char *why;
 
     /* A node that left the cluster hears none of its PUBLISHes. */
     if (sub->state == ST_READY &&
@@ -131,9 +132,10 @@ static void map_changed(fm_link *link)
     fm_link_pump(link);
     if (link_up(link))
         report_state(link, 1, NULL);
-    else if (link->reported_up == 1)
-        report_state(link, 0, fm_link_error(link) ? fm_link_error(link)
-                                                   : "the pub/sub connection is not ready");
+    else if (link->reported_up == 1) {
+        why = fm_link_error(link);
+        report_state(link, 0, why != NULL ? why : "the pub/sub connection is not ready");
+    }
 }
 
 static void sub_ready(fm_ctx *ctx)
