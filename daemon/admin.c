@@ -14,6 +14,24 @@ typedef struct asvc {
     fm_core *core;
 } asvc;
 
+/* The names this daemon uses in Redis, so that a client can tell whether
+ * they are the ones its program expects (a Node program's keyPrefix). */
+static void put_layout(fm_conn *conn, const fm_config *cfg)
+{
+    static const char *const formats[] = {"token", "flowmonkey-json"};
+    const char *format = formats[cfg->lock_value_format];
+
+    fm_reply_open(conn, "layout");
+    fm_reply_put_str(conn, "lock_key_prefix", cfg->lock_key_prefix, strlen(cfg->lock_key_prefix));
+    fm_reply_put_str(conn, "lock_release_channel", cfg->lock_release_channel,
+                     strlen(cfg->lock_release_channel));
+    fm_reply_put_str(conn, "lock_value_format", format, strlen(format));
+    fm_reply_put_str(conn, "cache_key_prefix", cfg->cache_key_prefix,
+                     strlen(cfg->cache_key_prefix));
+    fm_reply_put_str(conn, "wake_channel", cfg->wake_channel, strlen(cfg->wake_channel));
+    fm_reply_close(conn);
+}
+
 static void op_hello(fm_req *req, const fm_request *msg)
 {
     fm_conn *conn = req->conn;
@@ -31,6 +49,7 @@ static void op_hello(fm_req *req, const fm_request *msg)
         return;
     fm_reply_put_int(conn, "protocol", FM_PROTOCOL_VERSION);
     fm_reply_put_str(conn, "server", server, strlen(server));
+    put_layout(conn, ((const asvc *)req->svc)->core->cfg);
     fm_req_ok_finish(req);
 }
 

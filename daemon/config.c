@@ -20,7 +20,11 @@
 #include "fm_wire.h"
 #include "log.h"
 
-typedef enum { T_STR, T_OPTSTR, T_INT, T_MODE, T_LEVEL } dtype;
+/* T_ENUM values are one of a list of names (enum_names), stored as the
+ * name's index in an int. T_COMPAT stores nothing: its value names a
+ * preset of other directives (compat_presets), set as if written in its
+ * place. */
+typedef enum { T_STR, T_OPTSTR, T_INT, T_MODE, T_ENUM, T_COMPAT } dtype;
 
 typedef struct directive {
     const char *name;
@@ -63,7 +67,7 @@ static const directive directives[] = {
     {"max_inflight_per_client", T_INT, F(max_inflight_per_client), 1, 1000000, "256", 1, NULL},
     {"max_batch", T_INT, F(max_batch), 1, 1000000, "10000", 1, NULL},
     {"max_output_bytes", T_INT, F(max_output_bytes), 65536, 4294967295LL, "67108864", 1, NULL},
-    {"log_level", T_LEVEL, F(log_level), 0, 0, "info", 1, NULL},
+    {"log_level", T_ENUM, F(log_level), 0, 0, "info", 1, NULL},
     {"reconnect_step_ms", T_INT, F(reconnect_step_ms), 1, MS_MAX, "50", 1, NULL},
     {"reconnect_max_ms", T_INT, F(reconnect_max_ms), 1, MS_MAX, "2000", 1, NULL},
     {"allow_uids", T_OPTSTR, F(allow_uids), 0, 4096, NULL, 1, derive_uids},
@@ -72,12 +76,36 @@ static const directive directives[] = {
     {"redis_sentinel_master", T_OPTSTR, F(redis_sentinel_master), 1, 512, NULL, 0, NULL},
     {"redis_cluster_nodes", T_OPTSTR, F(redis_cluster_nodes), 1, 4096, NULL, 0, derive_cluster_nodes},
     {"redis_sentinel_password", T_OPTSTR, F(redis_sentinel_password), 1, 4096, NULL, 0, NULL},
+    /* Live: the release and extend scripts read both values (scripts.c). */
+    {"lock_value_format", T_ENUM, F(lock_value_format), 0, 0, "token", 1, NULL},
+    {"compat", T_COMPAT, 0, 0, 0, NULL, 1, NULL},
 };
 #undef F
 #define NDIRECTIVES (sizeof(directives) / sizeof(directives[0]))
 _Static_assert(NDIRECTIVES <= 64, "fm_config.given has a bit per directive");
 
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
+/* In the order of fm_lockval. */
+static const char *const lockval_names[] = {"token", "flowmonkey-json", NULL};
+
+static const char *const *enum_names(const directive *d)
+{
+    return d->off == offsetof(fm_config, log_level) ? level_names : lockval_names;
+}
+
+/* What `compat NAME` sets: the names and lock value of the @flowmonkey/redis
+ * package, as its README documents them (fmredisd's defaults) or as its
+ * published code writes them. */
+typedef struct compat_preset {
+    const char *name;
+    const char *lock_key_prefix, *cache_key_prefix, *wake_channel, *lock_value_format;
+} compat_preset;
+
+static const compat_preset compat_presets[] = {
+    {"flowmonkey-readme", "fm:lock:", "fm:exec:", "fm:wake", "token"},
+    {"flowmonkey-published", "lock:", "exec:", "flowmonkey:wake", "flowmonkey-json"},
+};
+#define NPRESETS (sizeof(compat_presets) / sizeof(compat_presets[0]))
 
 size_t fm_config_count(void)
 {
@@ -168,11 +196,32 @@ static int has_ctrl(const char *s)
     return 0;
 }
 
+/* "a, b or c" for a message. */
+static const char *one_of(const char *const *names, char *buf, size_t len)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (int i = 0; names[i] && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, "%s%s",
+                                 i == 0 ? "" : names[i + 1] ? ", " : " or ", names[i]);
+    return buf;
+}
+
+static int set_value(fm_config *cfg, const directive *d, const char *val,
+                     char *err, size_t errlen);
+
+static int set_named(fm_config *cfg, const char *name, const char *val, char *err,
+                     size_t errlen)
+{
+    return set_value(cfg, find_directive(name, strlen(name)), val, err, errlen);
+}
+
 /* Sets one directive from its textual value. */
 static int set_value(fm_config *cfg, const directive *d, const char *val,
                      char *err, size_t errlen)
 {
-    char *base = (char *)cfg + d->off, shown[SHOWN_MAX];
+    char *base = (char *)cfg + d->off, shown[SHOWN_MAX], list[128];
     int64_t v;
     size_t n;
     char *copy;
@@ -191,15 +240,28 @@ static int set_value(fm_config *cfg, const directive *d, const char *val,
                          d->name, redact(val, shown, sizeof(shown)));
         *(int *)base = (int)v;
         return 0;
-    case T_LEVEL:
-        for (int i = 0; level_names[i]; i++) {
-            if (strcmp(level_names[i], val) == 0) {
+    case T_ENUM:
+        for (int i = 0; enum_names(d)[i]; i++) {
+            if (strcmp(enum_names(d)[i], val) == 0) {
                 *(int *)base = i;
                 return 0;
             }
         }
-        return failf(err, errlen, "%s: expected error, warn, info or debug, got \"%s\"",
-                     d->name, redact(val, shown, sizeof(shown)));
+        return failf(err, errlen, "%s: expected %s, got \"%s\"", d->name,
+                     one_of(enum_names(d), list, sizeof(list)), redact(val, shown, sizeof(shown)));
+    case T_COMPAT:
+        for (size_t i = 0; i < NPRESETS; i++) {
+            const compat_preset *p = &compat_presets[i];
+
+            if (strcmp(p->name, val) == 0)
+                return set_named(cfg, "lock_key_prefix", p->lock_key_prefix, err, errlen) ||
+                       set_named(cfg, "cache_key_prefix", p->cache_key_prefix, err, errlen) ||
+                       set_named(cfg, "wake_channel", p->wake_channel, err, errlen) ||
+                       set_named(cfg, "lock_value_format", p->lock_value_format, err, errlen)
+                           ? -1 : 0;
+        }
+        return failf(err, errlen, "%s: expected flowmonkey-readme or flowmonkey-published, "
+                     "got \"%s\"", d->name, redact(val, shown, sizeof(shown)));
     case T_STR:
     case T_OPTSTR:
         n = strlen(val);
@@ -809,8 +871,10 @@ static int value_differs(const fm_config *a, const fm_config *b, const directive
     case T_INT:
         return *(const int64_t *)pa != *(const int64_t *)pb;
     case T_MODE:
-    case T_LEVEL:
+    case T_ENUM:
         return *(const int *)pa != *(const int *)pb;
+    case T_COMPAT:
+        return 0;
     case T_STR:
     case T_OPTSTR: {
         const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
@@ -915,10 +979,10 @@ void fm_config_carry_restart(fm_config *next, fm_config *cur)
         char *pn = (char *)next + d->off, *pc = (char *)cur + d->off;
         char tmp[sizeof(int64_t)];
         size_t size = d->type == T_INT ? sizeof(int64_t)
-                    : d->type == T_MODE || d->type == T_LEVEL ? sizeof(int)
+                    : d->type == T_MODE || d->type == T_ENUM ? sizeof(int)
                     : sizeof(char *);
 
-        if (d->live)
+        if (d->live || d->type == T_COMPAT)
             continue;
         memcpy(tmp, pn, size);
         memcpy(pn, pc, size);

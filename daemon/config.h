@@ -22,6 +22,12 @@ typedef struct fm_redis_addr {
     char *path;          /* Unix socket path, or NULL */
 } fm_redis_addr;
 
+/* lock_value_format: what a lock's value is in Redis. */
+typedef enum fm_lockval {
+    FM_LOCKVAL_TOKEN,            /* the token itself */
+    FM_LOCKVAL_FLOWMONKEY_JSON   /* {"owner":"<token>","expiresAt":<ms>} */
+} fm_lockval;
+
 typedef struct fm_config {
     char *socket;
     int socket_mode;
@@ -51,6 +57,7 @@ typedef struct fm_config {
     char *redis_sentinel_master;
     char *redis_cluster_nodes;
     char *redis_sentinel_password;
+    int lock_value_format;   /* fm_lockval */
 
     /* Derived from the directives above when the config is loaded. */
     fm_redis_addr redis;

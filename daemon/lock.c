@@ -41,6 +41,7 @@ typedef struct acquire {
     int pushed;                     /* a release came while an attempt was out */
     int contended;                  /* found the lock held, waits (ls->contended) */
     char token[FM_TOKEN_LEN + 1];
+    char value[FM_LOCKVAL_MAX];     /* what the lock's key holds (lock_value_format) */
     char ttlbuf[24];
     size_t keylen, rkeylen, fkeylen;
     char key[FM_KEY_MAX + 1];       /* as the client gave it */
@@ -215,8 +216,8 @@ static void acquire_attempt(fm_req *req)
 {
     acquire *a = req->data;
     lsvc *ls = req->svc;
-    const char *argv[] = {a->rkey, a->fkey, a->token, a->ttlbuf};
-    size_t lens[] = {a->rkeylen, a->fkeylen, FM_TOKEN_LEN, strlen(a->ttlbuf)};
+    const char *argv[] = {a->rkey, a->fkey, a->value, a->ttlbuf};
+    size_t lens[] = {a->rkeylen, a->fkeylen, 0, strlen(a->ttlbuf)};
 
     /* A release notice can be handled in the loop turn in which the
      * deadline passed, before the deadline's timer ran. */
@@ -224,6 +225,7 @@ static void acquire_attempt(fm_req *req)
         acquire_not_taken(req);
         return;
     }
+    lens[2] = fm_token_value(ls->core->cfg->lock_value_format, a->token, a->ttl, a->value);
     fm_req_run(req, &(fm_req_cmd){.script = &ls->acquire, .nkeys = 2, .argc = 4, .argv = argv,
                                   .lens = lens});
 }

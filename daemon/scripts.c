@@ -15,16 +15,33 @@ const char fm_lua_acquire[] =
     "end\n"
     "return false\n";
 
+/* Whether lock value v is held under token t: v is the token itself, or
+ * (lock_value_format flowmonkey-json, and the @flowmonkey/redis code) JSON
+ * whose "owner" is the token. Both forms are read whatever the format, so
+ * the format can change on SIGHUP with locks held, and a value either side
+ * wrote never makes the other's script fail: what does not decode is simply
+ * not owned. */
+#define OWNS                                                             \
+    "local function owns(v, t)\n"                                       \
+    "  if v == t then return true end\n"                                \
+    "  if string.byte(v, 1) ~= 123 then return false end\n"             \
+    "  local ok, d = pcall(cjson.decode, v)\n"                          \
+    "  return ok and type(d) == 'table' and d.owner == t\n"             \
+    "end\n"
+
 const char fm_lua_release[] =
+    OWNS
     "local v = redis.call('GET', KEYS[1])\n"
     "if not v then return 0 end\n"
-    "if v ~= ARGV[1] then return -1 end\n"
+    "if not owns(v, ARGV[1]) then return -1 end\n"
     "redis.call('DEL', KEYS[1])\n"
     "redis.call('PUBLISH', ARGV[2], KEYS[1])\n"
     "return 1\n";
 
 const char fm_lua_extend[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    OWNS
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v and owns(v, ARGV[1]) then\n"
     "  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
     "end\n"
     "return 0\n";

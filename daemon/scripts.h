@@ -4,9 +4,11 @@
 #ifndef FM_SCRIPTS_H
 #define FM_SCRIPTS_H
 
-/* KEYS: lock, fence counter. ARGV: token, ttl. The fence, or nil; an
- * error (and no lock) when the counter cannot be incremented. */
+/* KEYS: lock, fence counter. ARGV: lock value (token.h), ttl. The fence,
+ * or nil; an error (and no lock) when the counter cannot be incremented. */
 extern const char fm_lua_acquire[];
+/* Release and extend take the token, and find it in a lock value of
+ * either lock_value_format. */
 /* KEYS: lock. ARGV: token, release channel. 1 released (and the key
  * published), 0 no lock, -1 held under another token. */
 extern const char fm_lua_release[];

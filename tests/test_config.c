@@ -147,7 +147,7 @@ static int run_daemon(fmt_proc *p, const char *const *args)
 
 /* ---- the contract's directives ------------------------------------------ */
 
-typedef enum { K_STR, K_INT, K_MODE, K_LEVEL } kind;
+typedef enum { K_STR, K_INT, K_MODE, K_LEVEL, K_FORMAT } kind;
 
 typedef struct directive_case {
     const char *name;
@@ -187,6 +187,7 @@ static const directive_case contract[] = {
     {"redis_sentinel_master", K_STR, F(redis_sentinel_master), NULL, NULL},
     {"redis_cluster_nodes", K_STR, F(redis_cluster_nodes), NULL, NULL},
     {"redis_sentinel_password", K_STR, F(redis_sentinel_password), NULL, NULL},
+    {"lock_value_format", K_FORMAT, F(lock_value_format), "token", "flowmonkey-json"},
 };
 #undef F
 #define NCONTRACT (sizeof(contract) / sizeof(contract[0]))
@@ -195,6 +196,7 @@ static const directive_case contract[] = {
 static const char *value_text(const fm_config *cfg, const directive_case *d)
 {
     static const char *const levels[] = {"error", "warn", "info", "debug"};
+    static const char *const formats[] = {"token", "flowmonkey-json"};
     static char buf[64];
     const char *p = (const char *)cfg + d->off;
     int level;
@@ -211,6 +213,9 @@ static const char *value_text(const fm_config *cfg, const directive_case *d)
     case K_LEVEL:
         level = *(const int *)p;
         return level >= 0 && level < 4 ? levels[level] : "?";
+    case K_FORMAT:
+        level = *(const int *)p;
+        return level >= 0 && level < 2 ? formats[level] : "?";
     }
     return "?";
 }
@@ -1030,6 +1035,69 @@ END_TEST
 /* ---- the example file --------------------------------------------------- */
 
 /* Whether text names word with no identifier character on either side. */
+/* ---- compatibility with @flowmonkey/redis ------------------------------- */
+
+static void assert_layout(const fm_config *cfg, const char *lock, const char *cache,
+                          const char *wake, int format)
+{
+    ck_assert_str_eq(cfg->lock_key_prefix, lock);
+    ck_assert_str_eq(cfg->cache_key_prefix, cache);
+    ck_assert_str_eq(cfg->wake_channel, wake);
+    ck_assert_int_eq(cfg->lock_value_format, format);
+}
+
+START_TEST(test_compat_published_sets_the_published_names_and_json_locks)
+{
+    fm_config *cfg = load_ok("compat flowmonkey-published\n", NULL);
+
+    assert_layout(cfg, "lock:", "exec:", "flowmonkey:wake", FM_LOCKVAL_FLOWMONKEY_JSON);
+    /* Nothing else changes: the release channel is fmredisd's own. */
+    ck_assert_str_eq(cfg->lock_release_channel, "fm:lock:released");
+    ck_assert_int_eq(cfg->cache_ttl_ms, 60000);
+    fm_config_free(cfg);
+    cfg = load_ok(NULL, (const char *const[]){"compat", "flowmonkey-published", NULL});
+    assert_layout(cfg, "lock:", "exec:", "flowmonkey:wake", FM_LOCKVAL_FLOWMONKEY_JSON);
+    fm_config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_compat_readme_is_the_defaults)
+{
+    fm_config *cfg = load_ok("compat flowmonkey-published\ncompat flowmonkey-readme\n", NULL);
+
+    assert_layout(cfg, "fm:lock:", "fm:exec:", "fm:wake", FM_LOCKVAL_TOKEN);
+    fm_config_free(cfg);
+}
+END_TEST
+
+/* compat stands for its four lines where it is written: later lines, and
+ * the command line, win over it as over any directive. */
+START_TEST(test_compat_is_overridden_by_later_lines_and_the_command_line)
+{
+    fm_config *cfg = load_ok("wake_channel early\ncompat flowmonkey-published\n"
+                             "cache_key_prefix app:exec:\n",
+                             (const char *const[]){"lock_value_format", "token", NULL});
+
+    assert_layout(cfg, "lock:", "app:exec:", "flowmonkey:wake", FM_LOCKVAL_TOKEN);
+    fm_config_free(cfg);
+    cfg = load_ok("lock_key_prefix mine:\n",
+                  (const char *const[]){"compat", "flowmonkey-published", NULL});
+    assert_layout(cfg, "lock:", "exec:", "flowmonkey:wake", FM_LOCKVAL_FLOWMONKEY_JSON);
+    fm_config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_bad_compat_and_lock_value_format_are_refused)
+{
+    expect_refused("compat flowmonkey\n", NULL, "@:1: compat: expected flowmonkey-readme or "
+                   "flowmonkey-published, got \"flowmonkey\"", NULL);
+    expect_refused("lock_value_format json\n", NULL, "@:1: lock_value_format: expected token "
+                   "or flowmonkey-json, got \"json\"", NULL);
+    expect_refused(NULL, (const char *const[]){"lock_value_format", "", NULL},
+                   "--lock_value_format: expected token or flowmonkey-json", NULL);
+}
+END_TEST
+
 static int mentions(const char *text, const char *word)
 {
     size_t n = strlen(word);
@@ -1282,6 +1350,12 @@ Suite *fm_suite_config(void)
     tcase_add_test(tc, test_sentinel_directives_go_together);
     tcase_add_test(tc, test_sentinel_addresses_are_parsed);
     tcase_add_test(tc, test_bad_sentinel_addresses_are_refused);
+
+    tc = tcase(s, "compat");
+    tcase_add_test(tc, test_compat_published_sets_the_published_names_and_json_locks);
+    tcase_add_test(tc, test_compat_readme_is_the_defaults);
+    tcase_add_test(tc, test_compat_is_overridden_by_later_lines_and_the_command_line);
+    tcase_add_test(tc, test_bad_compat_and_lock_value_format_are_refused);
 
     tc = tcase(s, "example");
     tcase_add_test(tc, test_example_file_is_valid_and_mentions_every_directive);

@@ -33,14 +33,6 @@ static fmt_daemon daemon_a, daemon_b;
 
 /* ---- clients and Redis-side views ---------------------------------------- */
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static fm_client *client_open(void)
 {
     return fmt_client(&daemon_a);
@@ -137,51 +129,14 @@ static void assert_pttl_in(redisContext *r, const char *key, long long lo, long 
                   lo, hi);
 }
 
-static void assert_recent_ms(int64_t ts, const char *what)
-{
-    int64_t now = wall_ms();
-
-    ck_assert_msg(ts > now - WAIT_MS && ts <= now + WAIT_MS,
-                  "%s: timestamp %lld is not within %d ms of now (%lld)", what, (long long)ts,
-                  WAIT_MS, (long long)now);
-}
-
 /* ---- hiredis subscribers --------------------------------------------------- */
-
-static redisContext *sub_open(const char *channel)
-{
-    redisContext *r = redis_open();
-
-    freeReplyObject(redis_checked(fmt_redis_cmd(r, "SUBSCRIBE %s", channel),
-                                  REDIS_REPLY_ARRAY, "SUBSCRIBE"));
-    return r;
-}
-
-/* The payload (malloc'd) of the next message, which must come on `channel`
- * within WAIT_MS. */
-static char *sub_next(redisContext *r, const char *channel)
-{
-    redisReply *rep = NULL;
-    char *payload;
-
-    ck_assert_msg(redisGetReply(r, (void **)&rep) == REDIS_OK && rep != NULL,
-                  "no message on %s within %d ms", channel, WAIT_MS);
-    ck_assert_msg(rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
-                      strcmp(rep->element[0]->str, "message") == 0,
-                  "not a pub/sub message");
-    ck_assert_str_eq(rep->element[1]->str, channel);
-    payload = strdup(rep->element[2]->str);
-    ck_assert_ptr_nonnull(payload);
-    freeReplyObject(rep);
-    return payload;
-}
 
 /* Reads messages until one carries `payload` (other publishers may share
  * the channel); fails after WAIT_MS. */
 static void sub_await(redisContext *r, const char *channel, const char *payload)
 {
     for (;;) {
-        char *got = sub_next(r, channel);
+        char *got = wire_sub_next(r, channel);
         int found = strcmp(got, payload) == 0;
 
         free(got);
@@ -198,34 +153,17 @@ static void sub_expect_nothing_more(redisContext *r, redisContext *sub, const ch
     char *payload;
 
     redis_publish(r, channel, "sentinel");
-    payload = sub_next(sub, channel);
+    payload = wire_sub_next(sub, channel);
     ck_assert_str_eq(payload, "sentinel");
     free(payload);
-}
-
-/* Asserts the Node package's payload for id, byte for byte:
- * {"executionId":"<id>","timestamp":<digits>} with a recent timestamp. */
-static void assert_wake_payload(const char *payload, const char *id)
-{
-    char prefix[FM_STR_MAX + 64];
-    int n = snprintf(prefix, sizeof(prefix), "{\"executionId\":\"%s\",\"timestamp\":", id);
-    const char *digits = payload + n, *p = digits;
-
-    ck_assert_msg(strncmp(payload, prefix, (size_t)n) == 0, "payload %s does not start with %s",
-                  payload, prefix);
-    while (*p >= '0' && *p <= '9')
-        p++;
-    ck_assert_msg(p > digits && (digits[0] != '0' || p - digits == 1) && strcmp(p, "}") == 0,
-                  "payload %s: timestamp is not an integer closing the object", payload);
-    assert_recent_ms(strtoll(digits, NULL, 10), payload);
 }
 
 /* The next message on channel is the Node payload for id. */
 static void sub_expect_wake(redisContext *sub, const char *channel, const char *id)
 {
-    char *payload = sub_next(sub, channel);
+    char *payload = wire_sub_next(sub, channel);
 
-    assert_wake_payload(payload, id);
+    wire_assert_wake_payload(payload, id);
     free(payload);
 }
 
@@ -651,7 +589,7 @@ END_TEST
 START_TEST(test_lock_release_publishes_full_key_on_release_channel)
 {
     fm_client *c = client_open();
-    redisContext *sub = sub_open("fm:lock:released");
+    redisContext *sub = wire_sub_open(&redis_srv, "fm:lock:released");
     fm_lock lk = lock_take(c, "rel-pub", 30000);
 
     release_expect(c, "rel-pub", lk.token, 1, FM_RELEASE_DONE);
@@ -815,8 +753,8 @@ START_TEST(test_wake_signal_receivers_counts_redis_subscribers)
 
     fmt_ok(c, fm_wake_signal(c, "sig-count-0", "ops:sig-count", &receivers), "wake.signal");
     ck_assert_int_eq(receivers, 0);
-    s1 = sub_open("ops:sig-count");
-    s2 = sub_open("ops:sig-count");
+    s1 = wire_sub_open(&redis_srv, "ops:sig-count");
+    s2 = wire_sub_open(&redis_srv, "ops:sig-count");
     ck_assert_int_eq(wire_redis_numsub(r, "ops:sig-count"), 2);
     fmt_ok(c, fm_wake_signal(c, "sig-count-2", "ops:sig-count", &receivers), "wake.signal");
     ck_assert_int_eq(receivers, 2);
@@ -833,7 +771,7 @@ END_TEST
 static int64_t signal_seen_on(const char *channel, const char *id, const char *arg)
 {
     fm_client *c = client_open();
-    redisContext *sub = sub_open(channel);
+    redisContext *sub = wire_sub_open(&redis_srv, channel);
     int64_t receivers = -1;
 
     fmt_ok(c, fm_wake_signal(c, id, arg, &receivers), "wake.signal");
@@ -859,7 +797,7 @@ START_TEST(test_wake_signal_many_publishes_each_id_once)
 {
     static const char *const ids[] = {"many-1", "many-2", "many-3", "many-4", "many-5"};
     fm_client *c = client_open();
-    redisContext *sub = sub_open("ops:sig-many"), *r = redis_open();
+    redisContext *sub = wire_sub_open(&redis_srv, "ops:sig-many"), *r = redis_open();
     int64_t signaled = -1;
 
     fmt_ok(c, fm_wake_signal_many(c, ids, 5, "ops:sig-many", &signaled), "wake.signal_many");
@@ -877,7 +815,7 @@ END_TEST
 START_TEST(test_wake_signal_many_empty_signals_nothing)
 {
     fm_client *c = client_open();
-    redisContext *sub = sub_open("ops:sig-none"), *r = redis_open();
+    redisContext *sub = wire_sub_open(&redis_srv, "ops:sig-none"), *r = redis_open();
     int64_t signaled = -1;
 
     fmt_ok(c, fm_wake_signal_many(c, NULL, 0, "ops:sig-none", &signaled), "wake.signal_many []");
@@ -905,7 +843,7 @@ START_TEST(test_wake_subscribe_delivers_signal_from_another_client)
     ck_assert_str_eq(id, "deliver-1");
     ck_assert_str_eq(ev.name, "wake");
     ck_assert(ev.has_timestamp);
-    assert_recent_ms(ev.timestamp, ev.json);
+    wire_assert_recent_ms(ev.timestamp, ev.json);
     fm_event_clear(&ev);
     free(id);
     fm_client_free(pub);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -435,4 +436,63 @@ int wire_numsub_becomes(redisContext *c, const char *channel, long long want, in
     numsub_want w = {c, channel, want};
 
     return fmt_wait_until(numsub_is, &w, timeout_ms);
+}
+
+redisContext *wire_sub_open(const fmt_redis *srv, const char *channel)
+{
+    struct timeval tv = {WIRE_REPLY_MS / 1000, 0};
+    redisContext *r = wire_redis_open(srv);
+
+    redisSetTimeout(r, tv);
+    freeReplyObject(wire_redis_ok(r, "SUBSCRIBE %s", channel));
+    return r;
+}
+
+char *wire_sub_next(redisContext *r, const char *channel)
+{
+    redisReply *rep = NULL;
+    char *payload;
+
+    ck_assert_msg(redisGetReply(r, (void **)&rep) == REDIS_OK && rep != NULL,
+                  "no message on %s within %d ms", channel, WIRE_REPLY_MS);
+    ck_assert_msg(rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+                      strcmp(rep->element[0]->str, "message") == 0,
+                  "not a pub/sub message");
+    ck_assert_str_eq(rep->element[1]->str, channel);
+    payload = strdup(rep->element[2]->str);
+    ck_assert_ptr_nonnull(payload);
+    freeReplyObject(rep);
+    return payload;
+}
+
+int64_t wire_wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void wire_assert_recent_ms(int64_t ts, const char *what)
+{
+    int64_t now = wire_wall_ms();
+
+    ck_assert_msg(ts > now - WIRE_REPLY_MS && ts <= now + WIRE_REPLY_MS,
+                  "%s: timestamp %lld is not within %d ms of now (%lld)", what, (long long)ts,
+                  WIRE_REPLY_MS, (long long)now);
+}
+
+void wire_assert_wake_payload(const char *payload, const char *id)
+{
+    char prefix[FM_STR_MAX + 64];
+    int n = snprintf(prefix, sizeof(prefix), "{\"executionId\":\"%s\",\"timestamp\":", id);
+    const char *digits = payload + n, *p = digits;
+
+    ck_assert_msg(strncmp(payload, prefix, (size_t)n) == 0, "payload %s does not start with %s",
+                  payload, prefix);
+    while (*p >= '0' && *p <= '9')
+        p++;
+    ck_assert_msg(p > digits && (digits[0] != '0' || p - digits == 1) && strcmp(p, "}") == 0,
+                  "payload %s: timestamp is not an integer closing the object", payload);
+    wire_assert_recent_ms(strtoll(digits, NULL, 10), payload);
 }

@@ -97,6 +97,19 @@ long long wire_redis_numsub(redisContext *c, const char *channel);
 int wire_numsub_becomes(redisContext *c, const char *channel, long long want, int timeout_ms);
 long long wire_redis_int(redisContext *c, const char *fmt, ...);
 
+/* A Redis connection SUBSCRIBEd to channel, whose reads time out after
+ * WIRE_REPLY_MS; the payload (malloc'd) of its next message, which must
+ * come on channel within that time. */
+redisContext *wire_sub_open(const fmt_redis *srv, const char *channel);
+char *wire_sub_next(redisContext *sub, const char *channel);
+/* Wall-clock milliseconds since the epoch; a timestamp within
+ * WIRE_REPLY_MS of now. */
+int64_t wire_wall_ms(void);
+void wire_assert_recent_ms(int64_t ts, const char *what);
+/* The Node package's wake payload for id, byte for byte:
+ * {"executionId":"<id>","timestamp":<digits>} with a recent timestamp. */
+void wire_assert_wake_payload(const char *payload, const char *id);
+
 /* Whether the daemon runs natively: not under valgrind (then the process
  * is the tool) nor with ASan (whose quarantine holds freed memory). Latency
  * and memory bounds are the tool's otherwise. */

@@ -319,6 +319,8 @@ static void check_config(const input *in, const fm_config *cfg)
     CHECK(cfg->redis_db >= 0);
     CHECK(cfg->socket_mode >= 0 && cfg->socket_mode <= 0777);
     CHECK(cfg->log_level >= 0 && cfg->log_level <= 3);
+    CHECK(cfg->lock_value_format == FM_LOCKVAL_TOKEN ||
+          cfg->lock_value_format == FM_LOCKVAL_FLOWMONKEY_JSON);
     CHECK(cfg->reconnect_step_ms <= cfg->reconnect_max_ms);
     CHECK(cfg->max_output_bytes >= 65536 && cfg->max_output_bytes <= UINT32_MAX);
     /* Sentinel's directives come together, with at least one address. */
