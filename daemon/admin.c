@@ -18,8 +18,7 @@ typedef struct asvc {
  * they are the ones its program expects (a Node program's keyPrefix). */
 static void put_layout(fm_conn *conn, const fm_config *cfg)
 {
-    static const char *const formats[] = {"token", "flowmonkey-json"};
-    const char *format = formats[cfg->lock_value_format];
+    const char *format = fm_config_lockval_name(cfg);
 
     fm_reply_open(conn, "layout");
     fm_reply_put_str(conn, "lock_key_prefix", cfg->lock_key_prefix, strlen(cfg->lock_key_prefix));

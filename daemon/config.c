@@ -107,6 +107,11 @@ static const compat_preset compat_presets[] = {
 };
 #define NPRESETS (sizeof(compat_presets) / sizeof(compat_presets[0]))
 
+const char *fm_config_lockval_name(const fm_config *cfg)
+{
+    return lockval_names[cfg->lock_value_format];
+}
+
 size_t fm_config_count(void)
 {
     return NDIRECTIVES;

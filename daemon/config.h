@@ -114,6 +114,9 @@ void fm_config_carry_restart(fm_config *next, fm_config *cur);
  * the loop. A number is taken as a gid as it is. */
 int fm_config_socket_gid(const fm_config *cfg, gid_t *gid, char *err, size_t errlen);
 
+/* lock_value_format as the file spells it ("token", "flowmonkey-json"). */
+const char *fm_config_lockval_name(const fm_config *cfg);
+
 /* "fmredisd 0.1.0" */
 const char *fm_config_version(void);
 
