@@ -77,7 +77,7 @@ static char *pub_acquire(redisContext *r, const char *key, long long ttl)
 
     if (ttl > 0) {
         value = wire_strf("{\"owner\":\"%s\",\"expiresAt\":%lld}", owner,
-                          (long long)wire_wall_ms() + ttl);
+                          (long long)fmt_wall_ms() + ttl);
         rep = wire_redis_ok(r, "SET lock:%s %s PX %lld NX", key, value, ttl);
     } else {
         value = wire_strf("{\"owner\":\"%s\",\"expiresAt\":null}", owner);
@@ -148,7 +148,7 @@ static pub_result pub_extend(redisContext *r, const char *key, const char *owner
  * the timestamp it sent. */
 static long long pub_signal(redisContext *r, const char *id)
 {
-    long long ts = (long long)wire_wall_ms();
+    long long ts = (long long)fmt_wall_ms();
     char *payload = wire_strf("{\"executionId\":\"%s\",\"timestamp\":%lld}", id, ts);
 
     wire_redis_int(r, "PUBLISH flowmonkey:wake %s", payload);
