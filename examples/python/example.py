@@ -11,7 +11,8 @@ import os
 import sys
 import uuid
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                os.pardir, os.pardir, "client", "python"))
 from fmredis import Client, FmError  # noqa: E402
 
 failures = []

@@ -1,0 +1,1 @@
+from .client import *  # noqa: F401,F403
