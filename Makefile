@@ -301,15 +301,14 @@ torture:
 #
 # client/python/tests (unittest) run from the source tree against the
 # daemon just built, each test class with its own redis-server and fmredisd;
-# one test pip-installs the package into a temporary venv (here it must
-# run: FMREDIS_TEST_INSTALL=required). Debian's own Python by default: the
+# one test pip-installs the package into a temporary venv. Debian's own
+# Python by default: the
 # packages above are installed for it, not for another python3 that may
 # come first on PATH. -B keeps __pycache__ out of the tree.
 PYTHON ?= /usr/bin/python3
 .PHONY: test-python
 test-python: $(DAEMON)
-	FMREDISD=$(abspath $(DAEMON)) FMREDIS_TEST_INSTALL=required \
-	    $(PYTHON) -B -m unittest discover -s client/python/tests -t client/python
+	FMREDISD=$(abspath $(DAEMON)) $(PYTHON) -B -m unittest discover -s client/python/tests -t client/python
 
 run: deps-run
 	$(MAKE) all
