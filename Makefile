@@ -2,8 +2,9 @@
 #
 #   make            build/fmredisd, build/fmredis, build/libfmredis.{a,so}
 #   make check      what CI runs: install missing packages, build, then
-#                   test + check-install + check-san + valgrind + fuzz +
-#                   torture + bench-smoke + check-deb (about 15 minutes)
+#                   test + test-python + check-install + check-san +
+#                   valgrind + fuzz + torture + bench-smoke + check-deb
+#                   (about 17 minutes)
 #   make test       the test suite only (seconds: the developer loop)
 #   make check-san  the test suite built with ASan+UBSan, daemon included
 #   make valgrind   the test suite with the daemon under valgrind memcheck
@@ -147,6 +148,8 @@ deps-run:
 check: deps
 	@t0=$$(date +%s); $(MAKE) all $(TESTS) && $(MAKE) test \
 	    && echo "== test: $$(($$(date +%s) - t0)) s"
+	@t0=$$(date +%s); $(MAKE) test-python \
+	    && echo "== test-python: $$(($$(date +%s) - t0)) s"
 	@t0=$$(date +%s); $(MAKE) check-install \
 	    && echo "== check-install: $$(($$(date +%s) - t0)) s"
 	@t0=$$(date +%s); $(MAKE) check-san \
