@@ -274,6 +274,13 @@ void fm_link_unsubscribe(fm_link *link, int who, const char *name, size_t len)
         release(link, ch);
 }
 
+int fm_link_subscribed(fm_link *link, const char *name, size_t len)
+{
+    channel *ch = find_channel(link, name, len);
+
+    return ch != NULL && ch->state == CH_SUBSCRIBED;
+}
+
 void fm_link_sub_lost(fm_link *link, const char *why, int was_ready)
 {
     channel *culprit = NULL;

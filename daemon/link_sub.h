@@ -39,5 +39,7 @@ int fm_link_listen(fm_link *link, const fm_link_listener *l);
 int fm_link_subscribe(fm_link *link, int who, const char *channel, size_t len);
 /* One use fewer; the link unsubscribes when nobody uses the channel. */
 void fm_link_unsubscribe(fm_link *link, int who, const char *channel, size_t len);
+/* Whether Redis has confirmed the channel (and no UNSUBSCRIBE is out). */
+int fm_link_subscribed(fm_link *link, const char *channel, size_t len);
 
 #endif

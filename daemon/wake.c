@@ -59,6 +59,10 @@ typedef struct wchan {
     fm_list subs;
     wgroup *groups;
     fm_list waiting;                /* subscribes to answer on confirmation */
+    /* Holds one use of the link's channel, however many subscribers: taken
+     * by the first, given back when the last leaves, lost when Redis
+     * refuses the channel (the link then drops it). */
+    int linked;
     size_t len;
     char name[];
 } wchan;
@@ -325,7 +329,8 @@ static void chan_release(wsvc *ws, wchan *c)
 {
     if (!fm_list_empty(&c->subs) || !fm_list_empty(&c->waiting))
         return;
-    fm_link_unsubscribe(ws->core->link, ws->listener, c->name, c->len);
+    if (c->linked)
+        fm_link_unsubscribe(ws->core->link, ws->listener, c->name, c->len);
     fm_map_remove(&ws->chans, &c->node);
     groups_prune(c);
     free(c);
@@ -435,6 +440,7 @@ static void on_refused(const char *channel, size_t clen, const char *why, void *
 
     if (c == NULL)
         return;
+    c->linked = 0;
     snprintf(msg, sizeof(msg), "Redis refused the subscription: %s", why);
     for (pending *p; (p = first_pending(c)) != NULL;)
         fail_pending(p->req, FM_E_REDIS_ERROR, msg);
@@ -521,7 +527,12 @@ static void op_subscribe(fm_req *req, const fm_request *msg)
     group_use(c, group, glen);
     groups_prune(c);
 
-    rc = fm_link_subscribe(ws->core->link, ws->listener, c->name, c->len);
+    if (c->linked) {
+        rc = fm_link_subscribed(ws->core->link, c->name, c->len);
+    } else {
+        rc = fm_link_subscribe(ws->core->link, ws->listener, c->name, c->len);
+        c->linked = rc >= 0;
+    }
     if (rc == 1) {
         answer_subscribe(req, c);
         return;

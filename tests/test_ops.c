@@ -949,6 +949,32 @@ START_TEST(test_wake_unsubscribe_drops_redis_subscription)
 }
 END_TEST
 
+/* The daemon's one Redis subscription is given back when the last of
+ * many subscribers leaves, however they came and went: two connections,
+ * one of them subscribing twice (a new group), one leaving by
+ * unsubscribe and one by closing. */
+START_TEST(test_wake_last_of_many_subscribers_drops_redis_subscription)
+{
+    fm_client *s1 = client_open(), *s2 = client_open();
+    redisContext *r = redis_open();
+
+    subscribe(s1, "ops:unsub-many", NULL);
+    subscribe(s2, "ops:unsub-many", NULL);
+    subscribe(s2, "ops:unsub-many", "g2");
+    ck_assert_int_eq(wire_redis_numsub(r, "ops:unsub-many"), 1);
+    fmt_ok(s1, fm_wake_unsubscribe(s1, "ops:unsub-many", NULL, 0), "wake.unsubscribe");
+    fm_client_free(s2);
+    ck_assert_msg(wire_numsub_becomes(r, "ops:unsub-many", 0, WAIT_MS),
+                  "the daemon is still subscribed in Redis (NUMSUB %lld)",
+                  wire_redis_numsub(r, "ops:unsub-many"));
+    /* And subscribes again for the next one. */
+    subscribe(s1, "ops:unsub-many", NULL);
+    ck_assert_int_eq(wire_redis_numsub(r, "ops:unsub-many"), 1);
+    redisFree(r);
+    fm_client_free(s1);
+}
+END_TEST
+
 START_TEST(test_wake_daemon_subscribes_once_for_many_local_subscribers)
 {
     fm_client *s1 = client_open(), *s2 = client_open(), *pub = client_open();
@@ -1418,6 +1444,7 @@ Suite *fm_suite_ops(void)
     tcase_add_test(wake, test_wake_events_arriving_during_a_call_are_queued);
     tcase_add_test(wake, test_wake_unsubscribe_stops_delivery);
     tcase_add_test(wake, test_wake_unsubscribe_drops_redis_subscription);
+    tcase_add_test(wake, test_wake_last_of_many_subscribers_drops_redis_subscription);
     tcase_add_test(wake, test_wake_daemon_subscribes_once_for_many_local_subscribers);
     tcase_add_test(wake, test_wake_group_shares_wakes_round_robin);
 
