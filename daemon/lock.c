@@ -326,10 +326,8 @@ static void forget(fm_req *req)
 
 static void release_done(fm_req *req, redisReply *reply)
 {
-    fm_conn *conn;
+    fm_conn *conn = fm_req_ok_start(req);
 
-    forget(req);
-    conn = fm_req_ok_start(req);
     if (conn == NULL)
         return;
     fm_reply_put_bool(conn, "released", reply->integer == 1);
@@ -344,9 +342,14 @@ static void op_release(fm_req *req, const fm_request *msg)
     lsvc *ls = req->svc;
     keytok *kt = key_and_token(req, msg);
 
-    if (kt != NULL)
-        fm_lockcmd_release_for(&ls->cmd, req, kt->rkey, kt->rkeylen, kt->token, kt->toklen,
-                               release_done);
+    if (kt == NULL)
+        return;
+    /* The client is done with the lock whatever Redis answers: the daemon
+     * stops extending it now, and a release that fails leaves it to its
+     * TTL, not to extensions nobody wants any more. */
+    forget(req);
+    fm_lockcmd_release_for(&ls->cmd, req, kt->rkey, kt->rkeylen, kt->token, kt->toklen,
+                           release_done);
 }
 
 static void extend_done(fm_req *req, redisReply *reply)

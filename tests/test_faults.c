@@ -517,6 +517,40 @@ START_TEST(test_requests_made_while_down_get_redis_unavailable_after_the_timeout
 }
 END_TEST
 
+/* A release the daemon cannot carry out (Redis is gone) still ends the
+ * lock's auto-extension: the client is done with it, and it is left to its
+ * TTL (PROTOCOL.md §10.2, "whatever the answer"). */
+START_TEST(test_failed_release_stops_auto_extension)
+{
+    pair p;
+    cJSON *rep;
+    char *req;
+    int fd;
+
+    start_pair(&p, NULL, DAEMON_ARGS("500"));
+    fd = wire_connect(p.daemon.sock);
+    rep = wire_call(fd, "{\"op\":\"lock.acquire\",\"id\":1,\"key\":\"fx\",\"ttl\":30000,"
+                        "\"auto_extend\":true}");
+    wire_assert_ok(rep, "1");
+    req = wire_strf("{\"op\":\"lock.release\",\"id\":2,\"key\":\"fx\",\"token\":\"%s\"}",
+                    wire_str(rep, "token"));
+    cJSON_Delete(rep);
+    ck_assert_int_eq(wire_stats_int(fd, "locks_auto_extended"), 1);
+    fmt_redis_kill(&p.redis);
+    await_links_down(&p.daemon);
+    rep = wire_call(fd, req);
+    wire_assert_error(rep, "redis_unavailable", "2");
+    cJSON_Delete(rep);
+    ck_assert_int_eq(wire_stats_int(fd, "locks_auto_extended"), 0);
+    ck_assert_int_eq(wire_stats_int(fd, "locks_held"), 0);
+    free(req);
+    close(fd);
+    ck_assert_msg(fmt_redis_restart(&p.redis) == 0, "redis-server did not restart");
+    await_links_up(&p.daemon, UP_MS);
+    stop_pair(&p);
+}
+END_TEST
+
 START_TEST(test_request_made_while_down_succeeds_when_redis_returns_in_time)
 {
     pair p;
@@ -1050,6 +1084,7 @@ Suite *fm_suite_faults(void)
     tcase_add_test(tc, test_reconnect_backoff_grows_by_step_to_max_and_finds_redis_within_max);
     tcase_add_test(tc, test_requests_in_flight_when_the_link_drops_get_redis_unavailable_at_once);
     tcase_add_test(tc, test_requests_made_while_down_get_redis_unavailable_after_the_timeout);
+    tcase_add_test(tc, test_failed_release_stops_auto_extension);
     tcase_add_test(tc, test_request_made_while_down_succeeds_when_redis_returns_in_time);
     tcase_add_test(tc, test_data_acknowledged_before_a_crash_is_there_after_it_with_appendfsync_always);
 
