@@ -530,7 +530,6 @@ export class Client extends EventEmitter {
   // nobody knows its token, so it is given back at once.
   _onOrphanReply(req, msg) {
     if (req.op === 'lock.acquire' && msg.ok === true && typeof msg.token === 'string') {
-      this._autoLocks.delete(req.key);
       this._request('lock.release', { key: req.key, token: msg.token }, {}).catch(() => {});
     }
   }
