@@ -11,6 +11,7 @@ import {
   ExecutionCache,
   FmredisError,
   LockManager,
+  ProtocolError,
   createClient,
 } from '../index.js';
 import { startServers, until } from '../test-support/helper.js';
@@ -25,7 +26,7 @@ after(async () => {
 
 // A daemon stand-in on a socket of our own, for what a real daemon never
 // does (split frames, answer out of order on demand, send garbage).
-function fakeDaemon(path, onRequest) {
+function fakeDaemon(path, onRequest, hello = { protocol: 1, server: 'fake', layout: null }) {
   const server = net.createServer((sock) => {
     let buf = Buffer.alloc(0);
     const send = (obj) => {
@@ -40,7 +41,7 @@ function fakeDaemon(path, onRequest) {
         const n = buf.readUInt32BE(0);
         const req = JSON.parse(buf.toString('utf8', 4, 4 + n));
         buf = buf.subarray(4 + n);
-        if (req.op === 'hello') send({ id: req.id, ok: true, protocol: 1, server: 'fake', layout: null });
+        if (req.op === 'hello') send({ id: req.id, ok: true, ...hello });
         else onRequest(req, send, sock);
       }
     });
@@ -224,6 +225,25 @@ describe('errors', () => {
     await assert.rejects(locks.isLocked('closing'), { code: 'closed' });
     await holder.release('closing', token);
     await holder.close();
+  });
+
+  it('closes for good when the daemon refuses its hello, with the daemon\'s error', async () => {
+    const client = createClient({ socket: servers.socket, clientName: 'bad\u0001name' });
+    await assert.rejects(client.ping(), (err) => err instanceof FmredisError && err.code === 'bad_request'
+      && err.op === 'hello');
+    assert.equal(client.state, 'closed');
+    await client.close();
+  });
+
+  it('closes for good, with ProtocolError, when the daemon speaks another protocol', async () => {
+    const path = `${servers.dir}/fake-v2.sock`;
+    const server = await fakeDaemon(path, () => {}, { protocol: 2, server: 'future' });
+    const client = createClient({ socket: path });
+    await assert.rejects(client.ready(), (err) => err instanceof ProtocolError && err.code === 'protocol_error'
+      && /protocol 2/.test(err.message));
+    await assert.rejects(client.ping(), { code: 'protocol_error' });
+    await client.close();
+    await new Promise((r) => server.close(r));
   });
 
   it('drops the connection and reconnects when the daemon sends something unreadable', async () => {
