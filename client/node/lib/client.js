@@ -85,9 +85,8 @@ export class Client extends EventEmitter {
     this._autoLocks = new Map();    // key -> held auto_extend lock
     this._out = [];
     this._flushing = false;
-    this._rbuf = null;              // unparsed bytes
-    this._rparts = null;            // chunks of one large frame being gathered
-    this._rneed = 0;
+    this._parts = null;             // the chunks of a frame split across reads
+    this._partsLen = 0;
     this._attempt = 0;
     this._reconnectTimer = null;
     this._lastError = null;         // why the socket failed, for the messages
@@ -154,8 +153,7 @@ export class Client extends EventEmitter {
   _onClose(sock) {
     if (sock !== this._sock) return;
     this._sock = null;
-    this._rbuf = null;
-    this._rparts = null;
+    this._parts = null;
     this._out = [];
     const why = this._lastError ? `: ${this._lastError.message}` : '';
     this._lastError = null;
@@ -427,43 +425,57 @@ export class Client extends EventEmitter {
 
   // ---- reading ---------------------------------------------------------
 
+  // Frames are read straight out of each chunk. A frame split across
+  // chunks is gathered in _parts and joined alone, so the rest of the
+  // chunk that completes it is never copied.
   _onData(sock, chunk) {
     if (sock !== this._sock) return;
-    let buf;
-    if (this._rparts !== null) {
-      this._rparts.push(chunk);
-      this._rneed -= chunk.length;
-      if (this._rneed > 0) return;
-      buf = Buffer.concat(this._rparts);
-      this._rparts = null;
-    } else if (this._rbuf !== null) {
-      buf = Buffer.concat([this._rbuf, chunk]);
-      this._rbuf = null;
-    } else {
-      buf = chunk;
-    }
     let off = 0;
-    while (buf.length - off >= 4) {
-      const n = buf.readUInt32BE(off);
-      if (n === 0 || n > this.maxReplyBytes) {
-        this._protocolError(sock, `fmredisd sent a frame of ${n} bytes (limit ${this.maxReplyBytes})`);
-        return;
-      }
-      if (buf.length - off - 4 < n) break;
-      const text = buf.toString('utf8', off + 4, off + 4 + n);
+    if (this._parts !== null) {
+      this._parts.push(chunk);
+      this._partsLen += chunk.length;
+      if (this._partsLen < 4) return;
+      const n = this._partsHeader();
+      if (!this._frameSizeOk(sock, n)) return;
+      if (this._partsLen < 4 + n) return;
+      off = 4 + n - (this._partsLen - chunk.length);
+      const parts = this._parts;
+      parts[parts.length - 1] = chunk.subarray(0, off);
+      this._parts = null;
+      this._onFrame(sock, Buffer.concat(parts, 4 + n).toString('utf8', 4));
+      if (sock !== this._sock) return;
+    }
+    while (chunk.length - off >= 4) {
+      const n = chunk.readUInt32BE(off);
+      if (!this._frameSizeOk(sock, n)) return;
+      if (chunk.length - off - 4 < n) break;
+      const text = chunk.toString('utf8', off + 4, off + 4 + n);
       off += 4 + n;
       this._onFrame(sock, text);
       if (sock !== this._sock) return;
     }
-    if (off === buf.length) return;
-    const rest = buf.subarray(off);
-    if (rest.length >= 4) {
-      // A large frame: gather its chunks and join them once.
-      this._rparts = [rest];
-      this._rneed = 4 + rest.readUInt32BE(0) - rest.length;
-    } else {
-      this._rbuf = rest;
+    if (off < chunk.length) {
+      this._parts = [chunk.subarray(off)];
+      this._partsLen = chunk.length - off;
     }
+  }
+
+  // The length of the frame being gathered, whose 4 header bytes may
+  // themselves be split.
+  _partsHeader() {
+    let n = 0;
+    let got = 0;
+    for (const part of this._parts) {
+      for (let i = 0; i < part.length && got < 4; i++, got++) n = n * 256 + part[i];
+      if (got === 4) return n;
+    }
+    return n;
+  }
+
+  _frameSizeOk(sock, n) {
+    if (n > 0 && n <= this.maxReplyBytes) return true;
+    this._protocolError(sock, `fmredisd sent a frame of ${n} bytes (limit ${this.maxReplyBytes})`);
+    return false;
   }
 
   _protocolError(sock, message) {
