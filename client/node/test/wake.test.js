@@ -162,6 +162,23 @@ describe('unsubscribe and failing handlers', () => {
     await until(() => leaving.got.includes('u3'), 'u3 after subscribing again');
   });
 
+  it('subscribes the daemon in Redis once, and takes each subscription back from the daemon', async () => {
+    const numsub = async () => (await servers.redisCli('PUBSUB', 'NUMSUB', 'unsub-redis')).split('\n')[1];
+    const probe = client();
+    const subscribers = async () => (await probe.stats()).wake_subscribers;
+    assert.equal(await numsub(), '0');
+    const before = await subscribers();
+    const a = await subscriber({ channel: 'unsub-redis' });
+    const b = await subscriber({ channel: 'unsub-redis' });
+    // One Redis subscription for the daemon, however many local ones.
+    assert.equal(await numsub(), '1');
+    assert.equal(await subscribers(), before + 2);
+    await a.signaler.unsubscribe();
+    assert.equal(await subscribers(), before + 1);
+    await b.signaler.unsubscribe();
+    assert.equal(await subscribers(), before);
+  });
+
   it('reports a failing handler on "error" and goes on delivering', async () => {
     const signaler = new WakeSignaler(client(), { channel: 'err' });
     const errors = [];
