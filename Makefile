@@ -2,8 +2,9 @@
 #
 #   make            build/fmredisd, build/fmredis, build/libfmredis.{a,so}
 #   make check      what CI runs: install missing packages, build, then
-#                   test + check-install + check-san + valgrind + fuzz +
-#                   torture + bench-smoke + check-deb (about 15 minutes)
+#                   test + test-python + check-install + check-san +
+#                   valgrind + fuzz + torture + bench-smoke + check-deb
+#                   (about 17 minutes)
 #   make test       the test suite only (seconds: the developer loop)
 #   make check-san  the test suite built with ASan+UBSan, daemon included
 #   make valgrind   the test suite with the daemon under valgrind memcheck
@@ -25,6 +26,7 @@
 #   make deb        the Debian packages, checked by lintian, in build/deb/;
 #                   make check-deb installs them into a fresh Debian 12
 #                   root and checks them (see tests/deb/deb.mk)
+#   make test-python  the Python client's tests (client/python/tests)
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -122,11 +124,13 @@ $(TESTS): $(call obj,$(TEST_SRC) $(TEST_DAEMON_SRC)) $(LIB_A)
 # (systemd-analyze), procps (pgrep, and /bin/kill: the unit's ExecReload,
 # which verify checks) and strace (the daemon's system calls against the
 # unit's filter); make deb and check-deb need build-essential, debhelper,
-# lintian and debootstrap.
+# lintian and debootstrap; test-python installs the Python client into a
+# venv with python3-venv, python3-pip, python3-setuptools and python3-wheel.
 DEB_PKGS_RUN = gcc make pkg-config libhiredis-dev libuv1-dev libcjson-dev redis-server
 DEB_PKGS = $(DEB_PKGS_RUN) check python3 clang libclang-rt-14-dev valgrind \
            mandoc systemd procps strace \
-           build-essential debhelper lintian debootstrap
+           build-essential debhelper lintian debootstrap \
+           python3-venv python3-pip python3-setuptools python3-wheel
 # Installs what of $(1) is missing, with one apt-get update before.
 install_missing = @missing=$$(for p in $(1); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
@@ -145,6 +149,8 @@ deps-run:
 check: deps
 	@t0=$$(date +%s); $(MAKE) all $(TESTS) && $(MAKE) test \
 	    && echo "== test: $$(($$(date +%s) - t0)) s"
+	@t0=$$(date +%s); $(MAKE) test-python \
+	    && echo "== test-python: $$(($$(date +%s) - t0)) s"
 	@t0=$$(date +%s); $(MAKE) check-install \
 	    && echo "== check-install: $$(($$(date +%s) - t0)) s"
 	@t0=$$(date +%s); $(MAKE) check-san \
@@ -313,6 +319,19 @@ deps-node:
 
 test-node: deps-node $(DAEMON)
 	FMREDISD=$(abspath $(DAEMON)) node --test client/node/test/
+
+# ---- The Python client ----------------------------------------------------
+#
+# client/python/tests (unittest) run from the source tree against the
+# daemon just built, each test class with its own redis-server and fmredisd;
+# one test pip-installs the package into a temporary venv. Debian's own
+# Python by default: the
+# packages above are installed for it, not for another python3 that may
+# come first on PATH. -B keeps __pycache__ out of the tree.
+PYTHON ?= /usr/bin/python3
+.PHONY: test-python
+test-python: $(DAEMON)
+	FMREDISD=$(abspath $(DAEMON)) $(PYTHON) -B -m unittest discover -s client/python/tests -t client/python
 
 run: deps-run
 	$(MAKE) all

@@ -4,6 +4,7 @@
  * means adding a field to fm_config and a row here. Values are parsed the
  * same way wherever they come from (file, --name value, $REDIS_URL), so a
  * message for a bad value reads the same in every case. */
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <grp.h>
@@ -88,24 +89,36 @@ static const char *const level_names[] = {"error", "warn", "info", "debug", NULL
 /* In the order of fm_lockval. */
 static const char *const lockval_names[] = {"token", "flowmonkey-json", NULL};
 
+/* The names of each T_ENUM directive's values, by its field. */
+static const struct {
+    size_t off;
+    const char *const *names;
+} enums[] = {
+    {offsetof(fm_config, log_level), level_names},
+    {offsetof(fm_config, lock_value_format), lockval_names},
+};
+
 static const char *const *enum_names(const directive *d)
 {
-    return d->off == offsetof(fm_config, log_level) ? level_names : lockval_names;
+    for (size_t i = 0; i < sizeof(enums) / sizeof(enums[0]); i++)
+        if (enums[i].off == d->off)
+            return enums[i].names;
+    assert(!"a T_ENUM directive without names");
+    return NULL;
 }
 
 /* What `compat NAME` sets: the names and lock value of the @flowmonkey/redis
  * package, as its README documents them (fmredisd's defaults) or as its
- * published code writes them. */
+ * published code writes them. compat_names is in the same order. */
 typedef struct compat_preset {
-    const char *name;
     const char *lock_key_prefix, *cache_key_prefix, *wake_channel, *lock_value_format;
 } compat_preset;
 
+static const char *const compat_names[] = {"flowmonkey-readme", "flowmonkey-published", NULL};
 static const compat_preset compat_presets[] = {
-    {"flowmonkey-readme", "fm:lock:", "fm:exec:", "fm:wake", "token"},
-    {"flowmonkey-published", "lock:", "exec:", "flowmonkey:wake", "flowmonkey-json"},
+    {"fm:lock:", "fm:exec:", "fm:wake", "token"},
+    {"lock:", "exec:", "flowmonkey:wake", "flowmonkey-json"},
 };
-#define NPRESETS (sizeof(compat_presets) / sizeof(compat_presets[0]))
 
 const char *fm_config_lockval_name(const fm_config *cfg)
 {
@@ -219,7 +232,10 @@ static int set_value(fm_config *cfg, const directive *d, const char *val,
 static int set_named(fm_config *cfg, const char *name, const char *val, char *err,
                      size_t errlen)
 {
-    return set_value(cfg, find_directive(name, strlen(name)), val, err, errlen);
+    const directive *d = find_directive(name, strlen(name));
+
+    assert(d != NULL);
+    return set_value(cfg, d, val, err, errlen);
 }
 
 /* Sets one directive from its textual value. */
@@ -255,18 +271,18 @@ static int set_value(fm_config *cfg, const directive *d, const char *val,
         return failf(err, errlen, "%s: expected %s, got \"%s\"", d->name,
                      one_of(enum_names(d), list, sizeof(list)), redact(val, shown, sizeof(shown)));
     case T_COMPAT:
-        for (size_t i = 0; i < NPRESETS; i++) {
+        for (int i = 0; compat_names[i]; i++) {
             const compat_preset *p = &compat_presets[i];
 
-            if (strcmp(p->name, val) == 0)
+            if (strcmp(compat_names[i], val) == 0)
                 return set_named(cfg, "lock_key_prefix", p->lock_key_prefix, err, errlen) ||
                        set_named(cfg, "cache_key_prefix", p->cache_key_prefix, err, errlen) ||
                        set_named(cfg, "wake_channel", p->wake_channel, err, errlen) ||
                        set_named(cfg, "lock_value_format", p->lock_value_format, err, errlen)
                            ? -1 : 0;
         }
-        return failf(err, errlen, "%s: expected flowmonkey-readme or flowmonkey-published, "
-                     "got \"%s\"", d->name, redact(val, shown, sizeof(shown)));
+        return failf(err, errlen, "%s: expected %s, got \"%s\"", d->name,
+                     one_of(compat_names, list, sizeof(list)), redact(val, shown, sizeof(shown)));
     case T_STR:
     case T_OPTSTR:
         n = strlen(val);

@@ -20,11 +20,13 @@ const char fm_lua_acquire[] =
  * whose "owner" is the token. Both forms are read whatever the format, so
  * the format can change on SIGHUP with locks held, and a value either side
  * wrote never makes the other's script fail: what does not decode is simply
- * not owned. */
+ * not owned. Nothing longer than a token of 512 bytes in that JSON could be
+ * owned, so a big value is not decoded at all: every release of the key
+ * would stall Redis on it. */
 #define OWNS                                                             \
     "local function owns(v, t)\n"                                       \
     "  if v == t then return true end\n"                                \
-    "  if string.byte(v, 1) ~= 123 then return false end\n"             \
+    "  if string.byte(v, 1) ~= 123 or #v > 4096 then return false end\n" \
     "  local ok, d = pcall(cjson.decode, v)\n"                          \
     "  return ok and type(d) == 'table' and d.owner == t\n"             \
     "end\n"

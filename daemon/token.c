@@ -8,7 +8,11 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "config.h"
 #include "token.h"
+
+_Static_assert(sizeof("{\"owner\":\"\",\"expiresAt\":-9223372036854775808}") + FM_TOKEN_LEN
+                   <= FM_LOCKVAL_MAX, "a JSON lock value fits FM_LOCKVAL_MAX");
 
 static unsigned char pool[512];
 static size_t pool_left;

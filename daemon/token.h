@@ -6,8 +6,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
-
 #define FM_TOKEN_LEN 32
 #define FM_LOCKVAL_MAX 96      /* {"owner":"<token>","expiresAt":<int64>} fits */
 

@@ -92,12 +92,22 @@ int fmt_unused_port(void)
     return port;
 }
 
-int64_t fmt_now_ms(void)
+static int64_t clock_ms(clockid_t clock)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t fmt_now_ms(void)
+{
+    return clock_ms(CLOCK_MONOTONIC);
+}
+
+int64_t fmt_wall_ms(void)
+{
+    return clock_ms(CLOCK_REALTIME);
 }
 
 int fmt_wait_until(int (*cond)(void *), void *arg, int timeout_ms)

@@ -101,8 +101,9 @@ void fmt_reap(pid_t *pid, int sig);
 /* A TCP port on 127.0.0.1 where nothing listens (for now). */
 int fmt_unused_port(void);
 
-/* Monotonic milliseconds. */
+/* Monotonic milliseconds; wall-clock milliseconds since the epoch. */
 int64_t fmt_now_ms(void);
+int64_t fmt_wall_ms(void);
 /* Polls cond(arg) every 5 ms until it is true or timeout_ms passes.
  * Returns 1 when it became true. */
 int fmt_wait_until(int (*cond)(void *), void *arg, int timeout_ms);

@@ -10,6 +10,7 @@
  * lands in Redis. A second case runs the daemon with the same names but
  * token values: its scripts still read the JSON value, so the format can
  * change (SIGHUP) while locks are held. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 
 #include "fm_tests.h"
 #include "harness.h"
+#include "scripts.h"
 #include "wire.h"
 
 #define WAIT_MS 5000
@@ -77,7 +79,7 @@ static char *pub_acquire(redisContext *r, const char *key, long long ttl)
 
     if (ttl > 0) {
         value = wire_strf("{\"owner\":\"%s\",\"expiresAt\":%lld}", owner,
-                          (long long)wire_wall_ms() + ttl);
+                          (long long)fmt_wall_ms() + ttl);
         rep = wire_redis_ok(r, "SET lock:%s %s PX %lld NX", key, value, ttl);
     } else {
         value = wire_strf("{\"owner\":\"%s\",\"expiresAt\":null}", owner);
@@ -148,7 +150,7 @@ static pub_result pub_extend(redisContext *r, const char *key, const char *owner
  * the timestamp it sent. */
 static long long pub_signal(redisContext *r, const char *id)
 {
-    long long ts = (long long)wire_wall_ms();
+    long long ts = (long long)fmt_wall_ms();
     char *payload = wire_strf("{\"executionId\":\"%s\",\"timestamp\":%lld}", id, ts);
 
     wire_redis_int(r, "PUBLISH flowmonkey:wake %s", payload);
@@ -613,6 +615,142 @@ START_TEST(test_hello_reports_the_published_layout)
 }
 END_TEST
 
+/* ---- the scripts' reading of a lock value -------------------------------- */
+
+typedef struct owned_case {
+    const char *value;
+    const char *token;
+    int owned;
+} owned_case;
+
+/* Runs release or extend (extend when channel is NULL) on lock:c-odd
+ * holding value; returns the script's integer. */
+static long long run_script(redisContext *r, const char *value, const char *token,
+                            const char *channel)
+{
+    freeReplyObject(wire_redis_ok(r, "SET lock:c-odd %s EX 60", value));
+    if (channel != NULL)
+        return wire_redis_int(r, "EVAL %s 1 lock:c-odd %s %s", fm_lua_release, token, channel);
+    return wire_redis_int(r, "EVAL %s 1 lock:c-odd %s 20000", fm_lua_extend, token);
+}
+
+/* A value is owned when it is the token, or a JSON object whose owner is
+ * the token as a string; anything else, however odd, is someone else's
+ * and never an error of the script. */
+START_TEST(test_scripts_own_the_token_or_json_whose_owner_it_is)
+{
+    char *deep = calloc(1, 3000), *big = calloc(1, 5000);
+    owned_case cases[] = {
+        {"a\"b", "a\"b", 1},
+        {"{\"owner\":\"a\\\"b\",\"expiresAt\":null}", "a\"b", 1},
+        {"{\"owner\":\"\\u0041\"}", "A", 1},
+        {"{\"owner\":\"A\"}", "B", 0},
+        {"[\"A\"]", "A", 0},
+        {"{\"owner\":null}", "null", 0},
+        {"{\"owner\":1}", "1", 0},
+        {"{\"owner\":{\"owner\":\"A\"}}", "A", 0},
+        {"{\"owner\":\"A\"} x", "A", 0},
+        {"{", "A", 0},
+        {deep, "A", 0},
+        {big, "A", 0},
+    };
+    redisContext *r = redis_open();
+
+    ck_assert(deep != NULL && big != NULL);
+    /* Nested deeper than cjson decodes; longer than any owned value. */
+    strcpy(deep, "{\"owner\":\"A\",\"x\":");
+    memset(deep + strlen(deep), '[', 1200);
+    memset(deep + strlen(deep), ']', 1200);
+    strcat(deep, "}");
+    snprintf(big, 5000, "{\"owner\":\"A\",\"pad\":\"%04200d\"}", 0);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const owned_case *c = &cases[i];
+
+        ck_assert_msg(run_script(r, c->value, c->token, "c-odd-released") ==
+                          (c->owned ? 1 : -1),
+                      "release of %.60s by %s", c->value, c->token);
+        ck_assert_int_eq(wire_redis_int(r, "EXISTS lock:c-odd"), !c->owned);
+        ck_assert_msg(run_script(r, c->value, c->token, NULL) == c->owned,
+                      "extend of %.60s by %s", c->value, c->token);
+    }
+    free(deep);
+    free(big);
+    redisFree(r);
+}
+END_TEST
+
+typedef struct says_format {
+    const char *sock;
+    const char *format;
+} says_format;
+
+static int hello_says_format(void *arg)
+{
+    const says_format *w = arg;
+    int fd = wire_connect(w->sock);
+    cJSON *rep = wire_call(fd, "{\"op\":\"hello\"}");
+    const char *got = wire_str(cJSON_GetObjectItemCaseSensitive(rep, "layout"),
+                               "lock_value_format");
+    int same = got != NULL && strcmp(got, w->format) == 0;
+
+    cJSON_Delete(rep);
+    close(fd);
+    return same;
+}
+
+/* lock_value_format is live: a lock taken as JSON before a SIGHUP to token
+ * goes on being extended by the daemon, and is released by its token;
+ * acquires after it write the bare token. */
+START_TEST(test_sighup_to_token_keeps_json_locks_working)
+{
+    char *conf = wire_strf("%s/reload.conf", redis_srv.dir);
+    FILE *f = fopen(conf, "w");
+    redisContext *r = redis_open();
+    says_format token = {NULL, "token"};
+    fmt_daemon d;
+    long long ticks;
+    char *held, *later, *v;
+    cJSON *rep;
+    int fd;
+
+    ck_assert_ptr_nonnull(f);
+    fputs("compat flowmonkey-published\n", f);
+    fclose(f);
+    wire_daemon_up(&d, redis_srv.url, (const char *const[]){"-c", conf, NULL});
+    fd = wire_connect(d.sock);
+    wire_send(fd, "{\"op\":\"lock.acquire\",\"id\":1,\"key\":\"c-reload\",\"ttl\":3000,"
+                  "\"auto_extend\":true}");
+    rep = wire_recv(fd, WAIT_MS);
+    wire_assert_ok(rep, "1");
+    held = strdup(wire_str(rep, "token"));
+    cJSON_Delete(rep);
+    assert_json_lock(r, "c-reload", held, 3000);
+
+    f = fopen(conf, "a");
+    ck_assert_ptr_nonnull(f);
+    fputs("lock_value_format token\n", f);
+    fclose(f);
+    ticks = wire_stats_int(fd, "lock_auto_extensions");
+    ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+    token.sock = d.sock;
+    ck_assert_msg(fmt_wait_until(hello_says_format, &token, WAIT_MS), "no reload to token");
+    later = fm_acquire(fd, "c-reload-later", 30000, 0);
+    v = lock_value(r, "c-reload-later");
+    ck_assert_str_eq(v, later);
+    /* Two more extensions of the JSON lock, each found it its own. */
+    wire_await_stat(d.sock, "lock_auto_extensions", ticks + 2, 4 * 3000 * wire_slowdown(&d));
+    ck_assert_int_eq(fm_lock_op(fd, "release", "c-reload", held, NULL), 1);
+    ck_assert_int_eq(fm_lock_op(fd, "release", "c-reload-later", later, NULL), 1);
+    free(v);
+    free(later);
+    free(held);
+    close(fd);
+    fmt_daemon_stop(&d);
+    redisFree(r);
+    free(conf);
+}
+END_TEST
+
 /* ---- token values beside JSON ones --------------------------------------- */
 
 START_TEST(test_token_format_writes_the_bare_token)
@@ -674,6 +812,8 @@ Suite *fm_suite_compat(void)
     tcase_add_test(tc, test_daemon_cache_entries_are_what_the_published_code_reads);
     tcase_add_test(tc, test_published_cache_entries_are_what_the_daemon_reads);
     tcase_add_test(tc, test_hello_reports_the_published_layout);
+    tcase_add_test(tc, test_scripts_own_the_token_or_json_whose_owner_it_is);
+    tcase_add_test(tc, test_sighup_to_token_keeps_json_locks_working);
 
     tc = fmt_tcase(s, "token_values", token_up, pair_down, 60);
     tcase_add_test(tc, test_token_format_writes_the_bare_token);

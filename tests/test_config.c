@@ -1032,9 +1032,6 @@ START_TEST(test_bad_sentinel_addresses_are_refused)
 }
 END_TEST
 
-/* ---- the example file --------------------------------------------------- */
-
-/* Whether text names word with no identifier character on either side. */
 /* ---- compatibility with @flowmonkey/redis ------------------------------- */
 
 static void assert_layout(const fm_config *cfg, const char *lock, const char *cache,
@@ -1098,6 +1095,9 @@ START_TEST(test_bad_compat_and_lock_value_format_are_refused)
 }
 END_TEST
 
+/* ---- the example file --------------------------------------------------- */
+
+/* Whether text names word with no identifier character on either side. */
 static int mentions(const char *text, const char *word)
 {
     size_t n = strlen(word);

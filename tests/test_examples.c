@@ -5,12 +5,14 @@
  * One redis-server and one daemon per TCase (unchecked fixture). Where a
  * test needs a second party (a lock holder, a wake subscriber) it speaks
  * the raw protocol itself. Keys carry the test's name so tests never meet. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "fm_tests.h"
+#include "fm_wire.h"
 #include "harness.h"
 #include "proc.h"
 #include "wire.h"
@@ -515,19 +517,28 @@ END_TEST
 
 /* ---- Python ------------------------------------------------------------- */
 
+/* examples/python/example.py runs against the daemon with the package of
+ * this source tree (client/python/fmredis), not an installed one: it says
+ * where it took it from. -B: nothing is written into the tree. */
 START_TEST(test_python_example_exits_0)
 {
-    char script[600];
-    const char *argv[] = {"python3", script, daemon0.sock, NULL};
+    char script[600], pkg[600], real[PATH_MAX], *from;
+    const char *argv[] = {"python3", "-B", script, daemon0.sock, NULL};
     fmt_proc p;
     int status;
 
     snprintf(script, sizeof(script), "%s/examples/python/example.py", fmt_srcdir());
     ck_assert_msg(access(script, R_OK) == 0, "%s is missing", script);
+    snprintf(pkg, sizeof(pkg), "%s/client/python/fmredis", fmt_srcdir());
+    ck_assert_msg(realpath(pkg, real) != NULL, "%s is missing", pkg);
     status = fmt_run(&p, argv, NULL, NULL, RUN_MS);
     ck_assert_msg(status == 0, "exit %d\nstdout:\n%s\nstderr:\n%s", status, p.text[1],
                   p.text[2]);
     ck_assert_msg(strstr(p.text[1], "all checks passed") != NULL, "stdout: %s", p.text[1]);
+    from = wire_strf("fmredis " FMREDIS_VERSION " from %s\n", real);
+    ck_assert_msg(strncmp(p.text[1], from, strlen(from)) == 0, "stdout: %s, want first: %s",
+                  p.text[1], from);
+    free(from);
     fmt_proc_free(&p);
 }
 END_TEST

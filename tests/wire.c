@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -465,17 +464,9 @@ char *wire_sub_next(redisContext *r, const char *channel)
     return payload;
 }
 
-int64_t wire_wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void wire_assert_recent_ms(int64_t ts, const char *what)
 {
-    int64_t now = wire_wall_ms();
+    int64_t now = fmt_wall_ms();
 
     ck_assert_msg(ts > now - WIRE_REPLY_MS && ts <= now + WIRE_REPLY_MS,
                   "%s: timestamp %lld is not within %d ms of now (%lld)", what, (long long)ts,

@@ -102,9 +102,7 @@ long long wire_redis_int(redisContext *c, const char *fmt, ...);
  * come on channel within that time. */
 redisContext *wire_sub_open(const fmt_redis *srv, const char *channel);
 char *wire_sub_next(redisContext *sub, const char *channel);
-/* Wall-clock milliseconds since the epoch; a timestamp within
- * WIRE_REPLY_MS of now. */
-int64_t wire_wall_ms(void);
+/* A wall-clock timestamp (ms since the epoch) within WIRE_REPLY_MS of now. */
 void wire_assert_recent_ms(int64_t ts, const char *what);
 /* The Node package's wake payload for id, byte for byte:
  * {"executionId":"<id>","timestamp":<digits>} with a recent timestamp. */

@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
 """A tour of fmredisd from Python: hello, ping, a lock, the cache, and a wake
-signal between two connections.
+signal between two connections, with the package in client/python.
 
     python3 example.py [SOCKET]     (else $FMREDISD_SOCKET, else the default)
 
-Prints what it does; exits 0 only if everything behaved as expected, 1
-otherwise (the test suite runs it against a real daemon).
+It imports fmredis from this source tree, installed or not, and says from
+where. Prints what it does; exits 0 only if everything behaved as expected,
+1 otherwise (the test suite runs it against a real daemon).
 """
 import os
 import sys
 import uuid
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fmredis import Client, FmError  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                os.pardir, os.pardir, "client", "python"))
+import fmredis  # noqa: E402
+from fmredis import (Client, ExecutionCache, FmError, LockManager,  # noqa: E402
+                     LockNotAcquired, Wake, WakeSignaler)
 
 failures = []
 
@@ -27,6 +31,8 @@ def check(what, ok, detail=""):
 def main():
     path = sys.argv[1] if len(sys.argv) > 1 else None
     tag = uuid.uuid4().hex[:12]         # keeps reruns and parallel runs apart
+    print("fmredis %s from %s" % (fmredis.__version__,
+                                  os.path.dirname(os.path.realpath(fmredis.__file__))))
     try:
         a = Client(path, timeout=10)
         b = Client(path, timeout=10)
@@ -42,43 +48,54 @@ def main():
         check("ping (with a Redis round trip)", state == "up", "redis " + str(state))
 
         # A lock: taken once, refused to a second connection, then released.
+        locks_a = LockManager(a, default_ttl=10000)
+        locks_b = LockManager(b, max_retries=0)
         key = "example:lock:" + tag
-        lock = a.lock_acquire(key, ttl=10000)
-        check("lock acquire", lock is not None,
-              lock and "token %s, fence %d" % (lock.token, lock.fence) or "not acquired")
-        check("lock is_locked", a.lock_is_locked(key) is True)
-        other = b.lock_acquire(key, ttl=10000, max_retries=0)
-        check("second acquire refused", other is None)
-        released, reason = a.lock_release(key, lock.token if lock else "-")
-        check("lock release", released, reason or "released")
-        check("lock free again", a.lock_is_locked(key) is False)
-        released, reason = a.lock_release(key, lock.token if lock else "-")
-        check("release twice says not_held", not released and reason == "not_held",
-              str(reason))
+        token = locks_a.acquire(key)
+        check("lock acquire", token is not None, "token %s" % token)
+        check("lock is_locked", locks_a.is_locked(key) is True)
+        check("second acquire refused", locks_b.acquire(key) is None)
+        check("lock release", locks_a.release(key, token or "-"))
+        check("lock free again", locks_a.is_locked(key) is False)
+        check("release twice is refused", not locks_a.release(key, token or "-"))
+
+        # The with form: held (and kept extended by the daemon) in the block.
+        with locks_a.lock(key) as held:
+            check("with lock: held", held.fence is not None and locks_b.is_locked(key),
+                  "fence %s" % held.fence)
+            try:
+                with locks_b.lock(key):
+                    pass
+                check("with lock: refused to another", False)
+            except LockNotAcquired:
+                check("with lock: refused to another", True)
+        check("with lock: released after the block", not locks_b.is_locked(key))
 
         # The cache: an execution goes in and comes back equal.
+        cache = ExecutionCache(a)
         eid = "example-exec-" + tag
         execution = {"id": eid, "status": "running", "step": 3,
                      "context": {"n": 12345678901234567890, "tags": ["a", "b"],
                                  "note": "caf\u00e9"}}
-        a.cache_set(execution, ttl=60000)
-        got = a.cache_get(eid)
+        cache.set(execution, ttl=60000)
+        got = cache.get(eid)
         check("cache set + get round trip", got == execution, repr(got))
-        many = a.cache_get_many([eid, eid + "-missing"])
+        many = cache.get_many([eid, eid + "-missing"])
         check("cache get_many (hit and miss)", list(many) == [eid])
-        check("cache invalidate_many", a.cache_invalidate_many([eid]) == 1)
-        check("cache miss after invalidate", a.cache_get(eid) is None)
+        check("cache invalidate_many", cache.invalidate_many([eid]) == 1)
+        check("cache miss after invalidate", cache.get(eid) is None)
 
         # Wake: b subscribes, a signals, b receives the execution id.
         channel = "example:wake:" + tag
-        sub = b.wake_subscribe(channel)
+        listener = WakeSignaler(b, channel=channel)
+        sub = listener.subscribe()
         check("wake subscribe", sub == channel, sub)
-        receivers = a.wake_signal(eid, channel)
+        receivers = WakeSignaler(a, channel=channel).signal(eid)
         check("wake signal", receivers >= 1, "%d receiver(s)" % receivers)
-        ev = b.next_event(timeout=5)
-        check("wake received", ev is not None and ev.type == "wake"
-              and ev.execution_id == eid and ev.channel == channel, repr(ev))
-        b.wake_unsubscribe(channel)
+        ev = listener.receive(timeout=5)
+        check("wake received", isinstance(ev, Wake) and ev.execution_id == eid
+              and ev.channel == channel, repr(ev))
+        listener.unsubscribe()
     except (FmError, OSError) as e:
         check("no errors", False, "%s: %s" % (type(e).__name__, e))
     finally:
