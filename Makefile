@@ -19,6 +19,7 @@
 #   make bench      fmredisd against direct Redis, full matrix (~1 minute,
 #                   not part of all); make bench-smoke: a short run that
 #                   check includes (see bench/bench.mk)
+#   make test-node  the Node.js client's tests (client/node/, node --test)
 #   make torture    lock safety under faults (Jepsen-style, tests/torture/):
 #                   the sanitized daemon, TORTURE_SECONDS (60) of nemesis;
 #                   SEED=N replays a run's fault schedule (under 3 minutes)
@@ -299,6 +300,25 @@ torture:
 	$(MAKE) SAN=1 all
 	python3 -B tests/torture/torture.py --daemon build/san/fmredisd \
 	    --seconds $(TORTURE_SECONDS) $(if $(SEED),--seed $(SEED))
+
+# ---- The Node.js client ------------------------------------------------------
+#
+# client/node/ is the Node.js package (its README says how to use it). Its
+# tests run under Node's own runner (Node 18 or later: Debian 12's nodejs)
+# and start a private redis-server and the daemon built here, each test
+# file its own, in a temp dir. node and redis-server are installed from
+# Debian when missing (a node from elsewhere, such as NodeSource's, is kept).
+# Installs Debian's package $(2) unless the command $(1) is found.
+need_command = @command -v $(1) >/dev/null || { apt-get update -q && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(2); }
+
+.PHONY: test-node deps-node
+deps-node:
+	$(call need_command,node,nodejs)
+	$(call need_command,redis-server,redis-server)
+
+test-node: deps-node $(DAEMON)
+	FMREDISD=$(abspath $(DAEMON)) node --test client/node/test/
 
 # ---- The Python client ----------------------------------------------------
 #

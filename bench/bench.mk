@@ -42,3 +42,25 @@ bench: deps
 bench-smoke: all $(BENCH)
 	@mkdir -p $(BENCH_OUT)
 	$(BENCH_RUN) --smoke --csv $(BENCH_OUT)/smoke.csv --json $(BENCH_OUT)/smoke.json
+
+# ---- From Node ------------------------------------------------------------
+#
+# bench/node/bench.js: lock pairs and cache set+get pairs from one Node
+# process at 1, 8 and 32 concurrent callers, through fmredisd with the
+# client in client/node/, and directly with node-redis (redis v4) and
+# ioredis sending the commands a program without the daemon sends. Those
+# two come from npm into bench/node/node_modules, as bench/node/
+# package-lock.json pins them (npm itself from Debian when missing). It
+# starts its own redis-server and fmredisd in a temp dir, Redis on a Unix
+# socket, and prints a table. BENCH_NODE_ARGS, e.g. "--only lock
+# --callers 32 --seconds 5", go to it.
+BENCH_NODE_ARGS ?=
+BENCH_NODE_DEPS = bench/node/node_modules/.package-lock.json
+
+$(BENCH_NODE_DEPS): bench/node/package-lock.json
+	$(call need_command,npm,npm)
+	cd bench/node && npm ci --no-audit --no-fund
+
+.PHONY: bench-node
+bench-node: deps-node $(DAEMON) $(BENCH_NODE_DEPS)
+	FMREDISD=$(abspath $(DAEMON)) node bench/node/bench.js $(BENCH_NODE_ARGS)

@@ -1,0 +1,74 @@
+// ExecutionCache: the @flowmonkey/redis RedisExecutionCache API over
+// fmredisd's cache.* operations. The daemon stores an execution's JSON text
+// as sent; with bigNumbers this side keeps the digits too (lib/json.js).
+
+import { batches } from './batch.js';
+import { FmredisError } from './errors.js';
+import { stringifyExact } from './json.js';
+import { attach, optionalInt, prefixCheck } from './manager.js';
+
+const DEFAULT_MAX_BATCH = 10000;
+
+export class ExecutionCache {
+  constructor(client, options) {
+    const a = attach(client, options);
+    this.client = a.client;
+    this._owned = a.owned;
+    const o = a.options;
+    this.keyPrefix = o.keyPrefix;
+    this.ttl = optionalInt('ttl', o.ttl);
+    this.bigNumbers = o.bigNumbers ?? this.client.bigNumbers;
+    this.maxBatch = o.maxBatch ?? DEFAULT_MAX_BATCH;
+    this._precheck = prefixCheck(o.keyPrefix, 'cache_key_prefix', this.client);
+  }
+
+  async get(id) {
+    const reply = await this.client._request('cache.get', { execution_id: id },
+      { precheck: this._precheck, exact: this.bigNumbers });
+    return reply.execution ?? null;
+  }
+
+  // Stores execution (an object with a string id) for ttl ms (the
+  // manager's ttl, else the daemon's cache_ttl_ms).
+  async set(execution, ttl) {
+    const text = this.bigNumbers ? stringifyExact(execution) : JSON.stringify(execution);
+    if (text === undefined) {
+      throw new FmredisError('bad_request', 'cache.set: execution must be an object with a string id', { op: 'cache.set' });
+    }
+    const fields = {};
+    ttl = ttl ?? this.ttl;
+    if (ttl !== undefined) fields.ttl = ttl;
+    await this.client._request('cache.set', fields, { raw: ['execution', text], precheck: this._precheck });
+  }
+
+  async invalidate(id) {
+    await this.client._request('cache.invalidate', { execution_id: id }, { precheck: this._precheck });
+  }
+
+  async invalidateMany(ids) {
+    const parts = batches(ids, this.maxBatch, this.client.maxRequestBytes);
+    await Promise.all(parts.map((part) =>
+      this.client._request('cache.invalidate_many', { execution_ids: part }, { precheck: this._precheck })));
+  }
+
+  // A Map of the ids that are cached, in the order of ids.
+  async getMany(ids) {
+    const parts = batches(ids, this.maxBatch, this.client.maxRequestBytes);
+    const replies = await Promise.all(parts.map((part) =>
+      this.client._request('cache.get_many', { execution_ids: part },
+        { precheck: this._precheck, exact: this.bigNumbers })));
+    const found = new Map();
+    for (const reply of replies) {
+      const executions = reply.executions ?? {};
+      for (const id of Object.keys(executions)) found.set(id, executions[id]);
+    }
+    const out = new Map();
+    for (const id of ids) if (found.has(id)) out.set(id, found.get(id));
+    return out;
+  }
+
+  // Closes the Client this cache made for itself; a shared one stays.
+  async close() {
+    if (this._owned) await this.client.close();
+  }
+}

@@ -1,0 +1,139 @@
+// LockManager: the @flowmonkey/redis RedisLockManager API over fmredisd's
+// lock.* operations. The daemon waits and retries an acquire itself, so an
+// acquire is one request; withLock lets the daemon extend the lock while fn
+// runs (auto_extend) and learns from it when the lock is lost.
+
+import { LockLostError, LockNotAcquiredError } from './errors.js';
+import { attach, optionalInt, prefixCheck } from './manager.js';
+
+export class LockManager {
+  constructor(client, options) {
+    const a = attach(client, options);
+    this.client = a.client;
+    this._owned = a.owned;
+    const o = a.options;
+    this.keyPrefix = o.keyPrefix;
+    this.defaultTTL = optionalInt('defaultTTL', o.defaultTTL);
+    this.retryDelay = optionalInt('retryDelay', o.retryDelay);
+    this.maxRetries = optionalInt('maxRetries', o.maxRetries);
+    this._precheck = prefixCheck(o.keyPrefix, 'lock_key_prefix', this.client);
+  }
+
+  _acquireRequest(key, opts) {
+    const fields = { key };
+    const ttl = opts.ttl ?? this.defaultTTL;
+    const retryDelay = opts.retryDelay ?? this.retryDelay;
+    const maxRetries = opts.maxRetries ?? this.maxRetries;
+    if (ttl !== undefined) fields.ttl = ttl;
+    if (retryDelay !== undefined) fields.retry_delay = retryDelay;
+    if (maxRetries !== undefined) fields.max_retries = maxRetries;
+    if (opts.onDisconnect !== undefined) fields.on_disconnect = opts.onDisconnect;
+    if (opts.autoExtend !== undefined) fields.auto_extend = opts.autoExtend;
+    const timeout = this.client.acquireTimeout(retryDelay, maxRetries);
+    return { fields, opts: { timeout, precheck: this._precheck } };
+  }
+
+  // The token, or null when another holder kept the lock through every
+  // retry (retryDelay × maxRetries, waiting in the daemon).
+  async acquire(key, ttl) {
+    const lock = await this.acquireLock(key, { ttl });
+    return lock === null ? null : lock.token;
+  }
+
+  // acquire() with every lock.acquire argument and the fence:
+  // {token, fence} or null. opts: ttl, retryDelay, maxRetries (ms; the
+  // manager's options by default), onDisconnect ("release" or "keep"),
+  // autoExtend (bool).
+  async acquireLock(key, opts = {}) {
+    const { fields, opts: ro } = this._acquireRequest(key, opts);
+    const reply = await this.client._request('lock.acquire', fields, ro);
+    return typeof reply.token === 'string' ? { token: reply.token, fence: reply.fence } : null;
+  }
+
+  async release(key, token) {
+    const reply = await this.client._request('lock.release', { key, token }, { precheck: this._precheck });
+    return reply.released === true;
+  }
+
+  // Sets the lock's remaining TTL to ttl (the manager's defaultTTL, else
+  // the daemon's lock_default_ttl_ms); false when token no longer holds it.
+  async extend(key, token, ttl) {
+    const fields = { key, token };
+    ttl = ttl ?? this.defaultTTL;
+    if (ttl !== undefined) fields.ttl = ttl;
+    const reply = await this.client._request('lock.extend', fields, { precheck: this._precheck });
+    return reply.extended === true;
+  }
+
+  async isLocked(key) {
+    const reply = await this.client._request('lock.is_locked', { key }, { precheck: this._precheck });
+    return reply.locked === true;
+  }
+
+  // Runs fn holding the lock, which the daemon extends every ttl/3 while
+  // fn runs, and releases it afterwards, also when fn throws. fn gets an
+  // AbortSignal that aborts (with a LockLostError) if the lock is lost
+  // meanwhile, and {key, token, fence}. Rejects with LockNotAcquiredError
+  // when the lock could not be had, and with LockLostError (after fn
+  // settled; fn's own error as its cause) when it was lost while fn ran.
+  async withLock(key, fn, ttl) {
+    if (typeof fn !== 'function') throw new TypeError('withLock: fn must be a function');
+    const { fields, opts } = this._acquireRequest(key, { ttl, autoExtend: true });
+    const got = await this.client._acquireWatched(fields, opts);
+    if (got === null) throw new LockNotAcquiredError(key);
+    const { token, fence, held } = got;
+    const controller = new AbortController();
+    // Deferred so that abort listeners never run inside the client's read
+    // of the socket.
+    const abort = (reason) => queueMicrotask(() => controller.abort(new LockLostError(key, reason)));
+    if (held.lost !== null) abort(held.lost);
+    else held.onLost = abort;
+
+    let failed = false;
+    let result;
+    let error;
+    try {
+      result = await fn(controller.signal, { key, token, fence });
+    } catch (err) {
+      failed = true;
+      error = err;
+    }
+    held.onLost = null;
+    const lost = held.lost;
+    if (lost !== null) throw new LockLostError(key, lost, failed ? { cause: error } : undefined);
+
+    try {
+      await this.release(key, token);
+    } catch (err) {
+      // A connection that ended has released the lock with it. Otherwise
+      // the daemon still holds and extends it: keep asking it to let go.
+      if (err.code !== 'connection_lost' && err.code !== 'closed') {
+        this._releaseLater(key, token, held);
+        throw failed ? error : err;
+      }
+    }
+    this.client._forgetLock(held);
+    if (failed) throw error;
+    return result;
+  }
+
+  _releaseLater(key, token, held) {
+    const client = this.client;
+    const retry = () => {
+      if (client.state === 'closed' || held.lost !== null) return;
+      this.release(key, token).then(
+        () => client._forgetLock(held),
+        (err) => {
+          if (err.code === 'connection_lost' || err.code === 'closed') client._forgetLock(held);
+          else setTimeout(retry, client.reconnectMaxDelay).unref();
+        },
+      );
+    };
+    setTimeout(retry, client.reconnectMaxDelay).unref();
+  }
+
+  // Closes the Client this manager made for itself; a shared one stays.
+  async close() {
+    if (this._owned) await this.client.close();
+  }
+}

@@ -1,0 +1,263 @@
+// The Client: framing, pipelining, matching replies by id, the client-side
+// limits and deadlines, and the error classes.
+
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+
+import {
+  ClientClosedError,
+  ClientTimeoutError,
+  ExecutionCache,
+  FmredisError,
+  LockManager,
+  ProtocolError,
+  createClient,
+} from '../index.js';
+import { startServers, until } from '../test-support/helper.js';
+
+let servers;
+before(async () => {
+  servers = await startServers();
+});
+after(async () => {
+  await servers.stop();
+});
+
+// A daemon stand-in on a socket of our own, for what a real daemon never
+// does (split frames, answer out of order on demand, send garbage).
+function fakeDaemon(path, onRequest, hello = { protocol: 1, server: 'fake', layout: null }) {
+  const server = net.createServer((sock) => {
+    let buf = Buffer.alloc(0);
+    const send = (obj) => {
+      const body = Buffer.from(typeof obj === 'string' ? obj : JSON.stringify(obj));
+      const head = Buffer.alloc(4);
+      head.writeUInt32BE(body.length);
+      sock.write(Buffer.concat([head, body]));
+    };
+    sock.on('data', (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+        const n = buf.readUInt32BE(0);
+        const req = JSON.parse(buf.toString('utf8', 4, 4 + n));
+        buf = buf.subarray(4 + n);
+        if (req.op === 'hello') send({ id: req.id, ok: true, ...hello });
+        else onRequest(req, send, sock);
+      }
+    });
+    sock.on('error', () => {});
+  });
+  return new Promise((resolve) => server.listen(path, () => resolve(server)));
+}
+
+describe('pipelining', () => {
+  it('answers a thousand concurrent calls, each with its own reply', async () => {
+    const client = createClient({ socket: servers.socket });
+    const cache = new ExecutionCache(client);
+    const ids = Array.from({ length: 1000 }, (_, i) => `pipe-${i}`);
+    await Promise.all(ids.map((id, i) => cache.set({ id, n: i })));
+    const got = await Promise.all(ids.map((id) => cache.get(id)));
+    got.forEach((e, i) => assert.deepEqual(e, { id: ids[i], n: i }));
+    // More than max_inflight_per_client (256) at once: the client holds the
+    // rest back, so the daemon never answers too_many_requests.
+    const stats = await client.stats();
+    assert.equal(stats.ops['cache.set'].errors, 0);
+    assert.equal(stats.ops['cache.get'].errors, 0);
+    assert.equal(await servers.redisCli('GET', 'fm:exec:pipe-999'), '{"id":"pipe-999","n":999}');
+    await client.close();
+  });
+
+  it('lets a cache.get through while an acquire on the same connection waits for a held lock', async () => {
+    const holder = new LockManager({ socket: servers.socket });
+    const client = createClient({ socket: servers.socket });
+    const locks = new LockManager(client, { retryDelay: 100, maxRetries: 100 });
+    const cache = new ExecutionCache(client);
+    await cache.set({ id: 'ooo', v: 1 });
+    const token = await holder.acquire('ooo-lock', 30000);
+    assert.ok(token);
+
+    let acquired = false;
+    const waiting = locks.acquire('ooo-lock', 5000).then((t) => {
+      acquired = true;
+      return t;
+    });
+    // Sent after the acquire on the same socket, answered before it.
+    assert.deepEqual(await cache.get('ooo'), { id: 'ooo', v: 1 });
+    assert.equal(await locks.isLocked('ooo-lock'), true);
+    assert.equal(acquired, false);
+
+    assert.equal(await holder.release('ooo-lock', token), true);
+    const t2 = await waiting;
+    assert.equal(typeof t2, 'string');
+    assert.notEqual(t2, token);
+    assert.equal(await servers.redisCli('GET', 'fm:lock:ooo-lock'), t2);
+    await locks.release('ooo-lock', t2);
+    await holder.close();
+    await client.close();
+  });
+
+  it('matches replies that come in another order and frames split anywhere', async () => {
+    const path = `${servers.dir}/fake-order.sock`;
+    const held = [];
+    const server = await fakeDaemon(path, (req, _send, sock) => {
+      held.push(req);
+      if (held.length < 3) return;
+      // All three answered in reverse order, written one byte at a time.
+      const frames = held.reverse().map((r) => {
+        const body = Buffer.from(JSON.stringify({ id: r.id, ok: true, echo: r.n }));
+        const head = Buffer.alloc(4);
+        head.writeUInt32BE(body.length);
+        return Buffer.concat([head, body]);
+      });
+      const all = Buffer.concat(frames);
+      let i = 0;
+      const drip = () => {
+        if (i < all.length) {
+          sock.write(all.subarray(i, i + 1));
+          i++;
+          setImmediate(drip);
+        }
+      };
+      drip();
+    });
+    const client = createClient({ socket: path });
+    const replies = await Promise.all([1, 2, 3].map((n) => client.call('echo', { n })));
+    assert.deepEqual(replies.map((r) => r.echo), [1, 2, 3]);
+    await client.close();
+    await new Promise((r) => server.close(r));
+  });
+
+  it('reads a reply larger than the daemon would accept as a request', async () => {
+    const client = createClient({ socket: servers.socket });
+    const cache = new ExecutionCache(client);
+    const blob = 'x'.repeat(600 * 1024);
+    await cache.set({ id: 'big-1', blob });
+    await cache.set({ id: 'big-2', blob });
+    const m = await cache.getMany(['big-1', 'big-2']);
+    assert.equal(m.size, 2);
+    assert.equal(m.get('big-2').blob.length, blob.length);
+    await client.close();
+  });
+});
+
+describe('client-side limits', () => {
+  it('refuses a request above maxRequestBytes without losing the connection or its locks', async () => {
+    const client = createClient({ socket: servers.socket });
+    const locks = new LockManager(client);
+    const cache = new ExecutionCache(client);
+    const token = await locks.acquire('limit-lock', 30000);
+    await assert.rejects(cache.set({ id: 'too-big', blob: 'y'.repeat(1 << 20) }),
+      (err) => err instanceof FmredisError && err.code === 'frame_too_large');
+    // The lock is still held: the connection never dropped.
+    assert.equal(await servers.redisCli('GET', 'fm:lock:limit-lock'), token);
+    assert.equal(await locks.release('limit-lock', token), true);
+    await client.close();
+  });
+
+  it('refuses a string that is not valid UTF-8 before sending it', async () => {
+    const client = createClient({ socket: servers.socket });
+    const cache = new ExecutionCache(client);
+    await assert.rejects(cache.set({ id: 'sur', s: 'a\ud800b' }),
+      (err) => err instanceof FmredisError && err.code === 'bad_request' && /surrogate/.test(err.message));
+    // A well-formed pair and the text "\ud800" itself are fine.
+    await cache.set({ id: 'sur', s: 'a\ud83d\ude00b', t: '\\ud800' });
+    assert.deepEqual(await cache.get('sur'), { id: 'sur', s: 'a\ud83d\ude00b', t: '\\ud800' });
+    await client.close();
+  });
+});
+
+describe('errors', () => {
+  it('gives the daemon code of a refused request on an FmredisError', async () => {
+    const client = createClient({ socket: servers.socket });
+    const locks = new LockManager(client);
+    await assert.rejects(locks.acquire(''), (err) => {
+      assert.ok(err instanceof FmredisError);
+      assert.ok(err instanceof Error);
+      assert.equal(err.code, 'bad_request');
+      assert.equal(err.op, 'lock.acquire');
+      return true;
+    });
+    await assert.rejects(client.call('no.such.op'), { code: 'unknown_op' });
+    await assert.rejects(locks.acquire('k', 0), { code: 'bad_request' });
+    await assert.rejects(locks.withLock('k', async () => 1, 50), { code: 'bad_request' });
+    // The connection is fine after them.
+    assert.equal(await client.ping(), 'up');
+    await client.close();
+  });
+
+  it('rejects with ClientTimeoutError past its deadline and gives back a lock granted too late', async () => {
+    const holder = new LockManager({ socket: servers.socket });
+    const client = createClient({ socket: servers.socket });
+    const holderToken = await holder.acquire('late', 30000);
+    const t0 = Date.now();
+    await assert.rejects(
+      client.call('lock.acquire', { key: 'late', retry_delay: 100, max_retries: 100 }, { timeout: 300 }),
+      (err) => err instanceof ClientTimeoutError && err.code === 'client_timeout',
+    );
+    assert.ok(Date.now() - t0 < 3000);
+    // The daemon grants the abandoned acquire once the holder lets go;
+    // the client releases it at once, as nobody has its token.
+    const releases = async () => (await client.stats()).ops['lock.release'].calls;
+    const before = await releases();
+    assert.equal(await holder.release('late', holderToken), true);
+    await until(async () => (await releases()) === before + 2, "the holder's release and the client's");
+    assert.equal(await servers.redisCli('EXISTS', 'fm:lock:late'), '0');
+    await holder.close();
+    await client.close();
+  });
+
+  it('rejects with ClientTimeoutError naming the cause while no daemon answers', async () => {
+    const client = createClient({ socket: `${servers.dir}/nobody.sock`, timeout: 300 });
+    await assert.rejects(client.ping(), (err) => err instanceof ClientTimeoutError && /ENOENT/.test(err.message));
+    await client.close();
+  });
+
+  it('rejects with ClientClosedError after close()', async () => {
+    const client = createClient({ socket: servers.socket });
+    const locks = new LockManager(client);
+    const holder = new LockManager({ socket: servers.socket });
+    const token = await holder.acquire('closing', 30000);
+    const waiting = assert.rejects(locks.acquire('closing'),
+      (err) => err instanceof ClientClosedError && err.code === 'closed');
+    await until(async () => (await holder.client.stats()).lock_acquires_waiting === 1, 'the acquire to wait');
+    await client.close();
+    await waiting;
+    await assert.rejects(locks.isLocked('closing'), { code: 'closed' });
+    await holder.release('closing', token);
+    await holder.close();
+  });
+
+  it('closes for good when the daemon refuses its hello, with the daemon\'s error', async () => {
+    const client = createClient({ socket: servers.socket, clientName: 'bad\u0001name' });
+    await assert.rejects(client.ping(), (err) => err instanceof FmredisError && err.code === 'bad_request'
+      && err.op === 'hello');
+    assert.equal(client.state, 'closed');
+    await client.close();
+  });
+
+  it('closes for good, with ProtocolError, when the daemon speaks another protocol', async () => {
+    const path = `${servers.dir}/fake-v2.sock`;
+    const server = await fakeDaemon(path, () => {}, { protocol: 2, server: 'future' });
+    const client = createClient({ socket: path });
+    await assert.rejects(client.ready(), (err) => err instanceof ProtocolError && err.code === 'protocol_error'
+      && /protocol 2/.test(err.message));
+    await assert.rejects(client.ping(), { code: 'protocol_error' });
+    await client.close();
+    await new Promise((r) => server.close(r));
+  });
+
+  it('drops the connection and reconnects when the daemon sends something unreadable', async () => {
+    const path = `${servers.dir}/fake-garbage.sock`;
+    let conns = 0;
+    const server = await fakeDaemon(path, (req, send) => {
+      conns++;
+      if (conns === 1) send('{not json');
+      else send({ id: req.id, ok: true, redis: 'up' });
+    });
+    const client = createClient({ socket: path });
+    await assert.rejects(client.ping(), (err) => err.code === 'connection_lost' && /not JSON/.test(err.message));
+    assert.equal(await client.ping(), 'up');
+    await client.close();
+    await new Promise((r) => server.close(r));
+  });
+});
