@@ -2,9 +2,9 @@
 #
 #   make            build/fmredisd, build/fmredis, build/libfmredis.{a,so}
 #   make check      what CI runs: install missing packages, build, then
-#                   test + test-python + check-install + check-san +
-#                   valgrind + fuzz + torture + bench-smoke + check-deb
-#                   (about 17 minutes)
+#                   test + test-python + test-node + check-install +
+#                   check-san + valgrind + fuzz + torture + bench-smoke +
+#                   check-deb (about 17 minutes)
 #   make test       the test suite only (seconds: the developer loop)
 #   make check-san  the test suite built with ASan+UBSan, daemon included
 #   make valgrind   the test suite with the daemon under valgrind memcheck
@@ -125,12 +125,13 @@ $(TESTS): $(call obj,$(TEST_SRC) $(TEST_DAEMON_SRC)) $(LIB_A)
 # which verify checks) and strace (the daemon's system calls against the
 # unit's filter); make deb and check-deb need build-essential, debhelper,
 # lintian and debootstrap; test-python installs the Python client into a
-# venv with python3-venv, python3-pip, python3-setuptools and python3-wheel.
+# venv with python3-venv, python3-pip, python3-setuptools and python3-wheel;
+# test-node runs on nodejs (Debian 12's is Node 18).
 DEB_PKGS_RUN = gcc make pkg-config libhiredis-dev libuv1-dev libcjson-dev redis-server
 DEB_PKGS = $(DEB_PKGS_RUN) check python3 clang libclang-rt-14-dev valgrind \
            mandoc systemd procps strace \
            build-essential debhelper lintian debootstrap \
-           python3-venv python3-pip python3-setuptools python3-wheel
+           python3-venv python3-pip python3-setuptools python3-wheel nodejs
 # Installs what of $(1) is missing, with one apt-get update before.
 install_missing = @missing=$$(for p in $(1); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
@@ -151,6 +152,8 @@ check: deps
 	    && echo "== test: $$(($$(date +%s) - t0)) s"
 	@t0=$$(date +%s); $(MAKE) test-python \
 	    && echo "== test-python: $$(($$(date +%s) - t0)) s"
+	@t0=$$(date +%s); $(MAKE) test-node \
+	    && echo "== test-node: $$(($$(date +%s) - t0)) s"
 	@t0=$$(date +%s); $(MAKE) check-install \
 	    && echo "== check-install: $$(($$(date +%s) - t0)) s"
 	@t0=$$(date +%s); $(MAKE) check-san \

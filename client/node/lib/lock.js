@@ -105,31 +105,15 @@ export class LockManager {
     try {
       await this.release(key, token);
     } catch (err) {
-      // A connection that ended has released the lock with it. Otherwise
-      // the daemon still holds and extends it: keep asking it to let go.
-      if (err.code !== 'connection_lost' && err.code !== 'closed') {
-        this._releaseLater(key, token, held);
-        throw failed ? error : err;
-      }
+      // The daemon stopped extending the lock when it got the release,
+      // whatever Redis answered (or the connection ended and released it):
+      // a release that failed leaves the lock to its TTL.
+      this.client._forgetLock(held);
+      throw failed ? error : err;
     }
     this.client._forgetLock(held);
     if (failed) throw error;
     return result;
-  }
-
-  _releaseLater(key, token, held) {
-    const client = this.client;
-    const retry = () => {
-      if (client.state === 'closed' || held.lost !== null) return;
-      this.release(key, token).then(
-        () => client._forgetLock(held),
-        (err) => {
-          if (err.code === 'connection_lost' || err.code === 'closed') client._forgetLock(held);
-          else setTimeout(retry, client.reconnectMaxDelay).unref();
-        },
-      );
-    };
-    setTimeout(retry, client.reconnectMaxDelay).unref();
   }
 
   // Closes the Client this manager made for itself; a shared one stays.
