@@ -307,9 +307,11 @@ torture:
 # ---- The Node.js client ------------------------------------------------------
 #
 # client/node/ is the Node.js package (its README says how to use it). Its
-# tests run under Node's own runner (Node 18 or later: Debian 12's nodejs)
+# tests run under Node's own runner (Node 18.19 or later: Debian 12's nodejs)
 # and start a private redis-server and the daemon built here, each test
-# file its own, in a temp dir. node and redis-server are installed from
+# file its own, in a temp dir. The files are named (Node 21 and later take
+# no directory), and a test or file that runs past --test-timeout fails
+# rather than hang the build. node and redis-server are installed from
 # Debian when missing (a node from elsewhere, such as NodeSource's, is kept).
 # Installs Debian's package $(2) unless the command $(1) is found.
 need_command = @command -v $(1) >/dev/null || { apt-get update -q && \
@@ -321,7 +323,7 @@ deps-node:
 	$(call need_command,redis-server,redis-server)
 
 test-node: deps-node $(DAEMON)
-	FMREDISD=$(abspath $(DAEMON)) node --test client/node/test/
+	FMREDISD=$(abspath $(DAEMON)) node --test --test-timeout=120000 client/node/test/*.test.js
 
 # ---- The Python client ----------------------------------------------------
 #

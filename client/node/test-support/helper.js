@@ -18,17 +18,29 @@ export const FMREDISD = process.env.FMREDISD || path.join(REPO_DIR, 'build/fmred
 const started = new Set();   // child processes not yet reaped
 const dirs = new Set();
 
-// Whatever ends this process, nothing it started outlives it.
-process.on('exit', () => {
+// Whatever ends this process, nothing it started outlives it: a normal
+// exit, or a signal (the test runner sends SIGTERM to a file that ran past
+// --test-timeout; ^C and a closed terminal send SIGINT and SIGHUP), after
+// which the signal is raised again so that the process still dies of it.
+function cleanUp() {
   for (const child of started) {
     try {
-      process.kill(child.pid, 'SIGKILL');
+      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
     } catch {
       // already gone
     }
   }
+  started.clear();
   for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
-});
+  dirs.clear();
+}
+process.on('exit', cleanUp);
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
+  process.once(sig, () => {
+    cleanUp();
+    process.kill(process.pid, sig);
+  });
+}
 
 // Polls fn (sync or async) until it returns a truthy value, which it
 // returns; fails after timeout ms, saying what it waited for.
@@ -54,11 +66,19 @@ function startProcess(cmd, args, logPath) {
   const child = spawn(cmd, args, { stdio: ['ignore', log, log] });
   fs.closeSync(log);
   started.add(child);
-  child.exited = new Promise((resolve) => child.once('exit', (code, signal) => {
-    started.delete(child);
-    resolve({ code, signal });
-  }));
-  child.once('error', () => started.delete(child));
+  // A child that could not be spawned (ENOENT) sends 'error' and never
+  // 'exit'.
+  child.exited = new Promise((resolve) => {
+    child.once('exit', (code, signal) => {
+      started.delete(child);
+      resolve({ code, signal });
+    });
+    child.once('error', (error) => {
+      if (child.pid !== undefined) return;
+      started.delete(child);
+      resolve({ code: null, signal: null, error });
+    });
+  });
   return child;
 }
 
@@ -179,7 +199,8 @@ export class Servers {
     const child = spawn('redis-cli', ['-s', this.redisSock, 'SUBSCRIBE', channel],
       { stdio: ['ignore', 'pipe', 'ignore'] });
     started.add(child);
-    const exited = new Promise((resolve) => child.once('exit', () => {
+    // 'close' comes after 'exit', and also when the spawn failed.
+    const exited = new Promise((resolve) => child.once('close', () => {
       started.delete(child);
       resolve();
     }));
