@@ -82,8 +82,11 @@ describe('daemon restarts', () => {
     await signaler.subscribe((id) => {
       got.push(id);
     }, { group: 'g' });
+    // Listening before the restart: the resubscription may come before
+    // restartDaemon() returns.
+    const resubscribed = new Promise((resolve) => signaler.once('resubscribed', resolve));
     await servers.restartDaemon('SIGTERM');
-    await new Promise((resolve) => signaler.once('resubscribed', resolve));
+    await resubscribed;
     await servers.redisCli('PUBLISH', 'drain', 'd1');
     await until(() => got.includes('d1'), 'the wake');
     // The group came back with the subscription.
