@@ -149,10 +149,13 @@ while (!done() && Date.now() < DEADLINE) {
   }
   await sleep(100);
 }
-// Handlers of other workers woken for the last executions may still wait
-// for their lock; they find those executions done.
-await signaler.client.ping();
-while (stats.busy > 0 && Date.now() < DEADLINE) await sleep(20);
+// Every wake sent reaches every worker (with --group, one of them), and
+// under load the poller may have signaled an execution again before its
+// first wake was handled. Wait for the last wakes, and for handlers still
+// waiting for a lock (they find those executions done), so that the counts
+// below add up.
+const wakesDue = () => stats.signals * (args.group ? 1 : WORKERS);
+while ((stats.wakes < wakesDue() || stats.busy > 0) && Date.now() < DEADLINE) await sleep(20);
 
 // ---- report -------------------------------------------------------------------
 
