@@ -141,15 +141,15 @@ describe('withLock', () => {
   it('keeps the lock alive past its ttl while fn runs', async () => {
     await locks.withLock('w4', async () => {
       const t0 = Date.now();
-      // Three ttls of 300 ms: without the daemon's extensions the key
-      // would be gone.
-      while (Date.now() - t0 < 900) {
+      // Three ttls of 1000 ms: without the daemon's extensions (every
+      // 333 ms) the key would be gone.
+      while (Date.now() - t0 < 3000) {
         assert.equal(await servers.redisCli('EXISTS', 'fm:lock:w4'), '1');
-        await new Promise((r) => setTimeout(r, 100));
+        await new Promise((r) => setTimeout(r, 250));
       }
       const left = await pttl('fm:lock:w4');
-      assert.ok(left > 0 && left <= 300, `PTTL ${left}`);
-    }, 300);
+      assert.ok(left > 0 && left <= 1000, `PTTL ${left}`);
+    }, 1000);
     assert.equal(await servers.redisCli('EXISTS', 'fm:lock:w4'), '0');
   });
 
@@ -162,7 +162,7 @@ describe('withLock', () => {
       await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
       seen = signal.reason;
       return 'finished anyway';
-    }, 300);
+    }, 1000);
     await assert.rejects(p, (err) => err instanceof LockLostError && err.code === 'lock_lost'
       && err.reason === 'lock.lost' && err.key === 'w5');
     assert.ok(seen instanceof LockLostError);
@@ -174,7 +174,7 @@ describe('withLock', () => {
       await servers.redisCli('SET', 'fm:lock:w6', 'someone-else', 'PX', '30000');
       await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
       throw own;
-    }, 300);
+    }, 1000);
     await assert.rejects(p, (err) => err instanceof LockLostError && err.cause === own);
     // Someone else's lock is left alone.
     assert.equal(await servers.redisCli('GET', 'fm:lock:w6'), 'someone-else');
