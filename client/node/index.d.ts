@@ -19,11 +19,11 @@ export interface ClientOptions {
   socket?: string;
   /** Sent in hello; at most 128 bytes, no control characters. */
   clientName?: string;
-  /** ms a request may take before it rejects with ClientTimeoutError (default 10000, above the daemon's 5000); lock acquires add retryDelay × maxRetries. */
+  /** ms a request may take before it rejects with ClientTimeoutError (default 10000, above the daemon's 5000); lock acquires add retryDelay × maxRetries, up to 2147483647 in all. Every ms option is an integer from 1 to 2147483647, else TypeError. */
   timeout?: number;
   /** Parse cached executions exactly: big integers as BigInt, other inexact numbers as ExactNumber. */
   bigNumbers?: boolean;
-  /** Requests in flight at once (default 256, the daemon's max_inflight_per_client); more wait in the client. */
+  /** Requests in flight at once (default 256, the daemon's max_inflight_per_client); more wait in the client. A positive integer. */
   maxInflight?: number;
   /** Largest request frame, in bytes (default 1048576, the daemon's max_frame_bytes). */
   maxRequestBytes?: number;
@@ -60,13 +60,13 @@ export class Client extends EventEmitter {
   readonly layout: Layout | null | undefined;
   readonly timeout: number;
   readonly bigNumbers: boolean;
-  /** Resolves once connected and hello is answered. */
+  /** Resolves once connected and hello is answered; timeout in ms, 1 to 2147483647. */
   ready(timeout?: number): Promise<void>;
   /** Any operation: resolves with the ok:true reply, or rejects with FmredisError. */
   call(op: string, fields?: Record<string, unknown>, opts?: { timeout?: number }): Promise<Reply>;
   ping(opts?: { redis?: boolean }): Promise<'up' | 'down'>;
   stats(): Promise<Reply>;
-  /** The deadline an acquire with these values gets, in ms. */
+  /** The deadline an acquire with these values gets, in ms (at most 2147483647). */
   acquireTimeout(retryDelay?: number, maxRetries?: number): number;
   /** Ends the connection; unanswered requests reject with ClientClosedError. */
   close(): Promise<void>;
@@ -91,11 +91,11 @@ export type OwnClientOptions = ClientOptions;
 export interface LockManagerOptions extends OwnClientOptions {
   /** Must equal the daemon's lock_key_prefix, or every operation rejects with KeyPrefixError. */
   keyPrefix?: string;
-  /** ms; absent: the daemon's lock_default_ttl_ms. */
+  /** ms, 1 to 2147483647; absent: the daemon's lock_default_ttl_ms. */
   defaultTTL?: number;
-  /** ms between the daemon's retries; absent: lock_retry_delay_ms. */
+  /** ms between the daemon's retries, 1 to 2147483647; absent: lock_retry_delay_ms. */
   retryDelay?: number;
-  /** absent: lock_max_retries. */
+  /** 0 to 2147483647; absent: lock_max_retries. */
   maxRetries?: number;
 }
 
@@ -169,7 +169,7 @@ export interface Execution {
 export interface ExecutionCacheOptions extends OwnClientOptions {
   /** Must equal the daemon's cache_key_prefix, or every operation rejects with KeyPrefixError. */
   keyPrefix?: string;
-  /** ms; absent: the daemon's cache_ttl_ms. */
+  /** ms, 1 to 2147483647; absent: the daemon's cache_ttl_ms. */
   ttl?: number;
   /** Exact numbers (BigInt, ExactNumber); default: the Client's bigNumbers. */
   bigNumbers?: boolean;

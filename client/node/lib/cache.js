@@ -5,21 +5,27 @@
 import { batches } from './batch.js';
 import { FmredisError } from './errors.js';
 import { stringifyExact } from './json.js';
-import { attach, optionalInt, prefixCheck } from './manager.js';
+import { attach, prefixCheck } from './manager.js';
+import { countOption, intOption } from './options.js';
 
 const DEFAULT_MAX_BATCH = 10000;
 
 export class ExecutionCache {
   constructor(client, options) {
-    const a = attach(client, options);
+    const a = attach(client, options, (o) => ({
+      keyPrefix: o.keyPrefix,
+      ttl: intOption('ttl', o.ttl),
+      bigNumbers: o.bigNumbers,
+      maxBatch: countOption('maxBatch', o.maxBatch, DEFAULT_MAX_BATCH),
+      precheck: prefixCheck(o.keyPrefix, 'cache_key_prefix'),
+    }));
     this.client = a.client;
     this._owned = a.owned;
-    const o = a.options;
-    this.keyPrefix = o.keyPrefix;
-    this.ttl = optionalInt('ttl', o.ttl);
-    this.bigNumbers = o.bigNumbers ?? this.client.bigNumbers;
-    this.maxBatch = o.maxBatch ?? DEFAULT_MAX_BATCH;
-    this._precheck = prefixCheck(o.keyPrefix, 'cache_key_prefix', this.client);
+    this.keyPrefix = a.settings.keyPrefix;
+    this.ttl = a.settings.ttl;
+    this.bigNumbers = a.settings.bigNumbers ?? this.client.bigNumbers;
+    this.maxBatch = a.settings.maxBatch;
+    this._precheck = a.settings.precheck;
   }
 
   async get(id) {

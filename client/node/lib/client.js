@@ -25,6 +25,7 @@ import {
   ProtocolError,
 } from './errors.js';
 import { parseExact } from './json.js';
+import { MAX_MS, countOption, intOption } from './options.js';
 
 export const DEFAULT_SOCKET = '/run/fmredisd/fmredisd.sock';
 const PROTOCOL = 1;
@@ -48,24 +49,19 @@ const CLOSE_GRACE = 1000;
 // as bad_json, with no id in the reply, so it must never be sent.
 const LONE_SURROGATE = /(?<!\\)(?:\\\\)*\\u[dD][89abcdefABCDEF][0-9a-fA-F]{2}/;
 
-function positive(name, v, dflt) {
-  if (v === undefined || v === null) return dflt;
-  if (typeof v !== 'number' || !(v > 0)) throw new TypeError(`${name} must be a positive number`);
-  return v;
-}
 
 export class Client extends EventEmitter {
   constructor(options = {}) {
     super();
     this.socketPath = options.socket || process.env.FMREDISD_SOCKET || DEFAULT_SOCKET;
     this.clientName = options.clientName;
-    this.timeout = positive('timeout', options.timeout, DEFAULT_TIMEOUT);
+    this.timeout = intOption('timeout', options.timeout, DEFAULT_TIMEOUT);
     this.bigNumbers = options.bigNumbers === true;
-    this.maxInflight = positive('maxInflight', options.maxInflight, DEFAULT_MAX_INFLIGHT);
-    this.maxRequestBytes = positive('maxRequestBytes', options.maxRequestBytes, DEFAULT_MAX_REQUEST_BYTES);
-    this.maxReplyBytes = positive('maxReplyBytes', options.maxReplyBytes, DEFAULT_MAX_REPLY_BYTES);
-    this.reconnectDelay = positive('reconnectDelay', options.reconnectDelay, DEFAULT_RECONNECT_DELAY);
-    this.reconnectMaxDelay = positive('reconnectMaxDelay', options.reconnectMaxDelay, DEFAULT_RECONNECT_MAX_DELAY);
+    this.maxInflight = countOption('maxInflight', options.maxInflight, DEFAULT_MAX_INFLIGHT);
+    this.maxRequestBytes = countOption('maxRequestBytes', options.maxRequestBytes, DEFAULT_MAX_REQUEST_BYTES);
+    this.maxReplyBytes = countOption('maxReplyBytes', options.maxReplyBytes, DEFAULT_MAX_REPLY_BYTES);
+    this.reconnectDelay = intOption('reconnectDelay', options.reconnectDelay, DEFAULT_RECONNECT_DELAY);
+    this.reconnectMaxDelay = intOption('reconnectMaxDelay', options.reconnectMaxDelay, DEFAULT_RECONNECT_MAX_DELAY);
 
     // "connecting" (socket or hello under way), "ready", "waiting" (for
     // the reconnect timer) or "closed".
@@ -191,6 +187,11 @@ export class Client extends EventEmitter {
   // Resolves once the client is connected and hello is answered (at once
   // when it is); rejects when it closes first or after `timeout` ms.
   ready(timeout = this.timeout) {
+    try {
+      intOption('timeout', timeout);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (this.state === 'ready') return Promise.resolve();
     if (this.state === 'closed') return Promise.reject(this._closedError('ready'));
     return new Promise((resolve, reject) => {
@@ -276,6 +277,11 @@ export class Client extends EventEmitter {
   // rejects with FmredisError (the daemon's code) or a client-side error.
   // opts.timeout: ms for this request (the client's timeout by default).
   call(op, fields = {}, opts = {}) {
+    try {
+      intOption('timeout', opts.timeout);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this._request(op, fields, opts);
   }
 
@@ -288,7 +294,7 @@ export class Client extends EventEmitter {
   }
 
   // opts: timeout (ms), raw (a member name and its JSON text, put into the
-  // request as it is), precheck (layout => error or null, run before the
+  // request as it is), precheck ((layout, server) => error or null, run before the
   // request is sent), exact (parse the reply with parseExact), then (reply
   // => result, run as the reply is read, before any later frame).
   _request(op, fields, opts) {
@@ -360,7 +366,7 @@ export class Client extends EventEmitter {
 
   _precheck(req) {
     if (!req.precheck) return true;
-    const err = req.precheck(this.layout);
+    const err = req.precheck(this.layout, this.server);
     if (!err) return true;
     clearTimeout(req.timer);
     req.reject(err);
@@ -611,9 +617,11 @@ export class Client extends EventEmitter {
   }
 
   // The deadline of an acquire: the client's timeout plus the wait the
-  // daemon may spend retrying.
+  // daemon may spend retrying, at most the longest delay setTimeout keeps
+  // (some 24 days; NaN from values the daemon will refuse gets it too).
   acquireTimeout(retryDelay, maxRetries) {
-    return this.timeout + (retryDelay ?? CONTRACT_RETRY_DELAY) * (maxRetries ?? CONTRACT_MAX_RETRIES);
+    const t = this.timeout + (retryDelay ?? CONTRACT_RETRY_DELAY) * (maxRetries ?? CONTRACT_MAX_RETRIES);
+    return t <= MAX_MS ? t : MAX_MS;
   }
 
   // ---- wake subscriptions ------------------------------------------------

@@ -4,19 +4,26 @@
 // runs (auto_extend) and learns from it when the lock is lost.
 
 import { LockLostError, LockNotAcquiredError } from './errors.js';
-import { attach, optionalInt, prefixCheck } from './manager.js';
+import { attach, prefixCheck } from './manager.js';
+import { intOption } from './options.js';
 
 export class LockManager {
   constructor(client, options) {
-    const a = attach(client, options);
+    const a = attach(client, options, (o) => ({
+      keyPrefix: o.keyPrefix,
+      // Left undefined, the daemon's defaults apply.
+      defaultTTL: intOption('defaultTTL', o.defaultTTL),
+      retryDelay: intOption('retryDelay', o.retryDelay),
+      maxRetries: intOption('maxRetries', o.maxRetries, undefined, 0),
+      precheck: prefixCheck(o.keyPrefix, 'lock_key_prefix'),
+    }));
     this.client = a.client;
     this._owned = a.owned;
-    const o = a.options;
-    this.keyPrefix = o.keyPrefix;
-    this.defaultTTL = optionalInt('defaultTTL', o.defaultTTL);
-    this.retryDelay = optionalInt('retryDelay', o.retryDelay);
-    this.maxRetries = optionalInt('maxRetries', o.maxRetries);
-    this._precheck = prefixCheck(o.keyPrefix, 'lock_key_prefix', this.client);
+    this.keyPrefix = a.settings.keyPrefix;
+    this.defaultTTL = a.settings.defaultTTL;
+    this.retryDelay = a.settings.retryDelay;
+    this.maxRetries = a.settings.maxRetries;
+    this._precheck = a.settings.precheck;
   }
 
   _acquireRequest(key, opts) {

@@ -14,20 +14,25 @@ import { EventEmitter } from 'node:events';
 import { batches } from './batch.js';
 import { FmredisError } from './errors.js';
 import { attach } from './manager.js';
+import { countOption } from './options.js';
 
 const DEFAULT_MAX_BATCH = 10000;
 
 export class WakeSignaler extends EventEmitter {
   constructor(client, options) {
     super();
-    const a = attach(client, options);
+    const a = attach(client, options, (o) => ({
+      channel: o.channel,
+      group: o.group,
+      onError: o.onError,
+      maxBatch: countOption('maxBatch', o.maxBatch, DEFAULT_MAX_BATCH),
+    }));
     this.client = a.client;
     this._owned = a.owned;
-    const o = a.options;
-    this.channel = o.channel;
-    this.group = o.group;
-    this.onError = o.onError;
-    this.maxBatch = o.maxBatch ?? DEFAULT_MAX_BATCH;
+    this.channel = a.settings.channel;
+    this.group = a.settings.group;
+    this.onError = a.settings.onError;
+    this.maxBatch = a.settings.maxBatch;
     this._handlers = [];
     this._sub = null;
   }

@@ -12,6 +12,7 @@ import {
   FmredisError,
   LockManager,
   ProtocolError,
+  WakeSignaler,
   createClient,
 } from '../index.js';
 import { startServers, until } from '../test-support/helper.js';
@@ -162,6 +163,53 @@ describe('client-side limits', () => {
     // A well-formed pair and the text "\ud800" itself are fine.
     await cache.set({ id: 'sur', s: 'a\ud83d\ude00b', t: '\\ud800' });
     assert.deepEqual(await cache.get('sur'), { id: 'sur', s: 'a\ud83d\ude00b', t: '\\ud800' });
+    await client.close();
+  });
+});
+
+describe('options in ms', () => {
+  it('refuses what setTimeout or the daemon cannot take, naming the option', () => {
+    const socket = servers.socket;
+    for (const bad of [Infinity, 2 ** 31, 0, -1, 1.5, NaN, '100']) {
+      for (const name of ['timeout', 'reconnectDelay', 'reconnectMaxDelay']) {
+        assert.throws(() => createClient({ socket, [name]: bad }), (err) => err instanceof TypeError
+          && err.message.includes(name), `${name}: ${bad}`);
+      }
+    }
+    for (const name of ['maxInflight', 'maxRequestBytes', 'maxReplyBytes']) {
+      assert.throws(() => createClient({ socket, [name]: 2.5 }), TypeError, name);
+      assert.throws(() => createClient({ socket, [name]: Infinity }), TypeError, name);
+    }
+    // The daemon takes ttls and delays of 1 to 2^31-1, retries from 0.
+    for (const [name, bad] of [['defaultTTL', 0], ['defaultTTL', 2 ** 31], ['retryDelay', 0],
+      ['retryDelay', Infinity], ['maxRetries', -1], ['maxRetries', 2 ** 31], ['maxRetries', 0.5]]) {
+      assert.throws(() => new LockManager({ socket, [name]: bad }), (err) => err instanceof TypeError
+        && err.message.includes(name), `${name}: ${bad}`);
+    }
+    assert.throws(() => new ExecutionCache({ socket, ttl: 0 }), TypeError);
+    assert.throws(() => new ExecutionCache({ socket, maxBatch: 0 }), TypeError);
+    assert.throws(() => new WakeSignaler({ socket, maxBatch: 1.5 }), TypeError);
+    // None of them left a Client of its own behind: the file's process
+    // would not end (and this file would time out).
+  });
+
+  it('refuses such a timeout on a call or ready(), and takes the largest one', async () => {
+    const client = createClient({ socket: servers.socket, timeout: 2147483647 });
+    await assert.rejects(client.call('ping', {}, { timeout: Infinity }), TypeError);
+    await assert.rejects(client.call('ping', {}, { timeout: 2 ** 31 }), TypeError);
+    await assert.rejects(client.ready(2 ** 40), TypeError);
+    await client.ready(2147483647);
+    assert.equal(await client.ping(), 'up');
+    await client.close();
+  });
+
+  it('caps an acquire\'s deadline at 2^31-1 ms, however long the daemon may wait', async () => {
+    const client = createClient({ socket: servers.socket });
+    const locks = new LockManager(client, { retryDelay: 2147483647, maxRetries: 2147483647 });
+    assert.equal(client.acquireTimeout(2147483647, 2147483647), 2147483647);
+    const lock = await locks.acquireLock('ms-cap', { ttl: 5000 });
+    assert.equal(await servers.redisCli('GET', 'fm:lock:ms-cap'), lock.token);
+    assert.equal(await locks.release('ms-cap', lock.token), true);
     await client.close();
   });
 });
