@@ -73,7 +73,12 @@ export class Client extends EventEmitter {
 
     this._nextId = 1;
     this._sock = null;
-    this._queue = [];               // requests not sent yet
+    // Requests not sent yet, oldest first, from _queueHead on. One that
+    // expires is only marked (req.queued = false) and skipped later, so an
+    // expiry costs O(1) however long the queue; _queued counts the others.
+    this._queue = [];
+    this._queueHead = 0;
+    this._queued = 0;
     this._pending = new Map();      // id -> request sent on this socket
     this._inflight = 0;             // sent and unanswered, timed-out ones too
     this._orphans = new Map();      // id -> request that timed out after sending
@@ -239,8 +244,7 @@ export class Client extends EventEmitter {
     this._closedWith = err;
     clearTimeout(this._reconnectTimer);
     this._reconnectTimer = null;
-    const queued = this._queue;
-    this._queue = [];
+    const queued = this._takeQueue();
     const pending = [...this._pending.values()];
     this._pending.clear();
     this._orphans.clear();
@@ -311,10 +315,12 @@ export class Client extends EventEmitter {
       req.resolve = resolve;
       req.reject = reject;
       req.timer = setTimeout(() => this._expire(req), req.timeout);
-      if (this.state === 'ready' && this._queue.length === 0 && this._inflight < this.maxInflight) {
+      if (this.state === 'ready' && this._queued === 0 && this._inflight < this.maxInflight) {
         if (this._precheck(req)) this._send(req);
       } else {
+        req.queued = true;
         this._queue.push(req);
+        this._queued++;
       }
     });
   }
@@ -401,17 +407,51 @@ export class Client extends EventEmitter {
   }
 
   _drain() {
-    while (this.state === 'ready' && this._queue.length > 0 && this._inflight < this.maxInflight) {
-      const req = this._queue.shift();
+    while (this.state === 'ready' && this._queued > 0 && this._inflight < this.maxInflight) {
+      const req = this._queue[this._queueHead];
+      this._queue[this._queueHead++] = undefined;
+      if (!req.queued) continue;
+      this._unqueue(req);
       if (this._precheck(req)) this._send(req);
     }
   }
 
+  _unqueue(req) {
+    req.queued = false;
+    if (--this._queued > 0) {
+      // Drop the sent and expired entries before the head once they are
+      // most of the array.
+      if (this._queueHead > 1024 && this._queueHead * 2 > this._queue.length) {
+        this._queue = this._queue.slice(this._queueHead);
+        this._queueHead = 0;
+      }
+    } else {
+      this._queue = [];
+      this._queueHead = 0;
+    }
+  }
+
+  // The requests still queued, in order; the queue is left empty.
+  _takeQueue() {
+    const out = [];
+    for (let i = this._queueHead; i < this._queue.length; i++) {
+      const req = this._queue[i];
+      if (req !== undefined && req.queued) {
+        req.queued = false;
+        out.push(req);
+      }
+    }
+    this._queue = [];
+    this._queueHead = 0;
+    this._queued = 0;
+    return out;
+  }
+
   _expire(req) {
     req.timer = null;
-    const qi = this._queue.indexOf(req);
-    if (qi >= 0) {
-      this._queue.splice(qi, 1);
+    if (req.queued) {
+      this._unqueue(req);
+      req.frame = null;
     } else if (this._pending.get(req.id) === req) {
       // Still counted in flight until its late reply comes, since the
       // daemon still counts it.

@@ -167,6 +167,35 @@ describe('client-side limits', () => {
   });
 });
 
+describe('the queue while not connected', () => {
+  it('expires requests at the back of a long queue without walking it', async () => {
+    // 60000 requests wait at the head; as many behind them expire at once.
+    // Finding and cutting each out of the array would cost 60000² steps,
+    // seconds; marking them costs milliseconds.
+    const client = createClient({ socket: `${servers.dir}/nobody-queue.sock` });
+    const n = 60000;
+    const staying = [];
+    for (let i = 0; i < n; i++) staying.push(client.call('ping', {}, { timeout: 60000 }).catch((err) => err.code));
+    let last = 0;
+    let expired = 0;
+    const due = Date.now() + 1000;
+    const going = [];
+    for (let i = 0; i < n; i++) {
+      going.push(client.call('ping', {}, { timeout: 1000 }).catch((err) => {
+        assert.equal(err.code, 'client_timeout');
+        expired++;
+        last = Date.now();
+      }));
+    }
+    await Promise.all(going);
+    assert.equal(expired, n);
+    assert.ok(last - due < 2500, `the last expiry came ${last - due} ms after its deadline`);
+    await client.close();
+    // The requests at the head were still queued, and close() rejects them.
+    assert.deepEqual(new Set(await Promise.all(staying)), new Set(['closed']));
+  });
+});
+
 describe('options in ms', () => {
   it('refuses what setTimeout or the daemon cannot take, naming the option', () => {
     const socket = servers.socket;
