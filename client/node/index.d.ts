@@ -62,7 +62,7 @@ export class Client extends EventEmitter {
   readonly bigNumbers: boolean;
   /** Resolves once connected and hello is answered; timeout in ms, 1 to 2147483647. */
   ready(timeout?: number): Promise<void>;
-  /** Any operation: resolves with the ok:true reply, or rejects with FmredisError. */
+  /** Any operation: resolves with the ok:true reply, or rejects with FmredisError. fields must be a plain object without op or id (else bad_request, before sending). */
   call(op: string, fields?: Record<string, unknown>, opts?: { timeout?: number }): Promise<Reply>;
   ping(opts?: { redis?: boolean }): Promise<'up' | 'down'>;
   stats(): Promise<Reply>;

@@ -25,7 +25,7 @@ import {
   ProtocolError,
 } from './errors.js';
 import { parseExact } from './json.js';
-import { MAX_MS, countOption, intOption } from './options.js';
+import { MAX_MS, countOption, intOption, isPlainObject } from './options.js';
 
 export const DEFAULT_SOCKET = '/run/fmredisd/fmredisd.sock';
 const PROTOCOL = 1;
@@ -48,6 +48,34 @@ const CLOSE_GRACE = 1000;
 // \u escapes for nothing else in that range. The daemon refuses such text
 // as bad_json, with no id in the reply, so it must never be sent.
 const LONE_SURROGATE = /(?<!\\)(?:\\\\)*\\u[dD][89abcdefABCDEF][0-9a-fA-F]{2}/;
+// The daemon reads JSON nested at most this deep, the request object
+// being the first level (PROTOCOL.md §16.1), and answers deeper with
+// bad_json, again without an id.
+const MAX_DEPTH = 512;
+
+// Whether the JSON text nests arrays and objects deeper than max.
+function nestsDeeper(text, max) {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // To the closing quote: the next one not escaped by a backslash.
+      let q = i;
+      for (;;) {
+        q = text.indexOf('"', q + 1);
+        let b = q - 1;
+        while (text.charCodeAt(b) === 0x5c) b--;
+        if ((q - 1 - b) % 2 === 0) break;
+      }
+      i = q;
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return true;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
+  }
+  return false;
+}
 
 
 export class Client extends EventEmitter {
@@ -280,11 +308,23 @@ export class Client extends EventEmitter {
   // Sends {op, id, ...fields} and resolves with the reply (ok:true), or
   // rejects with FmredisError (the daemon's code) or a client-side error.
   // opts.timeout: ms for this request (the client's timeout by default).
+  // What the daemon would answer without an id (fields that are not an
+  // object, or that hold op or id themselves) is refused here instead,
+  // with bad_request: such a reply could not be matched to its request.
   call(op, fields = {}, opts = {}) {
     try {
       intOption('timeout', opts.timeout);
     } catch (err) {
       return Promise.reject(err);
+    }
+    if (typeof op !== 'string' || op === '') {
+      return Promise.reject(new FmredisError('bad_request', 'call: op must be a non-empty string'));
+    }
+    if (!isPlainObject(fields)) {
+      return Promise.reject(new FmredisError('bad_request', `${op}: fields must be a plain object`, { op }));
+    }
+    if (Object.hasOwn(fields, 'op') || Object.hasOwn(fields, 'id')) {
+      return Promise.reject(new FmredisError('bad_request', `${op}: fields must not hold "op" or "id", which the client sets`, { op }));
     }
     return this._request(op, fields, opts);
   }
@@ -346,6 +386,10 @@ export class Client extends EventEmitter {
     let body;
     try {
       const json = JSON.stringify(fields);
+      if (json[0] !== '{') {
+        req.error = new FmredisError('bad_request', `${op}: fields must be written as a JSON object (a toJSON made them ${json})`, { op });
+        return req;
+      }
       body = `{"op":${JSON.stringify(op)},"id":${id}`;
       if (json.length > 2) body += ',' + json.slice(1, -1);
       if (opts.raw) body += `,${JSON.stringify(opts.raw[0])}:${opts.raw[1]}`;
@@ -356,6 +400,11 @@ export class Client extends EventEmitter {
     }
     if (body.includes('\\u') && LONE_SURROGATE.test(body)) {
       req.error = new FmredisError('bad_request', `${op}: a string holds an unpaired UTF-16 surrogate, which is not valid UTF-8`, { op });
+      return req;
+    }
+    // Nesting past MAX_DEPTH takes at least twice as many brackets.
+    if (body.length > 2 * MAX_DEPTH && nestsDeeper(body, MAX_DEPTH)) {
+      req.error = new FmredisError('bad_request', `${op}: the request nests arrays and objects deeper than ${MAX_DEPTH} levels (the request itself is the first), which the daemon does not read`, { op });
       return req;
     }
     const n = Buffer.byteLength(body);
@@ -546,18 +595,16 @@ export class Client extends EventEmitter {
       return;
     }
     const id = msg.id;
+    if (id === undefined) {
+      this._onAnonymous(sock, msg);
+      return;
+    }
     let req = this._pending.get(id);
     if (req !== undefined) {
       this._pending.delete(id);
     } else {
       req = this._orphans.get(id);
-      if (req === undefined) {
-        // Every request of ours has an id; a reply without one answers a
-        // frame the daemon could not read (it closes the connection
-        // after bad_frame and frame_too_large).
-        if (id === undefined && msg.error) this._lastError = new FmredisError(msg.error.code, msg.error.message);
-        return;
-      }
+      if (req === undefined) return;
       this._orphans.delete(id);
       this._inflight--;
       this._onOrphanReply(req, msg);
@@ -582,6 +629,21 @@ export class Client extends EventEmitter {
       this._fail(req, new FmredisError(e.code || 'internal', `${req.op}: ${e.message || 'failed'}`, { op: req.op }));
     }
     this._drain();
+  }
+
+  // A reply without an id. Every request of this client carries one, and
+  // what the daemon would answer without it (a body it cannot read, an id
+  // it cannot use, nesting too deep) is refused before sending; so such a
+  // reply means the two sides disagree about a request that cannot be
+  // named. Leaving it would leave that request to its deadline and its
+  // slot taken for good: the connection ends as on any protocol error,
+  // the requests in flight reject with ConnectionLostError at once, and
+  // the client connects again. (The daemon also ends the connection
+  // itself after the framing errors bad_frame and frame_too_large.)
+  _onAnonymous(sock, msg) {
+    const e = msg.error !== null && typeof msg.error === 'object' ? msg.error : {};
+    const what = e.code === undefined ? 'a reply without an id' : `${e.code}: ${e.message}`;
+    this._protocolError(sock, `fmredisd answered a request without naming it (${what})`);
   }
 
   // A lock.acquire the caller gave up on that took the lock after all:

@@ -3,15 +3,10 @@
 
 import { Client } from './client.js';
 import { KeyPrefixError } from './errors.js';
+import { isPlainObject } from './options.js';
 
 const CLIENT_OPTIONS = ['socket', 'clientName', 'timeout', 'bigNumbers', 'maxInflight',
   'maxRequestBytes', 'maxReplyBytes', 'reconnectDelay', 'reconnectMaxDelay'];
-
-function isPlainObject(v) {
-  if (v === null || typeof v !== 'object') return false;
-  const proto = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
-}
 
 // (client, options), (null, options), (options) or (): a Client from
 // createClient is shared; without one the manager makes its own from the

@@ -1,4 +1,4 @@
-// Checks of numeric options. Every delay in ms goes to setTimeout, which
+// Checks of options and arguments. Every delay in ms goes to setTimeout, which
 // fires after 1 ms when given more than 2^31-1 (or Infinity, or NaN), and
 // the daemon takes ttls, delays and retry counts up to 2^31-1 too
 // (PROTOCOL.md §7).
@@ -17,4 +17,12 @@ export function intOption(name, v, dflt, min = 1, max = MAX_MS) {
 // A size or count with no bound of the daemon's.
 export function countOption(name, v, dflt) {
   return intOption(name, v, dflt, 1, Number.MAX_SAFE_INTEGER);
+}
+
+// An object literal (or Object.create(null)): what JSON.stringify writes as
+// the members it shows.
+export function isPlainObject(v) {
+  if (v === null || typeof v !== 'object') return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
 }

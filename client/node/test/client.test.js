@@ -243,6 +243,72 @@ describe('options in ms', () => {
   });
 });
 
+describe('requests the daemon could not answer by id', () => {
+  // A body the daemon cannot read as one request (bad_json, or an id it
+  // cannot use) is answered without an id: it would match no request, which
+  // would wait for its deadline and hold its slot forever. One slot here,
+  // so a leak would stop every later call.
+  it('are refused before sending, with bad_request, and leave the client usable', async () => {
+    const client = createClient({ socket: servers.socket, maxInflight: 1, timeout: 5000 });
+    const cache = new ExecutionCache(client);
+    const protocolErrors = async () => (await client.stats()).protocol_errors;
+    const before = await protocolErrors();
+    const nest = (levels) => {
+      let v = 'core';
+      for (let i = 0; i < levels; i++) v = i % 2 ? { v } : [v];
+      return v;
+    };
+    const refused = [
+      () => client.call('ping', null),
+      () => client.call('ping', [1, 2]),
+      () => client.call('ping', 'redis'),
+      () => client.call('ping', new Map([['redis', true]])),
+      () => client.call('ping', { op: 'stats' }),
+      () => client.call('ping', { id: 7 }),
+      () => client.call('ping', { toJSON: () => [1] }),
+      () => client.call(undefined),
+      () => client.call('cache.get', { execution_id: 'x', deep: nest(600) }),
+      // The request object is the first level: the execution may have 511.
+      () => cache.set({ id: 'deep', v: nest(511) }),
+    ];
+    for (const call of refused) {
+      const t0 = Date.now();
+      await assert.rejects(call(), (err) => err instanceof FmredisError && err.code === 'bad_request', String(call));
+      assert.ok(Date.now() - t0 < 1000, `${call}: refused after ${Date.now() - t0} ms`);
+    }
+    await cache.set({ id: 'deep', v: nest(510) });
+    assert.deepEqual(await cache.get('deep'), { id: 'deep', v: nest(510) });
+    // Brackets inside strings (after escaped quotes and backslashes) nest nothing.
+    const brackets = { id: 'brackets', s: `${'['.repeat(600)}\\"${'{'.repeat(600)}\\`, t: '"]'.repeat(600) };
+    await cache.set(brackets);
+    assert.deepEqual(await cache.get('brackets'), brackets);
+    assert.equal(await client.ping(), 'up');
+    // None of them reached the daemon.
+    assert.equal(await protocolErrors(), before);
+    await client.close();
+  });
+
+  it('that arrive anyway end the connection, failing the requests in flight at once', async () => {
+    const path = `${servers.dir}/fake-anonymous.sock`;
+    const server = await fakeDaemon(path, (req, send) => {
+      if (req.op === 'boom') send({ ok: false, error: { code: 'bad_json', message: 'not strict JSON' } });
+      else if (req.op === 'ping') send({ id: req.id, ok: true, redis: 'up' });
+    });
+    const client = createClient({ socket: path, timeout: 20000 });
+    const events = [];
+    client.on('disconnect', (err) => events.push(err));
+    const t0 = Date.now();
+    await assert.rejects(client.call('boom'), (err) => err.code === 'connection_lost'
+      && /bad_json: not strict JSON/.test(err.message));
+    assert.ok(Date.now() - t0 < 5000, `rejected after ${Date.now() - t0} ms`);
+    assert.equal(events.length, 1);
+    // It connected again.
+    assert.equal(await client.ping(), 'up');
+    await client.close();
+    await new Promise((r) => server.close(r));
+  });
+});
+
 describe('errors', () => {
   it('gives the daemon code of a refused request on an FmredisError', async () => {
     const client = createClient({ socket: servers.socket });
