@@ -117,6 +117,7 @@ export class Client extends EventEmitter {
     this._parts = null;             // the chunks of a frame split across reads
     this._partsLen = 0;
     this._attempt = 0;
+    this._sockConnected = false;    // the current socket's connect came
     this._reconnectTimer = null;
     this._lastError = null;         // why the socket failed, for the messages
     this._lastConnectError = '';
@@ -130,6 +131,7 @@ export class Client extends EventEmitter {
 
   _connect() {
     this.state = 'connecting';
+    this._sockConnected = false;
     const sock = net.createConnection(this.socketPath);
     this._sock = sock;
     sock.on('connect', () => this._onConnect(sock));
@@ -142,6 +144,7 @@ export class Client extends EventEmitter {
 
   _onConnect(sock) {
     if (sock !== this._sock) return;
+    this._sockConnected = true;
     const fields = this.clientName === undefined ? {} : { client_name: this.clientName };
     const req = this._make('hello', fields, { timeout: this.timeout });
     if (req.error) {
@@ -184,9 +187,14 @@ export class Client extends EventEmitter {
     this._sock = null;
     this._parts = null;
     this._out = [];
-    const why = this._lastError ? `: ${this._lastError.message}` : '';
-    this._lastError = null;
     const wasReady = this.state === 'ready';
+    // Refused (see below), unless the daemon said why.
+    const refused = this._sockConnected && !wasReady;
+    let why = this._lastError ? `: ${this._lastError.message}` : '';
+    if (refused && !(this._lastError instanceof FmredisError)) {
+      why = `: fmredisd closed the connection before answering hello${this._lastError ? ` (${this._lastError.message})` : ''}`;
+    }
+    this._lastError = null;
     const pending = [...this._pending.values()];
     this._pending.clear();
     this._orphans.clear();
@@ -200,7 +208,14 @@ export class Client extends EventEmitter {
     for (const sub of this._subs.values()) clearTimeout(sub.retryTimer);
     this.state = 'waiting';
     this._attempt++;
-    const delay = Math.min(this.reconnectDelay * 2 ** Math.min(this._attempt - 1, 30), this.reconnectMaxDelay);
+    // A connection that ended before its hello was answered was refused
+    // (too_many_clients: the daemon is at max_clients), or the daemon
+    // closed it at once: its error frame may even be lost, since the
+    // hello written after it fails with EPIPE and Node then drops what
+    // was not read yet. A full daemon gains nothing from a crowd of quick
+    // retries: such a connection is tried again after reconnectMaxDelay.
+    const delay = refused ? this.reconnectMaxDelay
+      : Math.min(this.reconnectDelay * 2 ** Math.min(this._attempt - 1, 30), this.reconnectMaxDelay);
     this._lastConnectError = why;
     if (wasReady) this.emit('disconnect', new ConnectionLostError(`connection to fmredisd lost${why}`));
     this.emit('reconnecting', { attempt: this._attempt, delay });
@@ -523,8 +538,11 @@ export class Client extends EventEmitter {
   // Frames are read straight out of each chunk. A frame split across
   // chunks is gathered in _parts and joined alone, so the rest of the
   // chunk that completes it is never copied.
+  // A frame that ends the connection (one it cannot read, or the daemon's
+  // refusal) ends the reading of the chunk too: sock.destroyed is set at
+  // once, this._sock only at 'close'.
   _onData(sock, chunk) {
-    if (sock !== this._sock) return;
+    if (sock !== this._sock || sock.destroyed) return;
     let off = 0;
     if (this._parts !== null) {
       this._parts.push(chunk);
@@ -538,7 +556,7 @@ export class Client extends EventEmitter {
       parts[parts.length - 1] = chunk.subarray(0, off);
       this._parts = null;
       this._onFrame(sock, Buffer.concat(parts, 4 + n).toString('utf8', 4));
-      if (sock !== this._sock) return;
+      if (sock !== this._sock || sock.destroyed) return;
     }
     while (chunk.length - off >= 4) {
       const n = chunk.readUInt32BE(off);
@@ -547,7 +565,7 @@ export class Client extends EventEmitter {
       const text = chunk.toString('utf8', off + 4, off + 4 + n);
       off += 4 + n;
       this._onFrame(sock, text);
-      if (sock !== this._sock) return;
+      if (sock !== this._sock || sock.destroyed) return;
     }
     if (off < chunk.length) {
       this._parts = [chunk.subarray(off)];
@@ -640,8 +658,25 @@ export class Client extends EventEmitter {
   // the requests in flight reject with ConnectionLostError at once, and
   // the client connects again. (The daemon also ends the connection
   // itself after the framing errors bad_frame and frame_too_large.)
+  //
+  // Two such replies are the daemon refusing a new connection, before it
+  // read anything. forbidden (this process's uid and gid are not in
+  // allow_uids/allow_gids) would be said to every new connection: the
+  // client closes with it, as for a refused hello, rather than hide the
+  // misconfiguration behind a reconnect loop and timeouts.
+  // too_many_clients (the daemon is at max_clients) may pass: the client
+  // tries again, after reconnectMaxDelay (see _onClose).
   _onAnonymous(sock, msg) {
     const e = msg.error !== null && typeof msg.error === 'object' ? msg.error : {};
+    if (e.code === 'forbidden') {
+      this._fatal(new FmredisError('forbidden', `fmredisd refused this connection: ${e.message}`));
+      return;
+    }
+    if (e.code === 'too_many_clients') {
+      this._lastError = new FmredisError('too_many_clients', `fmredisd refused this connection: ${e.message}`);
+      sock.destroy();
+      return;
+    }
     const what = e.code === undefined ? 'a reply without an id' : `${e.code}: ${e.message}`;
     this._protocolError(sock, `fmredisd answered a request without naming it (${what})`);
   }

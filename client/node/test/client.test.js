@@ -389,6 +389,54 @@ describe('errors', () => {
     await new Promise((r) => server.close(r));
   });
 
+  it('reads nothing more of a chunk after a frame it could not read', async () => {
+    const path = `${servers.dir}/fake-garbage-then-reply.sock`;
+    const frame = (text) => {
+      const body = Buffer.from(text);
+      const head = Buffer.alloc(4);
+      head.writeUInt32BE(body.length);
+      return Buffer.concat([head, body]);
+    };
+    const server = await fakeDaemon(path, (req, _send, sock) => {
+      // Garbage, and the reply right behind it in the same write.
+      sock.write(Buffer.concat([frame('{not json'), frame(JSON.stringify({ id: req.id, ok: true, redis: 'up' }))]));
+    });
+    const client = createClient({ socket: path });
+    await client.ready();
+    await assert.rejects(client.ping(), (err) => err.code === 'connection_lost' && /not JSON/.test(err.message));
+    await client.close();
+    await new Promise((r) => server.close(r));
+  });
+
+  it('closes for good, with the daemon\'s error, when the daemon forbids the connection', async () => {
+    // What fmredisd does to a peer whose uid/gid allow_uids/allow_gids
+    // leave out (root, which runs these tests, is always allowed): an error
+    // frame without id, then the end of the connection.
+    const path = `${servers.dir}/fake-forbidden.sock`;
+    let connections = 0;
+    const server = net.createServer((sock) => {
+      connections++;
+      const body = Buffer.from('{"ok":false,"error":{"code":"forbidden","message":"uid 1000 is not allowed"}}');
+      const head = Buffer.alloc(4);
+      head.writeUInt32BE(body.length);
+      sock.end(Buffer.concat([head, body]));
+      sock.on('error', () => {});
+      sock.resume();
+    });
+    await new Promise((resolve) => server.listen(path, resolve));
+    const client = createClient({ socket: path, reconnectDelay: 1, reconnectMaxDelay: 1 });
+    const reconnects = [];
+    client.on('reconnecting', (info) => reconnects.push(info));
+    await assert.rejects(client.ping(), (err) => err instanceof FmredisError && err.code === 'forbidden'
+      && /uid 1000 is not allowed/.test(err.message));
+    assert.equal(client.state, 'closed');
+    await assert.rejects(client.ping(), { code: 'forbidden' });
+    assert.deepEqual(reconnects, []);
+    assert.equal(connections, 1);
+    await client.close();
+    await new Promise((r) => server.close(r));
+  });
+
   it('drops the connection and reconnects when the daemon sends something unreadable', async () => {
     const path = `${servers.dir}/fake-garbage.sock`;
     let conns = 0;
@@ -402,5 +450,32 @@ describe('errors', () => {
     assert.equal(await client.ping(), 'up');
     await client.close();
     await new Promise((r) => server.close(r));
+  });
+});
+
+describe('a daemon at max_clients', () => {
+  let full;
+  before(async () => {
+    full = await startServers(['--max_clients', '1']);
+  });
+  after(async () => {
+    await full.stop();
+  });
+
+  it('is tried again after reconnectMaxDelay, not at once, and served once a place is free', async () => {
+    const first = createClient({ socket: full.socket });
+    await first.ready();
+    const second = createClient({ socket: full.socket, reconnectDelay: 1, reconnectMaxDelay: 1500 });
+    const reconnects = [];
+    second.on('reconnecting', (info) => reconnects.push(info));
+    const pinged = second.ping();
+    await until(() => reconnects.length > 0, 'the refused client to plan its next attempt');
+    assert.equal(reconnects[0].delay, 1500);
+    await first.close();
+    assert.equal(await pinged, 'up');
+    assert.ok(reconnects.every((r) => r.delay === 1500), JSON.stringify(reconnects));
+    // Few attempts in all: each one waited the longest delay.
+    assert.ok(reconnects.length <= 5, JSON.stringify(reconnects));
+    await second.close();
   });
 });
