@@ -80,6 +80,8 @@ export class Client extends EventEmitter {
   on(event: 'redis', listener: (state: 'up' | 'down') => void): this;
   on(event: 'lock.lost', listener: (key: string) => void): this;
   on(event: 'event', listener: (event: Record<string, unknown>) => void): this;
+  /** Only for a listener of the events above that threw or rejected (else that goes to stderr). */
+  on(event: 'error', listener: (err: unknown) => void): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;
 }
 
@@ -133,7 +135,7 @@ export interface WakeSignalerOptions extends OwnClientOptions {
   channel?: string;
   /** The subscription's group (wakes round-robin among its subscribers on one daemon). */
   group?: string;
-  /** Called with a handler's error (or a failed resubscription); else the "error" event, else stderr. */
+  /** Called with a handler's error (or a failed resubscription, or a "redis"/"resubscribed" listener's); else the "error" event, else stderr. */
   onError?: (err: unknown) => void;
   /** Ids per wake.signal_many request (default 10000, the daemon's max_batch). */
   maxBatch?: number;

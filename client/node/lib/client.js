@@ -25,6 +25,7 @@ import {
   ProtocolError,
 } from './errors.js';
 import { parseExact } from './json.js';
+import { emitGuarded, reportError } from './listeners.js';
 import { MAX_MS, countOption, intOption, isPlainObject } from './options.js';
 
 export const DEFAULT_SOCKET = '/run/fmredisd/fmredisd.sock';
@@ -179,7 +180,7 @@ export class Client extends EventEmitter {
     const waiters = this._readyWaiters;
     this._readyWaiters = [];
     for (const w of waiters) w.resolve();
-    this.emit('connect', { server: this.server, layout: this.layout });
+    this._emitSafe('connect', { server: this.server, layout: this.layout });
   }
 
   _onClose(sock) {
@@ -217,18 +218,25 @@ export class Client extends EventEmitter {
     const delay = refused ? this.reconnectMaxDelay
       : Math.min(this.reconnectDelay * 2 ** Math.min(this._attempt - 1, 30), this.reconnectMaxDelay);
     this._lastConnectError = why;
-    if (wasReady) this.emit('disconnect', new ConnectionLostError(`connection to fmredisd lost${why}`));
-    this.emit('reconnecting', { attempt: this._attempt, delay });
+    if (wasReady) this._emitSafe('disconnect', new ConnectionLostError(`connection to fmredisd lost${why}`));
+    this._emitSafe('reconnecting', { attempt: this._attempt, delay });
     this._reconnectTimer = setTimeout(() => {
       this._reconnectTimer = null;
       if (this.state === 'waiting') this._connect();
     }, delay);
   }
 
+  // Every event of the client goes to its listeners through here (see
+  // listeners.js): a listener that throws or rejects is reported on
+  // 'error' when someone listens to that, else on stderr.
+  _emitSafe(name, ...args) {
+    emitGuarded(this, name, args, (err) => reportError(this, undefined, `a listener of the client's "${name}" event`, err));
+  }
+
   // An error no reconnect can cure (a refused hello, another protocol):
   // the client closes and every request rejects with it.
   _fatal(err) {
-    this.emit('disconnect', err);
+    this._emitSafe('disconnect', err);
     this._shutdown(err);
   }
 
@@ -694,12 +702,12 @@ export class Client extends EventEmitter {
       case 'wake': {
         const sub = this._subs.get(msg.channel);
         if (sub !== undefined && sub.active) sub.deliver(msg);
-        this.emit('wake', msg);
+        this._emitSafe('wake', msg);
         break;
       }
       case 'redis':
         for (const sub of this._subs.values()) if (sub.active) sub.onRedis(msg.state);
-        this.emit('redis', msg.state);
+        this._emitSafe('redis', msg.state);
         break;
       case 'lock.lost': {
         const held = this._autoLocks.get(msg.key);
@@ -707,13 +715,13 @@ export class Client extends EventEmitter {
           this._autoLocks.delete(msg.key);
           held.lose('lock.lost');
         }
-        this.emit('lock.lost', msg.key);
+        this._emitSafe('lock.lost', msg.key);
         break;
       }
       default:
         break;
     }
-    this.emit('event', msg);
+    this._emitSafe('event', msg);
   }
 
   // ---- locks held with auto_extend ---------------------------------------

@@ -13,6 +13,7 @@ import { EventEmitter } from 'node:events';
 
 import { batches } from './batch.js';
 import { FmredisError } from './errors.js';
+import { emitGuarded, reportError } from './listeners.js';
 import { attach } from './manager.js';
 import { countOption } from './options.js';
 
@@ -107,21 +108,17 @@ export class WakeSignaler extends EventEmitter {
             .catch((err) => this._report(err));
         }
       },
-      onRedis: (state) => this.emit('redis', state),
-      onResubscribed: () => this.emit('resubscribed'),
-      onResubscribeError: (err) => this._report(err),
+      // Run inside the client's read of the socket, and in a promise
+      // callback: listeners that throw are reported like handlers.
+      onRedis: (state) => emitGuarded(this, 'redis', [state], (err) => this._report(err, 'a "redis" listener')),
+      onResubscribed: () => emitGuarded(this, 'resubscribed', [], (err) => this._report(err, 'a "resubscribed" listener')),
+      onResubscribeError: (err) => this._report(err, 'a resubscription'),
     };
     return sub;
   }
 
-  _report(err) {
-    try {
-      if (typeof this.onError === 'function') this.onError(err);
-      else if (this.listenerCount('error') > 0) this.emit('error', err);
-      else console.error('fmredis: wake handler failed:', err);
-    } catch (err2) {
-      console.error('fmredis: the wake error handler failed:', err2);
-    }
+  _report(err, what = 'a wake handler') {
+    reportError(this, this.onError, what, err);
   }
 
   // Stops delivery at once and unsubscribes.

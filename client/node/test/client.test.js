@@ -196,6 +196,52 @@ describe('the queue while not connected', () => {
   });
 });
 
+describe('listeners that throw', () => {
+  // Listeners run inside the client's own work: reading a chunk, answering
+  // hello. One that throws (or an async one that rejects) is reported on
+  // 'error' and changes nothing else: no reconnect, no frame left unread,
+  // no unhandled rejection.
+  it('are reported, and the client goes on as if they had not', async () => {
+    const unhandled = [];
+    const onUnhandled = (err) => unhandled.push(err);
+    process.on('unhandledRejection', onUnhandled);
+    const client = createClient({ socket: servers.socket, timeout: 3000 });
+    const errors = [];
+    const reconnects = [];
+    client.on('error', (err) => errors.push(err.message));
+    client.on('reconnecting', (info) => reconnects.push(info));
+    client.on('connect', () => {
+      throw new Error('connect listener');
+    });
+    client.on('wake', (event) => {
+      if (event.execution_id === 'lt-1') throw new Error('wake listener');
+    });
+    client.on('event', async (event) => {
+      throw new Error(`async event listener: ${event.execution_id}`);
+    });
+    try {
+      assert.equal(await client.ping(), 'up');
+      const signaler = new WakeSignaler(client, { channel: 'listeners' });
+      const got = [];
+      await signaler.subscribe((id) => {
+        got.push(id);
+      });
+      // Both wakes in one chunk, most likely: the second must still be read.
+      await signaler.signalMany(['lt-1', 'lt-2']);
+      await until(() => got.length === 2 && errors.length === 4, 'both wakes and every listener error');
+      assert.deepEqual(got, ['lt-1', 'lt-2']);
+      assert.deepEqual(errors.sort(), ['async event listener: lt-1', 'async event listener: lt-2',
+        'connect listener', 'wake listener']);
+      assert.deepEqual(reconnects, []);
+      assert.equal(client.state, 'ready');
+      await client.close();
+      assert.deepEqual(unhandled, []);
+    } finally {
+      process.removeListener('unhandledRejection', onUnhandled);
+    }
+  });
+});
+
 describe('options in ms', () => {
   it('refuses what setTimeout or the daemon cannot take, naming the option', () => {
     const socket = servers.socket;

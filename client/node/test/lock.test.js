@@ -154,6 +154,15 @@ describe('withLock', () => {
   });
 
   it('rejects with LockLostError, and aborts fn\'s signal, when the lock is lost', async () => {
+    // A 'lock.lost' listener that throws is reported; the loss still
+    // reaches withLock.
+    const reported = [];
+    const onError = (err) => reported.push(err.message);
+    const throwing = () => {
+      throw new Error('lock.lost listener');
+    };
+    client.on('error', onError);
+    client.once('lock.lost', throwing);
     let seen;
     const p = locks.withLock('w5', async (signal) => {
       // Gone from Redis: the daemon's next extension (every ttl/3) finds
@@ -166,6 +175,8 @@ describe('withLock', () => {
     await assert.rejects(p, (err) => err instanceof LockLostError && err.code === 'lock_lost'
       && err.reason === 'lock.lost' && err.key === 'w5');
     assert.ok(seen instanceof LockLostError);
+    client.removeListener('error', onError);
+    assert.deepEqual(reported, ['lock.lost listener']);
   });
 
   it('reports the loss after fn settles, with fn\'s own error as the cause', async () => {

@@ -76,17 +76,31 @@ describe('daemon restarts', () => {
   });
 
   it('comes back after a drained shutdown too', async () => {
+    const unhandled = [];
+    const onUnhandled = (err) => unhandled.push(err);
+    process.on('unhandledRejection', onUnhandled);
     const client = createClient({ socket: servers.socket, reconnectMaxDelay: 200 });
-    const signaler = new WakeSignaler(client, { channel: 'drain' });
+    const errors = [];
+    const signaler = new WakeSignaler(client, { channel: 'drain', onError: (err) => errors.push(err.message) });
     const got = [];
     await signaler.subscribe((id) => {
       got.push(id);
     }, { group: 'g' });
-    // Listening before the restart: the resubscription may come before
-    // restartDaemon() returns.
-    const resubscribed = new Promise((resolve) => signaler.once('resubscribed', resolve));
+    // A listener that throws is reported to onError; the next one still
+    // runs. Listening before the restart: the resubscription may come
+    // before restartDaemon() returns.
+    signaler.on('resubscribed', () => {
+      throw new Error('resubscribed listener');
+    });
+    let resubscribed = false;
+    signaler.on('resubscribed', () => {
+      resubscribed = true;
+    });
     await servers.restartDaemon('SIGTERM');
-    await resubscribed;
+    await until(() => resubscribed, "the second 'resubscribed' listener");
+    process.removeListener('unhandledRejection', onUnhandled);
+    assert.deepEqual(unhandled, []);
+    assert.deepEqual(errors, ['resubscribed listener']);
     await servers.redisCli('PUBLISH', 'drain', 'd1');
     await until(() => got.includes('d1'), 'the wake');
     // The group came back with the subscription.
@@ -101,6 +115,13 @@ describe('Redis restarts', () => {
     const signaler = new WakeSignaler({ socket: servers.socket });
     const states = [];
     const got = [];
+    const errors = [];
+    signaler.on('error', (err) => errors.push(err.message));
+    // One that throws, read inside the client's read of the socket: the
+    // next listener and the frames behind it are still served.
+    signaler.on('redis', (state) => {
+      throw new Error(`redis listener: ${state}`);
+    });
     signaler.on('redis', (state) => states.push(state));
     await signaler.subscribe((id) => {
       got.push(id);
@@ -112,6 +133,7 @@ describe('Redis restarts', () => {
     assert.deepEqual(states, ['down', 'up']);
     await servers.redisCli('PUBLISH', 'fm:wake', 'after-redis');
     await until(() => got.includes('after-redis'), 'a wake after Redis came back');
+    assert.deepEqual(errors, ['redis listener: down', 'redis listener: up']);
     await signaler.close();
   });
 });
