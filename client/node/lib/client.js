@@ -175,7 +175,9 @@ export class Client extends EventEmitter {
     this.layout = reply.layout && typeof reply.layout === 'object' ? reply.layout : null;
     this.state = 'ready';
     this._attempt = 0;
-    for (const sub of this._subs.values()) this._sendSubscribe(sub, sub.group);
+    // Those whose first subscribe is still on its way (queued, or failed
+    // with the connection) are left to it.
+    for (const sub of this._subs.values()) if (sub.active) this._sendSubscribe(sub, sub.group);
     this._drain();
     const waiters = this._readyWaiters;
     this._readyWaiters = [];
@@ -775,13 +777,28 @@ export class Client extends EventEmitter {
   // group, deliver(event), onRedis(state), onResubscribed(),
   // onResubscribeError(err)}. Registered under the channel's name, which
   // the reply names; kept across reconnects until _unsubscribe.
-  _subscribe(sub, group) {
-    const name = sub.channel ?? this.layout?.wake_channel;
-    if (name !== undefined) {
+  //
+  // The daemon keeps one subscription per channel and connection (another
+  // subscribe would only replace its group), so one sub per channel: the
+  // name is reserved for sub before the request goes out, in the same
+  // turn as it is checked, and of two subscribers racing for a channel the
+  // second is refused. The name is the channel asked for, else the
+  // daemon's wake_channel, which hello reports: a subscribe made before
+  // the first hello waits for it.
+  async _subscribe(sub, group) {
+    if (sub.name === undefined || this._subs.get(sub.name) !== sub) {
+      if (sub.channel === undefined && this.layout === undefined) await this.ready();
+      if (sub.dropped) return undefined;
+      const name = sub.channel ?? this.layout?.wake_channel;
+      if (name === undefined) {
+        throw new FmredisError('bad_request', `wake.subscribe: ${this.server || 'the daemon'} does not report its wake_channel (its hello has no layout): give the subscriber a channel`, { op: 'wake.subscribe' });
+      }
       const other = this._subs.get(name);
       if (other !== undefined && other !== sub) {
-        return Promise.reject(new FmredisError('bad_request', `wake.subscribe: this Client already has a subscriber on "${name}"; a connection subscribes to a channel once, so use another Client`, { op: 'wake.subscribe' }));
+        throw new FmredisError('bad_request', `wake.subscribe: this Client already has a subscriber on "${name}"; a connection subscribes to a channel once, so use another Client`, { op: 'wake.subscribe' });
       }
+      sub.name = name;
+      this._subs.set(name, sub);
     }
     return this._sendSubscribe(sub, group, true);
   }
@@ -799,7 +816,8 @@ export class Client extends EventEmitter {
           }
           return reply.channel;
         }
-        if (sub.name !== undefined && sub.name !== reply.channel) this._subs.delete(sub.name);
+        // The daemon's wake_channel changed across a reconnect.
+        if (sub.name !== reply.channel && this._subs.get(sub.name) === sub) this._subs.delete(sub.name);
         sub.name = reply.channel;
         sub.group = group;
         sub.active = true;
@@ -827,14 +845,16 @@ export class Client extends EventEmitter {
   }
 
   // Stops delivery at once; tells the daemon when connected (a connection
-  // that dropped has lost its subscriptions already).
+  // that dropped has lost its subscriptions already). A first subscribe
+  // still on its way is undone when its reply comes.
   _unsubscribe(sub) {
+    const wasActive = sub.active;
     sub.active = false;
     sub.dropped = true;
     clearTimeout(sub.retryTimer);
     if (sub.name === undefined || this._subs.get(sub.name) !== sub) return Promise.resolve();
     this._subs.delete(sub.name);
-    if (this.state !== 'ready') return Promise.resolve();
+    if (!wasActive || this.state !== 'ready') return Promise.resolve();
     return this._request('wake.unsubscribe', { channel: sub.name }, {}).then(() => undefined);
   }
 }

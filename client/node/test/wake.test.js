@@ -223,6 +223,38 @@ describe('unsubscribe and failing handlers', () => {
     assert.equal(printed[0][1].message, 'unheard');
   });
 
+  it('refuses the second of two subscribers racing for one Client\'s channel', async () => {
+    const c = client();
+    const first = new WakeSignaler(c, { channel: 'race' });
+    const second = new WakeSignaler(c, { channel: 'race' });
+    const got = { first: [], second: [] };
+    const results = await Promise.allSettled([
+      first.subscribe((id) => got.first.push(id), { group: 'first' }),
+      second.subscribe((id) => got.second.push(id), { group: 'second' }),
+    ]);
+    assert.equal(results[0].status, 'fulfilled');
+    assert.equal(results[1].status, 'rejected');
+    assert.ok(results[1].reason instanceof FmredisError && /already has a subscriber/.test(results[1].reason.message));
+    // The first keeps the subscription, in its own group: another member
+    // of "first" on another connection shares the wakes with it.
+    const peer = await subscriber({ channel: 'race' }, { group: 'first' });
+    await new WakeSignaler(client(), { channel: 'race' }).signalMany(['r1', 'r2', 'r3', 'r4']);
+    await until(() => got.first.length + peer.got.length === 4, 'four wakes');
+    assert.deepEqual([got.first.length, peer.got.length], [2, 2]);
+    await c.ping();
+    assert.deepEqual(got.second, []);
+  });
+
+  it('tells the daemon\'s default channel and its name apart before hello says it', async () => {
+    // Made before the client is connected: the default channel's name is
+    // not known yet.
+    const c = client();
+    const dflt = new WakeSignaler(c);
+    const named = new WakeSignaler(c, { channel: 'fm:wake' });
+    const results = await Promise.allSettled([dflt.subscribe(() => {}), named.subscribe(() => {})]);
+    assert.deepEqual(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+  });
+
   it('refuses a second subscriber on one Client\'s channel', async () => {
     const c = client();
     const first = new WakeSignaler(c, { channel: 'once' });
