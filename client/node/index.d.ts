@@ -242,9 +242,16 @@ export class LockNotAcquiredError extends FmredisError {
   constructor(key: string, options?: { cause?: unknown });
   readonly key: string;
 }
+/**
+ * Why withLock's lock was lost: the daemon's extension found it gone (lock.lost), the
+ * connection dropped or the client closed, or the release found it expired (not_held)
+ * or held by another token (not_owner).
+ */
+export type LockLostReason = 'lock.lost' | 'connection_lost' | 'closed' | 'not_held' | 'not_owner';
+
 /** code "lock_lost": the lock was lost while withLock's fn ran. */
 export class LockLostError extends FmredisError {
-  constructor(key: string, reason: 'lock.lost' | 'connection_lost' | 'closed', options?: { cause?: unknown });
+  constructor(key: string, reason: LockLostReason, options?: { cause?: unknown });
   readonly key: string;
-  readonly reason: 'lock.lost' | 'connection_lost' | 'closed';
+  readonly reason: LockLostReason;
 }

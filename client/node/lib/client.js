@@ -111,6 +111,7 @@ export class Client extends EventEmitter {
     this._pending = new Map();      // id -> request sent on this socket
     this._inflight = 0;             // sent and unanswered, timed-out ones too
     this._orphans = new Map();      // id -> request that timed out after sending
+    this._parked = [];              // releases refused with too_many_requests
     this._subs = new Map();         // channel -> subscription (client-side registry)
     this._autoLocks = new Map();    // key -> held auto_extend lock
     this._out = [];
@@ -198,9 +199,10 @@ export class Client extends EventEmitter {
       why = `: fmredisd closed the connection before answering hello${this._lastError ? ` (${this._lastError.message})` : ''}`;
     }
     this._lastError = null;
-    const pending = [...this._pending.values()];
+    const pending = [...this._pending.values(), ...this._parked];
     this._pending.clear();
     this._orphans.clear();
+    this._parked = [];
     this._inflight = 0;
     this._loseLocks('connection_lost');
     for (const req of pending) {
@@ -298,9 +300,10 @@ export class Client extends EventEmitter {
     clearTimeout(this._reconnectTimer);
     this._reconnectTimer = null;
     const queued = this._takeQueue();
-    const pending = [...this._pending.values()];
+    const pending = [...this._pending.values(), ...this._parked];
     this._pending.clear();
     this._orphans.clear();
+    this._parked = [];
     this._loseLocks('closed');
     for (const sub of this._subs.values()) clearTimeout(sub.retryTimer);
     this._subs.clear();
@@ -628,35 +631,40 @@ export class Client extends EventEmitter {
       return;
     }
     let req = this._pending.get(id);
-    if (req !== undefined) {
-      this._pending.delete(id);
-    } else {
+    const orphan = req === undefined;
+    if (orphan) {
       req = this._orphans.get(id);
       if (req === undefined) return;
       this._orphans.delete(id);
-      this._inflight--;
-      this._onOrphanReply(req, msg);
-      this._drain();
-      return;
+    } else {
+      this._pending.delete(id);
     }
     this._inflight--;
     clearTimeout(req.timer);
-    if (msg.ok === true) {
-      let result = msg;
-      try {
-        if (req.exact) result = parseExact(text);
-        if (req.then) result = req.then(result);
-      } catch (err) {
-        this._fail(req, err);
-        this._drain();
-        return;
-      }
-      if (req.resolve) req.resolve(result);
-    } else {
+    if (this._parkIfRefused(req, msg)) return;
+    // Any other reply frees a place in the daemon: a release refused for
+    // want of one has it first.
+    this._unpark();
+    if (orphan) this._onOrphanReply(req, msg);
+    else this._settle(req, msg, text);
+    this._drain();
+  }
+
+  _settle(req, msg, text) {
+    if (msg.ok !== true) {
       const e = msg.error || {};
       this._fail(req, new FmredisError(e.code || 'internal', `${req.op}: ${e.message || 'failed'}`, { op: req.op }));
+      return;
     }
-    this._drain();
+    let result = msg;
+    try {
+      if (req.exact) result = parseExact(text);
+      if (req.then) result = req.then(result);
+    } catch (err) {
+      this._fail(req, err);
+      return;
+    }
+    if (req.resolve) req.resolve(result);
   }
 
   // A reply without an id. Every request of this client carries one, and
@@ -692,10 +700,11 @@ export class Client extends EventEmitter {
   }
 
   // A lock.acquire the caller gave up on that took the lock after all:
-  // nobody knows its token, so it is given back at once.
+  // nobody knows its token, so it is given back at once (and it may have
+  // asked for auto_extend, so as _releaseNow gives it back).
   _onOrphanReply(req, msg) {
     if (req.op === 'lock.acquire' && msg.ok === true && typeof msg.token === 'string') {
-      this._request('lock.release', { key: req.key, token: msg.token }, {}).catch(() => {});
+      this._releaseNow(req.key, msg.token).catch(() => {});
     }
   }
 
@@ -751,6 +760,53 @@ export class Client extends EventEmitter {
         return { token: reply.token, fence: reply.fence, held };
       },
     });
+  }
+
+  // Releases a lock this connection holds, such as withLock's, which the
+  // daemon extends (auto_extend) until it receives the release: so the
+  // release must reach it. It goes out at once, ahead of the queue and
+  // past maxInflight, since a queued one could expire unsent and leave the
+  // lock extended for as long as the connection lasts. When that is more
+  // than the daemon's max_inflight_per_client and it answers
+  // too_many_requests, the release waits for the next reply (which frees
+  // a place) and goes again, for as long as the connection lasts: its end
+  // releases the lock anyway. Resolves with the reply.
+  _releaseNow(key, token) {
+    return new Promise((resolve, reject) => {
+      if (this.state !== 'ready') {
+        reject(this.state === 'closed' ? this._closedError('lock.release')
+          : new ConnectionLostError('the connection that held the lock is gone, and the daemon released the lock with it', { op: 'lock.release' }));
+        return;
+      }
+      const req = this._make('lock.release', { key, token }, {});
+      if (req.error) {
+        reject(req.error);
+        return;
+      }
+      req.resolve = resolve;
+      req.reject = reject;
+      req.again = req.frame;
+      req.timer = setTimeout(() => this._expire(req), req.timeout);
+      this._send(req);
+    });
+  }
+
+  // A release of _releaseNow refused with too_many_requests waits in
+  // _parked, without a deadline: the daemon answers each of the requests
+  // that fill its places within its own bound.
+  _parkIfRefused(req, msg) {
+    if (req.again === undefined || msg.ok !== false || msg.error?.code !== 'too_many_requests') return false;
+    req.timer = null;
+    this._parked.push(req);
+    return true;
+  }
+
+  _unpark() {
+    const req = this._parked.shift();
+    if (req === undefined) return;
+    req.frame = req.again;
+    req.timer = setTimeout(() => this._expire(req), req.timeout);
+    this._send(req);
   }
 
   _forgetLock(held) {

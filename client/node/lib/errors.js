@@ -67,7 +67,9 @@ export class LockNotAcquiredError extends FmredisError {
 
 // withLock(): the lock stopped being ours while fn ran. `reason` is
 // "lock.lost" (the daemon's extension found it gone), "connection_lost"
-// (the connection dropped, which releases it) or "closed" (close()).
+// (the connection dropped, which releases it), "closed" (close()), or what
+// the release answered: "not_held" (expired or deleted) or "not_owner"
+// (another token holds it).
 export class LockLostError extends FmredisError {
   constructor(key, reason, options) {
     super('lock_lost', `lock "${key}" was lost while held (${reason})`, options);

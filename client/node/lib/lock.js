@@ -82,7 +82,9 @@ export class LockManager {
   // AbortSignal that aborts (with a LockLostError) if the lock is lost
   // meanwhile, and {key, token, fence}. Rejects with LockNotAcquiredError
   // when the lock could not be had, and with LockLostError (after fn
-  // settled; fn's own error as its cause) when it was lost while fn ran.
+  // settled; fn's own error as its cause) when it was lost while fn ran:
+  // the daemon said so (lock.lost), the connection ended, or the release
+  // found the lock gone or someone else's (not_held, not_owner).
   async withLock(key, fn, ttl) {
     if (typeof fn !== 'function') throw new TypeError('withLock: fn must be a function');
     const { fields, opts } = this._acquireRequest(key, { ttl, autoExtend: true });
@@ -109,8 +111,9 @@ export class LockManager {
     const lost = held.lost;
     if (lost !== null) throw new LockLostError(key, lost, failed ? { cause: error } : undefined);
 
+    let reply;
     try {
-      await this.release(key, token);
+      reply = await this.client._releaseNow(key, token);
     } catch (err) {
       // The daemon stopped extending the lock when it got the release,
       // whatever Redis answered (or the connection ended and released it):
@@ -119,6 +122,9 @@ export class LockManager {
       throw failed ? error : err;
     }
     this.client._forgetLock(held);
+    // Lost before the daemon's next extension could tell: expired, or
+    // taken from us.
+    if (reply.released !== true) throw new LockLostError(key, reply.reason, failed ? { cause: error } : undefined);
     if (failed) throw error;
     return result;
   }

@@ -192,6 +192,49 @@ describe('withLock', () => {
     await servers.redisCli('DEL', 'fm:lock:w6');
   });
 
+  it('rejects with LockLostError when its release finds the lock gone', async () => {
+    // ttl 30000: the daemon's first extension (at 10 s) would come long
+    // after the release, so only the release can tell.
+    const p = locks.withLock('w8', async () => {
+      await servers.redisCli('DEL', 'fm:lock:w8');
+      return 'done';
+    }, 30000);
+    await assert.rejects(p, (err) => err instanceof LockLostError && err.reason === 'not_held'
+      && err.key === 'w8' && err.cause === undefined);
+  });
+
+  it('rejects with LockLostError when its release finds another holder, with fn\'s error as the cause', async () => {
+    const own = new Error('fn failed');
+    const p = locks.withLock('w9', async () => {
+      await servers.redisCli('SET', 'fm:lock:w9', 'someone-else', 'PX', '30000');
+      throw own;
+    }, 30000);
+    await assert.rejects(p, (err) => err instanceof LockLostError && err.reason === 'not_owner' && err.cause === own);
+    assert.equal(await servers.redisCli('GET', 'fm:lock:w9'), 'someone-else');
+    await servers.redisCli('DEL', 'fm:lock:w9');
+  });
+
+  it('releases ahead of requests that fill maxInflight, rather than leave the lock extended', async () => {
+    const narrow = createClient({ socket: servers.socket, maxInflight: 2, timeout: 3000 });
+    const patient = new LockManager(narrow, { retryDelay: 100, maxRetries: 100 });
+    // Held from outside, so that two acquires wait in the daemon, each
+    // holding one of the client's two places for some 10 s.
+    await servers.redisCli('SET', 'fm:lock:busy-1', 'outsider', 'PX', '60000');
+    await servers.redisCli('SET', 'fm:lock:busy-2', 'outsider', 'PX', '60000');
+    const waiting = [];
+    const result = await patient.withLock('w10', async () => {
+      for (const key of ['busy-1', 'busy-2']) waiting.push(patient.acquire(key));
+      await until(async () => (await client.stats()).lock_acquires_waiting === 2, 'both acquires to wait');
+      return 'done';
+    }, 1000);
+    assert.equal(result, 'done');
+    // Released, not left to the daemon's extensions every 333 ms.
+    assert.equal(await servers.redisCli('EXISTS', 'fm:lock:w10'), '0');
+    await servers.redisCli('DEL', 'fm:lock:busy-1', 'fm:lock:busy-2');
+    for (const token of await Promise.all(waiting)) assert.equal(typeof token, 'string');
+    await narrow.close();
+  });
+
   it('runs README-style zero-argument functions one holder at a time', async () => {
     let inside = 0;
     let most = 0;
@@ -222,5 +265,38 @@ describe('keyPrefix', () => {
         && /lock_key_prefix myapp:lock:/.test(err.message));
     }
     assert.equal(await servers.redisCli('KEYS', '*p2*'), '');
+  });
+});
+
+describe('withLock against a daemon with max_inflight_per_client 2', () => {
+  let small;
+  before(async () => {
+    small = await startServers(['--max_inflight_per_client', '2']);
+  });
+  after(async () => {
+    await small.stop();
+  });
+
+  it('sends its release again after too_many_requests until the daemon takes it', async () => {
+    // The client allows 256 in flight: its release is the third request,
+    // which the daemon refuses while two acquires wait (for some 1 s).
+    const c = createClient({ socket: small.socket });
+    const patient = new LockManager(c, { retryDelay: 100, maxRetries: 10 });
+    await small.redisCli('SET', 'fm:lock:busy-1', 'outsider', 'PX', '60000');
+    await small.redisCli('SET', 'fm:lock:busy-2', 'outsider', 'PX', '60000');
+    const probe = createClient({ socket: small.socket });
+    let waiting;
+    const result = await patient.withLock('t1', async () => {
+      waiting = Promise.all(['busy-1', 'busy-2'].map((key) => patient.acquire(key)));
+      await until(async () => (await probe.stats()).lock_acquires_waiting === 2, 'both acquires to wait');
+      return 'done';
+    }, 1000);
+    assert.equal(result, 'done');
+    assert.equal(await small.redisCli('EXISTS', 'fm:lock:t1'), '0');
+    const release = (await probe.stats()).ops['lock.release'];
+    assert.ok(release.errors >= 1, `the daemon refused the release at least once: ${JSON.stringify(release)}`);
+    assert.deepEqual(await waiting, [null, null]);
+    await c.close();
+    await probe.close();
   });
 });
