@@ -11,8 +11,9 @@
 // wake subscriptions and send what was queued. When the socket drops, the
 // requests in flight on it reject with ConnectionLostError (the daemon has
 // released the connection's locks by then), and the client connects again
-// with a capped exponential backoff. Requests made while it is not
-// connected wait in a queue, each bounded by its own deadline.
+// with a capped exponential backoff (at the cap when the daemon refused
+// the connection). Requests made while it is not connected wait in a
+// queue, each bounded by its own deadline.
 
 import net from 'node:net';
 import { EventEmitter } from 'node:events';
