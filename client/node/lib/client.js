@@ -79,7 +79,6 @@ function nestsDeeper(text, max) {
   return false;
 }
 
-
 export class Client extends EventEmitter {
   constructor(options = {}) {
     super();
@@ -367,9 +366,10 @@ export class Client extends EventEmitter {
   }
 
   // opts: timeout (ms), raw (a member name and its JSON text, put into the
-  // request as it is), precheck ((layout, server) => error or null, run before the
-  // request is sent), exact (parse the reply with parseExact), then (reply
-  // => result, run as the reply is read, before any later frame).
+  // request as it is), precheck ((layout, server) => error or null, run
+  // before the request is sent), exact (parse the reply with parseExact),
+  // then (reply => result, run as the reply is read, before any later
+  // frame).
   _request(op, fields, opts) {
     return new Promise((resolve, reject) => {
       if (this.state === 'closed') {
@@ -551,10 +551,10 @@ export class Client extends EventEmitter {
 
   // Frames are read straight out of each chunk. A frame split across
   // chunks is gathered in _parts and joined alone, so the rest of the
-  // chunk that completes it is never copied.
-  // A frame that ends the connection (one it cannot read, or the daemon's
-  // refusal) ends the reading of the chunk too: sock.destroyed is set at
-  // once, this._sock only at 'close'.
+  // chunk that completes it is never copied. A frame that ends the
+  // connection (one it cannot read, or the daemon's refusal) ends the
+  // reading of the chunk too: sock.destroyed is set at once, this._sock
+  // only at 'close'.
   _onData(sock, chunk) {
     if (sock !== this._sock || sock.destroyed) return;
     let off = 0;
@@ -776,7 +776,7 @@ export class Client extends EventEmitter {
     return new Promise((resolve, reject) => {
       if (this.state !== 'ready') {
         reject(this.state === 'closed' ? this._closedError('lock.release')
-          : new ConnectionLostError('the connection that held the lock is gone, and the daemon released the lock with it', { op: 'lock.release' }));
+          : new ConnectionLostError('lock.release: the connection that holds the lock is gone (and the daemon released it, unless it was taken with on_disconnect "keep")', { op: 'lock.release' }));
         return;
       }
       const req = this._make('lock.release', { key, token }, {});
