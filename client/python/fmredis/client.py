@@ -27,6 +27,7 @@ import collections
 import enum
 import json
 import os
+import select
 import socket
 import struct
 import time
@@ -519,3 +520,11 @@ class Client:
 
     def _forget_lost(self, key: str) -> None:
         self._lost.discard(key)
+
+    def _wait_readable(self, seconds: float) -> None:
+        """Waits up to seconds for the socket to be readable, then reads
+        what it holds (late replies, events)."""
+        if self._sock is None:
+            return
+        select.select([self._sock], [], [], max(seconds, 0.0))
+        self._pump()

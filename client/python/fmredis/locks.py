@@ -3,16 +3,20 @@ fmredisd, and a ``with`` form whose lock the daemon keeps extended."""
 
 from __future__ import annotations
 
+import time
 from types import TracebackType
 
 from ._service import Service
 from .client import Client
-from .errors import FmClosed, FmError, LockLost, LockNotAcquired
+from .errors import FmClosed, FmError, FmServerError, LockLost, LockNotAcquired
 
 __all__ = ["LockManager", "HeldLock", "MIN_AUTO_EXTEND_TTL"]
 
 MIN_AUTO_EXTEND_TTL = 100
 """The smallest ttl (ms) the daemon auto-extends."""
+
+_RETRY_WAIT = 0.05      # seconds a release refused with too_many_requests
+                        # waits for a reply before it is sent again
 
 
 class LockManager(Service):
@@ -75,7 +79,13 @@ class LockManager(Service):
         raises LockLost when it was lost meanwhile: the daemon sent lock.lost,
         the connection closed, or the release found it no longer ours. When
         the block raised, its exception goes on instead, with a note saying
-        the lock was lost."""
+        the lock was lost.
+
+        A release refused with too_many_requests is sent again until the
+        Client's timeout. One that gets no answer (a timeout, that refusal
+        past the timeout, an interrupt) closes the Client, shared or not,
+        since only a release or a close stops the daemon extending the
+        lock; the error is raised with a note that says so."""
         ttl = self._ttl(ttl)
         if ttl is not None and ttl < MIN_AUTO_EXTEND_TTL:
             raise ValueError("an auto-extended lock needs a ttl of at least %d ms, got %d"
@@ -117,20 +127,57 @@ class HeldLock:
         return self.client.closed or self.client._lock_lost(self.key)
 
     def _release(self) -> str | None:
-        """Releases the lock; returns why it was lost, or None."""
+        """Releases the lock; returns why it was lost, or None. Raises the
+        error of a release the daemon did not answer, after closing the
+        Client: the daemon keeps extending the lock until a release reaches
+        it, and the close releases it (on_disconnect "release")."""
         assert self.token is not None, "released before it was acquired"
         if self.client.closed:
             return "the connection to fmredisd closed while the lock was held"
         try:
-            released, reason = self.client.lock_release(self.key, self.token)
+            released, reason = self._send_release()
         except FmClosed as e:
             return "the connection to fmredisd closed while the lock was held (%s)" % e
+        except FmServerError as e:
+            if e.code != "too_many_requests":
+                raise       # it reached the daemon, which stopped extending
+            self._close_client(e)
+            raise
+        except BaseException as e:
+            self._close_client(e)
+            raise
         if self.client._lock_lost(self.key):
             return "fmredisd reported lock.lost (an extension found the lock gone)"
         if not released:
             return "the release found it %s" % ("expired" if reason == "not_held"
                                                  else "held by another token")
         return None
+
+    def _send_release(self) -> tuple[bool, str | None]:
+        """lock_release, again after each too_many_requests until the
+        Client's timeout: a slot frees when a reply to one of this
+        connection's earlier (timed-out) requests arrives."""
+        assert self.token is not None
+        limit = self.client.timeout
+        deadline = None if limit is None else time.monotonic() + limit
+        refused: FmServerError | None = None
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if refused is not None and left is not None and left <= 0:
+                raise refused
+            try:
+                return self.client.lock_release(self.key, self.token, timeout=left)
+            except FmServerError as e:
+                if e.code != "too_many_requests":
+                    raise
+                refused = e
+            self.client._wait_readable(_RETRY_WAIT if deadline is None
+                                       else min(_RETRY_WAIT, deadline - time.monotonic()))
+
+    def _close_client(self, e: BaseException) -> None:
+        self.client.close()
+        e.add_note("fmredis: the release of lock %r got no answer, so the Client was closed:"
+                   " fmredisd releases the lock when the connection closes" % (self.key,))
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -140,6 +187,8 @@ class HeldLock:
             if exc is None:
                 raise
             exc.add_note("fmredis: releasing lock %r failed: %s" % (self.key, e))
+            for note in getattr(e, "__notes__", ()):
+                exc.add_note(note)
             return
         finally:
             self.client._forget_lost(self.key)

@@ -7,7 +7,7 @@ import os
 import time
 from unittest import mock
 
-from fmredis import FmServerError, LockLost, LockManager, LockNotAcquired, WakeSignaler
+from fmredis import FmServerError, FmTimeout, LockLost, LockManager, LockNotAcquired, WakeSignaler
 
 from .harness import DaemonTestCase, wait_for
 
@@ -221,3 +221,54 @@ class LockContextTest(DaemonTestCase):
         ev = c.next_event(timeout=0)
         assert ev is not None
         self.assertEqual((ev.type, ev.key), ("lock.lost", key))
+
+
+class LockReleaseRefusedTest(DaemonTestCase):
+    """With one request in flight per connection, a timed-out acquire still
+    waiting in the daemon makes the lock's release too_many_requests."""
+
+    daemon_args = ("--max_inflight_per_client", "1")
+
+    def test_release_refused_with_too_many_requests_is_sent_again(self) -> None:
+        key, busy = self.key(), self.key("busy")
+        holder = self.client()
+        self.assertIsNotNone(holder.lock_acquire(busy, ttl=30000))
+        c = self.client(timeout=20)
+        with LockManager(c).lock(key, ttl=1000) as held:
+            # Waits some 1.5 s in the daemon, holding this connection's slot.
+            with self.assertRaises(FmTimeout):
+                c.lock_acquire(busy, retry_delay=100, max_retries=15, timeout=0.1)
+            self.assertEqual(self.redis("GET", PREFIX + key), held.token)
+        self.assertFalse(self.servers.exists(PREFIX + key))
+        self.assertFalse(c.closed)
+
+    def test_release_refused_past_the_timeout_closes_the_client(self) -> None:
+        key, busy = self.key(), self.key("busy")
+        holder = self.client()
+        self.assertIsNotNone(holder.lock_acquire(busy, ttl=30000))
+        c = self.client(timeout=20)
+        with self.assertRaises(FmServerError) as cm:
+            with LockManager(c).lock(key, ttl=1000):
+                with self.assertRaises(FmTimeout):
+                    c.lock_acquire(busy, retry_delay=1000, max_retries=60, timeout=0.1)
+                c.timeout = 0.5
+        self.assertEqual(cm.exception.code, "too_many_requests")
+        self.assertTrue(any("Client was closed" in n for n in cm.exception.__notes__))
+        self.assertTrue(c.closed)
+        wait_for(lambda: not self.servers.exists(PREFIX + key), "the close released it")
+
+
+class LockReleaseUnansweredTest(DaemonTestCase):
+
+    def test_release_timed_out_closes_the_client_and_the_daemon_releases(self) -> None:
+        key = self.key()
+        c = self.client(timeout=0.5)
+        try:
+            with self.assertRaises(FmTimeout) as cm:
+                with LockManager(c).lock(key, ttl=1000):
+                    self.servers.pause_daemon()
+            self.assertTrue(any("Client was closed" in n for n in cm.exception.__notes__))
+            self.assertTrue(c.closed)
+        finally:
+            self.servers.resume_daemon()
+        wait_for(lambda: not self.servers.exists(PREFIX + key), "the close released it")
