@@ -6,10 +6,12 @@ LockManager, WakeSignaler and ExecutionCache are built on it.
 
 - One Client is one blocking connection; use one per thread.
 - Every call has a timeout (seconds; the client's default, or the call's
-  ``timeout=``). ``lock_acquire`` adds its retry wait to it. A call that
+  ``timeout=``). ``lock_acquire``'s default adds the daemon's
+  request_timeout_ms (``request_timeout``, 5 s) and its retry wait to it. A call that
   timed out raises FmTimeout and leaves the connection usable: its late reply
-  is recognised by its id and dropped (a late acquire that got the lock is
-  released at once).
+  is recognised by its id and dropped. A late acquire that got the lock is
+  released when the client next reads (any call or event read); if that
+  release is refused, the client closes, which releases it too.
 - Events (``{"event": ...}`` frames: wakes, Redis link changes, lost locks)
   can arrive at any time, also while a call waits for its reply. They are
   queued in order and never dropped: read them with ``next_event()``, or
@@ -44,6 +46,7 @@ DEFAULT_TIMEOUT = 10.0          # seconds; above the daemon's own 5 s
 DEFAULT_MAX_REPLY = 256 << 20   # bytes of one reply frame
 _DEFAULT_RETRY_DELAY_MS = 100   # the contract's defaults, used only to
 _DEFAULT_MAX_RETRIES = 50       # size an acquire's client-side timeout
+DEFAULT_REQUEST_TIMEOUT = 5.0   # seconds: the daemon's request_timeout_ms
 _ID_MAX = (1 << 53) - 1
 
 
@@ -120,21 +123,26 @@ class Client:
     forever). ``max_reply``: the largest reply frame accepted, in bytes.
     ``parse_float``: what makes numbers with a fraction or exponent of
     replies into values (json's ``parse_float``; ``decimal.Decimal`` keeps
-    every digit, the default makes floats).
+    every digit, the default makes floats). ``request_timeout``: the
+    daemon's request_timeout_ms in seconds, which lock_acquire's default
+    timeout adds, so that the daemon answers before the client gives up.
     """
 
     def __init__(self, path: str | None = None, timeout: float | None = DEFAULT_TIMEOUT,
                  max_reply: int = DEFAULT_MAX_REPLY,
-                 parse_float: Callable[[str], Any] | None = None) -> None:
+                 parse_float: Callable[[str], Any] | None = None,
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> None:
         self.path: str = path or os.environ.get("FMREDISD_SOCKET") or DEFAULT_SOCKET
         self.timeout = timeout
         self.max_reply = max_reply
+        self.request_timeout = request_timeout
         self._decoder = json.JSONDecoder(parse_float=parse_float)
         self._next_id = 1
         self._buf = bytearray()
         self._events: collections.deque[Event] = collections.deque()
         self._lost: set[str] = set()          # keys of lock.lost events seen
         self._orphans: dict[int, str] = {}    # id of a timed-out acquire -> key
+        self._orphan_releases: set[int] = set()   # ids of their releases
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
@@ -156,6 +164,7 @@ class Client:
             self._sock.close()
             self._sock = None
             self._orphans.clear()
+            self._orphan_releases.clear()
 
     @property
     def closed(self) -> bool:
@@ -302,12 +311,23 @@ class Client:
             rid = obj["id"]
             if want is not None and type(rid) is int and rid == want:
                 return True
-            key = self._orphans.pop(rid, None) if type(rid) is int else None
+            if type(rid) is not int:
+                return False
+            if rid in self._orphan_releases:
+                self._orphan_releases.discard(rid)
+                if obj.get("ok") is not True:
+                    # Refused (too_many_requests...): only closing the
+                    # connection now makes the daemon release that lock.
+                    self.close()
+                return False
+            key = self._orphans.pop(rid, None)
             if key is not None and isinstance(obj.get("token"), str):
                 # A timed-out acquire got the lock after all: give it back.
-                body = _json.dumps({"op": "lock.release", "id": self._new_id(),
+                release_id = self._new_id()
+                body = _json.dumps({"op": "lock.release", "id": release_id,
                                     "key": key, "token": obj["token"]})
-                self._send(body, time.monotonic() + (self.timeout or 5))
+                if self._send(body, time.monotonic() + (self.timeout or 5)) is None:
+                    self._orphan_releases.add(release_id)
             return False
         # An error without id answers the call in progress (every request
         # of ours has an id; the daemon drops it only from unreadable ones).
@@ -374,11 +394,12 @@ class Client:
         """Returns Lock(token, fence), or None when another holder kept it
         through all retries. Arguments left None take the daemon's defaults
         (ttl, retry_delay in ms; on_disconnect "release" or "keep"). The
-        default timeout is the client's plus the retry wait."""
+        default timeout is the client's plus the daemon's request timeout
+        plus the retry wait."""
         if timeout is UNSET and self.timeout is not None:
             delay = retry_delay if retry_delay is not None else _DEFAULT_RETRY_DELAY_MS
             tries = max_retries if max_retries is not None else _DEFAULT_MAX_RETRIES
-            timeout = self.timeout + delay * tries / 1000.0
+            timeout = self.timeout + self.request_timeout + delay * tries / 1000.0
         req: dict[str, Any] = {"op": "lock.acquire", "id": self._new_id(), "key": key}
         for k, v in (("ttl", ttl), ("retry_delay", retry_delay),
                      ("max_retries", max_retries),

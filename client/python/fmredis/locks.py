@@ -8,7 +8,7 @@ from types import TracebackType
 
 from ._service import Service
 from .client import Client
-from .errors import FmClosed, FmError, FmServerError, LockLost, LockNotAcquired
+from .errors import FmClosed, FmError, FmServerError, FmTimeout, LockLost, LockNotAcquired
 
 __all__ = ["LockManager", "HeldLock", "MIN_AUTO_EXTEND_TTL"]
 
@@ -75,7 +75,8 @@ class LockManager(Service):
         runs (auto_extend), so ttl only bounds how long the lock outlives
         this process if it hangs with the connection open; it must be at
         least 100. Entering raises LockNotAcquired when another holder kept
-        the lock through all retries. Leaving always releases the lock, and
+        the lock through all retries, and closes the Client (shared or not)
+        when the acquire times out. Leaving always releases the lock, and
         raises LockLost when it was lost meanwhile: the daemon sent lock.lost,
         the connection closed, or the release found it no longer ours. When
         the block raised, its exception goes on instead, with a note saying
@@ -109,8 +110,16 @@ class HeldLock:
         self.fence: int | None = None
 
     def __enter__(self) -> HeldLock:
-        lock = self.client.lock_acquire(self.key, self._ttl, self._retry_delay,
-                                        self._max_retries, auto_extend=True)
+        try:
+            lock = self.client.lock_acquire(self.key, self._ttl, self._retry_delay,
+                                            self._max_retries, auto_extend=True)
+        except FmTimeout as e:
+            # A grant still to come would be extended until this client's
+            # next read; closing makes the daemon drop the wait or release.
+            self.client.close()
+            e.add_note("fmredis: the acquire of lock %r timed out, so the Client was closed"
+                       % (self.key,))
+            raise
         if lock is None:
             raise LockNotAcquired(self.key)
         # A lock.lost read so far is about an earlier hold of this key:

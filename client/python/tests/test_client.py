@@ -88,7 +88,7 @@ class ClientTest(DaemonTestCase):
             self.servers.resume_daemon()
         self.assertEqual(c.ping(), "up")
 
-    def test_late_acquire_is_released_at_once(self) -> None:
+    def test_late_acquire_is_released_at_the_next_read(self) -> None:
         key = self.key()
         holder, late = self.client(), self.client(timeout=10)
         held = holder.lock_acquire(key, ttl=30000)

@@ -272,3 +272,35 @@ class LockReleaseUnansweredTest(DaemonTestCase):
         finally:
             self.servers.resume_daemon()
         wait_for(lambda: not self.servers.exists(PREFIX + key), "the close released it")
+
+
+class LockAcquireTimeoutTest(DaemonTestCase):
+
+    def test_default_acquire_timeout_adds_the_daemons_request_timeout(self) -> None:
+        key = self.key()
+        holder = self.client()
+        self.assertIsNotNone(holder.lock_acquire(key, ttl=30000))
+        c = self.client(timeout=0.1)
+        # 0.1 s + 5 s + 1 s of retries: the daemon's "not acquired" (after
+        # 1 s) comes first.
+        t0 = time.monotonic()
+        self.assertIsNone(c.lock_acquire(key, retry_delay=100, max_retries=10))
+        self.assertGreaterEqual(time.monotonic() - t0, 0.9)
+
+    def test_lock_whose_acquire_times_out_closes_the_client(self) -> None:
+        key = self.key()
+        c = self.client(timeout=0.2, request_timeout=0)
+        m = LockManager(c, retry_delay=100, max_retries=1)
+        self.servers.pause_daemon()
+        try:
+            with self.assertRaises(FmTimeout) as cm:
+                with m.lock(key, ttl=1000):
+                    self.fail("the block ran without the lock")
+            self.assertTrue(any("Client was closed" in n for n in cm.exception.__notes__))
+            self.assertTrue(c.closed)
+        finally:
+            self.servers.resume_daemon()
+        # The daemon reads the acquire and then the close: whatever it
+        # granted goes with the connection, and is not extended.
+        wait_for(lambda: not self.servers.exists(PREFIX + key), "the lock free")
+        self.assertIsNotNone(self.client().lock_acquire(key, ttl=1000, max_retries=0))
