@@ -5,7 +5,11 @@ another object to encode), yet a Decimal is how a caller keeps a number's
 digits (Client(parse_float=decimal.Decimal)). So a value json.dumps refuses
 is written by the small encoder below, which writes a Decimal's own digits
 and everything else as json.dumps does; values without a Decimal keep the
-fast C encoder."""
+fast C encoder.
+
+Text is written as UTF-8, not as \\uXXXX escapes, and encoded strictly: a lone
+surrogate (which UTF-8 cannot hold) raises UnicodeEncodeError here, while
+as an escape the daemon would answer bad_json without the request's id."""
 
 from __future__ import annotations
 
@@ -19,12 +23,12 @@ __all__ = ["dumps"]
 
 def dumps(obj: Any) -> bytes:
     try:
-        text = json.dumps(obj, separators=(",", ":"), allow_nan=False)
+        text = json.dumps(obj, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
     except TypeError:
         parts: list[str] = []
         _encode(obj, parts)
         text = "".join(parts)
-    return text.encode("utf-8")
+    return text.encode("utf-8", "strict")
 
 
 def _number(x: float | decimal.Decimal) -> str:
@@ -37,9 +41,13 @@ def _number(x: float | decimal.Decimal) -> str:
     return float.__repr__(x)
 
 
+def _str(s: str) -> str:
+    return json.dumps(s, ensure_ascii=False)
+
+
 def _key(k: Any) -> str:
     if isinstance(k, str):
-        return json.dumps(k)
+        return _str(k)
     if k is True or k is False or k is None:
         return json.dumps(json.dumps(k))
     if isinstance(k, int):
@@ -51,7 +59,9 @@ def _key(k: Any) -> str:
 
 
 def _encode(obj: Any, out: list[str]) -> None:
-    if obj is None or obj is True or obj is False or isinstance(obj, str):
+    if isinstance(obj, str):
+        out.append(_str(obj))
+    elif obj is None or obj is True or obj is False:
         out.append(json.dumps(obj))
     elif isinstance(obj, int):
         out.append(int.__repr__(obj))

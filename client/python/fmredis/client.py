@@ -367,10 +367,15 @@ class Client:
             raise FmServerError(str(e.get("code", "internal")), str(e.get("message", "")), obj)
         return obj
 
-    def call(self, op: str, timeout: Timeout = UNSET, **fields: Any) -> dict[str, Any]:
+    def call(self, op: str, /, timeout: Timeout = UNSET, **fields: Any) -> dict[str, Any]:
         """Sends {"op": op, "id": <new>, **fields} and returns the reply
         object (ok:true). Fields whose value is None are not sent. timeout:
-        seconds, None for no limit; the client's default when not given."""
+        seconds, None for no limit; the client's default when not given.
+        Fields named op or id raise ValueError: they would replace the
+        request's own, and its reply would never be recognised."""
+        reserved = sorted({"op", "id"} & fields.keys())
+        if reserved:
+            raise ValueError("call() fields may not be named %s" % " or ".join(reserved))
         req: dict[str, Any] = {"op": op, "id": self._new_id()}
         req.update((k, v) for k, v in fields.items() if v is not None)
         return self._exchange(req, timeout)

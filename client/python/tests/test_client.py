@@ -213,3 +213,26 @@ class NumbersTest(DaemonTestCase):
         with self.assertRaises(TypeError):
             c.cache_set({"id": self.key(), "x": object()})
         self.assertEqual(c.ping(), "up")
+
+    def test_lone_surrogates_are_refused_before_sending(self) -> None:
+        c = self.client()
+        for value in ("\ud800", {"x": "a\udfff"}, {"d": Decimal("1.5"), "s": "\ud83d"}):
+            with self.subTest(value=value), self.assertRaises(UnicodeEncodeError):
+                c.cache_set({"id": self.key(), "v": value})
+        self.assertFalse(self.servers.exists("fm:exec:" + self.key()))
+        # Text outside ASCII, surrogate pairs joined, goes as UTF-8.
+        c.cache_set({"id": self.key(), "v": "h\u00e9 \U0001f600"})
+        self.assertEqual(self.redis("GET", "fm:exec:" + self.key()),
+                         '{"id":"%s","v":"h\u00e9 \U0001f600"}' % self.key())
+        self.assertEqual(c.ping(), "up")
+
+
+class CallFieldsTest(DaemonTestCase):
+
+    def test_call_refuses_fields_named_op_or_id(self) -> None:
+        c = self.client()
+        for fields in ({"id": 7}, {"op": "stats"}, {"op": "x", "id": 1}):
+            with self.subTest(fields=fields), self.assertRaises(ValueError):
+                c.call("ping", **fields)
+        self.assertEqual(c.stats()["ops"]["ping"]["calls"], 0)
+        self.assertEqual(c.ping(), "up")
