@@ -143,6 +143,7 @@ class Client:
         self._lost: set[str] = set()          # keys of lock.lost events seen
         self._orphans: dict[int, str] = {}    # id of a timed-out acquire -> key
         self._orphan_releases: set[int] = set()   # ids of their releases
+        self._last_error: str | None = None   # of the last error without id
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
@@ -179,13 +180,18 @@ class Client:
     def fileno(self) -> int:
         """The socket's fd for select/poll (readable: call poll_events)."""
         if self._sock is None:
-            raise FmClosed("not connected")
+            raise FmClosed(self._why("not connected"))
         return self._sock.fileno()
 
     @property
     def has_events(self) -> int:
         """Number of events already queued (the fd won't show them)."""
         return len(self._events)
+
+    def _why(self, msg: str) -> str:
+        if self._last_error is None:
+            return msg
+        return "%s (the daemon's last error without id: %s)" % (msg, self._last_error)
 
     def _fail_closed(self, exc: Exception) -> NoReturn:
         self.close()
@@ -197,7 +203,7 @@ class Client:
         """Sends one frame. Returns the OSError that ended the connection,
         after reading what the daemon sent before it closed."""
         if self._sock is None:
-            raise FmClosed("not connected")
+            raise FmClosed(self._why("not connected"))
         data = struct.pack(">I", len(body)) + body
         if deadline is not None and deadline <= time.monotonic():
             raise FmTimeout("timed out before sending the request")
@@ -252,7 +258,7 @@ class Client:
     def _read(self, deadline: float | None) -> bool:
         """Reads once; False on timeout. Raises FmClosed at EOF."""
         if self._sock is None:
-            raise FmClosed("not connected")
+            raise FmClosed(self._why("not connected"))
         try:
             self._sock.settimeout(self._left(deadline))
             chunk = self._sock.recv(1 << 20)
@@ -263,7 +269,7 @@ class Client:
         except OSError as e:
             self._fail_closed(FmClosed("recv: %s" % e))
         if not chunk:
-            self._fail_closed(FmClosed("connection closed by fmredisd"))
+            self._fail_closed(FmClosed(self._why("connection closed by fmredisd")))
         self._buf += chunk
         return True
 
@@ -330,7 +336,14 @@ class Client:
                     self._orphan_releases.add(release_id)
             return False
         # An error without id answers the call in progress (every request
-        # of ours has an id; the daemon drops it only from unreadable ones).
+        # of ours has an id; the daemon drops it only from unreadable ones),
+        # or says why the daemon is about to close (forbidden...): kept for
+        # FmClosed's message.
+        e = obj.get("error")
+        code = e.get("code") if isinstance(e, dict) else None
+        self._last_error = "%s: %s" % (code, e.get("message", "") if isinstance(e, dict) else "")
+        if code in ("bad_frame", "frame_too_large"):
+            self.close()        # the daemon closes after these
         return want is not None and obj.get("ok") is False
 
     def _new_id(self) -> int:
@@ -351,7 +364,7 @@ class Client:
             if obj is None:
                 if err is not None:
                     self.close()
-                    raise FmClosed("send: %s" % err)
+                    raise FmClosed(self._why("send: %s" % err))
                 if deadline is not None and time.monotonic() >= deadline:
                     raise FmTimeout("no reply to %s in time" % op)
                 self._read(deadline)
@@ -524,7 +537,7 @@ class Client:
                 drained = True
                 continue
             if self._sock is None:
-                raise FmClosed("not connected")
+                raise FmClosed(self._why("not connected"))
             self._read(deadline)
 
     def poll_events(self) -> list[Event]:
@@ -535,7 +548,7 @@ class Client:
         out = list(self._events)
         self._events.clear()
         if not out and self._sock is None:
-            raise FmClosed("connection closed")
+            raise FmClosed(self._why("connection closed"))
         return out
 
     # -- for LockManager ---------------------------------------------------

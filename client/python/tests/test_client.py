@@ -145,9 +145,10 @@ class ClientTest(DaemonTestCase):
         with self.assertRaises(FmServerError) as cm:
             c.call("ping", pad="x" * (2 << 20))
         self.assertEqual(cm.exception.code, "frame_too_large")
-        with self.assertRaises(FmClosed):
+        self.assertTrue(c.closed)       # at once, as the daemon closes
+        with self.assertRaises(FmClosed) as closed:
             c.ping()
-        self.assertTrue(c.closed)
+        self.assertIn("frame_too_large", str(closed.exception))
         with self.assertRaises(FmClosed):
             c.poll_events()
 
@@ -236,3 +237,17 @@ class CallFieldsTest(DaemonTestCase):
                 c.call("ping", **fields)
         self.assertEqual(c.stats()["ops"]["ping"]["calls"], 0)
         self.assertEqual(c.ping(), "up")
+
+
+class RefusedConnectionTest(DaemonTestCase):
+
+    daemon_args = ("--max_clients", "1")
+
+    def test_error_without_id_and_no_call_is_kept_for_fmclosed(self) -> None:
+        first = self.client()
+        self.assertEqual(first.ping(), "up")
+        refused = self.client()
+        with self.assertRaises(FmClosed) as cm:
+            refused.next_event(timeout=10)
+        self.assertIn("too_many_clients", str(cm.exception))
+        self.assertEqual(first.ping(), "up")
