@@ -168,18 +168,15 @@ static void pub_cache_set(redisContext *r, const char *id, const char *json)
  * parse), or NULL on a miss. */
 static char *pub_cache_get(redisContext *r, const char *id)
 {
-    redisReply *rep = wire_redis_ok(r, "GET exec:%s", id);
-    char *text = NULL;
+    char *key = wire_strf("exec:%s", id), *text = wire_redis_get(r, key, NULL);
     cJSON *v;
 
-    if (rep->type == REDIS_REPLY_STRING) {
-        v = json_parse(rep->str);
-        ck_assert_msg(v != NULL, "JSON.parse would throw on exec:%s: %s", id, rep->str);
+    free(key);
+    if (text != NULL) {
+        v = json_parse(text);
+        ck_assert_msg(v != NULL, "JSON.parse would throw on exec:%s: %s", id, text);
         cJSON_Delete(v);
-        text = strdup(rep->str);
-        ck_assert_ptr_nonnull(text);
     }
-    freeReplyObject(rep);
     return text;
 }
 
@@ -259,14 +256,9 @@ static redisContext *redis_open(void)
 /* The value of lock:<key> (malloc'd), NULL when there is none. */
 static char *lock_value(redisContext *r, const char *key)
 {
-    redisReply *rep = wire_redis_ok(r, "GET lock:%s", key);
-    char *v = NULL;
+    char *rkey = wire_strf("lock:%s", key), *v = wire_redis_get(r, rkey, NULL);
 
-    if (rep->type == REDIS_REPLY_STRING) {
-        v = strdup(rep->str);
-        ck_assert_ptr_nonnull(v);
-    }
-    freeReplyObject(rep);
+    free(rkey);
     return v;
 }
 
@@ -290,11 +282,10 @@ static void assert_json_lock(redisContext *r, const char *key, const char *token
 
 static void assert_lock_value(redisContext *r, const char *key, const char *want)
 {
-    char *v = lock_value(r, key);
+    char *rkey = wire_strf("lock:%s", key);
 
-    ck_assert_msg(v != NULL && strcmp(v, want) == 0, "lock:%s holds %s, want %s", key,
-                  v ? v : "nothing", want);
-    free(v);
+    wire_assert_redis_value(r, rkey, want);
+    free(rkey);
 }
 
 static long long pttl(redisContext *r, const char *key)

@@ -76,26 +76,6 @@ static int redis_exists(redisContext *r, const char *key)
     return v;
 }
 
-/* GET as a malloc'd NUL-terminated string, NULL when the key is missing. */
-static char *redis_get(redisContext *r, const char *key, size_t *len)
-{
-    redisReply *rep = fmt_redis_cmd(r, "GET %s", key);
-    char *v = NULL;
-
-    ck_assert_msg(rep != NULL && (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_NIL),
-                  "GET %s failed", key);
-    if (rep->type == REDIS_REPLY_STRING) {
-        v = malloc(rep->len + 1);
-        ck_assert_ptr_nonnull(v);
-        memcpy(v, rep->str, rep->len);
-        v[rep->len] = '\0';
-        if (len != NULL)
-            *len = rep->len;
-    }
-    freeReplyObject(rep);
-    return v;
-}
-
 static void redis_set(redisContext *r, const char *key, const char *value)
 {
     freeReplyObject(redis_checked(fmt_redis_cmd(r, "SET %s %s", key, value),
@@ -106,18 +86,6 @@ static void redis_publish(redisContext *r, const char *channel, const char *payl
 {
     freeReplyObject(redis_checked(fmt_redis_cmd(r, "PUBLISH %s %s", channel, payload),
                                   REDIS_REPLY_INTEGER, "PUBLISH"));
-}
-
-/* Asserts a key's value is exactly `want` (byte for byte). */
-static void assert_redis_value(redisContext *r, const char *key, const char *want)
-{
-    size_t len = 0;
-    char *got = redis_get(r, key, &len);
-
-    ck_assert_msg(got != NULL, "%s: missing in redis", key);
-    ck_assert_msg(len == strlen(want) && memcmp(got, want, len) == 0,
-                  "%s holds\n  %s\nwant\n  %s", key, got, want);
-    free(got);
 }
 
 /* Asserts lo < PTTL(key) <= hi. */
@@ -443,7 +411,7 @@ START_TEST(test_lock_acquire_sets_key_with_token_and_ttl)
     fm_lock lk = lock_take(c, "acq-ttl", 30000);
 
     ck_assert_uint_eq(lk.token_len, strlen(lk.token));
-    assert_redis_value(r, "fm:lock:acq-ttl", lk.token);
+    wire_assert_redis_value(r, "fm:lock:acq-ttl", lk.token);
     assert_pttl_in(r, "fm:lock:acq-ttl", 29000, 30000);
     redisFree(r);
     fm_client_free(c);
@@ -458,7 +426,7 @@ START_TEST(test_lock_acquire_default_ttl_is_30000)
 
     fmt_ok(c, fm_lock_acquire(c, "acq-default-ttl", NULL, &lk), "lock.acquire");
     ck_assert(lk.acquired);
-    assert_redis_value(r, "fm:lock:acq-default-ttl", lk.token);
+    wire_assert_redis_value(r, "fm:lock:acq-default-ttl", lk.token);
     assert_pttl_in(r, "fm:lock:acq-default-ttl", 29000, 30000);
     redisFree(r);
     fm_client_free(c);
@@ -495,7 +463,7 @@ START_TEST(test_lock_acquire_held_lock_is_not_acquired)
     fmt_ok(other, fm_lock_acquire(other, "acq-held", &o, &lk), "second lock.acquire");
     ck_assert(!lk.acquired);
     ck_assert_str_eq(lk.token, "");
-    assert_redis_value(r, "fm:lock:acq-held", held.token);
+    wire_assert_redis_value(r, "fm:lock:acq-held", held.token);
     redisFree(r);
     fm_client_free(other);
     fm_client_free(holder);
@@ -521,7 +489,7 @@ START_TEST(test_lock_acquire_waiter_gets_lock_after_holder_releases)
     ck_assert(got.acquired);
     ck_assert_str_ne(got.token, held.token);
     ck_assert_int_gt(got.fence, held.fence);
-    assert_redis_value(r, "fm:lock:acq-wait", got.token);
+    wire_assert_redis_value(r, "fm:lock:acq-wait", got.token);
     redisFree(r);
     fm_client_free(holder);
 }
@@ -606,7 +574,7 @@ START_TEST(test_lock_release_with_wrong_token_is_not_owner)
     fm_lock lk = lock_take(c, "rel-owner", 30000);
 
     release_expect(c, "rel-owner", "not-the-token", 0, FM_RELEASE_NOT_OWNER);
-    assert_redis_value(r, "fm:lock:rel-owner", lk.token);
+    wire_assert_redis_value(r, "fm:lock:rel-owner", lk.token);
     redisFree(r);
     fm_client_free(c);
 }
@@ -631,7 +599,7 @@ START_TEST(test_lock_extend_sets_ttl_rather_than_adding)
 
     ck_assert_int_eq(extend(c, "ext-set", lk.token, 5000), 1);
     assert_pttl_in(r, "fm:lock:ext-set", 4000, 5000);
-    assert_redis_value(r, "fm:lock:ext-set", lk.token);
+    wire_assert_redis_value(r, "fm:lock:ext-set", lk.token);
     redisFree(r);
     fm_client_free(c);
 }
@@ -645,7 +613,7 @@ START_TEST(test_lock_extend_with_wrong_token_fails_and_keeps_ttl)
 
     ck_assert_int_eq(extend(c, "ext-owner", "not-the-token", 5000), 0);
     assert_pttl_in(r, "fm:lock:ext-owner", 55000, 60000);
-    assert_redis_value(r, "fm:lock:ext-owner", lk.token);
+    wire_assert_redis_value(r, "fm:lock:ext-owner", lk.token);
     redisFree(r);
     fm_client_free(c);
 }
@@ -691,7 +659,7 @@ typedef struct with_lock_probe {
 static int with_lock_fn(fm_client *c, const fm_lock *lk, void *arg)
 {
     with_lock_probe *p = arg;
-    char *v = redis_get(p->r, p->rkey, NULL);
+    char *v = wire_redis_get(p->r, p->rkey, NULL);
     int up = 0;
 
     p->runs++;
@@ -736,7 +704,7 @@ START_TEST(test_with_lock_skips_callback_when_held_elsewhere)
     fmt_ok(c, fm_with_lock(c, "with-held", &o, with_lock_fn, &p, &res), "fm_with_lock");
     ck_assert_int_eq(p.runs, 0);
     ck_assert_int_eq(res.ran, 0);
-    assert_redis_value(r, "fm:lock:with-held", held.token);
+    wire_assert_redis_value(r, "fm:lock:with-held", held.token);
     redisFree(r);
     fm_client_free(c);
     fm_client_free(holder);
@@ -1073,7 +1041,7 @@ START_TEST(test_cache_set_stores_exact_text_with_ttl)
     redisContext *r = redis_open();
 
     cache_put(c, exec, 45000);
-    assert_redis_value(r, "fm:exec:set-exact", exec);
+    wire_assert_redis_value(r, "fm:exec:set-exact", exec);
     assert_pttl_in(r, "fm:exec:set-exact", 44000, 45000);
     redisFree(r);
     fm_client_free(c);
@@ -1145,7 +1113,7 @@ START_TEST(test_cache_round_trip_preserves_exact_json)
     size_t n = 0;
 
     cache_put(c, exec, 0);
-    assert_redis_value(r, "fm:exec:exact-json", exec);
+    wire_assert_redis_value(r, "fm:exec:exact-json", exec);
     assert_cache_get(c, "exact-json", exec);
     fmt_ok(c, fm_cache_get_many(c, &id, 1, &e, &n), "cache.get_many");
     ck_assert_uint_eq(n, 1);

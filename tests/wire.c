@@ -487,3 +487,33 @@ void wire_assert_wake_payload(const char *payload, const char *id)
                   "payload %s: timestamp is not an integer closing the object", payload);
     wire_assert_recent_ms(strtoll(digits, NULL, 10), payload);
 }
+
+char *wire_redis_get(redisContext *c, const char *key, size_t *len)
+{
+    redisReply *rep = fmt_redis_cmd(c, "GET %s", key);
+    char *v = NULL;
+
+    ck_assert_msg(rep != NULL && (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_NIL),
+                  "GET %s failed", key);
+    if (rep->type == REDIS_REPLY_STRING) {
+        v = malloc(rep->len + 1);
+        ck_assert_ptr_nonnull(v);
+        memcpy(v, rep->str, rep->len);
+        v[rep->len] = '\0';
+        if (len != NULL)
+            *len = rep->len;
+    }
+    freeReplyObject(rep);
+    return v;
+}
+
+void wire_assert_redis_value(redisContext *c, const char *key, const char *want)
+{
+    size_t len = 0;
+    char *got = wire_redis_get(c, key, &len);
+
+    ck_assert_msg(got != NULL, "%s: missing in redis", key);
+    ck_assert_msg(len == strlen(want) && memcmp(got, want, len) == 0,
+                  "%s holds\n  %s\nwant\n  %s", key, got, want);
+    free(got);
+}

@@ -97,6 +97,11 @@ long long wire_redis_numsub(redisContext *c, const char *channel);
 int wire_numsub_becomes(redisContext *c, const char *channel, long long want, int timeout_ms);
 long long wire_redis_int(redisContext *c, const char *fmt, ...);
 
+/* GET as a malloc'd NUL-terminated string (len may be NULL), NULL when the
+ * key is missing; the value must be exactly `want`, byte for byte. */
+char *wire_redis_get(redisContext *c, const char *key, size_t *len);
+void wire_assert_redis_value(redisContext *c, const char *key, const char *want);
+
 /* A Redis connection SUBSCRIBEd to channel, whose reads time out after
  * WIRE_REPLY_MS; the payload (malloc'd) of its next message, which must
  * come on channel within that time. */
