@@ -40,7 +40,7 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 BUILD   ?= build
 
-PKGS_DAEMON = hiredis libuv
+PKGS_DAEMON = hiredis libuv openssl
 PKGS_TEST   = hiredis libcjson check
 pkgcflags   = $(shell pkg-config --cflags $(1))
 pkglibs     = $(shell pkg-config --libs $(1))
@@ -127,8 +127,9 @@ $(TESTS): $(call obj,$(TEST_SRC) $(TEST_DAEMON_SRC)) $(LIB_A)
 # lintian and debootstrap; test-python installs the Python client into a
 # venv with python3-venv, python3-pip, python3-setuptools and python3-wheel;
 # test-node runs on nodejs (Debian 12's is Node 18).
-DEB_PKGS_RUN = gcc make pkg-config libhiredis-dev libuv1-dev libcjson-dev redis-server
-DEB_PKGS = $(DEB_PKGS_RUN) check python3 clang libclang-rt-14-dev valgrind \
+DEB_PKGS_RUN = gcc make pkg-config libhiredis-dev libuv1-dev libcjson-dev libssl-dev \
+               redis-server
+DEB_PKGS = $(DEB_PKGS_RUN) check openssl python3 clang libclang-rt-14-dev valgrind \
            mandoc systemd procps strace \
            build-essential debhelper lintian debootstrap \
            python3-venv python3-pip python3-setuptools python3-wheel nodejs

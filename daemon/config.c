@@ -80,6 +80,12 @@ static const directive directives[] = {
     /* Live: the release and extend scripts read both values (scripts.c). */
     {"lock_value_format", T_ENUM, F(lock_value_format), 0, 0, "token", 1, NULL},
     {"compat", T_COMPAT, 0, 0, 0, NULL, 1, NULL},
+    {"redis_tls_ca_file", T_OPTSTR, F(redis_tls_ca_file), 1, 4096, NULL, 0, NULL},
+    {"redis_tls_ca_dir", T_OPTSTR, F(redis_tls_ca_dir), 1, 4096, NULL, 0, NULL},
+    {"redis_tls_server_name", T_OPTSTR, F(redis_tls_server_name), 1, 253, NULL, 0, NULL},
+    {"redis_tls_cert_file", T_OPTSTR, F(redis_tls_cert_file), 1, 4096, NULL, 0, NULL},
+    {"redis_tls_key_file", T_OPTSTR, F(redis_tls_key_file), 1, 4096, NULL, 0, NULL},
+    {"redis_tls_verify", T_ENUM, F(redis_tls_verify), 0, 0, "yes", 0, NULL},
 };
 #undef F
 #define NDIRECTIVES (sizeof(directives) / sizeof(directives[0]))
@@ -88,6 +94,7 @@ _Static_assert(NDIRECTIVES <= 64, "fm_config.given has a bit per directive");
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
 /* In the order of fm_lockval. */
 static const char *const lockval_names[] = {"token", "flowmonkey-json", NULL};
+static const char *const yesno_names[] = {"no", "yes", NULL};
 
 /* The names of each T_ENUM directive's values, by its field. */
 static const struct {
@@ -96,6 +103,7 @@ static const struct {
 } enums[] = {
     {offsetof(fm_config, log_level), level_names},
     {offsetof(fm_config, lock_value_format), lockval_names},
+    {offsetof(fm_config, redis_tls_verify), yesno_names},
 };
 
 static const char *const *enum_names(const directive *d)
@@ -247,6 +255,8 @@ static int set_value(fm_config *cfg, const directive *d, const char *val,
     size_t n;
     char *copy;
 
+    /* Kept for a refused value too: the load fails either way. */
+    cfg->given |= 1ULL << (d - directives);
     switch (d->type) {
     case T_INT:
         if (parse_int(val, 10, &v) != 0 || v < d->min || v > d->max)
@@ -295,7 +305,6 @@ static int set_value(fm_config *cfg, const directive *d, const char *val,
             return failf(err, errlen, "out of memory");
         free(*(char **)base);
         *(char **)base = copy;
-        cfg->given |= 1ULL << (d - directives);
         return d->derive ? d->derive(cfg, err, errlen) : 0;
     }
     return failf(err, errlen, "%s: unhandled type", d->name);
@@ -530,10 +539,10 @@ static int parse_host_port(fm_config *cfg, const char *u, const char *p, const c
     return 0;
 }
 
-/* redis://[user:password@]host[:port][/db] or unix:///path[?db=N]. The
- * user info runs to the last '@', as redact() hides it: so the host, port
- * and database never hold a piece of the password, and the daemon may log
- * them. */
+/* redis://[user:password@]host[:port][/db], the same with rediss:// (TLS),
+ * or unix:///path[?db=N]. The user info runs to the last '@', as redact()
+ * hides it: so the host, port and database never hold a piece of the
+ * password, and the daemon may log them. */
 static int parse_redis_url(fm_config *cfg, char *err, size_t errlen)
 {
     const char *u = cfg->redis_url, *p, *at, *end;
@@ -546,14 +555,16 @@ static int parse_redis_url(fm_config *cfg, char *err, size_t errlen)
     cfg->redis_user = cfg->redis_password = NULL;
     cfg->redis_db = 0;
 
+    cfg->redis_tls = 0;
+
     if (strncmp(u, "unix://", 7) == 0)
         return parse_unix_url(cfg, u, err, errlen);
     if (strncmp(u, "rediss://", 9) == 0)
-        return failf(err, errlen,
-                     "redis_url: TLS (rediss://) is not supported: hiredis 0.14 has no TLS");
-    if (strncmp(u, "redis://", 8) != 0)
-        return url_fail(u, "expected redis://host[:port][/db] or unix:///path, got", err, errlen);
-    p = u + 8;
+        cfg->redis_tls = 1;
+    else if (strncmp(u, "redis://", 8) != 0)
+        return url_fail(u, "expected redis://host[:port][/db], rediss://... or unix:///path, got",
+                        err, errlen);
+    p = u + (cfg->redis_tls ? 9 : 8);
     at = strrchr(p, '@');
     if (at != NULL) {
         if (parse_userinfo(cfg, u, p, (size_t)(at - p), err, errlen) != 0)
@@ -601,24 +612,69 @@ static int read_password_file(fm_config *cfg, char *err, size_t errlen)
                        &cfg->redis_file_password, err, errlen);
 }
 
-/* systemd's LoadCredential=redis-password:... puts the password in
- * $CREDENTIALS_DIRECTORY/redis-password, readable by the service alone.
- * When that file exists it wins over redis_password_file and the URL: the
- * unit is the operator's last word. Absent, it is not an error: the
- * variable is set for any credential, not only this one. */
-static int read_credential(fm_config *cfg, char *err, size_t errlen)
+/* systemd's LoadCredential=NAME:... puts a secret in
+ * $CREDENTIALS_DIRECTORY/NAME, readable by the service alone. When that file
+ * exists it wins over the directive that names a file, and over the URL:
+ * the unit is the operator's last word. Absent, it is not an error: the
+ * variable is set for any credential, not only this one. 1 with the path
+ * in buf when the credential is there, 0 when not, -1 with err. */
+static int credential(const char *name, char *buf, size_t len, char *err, size_t errlen)
 {
     const char *dir = getenv("CREDENTIALS_DIRECTORY");
-    char path[4096];
 
     if (dir == NULL || *dir == '\0')
         return 0;
-    if ((size_t)snprintf(path, sizeof(path), "%s/redis-password", dir) >= sizeof(path))
-        return failf(err, errlen, "$CREDENTIALS_DIRECTORY: longer than %zu bytes", sizeof(path));
-    if (access(path, F_OK) != 0 && errno == ENOENT)
-        return 0;
+    if ((size_t)snprintf(buf, len, "%s/%s", dir, name) >= len)
+        return failf(err, errlen, "$CREDENTIALS_DIRECTORY: longer than %zu bytes", len);
+    return access(buf, F_OK) == 0 || errno != ENOENT;
+}
+
+static int read_credential(fm_config *cfg, char *err, size_t errlen)
+{
+    char path[4096];
+    int rc = credential("redis-password", path, sizeof(path), err, errlen);
+
+    if (rc <= 0)
+        return rc;
     return read_secret(path, "$CREDENTIALS_DIRECTORY/redis-password", &cfg->redis_file_password,
                        err, errlen);
+}
+
+/* The redis_tls_* directives mean something with rediss:// alone: one given
+ * without it is refused, never silently ignored. The client key is the
+ * credential redis-tls-key when the unit loads one, else
+ * redis_tls_key_file; OpenSSL reads it when the daemon starts. */
+static int finish_tls(fm_config *cfg, char *err, size_t errlen)
+{
+    static const char *const names[] = {"redis_tls_ca_file", "redis_tls_ca_dir",
+        "redis_tls_server_name", "redis_tls_cert_file", "redis_tls_key_file", "redis_tls_verify"};
+    char path[4096];
+    int rc;
+
+    free(cfg->redis_tls_key);
+    cfg->redis_tls_key = NULL;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && !cfg->redis_tls; i++) {
+        const directive *d = find_directive(names[i], strlen(names[i]));
+
+        if (cfg->given & 1ULL << (d - directives))
+            return failf(err, errlen, "%s needs a rediss:// redis_url (TLS)", names[i]);
+    }
+    if (!cfg->redis_tls)
+        return 0;
+    if ((rc = credential("redis-tls-key", path, sizeof(path), err, errlen)) < 0)
+        return -1;
+    if (rc > 0 || cfg->redis_tls_key_file != NULL) {
+        cfg->redis_tls_key = strdup(rc > 0 ? path : cfg->redis_tls_key_file);
+        if (cfg->redis_tls_key == NULL)
+            return failf(err, errlen, "out of memory");
+    }
+    if (cfg->redis_tls_cert_file != NULL && cfg->redis_tls_key == NULL)
+        return failf(err, errlen, "redis_tls_cert_file needs its key: redis_tls_key_file, or "
+                     "the credential redis-tls-key");
+    if (cfg->redis_tls_cert_file == NULL && cfg->redis_tls_key != NULL)
+        return failf(err, errlen, "%s needs redis_tls_cert_file, the certificate it goes with",
+                     rc > 0 ? "$CREDENTIALS_DIRECTORY/redis-tls-key" : "redis_tls_key_file");
+    return 0;
 }
 
 /* A list of numeric ids or names, separated by spaces or commas. */
@@ -809,7 +865,7 @@ static int finish(fm_config *cfg, char *err, size_t errlen)
         return failf(err, errlen, "reconnect_step_ms must not exceed reconnect_max_ms");
     /* The credential wins over the password file, which wins over a
      * password in the URL. */
-    if (read_credential(cfg, err, errlen) != 0)
+    if (read_credential(cfg, err, errlen) != 0 || finish_tls(cfg, err, errlen) != 0)
         return -1;
     if (cfg->redis_file_password != NULL) {
         free(cfg->redis_password);
@@ -877,6 +933,7 @@ void fm_config_free(fm_config *cfg)
     free(cfg->redis_user);
     free(cfg->redis_password);
     free(cfg->redis_file_password);
+    free(cfg->redis_tls_key);
     free_addrs(cfg->sentinels, cfg->nsentinels);
     free_addrs(cfg->cluster_nodes, cfg->ncluster_nodes);
     free(cfg->uids);
@@ -1015,6 +1072,8 @@ void fm_config_carry_restart(fm_config *next, fm_config *cur)
     SWAP(redis_user);
     SWAP(redis_password);
     SWAP(redis_db);
+    SWAP(redis_tls);
+    SWAP(redis_tls_key);
     SWAP(sentinels);
     SWAP(nsentinels);
     SWAP(cluster_nodes);

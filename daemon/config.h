@@ -58,6 +58,12 @@ typedef struct fm_config {
     char *redis_cluster_nodes;
     char *redis_sentinel_password;
     int lock_value_format;   /* fm_lockval */
+    char *redis_tls_ca_file;
+    char *redis_tls_ca_dir;
+    char *redis_tls_server_name;
+    char *redis_tls_cert_file;
+    char *redis_tls_key_file;
+    int redis_tls_verify;    /* 1: yes */
 
     /* Derived from the directives above when the config is loaded. */
     fm_redis_addr redis;
@@ -70,6 +76,8 @@ typedef struct fm_config {
     size_t ncluster_nodes;
     uint64_t given;          /* directives set by the file or the command line */
     int redis_db;
+    int redis_tls;           /* redis_url is rediss:// */
+    char *redis_tls_key;     /* the client key's path: the credential, or redis_tls_key_file */
     uid_t *uids;
     size_t nuids;
     gid_t *gids;

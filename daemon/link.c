@@ -172,7 +172,7 @@ static void on_handle_closed(uv_handle_t *h)
     release(h->data);
 }
 
-fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg)
+fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg, fm_tls *tls)
 {
     fm_link *link = calloc(1, sizeof(*link));
 
@@ -180,6 +180,7 @@ fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg)
         return NULL;
     link->loop = loop;
     link->cfg = cfg;
+    link->tls = tls;
     link->reported_up = -1;
     fm_ctx_init(&link->ctx[CTX_CMD], link, CTX_CMD);
     link->release = release;
@@ -194,7 +195,7 @@ fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg)
     link->rtt.timer.data = link;
     link->open_handles = 4;     /* two context timers, the retry and ping timers */
     if (cfg->nsentinels > 0 &&
-        (link->sentinel = fm_sentinel_create(loop, cfg, on_switch, link)) == NULL) {
+        (link->sentinel = fm_sentinel_create(loop, cfg, tls, on_switch, link)) == NULL) {
         fm_link_free(link);
         return NULL;
     }

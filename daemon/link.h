@@ -20,8 +20,10 @@
 #include "config.h"
 #include "link_cmd.h"
 #include "link_sub.h"
+#include "tls.h"
 
-fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg);
+/* tls: NULL, or how to reach Redis over TLS (outlives the link). */
+fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg, fm_tls *tls);
 /* Disconnects both contexts; every command still queued or in flight gets
  * FM_LINK_DOWN first. */
 void fm_link_free(fm_link *link);

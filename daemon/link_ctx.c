@@ -169,8 +169,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         return;
     }
     if (ctx->state != ST_LOST || ctx->lasterr[0] == '\0')
-        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "%s",
-                 ac->errstr[0] ? ac->errstr : "connection closed");
+        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "%s", fm_redis_uv_why(ac, ctx->below));
     ctx_lost(ctx, NULL);
 }
 
@@ -281,7 +280,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     if (status != REDIS_OK) {
         /* hiredis frees the context right after this callback. */
         ctx->ac = NULL;
-        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "%s", ac->errstr);
+        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "%s", fm_redis_uv_why(ac, ctx->below));
         ctx_lost(ctx, NULL);
         return;
     }
@@ -315,12 +314,11 @@ static void on_connect(const redisAsyncContext *ac, int status)
         ctx_lost(ctx, "could not send setup commands");
 }
 
+/* ac: on the loop already, or NULL with the reason in ctx->below. */
 static void ctx_attach(fm_ctx *ctx, redisAsyncContext *ac)
 {
-    /* Keepalive over TCP only (a Unix socket has no host). */
-    if (fm_redis_uv_start(ac, ctx->link->loop, ctx->host[0] != '\0', ctx->lasterr,
-                          sizeof(ctx->lasterr)) != 0) {
-        ctx_lost(ctx, NULL);
+    if (ac == NULL) {
+        ctx_lost(ctx, ctx->below);
         return;
     }
     ac->data = ctx;
@@ -353,7 +351,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         ctx_lost(ctx, NULL);
         return;
     }
-    ctx_attach(ctx, fm_redis_uv_connect(res, ctx->port));
+    ctx_attach(ctx, fm_redis_uv_connect(link->loop, link->tls, res, ctx->port, ctx->host,
+                                        ctx->below, sizeof(ctx->below)));
 }
 
 /* Connects to host:port, under the attempt's deadline. */
@@ -406,9 +405,14 @@ void fm_ctx_connect(fm_ctx *ctx)
         return;
     }
     if (cfg->redis.path != NULL) {
+        redisAsyncContext *ac = redisAsyncConnectUnix(cfg->redis.path);
+
         uv_timer_start(&ctx->timer, on_ctx_timer, (uint64_t)cfg->request_timeout_ms, 0);
         ctx->host[0] = '\0';
-        ctx_attach(ctx, redisAsyncConnectUnix(cfg->redis.path));
+        ctx->below[0] = '\0';
+        if (fm_redis_uv_start(ac, link->loop, 0, ctx->below, sizeof(ctx->below)) != 0)
+            ac = NULL;
+        ctx_attach(ctx, ac);
         return;
     }
     resolve(ctx, cfg->redis.host, cfg->redis.port);

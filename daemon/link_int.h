@@ -57,6 +57,7 @@ struct fm_ctx {
     void (*on_ready)(fm_ctx *ctx);
     void (*on_lost)(fm_ctx *ctx, int was_ready);
     char lasterr[256];
+    char below[256];        /* the TLS tunnel's failure (redis_uv.h) */
 };
 
 /* PARKED: in a Cluster, waiting for its master (lost, or not connected
@@ -136,6 +137,7 @@ typedef struct fm_link_rtt {
 struct fm_link {
     uv_loop_t *loop;
     const fm_config *cfg;
+    fm_tls *tls;            /* NULL: plain TCP */
     fm_ctx ctx[2];
     fm_sentinel *sentinel;  /* NULL: redis_url names the server */
     struct fm_cluster *cluster; /* NULL: not a Cluster */

@@ -29,22 +29,32 @@ int main(int argc, char **argv)
         fm_config_args_free(&srv.args);
         return 1;
     }
+    /* The TLS files are read now, so that -t finds a bad one too. */
+    if (srv.cfg->redis_tls && (srv.tls = fm_tls_create(srv.cfg, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "fmredisd: %s\n", err);
+        fm_config_free(srv.cfg);
+        fm_config_args_free(&srv.args);
+        return 1;
+    }
     if (srv.args.check_only) {
         gid_t gid;
 
         /* Resolved here too, so -t finds a group that does not exist. */
-        if (fm_config_socket_gid(srv.cfg, &gid, err, sizeof(err)) < 0) {
+        rc = fm_config_socket_gid(srv.cfg, &gid, err, sizeof(err)) < 0;
+        if (rc)
             fprintf(stderr, "fmredisd: %s\n", err);
-            fm_config_free(srv.cfg);
-            fm_config_args_free(&srv.args);
-            return 1;
-        }
-        printf("fmredisd: configuration %s is valid\n", srv.args.file ? srv.args.file : "(defaults)");
+        else
+            printf("fmredisd: configuration %s is valid\n",
+                   srv.args.file ? srv.args.file : "(defaults)");
+        fm_tls_free(srv.tls);
         fm_config_free(srv.cfg);
         fm_config_args_free(&srv.args);
-        return 0;
+        return rc;
     }
     fm_log_set_level((fm_log_level)srv.cfg->log_level);
+    if (srv.cfg->redis_tls && !srv.cfg->redis_tls_verify)
+        fm_log_warn("redis_tls_verify no: the Redis server's certificate is not checked, so "
+                    "anyone on the path can pose as Redis; meant for tests only");
     /* A client that vanishes mid-write must cost an EPIPE, not the daemon. */
     signal(SIGPIPE, SIG_IGN);
 

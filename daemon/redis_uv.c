@@ -13,6 +13,7 @@
 
 typedef struct fm_redis_uv {
     redisAsyncContext *ac;   /* NULL once hiredis cleaned up */
+    fm_tls_tunnel *tunnel;   /* below the context's socket, or NULL */
     uv_poll_t poll;
     uv_prepare_t flush;
     int events;
@@ -94,6 +95,8 @@ static void cleanup(void *arg)
     fm_redis_uv *p = arg;
 
     p->ac = NULL;
+    if (p->tunnel != NULL)
+        fm_tls_close(p->tunnel);
     uv_close((uv_handle_t *)&p->poll, on_close);
     uv_close((uv_handle_t *)&p->flush, on_close);
 }
@@ -125,16 +128,42 @@ int fm_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
     return REDIS_OK;
 }
 
-redisAsyncContext *fm_redis_uv_connect(struct addrinfo *res, int port)
+redisAsyncContext *fm_redis_uv_connect(uv_loop_t *loop, fm_tls *tls, struct addrinfo *res,
+                                       int port, const char *host, char *why, size_t whylen)
 {
+    redisAsyncContext *ac;
+    fm_tls_tunnel *tunnel;
     char ip[64];
 
-    if (res->ai_family == AF_INET6)
-        uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof(ip));
-    else
-        uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
+    why[0] = '\0';
+    if (tls == NULL) {
+        if (res->ai_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof(ip));
+        else
+            uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
+        uv_freeaddrinfo(res);
+        ac = redisAsyncConnect(ip, port);
+        return fm_redis_uv_start(ac, loop, 1, why, whylen) == 0 ? ac : NULL;
+    }
+    /* uv_getaddrinfo was given the port: the address carries it. */
+    tunnel = fm_tls_open(tls, loop, res->ai_addr, host, &ac, why, whylen);
     uv_freeaddrinfo(res);
-    return redisAsyncConnect(ip, port);
+    if (tunnel == NULL)
+        return NULL;
+    /* No keepalive on a Unix socket: the tunnel keeps the TCP one alive. */
+    if (fm_redis_uv_start(ac, loop, 0, why, whylen) != 0) {
+        fm_tls_close(tunnel);
+        return NULL;
+    }
+    ((fm_redis_uv *)ac->ev.data)->tunnel = tunnel;
+    return ac;
+}
+
+const char *fm_redis_uv_why(const redisAsyncContext *ac, const char *why)
+{
+    if (why[0] != '\0')
+        return why;
+    return ac->errstr[0] != '\0' ? ac->errstr : "connection closed";
 }
 
 int fm_redis_uv_start(redisAsyncContext *ac, uv_loop_t *loop, int keepalive, char *why,

@@ -468,7 +468,7 @@ static void on_tick(uv_timer_t *t)
         round_start(s);
 }
 
-fm_sentinel *fm_sentinel_create(uv_loop_t *loop, const fm_config *cfg,
+fm_sentinel *fm_sentinel_create(uv_loop_t *loop, const fm_config *cfg, fm_tls *tls,
                                 fm_sentinel_switch_fn *on_switch, void *arg)
 {
     fm_sentinel *s = calloc(1, sizeof(*s));
@@ -483,11 +483,11 @@ fm_sentinel *fm_sentinel_create(uv_loop_t *loop, const fm_config *cfg,
     fm_list_init(&s->waiting);
     for (size_t i = 0; i < cfg->nsentinels; i++) {
         s->order[i] = i;
-        fm_sconn_init(&s->conn[i], loop, s);
+        fm_sconn_init(&s->conn[i], loop, tls, s);
         s->conn[i].on_up = ask_up;
         s->conn[i].on_fail = ask_fail;
     }
-    fm_sconn_init(&s->watch, loop, s);
+    fm_sconn_init(&s->watch, loop, tls, s);
     s->watch.on_up = watch_up;
     s->watch.on_fail = watch_fail;
     uv_timer_init(loop, &s->tick);

@@ -45,6 +45,7 @@
 
 #include "config.h"
 #include "list.h"
+#include "tls.h"
 
 #define FM_SENTINEL_ASK_MS 1000
 /* A failover announced where nobody listened is found one check later: the
@@ -71,8 +72,8 @@ struct fm_sentinel_waiter {
 typedef void fm_sentinel_switch_fn(const char *host, int port, const char *why, void *arg);
 
 /* NULL when out of memory. cfg names the sentinels; it is read until the
- * next fm_sentinel_set_config. */
-fm_sentinel *fm_sentinel_create(uv_loop_t *loop, const fm_config *cfg,
+ * next fm_sentinel_set_config. tls (NULL: none) outlives the sentinel. */
+fm_sentinel *fm_sentinel_create(uv_loop_t *loop, const fm_config *cfg, fm_tls *tls,
                                 fm_sentinel_switch_fn *on_switch, void *arg);
 /* Starts watching for switches. */
 void fm_sentinel_start(fm_sentinel *s);

@@ -101,7 +101,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         return;
     if (status != REDIS_OK) {
         c->ac = NULL;       /* hiredis frees it after this */
-        fm_sconn_fail(c, ac->errstr, 0);
+        fm_sconn_fail(c, fm_redis_uv_why(ac, c->below), 0);
         return;
     }
     /* Not sent (out of memory): the deadline ends the attempt. */
@@ -119,16 +119,17 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     if (c == NULL)
         return;
     c->ac = NULL;           /* hiredis frees it after this */
-    fm_sconn_fail(c, ac->errstr[0] != '\0' ? ac->errstr : "connection closed", 0);
+    fm_sconn_fail(c, fm_redis_uv_why(ac, c->below), 0);
 }
 
 static void connect_to(fm_sconn *c, struct addrinfo *res)
 {
-    redisAsyncContext *ac = fm_redis_uv_connect(res, c->addr->port);
+    /* With keepalive: the watcher's connection idles for days. */
+    redisAsyncContext *ac = fm_redis_uv_connect(c->loop, c->tls, res, c->addr->port,
+                                                c->addr->host, c->below, sizeof(c->below));
 
-    /* Keepalive: the watcher's connection idles for days. */
-    if (fm_redis_uv_start(ac, c->loop, 1, c->why, sizeof(c->why)) != 0) {
-        fm_sconn_fail(c, c->why, 0);
+    if (ac == NULL) {
+        fm_sconn_fail(c, c->below, 0);
         return;
     }
     ac->data = c;
@@ -195,10 +196,11 @@ void fm_sconn_expect(fm_sconn *c, int64_t ms, const char *why)
     uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
 }
 
-void fm_sconn_init(fm_sconn *c, uv_loop_t *loop, void *data)
+void fm_sconn_init(fm_sconn *c, uv_loop_t *loop, fm_tls *tls, void *data)
 {
     memset(c, 0, sizeof(*c));
     c->loop = loop;
+    c->tls = tls;
     c->data = data;
     c->gai.data = c;
     uv_timer_init(loop, &c->timer);

@@ -11,12 +11,14 @@
 #include <uv.h>
 
 #include "config.h"
+#include "tls.h"
 
 enum { SC_IDLE, SC_RESOLVING, SC_CONNECTING, SC_HELLO, SC_UP };
 
 typedef struct fm_sconn fm_sconn;
 struct fm_sconn {
     uv_loop_t *loop;
+    fm_tls *tls;            /* NULL: plain TCP */
     redisAsyncContext *ac;
     uv_getaddrinfo_t gai;
     uv_timer_t timer;       /* the deadline (fm_sconn_expect's too); the owner's, while SC_IDLE */
@@ -24,6 +26,7 @@ struct fm_sconn {
     int resolving;          /* gai is in use, until its callback */
     int expired;            /* the deadline passed while resolving */
     char why[128];          /* a failure to report from the timer */
+    char below[256];        /* the TLS tunnel's failure (redis_uv.h) */
     const fm_redis_addr *addr;
     const char *password;   /* NULL: no AUTH */
     /* Connected and set up: the owner sends on c->ac now. */
@@ -35,7 +38,7 @@ struct fm_sconn {
     void *data;
 };
 
-void fm_sconn_init(fm_sconn *c, uv_loop_t *loop, void *data);
+void fm_sconn_init(fm_sconn *c, uv_loop_t *loop, fm_tls *tls, void *data);
 /* Connects to addr with a deadline of ms; on_up or on_fail follows, never
  * from within this call. The connection must be SC_IDLE and not resolving. */
 void fm_sconn_open(fm_sconn *c, const fm_redis_addr *addr, const char *password, int64_t ms);

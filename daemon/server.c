@@ -312,7 +312,7 @@ int fm_server_start(fm_server *srv)
     /* The socket first: it is what most often refuses (another daemon). */
     if (fm_listener_start(&srv->listener, srv->loop, srv->cfg, on_connection, srv) != 0)
         return -1;
-    link = fm_link_create(srv->loop, srv->cfg);
+    link = fm_link_create(srv->loop, srv->cfg, srv->tls);
     if (link == NULL)
         return -1;
     fm_link_on_state(link, on_link_state, srv);
@@ -332,4 +332,6 @@ void fm_server_free(fm_server *srv)
     fm_notify_close(&srv->notify);
     fm_config_free(srv->cfg);
     srv->cfg = NULL;
+    fm_tls_free(srv->tls);
+    srv->tls = NULL;
 }

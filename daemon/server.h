@@ -9,11 +9,13 @@
 #include "core.h"
 #include "listen.h"
 #include "notify.h"
+#include "tls.h"
 
 typedef struct fm_server {
     uv_loop_t *loop;
     fm_config *cfg;
     fm_config_args args;
+    fm_tls *tls;                /* with rediss:// only */
     fm_core core;
     fm_listener listener;
     fm_notify notify;
@@ -24,7 +26,7 @@ typedef struct fm_server {
 } fm_server;
 
 /* Listens (bound or handed over: listen.h), plugs the services in and starts the link;
- * srv->loop and srv->cfg are set. */
+ * srv->loop, srv->cfg and (with rediss://) srv->tls are set. */
 int fm_server_start(fm_server *srv);
 /* Frees what the server owns once the loop has stopped. */
 void fm_server_free(fm_server *srv);

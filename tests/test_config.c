@@ -456,7 +456,7 @@ START_TEST(test_values_checked_after_reading_name_file_and_line)
 {
     static const char *const lines[] = {
         "redis_url http://host",
-        "redis_url rediss://host",
+        "redis_url rediss://host:tls",
         "allow_uids no-such-user-fmtest",
         "allow_gids no-such-group-fmtest",
         "redis_password_file /nonexistent/fmtest-password",
@@ -673,11 +673,126 @@ START_TEST(test_bad_redis_urls_are_refused)
 }
 END_TEST
 
-START_TEST(test_rediss_is_refused_as_tls_unsupported)
+/* rediss:// is redis:// over TLS: the same parts, and TLS on. */
+START_TEST(test_rediss_urls_turn_tls_on)
 {
-    static const char *const over[] = {"redis_url", "rediss://host:6380", NULL};
+    static const char *const plain[] = {"redis_url", "redis://host:6380/1", NULL};
+    static const char *const tls[] = {"redis_url", "rediss://us%40er:pw@host:6380/2", NULL};
+    static const char *const bare[] = {"redis_url", "rediss://10.0.0.1", NULL};
+    fm_config *cfg = load_ok(NULL, plain);
 
-    expect_refused(NULL, over, "TLS", NULL);
+    ck_assert_int_eq(cfg->redis_tls, 0);
+    fm_config_free(cfg);
+    cfg = load_ok(NULL, tls);
+    ck_assert_int_eq(cfg->redis_tls, 1);
+    ck_assert_str_eq(cfg->redis.host, "host");
+    ck_assert_int_eq(cfg->redis.port, 6380);
+    ck_assert_int_eq(cfg->redis_db, 2);
+    ck_assert_str_eq(cfg->redis_user, "us@er");
+    ck_assert_str_eq(cfg->redis_password, "pw");
+    ck_assert_int_eq(cfg->redis_tls_verify, 1);
+    ck_assert_ptr_null(cfg->redis_tls_key);
+    fm_config_free(cfg);
+    cfg = load_ok(NULL, bare);
+    ck_assert_int_eq(cfg->redis_tls, 1);
+    ck_assert_str_eq(cfg->redis.host, "10.0.0.1");
+    ck_assert_int_eq(cfg->redis.port, 6379);
+    fm_config_free(cfg);
+    expect_refused(NULL, (const char *const[]){"redis_url", "rediss://", NULL}, "redis_url",
+                   NULL);
+}
+END_TEST
+
+/* A TLS directive means nothing without TLS: refused, naming it, rather
+ * than ignored. */
+START_TEST(test_tls_directives_need_rediss)
+{
+    static const char *const names[] = {"redis_tls_ca_file", "redis_tls_ca_dir",
+        "redis_tls_server_name", "redis_tls_cert_file", "redis_tls_key_file",
+        "redis_tls_verify"};
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *over[] = {"redis_url", "redis://host", names[i], "yes", NULL};
+        char *text = wire_strf("redis_url unix:///run/redis.sock\n%s yes\n", names[i]);
+
+        expect_refused(NULL, over, names[i], "rediss://", NULL);
+        expect_refused(text, NULL, names[i], "rediss://", NULL);
+        /* A certificate and its key go together (the next test). */
+        over[1] = "rediss://host";
+        if (strstr(names[i], "_cert_") == NULL && strstr(names[i], "_key_") == NULL)
+            fm_config_free(load_ok(NULL, over));
+        free(text);
+    }
+    expect_refused(NULL, (const char *const[]){"redis_url", "rediss://host", "redis_tls_verify",
+                                               "maybe", NULL}, "redis_tls_verify", NULL);
+}
+END_TEST
+
+/* A client certificate and its key go together; the key is the credential
+ * redis-tls-key when the unit loads one (LoadCredential=), else
+ * redis_tls_key_file. */
+START_TEST(test_tls_client_key_goes_with_its_certificate)
+{
+    char *cred = path_of("redis-tls-key");
+    const char *both[] = {"redis_url", "rediss://host", "redis_tls_cert_file", "/c.pem",
+                          "redis_tls_key_file", "/k.pem", "redis_tls_verify", "no", NULL};
+    static const char *const cert[] = {"redis_url", "rediss://host", "redis_tls_cert_file",
+                                       "/c.pem", NULL};
+    static const char *const key[] = {"redis_url", "rediss://host", "redis_tls_key_file",
+                                      "/k.pem", NULL};
+    static const char *const none[] = {"redis_url", "rediss://host", NULL};
+    fm_config *cfg = load_ok(NULL, both);
+
+    ck_assert_str_eq(cfg->redis_tls_key, "/k.pem");
+    ck_assert_str_eq(cfg->redis_tls_cert_file, "/c.pem");
+    ck_assert_int_eq(cfg->redis_tls_verify, 0);
+    fm_config_free(cfg);
+    expect_refused(NULL, cert, "redis_tls_cert_file", "redis_tls_key_file", NULL);
+    expect_refused(NULL, key, "redis_tls_key_file", "redis_tls_cert_file", NULL);
+
+    setenv("CREDENTIALS_DIRECTORY", dir, 1);
+    /* The variable alone (another credential's) changes nothing. */
+    cfg = load_ok(NULL, both);
+    ck_assert_str_eq(cfg->redis_tls_key, "/k.pem");
+    fm_config_free(cfg);
+    free(write_file("redis-tls-key", "not read by the parser\n"));
+    cfg = load_ok(NULL, both);
+    ck_assert_str_eq(cfg->redis_tls_key, cred);
+    fm_config_free(cfg);
+    cfg = load_ok(NULL, cert);
+    ck_assert_str_eq(cfg->redis_tls_key, cred);
+    fm_config_free(cfg);
+    expect_refused(NULL, none, "$CREDENTIALS_DIRECTORY/redis-tls-key", "redis_tls_cert_file",
+                   NULL);
+    unlink(cred);
+    unsetenv("CREDENTIALS_DIRECTORY");
+    free(cred);
+}
+END_TEST
+
+/* The files are read at the start, so that fmredisd -t finds a bad one. */
+START_TEST(test_tls_files_are_checked_by_check_only)
+{
+    char *ca = write_file("ca.pem", "-----BEGIN CERTIFICATE-----\nnot base64\n"
+                                    "-----END CERTIFICATE-----\n");
+    const char *missing[] = {"-t", "--redis_url", "rediss://host", "--redis_tls_ca_file",
+                             "/nonexistent/fmtest-ca.pem", NULL};
+    const char *broken[] = {"-t", "--redis_url", "rediss://host", "--redis_tls_ca_file", ca,
+                            NULL};
+    static const char *const fine[] = {"-t", "--redis_url", "rediss://host", NULL};
+    fmt_proc p;
+
+    ck_assert_int_eq(run_daemon(&p, missing), 1);
+    ck_assert_msg(strstr(p.text[2], "redis_tls_ca_file /nonexistent/fmtest-ca.pem: No such file")
+                  != NULL, "stderr: %s", p.text[2]);
+    fmt_proc_free(&p);
+    ck_assert_int_eq(run_daemon(&p, broken), 1);
+    ck_assert_msg(strstr(p.text[2], "redis_tls_ca_file") != NULL, "stderr: %s", p.text[2]);
+    fmt_proc_free(&p);
+    /* The system's CA store. */
+    ck_assert_int_eq(run_daemon(&p, fine), 0);
+    fmt_proc_free(&p);
+    free(ca);
 }
 END_TEST
 
@@ -1331,7 +1446,10 @@ Suite *fm_suite_config(void)
     tcase_add_test(tc, test_redis_url_from_the_environment);
     tcase_add_test(tc, test_redis_url_forms);
     tcase_add_test(tc, test_bad_redis_urls_are_refused);
-    tcase_add_test(tc, test_rediss_is_refused_as_tls_unsupported);
+    tcase_add_test(tc, test_rediss_urls_turn_tls_on);
+    tcase_add_test(tc, test_tls_directives_need_rediss);
+    tcase_add_test(tc, test_tls_client_key_goes_with_its_certificate);
+    tcase_add_test(tc, test_tls_files_are_checked_by_check_only);
     tcase_add_test(tc, test_url_password_not_in_messages_from_the_parser);
     tcase_add_test(tc, test_url_messages_show_the_url_without_its_user_info);
     tcase_add_test(tc, test_url_password_not_printed_from_the_file);

@@ -469,6 +469,7 @@ static void check_same_url(const fm_config *a, const fm_config *b)
     CHECK((a->redis.path == NULL) == (b->redis.path == NULL));
     CHECK(a->redis.path == NULL || strcmp(a->redis.path, b->redis.path) == 0);
     CHECK(a->redis.port == b->redis.port && a->redis_db == b->redis_db);
+    CHECK(a->redis_tls == b->redis_tls);
     CHECK((a->redis_user == NULL) == (b->redis_user == NULL));
     CHECK(a->redis_user == NULL || strcmp(a->redis_user, b->redis_user) == 0);
     CHECK(strcmp(a->redis_url, b->redis_url) == 0);
@@ -490,8 +491,8 @@ static void check_same_refusal(const load *l, const load *alone, const char *pre
  * given as prefix says. The same URLs are accepted, and refused with
  * alone's message after the prefix; but a URL alone accepts may conflict
  * with the file's directives (a database other than 0 with
- * redis_cluster_nodes), a refusal that blames no line and no source of the
- * URL. */
+ * redis_cluster_nodes, a redis_tls_* directive without rediss://), a refusal
+ * that blames no line and no source of the URL. */
 static void check_with_url(const load *l, const load *alone, const char *prefix)
 {
     if (l->cfg != NULL) {
@@ -533,7 +534,7 @@ static void check_sources(const input *in, const load *file0, const load *alone)
     } else if (file_failed) {
         /* Every line was read, and the directives conflict. The URL can
          * make or cure a conflict (redis_cluster_nodes with the database
-         * the URL names), so the load may go either way; but no line of
+         * the URL names, TLS directives with its scheme), so the load may go either way; but no line of
          * the file is to blame, and what it accepts is the URL alone's. */
         CHECK(l.cfg != NULL || strncmp(l.err, conf_path, strlen(conf_path)) != 0);
         if (l.cfg != NULL) {
