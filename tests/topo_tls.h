@@ -1,0 +1,61 @@
+/* topo_tls.h -- TLS for the tests: a private CA and certificates made with
+ * the openssl command, and redis-server serving TLS with them on a
+ * 127.0.0.1 port, beside the harness's plain Unix socket, through which
+ * the tests assert what landed in Redis.
+ *
+ * The certificates live in a temporary directory of their own. Make them
+ * in an unchecked fixture: they then belong to the runner, and the
+ * fixture's teardown removes them also when a test failed (and the
+ * process's exit, when the fixture itself failed). A process has one set
+ * at a time. Each helper
+ * fails the running test, saying what went wrong, when it cannot do its
+ * part. */
+#ifndef FM_TOPO_TLS_H
+#define FM_TOPO_TLS_H
+
+#include "harness.h"
+
+#define FMT_TLS_PATH 320
+
+typedef struct fmt_tls_certs {
+    char dir[256];
+    char log[FMT_TLS_PATH];     /* what every openssl run printed */
+    char ca[FMT_TLS_PATH];      /* the CA that signs the next three */
+    char server_cert[FMT_TLS_PATH], server_key[FMT_TLS_PATH];   /* localhost, 127.0.0.1 */
+    char client_cert[FMT_TLS_PATH], client_key[FMT_TLS_PATH];   /* for mutual TLS */
+    char expired_cert[FMT_TLS_PATH];    /* server_key's, valid only in January 2020 */
+    char other_ca[FMT_TLS_PATH];        /* a CA nobody trusts */
+    char other_cert[FMT_TLS_PATH], other_key[FMT_TLS_PATH];     /* other_ca's, same names */
+} fmt_tls_certs;
+
+/* Makes every certificate above, in a fresh directory (removing the set
+ * this process made before, if still there). */
+void fmt_tls_certs_make(fmt_tls_certs *c);
+/* Removes the directory and all it holds (kept with FMT_KEEP_LOGS set). */
+void fmt_tls_certs_remove(fmt_tls_certs *c);
+
+/* Which certificate a TLS Redis presents. */
+typedef enum fmt_tls_cert {
+    FMT_TLS_GOOD,       /* server_cert: the CA's, valid now */
+    FMT_TLS_OTHER_CA,   /* other_cert */
+    FMT_TLS_EXPIRED,    /* expired_cert */
+} fmt_tls_cert;
+
+/* A redis-server with TLS. Not to be copied: r.extra points into extra,
+ * which fmt_redis_restart(&t->r) reads again. */
+typedef struct fmt_tls_redis {
+    fmt_redis r;                /* r.sock: the plain Unix socket */
+    int port;                   /* the TLS port on 127.0.0.1 */
+    char url[64];               /* rediss://127.0.0.1:<port> */
+    char port_arg[16];
+    const char *extra[16];
+} fmt_tls_redis;
+
+/* Starts redis-server serving TLS with cert (and nothing else over TCP);
+ * auth_clients: it then requires a client certificate signed by the CA.
+ * c must outlive t (restarts read its paths again). Stop it with
+ * fmt_redis_stop(&t->r). */
+void fmt_tls_redis_start(fmt_tls_redis *t, const fmt_tls_certs *c, fmt_tls_cert cert,
+                         int auth_clients);
+
+#endif
