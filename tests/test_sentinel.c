@@ -30,6 +30,7 @@
 #include "fm_tests.h"
 #include "fmredis.h"
 #include "harness.h"
+#include "ops_suite.h"
 #include "topo_sentinel.h"
 #include "wire.h"
 #include "workload.h"
@@ -92,42 +93,45 @@ static void shared_down(void)
     fmt_sentinel_stop(&shared);
 }
 
+/* The Sentinel deployment's Redis side for the operations suite
+ * (ops_suite.h): every key on the master the sentinels name (arg: its
+ * port), a subscriber on the master or its replica. */
+static int master_port_of(void *arg, const char *rkey)
+{
+    (void)rkey;
+    return *(const int *)arg;
+}
+
+static long long sentinel_subscribers(void *arg, const char *channel)
+{
+    long long n = 0;
+
+    (void)arg;
+    for (int i = 0; i < 2; i++) {
+        redisContext *c = fmt_tcp_connect(shared.redis_port[i]);
+
+        ck_assert_msg(c != NULL, "cannot reach redis on %d", shared.redis_port[i]);
+        n += wire_redis_numsub(c, channel);
+        redisFree(c);
+    }
+    return n;
+}
+
+/* Every operation, each checked on the master; wake.signal's PUBLISH runs
+ * there, where the daemon's subscription is, so it counts one at least. */
 START_TEST(test_operations_reach_the_master_the_sentinels_name)
 {
     fmt_daemon d;
-    fm_client *c, *sub;
-    fm_lock l;
-    int port, locked = 1, released = 0;
-    const char *exec = "{\"id\":\"sen-1\",\"n\":12345678901234567890}";
-    char *v;
+    int port;
+    ops_redis r = {.port_of = master_port_of, .subscribers = sentinel_subscribers,
+                   .arg = &port, .masters = 1, .min_receivers = 1,
+                   .request_timeout_ms = REQUEST_TIMEOUT_MS};
 
     daemon_start(&d, &shared, NULL, SENTINEL_PASSWORD, NULL, 1);
     port = master_port(&shared);
     ck_assert_int_eq(fmt_sentinel_node_of(&shared, port), 0);
-    c = fmt_client(&d);
-    sub = fmt_client(&d);
-
-    ck_assert_int_eq(wl_try_lock(c, "sen:a", &l, REQUEST_TIMEOUT_MS), 1);
-    v = wl_get_on(port, "fm:lock:sen:a");
-    ck_assert_msg(v != NULL && strcmp(v, l.token) == 0, "the lock is not on the master");
-    free(v);
-    fmt_ok(c, fm_lock_release(c, "sen:a", l.token, &released, NULL), "release");
-    ck_assert_int_eq(released, 1);
-    ck_assert(!wl_exists_on(port, "fm:lock:sen:a"));
-    fmt_ok(c, fm_lock_is_locked(c, "sen:a", &locked), "is_locked");
-    ck_assert_int_eq(locked, 0);
-
-    fmt_ok(c, fm_cache_set(c, exec, strlen(exec), 0), "cache.set");
-    v = wl_get_on(port, "fm:exec:sen-1");
-    ck_assert_msg(v != NULL && strcmp(v, exec) == 0, "the execution is not on the master");
-    free(v);
-
-    fmt_ok(sub, fm_wake_subscribe(sub, "sen:wake", NULL, NULL, 0), "subscribe");
-    fmt_ok(c, fm_wake_signal(c, "sen-w1", "sen:wake", NULL), "signal");
-    wl_expect_wake(sub, "sen-w1", WIRE_REPLY_MS);
-
-    fm_client_free(sub);
-    fm_client_free(c);
+    ops_suite_run(&d, &r);
+    ck_assert_int_eq(fmt_sentinel_master_port(&shared, 0), port);
     ck_assert_int_eq(fmt_daemon_stop(&d), 0);
 }
 END_TEST

@@ -258,7 +258,8 @@ int wl_try_lock_hung(fm_client *c, const char *key, fm_lock *l, int request_time
     return try_lock(c, key, l, request_timeout_ms, 1);
 }
 
-void wl_expect_wake(fm_client *c, const char *id, int timeout_ms)
+/* wl_expect_wake, and wl_expect_next_wake when next is set. */
+static void expect_wake(fm_client *c, const char *id, int timeout_ms, int next)
 {
     int64_t end = fmt_now_ms() + timeout_ms;
 
@@ -268,12 +269,25 @@ void wl_expect_wake(fm_client *c, const char *id, int timeout_ms)
 
         ck_assert_msg(left > 0, "no wake %s within %d ms", id, timeout_ms);
         fmt_ok(c, fm_event_wait(c, &e, (int)left), "waiting for a wake");
+        if (e.type == FM_EVENT_WAKE && next)
+            ck_assert_msg(strcmp(e.execution_id, id) == 0, "wake %s on %s came before %s",
+                          e.execution_id, e.channel, id);
         if (e.type == FM_EVENT_WAKE && strcmp(e.execution_id, id) == 0) {
             fm_event_clear(&e);
             return;
         }
         fm_event_clear(&e);
     }
+}
+
+void wl_expect_wake(fm_client *c, const char *id, int timeout_ms)
+{
+    expect_wake(c, id, timeout_ms, 0);
+}
+
+void wl_expect_next_wake(fm_client *c, const char *id, int timeout_ms)
+{
+    expect_wake(c, id, timeout_ms, 1);
 }
 
 void wl_await_resubscribed(fm_client *c, int timeout_ms)

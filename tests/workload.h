@@ -96,6 +96,9 @@ int wl_try_lock(fm_client *c, const char *key, fm_lock *l, int request_timeout_m
 int wl_try_lock_hung(fm_client *c, const char *key, fm_lock *l, int request_timeout_ms);
 /* Waits for a wake of id on the client, passing over link events. */
 void wl_expect_wake(fm_client *c, const char *id, int timeout_ms);
+/* The same, and the first wake to come must be id's: one that came before
+ * it (on another channel, say) fails the test. */
+void wl_expect_next_wake(fm_client *c, const char *id, int timeout_ms);
 /* Waits for the client's wake subscription to go "down" and come back
  * "up" (restored on another node), passing over wakes. */
 void wl_await_resubscribed(fm_client *c, int timeout_ms);
