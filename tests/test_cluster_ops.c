@@ -449,6 +449,71 @@ static void workloads_stop(wl_locks *w, wl_batch *rd, const char *what)
                   atomic_load(&rd->wrong), rd->why);
 }
 
+/* What shows that the daemon followed redirections: its own count of
+ * MOVED and ASK answers followed (stats' cluster_redirects), and Redis's
+ * counts of each (INFO errorstats counts every -ASK and -MOVED a node
+ * answered; only the daemon sends keyed commands to the nodes while the
+ * slots move), summed over the live nodes. And how far the workloads got. */
+typedef struct redirects {
+    long long daemon, ask, moved;
+    long taken, complete;
+} redirects;
+
+/* The count of errorstat_<name> in an INFO errorstats text; 0 when absent. */
+static long long errorstat(const char *info, const char *name)
+{
+    char needle[64];
+    const char *at;
+
+    snprintf(needle, sizeof(needle), "errorstat_%s:count=", name);
+    at = strstr(info, needle);
+    return at != NULL ? atoll(at + strlen(needle)) : 0;
+}
+
+static void redirects_now(const fmt_cluster *c, const char *sock, const wl_locks *w,
+                          const wl_batch *rd, redirects *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->daemon = wire_link_stat(sock, "cluster_redirects");
+    for (int i = 0; i < c->nnodes; i++) {
+        redisContext *ctx = c->node[i].redis.pid > 0 ? fmt_cluster_connect(c, i) : NULL;
+        redisReply *info;
+
+        if (ctx == NULL)
+            continue;
+        info = wire_redis_ok(ctx, "INFO errorstats");
+        ck_assert_int_eq(info->type, REDIS_REPLY_STRING);
+        r->ask += errorstat(info->str, "ASK");
+        r->moved += errorstat(info->str, "MOVED");
+        freeReplyObject(info);
+        redisFree(ctx);
+    }
+    r->taken = atomic_load(&w->taken);
+    r->complete = atomic_load(&rd->complete);
+}
+
+/* The moves sent the daemon's commands elsewhere, and it followed: ASK
+ * while a slot's keys were at its target before the hand-over, MOVED once
+ * a slot was handed over and the daemon's map still named the old owner.
+ * A daemon that never met a redirection (its map always right, say, or
+ * the workloads idle) would pass every other check of the test. Both
+ * workloads went on meanwhile: each complete get_many read the moved
+ * slots' executions, and the locks taken are in moved slots. */
+static void redirects_followed(const redirects *before, const redirects *after)
+{
+    fprintf(stderr, "cluster_ops: while slots moved the daemon followed %lld redirections; "
+            "the nodes answered %lld ASK and %lld MOVED; %ld locks taken, %ld get_many "
+            "complete\n", after->daemon - before->daemon, after->ask - before->ask,
+            after->moved - before->moved, after->taken - before->taken,
+            after->complete - before->complete);
+    ck_assert_msg(after->ask > before->ask, "no node answered ASK while slots moved");
+    ck_assert_msg(after->moved > before->moved, "no node answered MOVED while slots moved");
+    ck_assert_msg(after->daemon > before->daemon, "the daemon followed no redirection while "
+                  "slots moved (cluster_redirects stayed %lld)", before->daemon);
+    ck_assert_msg(after->taken > before->taken, "no lock taken while slots moved");
+    ck_assert_msg(after->complete > before->complete, "no get_many complete while slots moved");
+}
+
 START_TEST(test_slots_move_under_load)
 {
     fmt_daemon d;
@@ -457,6 +522,7 @@ START_TEST(test_slots_move_under_load)
     wl_batch rd;
     ops_batch none = {0};
     moves m;
+    redirects before, after;
     char rkey[96];
     int owners[64];
     int64_t invalidated = -1;
@@ -473,7 +539,10 @@ START_TEST(test_slots_move_under_load)
     wl_await_count(&w.taken, 20, UP_MS, "locks taken");
     wl_await_count(&rd.complete, 5, UP_MS, "get_many answered");
 
+    redirects_now(&shared, d.sock, &w, &rd, &before);
     moves_run(&m, &shared, &rd);
+    redirects_now(&shared, d.sock, &w, &rd, &after);
+    redirects_followed(&before, &after);
     /* Served after the moves. */
     atomic_store(&w.mark, 1);
     atomic_store(&rd.mark, 1);
