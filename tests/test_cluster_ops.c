@@ -628,20 +628,36 @@ static void await_replicated(const fmt_cluster *c, int node)
     redisFree(ctx);
 }
 
-/* The master to kill: the one the daemon subscribed on (to channel, which
- * sub has subscribed to), when it is a master, so that the subscription
- * has to move. *sub_node gets the node subscribed on. */
-static int pick_victim(const fmt_cluster *c, const char *channel, int *sub_node)
+/* Seeds (a redis_cluster_nodes value) naming node m first, then every
+ * other node. The daemon asks m first for the map, and subscribes on m:
+ * before it has a map, its pub/sub context takes the nodes in turn from
+ * the first of redis_cluster_nodes (fm_cluster_sub_addr of
+ * link_cluster.c), and stays on that node while it lives. */
+static void seeds_first(const fmt_cluster *c, int m, char *seeds, size_t size)
 {
-    int masters[FMT_CLUSTER_MAX], victim;
+    snprintf(seeds, size, "127.0.0.1:%d", c->node[m].port);
+    for (int i = 0; i < c->nnodes; i++)
+        if (i != m)
+            snprintf(seeds + strlen(seeds), size - strlen(seeds), ",127.0.0.1:%d",
+                     c->node[i].port);
+}
 
-    *sub_node = subscribed_node(c, channel);
-    ck_assert_msg(*sub_node >= 0, "no node counts the daemon's subscription");
-    ck_assert_int_eq(fmt_cluster_masters(c, masters), 3);
-    victim = is_master(c, *sub_node) ? *sub_node : masters[0];
-    fprintf(stderr, "cluster_ops: the daemon subscribed on node %d (a %s); killing master %d\n",
-            *sub_node, is_master(c, *sub_node) ? "master" : "replica", victim);
-    return victim;
+/* The master to kill: the node the daemon subscribed on (to channel,
+ * which a client has subscribed to), so that the subscription must move.
+ * The seeds put it on a master; should the daemon have chosen another
+ * node, the test says so rather than kill a master that holds no
+ * subscription. */
+static int subscribed_master(const fmt_cluster *c, const char *channel, int want)
+{
+    int at = subscribed_node(c, channel);
+
+    ck_assert_msg(at >= 0, "no node counts the daemon's subscription");
+    ck_assert_msg(at == want && is_master(c, at), "the daemon subscribed on node %d (a %s), "
+                  "not on its first seed, master %d", at, is_master(c, at) ? "master" : "replica",
+                  want);
+    fprintf(stderr, "cluster_ops: the daemon subscribed on master %d, its first seed; killing "
+            "it\n", at);
+    return at;
 }
 
 #define AFTER_KEYS 20
@@ -679,19 +695,21 @@ START_TEST(test_killed_master_is_replaced)
     wl_locks w;
     wl_batch rd;
     ops_batch b = {0};
-    char victim_key[32], other_key[32], after[AFTER_KEYS][32];
-    int sub_node, victim, promoted, n = 0;
+    char victim_key[32], other_key[32], after[AFTER_KEYS][32], seeds[FMT_CLUSTER_MAX * 24];
+    int masters[FMT_CLUSTER_MAX], victim, promoted, now, n = 0;
     int64_t t0, promoted_ms, recovered_ms;
 
     ck_assert_msg(fmt_cluster_start(&c) == 0, "the cluster did not start");
-    daemon_start(&d, &c, NULL, 1);
+    ck_assert_int_eq(fmt_cluster_masters(&c, masters), 3);
+    seeds_first(&c, masters[0], seeds, sizeof(seeds));
+    daemon_start(&d, &c, seeds, 1);
     cl = fmt_client(&d);
     sub = fmt_client(&d);
     pub = fmt_client(&d);
     fmt_ok(sub, fm_wake_subscribe(sub, "kill:wake", NULL, NULL, 0), "subscribe");
     fmt_ok(pub, fm_wake_signal(pub, "before", "kill:wake", NULL), "signal");
     wl_expect_wake(sub, "before", WIRE_REPLY_MS);
-    victim = pick_victim(&c, "kill:wake", &sub_node);
+    victim = subscribed_master(&c, "kill:wake", masters[0]);
     name_on(&c, victim, "fm:lock:", "kill:mx:", &n, victim_key, sizeof(victim_key));
     name_on(&c, next_master(&c, victim), "fm:lock:", "kill:mx:", &n, other_key,
             sizeof(other_key));
@@ -719,15 +737,18 @@ START_TEST(test_killed_master_is_replaced)
             "promoted after %lld ms, then a lock in its slots taken through the daemon)\n",
             (long long)recovered_ms, (long long)promoted_ms);
 
-    if (sub_node == victim)
-        wl_await_resubscribed(sub, RECOVER_MS);
+    /* The subscription went with its node: the subscriber is told, and
+     * wakes flow again from another node. */
+    wl_await_resubscribed(sub, RECOVER_MS);
+    now = subscribed_node(&c, "kill:wake");
+    ck_assert_msg(now >= 0 && now != victim, "the subscription is on node %d after master %d "
+                  "died", now, victim);
     fmt_ok(pub, fm_wake_signal(pub, "after", "kill:wake", NULL), "signal after");
     wl_expect_wake(sub, "after", WIRE_REPLY_MS);
     /* Checked after the lock, so at most this long. */
-    fprintf(stderr, "cluster: recovered wakes from a SIGKILL of %s in at most %lld ms (the "
-            "subscription restored and a wake delivered)\n",
-            sub_node == victim ? "the subscribed master" : "a master",
-            (long long)(fmt_now_ms() - t0));
+    fprintf(stderr, "cluster: recovered wakes from a SIGKILL of the subscribed master in at "
+            "most %lld ms (the subscription restored on node %d and a wake delivered)\n",
+            (long long)(fmt_now_ms() - t0), now);
 
     wl_await_count(&w.taken_after, 10, RECOVER_MS, "locks taken after the kill");
     wl_await_count(&rd.complete_after, 3, RECOVER_MS, "get_many answered after the kill");
@@ -1234,11 +1255,7 @@ START_TEST(test_stopped_master_does_not_freeze_the_map)
     ck_assert_msg(fmt_cluster_start(&c) == 0, "the cluster did not start");
     ck_assert_int_eq(fmt_cluster_masters(&c, masters), 3);
     victim = masters[0];
-    snprintf(seeds, sizeof(seeds), "127.0.0.1:%d", c.node[victim].port);
-    for (int i = 0; i < c.nnodes; i++)
-        if (i != victim)
-            snprintf(seeds + strlen(seeds), sizeof(seeds) - strlen(seeds), ",127.0.0.1:%d",
-                     c.node[i].port);
+    seeds_first(&c, victim, seeds, sizeof(seeds));
     daemon_start(&d, &c, seeds, 1);
     cl = fmt_client(&d);
     for (int k = 0; k < AFTER_KEYS; k++)
