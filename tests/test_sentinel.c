@@ -221,6 +221,12 @@ static int log_holds(void *arg)
     return yes;
 }
 
+/* What the daemon logs once its command link is up on the master at port. */
+static void link_up_line(char *out, size_t size, int port)
+{
+    snprintf(out, size, "command link up, master at 127.0.0.1:%d", port);
+}
+
 /* Waits until the daemon's command link is up on the master at port, at
  * most timeout_ms after t0, and returns when it was, in ms since t0. */
 static int64_t await_link_on(const fmt_daemon *d, int port, int64_t t0, int timeout_ms)
@@ -228,7 +234,7 @@ static int64_t await_link_on(const fmt_daemon *d, int port, int64_t t0, int time
     log_has lh;
 
     lh.path = d->log;
-    snprintf(lh.needle, sizeof(lh.needle), "command link up, master at 127.0.0.1:%d", port);
+    link_up_line(lh.needle, sizeof(lh.needle), port);
     ck_assert_msg(fmt_wait_until(log_holds, &lh, timeout_ms - (int)(fmt_now_ms() - t0)),
                   "the daemon was not on the new master within %d ms", timeout_ms);
     return fmt_now_ms() - t0;
@@ -262,7 +268,11 @@ static int64_t await_locks_on(fm_client *c, int port, int64_t t0, int n)
 
 /* The common course of a failover: fault() makes it happen; the daemon
  * must follow to the other node within RECOVER_MS, every lock taken after
- * it learnt of the switch on the new master, and wakes flowing again. */
+ * it learnt of the switch on the new master, and wakes flowing again.
+ * Through the outage a probe (workload.h's wl_probe) sends an acquire
+ * after another: each answered within request_timeout_ms and a slack,
+ * with a lock (on the new master, once the daemon is there) or
+ * redis_unavailable, never hanging, never going to a replica. */
 static void failover(void (*fault)(fmt_sentinel_topo *t, int old), const char *what,
                      int exclusive)
 {
@@ -270,6 +280,9 @@ static void failover(void (*fault)(fmt_sentinel_topo *t, int old), const char *w
     fmt_daemon d;
     fm_client *c, *sub, *pub;
     wl_locks w;
+    char up_line[96];
+    wl_probe probe = {.sock = d.sock, .stem = "sen:probe:", .log = d.log, .up_needle = up_line,
+                      .request_timeout_ms = REQUEST_TIMEOUT_MS};
     int64_t t0, first;
     int old, now;
 
@@ -284,8 +297,13 @@ static void failover(void (*fault)(fmt_sentinel_topo *t, int old), const char *w
     wl_expect_wake(sub, "before", WIRE_REPLY_MS);
     wl_locks_start(&w, d.sock, (const char *const[]){"sentinel:mx"}, 1, 3);
     wl_await_count(&w.taken, 10, RECOVER_MS, "locks taken");
+    /* The replica is the only node the sentinels can promote. */
+    link_up_line(up_line, sizeof(up_line), t.redis_port[1 - fmt_sentinel_node_of(&t, old)]);
+    wl_probe_start(&probe);
+    wl_await_count(&probe.attempts, 3, RECOVER_MS, "probe's acquires before the fault");
 
     t0 = fmt_now_ms();
+    wl_probe_fault(&probe);
     fault(&t, old);
     ck_assert_msg(fmt_sentinel_await_switch(&t, old, RECOVER_MS),
                   "the sentinels did not switch within %d ms", RECOVER_MS);
@@ -297,6 +315,9 @@ static void failover(void (*fault)(fmt_sentinel_topo *t, int old), const char *w
     first = await_locks_on(c, now, t0, 20);
     fprintf(stderr, "sentinel: recovered from %s in %lld ms (sentinels switched, daemon on "
             "the new master, a lock taken there)\n", what, (long long)first);
+    wl_await_count(&probe.taken_up, 4, RECOVER_MS, "probe's locks on the new master");
+    wl_probe_stop(&probe);
+    wl_probe_check(&probe, now, what);
 
     wl_await_resubscribed(sub, RECOVER_MS);
     fmt_ok(pub, fm_wake_signal(pub, "after", "sen:wake", NULL), "signal after");
