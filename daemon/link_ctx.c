@@ -67,9 +67,15 @@ static void on_ctx_timer(uv_timer_t *t)
         uv_cancel((uv_req_t *)&ctx->gai);
         break;
     case ST_CONNECTING:
-    case ST_SETUP:
-        ctx_lost(ctx, "timed out connecting");
+    case ST_SETUP: {
+        /* A TLS tunnel says what it still waits for. */
+        char why[sizeof(ctx->below) + 32];
+
+        snprintf(why, sizeof(why), "timed out connecting%s%s", ctx->below[0] ? ": " : "",
+                 ctx->below);
+        ctx_lost(ctx, why);
         break;
+    }
     default:
         break;
     }

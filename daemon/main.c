@@ -12,6 +12,7 @@ int main(int argc, char **argv)
 {
     fm_server srv;
     char err[512];
+    const char *tls;
     int rc;
 
     memset(&srv, 0, sizeof(srv));
@@ -66,20 +67,21 @@ int main(int argc, char **argv)
         return 1;
     }
     /* Not the URL: it may hold a password. */
+    tls = srv.cfg->redis_tls ? ", over TLS" : "";
     if (srv.cfg->nsentinels > 0)
-        fm_log_info("%s started, Redis: the master \"%s\" of %zu sentinel(s), db %d",
+        fm_log_info("%s started, Redis: the master \"%s\" of %zu sentinel(s), db %d%s",
                     fm_config_version(), srv.cfg->redis_sentinel_master, srv.cfg->nsentinels,
-                    srv.cfg->redis_db);
+                    srv.cfg->redis_db, tls);
     else if (srv.cfg->ncluster_nodes > 0)
-        fm_log_info("%s started, Redis: a Cluster, first asked at %s:%d (%zu seed node(s))",
+        fm_log_info("%s started, Redis: a Cluster, first asked at %s:%d (%zu seed node(s))%s",
                     fm_config_version(), srv.cfg->cluster_nodes[0].host,
-                    srv.cfg->cluster_nodes[0].port, srv.cfg->ncluster_nodes);
+                    srv.cfg->cluster_nodes[0].port, srv.cfg->ncluster_nodes, tls);
     else if (srv.cfg->redis.path != NULL)
         fm_log_info("%s started, Redis at %s, db %d", fm_config_version(), srv.cfg->redis.path,
                     srv.cfg->redis_db);
     else
-        fm_log_info("%s started, Redis at %s:%d, db %d", fm_config_version(),
-                    srv.cfg->redis.host, srv.cfg->redis.port, srv.cfg->redis_db);
+        fm_log_info("%s started, Redis at %s:%d, db %d%s", fm_config_version(),
+                    srv.cfg->redis.host, srv.cfg->redis.port, srv.cfg->redis_db, tls);
     uv_run(srv.loop, UV_RUN_DEFAULT);
     uv_loop_close(srv.loop);
     fm_server_free(&srv);

@@ -57,7 +57,10 @@ static void on_timer(uv_timer_t *t)
         uv_cancel((uv_req_t *)&c->gai);
         return;
     }
-    fm_sconn_fail(c, c->why[0] != '\0' ? c->why : "timed out", 0);
+    if (c->why[0] == '\0')
+        /* A TLS tunnel says what it still waits for. */
+        snprintf(c->why, sizeof(c->why), "timed out%s%s", c->below[0] ? ": " : "", c->below);
+    fm_sconn_fail(c, c->why, 0);
 }
 
 static void on_pong(redisAsyncContext *ac, void *r, void *privdata)

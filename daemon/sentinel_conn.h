@@ -25,7 +25,7 @@ struct fm_sconn {
     int state;
     int resolving;          /* gai is in use, until its callback */
     int expired;            /* the deadline passed while resolving */
-    char why[128];          /* a failure to report from the timer */
+    char why[320];          /* a failure to report from the timer */
     char below[256];        /* the TLS tunnel's failure (redis_uv.h) */
     const fm_redis_addr *addr;
     const char *password;   /* NULL: no AUTH */

@@ -55,19 +55,22 @@ static fm_tls *create_fail(fm_tls *tls, char *err, size_t errlen, const char *wh
 }
 
 /* An encrypted key would make OpenSSL ask for its passphrase on the
- * terminal, which a daemon has not: it is refused instead. */
+ * terminal, which a daemon has not: it is refused instead, and u (an int)
+ * notes that it was asked. */
 static int no_passphrase(char *buf, int size, int rwflag, void *u)
 {
     (void)buf;
     (void)size;
     (void)rwflag;
-    (void)u;
+    if (u != NULL)
+        *(int *)u = 1;
     return -1;
 }
 
 fm_tls *fm_tls_create(const fm_config *cfg, char *err, size_t errlen)
 {
     fm_tls *tls = calloc(1, sizeof(*tls));
+    int asked = 0;
 
     if (tls == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -78,6 +81,7 @@ fm_tls *fm_tls_create(const fm_config *cfg, char *err, size_t errlen)
         return create_fail(tls, err, errlen, "TLS", NULL);
     SSL_CTX_set_min_proto_version(tls->ctx, TLS1_2_VERSION);
     SSL_CTX_set_default_passwd_cb(tls->ctx, no_passphrase);
+    SSL_CTX_set_default_passwd_cb_userdata(tls->ctx, &asked);
     if (cfg->redis_tls_verify) {
         SSL_CTX_set_verify(tls->ctx, SSL_VERIFY_PEER, NULL);
         if (cfg->redis_tls_ca_file != NULL || cfg->redis_tls_ca_dir != NULL) {
@@ -98,11 +102,19 @@ fm_tls *fm_tls_create(const fm_config *cfg, char *err, size_t errlen)
         if (SSL_CTX_use_certificate_chain_file(tls->ctx, cfg->redis_tls_cert_file) != 1)
             return create_fail(tls, err, errlen, "redis_tls_cert_file", cfg->redis_tls_cert_file);
         /* The path, not the directive: it may be the service's credential. */
-        if (SSL_CTX_use_PrivateKey_file(tls->ctx, cfg->redis_tls_key, SSL_FILETYPE_PEM) != 1)
-            return create_fail(tls, err, errlen, "the TLS key", cfg->redis_tls_key);
+        if (SSL_CTX_use_PrivateKey_file(tls->ctx, cfg->redis_tls_key, SSL_FILETYPE_PEM) != 1) {
+            if (!asked)
+                return create_fail(tls, err, errlen, "the TLS key", cfg->redis_tls_key);
+            snprintf(err, errlen, "the TLS key %s is encrypted: give an unencrypted one (the "
+                     "daemon cannot ask for a passphrase)", cfg->redis_tls_key);
+            ERR_clear_error();
+            fm_tls_free(tls);
+            return NULL;
+        }
         if (SSL_CTX_check_private_key(tls->ctx) != 1)
             return create_fail(tls, err, errlen, "the TLS key", cfg->redis_tls_key);
     }
+    SSL_CTX_set_default_passwd_cb_userdata(tls->ctx, NULL);
     if (cfg->redis_tls_server_name != NULL &&
         (tls->server_name = strdup(cfg->redis_tls_server_name)) == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -182,7 +194,10 @@ void fm_tls_why(SSL *ssl, int rc, char *buf, size_t len)
 
     /* The result is kept also when nothing checks it (redis_tls_verify
      * no): it is the reason only when OpenSSL says verification failed. */
-    if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_CERTIFICATE_VERIFY_FAILED && v != X509_V_OK) {
+    unsigned long e = ERR_peek_error();
+
+    if (ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED &&
+        v != X509_V_OK) {
         snprintf(buf, len, "%s (%s)", verify_words(v), X509_verify_cert_error_string(v));
         ERR_clear_error();
         return;
@@ -192,5 +207,10 @@ void fm_tls_why(SSL *ssl, int rc, char *buf, size_t len)
         return;
     }
     openssl_words(words, sizeof(words));
-    snprintf(buf, len, "%s", words);
+    /* An alert the server sent ("tlsv1 alert unknown ca" when it did not
+     * take our certificate) must not read as our own check failing. */
+    if (strstr(words, " alert ") != NULL)
+        snprintf(buf, len, "the server refused the session (alert: %s)", words);
+    else
+        snprintf(buf, len, "%s", words);
 }

@@ -14,9 +14,15 @@
  * flows at the pace hiredis reads it, never all into memory at once.
  *
  * Ends: a TLS or socket failure closes both sides at once, with why written
- * to the owner's buffer first. Redis closing the connection shuts the
- * plaintext end down after what was already decrypted, so that hiredis
- * reads Redis's last reply (an error saying why, often) before the end. */
+ * to the owner's buffer first; until the session is up, that buffer says
+ * what it waits for, so a deadline that ends it can say so too. Redis
+ * closing the connection shuts the plaintext end down after what was
+ * already decrypted, so that hiredis reads Redis's last reply (an error
+ * saying why, often) before the end.
+ *
+ * OpenSSL's error queue is the thread's, shared by every tunnel: it is
+ * emptied before each call into a session, so that one tunnel's failure can
+ * never be read as another's. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -48,6 +54,7 @@ struct fm_tls_tunnel {
     unsigned owned : 1;     /* fm_tls_close not yet called */
     unsigned closing : 1;
     unsigned established : 1;
+    unsigned ended : 1;         /* Redis closed: no side is read again */
     unsigned tcp_paused : 1;    /* Redis not read: hiredis's side is full */
     unsigned plain_paused : 1;  /* hiredis not read: Redis's side is full */
 };
@@ -82,30 +89,47 @@ static void close_all(fm_tls_tunnel *t)
     uv_close((uv_handle_t *)&t->plain, on_closed);
 }
 
+/* Ends the tunnel with why for its owner: "TLS with PEER: ...", or
+ * "TLS handshake with PEER failed: ..." while the session was not up. */
 static void fail(fm_tls_tunnel *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fail(fm_tls_tunnel *t, const char *fmt, ...)
 {
+    char why[256];
     va_list ap;
 
+    ERR_clear_error();
     if (t->closing)
         return;
     if (t->err != NULL) {
         va_start(ap, fmt);
-        vsnprintf(t->err, t->errlen, fmt, ap);
+        vsnprintf(why, sizeof(why), fmt, ap);
         va_end(ap);
+        if (t->established)
+            snprintf(t->err, t->errlen, "TLS with %s: %s", t->peer, why);
+        else
+            snprintf(t->err, t->errlen, "TLS handshake with %s failed: %s", t->peer, why);
     }
     close_all(t);
 }
 
+/* Says what the session waits for, in the owner's buffer. */
+static void waiting(fm_tls_tunnel *t, const char *what)
+{
+    if (t->err != NULL)
+        snprintf(t->err, t->errlen, "TLS handshake with %s: %s", t->peer, what);
+}
+
+static int flush_out(fm_tls_tunnel *t);
+
+/* A session call failed: its reason first, then the alert OpenSSL wrote
+ * for the server, if the socket takes it. */
 static void fail_ssl(fm_tls_tunnel *t, int rc)
 {
     char why[256];
 
     fm_tls_why(t->ssl, rc, why, sizeof(why));
-    if (t->established)
-        fail(t, "TLS with %s: %s", t->peer, why);
-    else
-        fail(t, "TLS handshake with %s failed: %s", t->peer, why);
+    flush_out(t);
+    fail(t, "%s", why);
 }
 
 static void on_tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
@@ -121,7 +145,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 /* Reading a side starts again once the queue it fed has drained. */
 static void resume(fm_tls_tunnel *t)
 {
-    if (t->closing)
+    if (t->closing || t->ended)
         return;
     if (t->tcp_paused && uv_stream_get_write_queue_size((uv_stream_t *)&t->plain) == 0) {
         t->tcp_paused = 0;
@@ -140,7 +164,7 @@ static void on_sent(uv_write_t *w, int status)
 
     free(r);
     if (status < 0) {
-        fail(t, "TLS with %s: %s", t->peer, uv_strerror(status));
+        fail(t, "%s", uv_strerror(status));
         return;
     }
     resume(t);
@@ -183,34 +207,44 @@ static int send_to(fm_tls_tunnel *t, uv_stream_t *s, const char *data, size_t le
 }
 
 /* Sends what OpenSSL wrote to its output BIO: records, alerts, handshake
- * messages. */
+ * messages. 0, or a libuv error for the caller to report. */
 static int flush_out(fm_tls_tunnel *t)
 {
     char *p;
     long n = BIO_get_mem_data(t->out, &p);
     int rc;
 
-    if (n <= 0)
+    if (n <= 0 || t->closing)
         return 0;
     rc = send_to(t, (uv_stream_t *)&t->tcp, p, (size_t)n);
     (void)BIO_reset(t->out);
+    return rc;
+}
+
+static int flush_or_fail(fm_tls_tunnel *t)
+{
+    int rc = flush_out(t);
+
     if (rc != 0)
-        fail(t, "TLS with %s: %s", t->peer, uv_strerror(rc));
+        fail(t, "%s", uv_strerror(rc));
     return rc;
 }
 
 static void handshake(fm_tls_tunnel *t)
 {
-    int rc = SSL_do_handshake(t->ssl);
+    int rc;
 
-    if (flush_out(t) != 0)
-        return;
-    if (rc != 1) {
-        if (SSL_get_error(t->ssl, rc) != SSL_ERROR_WANT_READ)
-            fail_ssl(t, rc);
+    ERR_clear_error();
+    rc = SSL_do_handshake(t->ssl);
+    if (rc != 1 && SSL_get_error(t->ssl, rc) != SSL_ERROR_WANT_READ) {
+        fail_ssl(t, rc);
         return;
     }
+    if (flush_or_fail(t) != 0 || rc != 1)
+        return;
     t->established = 1;
+    if (t->err != NULL)
+        t->err[0] = '\0';
     fm_log_debug("TLS with %s: %s, %s", t->peer, SSL_get_version(t->ssl),
                  SSL_get_cipher_name(t->ssl));
     uv_read_start((uv_stream_t *)&t->plain, on_alloc, on_plain_read);
@@ -226,34 +260,42 @@ static void on_shut(uv_shutdown_t *req, int status)
 
 static void end_from_redis(fm_tls_tunnel *t)
 {
-    if (t->closing)
+    if (t->closing || t->ended)
         return;
+    t->ended = 1;
     uv_read_stop((uv_stream_t *)&t->tcp);
     uv_read_stop((uv_stream_t *)&t->plain);
     if (uv_shutdown(&t->shutdown, (uv_stream_t *)&t->plain, on_shut) != 0)
         close_all(t);
 }
 
-/* Decrypts whatever whole records the input BIO holds. */
+/* Decrypts whatever whole records the input BIO holds, gathered into
+ * rbuf so that hiredis gets them in as few writes as fit. */
 static void pump(fm_tls_tunnel *t)
 {
-    int n = 0;
+    size_t used = 0;
+    int n, rc = 0;
 
-    while (!t->closing && (n = SSL_read(t->ssl, rbuf, (int)sizeof(rbuf))) > 0) {
-        int rc = send_to(t, (uv_stream_t *)&t->plain, rbuf, (size_t)n);
-
-        if (rc != 0) {
-            fail(t, "TLS with %s: passing a reply on: %s", t->peer, uv_strerror(rc));
-            return;
+    ERR_clear_error();
+    for (;;) {
+        n = SSL_read(t->ssl, rbuf + used, (int)(sizeof(rbuf) - used));
+        if (n > 0)
+            used += (size_t)n;
+        if (used > 0 && (n <= 0 || used == sizeof(rbuf))) {
+            rc = send_to(t, (uv_stream_t *)&t->plain, rbuf, used);
+            used = 0;
         }
+        if (n <= 0 || rc != 0)
+            break;
     }
-    if (t->closing)
+    if (rc != 0) {
+        fail(t, "passing a reply on: %s", uv_strerror(rc));
         return;
-    /* A read may have to answer (a key update): it goes out now. */
-    if (flush_out(t) != 0)
-        return;
+    }
     switch (SSL_get_error(t->ssl, n)) {
     case SSL_ERROR_WANT_READ:
+        /* A read may have to answer (a key update): it goes out now. */
+        flush_or_fail(t);
         break;
     case SSL_ERROR_ZERO_RETURN:
         end_from_redis(t);
@@ -275,15 +317,15 @@ static void on_tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         if (t->established)
             end_from_redis(t);
         else
-            fail(t, "TLS handshake with %s failed: the server closed the connection", t->peer);
+            fail(t, "the server closed the connection");
         return;
     }
     if (n < 0) {
-        fail(t, "TLS with %s: %s", t->peer, uv_strerror((int)n));
+        fail(t, "%s", uv_strerror((int)n));
         return;
     }
     if (BIO_write(t->in, rbuf, (int)n) != (int)n) {
-        fail(t, "TLS with %s: out of memory", t->peer);
+        fail(t, "out of memory");
         return;
     }
     if (!t->established) {
@@ -307,12 +349,13 @@ static void on_plain_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         close_all(t);
         return;
     }
+    ERR_clear_error();
     rc = SSL_write(t->ssl, rbuf, (int)n);
     if (rc != (int)n) {
         fail_ssl(t, rc);
         return;
     }
-    flush_out(t);
+    flush_or_fail(t);
 }
 
 static void on_connected(uv_connect_t *req, int status)
@@ -322,12 +365,16 @@ static void on_connected(uv_connect_t *req, int status)
     if (t->closing)
         return;
     if (status < 0) {
-        fail(t, "connecting to %s: %s", t->peer, uv_strerror(status));
+        /* Before any TLS: said as hiredis would say it. */
+        if (t->err != NULL)
+            snprintf(t->err, t->errlen, "connecting to %s: %s", t->peer, uv_strerror(status));
+        close_all(t);
         return;
     }
     uv_tcp_nodelay(&t->tcp, 1);
     uv_tcp_keepalive(&t->tcp, 1, FM_TLS_KEEPALIVE_S);
     uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_tcp_read);
+    waiting(t, "no answer from the server (is it a TLS port?)");
     handshake(t);
 }
 
@@ -371,14 +418,31 @@ static int pair_with_hiredis(fm_tls *tls, redisAsyncContext **acp, char *err, si
     int lfd, fd = -1;
 
     *acp = NULL;
-    if (make_dir(tls, err, errlen) != 0)
+    if ((lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
+        snprintf(err, errlen, "TLS: a socket for hiredis: %s", strerror(errno));
         return -1;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%u", tls->dir, tls->seq++);
-    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 1) != 0) {
-        snprintf(err, errlen, "TLS: a socket for hiredis in %s: %s", tls->dir, strerror(errno));
-        if (lfd >= 0)
+    }
+    for (int tries = 0;; tries++) {
+        if (make_dir(tls, err, errlen) != 0) {
             close(lfd);
+            return -1;
+        }
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%u", tls->dir, tls->seq++);
+        if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+            break;
+        if (errno != ENOENT || tries == 1) {
+            snprintf(err, errlen, "TLS: a socket for hiredis in %s: %s", tls->dir,
+                     strerror(errno));
+            close(lfd);
+            return -1;
+        }
+        /* The directory vanished (a clean-up of /tmp): made anew, once. */
+        tls->dir[0] = '\0';
+    }
+    if (listen(lfd, 1) != 0) {
+        snprintf(err, errlen, "TLS: a socket for hiredis in %s: %s", tls->dir, strerror(errno));
+        unlink(sa.sun_path);
+        close(lfd);
         return -1;
     }
     /* A Unix stream connect is queued at once: the accept below finds it. */
@@ -460,6 +524,7 @@ fm_tls_tunnel *fm_tls_open(fm_tls *tls, uv_loop_t *loop, const struct sockaddr *
     }
     t->err = err;
     t->errlen = errlen;
+    snprintf(err, errlen, "connecting to %s: no answer", t->peer);
     t->owned = 1;
     t->handles = 2;
     uv_tcp_init(loop, &t->tcp);
@@ -485,8 +550,10 @@ void fm_tls_close(fm_tls_tunnel *t)
     t->err = NULL;
     if (!t->closing) {
         /* A close_notify, if the socket takes it now; Redis copes without. */
-        if (t->established && SSL_shutdown(t->ssl) >= 0)
+        ERR_clear_error();
+        if (t->established && !t->ended && SSL_shutdown(t->ssl) >= 0)
             flush_out(t);
+        ERR_clear_error();
         close_all(t);
     }
     if (t->handles == 0) {

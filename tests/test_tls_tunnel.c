@@ -2,17 +2,21 @@
  * tls_tunnel.c under redis_uv.c), in this process: a hiredis context
  * through a tunnel to a redis-server serving TLS, on a loop of the test's
  * own. Many megabytes both ways, the failures a tunnel writes for its
- * owner (a refused certificate, a refused connect), Redis's last reply before it
- * closes, and a context freed in mid-transfer leaving no handle and, under
- * make check-san, no leak. The daemon's use of it is test_tls.c's. */
+ * owner (a refused certificate, a refused connect, a server that never
+ * answers), one tunnel's failure leaving another alone, Redis's last reply
+ * before it closes, the listeners' directory made anew, and a context freed
+ * in mid-transfer leaving no handle and, under make check-san, no leak. The
+ * daemon's use of it is test_tls.c's. */
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fm_tests.h"
 #include "redis_uv.h"
-#include "tls.h"
+#include "tls_int.h"
 #include "topo_tls.h"
 
 #define DEADLINE_MS 20000       /* room for valgrind and two CPU hogs */
@@ -302,6 +306,176 @@ START_TEST(test_freeing_mid_transfer_leaves_nothing)
 }
 END_TEST
 
+/* A fake server on the test's loop: it accepts, and then either says
+ * nothing or sends `bytes` and resets the connection. */
+typedef struct fake {
+    uv_tcp_t listener;
+    uv_tcp_t peer;
+    uv_write_t w;
+    const char *bytes;
+    size_t len;
+    int port;
+    int accepted;
+} fake;
+
+static void on_fake_written(uv_write_t *w, int status)
+{
+    fake *f = w->data;
+
+    (void)status;
+    uv_tcp_close_reset(&f->peer, NULL);
+}
+
+static void on_fake_conn(uv_stream_t *s, int status)
+{
+    fake *f = s->data;
+    uv_buf_t b = uv_buf_init((char *)f->bytes, (unsigned)f->len);
+
+    ck_assert_int_eq(status, 0);
+    uv_tcp_init(s->loop, &f->peer);
+    ck_assert_int_eq(uv_accept(s, (uv_stream_t *)&f->peer), 0);
+    f->accepted = 1;
+    f->w.data = f;
+    if (f->len > 0)
+        ck_assert_int_eq(uv_write(&f->w, (uv_stream_t *)&f->peer, &b, 1, on_fake_written), 0);
+}
+
+static void fake_start(fake *f, uv_loop_t *loop, const char *bytes, size_t len)
+{
+    struct sockaddr_in sa;
+    int n = sizeof(sa);
+
+    memset(f, 0, sizeof(*f));
+    f->bytes = bytes;
+    f->len = len;
+    uv_tcp_init(loop, &f->listener);
+    f->listener.data = f;
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    ck_assert_int_eq(uv_tcp_bind(&f->listener, (struct sockaddr *)&sa, 0), 0);
+    ck_assert_int_eq(uv_listen((uv_stream_t *)&f->listener, 4, on_fake_conn), 0);
+    ck_assert_int_eq(uv_tcp_getsockname(&f->listener, (struct sockaddr *)&sa, &n), 0);
+    f->port = ntohs(sa.sin_port);
+}
+
+static void fake_stop(fake *f)
+{
+    uv_close((uv_handle_t *)&f->listener, NULL);
+    /* A peer that was sent bytes closed itself. */
+    if (f->accepted && f->len == 0)
+        uv_close((uv_handle_t *)&f->peer, NULL);
+}
+
+static int waiting_for_answer(run *r)
+{
+    return strstr(r->why, "no answer from the server (is it a TLS port?)") != NULL;
+}
+
+/* A server that accepts and never answers the handshake: the tunnel says
+ * so in its owner's buffer, for the deadline that ends it to report. */
+START_TEST(test_silent_server_is_named_while_waiting)
+{
+    fake f;
+    run r;
+
+    run_init(&r, 1, certs.ca);
+    fake_start(&f, &r.loop, NULL, 0);
+    ck_assert_ptr_nonnull(run_open(&r, f.port));
+    run_until(&r, waiting_for_answer, "the tunnel saying it waits for the server");
+    ck_assert_int_eq(r.ended, 0);
+    redisAsyncFree(r.ac);
+    r.ac = NULL;
+    fake_stop(&f);
+    run_free(&r);
+}
+END_TEST
+
+static int one_pong(run *r)
+{
+    return r->replies >= 1;
+}
+
+static void on_pong(redisAsyncContext *ac, void *reply, void *priv)
+{
+    run *r = priv;
+    redisReply *rep = reply;
+
+    (void)ac;
+    if (rep != NULL && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0)
+        r->replies++;
+}
+
+/* OpenSSL's error queue is the thread's: a tunnel that fails on a broken
+ * record must leave nothing there for a healthy one to trip on. */
+START_TEST(test_one_tunnels_failure_leaves_another_alone)
+{
+    static const char broken[] = {0x16, 0x03, 0x03, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00};
+    fmt_tls_redis t;
+    run good, bad;
+    fake f;
+
+    fmt_tls_redis_start(&t, &certs, FMT_TLS_GOOD, 0);
+    run_init(&good, t.port, certs.ca);
+    ck_assert_ptr_nonnull(run_open(&good, t.port));
+    redisAsyncCommand(good.ac, on_pong, &good, "PING");
+    run_until(&good, one_pong, "a first PONG");
+    /* The second tunnel on the first one's loop, so that both share it. */
+    run_init(&bad, 1, certs.ca);
+    fake_start(&f, &good.loop, broken, sizeof(broken));
+    {
+        struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res;
+        char port[8];
+
+        snprintf(port, sizeof(port), "%d", f.port);
+        ck_assert_int_eq(getaddrinfo("127.0.0.1", port, &hints, &res), 0);
+        bad.ac = fm_redis_uv_connect(&good.loop, bad.tls, res, f.port, "127.0.0.1", bad.why,
+                                     sizeof(bad.why));
+        ck_assert_ptr_nonnull(bad.ac);
+        bad.ac->data = &bad;
+        redisAsyncSetConnectCallback(bad.ac, on_connect);
+        redisAsyncSetDisconnectCallback(bad.ac, on_disconnect);
+        redisAsyncCommand(bad.ac, NULL, NULL, "PING");
+    }
+    while (!bad.ended) {
+        ck_assert_msg(uv_is_active((uv_handle_t *)&good.deadline), "the broken server's end");
+        uv_run(&good.loop, UV_RUN_ONCE);
+    }
+    ck_assert_msg(strstr(bad.end, "TLS handshake with 127.0.0.1:") == bad.end, "%s", bad.end);
+    redisAsyncCommand(good.ac, on_pong, &good, "PING");
+    run_until(&good, two_replies, "a PONG after the other tunnel failed");
+    ck_assert_int_eq(good.ended, 0);
+    fake_stop(&f);
+    run_free(&good);
+    /* bad's loop never ran a handle. */
+    run_free(&bad);
+    fmt_redis_stop(&t.r);
+}
+END_TEST
+
+/* The listeners' directory removed behind the daemon's back (a clean-up of
+ * /tmp): the next tunnel makes it anew. */
+START_TEST(test_vanished_directory_is_made_anew)
+{
+    fmt_tls_redis t;
+    char gone[sizeof(((fm_tls *)0)->dir)];
+    run r;
+
+    fmt_tls_redis_start(&t, &certs, FMT_TLS_GOOD, 0);
+    run_init(&r, t.port, certs.ca);
+    ck_assert_ptr_nonnull(run_open(&r, t.port));
+    redisAsyncCommand(r.ac, on_pong, &r, "PING");
+    run_until(&r, one_pong, "a PONG");
+    snprintf(gone, sizeof(gone), "%s", r.tls->dir);
+    ck_assert_int_eq(rmdir(gone), 0);
+    redisAsyncFree(r.ac);
+    ck_assert_ptr_nonnull(run_open(&r, t.port));
+    redisAsyncCommand(r.ac, on_pong, &r, "PING");
+    run_until(&r, two_replies, "a PONG through a new directory");
+    ck_assert_str_ne(r.tls->dir, gone);
+    run_free(&r);
+    fmt_redis_stop(&t.r);
+}
+END_TEST
+
 Suite *fm_suite_tls_tunnel(void)
 {
     Suite *s = suite_create("tls_tunnel");
@@ -312,5 +486,8 @@ Suite *fm_suite_tls_tunnel(void)
     tcase_add_test(tc, test_failed_handshake_is_named_before_the_end);
     tcase_add_test(tc, test_refused_connect_is_named);
     tcase_add_test(tc, test_freeing_mid_transfer_leaves_nothing);
+    tcase_add_test(tc, test_silent_server_is_named_while_waiting);
+    tcase_add_test(tc, test_one_tunnels_failure_leaves_another_alone);
+    tcase_add_test(tc, test_vanished_directory_is_made_anew);
     return s;
 }
