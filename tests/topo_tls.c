@@ -225,7 +225,6 @@ void fmt_tls_certs_make(fmt_tls_certs *c)
     path_of(c->client_cert, c, "client.crt");
     path_of(c->client_key, c, "client.key");
     path_of(c->expired_cert, c, "expired.crt");
-    path_of(c->other_ca, c, "other-ca.crt");
     path_of(c->other_cert, c, "other.crt");
     path_of(c->other_key, c, "other.key");
 
@@ -246,7 +245,6 @@ void fmt_tls_redis_start(fmt_tls_redis *t, const fmt_tls_certs *c, fmt_tls_cert 
     const char *crt = cert == FMT_TLS_OTHER_CA ? c->other_cert
                     : cert == FMT_TLS_EXPIRED ? c->expired_cert : c->server_cert;
     const char *key = cert == FMT_TLS_OTHER_CA ? c->other_key : c->server_key;
-    const char *ca = cert == FMT_TLS_OTHER_CA ? c->other_ca : c->ca;
     int n = 0;
 
     memset(t, 0, sizeof(*t));
@@ -262,8 +260,11 @@ void fmt_tls_redis_start(fmt_tls_redis *t, const fmt_tls_certs *c, fmt_tls_cert 
     t->extra[n++] = crt;
     t->extra[n++] = "--tls-key-file";
     t->extra[n++] = key;
+    /* The CA that checks client certificates. OpenSSL also sends it after
+     * the server's certificate when it issued that one: the CA's
+     * certificates then come with their root, other_cert alone. */
     t->extra[n++] = "--tls-ca-cert-file";
-    t->extra[n++] = ca;
+    t->extra[n++] = c->ca;
     t->extra[n++] = "--tls-auth-clients";
     t->extra[n++] = auth_clients ? "yes" : "no";
     t->extra[n] = NULL;

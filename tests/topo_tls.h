@@ -24,8 +24,8 @@ typedef struct fmt_tls_certs {
     char server_cert[FMT_TLS_PATH], server_key[FMT_TLS_PATH];   /* localhost, 127.0.0.1 */
     char client_cert[FMT_TLS_PATH], client_key[FMT_TLS_PATH];   /* for mutual TLS */
     char expired_cert[FMT_TLS_PATH];    /* server_key's, valid only in January 2020 */
-    char other_ca[FMT_TLS_PATH];        /* a CA nobody trusts */
-    char other_cert[FMT_TLS_PATH], other_key[FMT_TLS_PATH];     /* other_ca's, same names */
+    /* Signed by another CA, which nothing trusts; the same names. */
+    char other_cert[FMT_TLS_PATH], other_key[FMT_TLS_PATH];
 } fmt_tls_certs;
 
 /* Makes every certificate above, in a fresh directory (removing the set
@@ -37,7 +37,7 @@ void fmt_tls_certs_remove(fmt_tls_certs *c);
 /* Which certificate a TLS Redis presents. */
 typedef enum fmt_tls_cert {
     FMT_TLS_GOOD,       /* server_cert: the CA's, valid now */
-    FMT_TLS_OTHER_CA,   /* other_cert */
+    FMT_TLS_OTHER_CA,   /* other_cert, sent without its CA */
     FMT_TLS_EXPIRED,    /* expired_cert */
 } fmt_tls_cert;
 
@@ -52,7 +52,8 @@ typedef struct fmt_tls_redis {
 } fmt_tls_redis;
 
 /* Starts redis-server serving TLS with cert (and nothing else over TCP);
- * auth_clients: it then requires a client certificate signed by the CA.
+ * auth_clients: it then requires a client certificate signed by the CA
+ * (c->ca, whatever cert is).
  * c must outlive t (restarts read its paths again). Stop it with
  * fmt_redis_stop(&t->r). */
 void fmt_tls_redis_start(fmt_tls_redis *t, const fmt_tls_certs *c, fmt_tls_cert cert,
