@@ -41,7 +41,7 @@ endif
 BUILD   ?= build
 
 PKGS_DAEMON = hiredis libuv openssl
-PKGS_TEST   = hiredis libcjson check
+PKGS_TEST   = hiredis libcjson check libuv openssl
 pkgcflags   = $(shell pkg-config --cflags $(1))
 pkglibs     = $(shell pkg-config --libs $(1))
 
@@ -110,11 +110,12 @@ $(STALL): tests/stall/stall.c
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -shared -fPIC $< -o $@ -ldl
 
 # The tests link the daemon's config parser, hash table, latency
-# histogram, and the cluster parts (key slots, fence names, scripts, slot
-# map) to test them directly; everything else they reach through the real
-# daemon binary and the socket.
+# histogram, the cluster parts (key slots, fence names, scripts, slot map)
+# and the TLS layer under its hiredis adapter to test them directly;
+# everything else they reach through the real daemon binary and the socket.
 TEST_DAEMON_SRC = daemon/config.c daemon/log.c daemon/map.c daemon/latency.c \
-                  daemon/slot.c daemon/fence.c daemon/scripts.c daemon/slotmap.c
+                  daemon/slot.c daemon/fence.c daemon/scripts.c daemon/slotmap.c \
+                  daemon/redis_uv.c daemon/tls.c daemon/tls_tunnel.c
 $(TESTS): $(call obj,$(TEST_SRC) $(TEST_DAEMON_SRC)) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ -o $@ $(call pkglibs,$(PKGS_TEST))
 

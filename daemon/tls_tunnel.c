@@ -237,7 +237,7 @@ static void end_from_redis(fm_tls_tunnel *t)
 /* Decrypts whatever whole records the input BIO holds. */
 static void pump(fm_tls_tunnel *t)
 {
-    int n;
+    int n = 0;
 
     while (!t->closing && (n = SSL_read(t->ssl, rbuf, (int)sizeof(rbuf))) > 0) {
         int rc = send_to(t, (uv_stream_t *)&t->plain, rbuf, (size_t)n);

@@ -3,7 +3,7 @@
  * FM_SUITE=name runs one suite only (proto, config, ops, errors, link, examples,
  * locks, faults, load, client, hostile, map, systemd, access,
  * metrics, slotmap, cluster,
- * sentinel, cluster_ops, compat, tls);
+ * sentinel, cluster_ops, compat, tls, tls_tunnel);
  * CK_RUN_CASE, CK_FORK and CK_VERBOSITY work as Check documents them. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +36,7 @@ static const struct {
     {"cluster_ops", fm_suite_cluster_ops},
     {"compat", fm_suite_compat},
     {"tls", fm_suite_tls},
+    {"tls_tunnel", fm_suite_tls_tunnel},
 };
 
 int main(void)

@@ -521,7 +521,7 @@ START_TEST(test_daemon_wakes_reach_the_published_channel)
     wire_assert_wake_payload(payload, "c-wake-out");
     free(payload);
     for (int i = 1; i <= 2; i++) {
-        char id[16];
+        char id[24];
 
         snprintf(id, sizeof(id), "c-many-%d", i);
         payload = wire_sub_next(sub, "flowmonkey:wake");
