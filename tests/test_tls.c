@@ -7,8 +7,8 @@
  *   its effect in Redis, and a get_many reply of megabytes;
  * - verify: each reason to refuse a server (a private CA the system does
  *   not know, another CA, another name, an expired certificate) named in
- *   ping, stats and the log; a name checked against the DNS names; and
- *   verification turned off;
+ *   ping, stats and the log; a name given checked against the DNS names
+ *   and sent by SNI; and verification turned off;
  * - mutual: Redis requiring a client certificate, with and without one,
  *   and the key from the service manager's credential;
  * - restart: Redis killed and restarted under TLS;
@@ -599,6 +599,47 @@ START_TEST(test_server_name_localhost_is_matched_against_the_dns_names)
 }
 END_TEST
 
+typedef struct log_wait {
+    const char *path, *needle;
+} log_wait;
+
+static int log_holds(void *arg)
+{
+    const log_wait *w = arg;
+    char *log = fmt_slurp(w->path);
+    int found = strstr(log, w->needle) != NULL;
+
+    free(log);
+    return found;
+}
+
+/* The server presents the certificate made for localhost only to a
+ * client that asks for that name by SNI, another CA's otherwise: without
+ * the name the daemon refuses it; with it, the handshake completes. */
+START_TEST(test_server_name_is_sent_as_sni)
+{
+    const char *const unnamed[] = {"--redis_tls_ca_file", certs.ca, NULL};
+    const char *const named[] = {"--redis_tls_ca_file", certs.ca, "--redis_tls_server_name",
+                                 "localhost", NULL};
+    fmt_tls_sni_server s;
+    fmt_daemon d;
+    log_wait w;
+
+    fmt_tls_sni_server_start(&s, &certs);
+    w.path = s.log;
+    w.needle = "CONNECTION ESTABLISHED";
+    wire_daemon_start(&d, s.url, unnamed);
+    assert_refused(&d, "unknown CA");
+    fmt_daemon_stop(&d);
+    ck_assert_msg(!log_holds(&w), "a refused handshake was logged as completed (see %s)", s.log);
+    wire_daemon_start(&d, s.url, named);
+    ck_assert_msg(fmt_wait_until(log_holds, &w, UP_MS), "no handshake completed with the name "
+                  "localhost sent (see %s)", s.log);
+    fmt_daemon_stop(&d);
+    fmt_tls_sni_server_stop(&s);
+}
+END_TEST
+
 /* No CA file, a certificate of an unknown CA: only the switch lets the
  * daemon in, and each start says so in a warning. */
 START_TEST(test_verify_no_connects_to_another_ca_and_warns_at_every_start)
@@ -868,6 +909,7 @@ Suite *fm_suite_tls(void)
     tcase_add_test(verify, test_wrong_server_name_is_refused_as_name_mismatch);
     tcase_add_test(verify, test_expired_server_cert_is_refused_as_expired);
     tcase_add_test(verify, test_server_name_localhost_is_matched_against_the_dns_names);
+    tcase_add_test(verify, test_server_name_is_sent_as_sni);
     tcase_add_test(verify, test_verify_no_connects_to_another_ca_and_warns_at_every_start);
 
     tcase_add_test(mutual, test_client_cert_from_files_is_taken_by_redis_requiring_one);

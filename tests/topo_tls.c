@@ -7,6 +7,7 @@
  * start a validity at the present, so that one comes from `openssl ca`,
  * which takes -startdate/-enddate and needs a small database of its own. */
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,4 +271,43 @@ void fmt_tls_redis_start(fmt_tls_redis *t, const fmt_tls_certs *c, fmt_tls_cert 
     t->extra[n] = NULL;
     ck_assert_msg(fmt_redis_start(&t->r, t->extra) == 0,
                   "redis-server with TLS on port %d did not start", t->port);
+}
+
+static int log_says_accept(void *arg)
+{
+    const fmt_tls_sni_server *s = arg;
+    char *log = fmt_slurp(s->log);
+    int yes = strstr(log, "ACCEPT") != NULL;
+
+    free(log);
+    return yes;
+}
+
+void fmt_tls_sni_server_start(fmt_tls_sni_server *s, const fmt_tls_certs *c)
+{
+    char accept[32];
+    FILE *f;
+
+    memset(s, 0, sizeof(*s));
+    s->port = fmt_unused_port();
+    snprintf(s->url, sizeof(s->url), "rediss://127.0.0.1:%d", s->port);
+    snprintf(accept, sizeof(accept), "127.0.0.1:%d", s->port);
+    snprintf(s->log, sizeof(s->log), "%s/s_server.%d.log", c->dir, s->port);
+    /* There before the server writes to it, for log_says_accept. */
+    f = fopen(s->log, "w");
+    ck_assert_msg(f != NULL, "cannot write %s", s->log);
+    fclose(f);
+    /* -rev: it never reads its standard input, which may be closed. */
+    s->pid = fmt_spawn((const char *const[]){"openssl", "s_server", "-rev", "-accept", accept,
+                                             "-cert", c->other_cert, "-key", c->other_key,
+                                             "-servername", "localhost",
+                                             "-cert2", c->server_cert, "-key2", c->server_key,
+                                             NULL}, s->log);
+    ck_assert_msg(s->pid > 0 && fmt_wait_until(log_says_accept, s, OPENSSL_MS),
+                  "openssl s_server did not start (see %s)", s->log);
+}
+
+void fmt_tls_sni_server_stop(fmt_tls_sni_server *s)
+{
+    fmt_reap(&s->pid, SIGKILL);
 }

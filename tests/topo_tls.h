@@ -59,4 +59,18 @@ typedef struct fmt_tls_redis {
 void fmt_tls_redis_start(fmt_tls_redis *t, const fmt_tls_certs *c, fmt_tls_cert cert,
                          int auth_clients);
 
+/* openssl s_server on 127.0.0.1, which speaks no Redis (it answers each
+ * line reversed): it presents other_cert, or server_cert to a client that
+ * asks for localhost by SNI, and logs "CONNECTION ESTABLISHED" for every
+ * handshake that completed. */
+typedef struct fmt_tls_sni_server {
+    pid_t pid;
+    int port;
+    char url[64];               /* rediss://127.0.0.1:<port> */
+    char log[FMT_TLS_PATH];     /* in c->dir */
+} fmt_tls_sni_server;
+
+void fmt_tls_sni_server_start(fmt_tls_sni_server *s, const fmt_tls_certs *c);
+void fmt_tls_sni_server_stop(fmt_tls_sni_server *s);
+
 #endif
