@@ -325,14 +325,18 @@ START_TEST(test_lock_release_through_tls_deletes_key_and_announces_it)
     fm_lock lk = lock_take(c, "tls-release", 30000);
     fm_release_reason why;
     int released = -1;
-    char *payload;
+    char *payload = NULL;
 
     fmt_ok(c, fm_lock_release(c, "tls-release", lk.token, &released, &why), "lock.release");
     ck_assert_int_eq(released, 1);
     ck_assert_int_eq(why, FM_RELEASE_DONE);
     ck_assert_int_eq(wire_redis_int(r, "EXISTS fm:lock:tls-release"), 0);
-    payload = wire_sub_next(sub, "fm:lock:released");
-    ck_assert_str_eq(payload, "fm:lock:tls-release");
+    /* Locks of earlier tests, whose clients closed, may be announced
+     * first: the daemon releases those too. */
+    do {
+        free(payload);
+        payload = wire_sub_next(sub, "fm:lock:released");
+    } while (strcmp(payload, "fm:lock:tls-release") != 0);
     free(payload);
     redisFree(sub);
     redisFree(r);
