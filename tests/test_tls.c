@@ -7,8 +7,8 @@
  *   its effect in Redis, and a get_many reply of megabytes;
  * - verify: each reason to refuse a server (a private CA the system does
  *   not know, another CA, another name, an expired certificate) named in
- *   ping, stats and the log; a name given checked against the DNS names
- *   and sent by SNI; and verification turned off;
+ *   ping, stats and the log; the CA from a directory; a name given checked
+ *   against the DNS names and sent by SNI; and verification turned off;
  * - mutual: Redis requiring a client certificate, with and without one,
  *   and the key from the service manager's credential;
  * - restart: Redis killed and restarted under TLS;
@@ -587,6 +587,19 @@ START_TEST(test_expired_server_cert_is_refused_as_expired)
 }
 END_TEST
 
+START_TEST(test_ca_dir_holding_the_ca_verifies_the_server)
+{
+    fmt_tls_redis t;
+    fmt_daemon d;
+
+    fmt_tls_redis_start(&t, &certs, FMT_TLS_GOOD, 0);
+    daemon_up(&d, t.url, (const char *const[]){"--redis_tls_ca_dir", certs.ca_dir, NULL});
+    assert_lock_lands(&d, &t.r, "tls-ca-dir");
+    fmt_daemon_stop(&d);
+    fmt_redis_stop(&t.r);
+}
+END_TEST
+
 /* The URL's host is an IP; the name given instead is checked against the
  * certificate's DNS names, where localhost stands. */
 START_TEST(test_server_name_localhost_is_matched_against_the_dns_names)
@@ -854,7 +867,7 @@ START_TEST(test_tls_directives_without_a_rediss_url_are_refused_by_name)
 {
     const char *const cases[][5] = {
         {"--redis_tls_ca_file", certs.ca, NULL},
-        {"--redis_tls_ca_dir", certs.dir, NULL},
+        {"--redis_tls_ca_dir", certs.ca_dir, NULL},
         {"--redis_tls_server_name", "localhost", NULL},
         {"--redis_tls_verify", "no", NULL},
         {"--redis_tls_cert_file", certs.client_cert, "--redis_tls_key_file", certs.client_key,
@@ -912,6 +925,7 @@ Suite *fm_suite_tls(void)
     tcase_add_test(verify, test_server_cert_from_another_ca_is_refused_as_unknown_ca);
     tcase_add_test(verify, test_wrong_server_name_is_refused_as_name_mismatch);
     tcase_add_test(verify, test_expired_server_cert_is_refused_as_expired);
+    tcase_add_test(verify, test_ca_dir_holding_the_ca_verifies_the_server);
     tcase_add_test(verify, test_server_name_localhost_is_matched_against_the_dns_names);
     tcase_add_test(verify, test_server_name_is_sent_as_sni);
     tcase_add_test(verify, test_verify_no_connects_to_another_ca_and_warns_at_every_start);

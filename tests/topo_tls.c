@@ -198,6 +198,18 @@ static void at_exit(void)
         fmt_tls_certs_remove(live);
 }
 
+/* ca_dir: a copy of the CA under the name `openssl rehash` links to it. */
+static void make_ca_dir(fmt_tls_certs *c)
+{
+    char *pem = fmt_slurp(c->ca);
+
+    path_of(c->ca_dir, c, "cas");
+    ck_assert_msg(mkdir(c->ca_dir, 0700) == 0, "cannot make %s", c->ca_dir);
+    write_file(c, "cas/ca.crt", pem);
+    free(pem);
+    openssl(c, (const char *const[]){"rehash", c->ca_dir, NULL});
+}
+
 void fmt_tls_certs_make(fmt_tls_certs *c)
 {
     char conf[FMT_TLS_PATH], *text = NULL;
@@ -230,6 +242,7 @@ void fmt_tls_certs_make(fmt_tls_certs *c)
     path_of(c->other_key, c, "other.key");
 
     make_ca(c, conf, "ca", "/CN=fmredisd test CA");
+    make_ca_dir(c);
     make_request(c, conf, "server", "/CN=fmredisd test server");
     sign(c, conf, "server", "ca", "server_ext", "1");
     make_request(c, conf, "client", "/CN=fmredisd test client");

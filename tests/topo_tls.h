@@ -21,6 +21,7 @@ typedef struct fmt_tls_certs {
     char dir[256];
     char log[FMT_TLS_PATH];     /* what every openssl run printed */
     char ca[FMT_TLS_PATH];      /* the CA that signs the next three */
+    char ca_dir[FMT_TLS_PATH];  /* ca alone, hashed as OpenSSL looks it up */
     char server_cert[FMT_TLS_PATH], server_key[FMT_TLS_PATH];   /* localhost, 127.0.0.1 */
     char client_cert[FMT_TLS_PATH], client_key[FMT_TLS_PATH];   /* for mutual TLS */
     char expired_cert[FMT_TLS_PATH];    /* server_key's, valid only in January 2020 */
