@@ -24,7 +24,6 @@
  * timeouts grow with CK_TIMEOUT_MULTIPLIER, these bounds do not need to).
  * The measured times are printed (grep "cluster: recovered"); docs/SCALING.md
  * reports them. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +32,10 @@
 #include <cJSON.h>
 #include <hiredis/hiredis.h>
 
-#include "fence.h"
 #include "fm_tests.h"
 #include "fmredis.h"
 #include "harness.h"
+#include "ops_suite.h"
 #include "slot.h"
 #include "topo_cluster.h"
 #include "wire.h"
@@ -48,7 +47,6 @@
 #define WINDOW_MS 400       /* how long a slot is held half moved, within a request's deadline */
 #define REQUEST_TIMEOUT "2000"
 #define REQUEST_TIMEOUT_MS 2000
-#define LONG_TTL_MS 3600000
 
 /* ---- the daemon on the cluster -------------------------------------------- */
 
@@ -121,92 +119,56 @@ static int next_master(const fmt_cluster *c, int m)
     return -1;
 }
 
-/* The executions of a batch: ids, and a value for each with a number whose
- * digits a re-printing would lose. */
-typedef struct batch {
-    size_t n;
-    char *ids[64];
-    char *values[64];
-} batch;
-
-/* Adds the execution whose id is made of fmt and what follows. */
-__attribute__((format(printf, 2, 3)))
-static void batch_add(batch *b, const char *fmt, ...)
+/* The cluster's Redis side for the operations suite (ops_suite.h): a key
+ * is on its slot's master, and a subscriber on any node. */
+static int cluster_port_of(void *arg, const char *rkey)
 {
-    char id[64];
-    va_list ap;
-
-    ck_assert_uint_lt(b->n, sizeof(b->ids) / sizeof(b->ids[0]));
-    va_start(ap, fmt);
-    vsnprintf(id, sizeof(id), fmt, ap);
-    va_end(ap);
-    b->ids[b->n] = strdup(id);
-    b->values[b->n] = wire_strf("{\"id\":\"%s\",\"n\":123456789012345678%02zu}", id, b->n);
-    ck_assert_ptr_nonnull(b->ids[b->n]);
-    b->n++;
+    return port_of_key(arg, rkey);
 }
 
-static void batch_free(batch *b)
+static long long cluster_subscribers(void *arg, const char *channel)
 {
-    for (size_t i = 0; i < b->n; i++) {
-        free(b->ids[i]);
-        free(b->values[i]);
+    const fmt_cluster *c = arg;
+    long long n = 0;
+
+    for (int i = 0; i < c->nnodes; i++) {
+        redisContext *ctx = c->node[i].redis.pid > 0 ? fmt_cluster_connect(c, i) : NULL;
+
+        n += ctx != NULL ? wire_redis_numsub(ctx, channel) : 0;
+        redisFree(ctx);
     }
-    b->n = 0;
+    return n;
 }
 
-static void batch_store(fm_client *c, const batch *b)
+static ops_redis cluster_redis(const fmt_cluster *c)
 {
-    for (size_t i = 0; i < b->n; i++)
-        fmt_ok(c, fm_cache_set(c, b->values[i], strlen(b->values[i]), LONG_TTL_MS), "cache.set");
+    /* receivers counts the subscribers of one node only: the one that ran
+     * the PUBLISH, which need not be the one the daemon subscribed on. */
+    return (ops_redis){.port_of = cluster_port_of, .subscribers = cluster_subscribers,
+                       .arg = (void *)c, .masters = 3, .min_receivers = 0,
+                       .request_timeout_ms = REQUEST_TIMEOUT_MS};
 }
 
-static void rkey_of(char *out, size_t size, const char *prefix, const char *name)
+/* The node listening on the TCP port. */
+static int node_of_port(const fmt_cluster *c, int port)
 {
-    snprintf(out, size, "%s%s", prefix, name);
+    for (int i = 0; i < c->nnodes; i++)
+        if (c->node[i].port == port)
+            return i;
+    ck_abort_msg("no node of the cluster listens on %d", port);
+    return -1;
 }
 
 /* Each execution of b is on the master that owns its slot, with its exact
  * value; that master's index for each is put in owners (may be NULL). */
-static void batch_on_owners(const fmt_cluster *c, const batch *b, int *owners)
+static void batch_on_owners(const fmt_cluster *c, const ops_batch *b, int *owners)
 {
-    for (size_t i = 0; i < b->n; i++) {
-        char rkey[96], *v;
-        int owner;
+    ops_redis r = cluster_redis(c);
+    int ports[sizeof(b->ids) / sizeof(b->ids[0])];
 
-        rkey_of(rkey, sizeof(rkey), "fm:exec:", b->ids[i]);
-        owner = owner_of(c, rkey);
-        v = wl_get_on(c->node[owner].port, rkey);
-        ck_assert_msg(v != NULL && strcmp(v, b->values[i]) == 0,
-                      "%s on its owner (node %d): %s", rkey, owner, v ? v : "(none)");
-        free(v);
-        if (owners != NULL)
-            owners[i] = owner;
-    }
-}
-
-/* A get_many of b (and the ids of absent) answers b, each value exact. */
-static void expect_batch(fm_client *c, const batch *b, const char *const *absent, size_t nabsent)
-{
-    const char *ids[80];
-    fm_cache_entry *e = NULL;
-    size_t count = 0, n = 0;
-
-    for (size_t i = 0; i < b->n; i++)
-        ids[n++] = b->ids[i];
-    for (size_t i = 0; i < nabsent; i++)
-        ids[n++] = absent[i];
-    fmt_ok(c, fm_cache_get_many(c, ids, n, &e, &count), "cache.get_many");
-    ck_assert_uint_eq(count, b->n);
-    for (size_t i = 0; i < count; i++) {
-        size_t k = 0;
-
-        while (k < b->n && strcmp(b->ids[k], e[i].id) != 0)
-            k++;
-        ck_assert_msg(k < b->n, "get_many answered %s, which is not stored", e[i].id);
-        ck_assert_str_eq(e[i].json, b->values[k]);
-    }
-    fm_cache_entries_free(e, count);
+    ops_batch_on_masters(&r, b, ports);
+    for (size_t i = 0; owners != NULL && i < b->n; i++)
+        owners[i] = node_of_port(c, ports[i]);
 }
 
 /* ---- operations ----------------------------------------------------------- */
@@ -225,220 +187,15 @@ static void shared_down(void)
     fmt_cluster_stop(&shared);
 }
 
-/* One lock's whole course, each step checked on the master of its slot. */
-static void lock_course(const fmt_cluster *c, fm_client *a, fm_client *b, fm_fence *f,
-                        const char *key, int *owner)
-{
-    char rkey[96], fkey[FM_FENCE_KEY_MAX + 1], fence[24], *v;
-    fm_lock l, l2, again;
-    fm_release_reason why;
-    int port, locked = 0, released = 0, extended = 0;
-    long long pttl;
-
-    rkey_of(rkey, sizeof(rkey), "fm:lock:", key);
-    *owner = owner_of(c, rkey);
-    port = c->node[*owner].port;
-    ck_assert_int_eq(wl_try_lock(a, key, &l, REQUEST_TIMEOUT_MS), 1);
-    ck_assert_int_gt(l.fence, 0);
-    v = wl_get_on(port, rkey);
-    ck_assert_msg(v != NULL && strcmp(v, l.token) == 0, "%s is not on its master", rkey);
-    free(v);
-    pttl = wl_pttl_on(port, rkey);
-    ck_assert_msg(pttl > 0 && pttl <= 30000, "PTTL %s: %lld", rkey, pttl);
-    /* The fence counter is in the lock's slot, on the same master. */
-    ck_assert_uint_gt(fm_fence_key(f, "fm:lock:", rkey, strlen(rkey), fkey), 0);
-    snprintf(fence, sizeof(fence), "%lld", (long long)l.fence);
-    v = wl_get_on(port, fkey);
-    ck_assert_msg(v != NULL && strcmp(v, fence) == 0, "fence counter of %s: %s, fence %s", rkey,
-                  v ? v : "(none)", fence);
-    free(v);
-
-    ck_assert_int_eq(wl_try_lock(b, key, &l2, REQUEST_TIMEOUT_MS), 0);
-    fmt_ok(b, fm_lock_is_locked(b, key, &locked), "is_locked");
-    ck_assert_int_eq(locked, 1);
-    fmt_ok(b, fm_lock_release(b, key, "not-the-token", &released, &why), "release by another");
-    ck_assert(!released && why == FM_RELEASE_NOT_OWNER);
-    fmt_ok(a, fm_lock_extend(a, key, l.token, 90000, &extended), "extend");
-    ck_assert_int_eq(extended, 1);
-    pttl = wl_pttl_on(port, rkey);
-    ck_assert_msg(pttl > 30000 && pttl <= 90000, "PTTL %s after extend: %lld", rkey, pttl);
-
-    fmt_ok(a, fm_lock_release(a, key, l.token, &released, NULL), "release");
-    ck_assert_int_eq(released, 1);
-    ck_assert(!wl_exists_on(port, rkey));
-    fmt_ok(a, fm_lock_is_locked(a, key, &locked), "is_locked after release");
-    ck_assert_int_eq(locked, 0);
-    fmt_ok(a, fm_lock_release(a, key, l.token, &released, &why), "release again");
-    ck_assert(!released && why == FM_RELEASE_NOT_HELD);
-    fmt_ok(a, fm_lock_extend(a, key, l.token, 1000, &extended), "extend after release");
-    ck_assert_int_eq(extended, 0);
-
-    /* Taken again: a higher fence. */
-    ck_assert_int_eq(wl_try_lock(b, key, &again, REQUEST_TIMEOUT_MS), 1);
-    ck_assert_int_gt(again.fence, l.fence);
-    fmt_ok(b, fm_lock_release(b, key, again.token, &released, NULL), "release the second");
-    ck_assert_int_eq(released, 1);
-}
-
-/* Whether every master is among the owners seen (one flag per node). */
-static void all_masters_seen(const fmt_cluster *c, const int *seen, const char *what)
-{
-    int masters[FMT_CLUSTER_MAX], n = fmt_cluster_masters(c, masters);
-
-    ck_assert_int_eq(n, 3);
-    for (int k = 0; k < n; k++)
-        ck_assert_msg(seen[masters[k]], "%s: no key on master %d", what, masters[k]);
-}
-
-static void check_locks(const fmt_cluster *c, fm_client *a, fm_client *b)
-{
-    int seen[FMT_CLUSTER_MAX] = {0};
-    fm_fence *f = fm_fence_create();
-
-    ck_assert_ptr_nonnull(f);
-    for (int k = 0; k < 24; k++) {
-        char key[32];
-        int owner;
-
-        snprintf(key, sizeof(key), "ops:lock:%d", k);
-        lock_course(c, a, b, f, key, &owner);
-        seen[owner] = 1;
-    }
-    all_masters_seen(c, seen, "locks");
-    fm_fence_free(f);
-}
-
-static void check_cache(const fmt_cluster *c, fm_client *a)
-{
-    static const char *const absent[] = {"ops:none:1", "ops:none:2", "ops:none:3"};
-    const char *ids[70];
-    int seen[FMT_CLUSTER_MAX] = {0}, owners[64], slots_seen = 0;
-    static char slot_used[FM_SLOTS];
-    batch b = {0}, none = {0};
-    int64_t invalidated = -1;
-    char *json = NULL, rkey[96];
-    size_t len = 0;
-
-    memset(slot_used, 0, sizeof(slot_used));
-    for (int k = 0; k < 60; k++)
-        batch_add(&b, "ops:exec:%d", k);
-    batch_store(a, &b);
-    batch_on_owners(c, &b, owners);
-    for (size_t i = 0; i < b.n; i++) {
-        unsigned slot;
-
-        rkey_of(rkey, sizeof(rkey), "fm:exec:", b.ids[i]);
-        slot = fm_slot(rkey, strlen(rkey));
-        slots_seen += !slot_used[slot];
-        slot_used[slot] = 1;
-        seen[owners[i]] = 1;
-        ck_assert_int_gt(wl_pttl_on(c->node[owners[i]].port, rkey), LONG_TTL_MS - 60000);
-    }
-    ck_assert_int_ge(slots_seen, 50);
-    all_masters_seen(c, seen, "executions");
-
-    for (size_t i = 0; i < b.n; i++) {
-        fmt_ok(a, fm_cache_get(a, b.ids[i], &json, &len), "cache.get");
-        ck_assert_msg(json != NULL && strcmp(json, b.values[i]) == 0, "cache.get %s: %s",
-                      b.ids[i], json ? json : "(miss)");
-        free(json);
-    }
-    expect_batch(a, &b, absent, 3);
-
-    /* One alone, then the rest and three that never existed in one batch. */
-    fmt_ok(a, fm_cache_invalidate(a, b.ids[0]), "cache.invalidate");
-    rkey_of(rkey, sizeof(rkey), "fm:exec:", b.ids[0]);
-    ck_assert(!wl_exists_on(c->node[owners[0]].port, rkey));
-    fmt_ok(a, fm_cache_get(a, b.ids[0], &json, &len), "cache.get after invalidate");
-    ck_assert_ptr_null(json);
-    for (size_t i = 1; i < b.n; i++)
-        ids[i - 1] = b.ids[i];
-    for (size_t i = 0; i < 3; i++)
-        ids[b.n - 1 + i] = absent[i];
-    fmt_ok(a, fm_cache_invalidate_many(a, ids, b.n + 2, &invalidated), "cache.invalidate_many");
-    ck_assert_int_eq(invalidated, (int64_t)b.n - 1);
-    for (size_t i = 0; i < b.n; i++) {
-        rkey_of(rkey, sizeof(rkey), "fm:exec:", b.ids[i]);
-        ck_assert_msg(!wl_exists_on(c->node[owners[i]].port, rkey), "%s survived", rkey);
-    }
-    expect_batch(a, &none, ids, b.n + 2);
-    batch_free(&b);
-    fmt_ok(a, fm_cache_invalidate_many(a, NULL, 0, &invalidated), "empty invalidate_many");
-    ck_assert_int_eq(invalidated, 0);
-}
-
-static void check_wakes(fm_client *a, fm_client *sub)
-{
-    static const char *const many[] = {"ops-w2", "ops-w3", "ops-w4"};
-    int64_t receivers = -1, signaled = -1;
-
-    fmt_ok(sub, fm_wake_subscribe(sub, "ops:wake", NULL, NULL, 0), "subscribe");
-    /* receivers counts the subscribers of one node only: the one that ran
-     * the PUBLISH, which need not be the one the daemon subscribed on. */
-    fmt_ok(a, fm_wake_signal(a, "ops-w1", "ops:wake", &receivers), "signal");
-    ck_assert_int_ge(receivers, 0);
-    wl_expect_wake(sub, "ops-w1", WIRE_REPLY_MS);
-    fmt_ok(a, fm_wake_signal_many(a, many, 3, "ops:wake", &signaled), "signal_many");
-    ck_assert_int_eq(signaled, 3);
-    for (int i = 0; i < 3; i++)
-        wl_expect_wake(sub, many[i], WIRE_REPLY_MS);
-}
-
-static long long stat_int(const cJSON *root, const char *path0, const char *path1,
-                          const char *path2)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, path0);
-
-    if (path1 != NULL)
-        v = cJSON_GetObjectItemCaseSensitive(v, path1);
-    if (path2 != NULL)
-        v = cJSON_GetObjectItemCaseSensitive(v, path2);
-    ck_assert_msg(cJSON_IsNumber(v) || cJSON_IsBool(v), "stats has no %s.%s.%s", path0,
-                  path1 ? path1 : "", path2 ? path2 : "");
-    return cJSON_IsNumber(v) ? (long long)v->valuedouble : cJSON_IsTrue(v);
-}
-
-static void check_stats(fm_client *a)
-{
-    char *text = NULL;
-    cJSON *root;
-
-    fmt_ok(a, fm_stats(a, &text, NULL), "stats");
-    root = cJSON_Parse(text);
-    ck_assert_msg(root != NULL, "stats: %s", text);
-    ck_assert_int_ge(stat_int(root, "clients", NULL, NULL), 3);
-    ck_assert_int_eq(stat_int(root, "redis", "connected", NULL), 1);
-    ck_assert_int_ge(stat_int(root, "ops", "lock.acquire", "calls"), 24 * 3);
-    ck_assert_int_eq(stat_int(root, "ops", "lock.acquire", "errors"), 0);
-    ck_assert_int_ge(stat_int(root, "ops", "cache.get_many", "calls"), 2);
-    ck_assert_int_eq(stat_int(root, "ops", "cache.get_many", "errors"), 0);
-    ck_assert_int_ge(stat_int(root, "ops", "wake.signal_many", "calls"), 1);
-    cJSON_Delete(root);
-    free(text);
-}
-
+/* Every operation, each checked on the master of its key's slot; keys
+ * spread over the three masters. */
 START_TEST(test_operations_reach_the_master_of_each_slot)
 {
     fmt_daemon d;
-    fm_client *a, *b, *sub;
-    int up = -1;
+    ops_redis r = cluster_redis(&shared);
 
     daemon_start(&d, &shared, NULL, 1);
-    a = fmt_client(&d);
-    b = fmt_client(&d);
-    sub = fmt_client(&d);
-    ck_assert(wire_ping_says(d.sock, "\"redis\":\"up\""));
-    fmt_ok(a, fm_ping(a, 1, &up), "ping with a round trip");
-    ck_assert_int_eq(up, 1);
-
-    check_locks(&shared, a, b);
-    check_cache(&shared, a);
-    check_wakes(a, sub);
-    check_stats(a);
-
-    fm_client_free(sub);
-    fm_client_free(b);
-    fm_client_free(a);
+    ops_suite_run(&d, &r);
     ck_assert_int_eq(fmt_daemon_stop(&d), 0);
 }
 END_TEST
@@ -456,7 +213,7 @@ static void serves_every_master(const fmt_cluster *c, const fmt_daemon *d)
         char key[32], rkey[48];
 
         snprintf(key, sizeof(key), "seed:%d", k);
-        rkey_of(rkey, sizeof(rkey), "fm:lock:", key);
+        ops_rkey(rkey, sizeof(rkey), "fm:lock:", key);
         ck_assert_int_eq(wl_try_lock(cl, key, &l, REQUEST_TIMEOUT_MS), 1);
         ck_assert(wl_exists_on(port_of_key(c, rkey), rkey));
         fmt_ok(cl, fm_lock_release(cl, key, l.token, NULL, NULL), "release");
@@ -596,7 +353,7 @@ typedef struct moves {
     char rtag[5][16];           /* hash tags in slots the reshard moves */
     int src0, dst0;             /* the reshard's source (slot 0's master) and target */
     char lock_keys[3][32];
-    batch b;
+    ops_batch b;
 } moves;
 
 /* Slots moved by hand: those of tags with five executions each; the
@@ -614,16 +371,16 @@ static void moves_plan(moves *m, const fmt_cluster *c)
         ck_assert_uint_ge(m->slot[t], RESHARD_SLOTS);
         m->dst[t] = next_master(c, slot_owner(c, m->slot[t]));
         for (int k = 0; k < 5; k++)
-            batch_add(&m->b, "{%s}:%d", m->tag[t], k);
+            ops_batch_add(&m->b, "{%s}:%d", m->tag[t], k);
     }
     for (int r = 0; r < 5; r++) {
         tag_for_slot((unsigned)(r * (RESHARD_SLOTS - 1) / 4), "rs", m->rtag[r],
                      sizeof(m->rtag[r]));
         for (int k = 0; k < 2; k++)
-            batch_add(&m->b, "{%s}:%d", m->rtag[r], k);
+            ops_batch_add(&m->b, "{%s}:%d", m->rtag[r], k);
     }
     for (int k = 0; k < 20; k++)
-        batch_add(&m->b, "plain:%d", k);
+        ops_batch_add(&m->b, "plain:%d", k);
     for (int k = 0; k < 3; k++) {
         char tag[sizeof(m->tag[0])];
 
@@ -663,7 +420,7 @@ static void moves_check(const moves *m, const fmt_cluster *c, fm_client *cl, int
                       want);
     }
     for (int k = 0; k < 3; k++) {
-        rkey_of(rkey, sizeof(rkey), "fm:lock:", m->lock_keys[k]);
+        ops_rkey(rkey, sizeof(rkey), "fm:lock:", m->lock_keys[k]);
         ck_assert_int_eq(wl_try_lock(cl, m->lock_keys[k], &l, REQUEST_TIMEOUT_MS), 1);
         ck_assert_int_eq(owner_of(c, rkey), k < 2 ? m->dst[k] : m->dst0);
         ck_assert(wl_exists_on(port_of_key(c, rkey), rkey));
@@ -692,14 +449,80 @@ static void workloads_stop(wl_locks *w, wl_batch *rd, const char *what)
                   atomic_load(&rd->wrong), rd->why);
 }
 
+/* What shows that the daemon followed redirections: its own count of
+ * MOVED and ASK answers followed (stats' cluster_redirects), and Redis's
+ * counts of each (INFO errorstats counts every -ASK and -MOVED a node
+ * answered; only the daemon sends keyed commands to the nodes while the
+ * slots move), summed over the live nodes. And how far the workloads got. */
+typedef struct redirects {
+    long long daemon, ask, moved;
+    long taken, complete;
+} redirects;
+
+/* The count of errorstat_<name> in an INFO errorstats text; 0 when absent. */
+static long long errorstat(const char *info, const char *name)
+{
+    char needle[64];
+    const char *at;
+
+    snprintf(needle, sizeof(needle), "errorstat_%s:count=", name);
+    at = strstr(info, needle);
+    return at != NULL ? atoll(at + strlen(needle)) : 0;
+}
+
+static void redirects_now(const fmt_cluster *c, const char *sock, const wl_locks *w,
+                          const wl_batch *rd, redirects *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->daemon = wire_link_stat(sock, "cluster_redirects");
+    for (int i = 0; i < c->nnodes; i++) {
+        redisContext *ctx = c->node[i].redis.pid > 0 ? fmt_cluster_connect(c, i) : NULL;
+        redisReply *info;
+
+        if (ctx == NULL)
+            continue;
+        info = wire_redis_ok(ctx, "INFO errorstats");
+        ck_assert_int_eq(info->type, REDIS_REPLY_STRING);
+        r->ask += errorstat(info->str, "ASK");
+        r->moved += errorstat(info->str, "MOVED");
+        freeReplyObject(info);
+        redisFree(ctx);
+    }
+    r->taken = atomic_load(&w->taken);
+    r->complete = atomic_load(&rd->complete);
+}
+
+/* The moves sent the daemon's commands elsewhere, and it followed: ASK
+ * while a slot's keys were at its target before the hand-over, MOVED once
+ * a slot was handed over and the daemon's map still named the old owner.
+ * A daemon that never met a redirection (its map always right, say, or
+ * the workloads idle) would pass every other check of the test. Both
+ * workloads went on meanwhile: each complete get_many read the moved
+ * slots' executions, and the locks taken are in moved slots. */
+static void redirects_followed(const redirects *before, const redirects *after)
+{
+    fprintf(stderr, "cluster_ops: while slots moved the daemon followed %lld redirections; "
+            "the nodes answered %lld ASK and %lld MOVED; %ld locks taken, %ld get_many "
+            "complete\n", after->daemon - before->daemon, after->ask - before->ask,
+            after->moved - before->moved, after->taken - before->taken,
+            after->complete - before->complete);
+    ck_assert_msg(after->ask > before->ask, "no node answered ASK while slots moved");
+    ck_assert_msg(after->moved > before->moved, "no node answered MOVED while slots moved");
+    ck_assert_msg(after->daemon > before->daemon, "the daemon followed no redirection while "
+                  "slots moved (cluster_redirects stayed %lld)", before->daemon);
+    ck_assert_msg(after->taken > before->taken, "no lock taken while slots moved");
+    ck_assert_msg(after->complete > before->complete, "no get_many complete while slots moved");
+}
+
 START_TEST(test_slots_move_under_load)
 {
     fmt_daemon d;
     fm_client *c;
     wl_locks w;
     wl_batch rd;
-    batch none = {0};
+    ops_batch none = {0};
     moves m;
+    redirects before, after;
     char rkey[96];
     int owners[64];
     int64_t invalidated = -1;
@@ -707,7 +530,7 @@ START_TEST(test_slots_move_under_load)
     daemon_start(&d, &shared, NULL, 1);
     c = fmt_client(&d);
     moves_plan(&m, &shared);
-    batch_store(c, &m.b);
+    ops_batch_store(c, &m.b);
     batch_on_owners(&shared, &m.b, NULL);
     wl_locks_start(&w, d.sock, (const char *const[]){m.lock_keys[0], m.lock_keys[1],
                                                       m.lock_keys[2]}, 3, 4);
@@ -716,7 +539,10 @@ START_TEST(test_slots_move_under_load)
     wl_await_count(&w.taken, 20, UP_MS, "locks taken");
     wl_await_count(&rd.complete, 5, UP_MS, "get_many answered");
 
+    redirects_now(&shared, d.sock, &w, &rd, &before);
     moves_run(&m, &shared, &rd);
+    redirects_now(&shared, d.sock, &w, &rd, &after);
+    redirects_followed(&before, &after);
     /* Served after the moves. */
     atomic_store(&w.mark, 1);
     atomic_store(&rd.mark, 1);
@@ -725,16 +551,16 @@ START_TEST(test_slots_move_under_load)
     workloads_stop(&w, &rd, "while slots moved");
 
     moves_check(&m, &shared, c, owners);
-    expect_batch(c, &m.b, NULL, 0);
+    ops_expect_batch(c, &m.b, NULL, 0);
     fmt_ok(c, fm_cache_invalidate_many(c, (const char *const *)m.b.ids, m.b.n, &invalidated),
            "invalidate_many");
     ck_assert_int_eq(invalidated, (int64_t)m.b.n);
     for (size_t i = 0; i < m.b.n; i++) {
-        rkey_of(rkey, sizeof(rkey), "fm:exec:", m.b.ids[i]);
+        ops_rkey(rkey, sizeof(rkey), "fm:exec:", m.b.ids[i]);
         ck_assert_msg(!wl_exists_on(shared.node[owners[i]].port, rkey), "%s survived", rkey);
     }
-    expect_batch(c, &none, (const char *const *)m.b.ids, m.b.n);
-    batch_free(&m.b);
+    ops_expect_batch(c, &none, (const char *const *)m.b.ids, m.b.n);
+    ops_batch_free(&m.b);
     fm_client_free(c);
     ck_assert_int_eq(fmt_daemon_stop(&d), 0);
 }
@@ -775,7 +601,7 @@ static void name_on(const fmt_cluster *c, int node, const char *prefix, const ch
 
     for (;; (*n)++) {
         snprintf(out, size, "%s%d", stem, *n);
-        rkey_of(rkey, sizeof(rkey), prefix, out);
+        ops_rkey(rkey, sizeof(rkey), prefix, out);
         if (owner_of(c, rkey) == node) {
             (*n)++;
             return;
@@ -793,7 +619,7 @@ static void await_replicated(const fmt_cluster *c, int node)
 
     ck_assert_ptr_nonnull(ctx);
     name_on(c, node, "", "sync:", &n, name, sizeof(name));
-    rkey_of(rkey, sizeof(rkey), "", name);
+    ops_rkey(rkey, sizeof(rkey), "", name);
     freeReplyObject(wire_redis_ok(ctx, "SET %s 1", rkey));
     r = wire_redis_ok(ctx, "WAIT 1 5000");
     ck_assert_msg(r->type == REDIS_REPLY_INTEGER && r->integer == 1, "node %d has no replica "
@@ -802,20 +628,36 @@ static void await_replicated(const fmt_cluster *c, int node)
     redisFree(ctx);
 }
 
-/* The master to kill: the one the daemon subscribed on (to channel, which
- * sub has subscribed to), when it is a master, so that the subscription
- * has to move. *sub_node gets the node subscribed on. */
-static int pick_victim(const fmt_cluster *c, const char *channel, int *sub_node)
+/* Seeds (a redis_cluster_nodes value) naming node m first, then every
+ * other node. The daemon asks m first for the map, and subscribes on m:
+ * before it has a map, its pub/sub context takes the nodes in turn from
+ * the first of redis_cluster_nodes (fm_cluster_sub_addr of
+ * link_cluster.c), and stays on that node while it lives. */
+static void seeds_first(const fmt_cluster *c, int m, char *seeds, size_t size)
 {
-    int masters[FMT_CLUSTER_MAX], victim;
+    snprintf(seeds, size, "127.0.0.1:%d", c->node[m].port);
+    for (int i = 0; i < c->nnodes; i++)
+        if (i != m)
+            snprintf(seeds + strlen(seeds), size - strlen(seeds), ",127.0.0.1:%d",
+                     c->node[i].port);
+}
 
-    *sub_node = subscribed_node(c, channel);
-    ck_assert_msg(*sub_node >= 0, "no node counts the daemon's subscription");
-    ck_assert_int_eq(fmt_cluster_masters(c, masters), 3);
-    victim = is_master(c, *sub_node) ? *sub_node : masters[0];
-    fprintf(stderr, "cluster_ops: the daemon subscribed on node %d (a %s); killing master %d\n",
-            *sub_node, is_master(c, *sub_node) ? "master" : "replica", victim);
-    return victim;
+/* The master to kill: the node the daemon subscribed on (to channel,
+ * which a client has subscribed to), so that the subscription must move.
+ * The seeds put it on a master; should the daemon have chosen another
+ * node, the test says so rather than kill a master that holds no
+ * subscription. */
+static int subscribed_master(const fmt_cluster *c, const char *channel, int want)
+{
+    int at = subscribed_node(c, channel);
+
+    ck_assert_msg(at >= 0, "no node counts the daemon's subscription");
+    ck_assert_msg(at == want && is_master(c, at), "the daemon subscribed on node %d (a %s), "
+                  "not on its first seed, master %d", at, is_master(c, at) ? "master" : "replica",
+                  want);
+    fprintf(stderr, "cluster_ops: the daemon subscribed on master %d, its first seed; killing "
+            "it\n", at);
+    return at;
 }
 
 #define AFTER_KEYS 20
@@ -838,7 +680,7 @@ static int64_t await_lock_on(const fmt_cluster *c, fm_client *cl, char keys[][32
                       "within %d ms", RECOVER_MS);
         if (got != 1)
             continue;
-        rkey_of(rkey, sizeof(rkey), "fm:lock:", keys[k]);
+        ops_rkey(rkey, sizeof(rkey), "fm:lock:", keys[k]);
         ck_assert_int_eq(owner_of(c, rkey), promoted);
         ck_assert(wl_exists_on(c->node[promoted].port, rkey));
         return fmt_now_ms() - t0;
@@ -852,28 +694,30 @@ START_TEST(test_killed_master_is_replaced)
     fm_client *cl, *sub, *pub;
     wl_locks w;
     wl_batch rd;
-    batch b = {0};
-    char victim_key[32], other_key[32], after[AFTER_KEYS][32];
-    int sub_node, victim, promoted, n = 0;
+    ops_batch b = {0};
+    char victim_key[32], other_key[32], after[AFTER_KEYS][32], seeds[FMT_CLUSTER_MAX * 24];
+    int masters[FMT_CLUSTER_MAX], victim, promoted, now, n = 0;
     int64_t t0, promoted_ms, recovered_ms;
 
     ck_assert_msg(fmt_cluster_start(&c) == 0, "the cluster did not start");
-    daemon_start(&d, &c, NULL, 1);
+    ck_assert_int_eq(fmt_cluster_masters(&c, masters), 3);
+    seeds_first(&c, masters[0], seeds, sizeof(seeds));
+    daemon_start(&d, &c, seeds, 1);
     cl = fmt_client(&d);
     sub = fmt_client(&d);
     pub = fmt_client(&d);
     fmt_ok(sub, fm_wake_subscribe(sub, "kill:wake", NULL, NULL, 0), "subscribe");
     fmt_ok(pub, fm_wake_signal(pub, "before", "kill:wake", NULL), "signal");
     wl_expect_wake(sub, "before", WIRE_REPLY_MS);
-    victim = pick_victim(&c, "kill:wake", &sub_node);
+    victim = subscribed_master(&c, "kill:wake", masters[0]);
     name_on(&c, victim, "fm:lock:", "kill:mx:", &n, victim_key, sizeof(victim_key));
     name_on(&c, next_master(&c, victim), "fm:lock:", "kill:mx:", &n, other_key,
             sizeof(other_key));
     for (int k = 0; k < AFTER_KEYS; k++)
         name_on(&c, victim, "fm:lock:", "kill:after:", &n, after[k], sizeof(after[k]));
     for (int k = 0; k < 40; k++)
-        batch_add(&b, "kill:exec:%d", k);
-    batch_store(cl, &b);
+        ops_batch_add(&b, "kill:exec:%d", k);
+    ops_batch_store(cl, &b);
     batch_on_owners(&c, &b, NULL);
     await_replicated(&c, victim);
 
@@ -893,15 +737,18 @@ START_TEST(test_killed_master_is_replaced)
             "promoted after %lld ms, then a lock in its slots taken through the daemon)\n",
             (long long)recovered_ms, (long long)promoted_ms);
 
-    if (sub_node == victim)
-        wl_await_resubscribed(sub, RECOVER_MS);
+    /* The subscription went with its node: the subscriber is told, and
+     * wakes flow again from another node. */
+    wl_await_resubscribed(sub, RECOVER_MS);
+    now = subscribed_node(&c, "kill:wake");
+    ck_assert_msg(now >= 0 && now != victim, "the subscription is on node %d after master %d "
+                  "died", now, victim);
     fmt_ok(pub, fm_wake_signal(pub, "after", "kill:wake", NULL), "signal after");
     wl_expect_wake(sub, "after", WIRE_REPLY_MS);
     /* Checked after the lock, so at most this long. */
-    fprintf(stderr, "cluster: recovered wakes from a SIGKILL of %s in at most %lld ms (the "
-            "subscription restored and a wake delivered)\n",
-            sub_node == victim ? "the subscribed master" : "a master",
-            (long long)(fmt_now_ms() - t0));
+    fprintf(stderr, "cluster: recovered wakes from a SIGKILL of the subscribed master in at "
+            "most %lld ms (the subscription restored on node %d and a wake delivered)\n",
+            (long long)(fmt_now_ms() - t0), now);
 
     wl_await_count(&w.taken_after, 10, RECOVER_MS, "locks taken after the kill");
     wl_await_count(&rd.complete_after, 3, RECOVER_MS, "get_many answered after the kill");
@@ -915,8 +762,8 @@ START_TEST(test_killed_master_is_replaced)
             "longest time without a complete answer, ended %lld ms after the fault)\n",
             (long long)rd.longest_gap_ms, (long long)(rd.gap_end_ms - t0));
     ck_assert_int_le(rd.longest_gap_ms, RECOVER_MS);
-    expect_batch(cl, &b, NULL, 0);
-    batch_free(&b);
+    ops_expect_batch(cl, &b, NULL, 0);
+    ops_batch_free(&b);
     fm_client_free(pub);
     fm_client_free(sub);
     fm_client_free(cl);
@@ -934,7 +781,7 @@ static void id_on(const fmt_cluster *c, int x, int on_x, const char *tag, char *
 
     for (int i = 0; i < 10000; i++) {
         snprintf(out, size, "%s-%d", tag, i);
-        rkey_of(rkey, sizeof(rkey), "fm:exec:", out);
+        ops_rkey(rkey, sizeof(rkey), "fm:exec:", out);
         if ((owner_of(c, rkey) == x) == on_x)
             return;
     }
@@ -1090,7 +937,7 @@ START_TEST(test_extensions_for_an_unreachable_master_hold_back_no_other)
     b = master[1];
     name_on(&shared, a, "", "ext", &n, tag, sizeof(tag));
     name_on(&shared, b, "fm:lock:", "ext:one:", &n, one_key, sizeof(one_key));
-    rkey_of(rkey, sizeof(rkey), "fm:lock:", one_key);
+    ops_rkey(rkey, sizeof(rkey), "fm:lock:", one_key);
     daemon_start(&d, &shared, NULL, 1);
     cl = fmt_client(&d);
     fm_lock_opts_init(&o);
@@ -1142,6 +989,7 @@ START_TEST(test_cluster_formed_after_start_is_served)
     fmt_cluster c;
     fmt_daemon d;
     fm_client *a, *b, *sub;
+    ops_redis r = cluster_redis(&c);
     int64_t t0, settled_ms, up_ms;
 
     ck_assert_msg(fmt_cluster_start_nodes(&c) == 0, "the nodes did not start");
@@ -1161,8 +1009,8 @@ START_TEST(test_cluster_formed_after_start_is_served)
     a = fmt_client(&d);
     b = fmt_client(&d);
     sub = fmt_client(&d);
-    check_locks(&c, a, b);
-    check_wakes(a, sub);
+    ops_check_locks(&r, a, b);
+    ops_check_wakes(&r, a, sub);
     fm_client_free(sub);
     fm_client_free(b);
     fm_client_free(a);
@@ -1191,7 +1039,7 @@ static long long keys_in_slot(const fmt_cluster *c, int node, unsigned slot)
 
 /* A cache.get of execution i of b answers its value, within PROMPT_MS;
  * returns how long it took. */
-static int64_t expect_prompt_get(fm_client *c, const batch *b, size_t i, const char *when)
+static int64_t expect_prompt_get(fm_client *c, const ops_batch *b, size_t i, const char *when)
 {
     int64_t t0 = fmt_now_ms(), took;
     char *json = NULL;
@@ -1259,7 +1107,7 @@ START_TEST(test_ask_to_a_node_outside_the_map_is_followed)
 {
     fmt_daemon d;
     fm_client *a, *b;
-    batch bt = {0};
+    ops_batch bt = {0};
     const char *tag = "ask";
     char lock_key[32], rkey[96];
     unsigned slot = fm_slot(tag, strlen(tag));
@@ -1271,8 +1119,8 @@ START_TEST(test_ask_to_a_node_outside_the_map_is_followed)
     a = fmt_client(&d);
     b = fmt_client(&d);
     for (int k = 0; k < 3; k++)
-        batch_add(&bt, "{%s}:%d", tag, k);
-    batch_store(a, &bt);
+        ops_batch_add(&bt, "{%s}:%d", tag, k);
+    ops_batch_store(a, &bt);
     snprintf(lock_key, sizeof(lock_key), "{%s}:lk", tag);
     ck_assert_int_eq(wl_try_lock(a, lock_key, &l, REQUEST_TIMEOUT_MS), 1);
 
@@ -1300,7 +1148,7 @@ START_TEST(test_ask_to_a_node_outside_the_map_is_followed)
     batch_on_owners(&shared, &bt, owners);
     for (size_t i = 0; i < bt.n; i++)
         ck_assert_int_eq(owners[i], node);
-    rkey_of(rkey, sizeof(rkey), "fm:lock:", lock_key);
+    ops_rkey(rkey, sizeof(rkey), "fm:lock:", lock_key);
     ck_assert(wl_exists_on(shared.node[node].port, rkey));
     fmt_ok(a, fm_lock_release(a, lock_key, l.token, &released, NULL), "release after the move");
     ck_assert_int_eq(released, 1);
@@ -1308,7 +1156,7 @@ START_TEST(test_ask_to_a_node_outside_the_map_is_followed)
 
     ck_assert_int_eq(fmt_cluster_move(&shared, slot, src), 0);
     ck_assert_int_eq(fmt_cluster_remove_node(&shared), 0);
-    batch_free(&bt);
+    ops_batch_free(&bt);
     fm_client_free(b);
     fm_client_free(a);
     ck_assert_int_eq(fmt_daemon_stop(&d), 0);
@@ -1407,11 +1255,7 @@ START_TEST(test_stopped_master_does_not_freeze_the_map)
     ck_assert_msg(fmt_cluster_start(&c) == 0, "the cluster did not start");
     ck_assert_int_eq(fmt_cluster_masters(&c, masters), 3);
     victim = masters[0];
-    snprintf(seeds, sizeof(seeds), "127.0.0.1:%d", c.node[victim].port);
-    for (int i = 0; i < c.nnodes; i++)
-        if (i != victim)
-            snprintf(seeds + strlen(seeds), sizeof(seeds) - strlen(seeds), ",127.0.0.1:%d",
-                     c.node[i].port);
+    seeds_first(&c, victim, seeds, sizeof(seeds));
     daemon_start(&d, &c, seeds, 1);
     cl = fmt_client(&d);
     for (int k = 0; k < AFTER_KEYS; k++)

@@ -30,6 +30,7 @@
 #include "fm_tests.h"
 #include "fmredis.h"
 #include "harness.h"
+#include "ops_suite.h"
 #include "topo_sentinel.h"
 #include "wire.h"
 #include "workload.h"
@@ -92,42 +93,45 @@ static void shared_down(void)
     fmt_sentinel_stop(&shared);
 }
 
+/* The Sentinel deployment's Redis side for the operations suite
+ * (ops_suite.h): every key on the master the sentinels name (arg: its
+ * port), a subscriber on the master or its replica. */
+static int master_port_of(void *arg, const char *rkey)
+{
+    (void)rkey;
+    return *(const int *)arg;
+}
+
+static long long sentinel_subscribers(void *arg, const char *channel)
+{
+    long long n = 0;
+
+    (void)arg;
+    for (int i = 0; i < 2; i++) {
+        redisContext *c = fmt_tcp_connect(shared.redis_port[i]);
+
+        ck_assert_msg(c != NULL, "cannot reach redis on %d", shared.redis_port[i]);
+        n += wire_redis_numsub(c, channel);
+        redisFree(c);
+    }
+    return n;
+}
+
+/* Every operation, each checked on the master; wake.signal's PUBLISH runs
+ * there, where the daemon's subscription is, so it counts one at least. */
 START_TEST(test_operations_reach_the_master_the_sentinels_name)
 {
     fmt_daemon d;
-    fm_client *c, *sub;
-    fm_lock l;
-    int port, locked = 1, released = 0;
-    const char *exec = "{\"id\":\"sen-1\",\"n\":12345678901234567890}";
-    char *v;
+    int port;
+    ops_redis r = {.port_of = master_port_of, .subscribers = sentinel_subscribers,
+                   .arg = &port, .masters = 1, .min_receivers = 1,
+                   .request_timeout_ms = REQUEST_TIMEOUT_MS};
 
     daemon_start(&d, &shared, NULL, SENTINEL_PASSWORD, NULL, 1);
     port = master_port(&shared);
     ck_assert_int_eq(fmt_sentinel_node_of(&shared, port), 0);
-    c = fmt_client(&d);
-    sub = fmt_client(&d);
-
-    ck_assert_int_eq(wl_try_lock(c, "sen:a", &l, REQUEST_TIMEOUT_MS), 1);
-    v = wl_get_on(port, "fm:lock:sen:a");
-    ck_assert_msg(v != NULL && strcmp(v, l.token) == 0, "the lock is not on the master");
-    free(v);
-    fmt_ok(c, fm_lock_release(c, "sen:a", l.token, &released, NULL), "release");
-    ck_assert_int_eq(released, 1);
-    ck_assert(!wl_exists_on(port, "fm:lock:sen:a"));
-    fmt_ok(c, fm_lock_is_locked(c, "sen:a", &locked), "is_locked");
-    ck_assert_int_eq(locked, 0);
-
-    fmt_ok(c, fm_cache_set(c, exec, strlen(exec), 0), "cache.set");
-    v = wl_get_on(port, "fm:exec:sen-1");
-    ck_assert_msg(v != NULL && strcmp(v, exec) == 0, "the execution is not on the master");
-    free(v);
-
-    fmt_ok(sub, fm_wake_subscribe(sub, "sen:wake", NULL, NULL, 0), "subscribe");
-    fmt_ok(c, fm_wake_signal(c, "sen-w1", "sen:wake", NULL), "signal");
-    wl_expect_wake(sub, "sen-w1", WIRE_REPLY_MS);
-
-    fm_client_free(sub);
-    fm_client_free(c);
+    ops_suite_run(&d, &r);
+    ck_assert_int_eq(fmt_sentinel_master_port(&shared, 0), port);
     ck_assert_int_eq(fmt_daemon_stop(&d), 0);
 }
 END_TEST
@@ -217,6 +221,12 @@ static int log_holds(void *arg)
     return yes;
 }
 
+/* What the daemon logs once its command link is up on the master at port. */
+static void link_up_line(char *out, size_t size, int port)
+{
+    snprintf(out, size, "command link up, master at 127.0.0.1:%d", port);
+}
+
 /* Waits until the daemon's command link is up on the master at port, at
  * most timeout_ms after t0, and returns when it was, in ms since t0. */
 static int64_t await_link_on(const fmt_daemon *d, int port, int64_t t0, int timeout_ms)
@@ -224,7 +234,7 @@ static int64_t await_link_on(const fmt_daemon *d, int port, int64_t t0, int time
     log_has lh;
 
     lh.path = d->log;
-    snprintf(lh.needle, sizeof(lh.needle), "command link up, master at 127.0.0.1:%d", port);
+    link_up_line(lh.needle, sizeof(lh.needle), port);
     ck_assert_msg(fmt_wait_until(log_holds, &lh, timeout_ms - (int)(fmt_now_ms() - t0)),
                   "the daemon was not on the new master within %d ms", timeout_ms);
     return fmt_now_ms() - t0;
@@ -258,7 +268,11 @@ static int64_t await_locks_on(fm_client *c, int port, int64_t t0, int n)
 
 /* The common course of a failover: fault() makes it happen; the daemon
  * must follow to the other node within RECOVER_MS, every lock taken after
- * it learnt of the switch on the new master, and wakes flowing again. */
+ * it learnt of the switch on the new master, and wakes flowing again.
+ * Through the outage a probe (workload.h's wl_probe) sends an acquire
+ * after another: each answered within request_timeout_ms and a slack,
+ * with a lock (on the new master, once the daemon is there) or
+ * redis_unavailable, never hanging, never going to a replica. */
 static void failover(void (*fault)(fmt_sentinel_topo *t, int old), const char *what,
                      int exclusive)
 {
@@ -266,6 +280,9 @@ static void failover(void (*fault)(fmt_sentinel_topo *t, int old), const char *w
     fmt_daemon d;
     fm_client *c, *sub, *pub;
     wl_locks w;
+    char up_line[96];
+    wl_probe probe = {.sock = d.sock, .stem = "sen:probe:", .log = d.log, .up_needle = up_line,
+                      .request_timeout_ms = REQUEST_TIMEOUT_MS};
     int64_t t0, first;
     int old, now;
 
@@ -280,8 +297,13 @@ static void failover(void (*fault)(fmt_sentinel_topo *t, int old), const char *w
     wl_expect_wake(sub, "before", WIRE_REPLY_MS);
     wl_locks_start(&w, d.sock, (const char *const[]){"sentinel:mx"}, 1, 3);
     wl_await_count(&w.taken, 10, RECOVER_MS, "locks taken");
+    /* The replica is the only node the sentinels can promote. */
+    link_up_line(up_line, sizeof(up_line), t.redis_port[1 - fmt_sentinel_node_of(&t, old)]);
+    wl_probe_start(&probe);
+    wl_await_count(&probe.attempts, 3, RECOVER_MS, "probe's acquires before the fault");
 
     t0 = fmt_now_ms();
+    wl_probe_fault(&probe);
     fault(&t, old);
     ck_assert_msg(fmt_sentinel_await_switch(&t, old, RECOVER_MS),
                   "the sentinels did not switch within %d ms", RECOVER_MS);
@@ -293,6 +315,9 @@ static void failover(void (*fault)(fmt_sentinel_topo *t, int old), const char *w
     first = await_locks_on(c, now, t0, 20);
     fprintf(stderr, "sentinel: recovered from %s in %lld ms (sentinels switched, daemon on "
             "the new master, a lock taken there)\n", what, (long long)first);
+    wl_await_count(&probe.taken_up, 4, RECOVER_MS, "probe's locks on the new master");
+    wl_probe_stop(&probe);
+    wl_probe_check(&probe, now, what);
 
     wl_await_resubscribed(sub, RECOVER_MS);
     fmt_ok(pub, fm_wake_signal(pub, "after", "sen:wake", NULL), "signal after");

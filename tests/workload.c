@@ -28,7 +28,17 @@ static void note_wrong(atomic_int *count, char *why, size_t size, const char *fm
 }
 
 /* Whether an error the daemon may give while Redis is failing over or a
- * slot moves: the contract's two for a Redis that is out of reach. */
+ * slot moves. redis_unavailable is the contract's word for that
+ * (docs/PROTOCOL.md §6 and §14): no master within the deadline, a link
+ * that dropped with the command in flight, TRYAGAIN or CLUSTERDOWN until
+ * the deadline. timeout, "Redis was connected but did not answer within
+ * request_timeout_ms", is taken too, though no server hangs in these
+ * faults: a command held through the outage goes when a master is back,
+ * and one that goes at the very end of its deadline is answered after
+ * it, which a few workers at it for seconds may meet. wl_probe, one
+ * request at a time with the daemon's log at hand, tells that case from a
+ * timeout while no master was reached (a daemon waiting on a connection
+ * that is gone), and fails the test on the latter. */
 static int outage_error(const fm_client *c)
 {
     const char *code = fm_client_errcode(c);
@@ -223,6 +233,136 @@ void wl_await_count(atomic_long *counter, long value, int timeout_ms, const char
                   what, value, timeout_ms);
 }
 
+/* ---- a prober of a failover's outage -------------------------------------- */
+
+/* Whether the file holds needle; never fails the test (a thread's). */
+static int file_holds(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    char *text = NULL;
+    size_t cap = 0;
+    int yes;
+
+    if (f == NULL)
+        return 0;
+    yes = getdelim(&text, &cap, '\0', f) > 0 && strstr(text, needle) != NULL;
+    free(text);
+    fclose(f);
+    return yes;
+}
+
+/* Judges one answer to an acquire of key begun at t0 (up: whether the
+ * daemon was on the new master then), as wl_probe says. */
+static void probe_judge(wl_probe *p, fm_client *c, const char *key, int got, int64_t t0, int up)
+{
+    int64_t took = fmt_now_ms() - t0;
+    int up_now = up || file_holds(p->log, p->up_needle);
+    const char *code = fm_client_errcode(c);
+
+    if (took > p->longest_ms)
+        p->longest_ms = took;
+    if (atomic_load(&p->fault_ms) != 0 && !up_now)
+        atomic_fetch_add(&p->during, 1);
+    if (took > p->request_timeout_ms + WL_SLACK_MS)
+        note_wrong(&p->wrong, p->why, sizeof(p->why), "acquire %s answered after %lld ms", key,
+                   (long long)took);
+    if (got == 0)
+        note_wrong(&p->wrong, p->why, sizeof(p->why), "acquire %s: held, but no one took it",
+                   key);
+    if (got == 1 && up) {
+        long k = atomic_fetch_add(&p->taken_up, 1);
+
+        if (k < WL_PROBE_KEYS)
+            snprintf(p->up_keys[k], sizeof(p->up_keys[k]), "%s", key);
+    }
+    if (got >= 0)
+        return;
+    atomic_fetch_add(&p->failed, 1);
+    if (fm_client_err(c) == FM_ERR_SERVER && strcmp(code, "redis_unavailable") == 0)
+        return;
+    if (fm_client_err(c) == FM_ERR_SERVER && strcmp(code, "timeout") == 0) {
+        atomic_fetch_add(&p->timeouts, 1);
+        if (up_now && took >= p->request_timeout_ms)
+            return;
+    }
+    note_wrong(&p->wrong, p->why, sizeof(p->why), "acquire %s after %lld ms, %s on the new "
+               "master: %s (%s) %s", key, (long long)took, up_now ? "up" : "not yet",
+               fm_client_error_name(fm_client_err(c)), code, fm_client_errstr(c));
+}
+
+static void *prober(void *arg)
+{
+    wl_probe *p = arg;
+    fm_client *c = fm_connect(p->sock, CLIENT_TIMEOUT_MS);
+    fm_lock_opts o;
+
+    if (c == NULL)
+        return NULL;
+    fm_lock_opts_init(&o);
+    o.ttl_ms = 30000;
+    o.max_retries = FM_LOCK_NO_RETRY;
+    /* Left where they were taken when the probe's client closes, for
+     * wl_probe_check to find. */
+    o.on_disconnect = FM_ON_DISCONNECT_KEEP;
+    for (long i = 0; !atomic_load(&p->stop); i++) {
+        char key[48];
+        int up = file_holds(p->log, p->up_needle), got = -1;
+        int64_t t0 = fmt_now_ms();
+        fm_lock l;
+
+        snprintf(key, sizeof(key), "%s%ld", p->stem, i);
+        if (fm_lock_acquire(c, key, &o, &l) == FM_OK)
+            got = l.acquired;
+        atomic_fetch_add(&p->attempts, 1);
+        probe_judge(p, c, key, got, t0, up);
+        if (!fm_client_connected(c))
+            fm_client_reconnect(c);
+        usleep(5000);
+    }
+    fm_client_free(c);
+    return NULL;
+}
+
+void wl_probe_start(wl_probe *p)
+{
+    ck_assert(p->sock != NULL && p->stem != NULL && p->log != NULL && p->up_needle != NULL);
+    ck_assert_int_gt(p->request_timeout_ms, 0);
+    ck_assert_int_eq(pthread_create(&p->thread, NULL, prober, p), 0);
+}
+
+void wl_probe_fault(wl_probe *p)
+{
+    atomic_store(&p->fault_ms, (long)fmt_now_ms());
+}
+
+void wl_probe_stop(wl_probe *p)
+{
+    atomic_store(&p->stop, 1);
+    pthread_join(p->thread, NULL);
+}
+
+void wl_probe_check(wl_probe *p, int port, const char *what)
+{
+    long kept = atomic_load(&p->taken_up);
+
+    fprintf(stderr, "%s: the probe's %ld acquires: %ld answered during the outage, %ld "
+            "failed (%ld timeouts), %ld taken on the new master; the slowest answered in "
+            "%lld ms\n", what, atomic_load(&p->attempts), atomic_load(&p->during),
+            atomic_load(&p->failed), atomic_load(&p->timeouts), kept,
+            (long long)p->longest_ms);
+    ck_assert_msg(atomic_load(&p->wrong) == 0, "%d wrong answers to the probe, the first: %s",
+                  atomic_load(&p->wrong), p->why);
+    ck_assert_msg(atomic_load(&p->during) > 0, "the probe had no answer during the outage");
+    ck_assert_msg(kept > 0, "the probe took no lock on the new master");
+    for (long i = 0; i < kept && i < WL_PROBE_KEYS; i++) {
+        char rkey[64];
+
+        snprintf(rkey, sizeof(rkey), "fm:lock:%s", p->up_keys[i]);
+        ck_assert_msg(wl_exists_on(port, rkey), "%s, taken once the daemon was on the new "
+                      "master, is not there", rkey);
+    }
+}
+
 /* ---- the daemon's answers ------------------------------------------------ */
 
 /* wl_try_lock, and wl_try_lock_hung when hung is set. */
@@ -258,7 +398,8 @@ int wl_try_lock_hung(fm_client *c, const char *key, fm_lock *l, int request_time
     return try_lock(c, key, l, request_timeout_ms, 1);
 }
 
-void wl_expect_wake(fm_client *c, const char *id, int timeout_ms)
+/* wl_expect_wake, and wl_expect_next_wake when next is set. */
+static void expect_wake(fm_client *c, const char *id, int timeout_ms, int next)
 {
     int64_t end = fmt_now_ms() + timeout_ms;
 
@@ -268,12 +409,25 @@ void wl_expect_wake(fm_client *c, const char *id, int timeout_ms)
 
         ck_assert_msg(left > 0, "no wake %s within %d ms", id, timeout_ms);
         fmt_ok(c, fm_event_wait(c, &e, (int)left), "waiting for a wake");
+        if (e.type == FM_EVENT_WAKE && next)
+            ck_assert_msg(strcmp(e.execution_id, id) == 0, "wake %s on %s came before %s",
+                          e.execution_id, e.channel, id);
         if (e.type == FM_EVENT_WAKE && strcmp(e.execution_id, id) == 0) {
             fm_event_clear(&e);
             return;
         }
         fm_event_clear(&e);
     }
+}
+
+void wl_expect_wake(fm_client *c, const char *id, int timeout_ms)
+{
+    expect_wake(c, id, timeout_ms, 0);
+}
+
+void wl_expect_next_wake(fm_client *c, const char *id, int timeout_ms)
+{
+    expect_wake(c, id, timeout_ms, 1);
 }
 
 void wl_await_resubscribed(fm_client *c, int timeout_ms)

@@ -84,6 +84,55 @@ void wl_batch_stop(wl_batch *b);
  * otherwise, with what. */
 void wl_await_count(atomic_long *counter, long value, int timeout_ms, const char *what);
 
+/* ---- a prober of a failover's outage -------------------------------------- */
+
+#define WL_PROBE_KEYS 32
+
+/* One thread takes fresh locks ("<stem><n>", ttl 30 s, no retries), one
+ * after another every few ms, from before a failover until well after the
+ * daemon is on the new master; the daemon's log names that master with
+ * up_needle (its "command link up, master at ..." line). Each answer must
+ * come within request_timeout_ms + WL_SLACK_MS, and be a lock taken or
+ * redis_unavailable: never "held" (the keys are fresh), never another
+ * error. `timeout` is the daemon's word for a command that Redis, being
+ * connected, did not answer within request_timeout_ms (docs/PROTOCOL.md
+ * §6): no server hangs in a failover (a killed master's sockets are closed
+ * by its kernel, and the sentinels end the clients of a master they
+ * reconfigure with CLIENT KILL), so it is taken only from a request the
+ * daemon sent to the new master at the end of its deadline, having held
+ * it through the outage: answered at its deadline, with the daemon
+ * already on the new master. Any other would be the daemon waiting on a
+ * connection that is gone.
+ * The locks taken once the daemon was on the new master must all be
+ * there (wl_probe_check asserts the first WL_PROBE_KEYS of them); those
+ * begun before may have gone to the old master while it was one. */
+typedef struct wl_probe {
+    const char *sock, *stem;
+    const char *log, *up_needle;
+    int request_timeout_ms;
+    atomic_int stop;
+    atomic_long fault_ms;               /* fmt_now_ms of the fault, set by the test */
+    atomic_long attempts, failed, timeouts;
+    atomic_long during;                 /* answered after the fault, before the daemon was up */
+    atomic_long taken_up;               /* taken once the daemon was up on the new master */
+    int64_t longest_ms;                 /* the slowest answer; read once stopped */
+    char up_keys[WL_PROBE_KEYS][48];    /* the first of the taken_up locks */
+    atomic_int wrong;
+    char why[256];                      /* the first wrong answer */
+    pthread_t thread;
+} wl_probe;
+
+/* p holds sock, stem, log, up_needle and request_timeout_ms, and zeros
+ * (a designated initializer). */
+void wl_probe_start(wl_probe *p);
+/* The fault is injected now: answers from here until the daemon is up
+ * count as the outage's. */
+void wl_probe_fault(wl_probe *p);
+void wl_probe_stop(wl_probe *p);
+/* Asserts what the probe saw (above): no wrong answer, some answered
+ * during the outage, some locks taken after it, and those on port. */
+void wl_probe_check(wl_probe *p, int port, const char *what);
+
 /* ---- the daemon's answers ------------------------------------------------ */
 
 /* One acquire (ttl 30 s) with no retries: 1 taken, 0 not taken, -1 failed.
@@ -96,6 +145,9 @@ int wl_try_lock(fm_client *c, const char *key, fm_lock *l, int request_timeout_m
 int wl_try_lock_hung(fm_client *c, const char *key, fm_lock *l, int request_timeout_ms);
 /* Waits for a wake of id on the client, passing over link events. */
 void wl_expect_wake(fm_client *c, const char *id, int timeout_ms);
+/* The same, and the first wake to come must be id's: one that came before
+ * it (on another channel, say) fails the test. */
+void wl_expect_next_wake(fm_client *c, const char *id, int timeout_ms);
 /* Waits for the client's wake subscription to go "down" and come back
  * "up" (restored on another node), passing over wakes. */
 void wl_await_resubscribed(fm_client *c, int timeout_ms);
