@@ -1,10 +1,11 @@
 /* test_tls.c -- the daemon's Redis link over TLS (rediss://), against real
  * redis-servers serving TLS with certificates made for the run
  * (topo_tls.c). Every effect in Redis is read back through Redis's plain
- * Unix socket, never through the link under test.
+ * Unix socket or plain port, never through the link under test.
  *
  * - ops: every kind of operation through a verified TLS link, each with
- *   its effect in Redis, and a get_many reply of megabytes;
+ *   its effect in Redis, the operations suite of the other deployments
+ *   (ops_suite.c), and a get_many reply of megabytes;
  * - verify: each reason to refuse a server (a private CA the system does
  *   not know, another CA, another name, an expired certificate) named in
  *   ping, stats and the log; the CA from a directory; a name given checked
@@ -29,6 +30,7 @@
 #include "fm_tests.h"
 #include "fmredis.h"
 #include "harness.h"
+#include "ops_suite.h"
 #include "proc.h"
 #include "topo_tls.h"
 #include "wire.h"
@@ -40,6 +42,11 @@
 #define BIG_MS 60000        /* the megabytes of get_many */
 #define RUN_MS 15000        /* fmredisd -t */
 #define TCASE_TIMEOUT 180
+/* The ops daemon's: an 8 MB reply through TLS under valgrind with CPU hogs
+ * beside can take longer than the default 5 s. */
+#define OPS_REQUEST_TIMEOUT_MS 60000
+#define DIGITS_(n) #n
+#define DIGITS(n) DIGITS_(n)
 
 static fmt_tls_certs certs;
 static fmt_tls_redis tls_srv;       /* ops and mutual: the TCase's Redis */
@@ -257,10 +264,8 @@ static void certs_down(void)
 
 static void ops_up(void)
 {
-    /* An 8 MB reply through TLS under valgrind with CPU hogs beside can
-     * take longer than the default 5 s deadline of a request. */
     const char *const extra[] = {"--redis_tls_ca_file", certs.ca,
-                                 "--request_timeout_ms", "60000", NULL};
+                                 "--request_timeout_ms", DIGITS(OPS_REQUEST_TIMEOUT_MS), NULL};
 
     certs_up();
     fmt_tls_redis_start(&tls_srv, &certs, FMT_TLS_GOOD, 0);
@@ -453,6 +458,34 @@ START_TEST(test_cache_invalidate_through_tls_deletes_key)
     ck_assert_int_eq(wire_redis_int(r, "EXISTS fm:exec:tls-inv"), 0);
     redisFree(r);
     fm_client_free(c);
+}
+END_TEST
+
+/* The operations suite's view of the one Redis (ops_suite.h): every key
+ * there, read over its plain port. */
+static int plain_port_of(void *arg, const char *rkey)
+{
+    (void)rkey;
+    return ((const fmt_tls_redis *)arg)->plain_port;
+}
+
+static long long subscribers_of(void *arg, const char *channel)
+{
+    redisContext *r = wire_redis_open(&((const fmt_tls_redis *)arg)->r);
+    long long n = wire_redis_numsub(r, channel);
+
+    redisFree(r);
+    return n;
+}
+
+/* The suite test_sentinel.c and test_cluster_ops.c run, through TLS. */
+START_TEST(test_operations_suite_through_tls)
+{
+    const ops_redis r = {.port_of = plain_port_of, .subscribers = subscribers_of,
+                         .arg = &tls_srv, .masters = 1, .min_receivers = 1,
+                         .request_timeout_ms = OPS_REQUEST_TIMEOUT_MS};
+
+    ops_suite_run(&ops_daemon, &r);
 }
 END_TEST
 
@@ -920,6 +953,7 @@ Suite *fm_suite_tls(void)
     tcase_add_test(ops, test_cache_get_many_through_tls_returns_the_hits);
     tcase_add_test(ops, test_cache_invalidate_through_tls_deletes_key);
     tcase_add_test(ops, test_cache_get_many_of_8_mb_through_tls_arrives_byte_for_byte);
+    tcase_add_test(ops, test_operations_suite_through_tls);
 
     tcase_add_test(verify, test_without_a_ca_file_a_private_ca_is_refused_as_unknown_ca);
     tcase_add_test(verify, test_server_cert_from_another_ca_is_refused_as_unknown_ca);

@@ -263,9 +263,16 @@ void fmt_tls_redis_start(fmt_tls_redis *t, const fmt_tls_certs *c, fmt_tls_cert 
 
     memset(t, 0, sizeof(*t));
     t->port = fmt_unused_port();
+    /* fmt_unused_port closes its probe: the same port may come twice. */
+    do
+        t->plain_port = fmt_unused_port();
+    while (t->plain_port == t->port);
     snprintf(t->port_arg, sizeof(t->port_arg), "%d", t->port);
+    snprintf(t->plain_arg, sizeof(t->plain_arg), "%d", t->plain_port);
     snprintf(t->url, sizeof(t->url), "rediss://127.0.0.1:%d", t->port);
-    /* The harness's --port 0 keeps plain TCP off; TLS only on loopback. */
+    /* After the harness's --port 0, which it overrides; loopback only. */
+    t->extra[n++] = "--port";
+    t->extra[n++] = t->plain_arg;
     t->extra[n++] = "--bind";
     t->extra[n++] = "127.0.0.1";
     t->extra[n++] = "--tls-port";

@@ -48,11 +48,14 @@ typedef struct fmt_tls_redis {
     fmt_redis r;                /* r.sock: the plain Unix socket */
     int port;                   /* the TLS port on 127.0.0.1 */
     char url[64];               /* rediss://127.0.0.1:<port> */
-    char port_arg[16];
+    /* A plain port on 127.0.0.1 as well, for tests that check Redis over
+     * TCP (ops_suite.c); never the daemon's. */
+    int plain_port;
+    char port_arg[16], plain_arg[16];
     const char *extra[16];
 } fmt_tls_redis;
 
-/* Starts redis-server serving TLS with cert (and nothing else over TCP);
+/* Starts redis-server serving TLS with cert;
  * auth_clients: it then requires a client certificate signed by the CA
  * (c->ca, whatever cert is).
  * c must outlive t (restarts read its paths again). Stop it with
