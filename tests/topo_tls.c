@@ -7,6 +7,7 @@
  * start a validity at the present, so that one comes from `openssl ca`,
  * which takes -startdate/-enddate and needs a small database of its own. */
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +198,18 @@ static void at_exit(void)
         fmt_tls_certs_remove(live);
 }
 
+/* ca_dir: a copy of the CA under the name `openssl rehash` links to it. */
+static void make_ca_dir(fmt_tls_certs *c)
+{
+    char *pem = fmt_slurp(c->ca);
+
+    path_of(c->ca_dir, c, "cas");
+    ck_assert_msg(mkdir(c->ca_dir, 0700) == 0, "cannot make %s", c->ca_dir);
+    write_file(c, "cas/ca.crt", pem);
+    free(pem);
+    openssl(c, (const char *const[]){"rehash", c->ca_dir, NULL});
+}
+
 void fmt_tls_certs_make(fmt_tls_certs *c)
 {
     char conf[FMT_TLS_PATH], *text = NULL;
@@ -225,11 +238,11 @@ void fmt_tls_certs_make(fmt_tls_certs *c)
     path_of(c->client_cert, c, "client.crt");
     path_of(c->client_key, c, "client.key");
     path_of(c->expired_cert, c, "expired.crt");
-    path_of(c->other_ca, c, "other-ca.crt");
     path_of(c->other_cert, c, "other.crt");
     path_of(c->other_key, c, "other.key");
 
     make_ca(c, conf, "ca", "/CN=fmredisd test CA");
+    make_ca_dir(c);
     make_request(c, conf, "server", "/CN=fmredisd test server");
     sign(c, conf, "server", "ca", "server_ext", "1");
     make_request(c, conf, "client", "/CN=fmredisd test client");
@@ -246,14 +259,20 @@ void fmt_tls_redis_start(fmt_tls_redis *t, const fmt_tls_certs *c, fmt_tls_cert 
     const char *crt = cert == FMT_TLS_OTHER_CA ? c->other_cert
                     : cert == FMT_TLS_EXPIRED ? c->expired_cert : c->server_cert;
     const char *key = cert == FMT_TLS_OTHER_CA ? c->other_key : c->server_key;
-    const char *ca = cert == FMT_TLS_OTHER_CA ? c->other_ca : c->ca;
     int n = 0;
 
     memset(t, 0, sizeof(*t));
     t->port = fmt_unused_port();
+    /* fmt_unused_port closes its probe: the same port may come twice. */
+    do
+        t->plain_port = fmt_unused_port();
+    while (t->plain_port == t->port);
     snprintf(t->port_arg, sizeof(t->port_arg), "%d", t->port);
+    snprintf(t->plain_arg, sizeof(t->plain_arg), "%d", t->plain_port);
     snprintf(t->url, sizeof(t->url), "rediss://127.0.0.1:%d", t->port);
-    /* The harness's --port 0 keeps plain TCP off; TLS only on loopback. */
+    /* After the harness's --port 0, which it overrides; loopback only. */
+    t->extra[n++] = "--port";
+    t->extra[n++] = t->plain_arg;
     t->extra[n++] = "--bind";
     t->extra[n++] = "127.0.0.1";
     t->extra[n++] = "--tls-port";
@@ -262,11 +281,53 @@ void fmt_tls_redis_start(fmt_tls_redis *t, const fmt_tls_certs *c, fmt_tls_cert 
     t->extra[n++] = crt;
     t->extra[n++] = "--tls-key-file";
     t->extra[n++] = key;
+    /* The CA that checks client certificates. OpenSSL also sends it after
+     * the server's certificate when it issued that one: the CA's
+     * certificates then come with their root, other_cert alone. */
     t->extra[n++] = "--tls-ca-cert-file";
-    t->extra[n++] = ca;
+    t->extra[n++] = c->ca;
     t->extra[n++] = "--tls-auth-clients";
     t->extra[n++] = auth_clients ? "yes" : "no";
     t->extra[n] = NULL;
     ck_assert_msg(fmt_redis_start(&t->r, t->extra) == 0,
                   "redis-server with TLS on port %d did not start", t->port);
+}
+
+static int log_says_accept(void *arg)
+{
+    const fmt_tls_sni_server *s = arg;
+    char *log = fmt_slurp(s->log);
+    int yes = strstr(log, "ACCEPT") != NULL;
+
+    free(log);
+    return yes;
+}
+
+void fmt_tls_sni_server_start(fmt_tls_sni_server *s, const fmt_tls_certs *c)
+{
+    char accept[32];
+    FILE *f;
+
+    memset(s, 0, sizeof(*s));
+    s->port = fmt_unused_port();
+    snprintf(s->url, sizeof(s->url), "rediss://127.0.0.1:%d", s->port);
+    snprintf(accept, sizeof(accept), "127.0.0.1:%d", s->port);
+    snprintf(s->log, sizeof(s->log), "%s/s_server.%d.log", c->dir, s->port);
+    /* There before the server writes to it, for log_says_accept. */
+    f = fopen(s->log, "w");
+    ck_assert_msg(f != NULL, "cannot write %s", s->log);
+    fclose(f);
+    /* -rev: it never reads its standard input, which may be closed. */
+    s->pid = fmt_spawn((const char *const[]){"openssl", "s_server", "-rev", "-accept", accept,
+                                             "-cert", c->other_cert, "-key", c->other_key,
+                                             "-servername", "localhost",
+                                             "-cert2", c->server_cert, "-key2", c->server_key,
+                                             NULL}, s->log);
+    ck_assert_msg(s->pid > 0 && fmt_wait_until(log_says_accept, s, OPENSSL_MS),
+                  "openssl s_server did not start (see %s)", s->log);
+}
+
+void fmt_tls_sni_server_stop(fmt_tls_sni_server *s)
+{
+    fmt_reap(&s->pid, SIGKILL);
 }

@@ -21,11 +21,12 @@ typedef struct fmt_tls_certs {
     char dir[256];
     char log[FMT_TLS_PATH];     /* what every openssl run printed */
     char ca[FMT_TLS_PATH];      /* the CA that signs the next three */
+    char ca_dir[FMT_TLS_PATH];  /* ca alone, hashed as OpenSSL looks it up */
     char server_cert[FMT_TLS_PATH], server_key[FMT_TLS_PATH];   /* localhost, 127.0.0.1 */
     char client_cert[FMT_TLS_PATH], client_key[FMT_TLS_PATH];   /* for mutual TLS */
     char expired_cert[FMT_TLS_PATH];    /* server_key's, valid only in January 2020 */
-    char other_ca[FMT_TLS_PATH];        /* a CA nobody trusts */
-    char other_cert[FMT_TLS_PATH], other_key[FMT_TLS_PATH];     /* other_ca's, same names */
+    /* Signed by another CA, which nothing trusts; the same names. */
+    char other_cert[FMT_TLS_PATH], other_key[FMT_TLS_PATH];
 } fmt_tls_certs;
 
 /* Makes every certificate above, in a fresh directory (removing the set
@@ -37,7 +38,7 @@ void fmt_tls_certs_remove(fmt_tls_certs *c);
 /* Which certificate a TLS Redis presents. */
 typedef enum fmt_tls_cert {
     FMT_TLS_GOOD,       /* server_cert: the CA's, valid now */
-    FMT_TLS_OTHER_CA,   /* other_cert */
+    FMT_TLS_OTHER_CA,   /* other_cert, sent without its CA */
     FMT_TLS_EXPIRED,    /* expired_cert */
 } fmt_tls_cert;
 
@@ -47,15 +48,33 @@ typedef struct fmt_tls_redis {
     fmt_redis r;                /* r.sock: the plain Unix socket */
     int port;                   /* the TLS port on 127.0.0.1 */
     char url[64];               /* rediss://127.0.0.1:<port> */
-    char port_arg[16];
+    /* A plain port on 127.0.0.1 as well, for tests that check Redis over
+     * TCP (ops_suite.c); never the daemon's. */
+    int plain_port;
+    char port_arg[16], plain_arg[16];
     const char *extra[16];
 } fmt_tls_redis;
 
-/* Starts redis-server serving TLS with cert (and nothing else over TCP);
- * auth_clients: it then requires a client certificate signed by the CA.
+/* Starts redis-server serving TLS with cert;
+ * auth_clients: it then requires a client certificate signed by the CA
+ * (c->ca, whatever cert is).
  * c must outlive t (restarts read its paths again). Stop it with
  * fmt_redis_stop(&t->r). */
 void fmt_tls_redis_start(fmt_tls_redis *t, const fmt_tls_certs *c, fmt_tls_cert cert,
                          int auth_clients);
+
+/* openssl s_server on 127.0.0.1, which speaks no Redis (it answers each
+ * line reversed): it presents other_cert, or server_cert to a client that
+ * asks for localhost by SNI, and logs "CONNECTION ESTABLISHED" for every
+ * handshake that completed. */
+typedef struct fmt_tls_sni_server {
+    pid_t pid;
+    int port;
+    char url[64];               /* rediss://127.0.0.1:<port> */
+    char log[FMT_TLS_PATH];     /* in c->dir */
+} fmt_tls_sni_server;
+
+void fmt_tls_sni_server_start(fmt_tls_sni_server *s, const fmt_tls_certs *c);
+void fmt_tls_sni_server_stop(fmt_tls_sni_server *s);
 
 #endif
