@@ -55,6 +55,7 @@ struct fm_tls_tunnel {
     unsigned closing : 1;
     unsigned established : 1;
     unsigned ended : 1;         /* Redis closed: no side is read again */
+    unsigned answered : 1;      /* Redis sent hiredis something */
     unsigned tcp_paused : 1;    /* Redis not read: hiredis's side is full */
     unsigned plain_paused : 1;  /* hiredis not read: Redis's side is full */
 };
@@ -279,8 +280,10 @@ static void pump(fm_tls_tunnel *t)
     ERR_clear_error();
     for (;;) {
         n = SSL_read(t->ssl, rbuf + used, (int)(sizeof(rbuf) - used));
-        if (n > 0)
+        if (n > 0) {
             used += (size_t)n;
+            t->answered = 1;
+        }
         if (used > 0 && (n <= 0 || used == sizeof(rbuf))) {
             rc = send_to(t, (uv_stream_t *)&t->plain, rbuf, used);
             used = 0;
@@ -313,6 +316,14 @@ static void on_tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     (void)buf;
     if (n == 0)
         return;
+    /* In TLS 1.3 a server that wants a client certificate ends the session
+     * after our handshake is done, and its alert is lost when it resets
+     * the connection: the end says what it most likely means. */
+    if (n < 0 && t->established && !t->answered) {
+        fail(t, "%s right after the handshake: the server refused the session (does it require "
+             "a client certificate?)", n == UV_EOF ? "closed" : uv_strerror((int)n));
+        return;
+    }
     if (n == UV_EOF) {
         if (t->established)
             end_from_redis(t);
