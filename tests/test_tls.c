@@ -522,7 +522,7 @@ START_TEST(test_cache_get_many_of_8_mb_through_tls_arrives_byte_for_byte)
 {
     fm_client *c = fmt_client(&ops_daemon);
     redisContext *r = wire_redis_open(&tls_srv.r);
-    char ids[BIG_N][16], *execs[BIG_N];
+    char ids[BIG_N][24], *execs[BIG_N];
     const char *idp[BIG_N];
     size_t lens[BIG_N], n = 0, total = 0;
     fm_cache_entry *e = NULL;
