@@ -572,20 +572,6 @@ static long long connections_received(redisContext *rc)
     return n;
 }
 
-typedef struct log_wait {
-    const char *path, *needle;
-} log_wait;
-
-static int log_holds(void *arg)
-{
-    const log_wait *w = arg;
-    char *log = fmt_slurp(w->path);
-    int found = strstr(log, w->needle) != NULL;
-
-    free(log);
-    return found;
-}
-
 static int count_in(const char *text, const char *needle)
 {
     int n = 0;
@@ -606,7 +592,7 @@ START_TEST(test_wrong_password_is_a_clear_error_and_retried_with_backoff)
 {
     const char *extra[] = {"--reconnect_step_ms", "100", "--reconnect_max_ms", "400",
                            "--request_timeout_ms", "500", "--redis_password_file", NULL, NULL};
-    log_wait w;
+    wire_log_wait w;
     secured s;
     cJSON *reply;
     long long before, made;
@@ -622,7 +608,7 @@ START_TEST(test_wrong_password_is_a_clear_error_and_retried_with_backoff)
      * pub/sub link, with less to set up, may be refused first. */
     w.path = s.d.log;
     w.needle = "redis command link not established: Redis refused AUTH: WRONGPASS";
-    ck_assert_msg(fmt_wait_until(log_holds, &w, 10000), "no refused AUTH in the log");
+    ck_assert_msg(fmt_wait_until(wire_log_holds, &w, 10000), "no refused AUTH in the log");
 
     fd = wire_connect(s.d.sock);
     reply = wire_call(fd, "{\"op\":\"ping\",\"id\":1}");
@@ -676,7 +662,7 @@ START_TEST(test_an_error_text_holding_the_password_is_withheld_whole)
     char dir[] = "/tmp/fmtest-secret.XXXXXX", *pw, url[64];
     const char *extra[] = {"--redis_password_file", NULL, NULL};
     fmt_daemon d;
-    log_wait w;
+    wire_log_wait w;
     cJSON *reply, *last;
     char *log;
     FILE *f;
@@ -697,7 +683,7 @@ START_TEST(test_an_error_text_holding_the_password_is_withheld_whole)
      * first). */
     w.path = d.log;
     w.needle = "redis command link not established: " WITHHELD;
-    ck_assert_msg(fmt_wait_until(log_holds, &w, 10000), "nothing withheld in the log");
+    ck_assert_msg(fmt_wait_until(wire_log_holds, &w, 10000), "nothing withheld in the log");
     fd = wire_connect(d.sock);
     reply = wire_call(fd, "{\"op\":\"ping\",\"id\":1}");
     wire_assert_ok(reply, "1");

@@ -217,19 +217,6 @@ static int64_t op_calls(fm_client *c, const char *op)
 
 /* ---- locks ----------------------------------------------------------------- */
 
-static fm_lock lock_take(fm_client *c, const char *key, int64_t ttl_ms)
-{
-    fm_lock_opts o;
-    fm_lock lk;
-
-    fm_lock_opts_init(&o);
-    o.ttl_ms = ttl_ms;
-    fmt_ok(c, fm_lock_acquire(c, key, &o, &lk), "lock.acquire");
-    ck_assert_msg(lk.acquired, "%s: not acquired", key);
-    ck_assert_uint_gt(lk.token_len, 0);
-    return lk;
-}
-
 /* One attempt only, for a lock that must be seen held. */
 static void assert_not_acquirable(fm_client *c, const char *key)
 {
@@ -408,7 +395,7 @@ START_TEST(test_lock_acquire_sets_key_with_token_and_ttl)
 {
     fm_client *c = client_open();
     redisContext *r = redis_open();
-    fm_lock lk = lock_take(c, "acq-ttl", 30000);
+    fm_lock lk = wire_lock_take(c, "acq-ttl", 30000);
 
     ck_assert_uint_eq(lk.token_len, strlen(lk.token));
     wire_assert_redis_value(r, "fm:lock:acq-ttl", lk.token);
@@ -439,7 +426,7 @@ START_TEST(test_lock_acquire_fence_increases_with_every_acquire)
     int64_t last = INT64_MIN;
 
     for (int i = 0; i < 5; i++) {
-        fm_lock lk = lock_take(c, "acq-fence", 30000);
+        fm_lock lk = wire_lock_take(c, "acq-fence", 30000);
 
         ck_assert_msg(lk.fence > last, "fence %lld after %lld", (long long)lk.fence,
                       (long long)last);
@@ -454,7 +441,7 @@ START_TEST(test_lock_acquire_held_lock_is_not_acquired)
 {
     fm_client *holder = client_open(), *other = client_open();
     redisContext *r = redis_open();
-    fm_lock held = lock_take(holder, "acq-held", 30000), lk;
+    fm_lock held = wire_lock_take(holder, "acq-held", 30000), lk;
     fm_lock_opts o;
 
     fm_lock_opts_init(&o);
@@ -474,7 +461,7 @@ START_TEST(test_lock_acquire_waiter_gets_lock_after_holder_releases)
 {
     fm_client *holder = client_open();
     redisContext *r = redis_open();
-    fm_lock held = lock_take(holder, "acq-wait", 30000), got;
+    fm_lock held = wire_lock_take(holder, "acq-wait", 30000), got;
     fm_lock_opts o;
     waiter *w;
 
@@ -502,7 +489,7 @@ END_TEST
 START_TEST(test_lock_acquire_waiter_is_woken_by_release_before_its_retry)
 {
     fm_client *holder = client_open();
-    fm_lock held = lock_take(holder, "acq-woken", 30000);
+    fm_lock held = wire_lock_take(holder, "acq-woken", 30000);
     fm_lock_opts o;
     waiter *w;
 
@@ -528,7 +515,7 @@ START_TEST(test_lock_acquire_max_retries_0_is_one_attempt)
     fm_lock_opts_init(&o);
     o.max_retries = FM_LOCK_NO_RETRY;
     o.retry_delay_ms = 5000;
-    lock_take(holder, "acq-once", 30000);
+    wire_lock_take(holder, "acq-once", 30000);
     t0 = fmt_now_ms();
     fmt_ok(other, fm_lock_acquire(other, "acq-once", &o, &lk), "lock.acquire max_retries 0");
     /* A retry would have waited retry_delay (5000 ms) first. */
@@ -545,7 +532,7 @@ START_TEST(test_lock_release_deletes_key)
 {
     fm_client *c = client_open();
     redisContext *r = redis_open();
-    fm_lock lk = lock_take(c, "rel-del", 30000);
+    fm_lock lk = wire_lock_take(c, "rel-del", 30000);
 
     release_expect(c, "rel-del", lk.token, 1, FM_RELEASE_DONE);
     ck_assert(!redis_exists(r, "fm:lock:rel-del"));
@@ -558,7 +545,7 @@ START_TEST(test_lock_release_publishes_full_key_on_release_channel)
 {
     fm_client *c = client_open();
     redisContext *sub = wire_sub_open(&redis_srv, "fm:lock:released");
-    fm_lock lk = lock_take(c, "rel-pub", 30000);
+    fm_lock lk = wire_lock_take(c, "rel-pub", 30000);
 
     release_expect(c, "rel-pub", lk.token, 1, FM_RELEASE_DONE);
     sub_await(sub, "fm:lock:released", "fm:lock:rel-pub");
@@ -571,7 +558,7 @@ START_TEST(test_lock_release_with_wrong_token_is_not_owner)
 {
     fm_client *c = client_open();
     redisContext *r = redis_open();
-    fm_lock lk = lock_take(c, "rel-owner", 30000);
+    fm_lock lk = wire_lock_take(c, "rel-owner", 30000);
 
     release_expect(c, "rel-owner", "not-the-token", 0, FM_RELEASE_NOT_OWNER);
     wire_assert_redis_value(r, "fm:lock:rel-owner", lk.token);
@@ -595,7 +582,7 @@ START_TEST(test_lock_extend_sets_ttl_rather_than_adding)
 {
     fm_client *c = client_open();
     redisContext *r = redis_open();
-    fm_lock lk = lock_take(c, "ext-set", 60000);
+    fm_lock lk = wire_lock_take(c, "ext-set", 60000);
 
     ck_assert_int_eq(extend(c, "ext-set", lk.token, 5000), 1);
     assert_pttl_in(r, "fm:lock:ext-set", 4000, 5000);
@@ -609,7 +596,7 @@ START_TEST(test_lock_extend_with_wrong_token_fails_and_keeps_ttl)
 {
     fm_client *c = client_open();
     redisContext *r = redis_open();
-    fm_lock lk = lock_take(c, "ext-owner", 60000);
+    fm_lock lk = wire_lock_take(c, "ext-owner", 60000);
 
     ck_assert_int_eq(extend(c, "ext-owner", "not-the-token", 5000), 0);
     assert_pttl_in(r, "fm:lock:ext-owner", 55000, 60000);
@@ -639,7 +626,7 @@ START_TEST(test_lock_is_locked_reports_held_and_free)
     fm_lock lk;
 
     ck_assert_int_eq(is_locked(c, "isl"), 0);
-    lk = lock_take(c, "isl", 30000);
+    lk = wire_lock_take(c, "isl", 30000);
     ck_assert_int_eq(is_locked(c, "isl"), 1);
     release_expect(c, "isl", lk.token, 1, FM_RELEASE_DONE);
     ck_assert_int_eq(is_locked(c, "isl"), 0);
@@ -694,7 +681,7 @@ START_TEST(test_with_lock_skips_callback_when_held_elsewhere)
 {
     fm_client *holder = client_open(), *c = client_open();
     redisContext *r = redis_open();
-    fm_lock held = lock_take(holder, "with-held", 30000);
+    fm_lock held = wire_lock_take(holder, "with-held", 30000);
     with_lock_probe p = {r, "fm:lock:with-held", 0, 0};
     fm_lock_opts o;
     fm_with_lock_result res;
@@ -1347,7 +1334,7 @@ END_TEST
 START_TEST(test_two_daemons_lock_through_one_is_held_through_other)
 {
     fm_client *a = fmt_client(&daemon_a), *b = fmt_client(&daemon_b);
-    fm_lock lk = lock_take(a, "two-lock", 30000);
+    fm_lock lk = wire_lock_take(a, "two-lock", 30000);
 
     ck_assert_int_eq(is_locked(b, "two-lock"), 1);
     assert_not_acquirable(b, "two-lock");

@@ -158,6 +158,20 @@ static void assert_refused(const fmt_daemon *d, const char *words)
     free(log);
 }
 
+/* A daemon with extra against a TLS Redis presenting cert is refused,
+ * saying words. */
+static void assert_cert_refused(fmt_tls_cert cert, const char *const *extra, const char *words)
+{
+    fmt_tls_redis t;
+    fmt_daemon d;
+
+    fmt_tls_redis_start(&t, &certs, cert, 0);
+    wire_daemon_start(&d, t.url, extra);
+    assert_refused(&d, words);
+    fmt_daemon_stop(&d);
+    fmt_redis_stop(&t.r);
+}
+
 /* Whether the log has a line holding both a and b. */
 static int log_line_holds(const char *path, const char *a, const char *b)
 {
@@ -198,25 +212,13 @@ static void assert_same_bytes(const char *what, const char *got, size_t glen, co
 
 /* ---- operations, each with its effect in Redis ---------------------------- */
 
-static fm_lock lock_take(fm_client *c, const char *key, int64_t ttl_ms)
-{
-    fm_lock_opts o;
-    fm_lock lk;
-
-    fm_lock_opts_init(&o);
-    o.ttl_ms = ttl_ms;
-    fmt_ok(c, fm_lock_acquire(c, key, &o, &lk), "lock.acquire");
-    ck_assert_msg(lk.acquired, "%s: not acquired", key);
-    return lk;
-}
-
 /* A lock taken through the daemon on d is in Redis srv with its token. */
 static void assert_lock_lands(const fmt_daemon *d, const fmt_redis *srv, const char *key)
 {
     fm_client *c = fmt_client(d);
     redisContext *r = wire_redis_open(srv);
     char *rkey = wire_strf("fm:lock:%s", key);
-    fm_lock lk = lock_take(c, key, 30000);
+    fm_lock lk = wire_lock_take(c, key, 30000);
 
     wire_assert_redis_value(r, rkey, lk.token);
     free(rkey);
@@ -297,7 +299,7 @@ START_TEST(test_lock_acquire_through_tls_sets_key_with_token_and_ttl)
 {
     fm_client *c = fmt_client(&ops_daemon);
     redisContext *r = wire_redis_open(&tls_srv.r);
-    fm_lock lk = lock_take(c, "tls-acquire", 30000);
+    fm_lock lk = wire_lock_take(c, "tls-acquire", 30000);
 
     wire_assert_redis_value(r, "fm:lock:tls-acquire", lk.token);
     assert_pttl_in(r, "fm:lock:tls-acquire", 29000, 30000);
@@ -310,7 +312,7 @@ START_TEST(test_lock_extend_through_tls_sets_the_new_ttl)
 {
     fm_client *c = fmt_client(&ops_daemon);
     redisContext *r = wire_redis_open(&tls_srv.r);
-    fm_lock lk = lock_take(c, "tls-extend", 10000);
+    fm_lock lk = wire_lock_take(c, "tls-extend", 10000);
     int extended = -1;
 
     fmt_ok(c, fm_lock_extend(c, "tls-extend", lk.token, 60000, &extended), "lock.extend");
@@ -327,7 +329,7 @@ START_TEST(test_lock_release_through_tls_deletes_key_and_announces_it)
     fm_client *c = fmt_client(&ops_daemon);
     redisContext *r = wire_redis_open(&tls_srv.r);
     redisContext *sub = wire_sub_open(&tls_srv.r, "fm:lock:released");
-    fm_lock lk = lock_take(c, "tls-release", 30000);
+    fm_lock lk = wire_lock_take(c, "tls-release", 30000);
     fm_release_reason why;
     int released = -1;
     char *payload = NULL;
@@ -529,18 +531,19 @@ START_TEST(test_cache_get_many_of_8_mb_through_tls_arrives_byte_for_byte)
 
     fm_client_set_timeout(c, BIG_MS);
     for (int i = 0; i < BIG_N; i++) {
-        char key[32], *stored;
+        char *key, *stored;
         size_t slen = 0;
 
         snprintf(ids[i], sizeof(ids[i]), "tls-big-%02d", i);
         idp[i] = ids[i];
         execs[i] = big_execution(i, &lens[i]);
         fmt_ok(c, fm_cache_set(c, execs[i], lens[i], 3600000), "cache.set of 200 KB");
-        snprintf(key, sizeof(key), "fm:exec:%s", ids[i]);
+        key = wire_strf("fm:exec:%s", ids[i]);
         stored = wire_redis_get(r, key, &slen);
         ck_assert_msg(stored != NULL, "%s missing in Redis", key);
         assert_same_bytes(key, stored, slen, execs[i], lens[i]);
         free(stored);
+        free(key);
     }
     fmt_ok(c, fm_cache_get_many(c, idp, BIG_N, &e, &n), "cache.get_many of 8 MB");
     ck_assert_uint_eq(n, BIG_N);
@@ -566,14 +569,7 @@ END_TEST
  * certificate chain".) */
 START_TEST(test_without_a_ca_file_a_private_ca_is_refused_as_unknown_ca)
 {
-    fmt_tls_redis t;
-    fmt_daemon d;
-
-    fmt_tls_redis_start(&t, &certs, FMT_TLS_GOOD, 0);
-    wire_daemon_start(&d, t.url, NULL);
-    assert_refused(&d, "unknown CA");
-    fmt_daemon_stop(&d);
-    fmt_redis_stop(&t.r);
+    assert_cert_refused(FMT_TLS_GOOD, NULL, "unknown CA");
 }
 END_TEST
 
@@ -581,42 +577,22 @@ END_TEST
  * OpenSSL says "unable to get local issuer certificate". */
 START_TEST(test_server_cert_from_another_ca_is_refused_as_unknown_ca)
 {
-    fmt_tls_redis t;
-    fmt_daemon d;
-
-    fmt_tls_redis_start(&t, &certs, FMT_TLS_OTHER_CA, 0);
-    wire_daemon_start(&d, t.url, (const char *const[]){"--redis_tls_ca_file", certs.ca, NULL});
-    assert_refused(&d, "unknown CA");
-    fmt_daemon_stop(&d);
-    fmt_redis_stop(&t.r);
+    assert_cert_refused(FMT_TLS_OTHER_CA, (const char *const[]){"--redis_tls_ca_file", certs.ca, NULL},
+                        "unknown CA");
 }
 END_TEST
 
 START_TEST(test_wrong_server_name_is_refused_as_name_mismatch)
 {
-    fmt_tls_redis t;
-    fmt_daemon d;
-
-    fmt_tls_redis_start(&t, &certs, FMT_TLS_GOOD, 0);
-    wire_daemon_start(&d, t.url, (const char *const[]){"--redis_tls_ca_file", certs.ca,
-                                                        "--redis_tls_server_name",
-                                                        "wrong.example", NULL});
-    assert_refused(&d, "name mismatch");
-    fmt_daemon_stop(&d);
-    fmt_redis_stop(&t.r);
+    assert_cert_refused(FMT_TLS_GOOD, (const char *const[]){"--redis_tls_ca_file", certs.ca,
+                        "--redis_tls_server_name", "wrong.example", NULL}, "name mismatch");
 }
 END_TEST
 
 START_TEST(test_expired_server_cert_is_refused_as_expired)
 {
-    fmt_tls_redis t;
-    fmt_daemon d;
-
-    fmt_tls_redis_start(&t, &certs, FMT_TLS_EXPIRED, 0);
-    wire_daemon_start(&d, t.url, (const char *const[]){"--redis_tls_ca_file", certs.ca, NULL});
-    assert_refused(&d, "expired");
-    fmt_daemon_stop(&d);
-    fmt_redis_stop(&t.r);
+    assert_cert_refused(FMT_TLS_EXPIRED, (const char *const[]){"--redis_tls_ca_file", certs.ca, NULL},
+                        "expired");
 }
 END_TEST
 
@@ -649,20 +625,6 @@ START_TEST(test_server_name_localhost_is_matched_against_the_dns_names)
 }
 END_TEST
 
-typedef struct log_wait {
-    const char *path, *needle;
-} log_wait;
-
-static int log_holds(void *arg)
-{
-    const log_wait *w = arg;
-    char *log = fmt_slurp(w->path);
-    int found = strstr(log, w->needle) != NULL;
-
-    free(log);
-    return found;
-}
-
 /* The server presents the certificate made for localhost only to a
  * client that asks for that name by SNI, another CA's otherwise: without
  * the name the daemon refuses it; with it, the handshake completes. */
@@ -673,7 +635,7 @@ START_TEST(test_server_name_is_sent_as_sni)
                                  "localhost", NULL};
     fmt_tls_sni_server s;
     fmt_daemon d;
-    log_wait w;
+    wire_log_wait w;
 
     fmt_tls_sni_server_start(&s, &certs);
     w.path = s.log;
@@ -681,9 +643,9 @@ START_TEST(test_server_name_is_sent_as_sni)
     wire_daemon_start(&d, s.url, unnamed);
     assert_refused(&d, "unknown CA");
     fmt_daemon_stop(&d);
-    ck_assert_msg(!log_holds(&w), "a refused handshake was logged as completed (see %s)", s.log);
+    ck_assert_msg(!wire_log_holds(&w), "a refused handshake was logged as completed (see %s)", s.log);
     wire_daemon_start(&d, s.url, named);
-    ck_assert_msg(fmt_wait_until(log_holds, &w, UP_MS), "no handshake completed with the name "
+    ck_assert_msg(fmt_wait_until(wire_log_holds, &w, UP_MS), "no handshake completed with the name "
                   "localhost sent (see %s)", s.log);
     fmt_daemon_stop(&d);
     fmt_tls_sni_server_stop(&s);

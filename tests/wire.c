@@ -215,6 +215,29 @@ void wire_pair_stop(fmt_redis *r, fmt_daemon *d)
     fmt_redis_stop(r);
 }
 
+int wire_log_holds(void *arg)
+{
+    const wire_log_wait *w = arg;
+    char *log = fmt_slurp(w->path);
+    int found = strstr(log, w->needle) != NULL;
+
+    free(log);
+    return found;
+}
+
+fm_lock wire_lock_take(fm_client *c, const char *key, int64_t ttl_ms)
+{
+    fm_lock_opts o;
+    fm_lock lk;
+
+    fm_lock_opts_init(&o);
+    o.ttl_ms = ttl_ms;
+    fmt_ok(c, fm_lock_acquire(c, key, &o, &lk), "lock.acquire");
+    ck_assert_msg(lk.acquired, "%s: not acquired", key);
+    ck_assert_uint_gt(lk.token_len, 0);
+    return lk;
+}
+
 void wire_cache_set(int fd, const char *execution)
 {
     char *req = wire_strf("{\"op\":\"cache.set\",\"id\":\"set\",\"ttl\":3600000,"

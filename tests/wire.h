@@ -85,6 +85,16 @@ void wire_pair_start(fmt_redis *r, fmt_daemon *d, const char *const *redis_extra
                      const char *const *extra);
 void wire_pair_stop(fmt_redis *r, fmt_daemon *d);
 
+/* A condition for fmt_wait_until: the file path (a daemon's log) holds
+ * needle. arg is a wire_log_wait. */
+typedef struct wire_log_wait {
+    const char *path, *needle;
+} wire_log_wait;
+int wire_log_holds(void *arg);
+
+/* A lock on key through c with ttl_ms, which must be granted. */
+fm_lock wire_lock_take(fm_client *c, const char *key, int64_t ttl_ms);
+
 /* Redis itself, for asserting its side of things: a connection, a command
  * that must not fail (caller frees the reply), one whose reply must be an
  * integer. The formats are hiredis's (%s, %b for binary). */
