@@ -16,9 +16,9 @@
 #                   (see "Installing" below); make uninstall removes the same set;
 #                   make check-install proves an installed tree works
 #   make SAN=1 ...  the same with AddressSanitizer and UBSan, in build/san
-#   make bench      fmredisd against direct Redis, full matrix (~1 minute,
-#                   not part of all); make bench-smoke: a short run that
-#                   check includes (see bench/bench.mk)
+#   make bench      fmredisd against direct Redis, full matrix and the TLS
+#                   rows (~70 s, not part of all); make bench-smoke: a
+#                   short run that check includes (see bench/bench.mk)
 #   make test-node  the Node.js client's tests (client/node/, node --test)
 #   make torture    lock safety under faults (Jepsen-style, tests/torture/):
 #                   the sanitized daemon, TORTURE_SECONDS (60) of nemesis;

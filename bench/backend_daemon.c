@@ -17,6 +17,13 @@ typedef struct dconn {
     size_t caphits;
 } dconn;
 
+/* The names of bench.h, which are the daemon's defaults, given explicitly
+ * so that the direct path is sure to use the same ones. */
+const char *const bench_daemon_args[] = {
+    "--log_level", "info", "--lock_key_prefix", BENCH_LOCK_PREFIX,
+    "--cache_key_prefix", BENCH_CACHE_PREFIX, "--lock_release_channel",
+    BENCH_RELEASE_CHANNEL, "--wake_channel", BENCH_WAKE_CHANNEL, NULL};
+
 static dconn *D(bench_conn *c)
 {
     return (dconn *)c;
@@ -184,6 +191,54 @@ static int d_wake_next(bench_conn *conn, int timeout_ms, char *id, size_t cap)
         strcpy(id, ev.execution_id);
     fm_event_clear(&ev);
     return rc;
+}
+
+static int daemon_up(const char *sock)
+{
+    fm_client *c = fm_connect(sock, 1000);
+    int up = 0;
+
+    if (c != NULL && fm_client_err(c) == FM_ERR_NONE && fm_ping(c, 1, &up) != FM_OK)
+        up = 0;
+    fm_client_free(c);
+    return up == 1;
+}
+
+/* stats' link.last_error as it stands in the JSON (a string or null), or
+ * "unknown": what the daemon says of Redis, when its log may be gone by the
+ * time anyone reads the message. */
+static void last_error(const char *sock, char *out, size_t cap)
+{
+    static const char key[] = "\"last_error\":", next[] = ",\"last_error_age_ms\"";
+    fm_client *c = fm_connect(sock, 1000);
+    char *json = NULL, *p = NULL, *q = NULL;
+    size_t len;
+
+    if (c != NULL && fm_client_err(c) == FM_ERR_NONE && fm_stats(c, &json, &len) == FM_OK &&
+        (p = strstr(json, key)) != NULL)
+        q = strstr(p, next);
+    if (q != NULL)
+        snprintf(out, cap, "%.*s", (int)(q - p - (sizeof(key) - 1)), p + sizeof(key) - 1);
+    else
+        snprintf(out, cap, "unknown");
+    free(json);
+    fm_client_free(c);
+}
+
+int bench_daemon_await_up(const bench_env *env, int timeout_ms, char *err, size_t errlen)
+{
+    uint64_t end = bench_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    char why[320];
+
+    while (!daemon_up(env->daemon_sock)) {
+        if (bench_now_ns() > end) {
+            last_error(env->daemon_sock, why, sizeof(why));
+            return bench_fail(err, errlen, "fmredisd did not report Redis up within %d ms; "
+                              "its last Redis error: %s", timeout_ms, why);
+        }
+        bench_sleep_ns(5000000);
+    }
+    return 0;
 }
 
 const bench_backend bench_daemon = {

@@ -1,9 +1,10 @@
 /* backend_direct.c -- the direct path: hiredis, one synchronous
- * redisContext per thread, sending for each operation exactly the Redis
- * commands fmredisd sends for it (docs/PROTOCOL.md §12): the same scripts
- * by EVALSHA, the same keys (fence counter included, computed by the
- * daemon's own fence.c), the same wake payload. What it does not do is
- * what only the daemon does: framing, JSON, validation of stored values. */
+ * redisContext per thread (on the Unix socket; over TCP for the TLS rows),
+ * sending for each operation exactly the Redis commands fmredisd sends for
+ * it (docs/PROTOCOL.md §12): the same scripts by EVALSHA, the same keys
+ * (fence counter included, computed by the daemon's own fence.c), the same
+ * wake payload. What it does not do is what only the daemon does: framing,
+ * JSON, validation of stored values. */
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,10 +81,18 @@ static bench_conn *r_connect(const bench_env *env, char *err, size_t errlen)
         return NULL;
     }
     r->base.env = env;
-    r->rc = redisConnectUnixWithTimeout(env->redis_sock, tv);
+    /* hiredis sets TCP_NODELAY, as the daemon's link does. */
+    if (env->redis_port > 0)
+        r->rc = redisConnectWithTimeout("127.0.0.1", env->redis_port, tv);
+    else
+        r->rc = redisConnectUnixWithTimeout(env->redis_sock, tv);
     if (r->rc == NULL || r->rc->err || redisSetTimeout(r->rc, tv) != REDIS_OK) {
-        bench_fail(err, errlen, "connecting to Redis at %s: %s", env->redis_sock,
-                   r->rc ? r->rc->errstr : "out of memory");
+        if (env->redis_port > 0)
+            bench_fail(err, errlen, "connecting to Redis at 127.0.0.1:%d: %s", env->redis_port,
+                       r->rc ? r->rc->errstr : "out of memory");
+        else
+            bench_fail(err, errlen, "connecting to Redis at %s: %s", env->redis_sock,
+                       r->rc ? r->rc->errstr : "out of memory");
         if (r->rc != NULL)
             redisFree(r->rc);
         free(r);

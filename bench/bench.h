@@ -9,6 +9,8 @@
  *   runner    threads, the start gate, the clock, latency samples and
  *             the daemon's CPU and memory around one run (runner.c);
  *   handoff   lock hand-off latency, push vs polling (handoff.c);
+ *   tls       a redis-server serving TLS and plain TCP, and fmredisd on it
+ *             over either, for the TLS rows (tls.c);
  *   report    the table, CSV and JSON (report.c);
  *   and main (fmredis-bench.c), the data get_many reads (batch.c), what
  *   the bench asks of Redis itself (redis_admin.c), helpers (util.c).
@@ -44,7 +46,10 @@ typedef struct bench_batch bench_batch;
 /* What every thread may read; written only before the first run. */
 typedef struct bench_env {
     const char *daemon_sock;
-    const char *redis_sock;
+    const char *redis_sock;         /* the bench's own calls; the direct path's
+                                       too unless redis_port is set */
+    int redis_port;                 /* > 0: the direct path uses TCP to
+                                       127.0.0.1:redis_port */
     pid_t daemon_pid, redis_pid;
     fm_fence *fence;                /* table built: lookups are read-only */
     char sha_acquire[41];
@@ -106,6 +111,12 @@ typedef struct bench_backend {
 
 extern const bench_backend bench_daemon;
 extern const bench_backend bench_direct;
+
+/* What the bench starts every fmredisd with (NULL-terminated). */
+extern const char *const bench_daemon_args[];
+/* Waits until the daemon at env->daemon_sock reports Redis up, which
+ * means its scripts are loaded. */
+int bench_daemon_await_up(const bench_env *env, int timeout_ms, char *err, size_t errlen);
 
 /* Path-specific calls of the hand-off measurement: an acquire that waits
  * (the daemon's default retry_delay), and a release that does not publish. */
@@ -206,6 +217,27 @@ int bench_redis_calls(const bench_env *env, const char *cmd, long long *calls, c
 /* PUBSUB NUMSUB of one channel. */
 int bench_redis_numsub(const bench_env *env, const char *channel, long long *n, char *err,
                        size_t errlen);
+/* Waits until Redis counts exactly n subscribers of the release channel: a
+ * daemon subscribes a moment after its link is up, and its subscription
+ * goes a moment after it exits. */
+int bench_redis_await_subscribers(const bench_env *env, long long n, int timeout_ms,
+                                  char *err, size_t errlen);
+
+/* ---- TLS to Redis (tls.c) ----
+ * One set of each per process; bench_tls_stop ends whatever of it runs. */
+
+/* Certificates made with openssl in a temporary directory of their own,
+ * and a redis-server serving TLS and plain TCP on 127.0.0.1: env's
+ * redis_sock, redis_pid and redis_port (the plain one) are set to it. */
+int bench_tls_start(bench_env *env, char *err, size_t errlen);
+/* fmredisd on that server over rediss://, verifying its certificate
+ * against the CA (tls), or over redis:// (TCP), once up and subscribed:
+ * env's daemon_sock and daemon_pid. One at a time. */
+int bench_tls_daemon_start(bench_env *env, int tls, char *err, size_t errlen);
+/* Stops that daemon and waits until Redis has seen it go. */
+int bench_tls_daemon_stop(const bench_env *env, char *err, size_t errlen);
+/* Stops what runs and removes the certificates (safe to call twice). */
+void bench_tls_stop(void);
 
 /* ---- hand-off ---- */
 
@@ -221,6 +253,8 @@ int bench_handoff_run(const bench_env *env, int push, int pairs, size_t per_pair
 
 /* ---- the report (report.c) ---- */
 
+#define BENCH_TLS_ROWS 6
+
 typedef struct bench_report {
     const char *mode;               /* "full" or "smoke" */
     double run_seconds;             /* clock of each run */
@@ -229,6 +263,10 @@ typedef struct bench_report {
                                        skews everything */
     bench_result *results;
     size_t nresults;
+    /* lock, then cache: daemon-tls, daemon-tcp, direct-tcp (empty when the
+       TLS rows did not run) */
+    bench_result tls[BENCH_TLS_ROWS];
+    size_t ntls;
     bench_handoff handoff[2];       /* push, poll */
     int idle_clients;
     long idle_base_kb, idle_kb;     /* daemon RSS without, and with them */

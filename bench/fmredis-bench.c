@@ -2,18 +2,23 @@
  *
  * One invocation starts a private redis-server (Unix socket in a temporary
  * directory, no persistence) and a private fmredisd on it, runs every
- * workload for every client count through both paths, measures the lock
- * hand-off, the daemon's memory per idle client and a large get_many, then
- * stops both servers (also when something fails) and prints a table; the
- * numbers also go to a CSV and a JSON file.
+ * workload for every client count through both paths, then the TLS rows
+ * (tls.c: lock and cache pairs at 32 clients through fmredisd over TLS and
+ * over plain TCP, and hiredis over plain TCP, against a second
+ * redis-server), measures the lock hand-off, the daemon's memory per idle
+ * client and a large get_many, then stops every server (also when
+ * something fails) and prints a table; the numbers also go to a CSV and a
+ * JSON file.
  *
- *   fmredis-bench [--smoke] [--seconds S] [--only WORKLOAD] [--clients N]
+ *   fmredis-bench [--smoke] [--seconds S] [--only WORKLOAD|tls] [--clients N]
  *                 [--csv FILE] [--json FILE]
  *
- * --smoke (or --quick): short runs, 1 and 8 clients only, fewer hand-offs;
- * no timing is judged, but every reply still is. --only and --clients narrow
- * the matrix to one workload and one client count (for profiling).
- * $FMREDISD names the daemon binary (default build/fmredisd). */
+ * --smoke (or --quick): short runs, 1 and 8 clients only (the TLS rows at
+ * 8), fewer hand-offs; no timing is judged, but every reply still is.
+ * --only and --clients narrow the matrix to one workload and one client
+ * count (for profiling); --only tls runs the TLS rows instead of the
+ * matrix, which --only WORKLOAD leaves out. $FMREDISD names the daemon
+ * binary (default build/fmredisd). */
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -45,6 +50,8 @@ static const bench_workload *const workloads[] = {
 };
 static const int full_clients[] = {1, 8, 32, 128};
 static const int smoke_clients[] = {1, 8};
+#define TLS_CLIENTS 32
+#define TLS_SMOKE_CLIENTS 8
 
 /* The servers, stopped at exit whatever the exit. */
 static fmt_redis redis;
@@ -55,6 +62,7 @@ static int stop_servers_status(void)
 {
     int rc = 0;
 
+    bench_tls_stop();
     if (daemon_.pid > 0)
         rc = fmt_daemon_stop(&daemon_) == 0 ? 0 : -1;
     if (redis.pid > 0)
@@ -67,8 +75,9 @@ static void stop_servers(void)
     stop_servers_status();
 }
 
-/* Ctrl-C: the servers die with us (SIGKILL is async-signal-safe to send);
- * their temporary directories stay behind. */
+/* Ctrl-C: the servers die with us (SIGKILL is async-signal-safe to send;
+ * the TLS rows' servers get it from the kernel, PR_SET_PDEATHSIG); their
+ * temporary directories stay behind, the certificates' too. */
 static void on_signal(int sig)
 {
     if (daemon_.pid > 0)
@@ -96,13 +105,16 @@ static void die(const char *fmt, ...)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: fmredis-bench [--smoke|--quick] [--seconds S] [--only WORKLOAD] "
-                 "[--csv FILE] [--json FILE]\n"
-                 "  --smoke    short runs, 1 and 8 clients, every reply still checked\n"
+    fprintf(out, "usage: fmredis-bench [--smoke|--quick] [--seconds S] [--only WORKLOAD|tls] "
+                 "[--clients N] [--csv FILE] [--json FILE]\n"
+                 "  --smoke    short runs, 1 and 8 clients (TLS rows: 8), every reply still "
+                 "checked\n"
                  "  --seconds  clock of each run (default 1.5, smoke 0.2)\n"
-                 "  --only     one of lock, cache, get_many, wake (the other measurements "
-                 "still run)\n"
-                 "  --clients  one client count instead of 1, 8, 32 and 128\n"
+                 "  --only     one of lock, cache, get_many, wake (no TLS rows then), or tls:\n"
+                 "             the TLS rows and no matrix; the hand-off, idle-client and "
+                 "large\n             get_many measurements run either way\n"
+                 "  --clients  one client count instead of 1, 8, 32 and 128 (the TLS rows' "
+                 "32 too)\n"
 
                  "  --csv/--json  result files (default " DEFAULT_DIR "/results.{csv,json})\n"
                  "$FMREDISD: the daemon to start (default build/fmredisd)\n");
@@ -169,45 +181,22 @@ static void read_loadavg(char *out, size_t cap)
 
 /* ---- servers ---- */
 
-static int daemon_ready(void *arg)
-{
-    fm_client *c = fm_connect(arg, 1000);
-    int up = 0;
-
-    if (c != NULL && fm_client_err(c) == FM_ERR_NONE && fm_ping(c, 1, &up) != FM_OK)
-        up = 0;
-    fm_client_free(c);
-    return up == 1;
-}
-
 static void start_servers(bench_env *env)
 {
-    static const char *const daemon_args[] = {
-        "--log_level", "info", "--lock_key_prefix", BENCH_LOCK_PREFIX,
-        "--cache_key_prefix", BENCH_CACHE_PREFIX, "--lock_release_channel",
-        BENCH_RELEASE_CHANNEL, "--wake_channel", BENCH_WAKE_CHANNEL, NULL};
     char err[BENCH_ERR_MAX];
-    long long subs = 0;
 
     if (fmt_redis_start(&redis, NULL) != 0)
         die("could not start redis-server");
     atexit(stop_servers);
-    if (fmt_daemon_start(&daemon_, redis.url, daemon_args) != 0)
+    if (fmt_daemon_start(&daemon_, redis.url, bench_daemon_args) != 0)
         die("could not start %s", fmt_daemon_path());
     env->redis_sock = redis.sock;
     env->daemon_sock = daemon_.sock;
     env->redis_pid = redis.pid;
     env->daemon_pid = daemon_.pid;
-    /* Up means its scripts are loaded; the release channel is subscribed
-     * on its other connection, which may come a moment later. */
-    if (!fmt_wait_until(daemon_ready, daemon_.sock, READY_TIMEOUT_MS))
-        die("fmredisd did not report Redis up (log: %s)", daemon_.log);
-    for (int64_t end = fmt_now_ms() + READY_TIMEOUT_MS; subs < 1; bench_sleep_ns(5000000)) {
-        if (bench_redis_numsub(env, BENCH_RELEASE_CHANNEL, &subs, err, sizeof(err)) != 0)
-            die("%s", err);
-        if (subs < 1 && fmt_now_ms() > end)
-            die("fmredisd did not subscribe to " BENCH_RELEASE_CHANNEL);
-    }
+    if (bench_daemon_await_up(env, READY_TIMEOUT_MS, err, sizeof(err)) != 0 ||
+        bench_redis_await_subscribers(env, 1, READY_TIMEOUT_MS, err, sizeof(err)) != 0)
+        die("%s (log: %s)", err, daemon_.log);
 }
 
 /* The fence table is built once, here, before any thread looks it up. */
@@ -281,18 +270,22 @@ static void big_get_many(const bench_env *env, bench_report *rep)
     bench_batch_free(&b);
 }
 
+/* path: the row's name, be->name unless the servers differ from the
+ * matrix's. */
 static bench_result run_one(const bench_env *env, const bench_workload *wl,
-                            const bench_backend *be, int clients, double seconds)
+                            const bench_backend *be, const char *path, int clients,
+                            double seconds)
 {
     char err[BENCH_ERR_MAX];
     bench_result res;
 
     if (bench_run_workload(env, wl, be, clients, seconds, &res, err, sizeof(err)) != 0)
-        die("%s, %d clients, %s path: %s", wl->name, clients, be->name, err);
+        die("%s, %d clients, %s path: %s", wl->name, clients, path, err);
     if (res.ops == 0)
-        die("%s, %d clients, %s path: no operation completed", wl->name, clients, be->name);
-    fprintf(stderr, "  %-8s %3d clients  %-6s  %9.0f ops/s  p50 %8.1f us\n", wl->name, clients,
-            be->name, res.ops_per_s, res.p50_us);
+        die("%s, %d clients, %s path: no operation completed", wl->name, clients, path);
+    res.path = path;
+    fprintf(stderr, "  %-8s %3d clients  %-10s  %9.0f ops/s  p50 %8.1f us\n", wl->name,
+            clients, path, res.ops_per_s, res.p50_us);
     return res;
 }
 
@@ -316,13 +309,54 @@ static void run_matrix(const bench_env *env, const options *o, bench_report *rep
             bench_result *d = &rep->results[rep->nresults++];
             bench_result *r = &rep->results[rep->nresults++];
 
-            *d = run_one(env, workloads[w], &bench_daemon, counts[i], o->seconds);
-            *r = run_one(env, workloads[w], &bench_direct, counts[i], o->seconds);
+            *d = run_one(env, workloads[w], &bench_daemon, "daemon", counts[i], o->seconds);
+            *r = run_one(env, workloads[w], &bench_direct, "direct", counts[i], o->seconds);
             d->ratio = r->ops_per_s > 0 ? d->ops_per_s / r->ops_per_s : 0;
         }
     }
     if (rep->nresults == 0)
         die("--only %s: no such workload", o->only);
+}
+
+/* The TLS rows, per workload daemon-tls, daemon-tcp, direct-tcp: the
+ * daemon over TCP and the direct path first, then the daemon over TLS.
+ * One daemon at a time, so that neither reads the other's release
+ * publications; on the direct rows the TCP daemon reads them, as the
+ * matrix's daemon does on its direct rows. */
+static void run_tls(const bench_env *matrix_env, const options *o, bench_report *rep)
+{
+    static const bench_workload *const wls[] = {&bench_wl_lock, &bench_wl_cache};
+    int clients = o->clients > 0 ? o->clients : o->smoke ? TLS_SMOKE_CLIENTS : TLS_CLIENTS;
+    bench_env env = *matrix_env;
+    char err[BENCH_ERR_MAX];
+
+    if (bench_tls_start(&env, err, sizeof(err)) != 0)
+        die("%s", err);
+    for (int tls = 0; tls <= 1; tls++) {
+        if (bench_tls_daemon_start(&env, tls, err, sizeof(err)) != 0 ||
+            (!tls && bench_redis_check_scripts(&env, err, sizeof(err)) != 0))
+            die("%s", err);
+        for (size_t w = 0; w < 2; w++) {
+            bench_result *r = &rep->tls[3 * w];
+
+            if (tls) {
+                r[0] = run_one(&env, wls[w], &bench_daemon, "daemon-tls", clients, o->seconds);
+            } else {
+                r[1] = run_one(&env, wls[w], &bench_daemon, "daemon-tcp", clients, o->seconds);
+                r[2] = run_one(&env, wls[w], &bench_direct, "direct-tcp", clients, o->seconds);
+            }
+        }
+        if (bench_tls_daemon_stop(&env, err, sizeof(err)) != 0)
+            die("%s", err);
+    }
+    bench_tls_stop();
+    for (size_t w = 0; w < 2; w++) {
+        bench_result *r = &rep->tls[3 * w];
+
+        r[0].ratio = r[0].ops_per_s / r[2].ops_per_s;
+        r[1].ratio = r[1].ops_per_s / r[2].ops_per_s;
+    }
+    rep->ntls = BENCH_TLS_ROWS;
 }
 
 static void handoffs(const bench_env *env, const options *o, bench_report *rep)
@@ -363,7 +397,10 @@ int main(int argc, char **argv)
         bench_populate(&env, &gm, err, sizeof(err)) != 0)
         die("populating get_many's executions: %s", err);
     env.get_many = &gm;
-    run_matrix(&env, &o, &rep);
+    if (o.only == NULL || strcmp(o.only, "tls") != 0)
+        run_matrix(&env, &o, &rep);
+    if (o.only == NULL || strcmp(o.only, "tls") == 0)
+        run_tls(&env, &o, &rep);
     handoffs(&env, &o, &rep);
     big_get_many(&env, &rep);
     if (stop_servers_status() != 0)

@@ -172,3 +172,22 @@ int bench_redis_numsub(const bench_env *env, const char *channel, long long *n, 
     redisFree(rc);
     return ok ? 0 : -1;
 }
+
+int bench_redis_await_subscribers(const bench_env *env, long long n, int timeout_ms,
+                                  char *err, size_t errlen)
+{
+    uint64_t end = bench_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    long long subs;
+
+    for (;;) {
+        if (bench_redis_numsub(env, BENCH_RELEASE_CHANNEL, &subs, err, errlen) != 0)
+            return -1;
+        if (subs == n)
+            return 0;
+        if (bench_now_ns() > end)
+            return bench_fail(err, errlen, "Redis counts %lld subscribers of "
+                              BENCH_RELEASE_CHANNEL " after %d ms, not %lld", subs,
+                              timeout_ms, n);
+        bench_sleep_ns(5000000);
+    }
+}

@@ -7,9 +7,9 @@
  * in an unchecked fixture: they then belong to the runner, and the
  * fixture's teardown removes them also when a test failed (and the
  * process's exit, when the fixture itself failed). A process has one set
- * at a time. Each helper
- * fails the running test, saying what went wrong, when it cannot do its
- * part. */
+ * at a time. Each helper fails the running test, saying what went wrong,
+ * when it cannot do its part (so the bench, bench/tls.c, runs them as a
+ * test of its own). */
 #ifndef FM_TOPO_TLS_H
 #define FM_TOPO_TLS_H
 
@@ -49,7 +49,8 @@ typedef struct fmt_tls_redis {
     int port;                   /* the TLS port on 127.0.0.1 */
     char url[64];               /* rediss://127.0.0.1:<port> */
     /* A plain port on 127.0.0.1 as well, for tests that check Redis over
-     * TCP (ops_suite.c); never the daemon's. */
+     * TCP (ops_suite.c) and the bench's daemon over plain TCP
+     * (bench/tls.c); never a test's daemon's. */
     int plain_port;
     char port_arg[16], plain_arg[16];
     const char *extra[16];
