@@ -37,7 +37,7 @@
  *     $REDIS_URL and the file's line accept the same URLs, with the same
  *     message (prefixed by where the URL came from) for those they
  *     refuse; except that a conflict between directives, found once all
- *     are read, may be one the URL makes or cures;
+ *     are read, may be one the URL makes, cures or changes;
  *   - after fm_config_carry_restart, only live directives differ from the
  *     running configuration; every fm_config_free afterwards is clean
  *     (ASan).
@@ -479,9 +479,11 @@ static void check_same_url(const fm_config *a, const fm_config *b)
  * l's prefix (where the URL came from). */
 static void check_same_refusal(const load *l, const load *alone, const char *prefix)
 {
-    size_t n = strlen(prefix), m = strlen(alone->err + 2);
+    size_t n, m;
 
     CHECK(l->cfg == NULL && alone->cfg == NULL);
+    n = strlen(prefix);
+    m = strlen(alone->err + 2);
     CHECK(strncmp(alone->err, "--", 2) == 0);
     CHECK(strncmp(l->err, prefix, n) == 0);
     CHECK(strlen(l->err) >= n + m && strcmp(l->err + strlen(l->err) - m, alone->err + 2) == 0);
@@ -503,6 +505,25 @@ static void check_with_url(const load *l, const load *alone, const char *prefix)
     } else {
         CHECK(strncmp(l->err, conf_path, strlen(conf_path)) != 0);
         CHECK(strncmp(l->err, "--", 2) != 0 && strncmp(l->err, "$REDIS_URL", 10) != 0);
+    }
+}
+
+/* The file alone was refused once every line was read: its directives
+ * conflict. A URL from the command line or the environment can make, cure
+ * or change such a conflict (redis_cluster_nodes with the database the URL
+ * names, redis_tls_* directives with its scheme), so the load may go
+ * either way; but no line of the file is to blame, and what it accepts is
+ * the URL alone's. */
+static void check_after_conflict(const load *l, const load *file0, const load *alone,
+                                 const char *prefix)
+{
+    CHECK(l->cfg != NULL || strncmp(l->err, conf_path, strlen(conf_path)) != 0);
+    if (l->cfg != NULL) {
+        CHECK(alone->cfg != NULL);
+        check_same_url(l->cfg, alone->cfg);
+    } else if (alone->cfg == NULL && strcmp(l->err, file0->err) != 0) {
+        /* A refusal that is not the file's conflict is the URL's own. */
+        check_same_refusal(l, alone, prefix);
     }
 }
 
@@ -532,15 +553,7 @@ static void check_sources(const input *in, const load *file0, const load *alone)
     if (named) {
         CHECK(l.cfg == NULL && strcmp(l.err, file0->err) == 0);
     } else if (file_failed) {
-        /* Every line was read, and the directives conflict. The URL can
-         * make or cure a conflict (redis_cluster_nodes with the database
-         * the URL names, TLS directives with its scheme), so the load may go either way; but no line of
-         * the file is to blame, and what it accepts is the URL alone's. */
-        CHECK(l.cfg != NULL || strncmp(l.err, conf_path, strlen(conf_path)) != 0);
-        if (l.cfg != NULL) {
-            CHECK(alone->cfg != NULL);
-            check_same_url(l.cfg, alone->cfg);
-        }
+        check_after_conflict(&l, file0, alone, "--");
     } else {
         check_with_url(&l, alone, "--");
     }
@@ -551,9 +564,7 @@ static void check_sources(const input *in, const load *file0, const load *alone)
     if (named || in_file || in->url.n == 0) {
         check_same(&l, file0);
     } else if (file_failed) {
-        CHECK(l.cfg == NULL);
-        if (strcmp(l.err, file0->err) != 0)
-            check_same_refusal(&l, alone, "$REDIS_URL: ");
+        check_after_conflict(&l, file0, alone, "$REDIS_URL: ");
     } else {
         check_with_url(&l, alone, "$REDIS_URL: ");
     }
