@@ -325,14 +325,20 @@ static int redis_answers(void *arg)
 
 static int redis_spawn(fmt_redis *r)
 {
-    const char *argv[32] = {"redis-server", "--port", "0", "--unixsocket", r->sock,
+    const char *argv[48] = {"redis-server", "--port", "0", "--unixsocket", r->sock,
                             "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
                             "--dir", r->dir, "--daemonize", "no"};
     char log[300];
     int n = 15;
 
-    for (int i = 0; r->extra && r->extra[i] && n < 31; i++)
+    for (int i = 0; r->extra && r->extra[i]; i++) {
+        /* Dropping one would start another server than the test asked for. */
+        if (n == (int)(sizeof(argv) / sizeof(argv[0])) - 1) {
+            fprintf(stderr, "harness: too many redis-server arguments\n");
+            return -1;
+        }
         argv[n++] = r->extra[i];
+    }
     argv[n] = NULL;
     snprintf(log, sizeof(log), "%s/redis.log", r->dir);
     r->pid = spawn(argv, log, NULL);
