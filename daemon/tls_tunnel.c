@@ -69,8 +69,6 @@ typedef struct send_req {
 /* Both read callbacks consume their buffer before returning. */
 static char rbuf[64 * 1024];
 
-static void pump(fm_tls_tunnel *t);
-
 static void on_closed(uv_handle_t *h)
 {
     fm_tls_tunnel *t = h->data;
