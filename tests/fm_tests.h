@@ -21,9 +21,9 @@ Suite *fm_suite_access(void);   /* test_access.c: socket_group with real users, 
 Suite *fm_suite_metrics(void);  /* test_metrics.c: stats' numbers, redis_info, --prometheus */
 Suite *fm_suite_slotmap(void);  /* test_slotmap.c: CLUSTER SLOTS replies, batches by slot */
 Suite *fm_suite_cluster(void);  /* test_cluster.c: key slots, slot map, faults on a real cluster */
-Suite *fm_suite_sentinel(void); /* test_sentinel.c: a Sentinel deployment, failovers */
+Suite *fm_suite_sentinel(void); /* test_sentinel.c: a Sentinel deployment, failovers, TLS */
 Suite *fm_suite_compat(void);   /* test_compat.c: one Redis shared with the published Node code */
-Suite *fm_suite_cluster_ops(void); /* test_cluster_ops.c: the daemon on a cluster, moves, a kill */
+Suite *fm_suite_cluster_ops(void); /* test_cluster_ops.c: a cluster: moves, a kill, TLS */
 Suite *fm_suite_tls(void);      /* test_tls.c: rediss://, certificate checks, mutual TLS */
 Suite *fm_suite_tls_tunnel(void); /* test_tls_tunnel.c: the TLS layer on its own */
 

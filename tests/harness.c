@@ -325,7 +325,8 @@ static int redis_answers(void *arg)
 
 static int redis_spawn(fmt_redis *r)
 {
-    const char *argv[48] = {"redis-server", "--port", "0", "--unixsocket", r->sock,
+    /* Room for a cluster node over TLS (topo_cluster.c): 51 in all. */
+    const char *argv[64] = {"redis-server", "--port", "0", "--unixsocket", r->sock,
                             "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
                             "--dir", r->dir, "--daemonize", "no"};
     char log[300];

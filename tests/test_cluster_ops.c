@@ -7,7 +7,10 @@
  * does not name, the subscription's node leaving the cluster, a master out
  * of the daemon's reach with hundreds of lock extensions waiting for it,
  * and a master SIGKILLed, or SIGSTOPped while asked for the slot map,
- * until its replica serves its slots.
+ * until its replica serves its slots. Over TLS (the nodes' bus,
+ * replication and MIGRATE too, the daemon given the TLS ports alone): the
+ * operations, one slot moved, and a seed whose certificate another CA
+ * signed.
  *
  * What the faults must not break: no two holders of one lock at once (the
  * workload of workload.c counts them), every get_many answered with the
@@ -44,6 +47,7 @@
 #define TCASE_TIMEOUT 90
 #define RECOVER_MS 20000    /* a master killed, until a lock in its slots is taken again */
 #define UP_MS 10000         /* a daemon reaching the cluster at start */
+#define TLS_UP_MS 30000     /* the same over TLS: a handshake under valgrind takes seconds */
 #define WINDOW_MS 400       /* how long a slot is held half moved, within a request's deadline */
 #define REQUEST_TIMEOUT "2000"
 #define REQUEST_TIMEOUT_MS 2000
@@ -51,26 +55,29 @@
 /* ---- the daemon on the cluster -------------------------------------------- */
 
 /* A daemon on the cluster c, with seeds (a redis_cluster_nodes value; NULL:
- * every member of c, up and in the cluster). */
+ * every member of c, up and in the cluster); over TLS when c is, checking
+ * the certificates against c's CA. */
 static void daemon_start(fmt_daemon *d, const fmt_cluster *c, const char *seeds, int wait_up)
 {
     char all[FMT_CLUSTER_MAX * 24] = "";
     const char *args[] = {"--redis_cluster_nodes", seeds, "--request_timeout_ms", REQUEST_TIMEOUT,
-                          "--reconnect_step_ms", "50", "--reconnect_max_ms", "500", NULL};
+                          "--reconnect_step_ms", "50", "--reconnect_max_ms", "500",
+                          c->tls != NULL ? "--redis_tls_ca_file" : NULL,
+                          c->tls != NULL ? c->tls->ca : NULL, NULL};
 
     if (seeds == NULL) {
         for (int i = 0; i < c->nnodes; i++)
             if (c->node[i].redis.pid > 0 && !c->node[i].detached && !c->node[i].stopped)
                 snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s127.0.0.1:%d",
-                         all[0] ? "," : "", c->node[i].port);
+                         all[0] ? "," : "", fmt_cluster_port(c, i));
         args[1] = all;
     }
-    /* redis_url supplies only credentials and the database here: a URL
-     * that could never connect proves the addresses come from the seeds. */
+    /* redis_url supplies only credentials and the database here (and
+     * rediss://, TLS on every connection): a URL that could never connect
+     * proves the addresses come from the seeds. */
+    wire_daemon_start(d, c->tls != NULL ? "rediss://127.0.0.1:1/0" : "redis://127.0.0.1:1/0", args);
     if (wait_up)
-        wire_daemon_up(d, "redis://127.0.0.1:1/0", args);
-    else
-        wire_daemon_start(d, "redis://127.0.0.1:1/0", args);
+        wl_await_ping(d->sock, "\"redis\":\"up\"", c->tls != NULL ? TLS_UP_MS : UP_MS);
 }
 
 /* The node that serves slot, as the first live node that answers sees it. */
@@ -428,6 +435,18 @@ static void moves_check(const moves *m, const fmt_cluster *c, fm_client *cl, int
     }
 }
 
+/* The workloads of the moves on d: four holders of the locks of keys, and
+ * a reader of the executions of b, once each has had its first answers. */
+static void workloads_start(wl_locks *w, wl_batch *rd, const fmt_daemon *d,
+                            const char *const *keys, int nkeys, const ops_batch *b)
+{
+    wl_locks_start(w, d->sock, keys, nkeys, 4);
+    wl_batch_start(rd, d->sock, (const char *const *)b->ids, (const char *const *)b->values,
+                   b->n);
+    wl_await_count(&w->taken, 20, UP_MS, "locks taken");
+    wl_await_count(&rd->complete, 5, UP_MS, "get_many answered");
+}
+
 /* Stops the workloads and asserts what they saw: no two holders of a lock
  * at once, no answer but the contract's outage errors, no wrong get_many. */
 static void workloads_stop(wl_locks *w, wl_batch *rd, const char *what)
@@ -447,6 +466,16 @@ static void workloads_stop(wl_locks *w, wl_batch *rd, const char *what)
                   "first: %s", atomic_load(&w->unexpected), w->why);
     ck_assert_msg(atomic_load(&rd->wrong) == 0, "%d wrong get_many answers, the first: %s",
                   atomic_load(&rd->wrong), rd->why);
+}
+
+/* Both workloads are served after the moves; then stopped and checked. */
+static void workloads_served_after(wl_locks *w, wl_batch *rd, const char *what)
+{
+    atomic_store(&w->mark, 1);
+    atomic_store(&rd->mark, 1);
+    wl_await_count(&w->taken_after, 10, RECOVER_MS, "locks taken after the moves");
+    wl_await_count(&rd->complete_after, 3, RECOVER_MS, "get_many answered after the moves");
+    workloads_stop(w, rd, what);
 }
 
 /* What shows that the daemon followed redirections: its own count of
@@ -532,23 +561,13 @@ START_TEST(test_slots_move_under_load)
     moves_plan(&m, &shared);
     ops_batch_store(c, &m.b);
     batch_on_owners(&shared, &m.b, NULL);
-    wl_locks_start(&w, d.sock, (const char *const[]){m.lock_keys[0], m.lock_keys[1],
-                                                      m.lock_keys[2]}, 3, 4);
-    wl_batch_start(&rd, d.sock, (const char *const *)m.b.ids, (const char *const *)m.b.values,
-                   m.b.n);
-    wl_await_count(&w.taken, 20, UP_MS, "locks taken");
-    wl_await_count(&rd.complete, 5, UP_MS, "get_many answered");
-
+    workloads_start(&w, &rd, &d, (const char *const[]){m.lock_keys[0], m.lock_keys[1],
+                                                         m.lock_keys[2]}, 3, &m.b);
     redirects_now(&shared, d.sock, &w, &rd, &before);
     moves_run(&m, &shared, &rd);
     redirects_now(&shared, d.sock, &w, &rd, &after);
     redirects_followed(&before, &after);
-    /* Served after the moves. */
-    atomic_store(&w.mark, 1);
-    atomic_store(&rd.mark, 1);
-    wl_await_count(&w.taken_after, 10, RECOVER_MS, "locks taken after the moves");
-    wl_await_count(&rd.complete_after, 3, RECOVER_MS, "get_many answered after the moves");
-    workloads_stop(&w, &rd, "while slots moved");
+    workloads_served_after(&w, &rd, "while slots moved");
 
     moves_check(&m, &shared, c, owners);
     ops_expect_batch(c, &m.b, NULL, 0);
@@ -1278,6 +1297,138 @@ START_TEST(test_stopped_master_does_not_freeze_the_map)
 }
 END_TEST
 
+/* ---- over TLS ---------------------------------------------------------------- */
+
+static fmt_tls_certs certs;
+static fmt_cluster tls_shared;
+
+static void tls_up(void)
+{
+    fmt_tls_certs_make(&certs);
+    ck_assert_msg(fmt_cluster_start_tls(&tls_shared, &certs) == 0,
+                  "the cluster over TLS did not start");
+    fprintf(stderr, "cluster_ops: six nodes over TLS started and settled in %lld ms\n",
+            (long long)tls_shared.start_ms);
+}
+
+static void tls_down(void)
+{
+    fmt_cluster_stop(&tls_shared);
+    fmt_tls_certs_remove(&certs);
+}
+
+/* Whether the daemon reaches c by TLS alone: no application comes in
+ * through a node's plain port (the test's own connections, closed, may
+ * take a moment to go), and through the TLS ports come the daemon's
+ * command links, one to each master, and its pub/sub link to one node. */
+static int daemon_on_tls_only(void *arg)
+{
+    const fmt_cluster *c = arg;
+    int masters[FMT_CLUSTER_MAX], n = fmt_cluster_masters(c, masters);
+    int apps[FMT_CLUSTER_MAX] = {0}, all = 0;
+
+    for (int i = 0; i < c->nnodes; i++) {
+        if (!fmt_tls_only(fmt_cluster_connect(c, i), c->node[i].port, c->node[i].tls_port,
+                          &apps[i]))
+            return 0;
+        all += apps[i];
+    }
+    for (int k = 0; k < n; k++)
+        if (apps[masters[k]] == 0)
+            return 0;
+    return n == 3 && all >= n + 1;
+}
+
+/* Given the TLS ports of the nodes alone as seeds and a rediss:// URL, the
+ * daemon verifies each certificate against the CA, learns the masters'
+ * TLS ports from CLUSTER SLOTS, and every operation lands on the master
+ * of its key's slot; CLIENT LIST shows the daemon only on TLS ports. */
+START_TEST(test_operations_over_tls_reach_the_master_of_each_slot)
+{
+    fmt_daemon d;
+    ops_redis r = cluster_redis(&tls_shared);
+
+    daemon_start(&d, &tls_shared, NULL, 1);
+    ops_suite_run(&d, &r);
+    ck_assert_msg(fmt_wait_until(daemon_on_tls_only, &tls_shared, TLS_UP_MS),
+                  "within %d ms, CLIENT LIST did not show the daemon on the TLS ports alone",
+                  TLS_UP_MS);
+    ck_assert_int_eq(fmt_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* One slot moved by hand over TLS (move_slot_slowly) while its
+ * executions are read, with a lock held in it: the nodes answer ASK, then
+ * MOVED, naming the TLS port of the slot's new owner, and the daemon
+ * follows both there. The lock, released after the move, and taken again,
+ * is on that owner, as are the executions. The lock workers hold a lock
+ * of a slot that stays: what they take while the slot moves shows the
+ * daemon serving the rest meanwhile (a lock of the moving slot, released
+ * while its keys are half moved, would stay taken for its TTL). */
+START_TEST(test_slot_moved_over_tls_is_followed)
+{
+    const char *tag = "tlsmv";
+    unsigned slot = fm_slot(tag, strlen(tag));
+    int src = slot_owner(&tls_shared, slot), dst = next_master(&tls_shared, src), owners[5];
+    char lock_key[32], rkey[48], stays[48];
+    ops_batch b = {0};
+    redirects before, after;
+    fmt_daemon d;
+    fm_client *c;
+    wl_locks w;
+    wl_batch rd;
+    fm_lock l;
+
+    daemon_start(&d, &tls_shared, NULL, 1);
+    c = fmt_client(&d);
+    for (int k = 0; k < 5; k++)
+        ops_batch_add(&b, "{%s}:%d", tag, k);
+    snprintf(lock_key, sizeof(lock_key), "{%s}:mx", tag);
+    ops_rkey(rkey, sizeof(rkey), "fm:lock:", lock_key);
+    ops_batch_store(c, &b);
+    ck_assert_int_eq(wl_try_lock(c, lock_key, &l, REQUEST_TIMEOUT_MS), 1);
+    ck_assert(wl_exists_on(tls_shared.node[src].port, rkey));
+    ops_rkey(stays, sizeof(stays), "fm:lock:", "tls:stays");
+    ck_assert_uint_ne(fm_slot(stays, strlen(stays)), slot);
+    workloads_start(&w, &rd, &d, (const char *const[]){"tls:stays"}, 1, &b);
+
+    redirects_now(&tls_shared, d.sock, &w, &rd, &before);
+    move_slot_slowly(&tls_shared, &rd, slot, dst, WINDOW_MS);
+    redirects_now(&tls_shared, d.sock, &w, &rd, &after);
+    redirects_followed(&before, &after);
+    workloads_served_after(&w, &rd, "while a slot moved over TLS");
+
+    batch_on_owners(&tls_shared, &b, owners);
+    for (size_t i = 0; i < b.n; i++)
+        ck_assert_msg(owners[i] == dst, "%s is on node %d, not %d", b.ids[i], owners[i], dst);
+    fmt_ok(c, fm_lock_release(c, lock_key, l.token, NULL, NULL), "release");
+    ck_assert(!wl_exists_on(tls_shared.node[dst].port, rkey));
+    ck_assert_int_eq(wl_try_lock(c, lock_key, &l, REQUEST_TIMEOUT_MS), 1);
+    ck_assert(wl_exists_on(tls_shared.node[dst].port, rkey));
+    ops_batch_free(&b);
+    fm_client_free(c);
+    ck_assert_int_eq(fmt_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* A seed whose certificate another CA signed is refused, and ping says
+ * why. A TLS redis-server stands in for the node: the handshake fails
+ * before any command. */
+START_TEST(test_seed_of_another_ca_is_refused_as_unknown_ca)
+{
+    fmt_tls_redis other;
+    fmt_daemon d;
+    char seeds[32];
+
+    fmt_tls_redis_start(&other, &certs, FMT_TLS_OTHER_CA, 0);
+    snprintf(seeds, sizeof(seeds), "127.0.0.1:%d", other.port);
+    daemon_start(&d, &tls_shared, seeds, 0);
+    wl_await_ping(d.sock, "signed by an unknown CA", TLS_UP_MS);
+    ck_assert_int_eq(fmt_daemon_stop(&d), 0);
+    fmt_redis_stop(&other.r);
+}
+END_TEST
+
 Suite *fm_suite_cluster_ops(void)
 {
     Suite *s = suite_create("cluster_ops");
@@ -1304,5 +1455,9 @@ Suite *fm_suite_cluster_ops(void)
     tcase_add_test(tc, test_stopped_master_does_not_freeze_the_map);
     tc = fmt_tcase(s, "formed_later", NULL, NULL, TCASE_TIMEOUT);
     tcase_add_test(tc, test_cluster_formed_after_start_is_served);
+    tc = fmt_tcase(s, "tls", tls_up, tls_down, TCASE_TIMEOUT);
+    tcase_add_test(tc, test_operations_over_tls_reach_the_master_of_each_slot);
+    tcase_add_test(tc, test_slot_moved_over_tls_is_followed);
+    tcase_add_test(tc, test_seed_of_another_ca_is_refused_as_unknown_ca);
     return s;
 }

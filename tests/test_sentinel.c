@@ -4,7 +4,10 @@
  * is down or stopped, a wrong sentinel password or master name, and the
  * two failovers, SENTINEL FAILOVER and a SIGKILL of the master; then
  * SENTINEL FAILOVER that the daemon never hears announced, its watched
- * sentinel being stopped, and one past a sentinel that lags.
+ * sentinel being stopped, and one past a sentinel that lags. Over TLS
+ * (every server and sentinel serving TLS and speaking it to the others,
+ * the daemon given the TLS ports alone): the operations, SENTINEL
+ * FAILOVER, and a sentinel whose certificate another CA signed.
  *
  * The bounds. A failover takes the sentinels' own time: down-after
  * (FMT_SENTINEL_DOWN_MS) to find a killed master down, an election, the
@@ -38,6 +41,7 @@
 #define TCASE_TIMEOUT 90
 #define RECOVER_MS 20000    /* a failover, from the fault to a lock on the new master */
 #define UP_MS 10000         /* a daemon reaching the master at start */
+#define TLS_UP_MS 30000     /* the same over TLS: a handshake under valgrind takes seconds */
 #define FOLLOW_MS 8000      /* an unannounced failover to the daemon on the new master: 6 s, and slack */
 #define HOLD_MS 3000        /* three of the daemon's checks */
 #define REQUEST_TIMEOUT "2000"
@@ -47,7 +51,8 @@
 /* ---- the daemon on the sentinels ---------------------------------------- */
 
 /* A daemon that finds its master through t's sentinels (list: the
- * redis_sentinels value; NULL: t's three), with more arguments in extra. */
+ * redis_sentinels value; NULL: t's three), with more arguments in extra;
+ * over TLS when t is, checking the certificates against t's CA. */
 static void daemon_start(fmt_daemon *d, const fmt_sentinel_topo *t, const char *list,
                          const char *password, const char *master, int wait_up)
 {
@@ -61,21 +66,36 @@ static void daemon_start(fmt_daemon *d, const fmt_sentinel_topo *t, const char *
         args[n++] = "--redis_sentinel_password";
         args[n++] = password;
     }
+    if (t->tls != NULL) {
+        args[n++] = "--redis_tls_ca_file";
+        args[n++] = t->tls->ca;
+    }
     args[n] = NULL;
-    /* redis_url supplies only credentials and the database here: a URL
-     * that could never connect proves the address comes from the sentinels. */
+    /* redis_url supplies only credentials and the database here (and
+     * rediss://, TLS on every connection): a URL that could never connect
+     * proves the address comes from the sentinels. */
+    wire_daemon_start(d, t->tls != NULL ? "rediss://127.0.0.1:1/0" : "redis://127.0.0.1:1/0", args);
     if (wait_up)
-        wire_daemon_up(d, "redis://127.0.0.1:1/0", args);
-    else
-        wire_daemon_start(d, "redis://127.0.0.1:1/0", args);
+        wl_await_ping(d->sock, "\"redis\":\"up\"", t->tls != NULL ? TLS_UP_MS : UP_MS);
 }
 
+/* The master's port as sentinel 1 names it (its TLS port over TLS). */
 static int master_port(const fmt_sentinel_topo *t)
 {
     int port = fmt_sentinel_master_port(t, 1);
 
     ck_assert_msg(port > 0, "sentinel 1 names no master");
     return port;
+}
+
+/* The plain port of the server that listens on port: the test's own
+ * commands go there. */
+static int plain_port(const fmt_sentinel_topo *t, int port)
+{
+    int i = fmt_sentinel_node_of(t, port);
+
+    ck_assert_msg(i >= 0, "no server of the topology listens on %d", port);
+    return t->redis_port[i];
 }
 
 /* ---- operations ---------------------------------------------------------- */
@@ -94,44 +114,56 @@ static void shared_down(void)
 }
 
 /* The Sentinel deployment's Redis side for the operations suite
- * (ops_suite.h): every key on the master the sentinels name (arg: its
- * port), a subscriber on the master or its replica. */
+ * (ops_suite.h): every key on the master the sentinels name, a subscriber
+ * on the master or its replica. */
+typedef struct sentinel_side {
+    const fmt_sentinel_topo *t;
+    int port;                   /* the master's plain port */
+} sentinel_side;
+
 static int master_port_of(void *arg, const char *rkey)
 {
     (void)rkey;
-    return *(const int *)arg;
+    return ((const sentinel_side *)arg)->port;
 }
 
 static long long sentinel_subscribers(void *arg, const char *channel)
 {
+    const fmt_sentinel_topo *t = ((const sentinel_side *)arg)->t;
     long long n = 0;
 
-    (void)arg;
     for (int i = 0; i < 2; i++) {
-        redisContext *c = fmt_tcp_connect(shared.redis_port[i]);
+        redisContext *c = fmt_tcp_connect(t->redis_port[i]);
 
-        ck_assert_msg(c != NULL, "cannot reach redis on %d", shared.redis_port[i]);
+        ck_assert_msg(c != NULL, "cannot reach redis on %d", t->redis_port[i]);
         n += wire_redis_numsub(c, channel);
         redisFree(c);
     }
     return n;
 }
 
-/* Every operation, each checked on the master; wake.signal's PUBLISH runs
- * there, where the daemon's subscription is, so it counts one at least. */
+/* Every operation through the daemon d on t, each checked on the master;
+ * wake.signal's PUBLISH runs there, where the daemon's subscription is,
+ * so it counts one at least. */
+static void operations_on(const fmt_sentinel_topo *t, const fmt_daemon *d)
+{
+    int named = master_port(t);
+    sentinel_side side = {t, plain_port(t, named)};
+    ops_redis r = {.port_of = master_port_of, .subscribers = sentinel_subscribers,
+                   .arg = &side, .masters = 1, .min_receivers = 1,
+                   .request_timeout_ms = REQUEST_TIMEOUT_MS};
+
+    ck_assert_int_eq(fmt_sentinel_node_of(t, named), 0);
+    ops_suite_run(d, &r);
+    ck_assert_int_eq(fmt_sentinel_master_port(t, 0), named);
+}
+
 START_TEST(test_operations_reach_the_master_the_sentinels_name)
 {
     fmt_daemon d;
-    int port;
-    ops_redis r = {.port_of = master_port_of, .subscribers = sentinel_subscribers,
-                   .arg = &port, .masters = 1, .min_receivers = 1,
-                   .request_timeout_ms = REQUEST_TIMEOUT_MS};
 
     daemon_start(&d, &shared, NULL, SENTINEL_PASSWORD, NULL, 1);
-    port = master_port(&shared);
-    ck_assert_int_eq(fmt_sentinel_node_of(&shared, port), 0);
-    ops_suite_run(&d, &r);
-    ck_assert_int_eq(fmt_sentinel_master_port(&shared, 0), port);
+    operations_on(&shared, &d);
     ck_assert_int_eq(fmt_daemon_stop(&d), 0);
 }
 END_TEST
@@ -272,9 +304,10 @@ static int64_t await_locks_on(fm_client *c, int port, int64_t t0, int n)
  * Through the outage a probe (workload.h's wl_probe) sends an acquire
  * after another: each answered within request_timeout_ms and a slack,
  * with a lock (on the new master, once the daemon is there) or
- * redis_unavailable, never hanging, never going to a replica. */
+ * redis_unavailable, never hanging, never going to a replica. Over TLS
+ * with the certificates tls (NULL: plain). */
 static void failover(void (*fault)(fmt_sentinel_topo *t, int old), const char *what,
-                     int exclusive)
+                     int exclusive, const fmt_tls_certs *tls)
 {
     fmt_sentinel_topo t;
     fmt_daemon d;
@@ -286,7 +319,7 @@ static void failover(void (*fault)(fmt_sentinel_topo *t, int old), const char *w
     int64_t t0, first;
     int old, now;
 
-    ck_assert_int_eq(fmt_sentinel_start(&t, NULL), 0);
+    ck_assert_int_eq(fmt_sentinel_start_tls(&t, NULL, tls), 0);
     daemon_start(&d, &t, NULL, NULL, NULL, 1);
     old = master_port(&t);
     c = fmt_client(&d);
@@ -298,7 +331,8 @@ static void failover(void (*fault)(fmt_sentinel_topo *t, int old), const char *w
     wl_locks_start(&w, d.sock, (const char *const[]){"sentinel:mx"}, 1, 3);
     wl_await_count(&w.taken, 10, RECOVER_MS, "locks taken");
     /* The replica is the only node the sentinels can promote. */
-    link_up_line(up_line, sizeof(up_line), t.redis_port[1 - fmt_sentinel_node_of(&t, old)]);
+    link_up_line(up_line, sizeof(up_line),
+                 fmt_sentinel_port(&t, 1 - fmt_sentinel_node_of(&t, old)));
     wl_probe_start(&probe);
     wl_await_count(&probe.attempts, 3, RECOVER_MS, "probe's acquires before the fault");
 
@@ -312,12 +346,12 @@ static void failover(void (*fault)(fmt_sentinel_topo *t, int old), const char *w
     /* Once the daemon has heard of the switch, no write goes elsewhere. */
     await_link_on(&d, now, t0, RECOVER_MS);
     atomic_store(&w.mark, 1);
-    first = await_locks_on(c, now, t0, 20);
+    first = await_locks_on(c, plain_port(&t, now), t0, 20);
     fprintf(stderr, "sentinel: recovered from %s in %lld ms (sentinels switched, daemon on "
             "the new master, a lock taken there)\n", what, (long long)first);
     wl_await_count(&probe.taken_up, 4, RECOVER_MS, "probe's locks on the new master");
     wl_probe_stop(&probe);
-    wl_probe_check(&probe, now, what);
+    wl_probe_check(&probe, plain_port(&t, now), what);
 
     wl_await_resubscribed(sub, RECOVER_MS);
     fmt_ok(pub, fm_wake_signal(pub, "after", "sen:wake", NULL), "signal after");
@@ -371,7 +405,7 @@ static void kill_master(fmt_sentinel_topo *t, int old)
  * then (docs/SCALING.md): counted, not asserted. */
 START_TEST(test_sentinel_failover_is_followed)
 {
-    failover(sentinel_failover, "SENTINEL FAILOVER", 0);
+    failover(sentinel_failover, "SENTINEL FAILOVER", 0, NULL);
 }
 END_TEST
 
@@ -380,7 +414,7 @@ END_TEST
  * must never see two holders. */
 START_TEST(test_killed_master_is_replaced)
 {
-    failover(kill_master, "a SIGKILL of the master", 1);
+    failover(kill_master, "a SIGKILL of the master", 1, NULL);
 }
 END_TEST
 
@@ -504,6 +538,92 @@ START_TEST(test_lagging_sentinel_is_outvoted)
 }
 END_TEST
 
+/* ---- over TLS -------------------------------------------------------------- */
+
+static fmt_tls_certs certs;
+
+static void certs_up(void)
+{
+    fmt_tls_certs_make(&certs);
+}
+
+static void certs_down(void)
+{
+    fmt_tls_certs_remove(&certs);
+}
+
+/* Whether the daemon reaches t by TLS alone: on every server and sentinel
+ * no application comes in through the plain port (the test's own
+ * connections, closed, may take a moment to go), and through the TLS
+ * ports come the daemon's two links to the master, none to the replica,
+ * and its questions to two sentinels at least (the majority it asks
+ * before it connects, whose connections stay open). */
+static int daemon_on_tls_only(void *arg)
+{
+    const fmt_sentinel_topo *t = arg;
+    int m = fmt_sentinel_node_of(t, fmt_sentinel_master_port(t, 1)), apps[2] = {0, 0};
+    int sentinels = 0;
+
+    for (int i = 0; i < 2; i++)
+        if (!fmt_tls_only(fmt_tcp_connect(t->redis_port[i]), t->redis_port[i],
+                          t->redis_tls_port[i], &apps[i]))
+            return 0;
+    for (int i = 0; i < 3; i++)
+        if (!fmt_tls_only(fmt_sentinel_connect(t, i), t->sentinel_port[i],
+                          t->sentinel_tls_port[i], &sentinels))
+            return 0;
+    return m >= 0 && apps[m] >= 2 && apps[1 - m] == 0 && sentinels >= 2;
+}
+
+/* Given the sentinels' TLS ports alone and a rediss:// URL, the daemon
+ * verifies each certificate against the CA; the sentinels (with a
+ * password) name the master's TLS port. Every operation lands on that
+ * master, and CLIENT LIST shows the daemon only on the TLS ports. */
+START_TEST(test_operations_over_tls_reach_the_master_the_sentinels_name)
+{
+    fmt_sentinel_topo t;
+    fmt_daemon d;
+
+    ck_assert_int_eq(fmt_sentinel_start_tls(&t, SENTINEL_PASSWORD, &certs), 0);
+    ck_assert_int_eq(master_port(&t), t.redis_tls_port[0]);
+    daemon_start(&d, &t, NULL, SENTINEL_PASSWORD, NULL, 1);
+    operations_on(&t, &d);
+    ck_assert_msg(fmt_wait_until(daemon_on_tls_only, &t, TLS_UP_MS),
+                  "within %d ms, CLIENT LIST did not show the daemon on the TLS ports alone",
+                  TLS_UP_MS);
+    ck_assert_int_eq(fmt_daemon_stop(&d), 0);
+    fmt_sentinel_stop(&t);
+}
+END_TEST
+
+/* The failover of test_sentinel_failover_is_followed with every server,
+ * sentinel and connection on TLS: the sentinels announce the new master's
+ * TLS port, and the daemon's log names it once it is there. */
+START_TEST(test_sentinel_failover_over_tls_is_followed)
+{
+    failover(sentinel_failover, "SENTINEL FAILOVER over TLS", 0, &certs);
+}
+END_TEST
+
+/* A sentinel whose certificate another CA signed is refused, and ping
+ * says why. A TLS redis-server stands in for it: the handshake fails
+ * before any command. */
+START_TEST(test_sentinel_of_another_ca_is_refused_as_unknown_ca)
+{
+    fmt_sentinel_topo none = {.tls = &certs};
+    fmt_tls_redis other;
+    fmt_daemon d;
+    char list[32];
+
+    fmt_tls_redis_start(&other, &certs, FMT_TLS_OTHER_CA, 0);
+    snprintf(list, sizeof(list), "127.0.0.1:%d", other.port);
+    daemon_start(&d, &none, list, NULL, NULL, 0);
+    wl_await_ping(d.sock, "signed by an unknown CA", TLS_UP_MS);
+    ck_assert_int_eq(fmt_daemon_stop(&d), 0);
+    fmt_redis_stop(&other.r);
+}
+END_TEST
+
 Suite *fm_suite_sentinel(void)
 {
     Suite *s = suite_create("sentinel");
@@ -519,5 +639,9 @@ Suite *fm_suite_sentinel(void)
     tcase_add_test(tc, test_killed_master_is_replaced);
     tcase_add_test(tc, test_failover_behind_a_stopped_watched_sentinel_is_followed);
     tcase_add_test(tc, test_lagging_sentinel_is_outvoted);
+    tc = fmt_tcase(s, "tls", certs_up, certs_down, TCASE_TIMEOUT);
+    tcase_add_test(tc, test_operations_over_tls_reach_the_master_the_sentinels_name);
+    tcase_add_test(tc, test_sentinel_failover_over_tls_is_followed);
+    tcase_add_test(tc, test_sentinel_of_another_ca_is_refused_as_unknown_ca);
     return s;
 }

@@ -17,7 +17,13 @@
  *
  * A node taken out of the cluster but left up (fmt_cluster_detach) stays
  * in the table, for the test to talk to, but is no member: what waits for
- * the members to agree passes it over. */
+ * the members to agree passes it over.
+ *
+ * Over TLS, each node's TLS port comes from the same range, and its bus
+ * stays at port + 10000 (--cluster-port): tls-cluster would move it to
+ * tls-port + 10000, which the choice of ports does not check, while
+ * `redis-cli --cluster create` and CLUSTER MEET, given the plain port,
+ * take port + 10000 for the bus. */
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -61,7 +67,7 @@ static int pick_port(const fmt_cluster *c, int taken, unsigned *seed)
         int port = PORT_LOW + (int)(rand_r(seed) % (PORT_HIGH - PORT_LOW + 1)), dup = 0;
 
         for (int i = 0; i < taken; i++)
-            dup |= c->node[i].port == port;
+            dup |= c->node[i].port == port || c->node[i].tls_port == port;
         if (!dup && port_bindable(port) && port_bindable(port + BUS_OFFSET))
             return port;
     }
@@ -72,30 +78,44 @@ static unsigned port_seed(void)
     return (unsigned)getpid() ^ (unsigned)time(NULL);
 }
 
-static void set_args(fmt_cluster_node *n)
+static void set_args(fmt_cluster_node *n, const fmt_tls_certs *tls)
 {
     const char *args[] = {"--port", n->port_arg, "--bind", "127.0.0.1",
                           "--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
                           "--cluster-replica-validity-factor", "0",
                           "--repl-diskless-sync-delay", "0", "--repl-ping-replica-period", "1",
                           "--cluster-allow-replica-migration", "no", NULL};
+    int k = (int)(sizeof(args) / sizeof(args[0])) - 1;
 
     snprintf(n->port_arg, sizeof(n->port_arg), "%d", n->port);
     memcpy(n->args, args, sizeof(args));
+    if (tls == NULL)
+        return;
+    snprintf(n->bus_port_arg, sizeof(n->bus_port_arg), "%d", n->port + BUS_OFFSET);
+    snprintf(n->tls_port_arg, sizeof(n->tls_port_arg), "%d", n->tls_port);
+    n->args[k++] = "--cluster-port";
+    n->args[k++] = n->bus_port_arg;
+    n->args[fmt_tls_topo_args(n->args, k, tls, n->tls_port_arg, 1)] = NULL;
 }
 
-/* Starts n on port, alone: no slot, no other node. */
-static int spawn_node(fmt_cluster_node *n, int port)
+/* Starts n on port (and tls_port over TLS), alone: no slot, no other
+ * node. */
+static int spawn_node(fmt_cluster_node *n, int port, int tls_port, const fmt_tls_certs *tls)
 {
     n->port = port;
-    set_args(n);
+    n->tls_port = tls_port;
+    set_args(n, tls);
     return fmt_redis_start(&n->redis, n->args);
 }
 
-/* Starts node i on a port of its own, alone. */
+/* Starts node i on ports of its own, alone. */
 static int start_node(fmt_cluster *c, int i, unsigned *seed)
 {
-    return spawn_node(&c->node[i], pick_port(c, i, seed));
+    int port = pick_port(c, i, seed), tls_port = 0;
+
+    while (c->tls != NULL && (tls_port == 0 || tls_port == port))
+        tls_port = pick_port(c, i, seed);
+    return spawn_node(&c->node[i], port, tls_port, c->tls);
 }
 
 int fmt_cluster_start_lone(fmt_cluster_node *n)
@@ -104,7 +124,7 @@ int fmt_cluster_start_lone(fmt_cluster_node *n)
 
     for (int attempt = 0; attempt < START_ATTEMPTS; attempt++) {
         memset(n, 0, sizeof(*n));
-        if (spawn_node(n, pick_port(NULL, 0, &seed)) == 0)
+        if (spawn_node(n, pick_port(NULL, 0, &seed), 0, NULL) == 0)
             return 0;
     }
     return -1;
@@ -117,6 +137,11 @@ redisContext *fmt_cluster_connect(const fmt_cluster *c, int i)
     if (i < 0 || i >= c->nnodes || c->node[i].redis.pid <= 0 || c->node[i].stopped)
         return NULL;
     return fmt_redis_connect(&c->node[i].redis);
+}
+
+int fmt_cluster_port(const fmt_cluster *c, int i)
+{
+    return c->tls != NULL ? c->node[i].tls_port : c->node[i].port;
 }
 
 /* Node i is up, answers, and is in the cluster (not detached). */
@@ -335,9 +360,10 @@ static int read_ids(fmt_cluster *c, int first, int last)
     return 0;
 }
 
-/* Starts the six nodes, and joins them into a cluster when join says so,
- * each in up to START_ATTEMPTS tries on other ports. */
-static int start(fmt_cluster *c, int join)
+/* Starts the six nodes (over TLS with tls), and joins them into a
+ * cluster when join says so, each in up to START_ATTEMPTS tries on other
+ * ports. */
+static int start(fmt_cluster *c, int join, const fmt_tls_certs *tls)
 {
     int64_t t0 = fmt_now_ms();
     unsigned seed = port_seed();
@@ -347,6 +373,7 @@ static int start(fmt_cluster *c, int join)
 
         memset(c, 0, sizeof(*c));
         c->nnodes = FMT_CLUSTER_NODES;
+        c->tls = tls;
         for (int i = 0; i < FMT_CLUSTER_NODES && rc == 0; i++)
             rc = start_node(c, i, &seed);
         if (rc == 0 && read_ids(c, 0, FMT_CLUSTER_NODES - 1) == 0
@@ -361,12 +388,17 @@ static int start(fmt_cluster *c, int join)
 
 int fmt_cluster_start(fmt_cluster *c)
 {
-    return start(c, 1);
+    return start(c, 1, NULL);
+}
+
+int fmt_cluster_start_tls(fmt_cluster *c, const fmt_tls_certs *tls)
+{
+    return start(c, 1, tls);
 }
 
 int fmt_cluster_start_nodes(fmt_cluster *c)
 {
-    return start(c, 0);
+    return start(c, 0, NULL);
 }
 
 int fmt_cluster_create(fmt_cluster *c)
@@ -454,12 +486,15 @@ int fmt_cluster_move_begin(fmt_cluster *c, unsigned slot, int dst)
                ? 0 : -1;
 }
 
-/* MIGRATEs keys (a GETKEYSINSLOT reply) from src to dst. */
+/* MIGRATEs keys (a GETKEYSINSLOT reply) from src to dst: to its TLS port
+ * over TLS, since a node with tls-cluster sends MIGRATE by TLS. */
 static int migrate(fmt_cluster *c, int src, int dst, const redisReply *keys)
 {
     const char *argv[8 + MIGRATE_BATCH];
     size_t lens[8 + MIGRATE_BATCH];
-    const char *head[] = {"MIGRATE", "127.0.0.1", c->node[dst].port_arg, "", "0", "5000", "KEYS"};
+    const char *head[] = {"MIGRATE", "127.0.0.1",
+                          c->tls != NULL ? c->node[dst].tls_port_arg : c->node[dst].port_arg,
+                          "", "0", "5000", "KEYS"};
     redisContext *ctx = fmt_cluster_connect(c, src);
     redisReply *r;
     int n = 0;
@@ -645,7 +680,8 @@ static int fail_master(fmt_cluster *c, int i, int sig, int timeout_ms)
     char line[64];
     long slot = -1;
 
-    snprintf(line, sizeof(line), "master_port:%d\r\n", c->node[i].port);
+    /* A replica names its master's port as it reaches it: TLS over TLS. */
+    snprintf(line, sizeof(line), "master_port:%d\r\n", fmt_cluster_port(c, i));
     for (int j = 0; j < c->nnodes; j++)
         if (j != i && node_says(c, j, "INFO", "replication", line))
             p.replicas[p.nreplicas++] = j;

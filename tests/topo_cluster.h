@@ -11,7 +11,14 @@
  * test's own commands, and the harness's clean-up, so the nodes die with
  * the process that started them also when a test fails (PR_SET_PDEATHSIG:
  * Check's fork mode ends a failed test with _exit, no exit handlers). As
- * with any fmt_redis, a failed test leaves its nodes' directories behind. */
+ * with any fmt_redis, a failed test leaves its nodes' directories behind.
+ *
+ * Over TLS (fmt_cluster_start_tls) every node also serves TLS on a port of
+ * its own, and the nodes speak only TLS to each other: the cluster bus,
+ * replication and MIGRATE. With tls-cluster, Redis 7.0 names each node by
+ * the port of the asker's kind in CLUSTER SLOTS, MOVED and ASK: the TLS
+ * ports to a TLS client, the plain ports to a plain one, so that the
+ * helpers here, on the plain ports and Unix sockets, work the same. */
 #ifndef FM_TOPO_CLUSTER_H
 #define FM_TOPO_CLUSTER_H
 
@@ -20,6 +27,7 @@
 #include <hiredis/hiredis.h>
 
 #include "harness.h"
+#include "topo_tls.h"
 
 #define FMT_CLUSTER_NODES 6      /* what a start makes */
 #define FMT_CLUSTER_MAX 8        /* room for nodes added later */
@@ -28,9 +36,10 @@
 typedef struct fmt_cluster_node {
     fmt_redis redis;
     int port;                       /* TCP; its cluster bus is port + 10000 */
+    int tls_port;                   /* over TLS, else 0 */
     char id[FMT_CLUSTER_ID_MAX + 1];
-    char port_arg[8];
-    const char *args[18];           /* redis-server's extra arguments */
+    char port_arg[8], tls_port_arg[8], bus_port_arg[12];
+    const char *args[20 + FMT_TLS_TOPO_ARGS];   /* redis-server's extra arguments */
     int detached;                   /* up, but out of the cluster */
     int stopped;                    /* SIGSTOPped: up, but silent */
 } fmt_cluster_node;
@@ -39,12 +48,15 @@ typedef struct fmt_cluster {
     fmt_cluster_node node[FMT_CLUSTER_MAX];
     int nnodes;                     /* FMT_CLUSTER_NODES, then those added */
     int64_t start_ms;               /* how long the start took */
+    const fmt_tls_certs *tls;       /* over TLS: the certificates; or NULL */
 } fmt_cluster;
 
 /* Starts the six nodes, creates the cluster, and waits until every node
  * says cluster_state:ok and every replica is in sync with its master.
  * 0, or -1 (what was started is stopped again). */
 int fmt_cluster_start(fmt_cluster *c);
+/* The same over TLS with the certificates tls, which must outlive c. */
+int fmt_cluster_start_tls(fmt_cluster *c, const fmt_tls_certs *tls);
 /* The same in two steps: the six nodes, each alone, with no slot and
  * cluster_state:fail (0 or -1, as above), then the cluster made of them
  * (0 or -1; the caller stops the nodes). */
@@ -66,6 +78,8 @@ int fmt_cluster_remove_node(fmt_cluster *c);
 
 /* A synchronous connection to node i (its Unix socket), or NULL. */
 redisContext *fmt_cluster_connect(const fmt_cluster *c, int i);
+/* The port where node i serves clients: its TLS port over TLS. */
+int fmt_cluster_port(const fmt_cluster *c, int i);
 /* The node that serves slot as a master, as node i sees it, or -1. */
 int fmt_cluster_owner(const fmt_cluster *c, int i, unsigned slot);
 /* The nodes that are masters now (alive and with slots): their indexes in

@@ -97,9 +97,26 @@ int fmt_sentinel_master_port(const fmt_sentinel_topo *t, int i)
 int fmt_sentinel_node_of(const fmt_sentinel_topo *t, int port)
 {
     for (int i = 0; i < 2; i++)
-        if (t->redis_port[i] == port)
+        if (t->redis_port[i] == port || (t->tls != NULL && t->redis_tls_port[i] == port))
             return i;
     return -1;
+}
+
+int fmt_sentinel_port(const fmt_sentinel_topo *t, int i)
+{
+    return t->tls != NULL ? t->redis_tls_port[i] : t->redis_port[i];
+}
+
+/* Over TLS, what makes a server or a sentinel serve TLS on port (written
+ * into port_arg) and speak it to the others, appended to argv at n; the
+ * new count. */
+static int tls_args(const fmt_sentinel_topo *t, const char **argv, int n, char port_arg[16],
+                    int port)
+{
+    if (t->tls == NULL)
+        return n;
+    snprintf(port_arg, 16, "%d", port);
+    return fmt_tls_topo_args(argv, n, t->tls, port_arg, 0);
 }
 
 int fmt_redis_port_is_master(int port)
@@ -212,14 +229,14 @@ static int answers(void *arg)
 
 static int start_redis(fmt_sentinel_topo *t, int i)
 {
-    char port[16], master[16], dir[300], log[320];
-    const char *argv[32] = {"redis-server", "--port", port, "--bind", "127.0.0.1",
-                            "--save", "", "--appendonly", "no", "--dir", dir,
-                            "--daemonize", "no", "--repl-diskless-sync-delay", "0"};
+    char port[16], master[16], tls_port[16], dir[300], log[320];
+    const char *argv[32 + FMT_TLS_TOPO_ARGS] = {
+        "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        "--dir", dir, "--daemonize", "no", "--repl-diskless-sync-delay", "0"};
     int n = 15;
 
     snprintf(port, sizeof(port), "%d", t->redis_port[i]);
-    snprintf(master, sizeof(master), "%d", t->redis_port[0]);
+    snprintf(master, sizeof(master), "%d", fmt_sentinel_port(t, 0));
     snprintf(dir, sizeof(dir), "%s/redis%d", t->dir, i);
     snprintf(log, sizeof(log), "%s/redis%d.log", t->dir, i);
     if (mkdir(dir, 0700) != 0)
@@ -229,6 +246,7 @@ static int start_redis(fmt_sentinel_topo *t, int i)
         argv[n++] = "127.0.0.1";
         argv[n++] = master;
     }
+    n = tls_args(t, argv, n, tls_port, t->redis_tls_port[i]);
     argv[n] = NULL;
     t->redis_pid[i] = fmt_spawn(argv, log);
     if (t->redis_pid[i] < 0 || !fmt_wait_until(answers, &t->redis_port[i], READY_MS)) {
@@ -240,8 +258,8 @@ static int start_redis(fmt_sentinel_topo *t, int i)
 
 static int start_sentinel(fmt_sentinel_topo *t, int i)
 {
-    char conf[300], log[320];
-    const char *argv[] = {"redis-server", conf, "--sentinel", NULL};
+    char conf[300], log[320], tls_port[16];
+    const char *argv[4 + FMT_TLS_TOPO_ARGS] = {"redis-server", conf, "--sentinel"};
     FILE *f;
 
     snprintf(conf, sizeof(conf), "%s/sentinel%d.conf", t->dir, i);
@@ -254,7 +272,7 @@ static int start_sentinel(fmt_sentinel_topo *t, int i)
             "sentinel down-after-milliseconds %s %d\n"
             "sentinel failover-timeout %s %d\n"
             "sentinel parallel-syncs %s 1\n",
-            t->sentinel_port[i], t->dir, FMT_SENTINEL_MASTER, t->redis_port[0],
+            t->sentinel_port[i], t->dir, FMT_SENTINEL_MASTER, fmt_sentinel_port(t, 0),
             FMT_SENTINEL_MASTER, FMT_SENTINEL_DOWN_MS, FMT_SENTINEL_MASTER,
             FMT_SENTINEL_FAILOVER_MS, FMT_SENTINEL_MASTER);
     /* The sentinels talk to each other too, with the same password. */
@@ -262,6 +280,7 @@ static int start_sentinel(fmt_sentinel_topo *t, int i)
         fprintf(f, "requirepass \"%s\"\nsentinel sentinel-pass \"%s\"\n", t->password,
                 t->password);
     fclose(f);
+    argv[tls_args(t, argv, 3, tls_port, t->sentinel_tls_port[i])] = NULL;
     t->sentinel_pid[i] = fmt_spawn(argv, log);
     if (t->sentinel_pid[i] < 0 || !fmt_wait_until(answers, &t->sentinel_port[i], READY_MS)) {
         fprintf(stderr, "topo_sentinel: sentinel %d did not come up (see %s)\n", i, log);
@@ -270,12 +289,39 @@ static int start_sentinel(fmt_sentinel_topo *t, int i)
     return 0;
 }
 
+/* Ports taken one after another may repeat: fmt_unused_port closes its
+ * probe. Distinct ones are insisted on. */
+static void pick_ports(fmt_sentinel_topo *t)
+{
+    int *port[10] = {&t->redis_port[0], &t->redis_port[1], &t->sentinel_port[0],
+                     &t->sentinel_port[1], &t->sentinel_port[2], &t->redis_tls_port[0],
+                     &t->redis_tls_port[1], &t->sentinel_tls_port[0], &t->sentinel_tls_port[1],
+                     &t->sentinel_tls_port[2]};
+
+    for (int i = 0; i < (t->tls != NULL ? 10 : 5); i++) {
+        int dup;
+
+        do {
+            *port[i] = fmt_unused_port();
+            dup = 0;
+            for (int k = 0; k < i; k++)
+                dup |= *port[k] == *port[i];
+        } while (dup);
+    }
+}
+
 int fmt_sentinel_start(fmt_sentinel_topo *t, const char *password)
+{
+    return fmt_sentinel_start_tls(t, password, NULL);
+}
+
+int fmt_sentinel_start_tls(fmt_sentinel_topo *t, const char *password, const fmt_tls_certs *tls)
 {
     int n = 0;
 
     memset(t, 0, sizeof(*t));
     t->password = password;
+    t->tls = tls;
     snprintf(t->dir, sizeof(t->dir), "/tmp/fmtest-sentinel.XXXXXX");
     if (mkdtemp(t->dir) == NULL)
         return -1;
@@ -285,25 +331,10 @@ int fmt_sentinel_start(fmt_sentinel_topo *t, const char *password)
     }
     live = t;
     live_owner = getpid();
-    /* Ports taken one after another may repeat: fmt_unused_port closes
-     * its probe. Distinct ones are insisted on. */
-    for (int i = 0; i < 5; i++) {
-        int p = fmt_unused_port(), dup = 0;
-
-        for (int k = 0; k < i; k++)
-            dup |= (k < 2 ? t->redis_port[k] : t->sentinel_port[k - 2]) == p;
-        if (dup) {
-            i--;
-            continue;
-        }
-        if (i < 2)
-            t->redis_port[i] = p;
-        else
-            t->sentinel_port[i - 2] = p;
-    }
+    pick_ports(t);
     for (int i = 0; i < 3; i++)
-        n += snprintf(t->list + n, sizeof(t->list) - (size_t)n, "%s127.0.0.1:%d",
-                      i ? " " : "", t->sentinel_port[i]);
+        n += snprintf(t->list + n, sizeof(t->list) - (size_t)n, "%s127.0.0.1:%d", i ? " " : "",
+                      tls != NULL ? t->sentinel_tls_port[i] : t->sentinel_port[i]);
     if (start_redis(t, 0) != 0 || start_redis(t, 1) != 0)
         goto fail;
     if (!fmt_wait_until(replica_synced, t, READY_MS)) {

@@ -3,6 +3,12 @@
  * their own in one temporary directory, with short down-after and
  * failover timeouts so that failovers take seconds.
  *
+ * Over TLS (fmt_sentinel_start_tls) every server also serves TLS on a port
+ * of its own, and they speak only TLS to each other: the replica to its
+ * master, the sentinels to the servers and to each other, so that the
+ * sentinels name and announce the TLS ports. The plain ports stay for the
+ * test's own commands: hiredis 0.14 has no TLS.
+ *
  * The servers belong to the process that starts them (the harness's
  * fmt_spawn: killed at that process's exit, also when a test fails in
  * Check's fork mode, and with PR_SET_PDEATHSIG); the directory is removed
@@ -16,6 +22,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "topo_tls.h"
+
 #define FMT_SENTINEL_MASTER "fmmaster"
 #define FMT_SENTINEL_DOWN_MS 1000       /* down-after-milliseconds */
 #define FMT_SENTINEL_FAILOVER_MS 5000   /* failover-timeout */
@@ -27,7 +35,12 @@ typedef struct fmt_sentinel_topo {
     int sentinel_port[3];
     pid_t sentinel_pid[3];
     const char *password;       /* the sentinels' requirepass, or NULL */
-    char list[96];              /* "127.0.0.1:P 127.0.0.1:P 127.0.0.1:P" */
+    const fmt_tls_certs *tls;   /* over TLS: the certificates; or NULL */
+    int redis_tls_port[2];      /* over TLS: the TLS ports, else 0 */
+    int sentinel_tls_port[3];
+    /* "127.0.0.1:P 127.0.0.1:P 127.0.0.1:P", the sentinels as a client
+     * reaches them: their TLS ports over TLS */
+    char list[96];
 } fmt_sentinel_topo;
 
 /* Starts everything and waits until the replica is in sync and every
@@ -35,16 +48,23 @@ typedef struct fmt_sentinel_topo {
  * happen then). password: the sentinels' own (requirepass), or NULL.
  * 0, or -1 with what failed on stderr (everything started is stopped). */
 int fmt_sentinel_start(fmt_sentinel_topo *t, const char *password);
+/* The same over TLS with the certificates tls, which must outlive t. */
+int fmt_sentinel_start_tls(fmt_sentinel_topo *t, const char *password,
+                           const fmt_tls_certs *tls);
 void fmt_sentinel_stop(fmt_sentinel_topo *t);
 
 /* A connection to 127.0.0.1:port with a 2 s timeout, or NULL. */
 redisContext *fmt_tcp_connect(int port);
 /* The same to sentinel i, authenticated when the topology has a password. */
 redisContext *fmt_sentinel_connect(const fmt_sentinel_topo *t, int i);
-/* The master's port as sentinel i names it, or -1 (no answer). */
+/* The master's port as sentinel i names it, or -1 (no answer): a TLS
+ * port over TLS. */
 int fmt_sentinel_master_port(const fmt_sentinel_topo *t, int i);
-/* Which of redis_port[] the port is, or -1. */
+/* Which of the two servers listens on port (plain or TLS), or -1. */
 int fmt_sentinel_node_of(const fmt_sentinel_topo *t, int port);
+/* The port where server i serves clients, as the sentinels name it: its
+ * TLS port over TLS, else redis_port[i]. */
+int fmt_sentinel_port(const fmt_sentinel_topo *t, int i);
 /* Waits up to timeout_ms until every live sentinel names a master other
  * than port: 1 when they do. */
 int fmt_sentinel_await_switch(const fmt_sentinel_topo *t, int port, int timeout_ms);

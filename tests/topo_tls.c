@@ -253,12 +253,51 @@ void fmt_tls_certs_make(fmt_tls_certs *c)
     sign(c, conf, "other", "other-ca", "server_ext", "3");
 }
 
-void fmt_tls_redis_start(fmt_tls_redis *t, const fmt_tls_certs *c, fmt_tls_cert cert,
-                         int auth_clients)
+/* What makes a redis-server serve TLS on port_arg with cert (server_cert
+ * by default), appended to args at n. Returns the new count; args is not
+ * NULL-terminated. */
+static int server_args(const char **args, int n, const fmt_tls_certs *c, fmt_tls_cert cert,
+                       const char *port_arg, int auth_clients)
 {
     const char *crt = cert == FMT_TLS_OTHER_CA ? c->other_cert
                     : cert == FMT_TLS_EXPIRED ? c->expired_cert : c->server_cert;
-    const char *key = cert == FMT_TLS_OTHER_CA ? c->other_key : c->server_key;
+
+    args[n++] = "--tls-port";
+    args[n++] = port_arg;
+    args[n++] = "--tls-cert-file";
+    args[n++] = crt;
+    args[n++] = "--tls-key-file";
+    args[n++] = cert == FMT_TLS_OTHER_CA ? c->other_key : c->server_key;
+    /* The CA that checks client certificates. OpenSSL also sends it after
+     * the server's certificate when it issued that one: the CA's
+     * certificates then come with their root, other_cert alone. */
+    args[n++] = "--tls-ca-cert-file";
+    args[n++] = c->ca;
+    args[n++] = "--tls-auth-clients";
+    args[n++] = auth_clients ? "yes" : "no";
+    return n;
+}
+
+int fmt_tls_topo_args(const char **args, int n, const fmt_tls_certs *c, const char *port_arg,
+                      int cluster)
+{
+    n = server_args(args, n, c, FMT_TLS_GOOD, port_arg, 0);
+    args[n++] = "--tls-client-cert-file";
+    args[n++] = c->client_cert;
+    args[n++] = "--tls-client-key-file";
+    args[n++] = c->client_key;
+    args[n++] = "--tls-replication";
+    args[n++] = "yes";
+    if (cluster) {
+        args[n++] = "--tls-cluster";
+        args[n++] = "yes";
+    }
+    return n;
+}
+
+void fmt_tls_redis_start(fmt_tls_redis *t, const fmt_tls_certs *c, fmt_tls_cert cert,
+                         int auth_clients)
+{
     int n = 0;
 
     memset(t, 0, sizeof(*t));
@@ -275,19 +314,7 @@ void fmt_tls_redis_start(fmt_tls_redis *t, const fmt_tls_certs *c, fmt_tls_cert 
     t->extra[n++] = t->plain_arg;
     t->extra[n++] = "--bind";
     t->extra[n++] = "127.0.0.1";
-    t->extra[n++] = "--tls-port";
-    t->extra[n++] = t->port_arg;
-    t->extra[n++] = "--tls-cert-file";
-    t->extra[n++] = crt;
-    t->extra[n++] = "--tls-key-file";
-    t->extra[n++] = key;
-    /* The CA that checks client certificates. OpenSSL also sends it after
-     * the server's certificate when it issued that one: the CA's
-     * certificates then come with their root, other_cert alone. */
-    t->extra[n++] = "--tls-ca-cert-file";
-    t->extra[n++] = c->ca;
-    t->extra[n++] = "--tls-auth-clients";
-    t->extra[n++] = auth_clients ? "yes" : "no";
+    n = server_args(t->extra, n, c, cert, t->port_arg, auth_clients);
     t->extra[n] = NULL;
     ck_assert_msg(fmt_redis_start(&t->r, t->extra) == 0,
                   "redis-server with TLS on port %d did not start", t->port);
@@ -330,4 +357,82 @@ void fmt_tls_sni_server_start(fmt_tls_sni_server *s, const fmt_tls_certs *c)
 void fmt_tls_sni_server_stop(fmt_tls_sni_server *s)
 {
     fmt_reap(&s->pid, SIGKILL);
+}
+
+/* The value of one CLIENT LIST line's field name ("laddr=", say) at *at,
+ * and its length; 0 when the line (len bytes) has no such field. */
+static size_t field(const char *line, size_t len, const char *name, const char **at)
+{
+    size_t nlen = strlen(name);
+
+    for (const char *p = line; p + nlen <= line + len; p++) {
+        if ((p == line || p[-1] == ' ') && strncmp(p, name, nlen) == 0) {
+            const char *end = p + nlen;
+
+            while (end < line + len && *end != ' ')
+                end++;
+            *at = p + nlen;
+            return (size_t)(end - *at);
+        }
+    }
+    return 0;
+}
+
+/* Whether the line's field name holds value: the whole of it, or with
+ * prefix set, its beginning. */
+static int holds(const char *line, size_t len, const char *name, const char *value, int prefix)
+{
+    const char *v = "";
+    size_t vlen = field(line, len, name, &v), want = strlen(value);
+
+    return (prefix ? vlen >= want : vlen == want) && memcmp(v, value, want) == 0;
+}
+
+/* An application's connection through laddr, not self's: no replica
+ * (flag S), no sentinel (its links are named sentinel-<id>-cmd and
+ * -pubsub). */
+static int app_line(const char *line, size_t len, const char *laddr, const char *self)
+{
+    const char *flags = "";
+    size_t flen = field(line, len, "flags=", &flags);
+
+    return holds(line, len, "laddr=", laddr, 0) && !holds(line, len, "id=", self, 0) &&
+           memchr(flags, 'S', flen) == NULL && !holds(line, len, "name=", "sentinel-", 1);
+}
+
+int fmt_tls_app_clients(redisContext *c, int port)
+{
+    redisReply *id = redisCommand(c, "CLIENT ID"), *r = NULL;
+    char laddr[32], self[32];
+    int n = -1;
+
+    if (id != NULL && id->type == REDIS_REPLY_INTEGER)
+        r = redisCommand(c, "CLIENT LIST");
+    if (r != NULL && r->type == REDIS_REPLY_STRING) {
+        snprintf(laddr, sizeof(laddr), "127.0.0.1:%d", port);
+        snprintf(self, sizeof(self), "%lld", id->integer);
+        n = 0;
+        for (const char *line = r->str; *line != '\0';) {
+            const char *eol = strchr(line, '\n');
+            size_t len = eol != NULL ? (size_t)(eol - line) : strlen(line);
+
+            n += app_line(line, len, laddr, self);
+            line += len + (eol != NULL);
+        }
+    }
+    freeReplyObject(id);
+    freeReplyObject(r);
+    return n;
+}
+
+int fmt_tls_only(redisContext *c, int plain_port, int tls_port, int *apps)
+{
+    int plain = c != NULL ? fmt_tls_app_clients(c, plain_port) : -1;
+    int tls = plain == 0 ? fmt_tls_app_clients(c, tls_port) : -1;
+
+    redisFree(c);       /* takes NULL */
+    if (tls < 0)
+        return 0;
+    *apps += tls;
+    return 1;
 }

@@ -13,6 +13,8 @@
 #ifndef FM_TOPO_TLS_H
 #define FM_TOPO_TLS_H
 
+#include <hiredis/hiredis.h>
+
 #include "harness.h"
 
 #define FMT_TLS_PATH 320
@@ -77,5 +79,31 @@ typedef struct fmt_tls_sni_server {
 
 void fmt_tls_sni_server_start(fmt_tls_sni_server *s, const fmt_tls_certs *c);
 void fmt_tls_sni_server_stop(fmt_tls_sni_server *s);
+
+/* ---- topologies over TLS (topo_sentinel.c, topo_cluster.c) ---- */
+
+#define FMT_TLS_TOPO_ARGS 18
+
+/* What makes a server of a topology serve TLS on port_arg beside its
+ * plain port, with server_cert, and speak TLS to the others: replication
+ * and, with cluster set, the cluster bus. Its own connections to the
+ * others present client_cert: a cluster bus asks every peer for a
+ * certificate, and server_cert is for servers only (serverAuth).
+ * Appended to args from n on (FMT_TLS_TOPO_ARGS at most), not
+ * NULL-terminated; returns the new count. */
+int fmt_tls_topo_args(const char **args, int n, const fmt_tls_certs *c, const char *port_arg,
+                      int cluster);
+
+/* How many clients of the Redis or sentinel that c (a plain connection)
+ * is on came in through 127.0.0.1:port: an application's, which leaves
+ * out c itself, replicas (flag S) and sentinels (named sentinel-...).
+ * Redis 7.0's CLIENT LIST shows no TLS flag, but each client's laddr,
+ * and so the port, plain or TLS, it came through. -1 when CLIENT LIST
+ * fails. */
+int fmt_tls_app_clients(redisContext *c, int port);
+/* Whether no application is on c's server through plain_port; those
+ * through tls_port are added to *apps. Frees c; 0 when c is NULL or
+ * CLIENT LIST fails. */
+int fmt_tls_only(redisContext *c, int plain_port, int tls_port, int *apps);
 
 #endif
