@@ -265,7 +265,7 @@ static void ask_fail(fm_sconn *c, const char *why, int answered)
     /* A sentinel's own refusal (a wrong password, an unknown master) says
      * more than one out of reach. */
     if (s->why[0] == '\0' || (answered && !s->why_answered)) {
-        snprintf(s->why, sizeof(s->why), "%s:%d %s", a->host, a->port, shown(s, why));
+        snprintf(s->why, sizeof(s->why), "%s:%d: %s", a->host, a->port, shown(s, why));
         s->why_answered = answered;
     }
     round_next(s);
