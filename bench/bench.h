@@ -201,7 +201,7 @@ int bench_run_workload(const bench_env *env, const bench_workload *wl,
                        bench_result *res, char *err, size_t errlen);
 
 /* workloads.c; get_many reads env->get_many. */
-extern const bench_workload bench_wl_lock, bench_wl_cache, bench_wl_get_many, bench_wl_wake;
+extern const bench_workload bench_wl_lock, bench_wl_cache, bench_wl_hot, bench_wl_get_many, bench_wl_wake;
 
 /* ---- Redis itself, apart from the measured paths (redis_admin.c) ---- */
 

@@ -1,7 +1,7 @@
 # ---- Benchmark: fmredisd against direct Redis access ---------------------
 #
 # build/fmredis-bench starts its own redis-server (Unix socket, private
-# temporary directory) and fmredisd, runs the same workloads (lock, cache,
+# temporary directory) and fmredisd, runs the same workloads (lock, cache, hot,
 # get_many, wake) through the daemon with libfmredis and directly with
 # hiredis sending the daemon's very commands, then the TLS rows (lock and
 # cache pairs through fmredisd over rediss:// and over plain TCP, and

@@ -46,7 +46,7 @@ typedef struct options {
 } options;
 
 static const bench_workload *const workloads[] = {
-    &bench_wl_lock, &bench_wl_cache, &bench_wl_get_many, &bench_wl_wake,
+    &bench_wl_lock, &bench_wl_cache, &bench_wl_hot, &bench_wl_get_many, &bench_wl_wake,
 };
 static const int full_clients[] = {1, 8, 32, 128};
 static const int smoke_clients[] = {1, 8};
@@ -110,7 +110,7 @@ static void usage(FILE *out)
                  "  --smoke    short runs, 1 and 8 clients (TLS rows: 8), every reply still "
                  "checked\n"
                  "  --seconds  clock of each run (default 1.5, smoke 0.2)\n"
-                 "  --only     one of lock, cache, get_many, wake (no TLS rows then), or tls:\n"
+                 "  --only     one of lock, cache, hot, get_many, wake (no TLS rows then), or tls:\n"
                  "             the TLS rows and no matrix; the hand-off, idle-client and "
                  "large\n             get_many measurements run either way\n"
                  "  --clients  one client count instead of 1, 8, 32 and 128 (the TLS rows' "

@@ -141,6 +141,35 @@ const bench_workload bench_wl_get_many = {
     .step = get_many_step,
 };
 
+/* ---- hot: cache.get, again and again, of the same 100 executions ----
+ *
+ * What a workflow engine's readers do to executions that are running: the
+ * workload a near cache in the daemon would serve without Redis. Each
+ * thread starts at its own id and walks the set. */
+
+static int hot_step(bench_worker *w, uint64_t *lat_ns)
+{
+    const bench_batch *b = w->run->env->get_many;
+    size_t i = ((size_t)w->index + (size_t)w->iter) % b->n;
+    const char *got;
+    size_t len;
+
+    (void)lat_ns;
+    if (w->run->be->cache_get(w->conn, b->ids[i], &got, &len) != 0)
+        return conn_fail(w);
+    if (got == NULL)
+        return wfail(w, "cache.get %s: a miss of a stored execution", b->ids[i]);
+    if (len != b->len[i] || memcmp(got, b->json[i], len) != 0)
+        return wfail(w, "cache.get %s: not what was stored", b->ids[i]);
+    return 1;
+}
+
+const bench_workload bench_wl_hot = {
+    .name = "hot",
+    .unit = "cache.get of one of 100 stored executions (~2 KB)",
+    .step = hot_step,
+};
+
 /* ---- wake: signal-to-delivery latency at a fixed rate ----
  *
  * One publisher signals 1,000 times a second; every client thread is a
