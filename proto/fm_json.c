@@ -43,6 +43,7 @@ typedef struct fm_json_validator {
     fm_json_member local[16];
     fm_json_index *idx;         /* the root object's members, or NULL */
     int escaped;                /* the last string checked held an escape */
+    int trusted;                /* fm_json_scan: no UTF-8 or duplicate checks */
 } fm_json_validator;
 
 /* Reads the decoded bytes of a validated string one at a time, so names can
@@ -320,7 +321,9 @@ static int check_string(fm_json_validator *v)
             continue;
         }
         if (c >= 0x80) {
-            if ((n = fm_utf8_seq_len(p, (size_t)(end - p))) == 0)
+            if (v->trusted)
+                n = 1;
+            else if ((n = fm_utf8_seq_len(p, (size_t)(end - p))) == 0)
                 return fail(v, p, "invalid UTF-8");
             p += n;
             continue;
@@ -518,7 +521,7 @@ static int validate(fm_json_validator *v, fm_json_val *root)
                                                    : "unexpected end of text");
             name = v->p;
             if (check_string(v) != 0 ||
-                push_member(v, name, (size_t)(v->p - name), !v->escaped) != 0)
+                (!v->trusted && push_member(v, name, (size_t)(v->p - name), !v->escaped) != 0))
                 return -1;
             name_end = v->p;
             skip_ws(v);
@@ -607,15 +610,8 @@ static int validate(fm_json_validator *v, fm_json_val *root)
     return 0;
 }
 
-int fm_json_validate(const char *text, size_t len, fm_json_val *root,
-                     const char **why, size_t *at)
-{
-    return fm_json_validate_indexed(text, len, root, NULL, why, at);
-}
-
-int fm_json_validate_indexed(const char *text, size_t len, fm_json_val *root,
-                             fm_json_index *index, const char **why,
-                             size_t *at)
+static int run(const char *text, size_t len, int trusted, fm_json_val *root,
+               fm_json_index *index, const char **why, size_t *at)
 {
     fm_json_validator v;
     fm_json_val r;
@@ -626,6 +622,7 @@ int fm_json_validate_indexed(const char *text, size_t len, fm_json_val *root,
         index->complete = 1;
     }
     v.idx = index;
+    v.trusted = trusted;
     v.text = v.p = (const unsigned char *)text;
     v.end = v.text + len;
     v.why = NULL;
@@ -648,6 +645,24 @@ int fm_json_validate_indexed(const char *text, size_t len, fm_json_val *root,
     if (root != NULL)
         *root = r;
     return 0;
+}
+
+int fm_json_validate(const char *text, size_t len, fm_json_val *root,
+                     const char **why, size_t *at)
+{
+    return run(text, len, 0, root, NULL, why, at);
+}
+
+int fm_json_validate_indexed(const char *text, size_t len, fm_json_val *root,
+                             fm_json_index *index, const char **why,
+                             size_t *at)
+{
+    return run(text, len, 0, root, index, why, at);
+}
+
+int fm_json_scan(const char *text, size_t len, fm_json_val *root, const char **why, size_t *at)
+{
+    return run(text, len, 1, root, NULL, why, at);
 }
 
 /* ---- Navigation over validated text ------------------------------------- */

@@ -7,7 +7,8 @@
  * the text is navigated in place. A value is a span of the original text,
  * which is what lets ids and cached executions travel with their exact bytes.
  *
- * The navigation functions assume text that fm_json_validate() accepted. */
+ * The navigation functions assume text that fm_json_validate() or
+ * fm_json_scan() accepted. */
 #ifndef FM_JSON_H
 #define FM_JSON_H
 
@@ -45,6 +46,15 @@ typedef struct fm_json_val {
  * names could not grow). */
 int fm_json_validate(const char *text, size_t len, fm_json_val *root,
                      const char **why, size_t *at);
+
+/* fm_json_validate() without its checks of UTF-8 and of duplicate member
+ * names, for text that was validated before it got here: replies of
+ * fmredisd, which carry what it validated. Grammar, escapes and nesting
+ * are still checked, so the navigation functions are as safe on what it
+ * accepts; invalid UTF-8 passes as bytes, and a repeated name reads as its
+ * first occurrence. */
+int fm_json_scan(const char *text, size_t len, fm_json_val *root, const char **why,
+                 size_t *at);
 
 /* The members of a root object as the validator passed them: looking a
  * request's fields up in it costs no second scan of the text, which matters

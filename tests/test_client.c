@@ -856,6 +856,37 @@ START_TEST(test_has_events_counts_the_events_queued)
 }
 END_TEST
 
+/* The daemon validated what its replies carry, so the client walks them
+ * without a second strict validation: bytes that are not UTF-8 and a
+ * repeated member name pass (as the daemon sent them), while a reply that
+ * is not JSON's grammar still ends the connection as a protocol error. */
+START_TEST(test_replies_are_walked_not_validated_again)
+{
+    static const char odd[] = "{\"id\":\"e1\",\"note\":\"\xff\xfe\",\"n\":1,\"n\":2}";
+    fake *f = fake_listen("walk.sock");
+    fm_client *c = played_client(f);
+    char *json = NULL;
+    size_t len = 0;
+
+    ck_assert_int_eq(fake_send_on(f, f->fd, "{\"id\":1,\"ok\":true,\"execution\":%s}", odd),
+                     0);
+    fmt_ok(c, fm_cache_get(c, "e1", &json, &len), "cache.get");
+    ck_assert_uint_eq(len, strlen(odd));
+    ck_assert(memcmp(json, odd, len) == 0);
+    free(json);
+    ck_assert_int_eq(fake_send_on(f, f->fd, "{\"id\":2,\"ok\":true,\"execution\":{\"id\":}}"),
+                     0);
+    ck_assert_int_eq(fm_cache_get(c, "e1", &json, &len), FM_ERR);
+    ck_assert_int_eq(fm_client_err(c), FM_ERR_PROTOCOL);
+    ck_assert(!fm_client_connected(c));
+    ck_assert_msg(strstr(fm_client_errstr(c), "invalid JSON") != NULL, "%s",
+                  fm_client_errstr(c));
+    fm_client_free(c);
+    fake_close(f);
+    free(f);
+}
+END_TEST
+
 Suite *fm_suite_client(void)
 {
     Suite *s = suite_create("client");
@@ -868,6 +899,7 @@ Suite *fm_suite_client(void)
     tcase_add_test(tc, test_lock_opts_not_from_init_are_refused);
     tcase_add_test(tc, test_lock_opts_of_a_later_header_are_read_up_to_what_is_known);
     tcase_add_test(tc, test_has_events_counts_the_events_queued);
+    tcase_add_test(tc, test_replies_are_walked_not_validated_again);
     tcase_add_test(face, test_shared_library_exports_exactly_the_functions_of_the_header);
     tcase_add_test(face, test_version_is_the_headers);
     return s;

@@ -687,6 +687,45 @@ START_TEST(test_json_rejects_duplicate_member_names)
 }
 END_TEST
 
+/* fm_json_scan, what libfmredis runs on the daemon's replies: the
+ * validator less its UTF-8 and duplicate-name checks. */
+START_TEST(test_json_scan_skips_only_utf8_and_duplicate_checks)
+{
+    static const char *const passed[] = {
+        "{\"a\":1,\"a\":2}", "[\"\xff\xfe\"]", "{\"\xc3\":\"\xed\xa0\x80\"}", NULL};
+    static const char *const refused[] = {
+        "{\"a\":1,}", "[\"\\x\"]", "[\"\\ud800\"]", "[01]", "[\"a\x01\"]", "{\"a\" 1}",
+        "[1] x", "", NULL};
+    const char *why;
+    fm_json_val root, got;
+    char deep[2 * FM_JSON_MAX_DEPTH + 3];
+
+    for (size_t i = 0; passed[i] != NULL; i++) {
+        ck_assert_msg(fm_json_validate(passed[i], strlen(passed[i]), NULL, NULL, NULL) != 0,
+                      "validated: %s", passed[i]);
+        ck_assert_msg(fm_json_scan(passed[i], strlen(passed[i]), &root, NULL, NULL) == 0,
+                      "not scanned: %s", passed[i]);
+        ck_assert_uint_eq(root.len, strlen(passed[i]));
+    }
+    for (size_t i = 0; refused[i] != NULL; i++) {
+        why = NULL;
+        ck_assert_msg(fm_json_scan(refused[i], strlen(refused[i]), &root, &why, NULL) != 0 &&
+                      why != NULL, "scanned: %s", refused[i]);
+        ck_assert_str_eq(why, why_of(refused[i]));
+    }
+    /* A repeated name reads as its first occurrence. */
+    ck_assert_int_eq(fm_json_scan("{\"a\":1,\"a\":2}", 13, &root, NULL, NULL), 0);
+    ck_assert_int_eq(fm_json_object_get(&root, "a", 1, &got), 1);
+    ck_assert_int_eq(got.len, 1);
+    ck_assert_int_eq(got.p[0], '1');
+    /* Nesting is bounded as in the validator. */
+    memset(deep, '[', FM_JSON_MAX_DEPTH + 1);
+    memset(deep + FM_JSON_MAX_DEPTH + 1, ']', FM_JSON_MAX_DEPTH + 1);
+    ck_assert_int_ne(fm_json_scan(deep, 2 * FM_JSON_MAX_DEPTH + 2, &root, NULL, NULL), 0);
+    ck_assert_int_eq(fm_json_scan(deep + 1, 2 * FM_JSON_MAX_DEPTH, &root, NULL, NULL), 0);
+}
+END_TEST
+
 START_TEST(test_json_duplicates_compare_decoded_names)
 {
     static const reject_case bad[] = {
@@ -1965,6 +2004,7 @@ Suite *fm_suite_proto(void)
     tcase_add_test(json, test_json_rejects_trailing_garbage);
     tcase_add_test(json, test_json_rejects_duplicate_member_names);
     tcase_add_test(json, test_json_duplicates_compare_decoded_names);
+    tcase_add_test(json, test_json_scan_skips_only_utf8_and_duplicate_checks);
     tcase_add_test(json, test_json_duplicates_found_at_any_depth);
     tcase_add_test(json, test_json_duplicates_past_the_small_scratch);
     tcase_add_test(json, test_json_duplicate_offset_is_the_later_name);

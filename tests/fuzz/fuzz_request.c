@@ -20,7 +20,10 @@
  * helper may write (so ASan sees one byte too many). Besides, a reference
  * validator written separately from RFC 8259 must agree with
  * fm_json_validate on every input, and decode every string the same way.
- * Any disagreement aborts. */
+ * fm_json_scan (the validation without UTF-8 and duplicate checks that
+ * libfmredis runs on replies) must accept every valid text with the same
+ * root, refuse only for what it does not check, and leave what it accepts
+ * navigable within the text. Any disagreement aborts. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
@@ -605,6 +608,57 @@ static void check_value(const fm_json_val *v, const char *lo, const char *hi)
     }
 }
 
+/* Text fm_json_scan accepted and fm_json_validate did not (invalid UTF-8,
+ * a repeated name): every value is navigated, decoded and counted, within
+ * the text, as a client of the daemon navigates its replies. */
+static void walk_scanned(const fm_json_val *v, const char *lo, const char *hi)
+{
+    fm_json_iter it;
+    fm_json_val name, val, got;
+    size_t count = 0, n, out;
+    char *dec;
+    int64_t i64;
+
+    CHECK(v->p >= lo && v->p + v->len <= hi && v->len > 0);
+    switch (v->type) {
+    case FM_JSON_STRING:
+        n = fm_json_string_len(v);
+        dec = malloc(n + 1);
+        CHECK(dec != NULL);
+        CHECK(fm_json_string_decode(v, dec, n + 1, &out, NULL) == 0 && out == n);
+        CHECK(fm_json_string_eq(v, dec, n));
+        free(dec);
+        break;
+    case FM_JSON_NUMBER:
+        (void)fm_json_int64(v, INT64_MIN, INT64_MAX, &i64);
+        break;
+    case FM_JSON_OBJECT:
+    case FM_JSON_ARRAY:
+        fm_json_iter_init(&it, v);
+        while (fm_json_iter_next(&it, &name, &val)) {
+            if (v->type == FM_JSON_OBJECT) {
+                walk_scanned(&name, v->p + 1, v->p + v->len - 1);
+                /* A repeated name finds its first occurrence, at or before. */
+                if (++count <= MAX_LOOKUPS) {
+                    n = fm_json_string_len(&name);
+                    dec = malloc(n + 1);
+                    CHECK(dec != NULL);
+                    fm_json_string_decode(&name, dec, n + 1, &n, NULL);
+                    CHECK(fm_json_object_get(v, dec, n, &got) == 1 && got.p <= val.p);
+                    free(dec);
+                }
+            } else {
+                count++;
+            }
+            walk_scanned(&val, v->p + 1, v->p + v->len - 1);
+        }
+        CHECK(fm_json_count(v) == count);
+        break;
+    default:
+        break;
+    }
+}
+
 static void check_err(const fm_proto_err *err, fm_errcode code)
 {
     CHECK(err->code == code);
@@ -838,6 +892,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int valid, rc;
 
     valid = fm_json_validate(body, size, &root, &why, &at) == 0;
+    /* The scan checks all but UTF-8 and repeated names: it accepts what
+     * the validator accepts, the same way, and refuses only for the rest. */
+    {
+        fm_json_val sroot;
+        const char *swhy = NULL;
+
+        if (fm_json_scan(body, size, &sroot, &swhy, NULL) == 0) {
+            CHECK(!valid || (sroot.p == root.p && sroot.len == root.len &&
+                             sroot.type == root.type));
+            if (!valid) {
+                CHECK(strcmp(why, "invalid UTF-8") == 0 ||
+                      strcmp(why, "duplicate member name") == 0 ||
+                      strcmp(why, "out of memory") == 0);
+                walk_scanned(&sroot, body, body + size);
+            }
+        } else {
+            CHECK(!valid && swhy != NULL);
+        }
+    }
     memset(&err, 0, sizeof(err));
     rc = fm_request_parse(body, size, &req, &err);
 
