@@ -764,12 +764,28 @@ static void free_addrs(fm_redis_addr *a, size_t n)
 
 /* One "host[:port]" or "[v6]:port" of an address list into a; why on error.
  * No percent-decoding: these are not URLs, and hold no secrets. */
+/* Whether host[0..n) can name a server: a DNS name or an IPv4 address,
+ * or (ipv6) what goes between brackets, zone included. A host holding '@'
+ * or '/' is a URL pasted in the wrong place, which could never resolve. */
+static int host_chars_ok(const char *host, size_t n, int ipv6)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)host[i];
+
+        if (!isalnum(c) && c != '.' && c != '-' && c != '_' &&
+            !(ipv6 && (c == ':' || c == '%')))
+            return 0;
+    }
+    return 1;
+}
+
 static const char *parse_addr(const char *tok, int defport, fm_redis_addr *a)
 {
     const char *end = tok + strlen(tok), *hostend, *colon;
+    int bracketed = *tok == '[';
     int64_t v;
 
-    if (*tok == '[') {
+    if (bracketed) {
         hostend = strchr(tok, ']');
         if (hostend == NULL)
             return "unterminated [IPv6 address]";
@@ -785,6 +801,8 @@ static const char *parse_addr(const char *tok, int defport, fm_redis_addr *a)
     }
     if (hostend == tok)
         return "missing host";
+    if (!host_chars_ok(tok, (size_t)(hostend - tok), bracketed))
+        return "not a host name or address";
     a->port = defport;
     if (colon != NULL && (parse_int(colon + 1, 10, &v) != 0 || v < 1 || v > 65535))
         return "bad port";

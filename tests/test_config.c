@@ -1136,6 +1136,8 @@ START_TEST(test_bad_sentinel_addresses_are_refused)
         {":26379", "missing host"}, {"[::1", "unterminated [IPv6 address]"},
         {"[::1]x", "unexpected text after ]"}, {"::1:26379", "IPv6 address needs [brackets]"},
         {" , ", "no address in"},
+        {"user@host:26379", "not a host name or address"}, {"a/b", "not a host name or address"},
+        {"[::1/64]:1", "not a host name or address"},
         {"a b c d e f g h i j k l m n o p q", "too many addresses"},
     };
 

@@ -304,6 +304,16 @@ static char *expected_password(const input *in)
     return strndup(in->pass, n);
 }
 
+/* A sentinel's or a seed's host: a name, an IPv4 address, or what goes
+ * between an IPv6 address's brackets; never a piece of a URL. */
+static int host_ok(const char *host)
+{
+    for (const char *p = host; *p != '\0'; p++)
+        if (!isalnum((unsigned char)*p) && strchr(".-_:%", *p) == NULL)
+            return 0;
+    return 1;
+}
+
 static void check_config(const input *in, const fm_config *cfg)
 {
     size_t socklen;
@@ -330,14 +340,14 @@ static void check_config(const input *in, const fm_config *cfg)
     CHECK(cfg->nsentinels <= FM_SENTINELS_MAX);
     for (size_t i = 0; i < cfg->nsentinels; i++)
         CHECK(cfg->sentinels[i].host[0] != '\0' && cfg->sentinels[i].port >= 1 &&
-              cfg->sentinels[i].port <= 65535);
+              cfg->sentinels[i].port <= 65535 && host_ok(cfg->sentinels[i].host));
     /* Cluster seeds: at least one address, database 0, no sentinels. */
     CHECK((cfg->redis_cluster_nodes == NULL) == (cfg->ncluster_nodes == 0));
     CHECK(cfg->ncluster_nodes <= FM_CLUSTER_SEEDS_MAX);
     CHECK(cfg->ncluster_nodes == 0 || (cfg->redis_db == 0 && cfg->nsentinels == 0));
     for (size_t i = 0; i < cfg->ncluster_nodes; i++)
         CHECK(cfg->cluster_nodes[i].host[0] != '\0' && cfg->cluster_nodes[i].port >= 1 &&
-              cfg->cluster_nodes[i].port <= 65535);
+              cfg->cluster_nodes[i].port <= 65535 && host_ok(cfg->cluster_nodes[i].host));
     CHECK((cfg->uids == NULL) == (cfg->nuids == 0));
     CHECK((cfg->gids == NULL) == (cfg->ngids == 0));
     CHECK(cfg->redis_file_password == NULL);
