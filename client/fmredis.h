@@ -35,7 +35,9 @@
  *              FM_ERR_INTERRUPTED, FM_ERR_OOM, and FM_ERR_PROTOCOL for a
  *              well-formed reply that lacks a result field;
  *     closed:  FM_ERR_IO, FM_ERR_CLOSED, FM_ERR_PROTOCOL for bytes that are not
- *              frames of JSON objects, and FM_ERR_TIMEOUT when the request
+ *              frames of JSON objects by JSON's grammar (the library trusts
+ *              the daemon, which validated what it sends, for UTF-8 and
+ *              unique member names), and FM_ERR_TIMEOUT when the request
  *              was only partly sent. fm_client_connected() tells which.
  *   Once closed, calls fail at once with FM_ERR_CLOSED; events that were
  *   already received can still be read. fm_client_reconnect() opens a new

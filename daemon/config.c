@@ -762,8 +762,6 @@ static void free_addrs(fm_redis_addr *a, size_t n)
     free(a);
 }
 
-/* One "host[:port]" or "[v6]:port" of an address list into a; why on error.
- * No percent-decoding: these are not URLs, and hold no secrets. */
 /* Whether host[0..n) can name a server: a DNS name or an IPv4 address,
  * or (ipv6) what goes between brackets, zone included. A host holding '@'
  * or '/' is a URL pasted in the wrong place, which could never resolve. */
@@ -779,6 +777,8 @@ static int host_chars_ok(const char *host, size_t n, int ipv6)
     return 1;
 }
 
+/* One "host[:port]" or "[v6]:port" of an address list into a; why on error.
+ * No percent-decoding: these are not URLs, and hold no secrets. */
 static const char *parse_addr(const char *tok, int defport, fm_redis_addr *a)
 {
     const char *end = tok + strlen(tok), *hostend, *colon;
@@ -801,7 +801,9 @@ static const char *parse_addr(const char *tok, int defport, fm_redis_addr *a)
     }
     if (hostend == tok)
         return "missing host";
-    if (!host_chars_ok(tok, (size_t)(hostend - tok), bracketed))
+    /* A zone ('%') belongs to an IPv6 address, which has a ':'. */
+    if (!host_chars_ok(tok, (size_t)(hostend - tok),
+                       bracketed && memchr(tok, ':', (size_t)(hostend - tok)) != NULL))
         return "not a host name or address";
     a->port = defport;
     if (colon != NULL && (parse_int(colon + 1, 10, &v) != 0 || v < 1 || v > 65535))

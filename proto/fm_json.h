@@ -4,7 +4,9 @@
  * zeros, duplicate names, and truncates at an escaped NUL) nor exact (numbers
  * become doubles). So every body is validated here first, in one pass that
  * checks grammar, UTF-8, duplicate member names and nesting depth; after that
- * the text is navigated in place. A value is a span of the original text,
+ * the text is navigated in place. (The client, reading the daemon's replies
+ * of text the daemon validated, runs the same pass without the UTF-8 and
+ * duplicate checks: fm_json_scan.) A value is a span of the original text,
  * which is what lets ids and cached executions travel with their exact bytes.
  *
  * The navigation functions assume text that fm_json_validate() or
@@ -52,7 +54,7 @@ int fm_json_validate(const char *text, size_t len, fm_json_val *root,
  * fmredisd, which carry what it validated. Grammar, escapes and nesting
  * are still checked, so the navigation functions are as safe on what it
  * accepts; invalid UTF-8 passes as bytes, and a repeated name reads as its
- * first occurrence. */
+ * first occurrence. It allocates nothing, so it never fails for memory. */
 int fm_json_scan(const char *text, size_t len, fm_json_val *root, const char **why,
                  size_t *at);
 

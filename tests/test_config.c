@@ -1137,7 +1137,7 @@ START_TEST(test_bad_sentinel_addresses_are_refused)
         {"[::1]x", "unexpected text after ]"}, {"::1:26379", "IPv6 address needs [brackets]"},
         {" , ", "no address in"},
         {"user@host:26379", "not a host name or address"}, {"a/b", "not a host name or address"},
-        {"[::1/64]:1", "not a host name or address"},
+        {"[::1/64]:1", "not a host name or address"}, {"[a%b]:1", "not a host name or address"},
         {"a b c d e f g h i j k l m n o p q", "too many addresses"},
     };
 

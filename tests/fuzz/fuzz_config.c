@@ -308,8 +308,11 @@ static char *expected_password(const input *in)
  * between an IPv6 address's brackets; never a piece of a URL. */
 static int host_ok(const char *host)
 {
+    /* Only an address given in brackets (IPv6) may hold ':' and a zone. */
+    const char *extra = strchr(host, ':') != NULL ? ".-_:%" : ".-_";
+
     for (const char *p = host; *p != '\0'; p++)
-        if (!isalnum((unsigned char)*p) && strchr(".-_:%", *p) == NULL)
+        if (!isalnum((unsigned char)*p) && strchr(extra, *p) == NULL)
             return 0;
     return 1;
 }

@@ -659,6 +659,37 @@ static void walk_scanned(const fm_json_val *v, const char *lo, const char *hi)
     }
 }
 
+/* The scan cannot tell a byte >= 0x80 from a letter, so it must judge the
+ * text exactly as it judges the text with every such byte made a 'z' (a
+ * letter no escape, number or literal holds); and
+ * on that text (which has no UTF-8 to check) it must agree with the
+ * validator, reason and offset included, but for repeated names. */
+static void check_scan_by_ascii(const char *body, size_t size)
+{
+    char *ascii = malloc(size ? size : 1);
+    fm_json_val r1, r2, r3;
+    const char *w1 = NULL, *w2 = NULL, *w3 = NULL;
+    size_t a1 = 0, a2 = 0, a3 = 0;
+    int s1, s2, v3;
+
+    CHECK(ascii != NULL);
+    for (size_t i = 0; i < size; i++)
+        ascii[i] = (unsigned char)body[i] >= 0x80 ? 'z' : body[i];
+    s1 = fm_json_scan(body, size, &r1, &w1, &a1);
+    s2 = fm_json_scan(ascii, size, &r2, &w2, &a2);
+    CHECK(s1 == s2);
+    if (s1 == 0)
+        CHECK(r1.type == r2.type && r1.p - body == r2.p - ascii && r1.len == r2.len);
+    else
+        CHECK(strcmp(w1, w2) == 0 && a1 == a2);
+    v3 = fm_json_validate(ascii, size, &r3, &w3, &a3);
+    if (v3 == 0)
+        CHECK(s2 == 0 && r3.type == r2.type && r3.p == r2.p && r3.len == r2.len);
+    else if (strcmp(w3, "duplicate member name") != 0 && strcmp(w3, "out of memory") != 0)
+        CHECK(s2 != 0 && strcmp(w2, w3) == 0 && a2 == a3);
+    free(ascii);
+}
+
 static void check_err(const fm_proto_err *err, fm_errcode code)
 {
     CHECK(err->code == code);
@@ -892,6 +923,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int valid, rc;
 
     valid = fm_json_validate(body, size, &root, &why, &at) == 0;
+    check_scan_by_ascii(body, size);
     /* The scan checks all but UTF-8 and repeated names: it accepts what
      * the validator accepts, the same way, and refuses only for the rest. */
     {
