@@ -22,7 +22,7 @@ import unittest
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from fmredis import Client
+from fmredis import Client, FmError
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, os.pardir))
 PACKAGE_DIR = os.path.join(REPO, "client", "python")
@@ -108,9 +108,26 @@ class Servers:
              "--log_level", "debug", *self.daemon_args], "fmredisd.log")
         self._wait_up(self.daemon_proc, lambda: _accepts(self.sock), "fmredisd.log")
 
+    def _linked(self) -> bool:
+        # The connection of _accepts may still count against a max_clients
+        # of 1: a refusal is "not yet".
+        try:
+            c = Client(self.sock)
+        except FmError:
+            return False
+        try:
+            return c.ping() == "up"
+        except FmError:
+            return False
+        finally:
+            c.close()
+
     def start(self) -> None:
+        """Redis, then the daemon, once it has reached Redis: a test's first
+        ping must not race the daemon's connect (a loaded machine)."""
         self.start_redis()
         self.start_daemon()
+        self._wait_up(self.daemon_proc, self._linked, "fmredisd.log")
 
     @staticmethod
     def _reap(proc: subprocess.Popen[bytes] | None, sig: int) -> None:

@@ -232,10 +232,11 @@ class CallFieldsTest(DaemonTestCase):
 
     def test_call_refuses_fields_named_op_or_id(self) -> None:
         c = self.client()
+        pings = c.stats()["ops"]["ping"]["calls"]
         for fields in ({"id": 7}, {"op": "stats"}, {"op": "x", "id": 1}):
             with self.subTest(fields=fields), self.assertRaises(ValueError):
                 c.call("ping", **fields)
-        self.assertEqual(c.stats()["ops"]["ping"]["calls"], 0)
+        self.assertEqual(c.stats()["ops"]["ping"]["calls"], pings)
         self.assertEqual(c.ping(), "up")
 
 
