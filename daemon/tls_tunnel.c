@@ -156,6 +156,22 @@ static void resume(fm_tls_tunnel *t)
     }
 }
 
+/* The TCP connection failed, or (err UV_EOF) ended. In TLS 1.3 a server
+ * that wants a client certificate ends the session after our handshake is
+ * done, and its alert is lost when it resets the connection, whichever of
+ * our reads and writes meets the reset first: such an end says what it
+ * most likely means. */
+static void fail_socket(fm_tls_tunnel *t, int err)
+{
+    const char *what = err == UV_EOF ? "closed" : uv_strerror(err);
+
+    if (t->established && !t->answered)
+        fail(t, "%s right after the handshake: the server refused the session (does it require "
+             "a client certificate?)", what);
+    else
+        fail(t, "%s", what);
+}
+
 static void on_sent(uv_write_t *w, int status)
 {
     send_req *r = (send_req *)w;
@@ -163,7 +179,7 @@ static void on_sent(uv_write_t *w, int status)
 
     free(r);
     if (status < 0) {
-        fail(t, "%s", uv_strerror(status));
+        fail_socket(t, status);
         return;
     }
     resume(t);
@@ -225,7 +241,7 @@ static int flush_or_fail(fm_tls_tunnel *t)
     int rc = flush_out(t);
 
     if (rc != 0)
-        fail(t, "%s", uv_strerror(rc));
+        fail_socket(t, rc);
     return rc;
 }
 
@@ -314,23 +330,16 @@ static void on_tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     (void)buf;
     if (n == 0)
         return;
-    /* In TLS 1.3 a server that wants a client certificate ends the session
-     * after our handshake is done, and its alert is lost when it resets
-     * the connection: the end says what it most likely means. */
-    if (n < 0 && t->established && !t->answered) {
-        fail(t, "%s right after the handshake: the server refused the session (does it require "
-             "a client certificate?)", n == UV_EOF ? "closed" : uv_strerror((int)n));
+    if (n == UV_EOF && t->established && t->answered) {
+        end_from_redis(t);
         return;
     }
-    if (n == UV_EOF) {
-        if (t->established)
-            end_from_redis(t);
-        else
-            fail(t, "the server closed the connection");
+    if (n == UV_EOF && !t->established) {
+        fail(t, "the server closed the connection");
         return;
     }
     if (n < 0) {
-        fail(t, "%s", uv_strerror((int)n));
+        fail_socket(t, (int)n);
         return;
     }
     if (BIO_write(t->in, rbuf, (int)n) != (int)n) {
