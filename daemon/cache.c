@@ -10,36 +10,22 @@
 #include <string.h>
 
 #include "cache.h"
+#include "cache_int.h"
 #include "keys.h"
 #include "log.h"
 #include "reply.h"
 
-typedef struct csvc {
-    fm_core *core;
-    uint64_t invalid;       /* cached values that were not JSON objects */
-} csvc;
-
-/* A batch of decoded execution ids, in one allocation. */
-typedef struct idref {
-    const char *p;
-    size_t len;
-} idref;
-
-typedef struct idset {
-    size_t n;
-    size_t total;       /* bytes of all ids */
-    idref *ids;         /* right behind the struct, the text behind them */
-} idset;
-
-static size_t cache_key(const fm_req *req, const char *id, size_t len, char *out)
+size_t fm_cache_key(const csvc *cs, const char *id, size_t len, char *out)
 {
-    const csvc *cs = req->svc;
-
     return fm_key_make(cs->core->cfg->cache_key_prefix, id, len, out);
 }
 
-/* Whether a stored value may be handed out as an execution. */
-static int stored_ok(fm_req *req, const redisReply *v)
+static size_t cache_key(const fm_req *req, const char *id, size_t len, char *out)
+{
+    return fm_cache_key(req->svc, id, len, out);
+}
+
+int fm_cache_stored_ok(csvc *cs, const redisReply *v)
 {
     fm_json_val root;
 
@@ -47,9 +33,22 @@ static int stored_ok(fm_req *req, const redisReply *v)
         return 0;
     if (fm_json_validate(v->str, v->len, &root, NULL, NULL) == 0 && root.type == FM_JSON_OBJECT)
         return 1;
-    ((csvc *)req->svc)->invalid++;
+    cs->invalid++;
     fm_log_debug("cache: a stored value is not a JSON object; answered as a miss");
     return 0;
+}
+
+/* Whether the request asks to bypass the near cache; -1 answered. */
+static int fresh_arg(fm_req *req, const fm_request *msg)
+{
+    int fresh = 0;
+    fm_proto_err err;
+
+    if (fm_request_bool(msg, "fresh", &fresh, &err) != 0) {
+        fm_req_fail(req, err.code, "%s", err.msg);
+        return -1;
+    }
+    return fresh;
 }
 
 static int id_arg(fm_req *req, const fm_request *msg, char *key, size_t *keylen)
@@ -72,7 +71,7 @@ static void get_done(fm_req *req, redisReply *reply)
 
     if (conn == NULL)
         return;
-    if (stored_ok(req, reply))
+    if (fm_cache_stored_ok(req->svc, reply))
         fm_reply_put_raw(conn, "execution", reply->str, reply->len);
     else
         fm_reply_put_raw(conn, "execution", "null", 4);
@@ -83,8 +82,13 @@ static void op_get(fm_req *req, const fm_request *msg)
 {
     char key[FM_RKEY_MAX + 1];
     size_t keylen;
+    int fresh;
 
-    if (id_arg(req, msg, key, &keylen) == 0)
+    if (id_arg(req, msg, key, &keylen) != 0 || (fresh = fresh_arg(req, msg)) < 0)
+        return;
+    if (!fresh && fm_cache_near_on(req->svc))
+        fm_cache_near_get(req, key, keylen);
+    else
         fm_req_read(req, 1, 2, (const char *[]){"GET", key}, (size_t[]){3, keylen}, get_done);
 }
 
@@ -116,6 +120,13 @@ static void op_set(fm_req *req, const fm_request *msg)
         return;
     }
     keylen = cache_key(req, id, idlen, key);
+    if (fm_cache_near_on(req->svc)) {
+        fm_cache_near_set(req, key, keylen, exec.p, exec.len, ttl);
+        return;
+    }
+    /* Nothing is held while the near cache is off or unarmed; a copy
+     * filled before must not outlive this write all the same. */
+    fm_cache_near_forget(req->svc, key, keylen);
     snprintf(ttlbuf, sizeof(ttlbuf), "%lld", (long long)ttl);
     fm_req_command(req, 5, (const char *[]){"SET", key, exec.p, "PX", ttlbuf},
                    (size_t[]){3, keylen, exec.len, 2, strlen(ttlbuf)}, set_done);
@@ -132,9 +143,11 @@ static void op_invalidate(fm_req *req, const fm_request *msg)
     char key[FM_RKEY_MAX + 1];
     size_t keylen;
 
-    if (id_arg(req, msg, key, &keylen) == 0)
-        fm_req_command(req, 2, (const char *[]){"DEL", key}, (size_t[]){3, keylen},
-                       invalidate_done);
+    if (id_arg(req, msg, key, &keylen) != 0)
+        return;
+    fm_cache_near_forget(req->svc, key, keylen);
+    fm_req_command(req, 2, (const char *[]){"DEL", key}, (size_t[]){3, keylen},
+                   invalidate_done);
 }
 
 static int cmp_id(const void *a, const void *b)
@@ -205,6 +218,8 @@ static void batch_command(fm_req *req, const char *verb, int reads, const idset 
         for (i = 0; i < set->n; i++) {
             argv[i + 1] = w;
             lens[i + 1] = cache_key(req, set->ids[i].p, set->ids[i].len, w);
+            if (!reads)
+                fm_cache_near_forget(req->svc, w, lens[i + 1]);
             w += lens[i + 1];
         }
         fm_req_read(req, reads ? set->n : 0, (int)set->n + 1, argv, lens, done);
@@ -252,32 +267,26 @@ static void op_invalidate_many(fm_req *req, const fm_request *msg)
     free(set);
 }
 
-/* At most what get_many_done appends: every value, and each id escaped. */
-static size_t reply_size(const redisReply *reply, const idset *set)
+/* At most what fm_cache_put_many appends: every value, and each id
+ * escaped. */
+static size_t reply_size(const idset *set, const size_t *lens)
 {
     size_t n = 16 + set->total * 6 + set->n * 4;
 
-    for (size_t i = 0; i < reply->elements; i++)
-        if (reply->element[i]->type == REDIS_REPLY_STRING)
-            n += reply->element[i]->len;
+    for (size_t i = 0; i < set->n; i++)
+        n += lens[i];
     return n;
 }
 
-static void get_many_done(fm_req *req, redisReply *reply)
+void fm_cache_put_many(fm_req *req, const idset *set, const char *const *vals,
+                       const size_t *lens)
 {
-    const idset *set = req->data;
+    size_t size = reply_size(set, lens);
     fm_conn *conn;
-    size_t size;
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != set->n) {
-        fm_req_fail(req, FM_E_INTERNAL, "MGET answered %zu values for %zu keys",
-                    reply->elements, set->n);
-        return;
-    }
     /* Checked before the copy: a reply that cannot be sent must not first
      * be built (max_output_bytes bounds what a client makes us hold). The
      * room is taken at once, not doubled into. */
-    size = reply_size(reply, set);
     if (fm_req_listening(req) && !fm_reply_room(req->conn, size)) {
         fm_req_drop(req);
         return;
@@ -288,18 +297,45 @@ static void get_many_done(fm_req *req, redisReply *reply)
     fm_reply_reserve(conn, size);
     fm_reply_open(conn, "executions");
     for (size_t i = 0; i < set->n; i++)
-        if (stored_ok(req, reply->element[i]))
-            fm_reply_put_member(conn, set->ids[i].p, set->ids[i].len, reply->element[i]->str,
-                                reply->element[i]->len);
+        if (vals[i] != NULL)
+            fm_reply_put_member(conn, set->ids[i].p, set->ids[i].len, vals[i], lens[i]);
     fm_reply_close(conn);
     fm_req_ok_finish(req);
+}
+
+static void get_many_done(fm_req *req, redisReply *reply)
+{
+    const idset *set = req->data;
+    const char **vals;
+    size_t *lens;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != set->n) {
+        fm_req_fail(req, FM_E_INTERNAL, "MGET answered %zu values for %zu keys",
+                    reply->elements, set->n);
+        return;
+    }
+    vals = calloc(set->n, sizeof(*vals));
+    lens = calloc(set->n, sizeof(*lens));
+    if (vals == NULL || lens == NULL) {
+        fm_req_fail(req, FM_E_INTERNAL, "out of memory");
+    } else {
+        for (size_t i = 0; i < set->n; i++)
+            if (fm_cache_stored_ok(req->svc, reply->element[i])) {
+                vals[i] = reply->element[i]->str;
+                lens[i] = reply->element[i]->len;
+            }
+        fm_cache_put_many(req, set, vals, lens);
+    }
+    free(vals);
+    free(lens);
 }
 
 static void op_get_many(fm_req *req, const fm_request *msg)
 {
     idset *set;
+    int fresh;
 
-    if (ids_arg(req, msg, 1, &set) != 0)
+    if ((fresh = fresh_arg(req, msg)) < 0 || ids_arg(req, msg, 1, &set) != 0)
         return;
     if (set->n == 0) {
         fm_conn *conn = fm_req_ok_start(req);
@@ -308,6 +344,10 @@ static void op_get_many(fm_req *req, const fm_request *msg)
             fm_req_ok_finish(req);
         }
         free(set);
+        return;
+    }
+    if (!fresh && fm_cache_near_on(req->svc)) {
+        fm_cache_near_get_many(req, set);
         return;
     }
     /* The reply needs the ids again: the set stays with the request. */
@@ -321,9 +361,24 @@ static void *cache_create(fm_core *core, int slot)
 {
     csvc *cs = calloc(1, sizeof(*cs));
 
-    if (cs != NULL)
-        cs->core = core;
+    (void)slot;
+    if (cs == NULL)
+        return NULL;
+    cs->core = core;
+    fm_list_init(&cs->fenced);
+    if (fm_cache_near_start(cs) != 0) {
+        free(cs);
+        return NULL;
+    }
     return cs;
+}
+
+static void cache_free(void *state)
+{
+    csvc *cs = state;
+
+    fm_cache_near_stop(cs);
+    free(cs);
 }
 
 static void cache_put_stats(const void *state, fm_conn *conn)
@@ -331,6 +386,7 @@ static void cache_put_stats(const void *state, fm_conn *conn)
     const csvc *cs = state;
 
     fm_reply_put_int(conn, "cache_invalid", (int64_t)cs->invalid);
+    fm_cache_near_put_stats(cs, conn);
 }
 
 static const fm_op cache_ops[] = {
@@ -347,5 +403,5 @@ const fm_service fm_cache_service = {
     .nops = sizeof(cache_ops) / sizeof(cache_ops[0]),
     .create = cache_create,
     .put_stats = cache_put_stats,
-    .free = free,
+    .free = cache_free,
 };

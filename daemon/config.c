@@ -63,6 +63,9 @@ static const directive directives[] = {
     {"wake_channel", T_STR, F(wake_channel), 1, 512, "fm:wake", 1, NULL},
     {"cache_key_prefix", T_STR, F(cache_key_prefix), 0, FM_PREFIX_MAX, "fm:exec:", 1, NULL},
     {"cache_ttl_ms", T_INT, F(cache_ttl_ms), 1, MS_MAX, "60000", 1, NULL},
+    /* Live, but a daemon started without a near cache (0, or a Cluster)
+     * keeps none until restarted (cache.c). */
+    {"cache_near_bytes", T_INT, F(cache_near_bytes), 0, 1LL << 40, "67108864", 1, NULL},
     {"max_clients", T_INT, F(max_clients), 1, 1000000, "4096", 1, NULL},
     {"max_frame_bytes", T_INT, F(max_frame_bytes), 64, 1LL << 30, "1048576", 1, NULL},
     {"max_inflight_per_client", T_INT, F(max_inflight_per_client), 1, 1000000, "256", 1, NULL},

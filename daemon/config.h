@@ -43,6 +43,7 @@ typedef struct fm_config {
     char *wake_channel;
     char *cache_key_prefix;
     int64_t cache_ttl_ms;
+    int64_t cache_near_bytes;   /* 0: no near cache */
     int64_t max_clients;
     int64_t max_frame_bytes;
     int64_t max_inflight_per_client;

@@ -90,6 +90,7 @@ static void ping(fm_link *link)
 static void on_ping_timer(uv_timer_t *t)
 {
     ping(t->data);
+    fm_link_track_tick(t->data);
 }
 
 /* ---- the contexts' hooks ---- */
@@ -98,6 +99,7 @@ static void cmd_ready(fm_ctx *ctx)
 {
     ping(ctx->link);
     fm_link_probe_ready(ctx->link);
+    fm_link_track_cmd_ready(ctx->link);
     /* In a Cluster, what waited for this master goes now. */
     fm_link_unpark(ctx->link);
     fm_link_pump(ctx->link);
@@ -110,6 +112,7 @@ static void cmd_lost(fm_ctx *ctx, int was_ready)
 
     ctx->link->rtt.last_us = -1;
     if (ctx->link->cluster == NULL) {
+        fm_link_track_cmd_lost(ctx->link);
         report_state(ctx->link, 0, ctx->lasterr);
         return;
     }
@@ -193,7 +196,9 @@ fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg, fm_tls *tls)
     link->rtt.last_us = -1;
     uv_timer_init(loop, &link->rtt.timer);
     link->rtt.timer.data = link;
-    link->open_handles = 4;     /* two context timers, the retry and ping timers */
+    fm_link_track_init(link);
+    /* two context timers, the retry and ping timers, the fence's prepare */
+    link->open_handles = 5;
     if (cfg->nsentinels > 0 &&
         (link->sentinel = fm_sentinel_create(loop, cfg, tls, on_switch, link)) == NULL) {
         fm_link_free(link);
@@ -316,4 +321,5 @@ void fm_link_free(fm_link *link)
     fm_link_sub_free(link);
     uv_close((uv_handle_t *)&link->retry_timer, on_handle_closed);
     uv_close((uv_handle_t *)&link->rtt.timer, on_handle_closed);
+    fm_link_track_close(link, on_handle_closed);
 }

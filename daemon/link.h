@@ -20,6 +20,7 @@
 #include "config.h"
 #include "link_cmd.h"
 #include "link_sub.h"
+#include "link_track.h"
 #include "tls.h"
 
 /* tls: NULL, or how to reach Redis over TLS (outlives the link). */

@@ -216,6 +216,12 @@ static void ctx_ready(fm_ctx *ctx)
     ctx->on_ready(ctx);
 }
 
+static void step_done(fm_ctx *ctx)
+{
+    if (--ctx->setup_pending == 0)
+        ctx_ready(ctx);
+}
+
 static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     fm_ctx *ctx = ac->data;
@@ -238,8 +244,7 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
     if (script != NULL && reply->type == REDIS_REPLY_STRING && reply->len == 40)
         memcpy(script->sha, reply->str, 41);
-    if (--ctx->setup_pending == 0)
-        ctx_ready(ctx);
+    step_done(ctx);
 }
 
 /* Sentinel named this server, and it may no longer (or not yet) be the
@@ -256,6 +261,23 @@ static void on_role_reply(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
     on_setup_reply(ac, r, privdata);
+}
+
+/* The pub/sub connection's id, for CLIENT TRACKING's REDIRECT. */
+static void on_client_id(redisAsyncContext *ac, void *r, void *privdata)
+{
+    fm_ctx *ctx = ac->data;
+    redisReply *reply = r;
+
+    if (reply == NULL || ctx == NULL || ctx->state != ST_SETUP)
+        return;
+    /* A user whose ACL denies CLIENT loses the near cache, not the link. */
+    if (reply->type == REDIS_REPLY_INTEGER)
+        fm_link_track_sub_id(ctx->link, reply->integer);
+    else
+        fm_log_limited(FM_LOG_WARN, "near cache unused: Redis refused CLIENT ID: %.200s",
+                       reply->type == REDIS_REPLY_ERROR ? reply->str : "(not an integer)");
+    step_done(ctx);
 }
 
 /* name: what a refusal is reported as. */
@@ -312,6 +334,9 @@ static void on_connect(const redisAsyncContext *ac, int status)
             rc |= setup_command(ctx, on_setup_reply, ctx->link->scripts[i], "SCRIPT LOAD", 3,
                                 (const char *[]){"SCRIPT", "LOAD", ctx->link->scripts[i]->body});
     }
+    if (ctx->kind == CTX_SUB && ctx->link->track.wanted)
+        rc |= setup_command(ctx, on_client_id, NULL, "CLIENT ID", 2,
+                            (const char *[]){"CLIENT", "ID"});
     /* A first SUBSCRIBE answered with an error (-LOADING) crashes hiredis
      * 0.14; a PING first proves the server takes commands. It also gives the
      * command context something to wait for when there is nothing else. */

@@ -21,7 +21,7 @@
 #include "slot.h"
 #include "slotmap.h"
 
-#define MAX_SCRIPTS 8
+#define MAX_SCRIPTS 10
 
 enum { ST_IDLE, ST_ASKING, ST_RESOLVING, ST_CONNECTING, ST_SETUP, ST_READY, ST_LOST };
 enum { CTX_CMD, CTX_SUB };
@@ -119,6 +119,27 @@ typedef struct channel {
     char name[];
 } channel;
 
+/* Client-side caching and the fence (link_track.c). */
+typedef struct fm_link_trk {
+    fm_link_tracker t;
+    int wanted;             /* a tracker is registered */
+    int who;                /* its listener number for the channel */
+    long long sub_id;       /* CLIENT ID of the pub/sub connection */
+    int sub_id_known;       /* on the current pub/sub connection */
+    int confirmed;          /* the channel confirmed on it */
+    int asking;             /* CLIENT TRACKING out */
+    uint64_t ask_gen;       /* gen when it went */
+    int armed;
+    uint64_t gen;           /* bumped by every loss */
+    uint64_t fence_seq;     /* the last fence raised */
+    uint64_t done_seq;      /* every fence up to it passed */
+    int barrier_out;        /* a round trip on the pub/sub connection */
+    uint64_t barrier_seq;   /* the fence it covers */
+    uint64_t barrier_sent_ms;
+    uv_prepare_t prepare;   /* sends a barrier at the end of the turn */
+    fm_link_track_stats stats;
+} fm_link_trk;
+
 typedef struct fm_link_counts {
     uint64_t connects, disconnects, commands, retries, refused, reconnects, redirects;
 } fm_link_counts;
@@ -160,6 +181,7 @@ struct fm_link {
     int nlisteners;
     fm_link_counts counts;
     fm_link_rtt rtt;
+    fm_link_trk track;
     char last_error[272];   /* the last loss or failure, either context */
     uint64_t last_error_ms; /* its uv_now(); 0: none yet */
     fm_link_state_fn *on_state;
@@ -265,5 +287,19 @@ void fm_link_probe_ready(fm_link *link);    /* the command context is READY */
 /* The pub/sub context is lost; why is hiredis's error, if any. */
 void fm_link_sub_lost(fm_link *link, const char *why, int was_ready);
 void fm_link_sub_free(fm_link *link);
+/* SUBSCRIBE again to a channel that is subscribed: Redis answers with a
+ * confirmation, in order with the messages. -1 when it cannot go now. */
+int fm_link_sub_again(fm_link *link, const char *name, size_t len);
+
+/* link_track.c */
+void fm_link_track_init(fm_link *link);
+/* The pub/sub connection's CLIENT ID, during its setup. */
+void fm_link_track_sub_id(fm_link *link, long long id);
+void fm_link_track_cmd_ready(fm_link *link);
+void fm_link_track_cmd_lost(fm_link *link);
+/* Every FM_LINK_PING_MS: the pub/sub connection's heartbeat. */
+void fm_link_track_tick(fm_link *link);
+/* Closes its handle (counted in open_handles). */
+void fm_link_track_close(fm_link *link, uv_close_cb cb);
 
 #endif

@@ -123,12 +123,16 @@ static void confirmed(fm_link *link, channel *ch)
 
 static void deliver(fm_link *link, channel *ch, const redisReply *payload)
 {
-    if (payload->type != REDIS_REPLY_STRING)
-        return;
-    for (int who = 0; who < link->nlisteners; who++)
-        if (ch->uses[who] > 0 && link->listeners[who].message != NULL)
-            link->listeners[who].message(ch->name, ch->len, payload->str, (size_t)payload->len,
-                                         link->listeners[who].arg);
+    for (int who = 0; who < link->nlisteners; who++) {
+        const fm_link_listener *l = &link->listeners[who];
+
+        if (ch->uses[who] == 0)
+            continue;
+        if (payload->type == REDIS_REPLY_STRING && l->message != NULL)
+            l->message(ch->name, ch->len, payload->str, (size_t)payload->len, l->arg);
+        else if (payload->type != REDIS_REPLY_STRING && l->message_reply != NULL)
+            l->message_reply(ch->name, ch->len, payload, l->arg);
+    }
 }
 
 static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
@@ -312,6 +316,15 @@ void fm_link_sub_lost(fm_link *link, const char *why, int was_ready)
     for (int who = 0; who < link->nlisteners; who++)
         if (link->listeners[who].down != NULL)
             link->listeners[who].down(link->listeners[who].arg);
+}
+
+int fm_link_sub_again(fm_link *link, const char *name, size_t len)
+{
+    channel *ch = find_channel(link, name, len);
+
+    if (ch == NULL || ch->state != CH_SUBSCRIBED || link->ctx[CTX_SUB].state != ST_READY)
+        return -1;
+    return sub_send(link, ch, "SUBSCRIBE");
 }
 
 int fm_link_sub_init(fm_link *link)

@@ -18,6 +18,10 @@
 typedef struct fm_link_listener {
     void (*message)(const char *channel, size_t clen, const char *payload, size_t plen,
                     void *arg);
+    /* A message whose payload is not a string: Redis's own (tracking
+     * invalidations: an array of keys, or nil). May be NULL. */
+    void (*message_reply)(const char *channel, size_t clen, const redisReply *payload,
+                          void *arg);
     /* Redis confirmed the channel (again, after a reconnect). */
     void (*subscribed)(const char *channel, size_t clen, void *arg);
     /* Redis will not have the channel (its ACL forbids it to this user):

@@ -154,6 +154,10 @@ static void acquire_result(fm_req *req, fm_link_status status, redisReply *reply
         return;
     }
     if (reply->type == REDIS_REPLY_INTEGER) {
+        /* Reads through the near cache that arrive from now wait until
+         * every invalidation Redis sent before this grant is in: the
+         * holder before may have written what the new one reads. */
+        fm_link_fence(((lsvc *)req->svc)->core->link);
         acquire_taken(req, reply->integer);
         return;
     }

@@ -61,3 +61,27 @@ const char fm_lua_sub_probe[] =
     "  return 0\n"
     "end\n"
     "return 1\n";
+
+/* The near cache's read of one key (cache_near.c): its value with its
+ * time to live, so that a copy kept in the daemon expires no later than
+ * the key. A key named in KEYS and read in a script is tracked (CLIENT
+ * TRACKING) like a GET. PTTL is -1 for a key without one. */
+const char fm_lua_cache_read[] =
+    "return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}\n";
+
+/* The times to live of the keys in ARGV, after an MGET of them (tracked)
+ * brought their values. Redis 7.0 remembers every key in KEYS again at
+ * each read a script makes, so a script reading n declared keys costs n
+ * squared: these are not declared, and this script tracks nothing. */
+const char fm_lua_cache_ttls[] =
+    "local r = {}\n"
+    "for i = 1, #ARGV do r[i] = redis.call('PTTL', ARGV[i]) end\n"
+    "return r\n";
+
+/* The near cache's writes: SET as cache.set sends it, and a read of the
+ * key in the same script, so that Redis tracks it for this connection and
+ * tells the daemon when anyone else writes it next. A plain SET is not
+ * tracked: a copy kept after it would never hear of a later write. */
+const char fm_lua_cache_write[] =
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "return redis.call('EXISTS', KEYS[1])\n";

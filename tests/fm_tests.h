@@ -25,6 +25,7 @@ Suite *fm_suite_sentinel(void); /* test_sentinel.c: a Sentinel deployment, failo
 Suite *fm_suite_compat(void);   /* test_compat.c: one Redis shared with the published Node code */
 Suite *fm_suite_cluster_ops(void); /* test_cluster_ops.c: a cluster: moves, a kill, TLS */
 Suite *fm_suite_tls(void);      /* test_tls.c: rediss://, certificate checks, mutual TLS */
+Suite *fm_suite_near(void);       /* test_near.c: the near cache */
 Suite *fm_suite_tls_tunnel(void); /* test_tls_tunnel.c: the TLS layer on its own */
 
 #endif

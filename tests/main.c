@@ -37,6 +37,7 @@ static const struct {
     {"compat", fm_suite_compat},
     {"tls", fm_suite_tls},
     {"tls_tunnel", fm_suite_tls_tunnel},
+    {"near", fm_suite_near},
 };
 
 int main(void)

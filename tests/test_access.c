@@ -294,7 +294,8 @@ END_TEST
 /* The commands, keys and channels the docs give an ACL user for the daemon
  * (docs/PROTOCOL.md §13.3): this test proves they are enough. */
 #define ACL_RULES "~fm:* &fm:* +ping +select +script|load +evalsha +eval +get +set +del " \
-                  "+mget +exists +publish +subscribe +unsubscribe +incr +pexpire"
+                  "+mget +exists +publish +subscribe +unsubscribe +incr +pexpire +pttl " \
+                  "+client|id +client|tracking &__redis__:invalidate"
 
 /* A 127.0.0.1 port nobody listens on now (never 6379: the kernel hands out
  * ephemeral ports). */

@@ -855,7 +855,7 @@ START_TEST(test_timeout_when_redis_does_not_answer_then_serves_again)
     wire_cache_set(fd, "{\"id\":\"b\",\"v\":\"second\"}");
 
     ck_assert_int_eq(kill(r.pid, SIGSTOP), 0);
-    t = timed_call(fd, "{\"op\":\"cache.get\",\"id\":1,\"execution_id\":\"a\"}", 5000);
+    t = timed_call(fd, "{\"op\":\"cache.get\",\"fresh\":true,\"id\":1,\"execution_id\":\"a\"}", 5000);
     wire_assert_error(t.reply, "timeout", "1");
     ck_assert_msg(t.ms >= 290 && t.ms <= 3000, "timeout after %lld ms", (long long)t.ms);
     cJSON_Delete(t.reply);

@@ -452,15 +452,15 @@ START_TEST(test_requests_in_flight_when_the_link_drops_get_redis_unavailable_at_
     fd2 = wire_connect(p.daemon.sock);
     /* A client's first read goes out alone (fair queuing, link.h); after
      * it, small reads go out together, all eight at once. */
-    wire_expect_ok(fd1, "{\"op\":\"cache.get\",\"id\":\"first\",\"execution_id\":\"fa\"}",
+    wire_expect_ok(fd1, "{\"op\":\"cache.get\",\"fresh\":true,\"id\":\"first\",\"execution_id\":\"fa\"}",
                    "\"first\"");
     ck_assert_int_eq(kill(p.redis.pid, SIGSTOP), 0);
     commands = link_stat(&p.daemon, "commands");
-    wire_send(fd1, "{\"op\":\"cache.get\",\"id\":\"get\",\"execution_id\":\"fa\"}");
+    wire_send(fd1, "{\"op\":\"cache.get\",\"fresh\":true,\"id\":\"get\",\"execution_id\":\"fa\"}");
     wire_send(fd1, "{\"op\":\"cache.set\",\"id\":\"set\",\"execution\":" EXEC_A "}");
     wire_send(fd1, "{\"op\":\"lock.acquire\",\"id\":\"acquire\",\"key\":\"fk\",\"max_retries\":0}");
     wire_send(fd1, "{\"op\":\"wake.signal\",\"id\":\"signal\",\"execution_id\":\"fa\"}");
-    wire_send(fd1, "{\"op\":\"cache.get_many\",\"id\":\"get_many\",\"execution_ids\":[\"fa\",\"fb\"]}");
+    wire_send(fd1, "{\"op\":\"cache.get_many\",\"fresh\":true,\"id\":\"get_many\",\"execution_ids\":[\"fa\",\"fb\"]}");
     wire_send(fd2, "{\"op\":\"cache.invalidate\",\"id\":\"invalidate\",\"execution_id\":\"fa\"}");
     wire_send(fd2, "{\"op\":\"lock.is_locked\",\"id\":\"is_locked\",\"key\":\"fk\"}");
     wire_send(fd2, "{\"op\":\"ping\",\"id\":\"ping\",\"redis\":true}");
@@ -502,7 +502,7 @@ START_TEST(test_requests_made_while_down_get_redis_unavailable_after_the_timeout
     await_links_down(&p.daemon);
     fd = wire_connect(p.daemon.sock);
     sent = fmt_now_ms();
-    wire_send(fd, "{\"op\":\"cache.get\",\"id\":\"get\",\"execution_id\":\"fa\"}");
+    wire_send(fd, "{\"op\":\"cache.get\",\"fresh\":true,\"id\":\"get\",\"execution_id\":\"fa\"}");
     wire_send(fd, "{\"op\":\"lock.acquire\",\"id\":\"acquire\",\"key\":\"fk\",\"max_retries\":0}");
     wire_send(fd, "{\"op\":\"wake.signal\",\"id\":\"signal\",\"execution_id\":\"fa\"}");
     recv_replies(fd, ids, N, r, NULL, sent + TIMEOUT + SLACK_MS);
@@ -634,9 +634,9 @@ START_TEST(test_late_replies_after_a_stall_are_discarded)
 
     ck_assert_int_eq(kill(p.redis.pid, SIGSTOP), 0);
     sent = fmt_now_ms();
-    wire_send(fd, "{\"op\":\"cache.get\",\"id\":\"a1\",\"execution_id\":\"fa\"}");
-    wire_send(fd, "{\"op\":\"cache.get\",\"id\":\"b1\",\"execution_id\":\"fb\"}");
-    wire_send(fd, "{\"op\":\"cache.get\",\"id\":\"c1\",\"execution_id\":\"fc\"}");
+    wire_send(fd, "{\"op\":\"cache.get\",\"fresh\":true,\"id\":\"a1\",\"execution_id\":\"fa\"}");
+    wire_send(fd, "{\"op\":\"cache.get\",\"fresh\":true,\"id\":\"b1\",\"execution_id\":\"fb\"}");
+    wire_send(fd, "{\"op\":\"cache.get\",\"fresh\":true,\"id\":\"c1\",\"execution_id\":\"fc\"}");
     recv_replies(fd, late, 3, r1, NULL, sent + TIMEOUT + SLACK_MS);
     ck_assert_msg(fmt_now_ms() - sent >= TIMEOUT - 10, "timeout after %lld ms",
                   (long long)(fmt_now_ms() - sent));
@@ -648,9 +648,9 @@ START_TEST(test_late_replies_after_a_stall_are_discarded)
 
     /* Redis answers the three late GETs first: had the daemon passed any of
      * them on, a reply to a1, b1 or c1, or a wrong execution, would show. */
-    wire_send(fd, "{\"op\":\"cache.get\",\"id\":\"c2\",\"execution_id\":\"fc\"}");
-    wire_send(fd, "{\"op\":\"cache.get\",\"id\":\"a2\",\"execution_id\":\"fa\"}");
-    wire_send(fd, "{\"op\":\"cache.get\",\"id\":\"b2\",\"execution_id\":\"fb\"}");
+    wire_send(fd, "{\"op\":\"cache.get\",\"fresh\":true,\"id\":\"c2\",\"execution_id\":\"fc\"}");
+    wire_send(fd, "{\"op\":\"cache.get\",\"fresh\":true,\"id\":\"a2\",\"execution_id\":\"fa\"}");
+    wire_send(fd, "{\"op\":\"cache.get\",\"fresh\":true,\"id\":\"b2\",\"execution_id\":\"fb\"}");
     wire_send(fd, "{\"op\":\"lock.is_locked\",\"id\":\"locked2\",\"key\":\"fk\"}");
     recv_replies(fd, fresh, 4, r2, texts, fmt_now_ms() + WIRE_REPLY_MS);
     for (int i = 0; i < 3; i++) {
@@ -860,7 +860,7 @@ static void end_transient(transient *t)
     stop_pair(&t->p);
 }
 
-#define GET_A "{\"op\":\"cache.get\",\"id\":\"get\",\"execution_id\":\"fa\"}"
+#define GET_A "{\"op\":\"cache.get\",\"fresh\":true,\"id\":\"get\",\"execution_id\":\"fa\"}"
 
 /* A request meets the state until its deadline: redis_unavailable, not
  * timeout (Redis answered) and not redis_error (it is not final). Once the

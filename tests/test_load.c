@@ -697,7 +697,7 @@ START_TEST(test_disconnect_with_requests_in_flight)
         fds[i] = wire_connect(d.sock);
         wire_send(fds[i], acquire);
         wire_send(fds[i], set);
-        wire_send(fds[i], "{\"op\":\"cache.get\",\"id\":3,\"execution_id\":\"" STORED_ID "\"}");
+        wire_send(fds[i], "{\"op\":\"cache.get\",\"fresh\":true,\"id\":3,\"execution_id\":\"" STORED_ID "\"}");
         wire_send(fds[i], "{\"op\":\"ping\",\"id\":4,\"redis\":true}");
         wire_send(fds[i], "{\"op\":\"wake.signal\",\"id\":5,\"execution_id\":\"load-gone\"}");
         /* Answered at once: the five before it were read and sent on. */

@@ -1,0 +1,275 @@
+/* link_track.c -- client-side caching and the fence; see link_track.h.
+ *
+ * Arming needs four things of the current pair of connections: the
+ * pub/sub connection's id (asked during its setup), the invalidation
+ * channel confirmed on it (Redis sends a RESP2 client its invalidations
+ * only while it is in pub/sub mode), the command connection ready, and
+ * Redis's OK to CLIENT TRACKING sent on it. Every loss bumps `gen`, so an
+ * answer to an older CLIENT TRACKING arms nothing.
+ *
+ *   a connection lost --> gen++, disarmed, the tracker forgets everything
+ *   id, channel, command connection --> CLIENT TRACKING --OK, same gen--> armed
+ *
+ * The fence: fm_link_fence() raises fence_seq; at the end of the loop turn
+ * (a prepare handle, so that every grant of the turn is in) one SUBSCRIBE
+ * goes out covering it; its confirmation passes every fence up to the
+ * number it covered. While one is out, later fences wait for the next. */
+#include <stdio.h>
+#include <string.h>
+
+#include "link_int.h"
+#include "log.h"
+
+#define CHANNEL "__redis__:invalidate"
+#define CHANNEL_LEN (sizeof(CHANNEL) - 1)
+
+static void pass_fences(fm_link *link, uint64_t seq)
+{
+    fm_link_trk *tr = &link->track;
+
+    tr->done_seq = seq;
+    tr->t.fenced(seq, tr->t.arg);
+}
+
+/* Forgets everything tracked: nothing to wait for, nothing to trust. */
+static void disarm(fm_link *link)
+{
+    fm_link_trk *tr = &link->track;
+
+    tr->gen++;
+    if (tr->armed)
+        tr->stats.lost++;
+    tr->armed = 0;
+    tr->barrier_out = 0;
+    uv_prepare_stop(&tr->prepare);
+    tr->t.lost(tr->t.arg);
+    pass_fences(link, tr->fence_seq);
+}
+
+static void try_arm(fm_link *link);
+
+static void on_tracking(fm_link_status status, redisReply *reply, void *arg)
+{
+    fm_link *link = arg;
+    fm_link_trk *tr = &link->track;
+
+    tr->asking = 0;
+    if (link->closing || status != FM_LINK_OK)
+        return;
+    /* Asked on a pair of connections that is no more. */
+    if (tr->ask_gen != tr->gen) {
+        try_arm(link);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        fm_log_limited(FM_LOG_WARN, "near cache unused: Redis refused CLIENT TRACKING: %.200s",
+                       reply->str);
+        return;
+    }
+    tr->armed = 1;
+    tr->stats.armed++;
+    tr->t.armed(tr->t.arg);
+}
+
+/* Sent on the command connection once everything else is in place. */
+static void try_arm(fm_link *link)
+{
+    fm_link_trk *tr = &link->track;
+    char id[24];
+    const char *argv[] = {"CLIENT", "TRACKING", "on", "REDIRECT", id, "NOLOOP"};
+    size_t lens[6] = {6, 8, 2, 8, 0, 6};
+
+    if (!tr->wanted || tr->armed || tr->asking || !tr->sub_id_known || !tr->confirmed ||
+        link->ctx[CTX_CMD].state != ST_READY)
+        return;
+    lens[4] = (size_t)snprintf(id, sizeof(id), "%lld", tr->sub_id);
+    if (fm_link_command(link, NULL, 0, 6, argv, lens, on_tracking, link) != NULL) {
+        tr->asking = 1;
+        tr->ask_gen = tr->gen;
+    }
+}
+
+static void send_barrier(fm_link *link)
+{
+    fm_link_trk *tr = &link->track;
+
+    if (!tr->armed || fm_link_sub_again(link, CHANNEL, CHANNEL_LEN) != 0) {
+        /* Nothing is tracked that a fence could order. */
+        pass_fences(link, tr->fence_seq);
+        return;
+    }
+    tr->barrier_out = 1;
+    tr->barrier_seq = tr->fence_seq;
+    tr->barrier_sent_ms = uv_now(link->loop);
+    tr->stats.fences++;
+}
+
+static void on_prepare(uv_prepare_t *p)
+{
+    fm_link *link = p->data;
+
+    uv_prepare_stop(p);
+    if (!link->track.barrier_out)
+        send_barrier(link);
+}
+
+/* ---- the channel's listener ---- */
+
+static void on_subscribed(const char *chan, size_t clen, void *arg)
+{
+    fm_link *link = arg;
+    fm_link_trk *tr = &link->track;
+
+    (void)chan;
+    (void)clen;
+    if (!tr->confirmed) {
+        tr->confirmed = 1;
+        try_arm(link);
+        return;
+    }
+    if (!tr->barrier_out)
+        return;
+    tr->barrier_out = 0;
+    pass_fences(link, tr->barrier_seq);
+    if (tr->fence_seq > tr->done_seq)
+        send_barrier(link);
+}
+
+static void on_invalidation(const char *chan, size_t clen, const redisReply *payload,
+                            void *arg)
+{
+    fm_link *link = arg;
+    fm_link_trk *tr = &link->track;
+
+    (void)chan;
+    (void)clen;
+    /* nil: FLUSHALL, FLUSHDB; anything else unknown counts as all. */
+    if (payload->type != REDIS_REPLY_ARRAY) {
+        tr->t.lost(tr->t.arg);
+        return;
+    }
+    for (size_t i = 0; i < payload->elements; i++) {
+        const redisReply *k = payload->element[i];
+
+        if (k->type == REDIS_REPLY_STRING)
+            tr->t.invalidate(k->str, (size_t)k->len, tr->t.arg);
+    }
+}
+
+/* A string published on the channel by someone: a key name at most. */
+static void on_message(const char *chan, size_t clen, const char *payload, size_t plen,
+                       void *arg)
+{
+    fm_link *link = arg;
+
+    (void)chan;
+    (void)clen;
+    link->track.t.invalidate(payload, plen, link->track.t.arg);
+}
+
+static void on_sub_down(void *arg)
+{
+    fm_link *link = arg;
+    fm_link_trk *tr = &link->track;
+
+    tr->sub_id_known = 0;
+    tr->confirmed = 0;
+    disarm(link);
+}
+
+/* ---- the link's hooks ---- */
+
+void fm_link_track_sub_id(fm_link *link, long long id)
+{
+    link->track.sub_id = id;
+    link->track.sub_id_known = 1;
+}
+
+void fm_link_track_cmd_ready(fm_link *link)
+{
+    try_arm(link);
+}
+
+void fm_link_track_cmd_lost(fm_link *link)
+{
+    if (link->track.wanted)
+        disarm(link);
+}
+
+void fm_link_track_tick(fm_link *link)
+{
+    fm_link_trk *tr = &link->track;
+    char why[96];
+
+    if (!tr->armed)
+        return;
+    if (!tr->barrier_out) {
+        send_barrier(link);
+        return;
+    }
+    if (uv_now(link->loop) - tr->barrier_sent_ms < (uint64_t)link->cfg->request_timeout_ms)
+        return;
+    /* Invalidations may be stuck with it: what the near cache holds is
+     * no longer known to be current. */
+    snprintf(why, sizeof(why), "no answer on the pub/sub connection within %lld ms",
+             (long long)link->cfg->request_timeout_ms);
+    fm_ctx_switch(&link->ctx[CTX_SUB], NULL, 0, why);
+}
+
+void fm_link_track_init(fm_link *link)
+{
+    uv_prepare_init(link->loop, &link->track.prepare);
+    link->track.prepare.data = link;
+}
+
+void fm_link_track_close(fm_link *link, uv_close_cb cb)
+{
+    uv_close((uv_handle_t *)&link->track.prepare, cb);
+}
+
+/* ---- the face ---- */
+
+int fm_link_track(fm_link *link, const fm_link_tracker *t)
+{
+    fm_link_trk *tr = &link->track;
+
+    if (tr->wanted || link->cluster != NULL)
+        return -1;
+    tr->who = fm_link_listen(link, &(fm_link_listener){
+        .message = on_message, .message_reply = on_invalidation, .subscribed = on_subscribed,
+        .down = on_sub_down, .arg = link});
+    if (tr->who < 0)
+        return -1;
+    tr->t = *t;
+    tr->wanted = 1;
+    return fm_link_subscribe(link, tr->who, CHANNEL, CHANNEL_LEN) < 0 ? -1 : 0;
+}
+
+int fm_link_tracking(const fm_link *link)
+{
+    return link->track.armed;
+}
+
+uint64_t fm_link_fence(fm_link *link)
+{
+    fm_link_trk *tr = &link->track;
+
+    if (!tr->armed)
+        return 0;
+    tr->fence_seq++;
+    if (!tr->barrier_out)
+        uv_prepare_start(&tr->prepare, on_prepare);
+    return tr->fence_seq;
+}
+
+uint64_t fm_link_fence_open(const fm_link *link)
+{
+    const fm_link_trk *tr = &link->track;
+
+    return tr->fence_seq > tr->done_seq ? tr->fence_seq : 0;
+}
+
+void fm_link_track_stats_get(const fm_link *link, fm_link_track_stats *out)
+{
+    *out = link->track.stats;
+}

@@ -1,0 +1,666 @@
+/* test_near.c -- the near cache: reads served from the daemon's memory,
+ * kept current by Redis's invalidations (CLIENT TRACKING), emptied when
+ * they may have been lost, and the lock hand-off across two daemons.
+ *
+ * Redis-side effects are read from Redis itself: INFO commandstats shows
+ * whether a read reached it; CLIENT LIST which connection tracks. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+
+#include "fm_tests.h"
+#include "harness.h"
+#include "wire.h"
+
+#define WAIT_MS 5000
+
+static fmt_redis redis_srv;
+static fmt_daemon daemon_a, daemon_b;
+
+static void servers_up(void)
+{
+    wire_pair_start(&redis_srv, &daemon_a, NULL, NULL);
+}
+
+static void two_daemons_up(void)
+{
+    servers_up();
+    wire_daemon_up(&daemon_b, redis_srv.url, NULL);
+}
+
+static void small_cache_up(void)
+{
+    static const char *const args[] = {"--cache_near_bytes", "16384", NULL};
+
+    wire_pair_start(&redis_srv, &daemon_a, NULL, args);
+}
+
+static void no_cache_up(void)
+{
+    static const char *const args[] = {"--cache_near_bytes", "0", NULL};
+
+    wire_pair_start(&redis_srv, &daemon_a, NULL, args);
+}
+
+static void servers_down(void)
+{
+    fmt_daemon_stop(&daemon_b);
+    wire_pair_stop(&redis_srv, &daemon_a);
+}
+
+/* ---- helpers --------------------------------------------------------------- */
+
+/* A stats member as a number, bools as 0/1. */
+static long long stat_of(const char *sock, const char *name)
+{
+    int fd = wire_connect(sock);
+    cJSON *r = wire_call(fd, "{\"op\":\"stats\"}");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, name);
+    long long n;
+
+    ck_assert_msg(v != NULL, "stats has no %s", name);
+    n = cJSON_IsBool(v) ? cJSON_IsTrue(v) : (long long)v->valuedouble;
+    cJSON_Delete(r);
+    close(fd);
+    return n;
+}
+
+static int tracking(void *sock)
+{
+    return stat_of(sock, "near_tracking") == 1;
+}
+
+static void await_tracking(const fmt_daemon *d)
+{
+    ck_assert_msg(fmt_wait_until(tracking, (void *)d->sock, WAIT_MS),
+                  "the near cache never armed (near_tracking stayed false)");
+}
+
+/* How many times Redis ran the command (INFO commandstats). */
+static long long redis_calls(redisContext *rc, const char *cmd)
+{
+    redisReply *r = wire_redis_ok(rc, "INFO commandstats");
+    char needle[64];
+    const char *p;
+    long long n = 0;
+
+    snprintf(needle, sizeof(needle), "cmdstat_%s:calls=", cmd);
+    p = strstr(r->str, needle);
+    if (p != NULL)
+        n = atoll(p + strlen(needle));
+    freeReplyObject(r);
+    return n;
+}
+
+/* The execution cache.get answers through fd, malloc'd text, NULL: a miss. */
+static char *get_text(int fd, const char *id, int fresh)
+{
+    char *req = wire_strf("{\"op\":\"cache.get\",\"id\":\"g\",\"execution_id\":\"%s\"%s}", id,
+                          fresh ? ",\"fresh\":true" : "");
+    cJSON *r = wire_call(fd, req);
+    const cJSON *e;
+    char *text = NULL;
+
+    wire_assert_ok(r, "\"g\"");
+    e = cJSON_GetObjectItemCaseSensitive(r, "execution");
+    ck_assert_ptr_nonnull(e);
+    if (!cJSON_IsNull(e))
+        text = cJSON_PrintUnformatted(e);
+    cJSON_Delete(r);
+    free(req);
+    return text;
+}
+
+typedef struct want_value {
+    int fd;
+    const char *id;
+    const char *want;       /* NULL: a miss */
+} want_value;
+
+static int answers(void *arg)
+{
+    want_value *w = arg;
+    char *got = get_text(w->fd, w->id, 0);
+    int same = (got == NULL && w->want == NULL) ||
+               (got != NULL && w->want != NULL && strcmp(got, w->want) == 0);
+
+    free(got);
+    return same;
+}
+
+/* Waits until cache.get of id answers want (bounded: an invalidation's
+ * travel time). */
+static void await_answer(int fd, const char *id, const char *want)
+{
+    want_value w = {fd, id, want};
+
+    ck_assert_msg(fmt_wait_until(answers, &w, WAIT_MS), "cache.get %s never answered %s", id,
+                  want != NULL ? want : "null");
+}
+
+typedef struct stat_above {
+    const char *sock, *name;
+    long long floor;
+} stat_above;
+
+static int is_above(void *arg)
+{
+    stat_above *s = arg;
+
+    return stat_of(s->sock, s->name) > s->floor;
+}
+
+static void await_above(const char *sock, const char *name, long long floor)
+{
+    stat_above s = {sock, name, floor};
+
+    ck_assert_msg(fmt_wait_until(is_above, &s, WAIT_MS), "%s never went above %lld", name,
+                  floor);
+}
+
+/* ---- served from memory ---------------------------------------------------- */
+
+START_TEST(test_a_stored_execution_is_read_without_redis)
+{
+    static const char exec[] = "{\"id\":\"n-hit\",\"n\":12345678901234567890,\"s\":\"\\u00e9\"}";
+    redisContext *rc = wire_redis_open(&redis_srv);
+    int fd = wire_connect(daemon_a.sock);
+    long long gets, evals, hits;
+
+    await_tracking(&daemon_a);
+    wire_cache_set(fd, exec);
+    hits = stat_of(daemon_a.sock, "near_hits");
+    gets = redis_calls(rc, "get");
+    evals = redis_calls(rc, "evalsha") + redis_calls(rc, "mget");
+    for (int i = 0; i < 5; i++)
+        wire_expect_cached(fd, "n-hit", exec);
+    ck_assert_int_eq(stat_of(daemon_a.sock, "near_hits"), hits + 5);
+    ck_assert_int_eq(redis_calls(rc, "get"), gets);
+    ck_assert_int_eq(redis_calls(rc, "evalsha") + redis_calls(rc, "mget"), evals);
+    /* What Redis holds is what was written, with its TTL. */
+    wire_assert_redis_value(rc, "fm:exec:n-hit", exec);
+    ck_assert_int_gt(wire_redis_int(rc, "PTTL fm:exec:n-hit"), 3500000);
+    close(fd);
+    redisFree(rc);
+}
+END_TEST
+
+START_TEST(test_get_many_serves_hits_and_reads_only_the_misses)
+{
+    redisContext *rc = wire_redis_open(&redis_srv);
+    int fd = wire_connect(daemon_a.sock);
+    cJSON *r;
+    const cJSON *ex;
+    long long mgets;
+
+    await_tracking(&daemon_a);
+    wire_cache_set(fd, "{\"id\":\"m-a\",\"v\":1}");
+    wire_redis_ok(rc, "SET fm:exec:m-b {\"id\":\"m-b\",\"v\":2} PX 60000");
+    mgets = redis_calls(rc, "mget");
+    r = wire_call(fd, "{\"op\":\"cache.get_many\",\"id\":1,\"execution_ids\":[\"m-a\",\"m-b\",\"m-c\"]}");
+    wire_assert_ok(r, "1");
+    ex = cJSON_GetObjectItemCaseSensitive(r, "executions");
+    ck_assert_int_eq(cJSON_GetArraySize(ex), 2);
+    ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(ex, "m-a"));
+    ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(ex, "m-b"));
+    cJSON_Delete(r);
+    /* One MGET, of the two keys the daemon did not hold. */
+    ck_assert_int_eq(redis_calls(rc, "mget"), mgets + 1);
+    /* Now all of them are held (m-c stays a miss). */
+    r = wire_call(fd, "{\"op\":\"cache.get_many\",\"id\":2,\"execution_ids\":[\"m-a\",\"m-b\"]}");
+    wire_assert_ok(r, "2");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "executions")), 2);
+    cJSON_Delete(r);
+    ck_assert_int_eq(redis_calls(rc, "mget"), mgets + 1);
+    close(fd);
+    redisFree(rc);
+}
+END_TEST
+
+START_TEST(test_fresh_reads_go_to_redis)
+{
+    redisContext *rc = wire_redis_open(&redis_srv);
+    int fd = wire_connect(daemon_a.sock);
+    long long gets, mgets, hits;
+    char *got;
+    cJSON *r;
+
+    await_tracking(&daemon_a);
+    wire_cache_set(fd, "{\"id\":\"f-1\"}");
+    hits = stat_of(daemon_a.sock, "near_hits");
+    gets = redis_calls(rc, "get");
+    mgets = redis_calls(rc, "mget");
+    got = get_text(fd, "f-1", 1);
+    ck_assert_str_eq(got, "{\"id\":\"f-1\"}");
+    free(got);
+    r = wire_call(fd, "{\"op\":\"cache.get_many\",\"id\":3,\"fresh\":true,\"execution_ids\":[\"f-1\"]}");
+    wire_assert_ok(r, "3");
+    cJSON_Delete(r);
+    ck_assert_int_eq(redis_calls(rc, "get"), gets + 1);
+    ck_assert_int_eq(redis_calls(rc, "mget"), mgets + 1);
+    ck_assert_int_eq(stat_of(daemon_a.sock, "near_hits"), hits);
+    wire_expect_error(fd, "{\"op\":\"cache.get\",\"id\":4,\"execution_id\":\"f-1\",\"fresh\":1}",
+                      "bad_request", "4");
+    close(fd);
+    redisFree(rc);
+}
+END_TEST
+
+START_TEST(test_zero_bytes_turns_the_near_cache_off)
+{
+    redisContext *rc = wire_redis_open(&redis_srv);
+    int fd = wire_connect(daemon_a.sock);
+    long long gets;
+
+    ck_assert_int_eq(stat_of(daemon_a.sock, "near_enabled"), 0);
+    wire_cache_set(fd, "{\"id\":\"off-1\"}");
+    gets = redis_calls(rc, "get");
+    for (int i = 0; i < 3; i++)
+        wire_expect_cached(fd, "off-1", "{\"id\":\"off-1\"}");
+    ck_assert_int_eq(redis_calls(rc, "get"), gets + 3);
+    ck_assert_int_eq(stat_of(daemon_a.sock, "near_hits"), 0);
+    /* No tracking asked of Redis. */
+    ck_assert_int_eq(redis_calls(rc, "client|tracking"), 0);
+    close(fd);
+    redisFree(rc);
+}
+END_TEST
+
+/* ---- kept current ---------------------------------------------------------- */
+
+START_TEST(test_a_write_by_another_client_reaches_the_reader)
+{
+    redisContext *rc = wire_redis_open(&redis_srv);
+    int fd = wire_connect(daemon_a.sock);
+    long long inv;
+    char *got;
+
+    await_tracking(&daemon_a);
+    wire_redis_ok(rc, "SET fm:exec:w-1 {\"id\":\"w-1\",\"v\":1} PX 60000");
+    got = get_text(fd, "w-1", 0);
+    ck_assert_str_eq(got, "{\"id\":\"w-1\",\"v\":1}");
+    free(got);
+    ck_assert_int_eq(stat_of(daemon_a.sock, "near_entries"), 1);
+    inv = stat_of(daemon_a.sock, "near_invalidations");
+    wire_redis_ok(rc, "SET fm:exec:w-1 {\"id\":\"w-1\",\"v\":2} PX 60000");
+    await_answer(fd, "w-1", "{\"id\":\"w-1\",\"v\":2}");
+    ck_assert_int_gt(stat_of(daemon_a.sock, "near_invalidations"), inv);
+    wire_redis_ok(rc, "DEL fm:exec:w-1");
+    await_answer(fd, "w-1", NULL);
+    close(fd);
+    redisFree(rc);
+}
+END_TEST
+
+START_TEST(test_invalidate_through_the_daemon_drops_the_copy)
+{
+    redisContext *rc = wire_redis_open(&redis_srv);
+    int fd = wire_connect(daemon_a.sock);
+    char *got;
+
+    await_tracking(&daemon_a);
+    wire_cache_set(fd, "{\"id\":\"i-1\"}");
+    wire_cache_set(fd, "{\"id\":\"i-2\"}");
+    wire_expect_ok(fd, "{\"op\":\"cache.invalidate\",\"id\":1,\"execution_id\":\"i-1\"}", "1");
+    got = get_text(fd, "i-1", 0);
+    ck_assert_ptr_null(got);
+    wire_expect_ok(fd, "{\"op\":\"cache.invalidate_many\",\"id\":2,\"execution_ids\":[\"i-2\"]}",
+                   "2");
+    got = get_text(fd, "i-2", 0);
+    ck_assert_ptr_null(got);
+    ck_assert_int_eq(wire_redis_int(rc, "EXISTS fm:exec:i-1 fm:exec:i-2"), 0);
+    close(fd);
+    redisFree(rc);
+}
+END_TEST
+
+START_TEST(test_flushall_empties_the_near_cache)
+{
+    redisContext *rc = wire_redis_open(&redis_srv);
+    int fd = wire_connect(daemon_a.sock);
+    long long flushes;
+
+    await_tracking(&daemon_a);
+    wire_cache_set(fd, "{\"id\":\"fl-1\"}");
+    wire_expect_cached(fd, "fl-1", "{\"id\":\"fl-1\"}");
+    flushes = stat_of(daemon_a.sock, "near_flushes");
+    wire_redis_ok(rc, "FLUSHALL");
+    await_above(daemon_a.sock, "near_flushes", flushes);
+    ck_assert_int_eq(stat_of(daemon_a.sock, "near_entries"), 0);
+    await_answer(fd, "fl-1", NULL);
+    close(fd);
+    redisFree(rc);
+}
+END_TEST
+
+/* The id of the daemon's connection whose CLIENT LIST flags hold flag. */
+static long long client_with_flag(redisContext *rc, char flag)
+{
+    redisReply *r = wire_redis_ok(rc, "CLIENT LIST");
+    long long id = -1;
+
+    for (char *line = strtok(r->str, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        const char *f = strstr(line, " flags=");
+
+        if (f != NULL && strchr(f + 7, flag) != NULL && strchr(f + 7, flag) < strchr(f + 7, ' '))
+            id = atoll(line + 3);
+    }
+    freeReplyObject(r);
+    return id;
+}
+
+/* Kills the connection flagged `flag` (P: pub/sub, t: tracking): the
+ * cache empties, tracking comes back, and a write after it still reaches
+ * the reader (the new REDIRECT). */
+static void connection_loss_empties(char flag)
+{
+    redisContext *rc = wire_redis_open(&redis_srv);
+    int fd = wire_connect(daemon_a.sock);
+    long long flushes, id;
+
+    await_tracking(&daemon_a);
+    wire_cache_set(fd, "{\"id\":\"cl-1\",\"v\":1}");
+    wire_expect_cached(fd, "cl-1", "{\"id\":\"cl-1\",\"v\":1}");
+    ck_assert_int_eq(stat_of(daemon_a.sock, "near_entries"), 1);
+    flushes = stat_of(daemon_a.sock, "near_flushes");
+    id = client_with_flag(rc, flag);
+    ck_assert_int_gt(id, 0);
+    ck_assert_int_eq(wire_redis_int(rc, "CLIENT KILL ID %lld", id), 1);
+    await_above(daemon_a.sock, "near_flushes", flushes);
+    await_tracking(&daemon_a);
+    /* Filled again on the new connections, then written elsewhere. */
+    wire_expect_cached(fd, "cl-1", "{\"id\":\"cl-1\",\"v\":1}");
+    wire_expect_cached(fd, "cl-1", "{\"id\":\"cl-1\",\"v\":1}");
+    wire_redis_ok(rc, "SET fm:exec:cl-1 {\"id\":\"cl-1\",\"v\":2}");
+    await_answer(fd, "cl-1", "{\"id\":\"cl-1\",\"v\":2}");
+    /* Redis redirects to the daemon's current pub/sub connection. */
+    {
+        redisReply *r = wire_redis_ok(rc, "CLIENT LIST");
+        char want[48];
+
+        snprintf(want, sizeof(want), "redir=%lld ", client_with_flag(rc, 'P'));
+        ck_assert_msg(strstr(r->str, want) != NULL, "no connection with %s in %s", want, r->str);
+        freeReplyObject(r);
+    }
+    close(fd);
+    redisFree(rc);
+}
+
+START_TEST(test_losing_the_pubsub_connection_empties_the_cache)
+{
+    connection_loss_empties('P');
+}
+END_TEST
+
+START_TEST(test_losing_the_command_connection_empties_the_cache)
+{
+    connection_loss_empties('t');
+}
+END_TEST
+
+/* ---- bounds ------------------------------------------------------------------ */
+
+/* A copy is never served after its key's TTL ran out in Redis: every
+ * cache.get sent after the latest moment the key could live answers null.
+ * Redis set the TTL before `written`. */
+static void never_past_ttl(int fd, const char *id, int64_t written, int64_t ttl)
+{
+    int64_t deadline = written + ttl + WAIT_MS;
+    int served = 0;
+
+    for (;;) {
+        int64_t sent = fmt_now_ms();
+        char *got = get_text(fd, id, 0);
+
+        if (got == NULL)
+            break;
+        free(got);
+        served++;
+        ck_assert_msg(sent <= written + ttl, "served %lld ms after its TTL ran out",
+                      (long long)(sent - written - ttl));
+        ck_assert_msg(sent < deadline, "still served");
+    }
+    ck_assert_int_gt(served, 0);
+}
+
+START_TEST(test_copies_expire_with_their_redis_ttl)
+{
+    redisContext *rc = wire_redis_open(&redis_srv);
+    int fd = wire_connect(daemon_a.sock);
+    int64_t written;
+
+    await_tracking(&daemon_a);
+    /* Read from Redis: the TTL comes with the value. */
+    wire_redis_ok(rc, "SET fm:exec:t-1 {\"id\":\"t-1\"} PX 1500");
+    written = fmt_now_ms();
+    never_past_ttl(fd, "t-1", written, 1500);
+    /* Written through the daemon: its ttl. */
+    written = fmt_now_ms();
+    wire_expect_ok(fd, "{\"op\":\"cache.set\",\"id\":1,\"ttl\":1500,\"execution\":{\"id\":\"t-2\"}}",
+                   "1");
+    never_past_ttl(fd, "t-2", written, 1500);
+    ck_assert_int_ge(stat_of(daemon_a.sock, "near_hits"), 2);
+    close(fd);
+    redisFree(rc);
+}
+END_TEST
+
+START_TEST(test_the_cache_holds_at_most_its_bytes)
+{
+    int fd = wire_connect(daemon_a.sock);
+    char pad[1001];
+
+    await_tracking(&daemon_a);
+    memset(pad, 'x', 1000);
+    pad[1000] = '\0';
+    for (int i = 0; i < 40; i++) {
+        char *e = wire_strf("{\"id\":\"b-%d\",\"pad\":\"%s\"}", i, pad);
+
+        wire_cache_set(fd, e);
+        free(e);
+        ck_assert_int_le(stat_of(daemon_a.sock, "near_bytes"), 16384);
+    }
+    ck_assert_int_eq(stat_of(daemon_a.sock, "near_max_bytes"), 16384);
+    ck_assert_int_ge(stat_of(daemon_a.sock, "near_evictions"), 20);
+    ck_assert_int_gt(stat_of(daemon_a.sock, "near_entries"), 5);
+    /* Evicted or not, every one reads back whole. */
+    for (int i = 0; i < 40; i++) {
+        char *e = wire_strf("{\"id\":\"b-%d\",\"pad\":\"%s\"}", i, pad);
+        char *id = wire_strf("b-%d", i);
+
+        wire_expect_cached(fd, id, e);
+        free(e);
+        free(id);
+    }
+    close(fd);
+}
+END_TEST
+
+/* ---- races --------------------------------------------------------------------- */
+
+#define RACE_KEYS 8
+
+typedef struct writer {
+    const fmt_redis *srv;
+    int64_t until;
+    long long last[RACE_KEYS];
+} writer;
+
+static void *write_loop(void *arg)
+{
+    writer *w = arg;
+    redisContext *rc = fmt_redis_connect(w->srv);
+
+    for (long long n = 1; rc != NULL && fmt_now_ms() < w->until; n++) {
+        int k = (int)(n % RACE_KEYS);
+        redisReply *r = redisCommand(rc, "SET fm:exec:r-%d {\"id\":\"r-%d\",\"n\":%lld} PX 600000",
+                                     k, k, n);
+
+        freeReplyObject(r);
+        w->last[k] = n;
+    }
+    redisFree(rc);
+    return NULL;
+}
+
+/* Reads that race writes: whatever they kept, every key converges on its
+ * last value. A read kept though an invalidation overtook it would be
+ * served until its TTL (ten minutes). */
+START_TEST(test_a_read_that_races_a_write_is_not_kept)
+{
+    writer w = {.srv = &redis_srv, .until = fmt_now_ms() + 1500};
+    int fd = wire_connect(daemon_a.sock);
+    pthread_t t;
+    long long reads = 0;
+
+    await_tracking(&daemon_a);
+    ck_assert_int_eq(pthread_create(&t, NULL, write_loop, &w), 0);
+    while (fmt_now_ms() < w.until) {
+        char *id = wire_strf("r-%lld", reads % RACE_KEYS);
+
+        free(get_text(fd, id, 0));
+        free(id);
+        reads++;
+    }
+    pthread_join(t, NULL);
+    for (int k = 0; k < RACE_KEYS; k++) {
+        char *id = wire_strf("r-%d", k);
+        char *want = wire_strf("{\"id\":\"r-%d\",\"n\":%lld}", k, w.last[k]);
+
+        await_answer(fd, id, want);
+        free(id);
+        free(want);
+    }
+    printf("near: %lld reads raced writes; %lld fills kept, %lld dropped, %lld invalidations\n",
+           reads, stat_of(daemon_a.sock, "near_fills"), stat_of(daemon_a.sock, "near_fills_dropped"),
+           stat_of(daemon_a.sock, "near_invalidations"));
+    close(fd);
+}
+END_TEST
+
+/* ---- the lock hand-off ------------------------------------------------------- */
+
+#define HANDOFF_ROUNDS 2000
+
+/* Keeps the daemons' pub/sub connections busy with release notices no
+ * acquire waits for: an invalidation then comes well after the grant that
+ * follows it, as it may behind real traffic, and only the fence keeps the
+ * reader from its stale copy. */
+typedef struct flood {
+    const fmt_redis *srv;
+    volatile int stop;
+} flood;
+
+static void *flood_loop(void *arg)
+{
+    flood *f = arg;
+    redisContext *rc = fmt_redis_connect(f->srv);
+    char *junk = malloc(32768);
+
+    if (junk == NULL || rc == NULL)
+        goto out;
+    memset(junk, 'j', 32768);
+    while (!f->stop) {
+        redisReply *r;
+
+        for (int i = 0; i < 8; i++)
+            redisAppendCommand(rc, "PUBLISH fm:lock:released %b", junk, (size_t)32768);
+        for (int i = 0; i < 8; i++) {
+            if (redisGetReply(rc, (void **)&r) != REDIS_OK)
+                goto out;
+            freeReplyObject(r);
+        }
+    }
+out:
+    free(junk);
+    if (rc != NULL)
+        redisFree(rc);
+    return NULL;
+}
+
+/* Worker A on host 1 updates execution X and releases lock X; worker B on
+ * host 2 takes lock X and reads X: B sees A's update, never the older copy
+ * its own daemon holds. The two daemons take turns; each holds X from its
+ * own last write (and read), so every stale answer would show. */
+START_TEST(test_a_lock_holder_reads_the_previous_holders_write)
+{
+    fm_client *c[2];
+    const fmt_daemon *d[2] = {&daemon_a, &daemon_b};
+    long long hits = 0, waits = 0;
+    char exec[64];
+
+    flood fl = {.srv = &redis_srv};
+    pthread_t t;
+
+    await_tracking(&daemon_a);
+    await_tracking(&daemon_b);
+    ck_assert_int_eq(pthread_create(&t, NULL, flood_loop, &fl), 0);
+    c[0] = fmt_client(&daemon_a);
+    c[1] = fmt_client(&daemon_b);
+    snprintf(exec, sizeof(exec), "{\"id\":\"h-x\",\"n\":0}");
+    fmt_ok(c[0], fm_cache_set(c[0], exec, strlen(exec), 600000), "cache.set");
+    for (int i = 1; i <= HANDOFF_ROUNDS; i++) {
+        fm_client *me = c[i % 2];
+        fm_lock lk = wire_lock_take(me, "h-x", 10000);
+        char *json = NULL;
+        size_t len = 0;
+
+        /* Twice: the second read is the daemon's copy, now current. */
+        for (int r = 0; r < 2; r++) {
+            fmt_ok(me, fm_cache_get(me, "h-x", &json, &len), "cache.get");
+            ck_assert_msg(json != NULL && strcmp(json, exec) == 0,
+                          "round %d, daemon %d: read %s, the previous holder wrote %s", i, i % 2,
+                          json != NULL ? json : "null", exec);
+            free(json);
+        }
+        snprintf(exec, sizeof(exec), "{\"id\":\"h-x\",\"n\":%d}", i);
+        fmt_ok(me, fm_cache_set(me, exec, strlen(exec), 600000), "cache.set");
+        fmt_ok(me, fm_lock_release(me, "h-x", lk.token, NULL, NULL), "lock.release");
+    }
+    fl.stop = 1;
+    pthread_join(t, NULL);
+    for (int k = 0; k < 2; k++) {
+        hits += stat_of(d[k]->sock, "near_hits");
+        waits += stat_of(d[k]->sock, "near_fence_waits");
+        fm_client_free(c[k]);
+    }
+    /* The copies were used: every second read was one. */
+    ck_assert_int_ge(hits, HANDOFF_ROUNDS);
+    printf("near: %d hand-offs across two daemons, every read current; %lld hits, %lld reads "
+           "waited for a fence\n", HANDOFF_ROUNDS, hits, waits);
+}
+END_TEST
+
+static TCase *tcase(Suite *s, const char *name, void (*up)(void))
+{
+    return fmt_tcase(s, name, up, servers_down, 120);
+}
+
+Suite *fm_suite_near(void)
+{
+    Suite *s = suite_create("near");
+    TCase *tc = tcase(s, "served", servers_up);
+
+    tcase_add_test(tc, test_a_stored_execution_is_read_without_redis);
+    tcase_add_test(tc, test_get_many_serves_hits_and_reads_only_the_misses);
+    tcase_add_test(tc, test_fresh_reads_go_to_redis);
+    tc = tcase(s, "off", no_cache_up);
+    tcase_add_test(tc, test_zero_bytes_turns_the_near_cache_off);
+    tc = tcase(s, "current", servers_up);
+    tcase_add_test(tc, test_a_write_by_another_client_reaches_the_reader);
+    tcase_add_test(tc, test_invalidate_through_the_daemon_drops_the_copy);
+    tcase_add_test(tc, test_flushall_empties_the_near_cache);
+    tcase_add_test(tc, test_losing_the_pubsub_connection_empties_the_cache);
+    tcase_add_test(tc, test_losing_the_command_connection_empties_the_cache);
+    tcase_add_test(tc, test_copies_expire_with_their_redis_ttl);
+    tcase_add_test(tc, test_a_read_that_races_a_write_is_not_kept);
+    tc = tcase(s, "bytes", small_cache_up);
+    tcase_add_test(tc, test_the_cache_holds_at_most_its_bytes);
+    tc = tcase(s, "handoff", two_daemons_up);
+    tcase_add_test(tc, test_a_lock_holder_reads_the_previous_holders_write);
+    return s;
+}
