@@ -584,8 +584,21 @@ int fm_wake_unsubscribe(fm_client *c, const char *channel, char *channel_out,
 /* ------------------------------------------------------------------------ */
 /* Execution cache                                                          */
 
+static int need_flags(fm_client *c, unsigned flags)
+{
+    if ((flags & ~FM_CACHE_FRESH) != 0)
+        return fm__fail(c, FM_ERR_ARG, "unknown cache flags 0x%x", flags);
+    return FM_OK;
+}
+
 int fm_cache_get(fm_client *c, const char *execution_id, char **json,
                  size_t *len)
+{
+    return fm_cache_get_flags(c, execution_id, 0, json, len);
+}
+
+int fm_cache_get_flags(fm_client *c, const char *execution_id, unsigned flags,
+                       char **json, size_t *len)
 {
     fm_json_val v;
     int64_t id;
@@ -596,10 +609,12 @@ int fm_cache_get(fm_client *c, const char *execution_id, char **json,
         *len = 0;
     if (fm__call_begin(c) != FM_OK ||
         need(c, execution_id, "execution_id") != FM_OK ||
-        need(c, json, "json") != FM_OK)
+        need(c, json, "json") != FM_OK || need_flags(c, flags) != FM_OK)
         return FM_ERR;
     id = req_begin(c, "cache.get");
     req_str(c, "execution_id", execution_id);
+    if (flags & FM_CACHE_FRESH)
+        req_bool(c, "fresh", 1);
     if (call(c, id) != FM_OK)
         return FM_ERR;
     if (!fm__member(&c->rroot, "execution", &v))
@@ -669,6 +684,13 @@ int fm_cache_invalidate_many(fm_client *c, const char *const *execution_ids,
 int fm_cache_get_many(fm_client *c, const char *const *execution_ids,
                       size_t n, fm_cache_entry **entries, size_t *count)
 {
+    return fm_cache_get_many_flags(c, execution_ids, n, 0, entries, count);
+}
+
+int fm_cache_get_many_flags(fm_client *c, const char *const *execution_ids,
+                            size_t n, unsigned flags, fm_cache_entry **entries,
+                            size_t *count)
+{
     fm_json_val obj, (*hit)[2];
     fm_json_iter it;
     fm_cache_entry *e;
@@ -683,10 +705,12 @@ int fm_cache_get_many(fm_client *c, const char *const *execution_ids,
         *count = 0;
     if (fm__call_begin(c) != FM_OK || need_strs(c, execution_ids, n) != FM_OK ||
         need(c, entries, "entries") != FM_OK ||
-        need(c, count, "count") != FM_OK)
+        need(c, count, "count") != FM_OK || need_flags(c, flags) != FM_OK)
         return FM_ERR;
     id = req_begin(c, "cache.get_many");
     req_str_array(c, "execution_ids", execution_ids, n);
+    if (flags & FM_CACHE_FRESH)
+        req_bool(c, "fresh", 1);
     if (call(c, id) != FM_OK ||
         fm__result(c, "executions", FM_JSON_OBJECT, &obj) != FM_OK)
         return FM_ERR;

@@ -114,15 +114,16 @@ static const usage usages[] = {
       "(--json: each event's JSON instead, and no\n"
       "subscribed line). Stops after N wakes (exit 0),\n"
       "or when MS pass without reaching N (exit 1)\n", 0 },
-    { "cache get", "ID",
-      "prints the execution's JSON; exits 1 on a miss\n", 1 },
+    { "cache get", "[--fresh] ID",
+      "prints the execution's JSON; exits 1 on a miss.\n"
+      "--fresh reads Redis, not the daemon's near cache\n", 1 },
     { "cache set", "[--ttl MS] [JSON | -]",
       "stores an execution (a JSON object with a string\n"
       "\"id\"), from the argument or, with - or none,\n"
       "from standard input\n", 0 },
     { "cache invalidate", "ID...",
       "prints how many of the IDs were cached\n", 0 },
-    { "cache get-many", "ID...",
+    { "cache get-many", "[--fresh] ID...",
       "prints one JSON object: ID -> execution, hits only\n", 0 },
     { "stats", "[--redis-info] [--prometheus]",
       "prints the daemon's stats reply as JSON; with\n"
@@ -904,13 +905,15 @@ static int cmd_cache(cli *t, int argc, char **argv)
     argc--;
     argv++;
     if (strcmp(sub, "get") == 0) {
-        int n = parse_opts(argc, argv, NULL, 0, NULL, "cache get");
+        opt opts[] = { { "fresh", 0, NULL }, { NULL, 0, NULL } };
+        int n = parse_opts(argc, argv, opts, 0, NULL, "cache get");
+        unsigned flags = opts[0].val != NULL ? FM_CACHE_FRESH : 0;
         char *json;
         size_t len;
 
         need_args(n, 1, 1, "cache get");
         fm_client *c = conn(t);
-        if (fm_cache_get(c, argv[0], &json, &len) != FM_OK)
+        if (fm_cache_get_flags(c, argv[0], flags, &json, &len) != FM_OK)
             return client_fail(c);
         if (json == NULL)
             return EX_NO;
@@ -948,14 +951,16 @@ static int cmd_cache(cli *t, int argc, char **argv)
         return EX_OK;
     }
     if (strcmp(sub, "get-many") == 0) {
-        int n = parse_opts(argc, argv, NULL, 0, NULL, "cache get-many");
+        opt opts[] = { { "fresh", 0, NULL }, { NULL, 0, NULL } };
+        int n = parse_opts(argc, argv, opts, 0, NULL, "cache get-many");
+        unsigned flags = opts[0].val != NULL ? FM_CACHE_FRESH : 0;
         fm_cache_entry *e;
         size_t count;
 
         need_args(n, 1, -1, "cache get-many");
         fm_client *c = conn(t);
-        if (fm_cache_get_many(c, (const char *const *)argv, (size_t)n, &e,
-                              &count) != FM_OK)
+        if (fm_cache_get_many_flags(c, (const char *const *)argv, (size_t)n, flags,
+                                    &e, &count) != FM_OK)
             return client_fail(c);
         putchar('{');
         for (size_t i = 0; i < count; i++) {

@@ -29,6 +29,7 @@ _fmredis_options()
     with-lock)     echo '--ttl --retry-delay --max-retries --' ;;
     wake\ signal)  echo '--channel' ;;
     wake\ listen)  echo '--channel --group --count --wait --json' ;;
+    cache\ get|cache\ get-many) echo '--fresh' ;;
     cache\ set)    echo '--ttl' ;;
     stats)         echo '--redis-info --prometheus' ;;
     esac

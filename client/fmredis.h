@@ -391,6 +391,13 @@ FMREDIS_EXPORT int fm_wake_unsubscribe(fm_client *c, const char *channel,
 FMREDIS_EXPORT int fm_cache_get(fm_client *c, const char *execution_id,
                                 char **json, size_t *len);
 
+/* Flags of fm_cache_get_flags() and fm_cache_get_many_flags(). */
+#define FM_CACHE_FRESH 0x1u     /* read Redis, not the daemon's near cache */
+
+/* fm_cache_get() with flags (0, or FM_CACHE_FRESH; others: FM_ERR_ARG). */
+FMREDIS_EXPORT int fm_cache_get_flags(fm_client *c, const char *execution_id,
+                                      unsigned flags, char **json, size_t *len);
+
 /* cache.set: json[0..len) is the execution, a JSON object with a string
  * "id", sent verbatim (so numbers keep their digits). It is checked locally
  * first (strict JSON, one object, a string id): FM_ERR_ARG otherwise.
@@ -419,6 +426,12 @@ FMREDIS_EXPORT int fm_cache_get_many(fm_client *c,
                                      const char *const *execution_ids,
                                      size_t n, fm_cache_entry **entries,
                                      size_t *count);
+/* fm_cache_get_many() with flags, as fm_cache_get_flags(). */
+FMREDIS_EXPORT int fm_cache_get_many_flags(fm_client *c,
+                                           const char *const *execution_ids,
+                                           size_t n, unsigned flags,
+                                           fm_cache_entry **entries,
+                                           size_t *count);
 FMREDIS_EXPORT void fm_cache_entries_free(fm_cache_entry *entries,
                                           size_t count);
 

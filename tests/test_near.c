@@ -250,6 +250,42 @@ START_TEST(test_fresh_reads_go_to_redis)
 }
 END_TEST
 
+/* libfmredis: FM_CACHE_FRESH sends fresh: true, for one id and for many. */
+START_TEST(test_the_c_library_asks_for_fresh_reads)
+{
+    static const char *const ids[] = {"fc-1", "fc-2"};
+    redisContext *rc = wire_redis_open(&redis_srv);
+    fm_client *c = fmt_client(&daemon_a);
+    fm_cache_entry *e;
+    long long gets, mgets, hits;
+    size_t n, len;
+    char *json;
+
+    await_tracking(&daemon_a);
+    fmt_ok(c, fm_cache_set(c, "{\"id\":\"fc-1\"}", 13, 0), "cache.set");
+    hits = stat_of(daemon_a.sock, "near_hits");
+    gets = redis_calls(rc, "get");
+    mgets = redis_calls(rc, "mget");
+    fmt_ok(c, fm_cache_get_flags(c, "fc-1", FM_CACHE_FRESH, &json, &len), "cache.get fresh");
+    ck_assert_str_eq(json, "{\"id\":\"fc-1\"}");
+    free(json);
+    fmt_ok(c, fm_cache_get_many_flags(c, ids, 2, FM_CACHE_FRESH, &e, &n), "get_many fresh");
+    ck_assert_uint_eq(n, 1);
+    fm_cache_entries_free(e, n);
+    ck_assert_int_eq(redis_calls(rc, "get"), gets + 1);
+    ck_assert_int_eq(redis_calls(rc, "mget"), mgets + 1);
+    ck_assert_int_eq(stat_of(daemon_a.sock, "near_hits"), hits);
+    /* Without the flag: from the daemon's copy. */
+    fmt_ok(c, fm_cache_get_flags(c, "fc-1", 0, &json, &len), "cache.get");
+    free(json);
+    ck_assert_int_eq(stat_of(daemon_a.sock, "near_hits"), hits + 1);
+    ck_assert_int_eq(fm_cache_get_flags(c, "fc-1", 0x8, &json, &len), FM_ERR);
+    ck_assert_int_eq(fm_client_err(c), FM_ERR_ARG);
+    fm_client_free(c);
+    redisFree(rc);
+}
+END_TEST
+
 START_TEST(test_zero_bytes_turns_the_near_cache_off)
 {
     redisContext *rc = wire_redis_open(&redis_srv);
@@ -652,6 +688,7 @@ Suite *fm_suite_near(void)
     tcase_add_test(tc, test_a_stored_execution_is_read_without_redis);
     tcase_add_test(tc, test_get_many_serves_hits_and_reads_only_the_misses);
     tcase_add_test(tc, test_fresh_reads_go_to_redis);
+    tcase_add_test(tc, test_the_c_library_asks_for_fresh_reads);
     tc = tcase(s, "off", no_cache_up);
     tcase_add_test(tc, test_zero_bytes_turns_the_near_cache_off);
     tc = tcase(s, "current", servers_up);
