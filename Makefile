@@ -296,9 +296,10 @@ $(addprefix fuzz-,$(FUZZERS)): fuzz-%: $(FUZZ_DIR)/fuzz_%
 # temp dir, 16 workers contending for 4 keys and writing to a fenced store,
 # and a nemesis drawn from a printed seed: SIGKILL/SIGSTOP of workers, SIGKILL
 # of daemons and Redis, CLIENT KILL and DEBUG SLEEP in Redis. Then it checks
-# exclusion and fencing, reply deadlines, crashes and sanitizer reports, and
-# that every key can be taken again; it prints a summary and exits 1 on any
-# violation, keeping its temp dir (logs included) and printing the seed.
+# exclusion and fencing, the lock hand-off through the near caches, reply
+# deadlines, crashes and sanitizer reports, and that every key can be taken
+# again; it prints a summary and exits 1 on any violation, keeping its temp
+# dir (logs included) and printing the seed.
 TORTURE_SECONDS ?= 60
 .PHONY: torture
 torture:

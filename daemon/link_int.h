@@ -133,6 +133,7 @@ typedef struct fm_link_trk {
     uint64_t gen;           /* bumped by every loss */
     uint64_t fence_seq;     /* the last fence raised */
     uint64_t done_seq;      /* every fence up to it passed */
+    uint64_t told_seq;      /* what the tracker heard of that */
     int barrier_out;        /* a round trip on the pub/sub connection */
     uint64_t barrier_seq;   /* the fence it covers */
     uint64_t barrier_sent_ms;

@@ -23,12 +23,17 @@
 #define CHANNEL "__redis__:invalidate"
 #define CHANNEL_LEN (sizeof(CHANNEL) - 1)
 
+static void on_prepare(uv_prepare_t *p);
+
+/* The tracker hears of it from the prepare handle, on a clean stack: what
+ * it resumes sends commands, which must not happen inside a context's
+ * loss (the context is being torn down) or inside hiredis's callbacks. */
 static void pass_fences(fm_link *link, uint64_t seq)
 {
     fm_link_trk *tr = &link->track;
 
     tr->done_seq = seq;
-    tr->t.fenced(seq, tr->t.arg);
+    uv_prepare_start(&tr->prepare, on_prepare);
 }
 
 /* Forgets everything tracked: nothing to wait for, nothing to trust. */
@@ -41,7 +46,6 @@ static void disarm(fm_link *link)
         tr->stats.lost++;
     tr->armed = 0;
     tr->barrier_out = 0;
-    uv_prepare_stop(&tr->prepare);
     tr->t.lost(tr->t.arg);
     pass_fences(link, tr->fence_seq);
 }
@@ -104,12 +108,19 @@ static void send_barrier(fm_link *link)
     tr->stats.fences++;
 }
 
+/* Once per loop turn while there is something to do: tell the tracker
+ * which fences passed, and send the barrier for the ones raised since. */
 static void on_prepare(uv_prepare_t *p)
 {
     fm_link *link = p->data;
+    fm_link_trk *tr = &link->track;
 
     uv_prepare_stop(p);
-    if (!link->track.barrier_out)
+    if (tr->done_seq > tr->told_seq) {
+        tr->told_seq = tr->done_seq;
+        tr->t.fenced(tr->done_seq, tr->t.arg);
+    }
+    if (tr->fence_seq > tr->done_seq && !tr->barrier_out)
         send_barrier(link);
 }
 
@@ -131,8 +142,6 @@ static void on_subscribed(const char *chan, size_t clen, void *arg)
         return;
     tr->barrier_out = 0;
     pass_fences(link, tr->barrier_seq);
-    if (tr->fence_seq > tr->done_seq)
-        send_barrier(link);
 }
 
 static void on_invalidation(const char *chan, size_t clen, const redisReply *payload,

@@ -179,15 +179,21 @@ export interface ExecutionCacheOptions extends OwnClientOptions {
   maxBatch?: number;
 }
 
+export interface CacheReadOptions {
+  /** Read Redis, bypassing the daemon's near cache (cache_near_bytes). */
+  fresh?: boolean;
+}
+
 export class ExecutionCache<E extends { id: string } = Execution> {
   constructor(client?: Client | null, options?: ExecutionCacheOptions);
   constructor(options: ExecutionCacheOptions);
   readonly client: Client;
-  get(id: string): Promise<E | null>;
+  /** fresh: read Redis, not the daemon's near cache. */
+  get(id: string, options?: CacheReadOptions): Promise<E | null>;
   set(execution: E, ttl?: number): Promise<void>;
   invalidate(id: string): Promise<void>;
   invalidateMany(ids: string[]): Promise<void>;
-  getMany(ids: string[]): Promise<Map<string, E>>;
+  getMany(ids: string[], options?: CacheReadOptions): Promise<Map<string, E>>;
   /** Closes the Client the cache made for itself; a shared one stays open. */
   close(): Promise<void>;
 }

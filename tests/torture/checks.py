@@ -28,6 +28,10 @@
 #      left out; a connection the daemon's death closed ends a request, but
 #      one closed while its daemon was not being killed is a violation, and
 #      so is a reply that answers no request in flight).
+#   6  the lock hand-off through the near caches: a section's read of the
+#      execution it works on returns the latest write acknowledged before
+#      its acquire was sent, or a write that may have landed after it
+#      (check_cache says exactly which).
 # Checks 4 (daemon crashes, exit status, sanitizer reports) and 5 (every key
 # acquirable after the workers stopped) are observed live by torture.py and
 # passed in. Each violation carries its evidence as text.
@@ -449,4 +453,67 @@ def analyse(cfg, worker_logs, store_log, faults, extra_sections, t0):
     st["refused_by_cause"] = dict(cause)
     st["refused_stopped_examples"] = stopped_examples
     st["refused_other_examples"] = other_examples
+    check_cache(res, worker_logs, sections, t0)
     return res
+
+
+def check_cache(res, worker_logs, sections, t0):
+    """6 the lock hand-off through the near caches. Each section reads
+    execution tt-<key> after its grant and writes it, with its fence, before
+    its end. A read must return a value that may still be the latest of the
+    writes acknowledged before its section's acquire was sent: Redis ran
+    those before the grant, so the fence after the grant had their
+    invalidations in. Written precisely: let B be the write acknowledged
+    before the acquire was sent that was sent last; every write acknowledged
+    before B was sent is overwritten for sure (B began after it ended). The
+    value read must be that of a write not overwritten for sure (an
+    unacknowledged one may have landed at any time after it was sent), or
+    nothing when no write was acknowledged yet."""
+    writes = collections.defaultdict(list)      # key -> [{f, sent, ack}]
+    by_token = {}
+    reads = []
+    for path in worker_logs:
+        recs, _ = read_records(path)
+        for r in recs:
+            t = r.get("t")
+            if t == "cwsend":
+                w = {"f": r["f"], "sent": r["ts"], "ack": None, "token": r["token"]}
+                writes[r["key"]].append(w)
+                by_token[r["token"]] = w
+            elif t == "cwrecv":
+                w = by_token.get(r["token"])
+                if w is not None:
+                    w["ack"] = r["ts"]
+            elif t == "cread":
+                reads.append(r)
+    checked = misses = 0
+    for r in reads:
+        s = sections.get(r["token"])
+        if s is None:
+            continue
+        ws = writes.get(r["key"], [])
+        t = s["sent"]
+        acked = [w for w in ws if w["ack"] is not None and w["ack"] < t]
+        if acked:
+            last = max(w["sent"] for w in acked)
+            allowed = {w["f"] for w in ws if w["sent"] < r["ts"] and
+                       (w["ack"] is None or w["ack"] >= last)}
+        else:
+            allowed = {None} | {w["f"] for w in ws if w["sent"] < r["ts"]}
+        checked += 1
+        misses += r["f"] is None
+        if r["f"] not in allowed:
+            newest = max(acked, key=lambda w: w["ack"]) if acked else None
+            res.violate("6", "key %s: a section read execution tt-%s with fence %s "
+                        "after its grant, but a newer write was acknowledged before "
+                        "it asked for the lock (fence %s, acknowledged at %.3f, the "
+                        "acquire sent at %.3f): %s" % (
+                            r["key"], r["key"], r["f"],
+                            newest["f"] if newest else "?",
+                            newest["ack"] - t0 if newest else 0, t - t0,
+                            _fmt_sec(s, t0)))
+    res.stats["cache_reads_checked"] = checked
+    res.stats["cache_read_misses"] = misses
+    res.stats["cache_writes"] = sum(len(v) for v in writes.values())
+    res.stats["cache_writes_acknowledged"] = sum(
+        1 for v in writes.values() for w in v if w["ack"] is not None)

@@ -53,6 +53,12 @@
 #   retry_delay*max_retries for acquires) plus LATENCY_MARGIN_MS. Requests of
 #   a worker overlapping its own SIGSTOP, or cut short by its SIGKILL, are
 #   not judged: a frozen or dead reader cannot time its reply.
+# - The lock hand-off through the near caches: each section reads execution
+#   tt-<key> right after its grant and writes it with its fence before its
+#   end, through the daemons' near caches (on, by default). A read must see
+#   the latest write acknowledged before its acquire was sent, or a write
+#   that may have landed after that one (checks.py, check 6): the fence each
+#   daemon raises after a grant is what makes that hold across the two.
 
 import argparse
 import atexit
@@ -867,6 +873,10 @@ class Torture:
         if st["fence_back_after_restart"]:
             p("fences went back after a Redis restart %d times: Redis lost "
               "acknowledged writes (check appendfsync)" % st["fence_back_after_restart"])
+        p("near caches: %d reads after a grant checked against the writes before "
+          "it (%d misses); %d writes, %d acknowledged" % (
+              st["cache_reads_checked"], st["cache_read_misses"], st["cache_writes"],
+              st["cache_writes_acknowledged"]))
         p("lock.lost events: %d; connections closed under a request: %d" % (
             st["lock_lost"], st["closed"]))
         p("errors by code: %s" % (", ".join(

@@ -20,6 +20,10 @@
 #   grant       a section begins: key, token, fence, start = when the
 #               acquire's reply arrived
 #   wsend/wrecv each store write and whether the store accepted it
+#   cread       the section's read of execution tt-<key> after its grant:
+#               the fence ("f") of the value read, None on a miss
+#   cwsend/cwrecv  its write of tt-<key> with its own fence, before its end
+#               (cwrecv only when the daemon answered ok)
 #   end         the section's end, taken before the release is sent
 #   rel         the release's result (true / false+reason / unknown)
 #   event       events from the daemon (lock.lost, ...)
@@ -216,6 +220,31 @@ class Worker:
                  accepted=obj["accepted"], highest=obj["highest"])
         return obj["accepted"]
 
+    # ---- the execution the section works on ---------------------------------
+    # Each section reads execution "tt-<key>" right after its grant and
+    # writes it, carrying its fence, before it ends: the lock hand-off of
+    # workflow engines, through both daemons' near caches (checks.py, 6).
+
+    def cache_read(self, key, token, bound):
+        if self.sock is None:
+            return
+        rep = self.request({"op": "cache.get", "execution_id": "tt-" + key}, bound)
+        if rep is None or not rep.get("ok"):
+            return
+        ex = rep.get("execution")
+        self.rec(t="cread", token=token, key=key, sent=self.last_send_ts,
+                 ts=self.last_recv_ts, f=ex.get("f") if isinstance(ex, dict) else None)
+
+    def cache_write(self, key, token, fence, bound):
+        if self.sock is None:
+            return
+        sent = now()
+        self.rec(t="cwsend", token=token, key=key, f=fence, ts=sent)
+        rep = self.request({"op": "cache.set", "ttl": 3600000,
+                            "execution": {"id": "tt-" + key, "f": fence}}, bound)
+        if rep is not None and rep.get("ok"):
+            self.rec(t="cwrecv", token=token, key=key, f=fence, ts=self.last_recv_ts)
+
     # ---- the loop -----------------------------------------------------------
 
     def run(self):
@@ -243,6 +272,7 @@ class Worker:
             self.rec(t="grant", key=key, token=token, fence=fence,
                      start=self.last_recv_ts, sent=self.last_send_ts,
                      w=self.w, auto_extend=c["auto_extend"], ttl=c["ttl"])
+            self.cache_read(key, token, rel_bound)
             nwrites = self.rng.randint(1, 3)
             for n in range(nwrites):
                 if n:
@@ -250,6 +280,7 @@ class Worker:
                     self.drain_events()
                 self.store_write(key, token, fence, n)
             self.drain_events()
+            self.cache_write(key, token, fence, rel_bound)
             end = now()
             self.rec(t="end", token=token, key=key, end=end)
             if self.sock is None:

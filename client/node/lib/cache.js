@@ -28,8 +28,11 @@ export class ExecutionCache {
     this._precheck = a.settings.precheck;
   }
 
-  async get(id) {
-    const reply = await this.client._request('cache.get', { execution_id: id },
+  // options.fresh: read Redis, not the daemon's near cache.
+  async get(id, options) {
+    const fields = { execution_id: id };
+    if (options?.fresh) fields.fresh = true;
+    const reply = await this.client._request('cache.get', fields,
       { precheck: this._precheck, exact: this.bigNumbers });
     return reply.execution ?? null;
   }
@@ -57,11 +60,12 @@ export class ExecutionCache {
       this.client._request('cache.invalidate_many', { execution_ids: part }, { precheck: this._precheck })));
   }
 
-  // A Map of the ids that are cached, in the order of ids.
-  async getMany(ids) {
+  // A Map of the ids that are cached, in the order of ids; options as get's.
+  async getMany(ids, options) {
     const parts = batches(ids, this.maxBatch, this.client.maxRequestBytes);
     const replies = await Promise.all(parts.map((part) =>
-      this.client._request('cache.get_many', { execution_ids: part },
+      this.client._request('cache.get_many',
+        options?.fresh ? { execution_ids: part, fresh: true } : { execution_ids: part },
         { precheck: this._precheck, exact: this.bigNumbers })));
     const found = new Map();
     for (const reply of replies) {

@@ -57,6 +57,24 @@ describe('get, set, invalidate', () => {
     assert.deepEqual(await cache.get('c3'), { id: 'c3', by: 'node' });
   });
 
+  it('get and getMany with fresh read Redis, not the daemon\'s near cache', async () => {
+    const calls = async (cmd) => {
+      const info = await servers.redisCli('INFO', 'commandstats');
+      const m = new RegExp(`cmdstat_${cmd}:calls=(\\d+)`).exec(info);
+      return m ? Number(m[1]) : 0;
+    };
+    await cache.set({ id: 'cf' });
+    const gets = await calls('get');
+    const mgets = await calls('mget');
+    assert.deepEqual(await cache.get('cf', { fresh: true }), { id: 'cf' });
+    assert.deepEqual([...(await cache.getMany(['cf'], { fresh: true })).keys()], ['cf']);
+    assert.equal(await calls('get'), gets + 1);
+    assert.equal(await calls('mget'), mgets + 1);
+    // Without it, the copy the daemon kept when it wrote cf.
+    assert.deepEqual(await cache.get('cf'), { id: 'cf' });
+    assert.equal(await calls('get'), gets + 1);
+  });
+
   it('invalidate deletes the key', async () => {
     await cache.set({ id: 'c4' });
     assert.equal(await servers.redisCli('EXISTS', 'fm:exec:c4'), '1');
