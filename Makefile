@@ -110,12 +110,13 @@ $(STALL): tests/stall/stall.c
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -shared -fPIC $< -o $@ -ldl
 
 # The tests link the daemon's config parser, hash table, latency
-# histogram, the cluster parts (key slots, fence names, scripts, slot map)
-# and the TLS layer under its hiredis adapter to test them directly;
+# histogram, the cluster parts (key slots, fence names, scripts, slot map),
+# the TLS layer under its hiredis adapter and the near cache's store to
+# test them directly;
 # everything else they reach through the real daemon binary and the socket.
 TEST_DAEMON_SRC = daemon/config.c daemon/log.c daemon/map.c daemon/latency.c \
                   daemon/slot.c daemon/fence.c daemon/scripts.c daemon/slotmap.c \
-                  daemon/redis_uv.c daemon/tls.c daemon/tls_tunnel.c
+                  daemon/redis_uv.c daemon/tls.c daemon/tls_tunnel.c daemon/near.c
 $(TESTS): $(call obj,$(TEST_SRC) $(TEST_DAEMON_SRC)) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ -o $@ $(call pkglibs,$(PKGS_TEST))
 

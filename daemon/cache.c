@@ -15,7 +15,7 @@
 #include "log.h"
 #include "reply.h"
 
-size_t fm_cache_key(const csvc *cs, const char *id, size_t len, char *out)
+size_t fm_cache_key(const fm_cache_svc *cs, const char *id, size_t len, char *out)
 {
     return fm_key_make(cs->core->cfg->cache_key_prefix, id, len, out);
 }
@@ -25,7 +25,7 @@ static size_t cache_key(const fm_req *req, const char *id, size_t len, char *out
     return fm_cache_key(req->svc, id, len, out);
 }
 
-int fm_cache_stored_ok(csvc *cs, const redisReply *v)
+int fm_cache_stored_ok(fm_cache_svc *cs, const redisReply *v)
 {
     fm_json_val root;
 
@@ -102,7 +102,7 @@ static void op_set(fm_req *req, const fm_request *msg)
 {
     char id[FM_KEY_MAX + 1], key[FM_RKEY_MAX + 1], ttlbuf[24];
     size_t idlen, keylen;
-    int64_t ttl = ((const csvc *)req->svc)->core->cfg->cache_ttl_ms;
+    int64_t ttl = ((const fm_cache_svc *)req->svc)->core->cfg->cache_ttl_ms;
     fm_json_val exec, idv;
     fm_proto_err err;
 
@@ -124,9 +124,9 @@ static void op_set(fm_req *req, const fm_request *msg)
         fm_cache_near_set(req, key, keylen, exec.p, exec.len, ttl);
         return;
     }
-    /* Nothing is held while the near cache is off or unarmed; a copy
-     * filled before must not outlive this write all the same. */
-    fm_cache_near_forget(req->svc, key, keylen);
+    if (fm_cache_near_writes(req, 1, 0) != 0)
+        return;
+    fm_cache_near_write_key(req, 0, key, keylen);
     snprintf(ttlbuf, sizeof(ttlbuf), "%lld", (long long)ttl);
     fm_req_command(req, 5, (const char *[]){"SET", key, exec.p, "PX", ttlbuf},
                    (size_t[]){3, keylen, exec.len, 2, strlen(ttlbuf)}, set_done);
@@ -143,16 +143,16 @@ static void op_invalidate(fm_req *req, const fm_request *msg)
     char key[FM_RKEY_MAX + 1];
     size_t keylen;
 
-    if (id_arg(req, msg, key, &keylen) != 0)
+    if (id_arg(req, msg, key, &keylen) != 0 || fm_cache_near_writes(req, 1, 0) != 0)
         return;
-    fm_cache_near_forget(req->svc, key, keylen);
+    fm_cache_near_write_key(req, 0, key, keylen);
     fm_req_command(req, 2, (const char *[]){"DEL", key}, (size_t[]){3, keylen},
                    invalidate_done);
 }
 
 static int cmp_id(const void *a, const void *b)
 {
-    const idref *x = a, *y = b;
+    const fm_idref *x = a, *y = b;
     int c = memcmp(x->p, y->p, x->len < y->len ? x->len : y->len);
 
     return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
@@ -160,21 +160,21 @@ static int cmp_id(const void *a, const void *b)
 
 /* Decodes a validated id array; with `unique`, sorted with repeats dropped
  * (a reply object must not name a member twice). */
-static idset *read_ids(const fm_json_val *arr, size_t count, int unique)
+static fm_idset *read_ids(const fm_json_val *arr, size_t count, int unique)
 {
     size_t total = 0, n = 0;
     fm_json_val name, v;
     fm_json_iter it;
-    idset *set;
+    fm_idset *set;
     char *w;
 
     fm_json_iter_init(&it, arr);
     while (fm_json_iter_next(&it, &name, &v))
         total += fm_json_string_len(&v) + 1;
-    set = malloc(sizeof(*set) + count * sizeof(idref) + total);
+    set = malloc(sizeof(*set) + count * sizeof(fm_idref) + total);
     if (set == NULL)
         return NULL;
-    set->ids = (idref *)(set + 1);
+    set->ids = (fm_idref *)(set + 1);
     w = (char *)(set->ids + count);
     set->total = 0;
     fm_json_iter_init(&it, arr);
@@ -200,10 +200,10 @@ static idset *read_ids(const fm_json_val *arr, size_t count, int unique)
 
 /* Sends <verb> <prefix><id>... for every id of the set; with `reads`, a
  * read of each key (MGET). */
-static void batch_command(fm_req *req, const char *verb, int reads, const idset *set,
+static void batch_command(fm_req *req, const char *verb, int reads, const fm_idset *set,
                           fm_req_reply_cb *done)
 {
-    size_t plen = strlen(((const csvc *)req->svc)->core->cfg->cache_key_prefix), i;
+    size_t plen = strlen(((const fm_cache_svc *)req->svc)->core->cfg->cache_key_prefix), i;
     const char **argv = malloc((set->n + 1) * sizeof(*argv));
     size_t *lens = malloc((set->n + 1) * sizeof(*lens));
     char *keys = malloc(set->n * plen + set->total + 1);
@@ -219,7 +219,7 @@ static void batch_command(fm_req *req, const char *verb, int reads, const idset 
             argv[i + 1] = w;
             lens[i + 1] = cache_key(req, set->ids[i].p, set->ids[i].len, w);
             if (!reads)
-                fm_cache_near_forget(req->svc, w, lens[i + 1]);
+                fm_cache_near_write_key(req, i, w, lens[i + 1]);
             w += lens[i + 1];
         }
         fm_req_read(req, reads ? set->n : 0, (int)set->n + 1, argv, lens, done);
@@ -229,14 +229,14 @@ static void batch_command(fm_req *req, const char *verb, int reads, const idset 
     free(keys);
 }
 
-static int ids_arg(fm_req *req, const fm_request *msg, int unique, idset **out)
+static int ids_arg(fm_req *req, const fm_request *msg, int unique, fm_idset **out)
 {
     fm_json_val arr;
     size_t count;
     fm_proto_err err;
 
     if (fm_request_string_array(msg, "execution_ids",
-                                (size_t)((const csvc *)req->svc)->core->cfg->max_batch,
+                                (size_t)((const fm_cache_svc *)req->svc)->core->cfg->max_batch,
                                 FM_KEY_MAX, &arr, &count, &err) != 0) {
         fm_req_fail(req, err.code, "%s", err.msg);
         return -1;
@@ -256,20 +256,20 @@ static void invalidate_many_done(fm_req *req, redisReply *reply)
 
 static void op_invalidate_many(fm_req *req, const fm_request *msg)
 {
-    idset *set;
+    fm_idset *set;
 
     if (ids_arg(req, msg, 1, &set) != 0)
         return;
     if (set->n == 0)
         fm_req_ok_int(req, "invalidated", 0);
-    else
+    else if (fm_cache_near_writes(req, set->n, 0) == 0)
         batch_command(req, "DEL", 0, set, invalidate_many_done);
     free(set);
 }
 
 /* At most what fm_cache_put_many appends: every value, and each id
  * escaped. */
-static size_t reply_size(const idset *set, const size_t *lens)
+static size_t reply_size(const fm_idset *set, const size_t *lens)
 {
     size_t n = 16 + set->total * 6 + set->n * 4;
 
@@ -278,7 +278,7 @@ static size_t reply_size(const idset *set, const size_t *lens)
     return n;
 }
 
-void fm_cache_put_many(fm_req *req, const idset *set, const char *const *vals,
+void fm_cache_put_many(fm_req *req, const fm_idset *set, const char *const *vals,
                        const size_t *lens)
 {
     size_t size = reply_size(set, lens);
@@ -305,7 +305,7 @@ void fm_cache_put_many(fm_req *req, const idset *set, const char *const *vals,
 
 static void get_many_done(fm_req *req, redisReply *reply)
 {
-    const idset *set = req->data;
+    const fm_idset *set = req->data;
     const char **vals;
     size_t *lens;
 
@@ -332,7 +332,7 @@ static void get_many_done(fm_req *req, redisReply *reply)
 
 static void op_get_many(fm_req *req, const fm_request *msg)
 {
-    idset *set;
+    fm_idset *set;
     int fresh;
 
     if ((fresh = fresh_arg(req, msg)) < 0 || ids_arg(req, msg, 1, &set) != 0)
@@ -359,7 +359,7 @@ static void op_get_many(fm_req *req, const fm_request *msg)
 
 static void *cache_create(fm_core *core, int slot)
 {
-    csvc *cs = calloc(1, sizeof(*cs));
+    fm_cache_svc *cs = calloc(1, sizeof(*cs));
 
     (void)slot;
     if (cs == NULL)
@@ -375,7 +375,7 @@ static void *cache_create(fm_core *core, int slot)
 
 static void cache_free(void *state)
 {
-    csvc *cs = state;
+    fm_cache_svc *cs = state;
 
     fm_cache_near_stop(cs);
     free(cs);
@@ -383,7 +383,7 @@ static void cache_free(void *state)
 
 static void cache_put_stats(const void *state, fm_conn *conn)
 {
-    const csvc *cs = state;
+    const fm_cache_svc *cs = state;
 
     fm_reply_put_int(conn, "cache_invalid", (int64_t)cs->invalid);
     fm_cache_near_put_stats(cs, conn);

@@ -27,7 +27,8 @@ typedef struct nread {
     fm_list in_fenced;      /* cs->fenced while it waits */
     uint64_t fence;         /* the one it waits for */
     int passed;             /* past its fence (or had none) */
-    idset *set;             /* cache.get_many's ids, in the order of the keys */
+    int bypass;             /* the fence took too long: Redis, unkept */
+    fm_idset *set;             /* cache.get_many's ids, in the order of the keys */
     size_t n;
     const char **keys;      /* the Redis keys, in `text` */
     size_t *keylens;
@@ -40,19 +41,21 @@ typedef struct nread {
                                above, then the keys' text */
 } nread;
 
-/* cache.set's write, with its value to keep. */
+/* The daemon's own writes of n keys (cache.set: one, with its value to
+ * keep; the invalidations: their DEL). */
 typedef struct nwrite {
-    fm_near_fill fill;
-    int64_t ttl;
+    size_t n;
+    char *val;              /* behind the fills */
     size_t vlen;
-    char val[];
+    int64_t ttl;
+    fm_near_fill fills[];
 } nwrite;
 
-int fm_cache_near_on(csvc *cs)
+int fm_cache_near_on(fm_cache_svc *cs)
 {
     size_t max = (size_t)cs->core->cfg->cache_near_bytes;
 
-    if (cs->near == NULL)
+    if (cs->near == NULL || cs->near_failed)
         return 0;
     if (max != cs->near_max) {
         fm_near_set_max(cs->near, max);
@@ -61,15 +64,9 @@ int fm_cache_near_on(csvc *cs)
     return max > 0 && fm_link_tracking(cs->core->link);
 }
 
-void fm_cache_near_forget(csvc *cs, const char *key, size_t keylen)
-{
-    if (cs->near != NULL)
-        fm_near_invalidate(cs->near, key, keylen);
-}
-
 /* ---- reads ---- */
 
-static void end_fills(csvc *cs, nread *nr)
+static void end_fills(fm_cache_svc *cs, nread *nr)
 {
     for (size_t i = 0; i < nr->n; i++)
         fm_near_fill_end(cs->near, &nr->fills[i], NULL, 0, 0);
@@ -122,7 +119,7 @@ static void answer(fm_req *req)
 static void take(fm_req *req, size_t i, const redisReply *v, int64_t pttl)
 {
     nread *nr = req->data;
-    csvc *cs = req->svc;
+    fm_cache_svc *cs = req->svc;
 
     if (v == NULL || !fm_cache_stored_ok(cs, v)) {
         fm_near_fill_end(cs->near, &nr->fills[i], NULL, 0, 0);
@@ -149,7 +146,7 @@ static void read_done(fm_req *req, redisReply *reply)
 static void ttls_done(fm_req *req, redisReply *reply)
 {
     nread *nr = req->data;
-    csvc *cs = req->svc;
+    fm_cache_svc *cs = req->svc;
     size_t j = 0;
 
     for (size_t i = 0; i < nr->n; i++) {
@@ -172,7 +169,7 @@ static void ttls_done(fm_req *req, redisReply *reply)
 static void values_done(fm_req *req, redisReply *reply)
 {
     nread *nr = req->data;
-    csvc *cs = req->svc;
+    fm_cache_svc *cs = req->svc;
     size_t nmiss = 0, nread_ = 0, nfill = 0, bytes = 0, j = 0;
     size_t *idx;
     const char **argv;
@@ -264,11 +261,18 @@ static int copy_hits(nread *nr)
     return 0;
 }
 
-static void read_misses(fm_req *req, size_t nmiss)
+/* cache.get without keeping: a plain GET. */
+static void plain_done(fm_req *req, redisReply *reply)
+{
+    take(req, 0, reply, 0);
+    answer(req);
+}
+
+/* The keys not held go to Redis; with `on`, what comes back is kept. */
+static void read_misses(fm_req *req, size_t nmiss, int on)
 {
     nread *nr = req->data;
-    csvc *cs = req->svc;
-    int on = fm_cache_near_on(cs);
+    fm_cache_svc *cs = req->svc;
     const char **argv;
     size_t *lens, j = 1;
 
@@ -280,8 +284,8 @@ static void read_misses(fm_req *req, size_t nmiss)
         fm_req_fail(req, FM_E_INTERNAL, "out of memory");
         return;
     }
-    argv[0] = "MGET";
-    lens[0] = 4;
+    argv[0] = nr->set == NULL ? "GET" : "MGET";
+    lens[0] = strlen(argv[0]);
     for (size_t i = 0; i < nr->n; i++) {
         if (nr->vals[i] != NULL)
             continue;
@@ -291,18 +295,35 @@ static void read_misses(fm_req *req, size_t nmiss)
         argv[j] = nr->keys[i];
         lens[j++] = nr->keylens[i];
     }
-    if (nr->set == NULL)
+    if (nr->set != NULL)
+        fm_req_read(req, nmiss, (int)j, argv, lens, values_done);
+    else if (on)
         fm_req_script(req, &cs->read, 1, 1, argv + 1, lens + 1, read_done);
     else
-        fm_req_read(req, nmiss, (int)j, argv, lens, values_done);
+        fm_req_read(req, 1, 2, argv, lens, plain_done);
     free(argv);
     free(lens);
+}
+
+static void read_run(fm_req *req);
+
+/* The fence did not pass in half the request's time (a pub/sub connection
+ * behind a backlog): Redis itself is current, so it is read there. */
+static void fence_timeout(fm_req *req)
+{
+    nread *nr = req->data;
+
+    fm_list_remove(&nr->in_fenced);
+    nr->bypass = 1;
+    req->on_timer = NULL;
+    read_run(req);
 }
 
 static void read_run(fm_req *req)
 {
     nread *nr = req->data;
-    csvc *cs = req->svc;
+    fm_cache_svc *cs = req->svc;
+    uint64_t timeout = (uint64_t)cs->core->cfg->request_timeout_ms;
     uint64_t fence;
     size_t nmiss = 0;
     int on;
@@ -312,11 +333,13 @@ static void read_run(fm_req *req)
         nr->passed = 1;
         fm_list_push_back(&cs->fenced, &nr->in_fenced);
         cs->fence_waits++;
-        fm_req_deadline(req, (uint64_t)cs->core->cfg->request_timeout_ms);
+        req->deadline = uv_now(req->reqs->loop) + timeout;
+        req->on_timer = fence_timeout;
+        fm_req_timer(req, timeout / 2);
         return;
     }
     nr->passed = 1;
-    on = fm_cache_near_on(cs);
+    on = !nr->bypass && fm_cache_near_on(cs);
     for (size_t i = 0; i < nr->n; i++)
         if (!on || !fm_near_get(cs->near, nr->keys[i], nr->keylens[i], &nr->vals[i],
                                 &nr->lens[i])) {
@@ -326,7 +349,7 @@ static void read_run(fm_req *req)
     if (nmiss == 0)
         answer(req);
     else
-        read_misses(req, nmiss);
+        read_misses(req, nmiss, on);
 }
 
 /* The request's read of n keys, keybytes of them in all; NULL answered. */
@@ -369,9 +392,9 @@ void fm_cache_near_get(fm_req *req, const char *key, size_t keylen)
     read_run(req);
 }
 
-void fm_cache_near_get_many(fm_req *req, idset *set)
+void fm_cache_near_get_many(fm_req *req, fm_idset *set)
 {
-    csvc *cs = req->svc;
+    fm_cache_svc *cs = req->svc;
     size_t plen = strlen(cs->core->cfg->cache_key_prefix);
     nread *nr = read_create(req, set->n, set->n * plen + set->total);
     char *w;
@@ -393,7 +416,7 @@ void fm_cache_near_get_many(fm_req *req, idset *set)
 /* Every read waiting for a fence up to seq goes on. */
 static void on_fenced(uint64_t seq, void *arg)
 {
-    csvc *cs = arg;
+    fm_cache_svc *cs = arg;
     fm_list *l;
 
     while ((l = fm_list_first(&cs->fenced)) != NULL) {
@@ -402,28 +425,72 @@ static void on_fenced(uint64_t seq, void *arg)
         if (nr->fence > seq)
             break;
         fm_list_remove(l);
+        /* Its deadline stays; only the fallback to Redis goes. */
+        nr->req->on_timer = NULL;
         read_run(nr->req);
     }
 }
 
 /* ---- writes ---- */
 
-static void write_settle(fm_req *req)
+static void end_writes(fm_req *req)
 {
+    fm_cache_svc *cs = req->svc;
     nwrite *nw = req->data;
 
-    /* A command still out comes back to write_late. */
+    for (size_t i = 0; i < nw->n; i++)
+        fm_near_fill_end(cs->near, &nw->fills[i], NULL, 0, 0);
+}
+
+static void write_settle(fm_req *req)
+{
+    /* A command still out comes back to write_late: until then it may
+     * still reach Redis, and reads of its keys keep nothing. */
     if (req->cmd == NULL)
-        fm_near_fill_end(((csvc *)req->svc)->near, &nw->fill, NULL, 0, 0);
+        end_writes(req);
 }
 
 static void write_late(fm_req *req, fm_link_status status, redisReply *reply)
 {
-    nwrite *nw = req->data;
-
     (void)status;
     (void)reply;
-    fm_near_fill_end(((csvc *)req->svc)->near, &nw->fill, NULL, 0, 0);
+    end_writes(req);
+}
+
+/* Out of memory while beginning a write: a read could now keep what it
+ * replaces, so nothing is kept from here on. */
+static void give_up(fm_cache_svc *cs)
+{
+    fm_log_error("near cache: out of memory; turned off (every cache read goes to Redis)");
+    fm_near_flush(cs->near);
+    cs->near_failed = 1;
+}
+
+int fm_cache_near_writes(fm_req *req, size_t n, size_t vlen)
+{
+    fm_cache_svc *cs = req->svc;
+    nwrite *nw;
+
+    if (cs->near == NULL)
+        return 0;
+    nw = fm_req_data(req, sizeof(*nw) + n * sizeof(fm_near_fill) + vlen);
+    if (nw == NULL)
+        return -1;
+    nw->n = n;
+    nw->val = (char *)(nw->fills + n);
+    req->on_settle = write_settle;
+    req->on_late = write_late;
+    return 0;
+}
+
+void fm_cache_near_write_key(fm_req *req, size_t i, const char *key, size_t keylen)
+{
+    fm_cache_svc *cs = req->svc;
+    nwrite *nw = req->data;
+
+    if (cs->near != NULL && !cs->near_failed &&
+        fm_near_write_begin(cs->near, key, keylen, &nw->fills[i]) != 0)
+        give_up(cs);
 }
 
 static void write_done(fm_req *req, redisReply *reply)
@@ -431,27 +498,26 @@ static void write_done(fm_req *req, redisReply *reply)
     nwrite *nw = req->data;
 
     (void)reply;
-    fm_near_fill_end(((csvc *)req->svc)->near, &nw->fill, nw->val, nw->vlen, nw->ttl);
+    fm_near_fill_end(((fm_cache_svc *)req->svc)->near, &nw->fills[0], nw->val, nw->vlen,
+                     nw->ttl);
     fm_req_ok(req);
 }
 
 void fm_cache_near_set(fm_req *req, const char *key, size_t keylen, const char *val,
                        size_t vlen, int64_t ttl)
 {
-    csvc *cs = req->svc;
-    nwrite *nw = fm_req_data(req, sizeof(*nw) + vlen);
+    fm_cache_svc *cs = req->svc;
+    nwrite *nw;
     char ttlbuf[24];
     int tlen;
 
-    if (nw == NULL)
+    if (fm_cache_near_writes(req, 1, vlen) != 0)
         return;
+    nw = req->data;
     memcpy(nw->val, val, vlen);
     nw->vlen = vlen;
     nw->ttl = ttl;
-    req->on_settle = write_settle;
-    req->on_late = write_late;
-    /* Out of memory: written, not kept. */
-    (void)fm_near_write_begin(cs->near, key, keylen, &nw->fill);
+    fm_cache_near_write_key(req, 0, key, keylen);
     tlen = snprintf(ttlbuf, sizeof(ttlbuf), "%lld", (long long)ttl);
     fm_req_script(req, &cs->write, 1, 3, (const char *[]){key, val, ttlbuf},
                   (size_t[]){keylen, vlen, (size_t)tlen}, write_done);
@@ -463,7 +529,7 @@ void fm_cache_near_set(fm_req *req, const char *key, size_t keylen, const char *
  * keeps it from being kept. */
 static void on_armed(void *arg)
 {
-    csvc *cs = arg;
+    fm_cache_svc *cs = arg;
 
     fm_near_flush(cs->near);
     fm_log_debug("near cache: tracking on");
@@ -471,19 +537,19 @@ static void on_armed(void *arg)
 
 static void on_lost(void *arg)
 {
-    csvc *cs = arg;
+    fm_cache_svc *cs = arg;
 
     fm_near_flush(cs->near);
 }
 
 static void on_invalidate(const char *key, size_t len, void *arg)
 {
-    csvc *cs = arg;
+    fm_cache_svc *cs = arg;
 
     fm_near_invalidate(cs->near, key, len);
 }
 
-int fm_cache_near_start(csvc *cs)
+int fm_cache_near_start(fm_cache_svc *cs)
 {
     const fm_config *cfg = cs->core->cfg;
     fm_link *link = cs->core->link;
@@ -515,13 +581,13 @@ int fm_cache_near_start(csvc *cs)
     return 0;
 }
 
-void fm_cache_near_stop(csvc *cs)
+void fm_cache_near_stop(fm_cache_svc *cs)
 {
     fm_near_free(cs->near);
     cs->near = NULL;
 }
 
-void fm_cache_near_put_stats(const csvc *cs, fm_conn *conn)
+void fm_cache_near_put_stats(const fm_cache_svc *cs, fm_conn *conn)
 {
     fm_near_stats ns = {0};
     fm_link_track_stats ts = {0};

@@ -334,6 +334,9 @@ static void on_connect(const redisAsyncContext *ac, int status)
             rc |= setup_command(ctx, on_setup_reply, ctx->link->scripts[i], "SCRIPT LOAD", 3,
                                 (const char *[]){"SCRIPT", "LOAD", ctx->link->scripts[i]->body});
     }
+    /* The id of this connection, or of none: never an earlier one's. */
+    if (ctx->kind == CTX_SUB)
+        ctx->link->track.sub_id_known = 0;
     if (ctx->kind == CTX_SUB && ctx->link->track.wanted)
         rc |= setup_command(ctx, on_client_id, NULL, "CLIENT ID", 2,
                             (const char *[]){"CLIENT", "ID"});

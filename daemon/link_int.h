@@ -123,7 +123,6 @@ typedef struct channel {
 typedef struct fm_link_trk {
     fm_link_tracker t;
     int wanted;             /* a tracker is registered */
-    int who;                /* its listener number for the channel */
     long long sub_id;       /* CLIENT ID of the pub/sub connection */
     int sub_id_known;       /* on the current pub/sub connection */
     int confirmed;          /* the channel confirmed on it */
@@ -134,10 +133,12 @@ typedef struct fm_link_trk {
     uint64_t fence_seq;     /* the last fence raised */
     uint64_t done_seq;      /* every fence up to it passed */
     uint64_t told_seq;      /* what the tracker heard of that */
-    int barrier_out;        /* a round trip on the pub/sub connection */
+    int barrier_out;        /* a round trip out on the pub/sub connection
+                               (which it outlives the command one on) */
     uint64_t barrier_seq;   /* the fence it covers */
     uint64_t barrier_sent_ms;
     uv_prepare_t prepare;   /* sends a barrier at the end of the turn */
+    fm_script probe;        /* may the user run PTTL? */
     fm_link_track_stats stats;
 } fm_link_trk;
 

@@ -16,9 +16,11 @@
  * number it covered. While one is out, later fences wait for the next. */
 #include <stdio.h>
 #include <string.h>
+#include <string.h>
 
 #include "link_int.h"
 #include "log.h"
+#include "scripts.h"
 
 #define CHANNEL "__redis__:invalidate"
 #define CHANNEL_LEN (sizeof(CHANNEL) - 1)
@@ -32,20 +34,23 @@ static void pass_fences(fm_link *link, uint64_t seq)
 {
     fm_link_trk *tr = &link->track;
 
-    tr->done_seq = seq;
+    if (seq > tr->done_seq)
+        tr->done_seq = seq;
     uv_prepare_start(&tr->prepare, on_prepare);
 }
 
-/* Forgets everything tracked: nothing to wait for, nothing to trust. */
+/* Forgets everything tracked: nothing to wait for, nothing to trust. A
+ * barrier still out on a pub/sub connection that stays is still answered
+ * there, and stays counted (on_subscribed pairs answers with barriers). */
 static void disarm(fm_link *link)
 {
     fm_link_trk *tr = &link->track;
+    int was = tr->armed;
 
     tr->gen++;
-    if (tr->armed)
-        tr->stats.lost++;
     tr->armed = 0;
-    tr->barrier_out = 0;
+    if (!was)
+        return;
     tr->t.lost(tr->t.arg);
     pass_fences(link, tr->fence_seq);
 }
@@ -71,23 +76,57 @@ static void on_tracking(fm_link_status status, redisReply *reply, void *arg)
         return;
     }
     tr->armed = 1;
-    tr->stats.armed++;
     tr->t.armed(tr->t.arg);
 }
 
-/* Sent on the command connection once everything else is in place. */
-static void try_arm(fm_link *link)
+/* The near cache reads TTLs with PTTL in its scripts: a user whose ACL
+ * forbids it would see every read fail, so tracking is not even asked. */
+static void on_probe(fm_link_status status, redisReply *reply, void *arg)
 {
+    fm_link *link = arg;
     fm_link_trk *tr = &link->track;
     char id[24];
     const char *argv[] = {"CLIENT", "TRACKING", "on", "REDIRECT", id, "NOLOOP"};
     size_t lens[6] = {6, 8, 2, 8, 0, 6};
 
-    if (!tr->wanted || tr->armed || tr->asking || !tr->sub_id_known || !tr->confirmed ||
-        link->ctx[CTX_CMD].state != ST_READY)
+    tr->asking = 0;
+    if (link->closing || status != FM_LINK_OK)
         return;
+    if (tr->ask_gen != tr->gen) {
+        try_arm(link);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_INTEGER || reply->integer != 1) {
+        fm_log_limited(FM_LOG_WARN, "near cache unused: the Redis user may not run PTTL%s%.200s",
+                       reply->type == REDIS_REPLY_ERROR ? ": " : "",
+                       reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        return;
+    }
     lens[4] = (size_t)snprintf(id, sizeof(id), "%lld", tr->sub_id);
-    if (fm_link_command(link, NULL, 0, 6, argv, lens, on_tracking, link) != NULL) {
+    if (fm_link_command(link, NULL, 0, 6, argv, lens, on_tracking, link) != NULL)
+        tr->asking = 1;
+}
+
+/* Asked on the command connection once everything else is in place: the
+ * ACL probe, then CLIENT TRACKING. With Sentinel, the two connections ask
+ * the sentinels each on its own, and during a failover may be on two
+ * servers for a while: tracking that redirects to an id on another server
+ * would redirect to a stranger (or to no one). The sentinel machinery
+ * brings them together (+switch-master moves both), and whichever arrives
+ * last asks again (cmd ready, or the channel confirmed). */
+static void try_arm(fm_link *link)
+{
+    fm_link_trk *tr = &link->track;
+    const fm_ctx *cmd = &link->ctx[CTX_CMD], *sub = &link->ctx[CTX_SUB];
+    const char *key = link->cfg->cache_key_prefix;
+    size_t klen = strlen(key);
+
+    if (!tr->wanted || tr->armed || tr->asking || !tr->sub_id_known || !tr->confirmed ||
+        cmd->state != ST_READY)
+        return;
+    if (link->sentinel != NULL && (strcmp(cmd->host, sub->host) != 0 || cmd->port != sub->port))
+        return;
+    if (fm_link_script(link, NULL, &tr->probe, 0, 1, &key, &klen, on_probe, link) != NULL) {
         tr->asking = 1;
         tr->ask_gen = tr->gen;
     }
@@ -97,9 +136,14 @@ static void send_barrier(fm_link *link)
 {
     fm_link_trk *tr = &link->track;
 
-    if (!tr->armed || fm_link_sub_again(link, CHANNEL, CHANNEL_LEN) != 0) {
+    if (!tr->armed) {
         /* Nothing is tracked that a fence could order. */
         pass_fences(link, tr->fence_seq);
+        return;
+    }
+    if (fm_link_sub_again(link, CHANNEL, CHANNEL_LEN) != 0) {
+        /* No round trip, no order: what is held cannot be trusted. */
+        disarm(link);
         return;
     }
     tr->barrier_out = 1;
@@ -183,6 +227,7 @@ static void on_sub_down(void *arg)
 
     tr->sub_id_known = 0;
     tr->confirmed = 0;
+    tr->barrier_out = 0;
     disarm(link);
 }
 
@@ -241,17 +286,21 @@ void fm_link_track_close(fm_link *link, uv_close_cb cb)
 int fm_link_track(fm_link *link, const fm_link_tracker *t)
 {
     fm_link_trk *tr = &link->track;
+    int who;
 
     if (tr->wanted || link->cluster != NULL)
         return -1;
-    tr->who = fm_link_listen(link, &(fm_link_listener){
+    tr->probe = (fm_script){.name = "track_probe", .body = fm_lua_track_probe};
+    if (fm_link_register_script(link, &tr->probe) != 0)
+        return -1;
+    who = fm_link_listen(link, &(fm_link_listener){
         .message = on_message, .message_reply = on_invalidation, .subscribed = on_subscribed,
         .down = on_sub_down, .arg = link});
-    if (tr->who < 0)
+    if (who < 0)
         return -1;
     tr->t = *t;
     tr->wanted = 1;
-    return fm_link_subscribe(link, tr->who, CHANNEL, CHANNEL_LEN) < 0 ? -1 : 0;
+    return fm_link_subscribe(link, who, CHANNEL, CHANNEL_LEN) < 0 ? -1 : 0;
 }
 
 int fm_link_tracking(const fm_link *link)

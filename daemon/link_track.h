@@ -56,8 +56,6 @@ uint64_t fm_link_fence(fm_link *link);
 uint64_t fm_link_fence_open(const fm_link *link);
 
 typedef struct fm_link_track_stats {
-    uint64_t armed;         /* times tracking was confirmed */
-    uint64_t lost;          /* times it was lost */
     uint64_t fences;        /* round trips on the pub/sub connection */
 } fm_link_track_stats;
 void fm_link_track_stats_get(const fm_link *link, fm_link_track_stats *out);

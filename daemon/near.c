@@ -6,6 +6,7 @@
  * fill compares on its way back. Expiry is checked on each read against
  * the monotonic clock, with no timer: an expired entry found is dropped,
  * one never read again leaves by the LRU. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,7 @@ struct fm_near_entry {
     fm_list lru;            /* n->lru while it holds a value, newest first */
     fm_list in_all;         /* n->all */
     unsigned fills;         /* fills out for it */
+    unsigned writes;        /* of those, the daemon's own writes */
     uint64_t gen;
     char *val;              /* NULL: none held */
     size_t vlen;
@@ -122,7 +124,7 @@ fm_near *fm_near_create(size_t max)
     return n;
 }
 
-/* Drops every value; with `all`, the entries that fills wait for too. */
+/* Drops every value, and the entries no fill waits for. */
 static void empty(fm_near *n, int all)
 {
     fm_list *l, *next;
@@ -132,8 +134,8 @@ static void empty(fm_near *n, int all)
 
         next = l->next;
         drop_value(n, e);
-        if (all)
-            e->fills = 0;
+        /* The daemon frees its near cache after every request ended. */
+        assert(!all || e->fills == 0);
         settle(n, e);
     }
 }
@@ -186,6 +188,8 @@ int fm_near_fill_begin(fm_near *n, const char *key, size_t len, fm_near_fill *f)
     f->gen = e->gen;
     f->epoch = n->epoch;
     f->sent_ms = now_ms();
+    f->write = 0;
+    f->tainted = e->writes > 0;
     return 0;
 }
 
@@ -214,10 +218,12 @@ void fm_near_fill_end(fm_near *n, fm_near_fill *f, const char *val, size_t vlen,
 
     if (e == NULL)
         return;
+    assert(e->fills > 0 && (!f->write || e->writes > 0));
     f->e = NULL;
     e->fills--;
+    e->writes -= (unsigned)f->write;
     if (val != NULL) {
-        if (f->epoch != n->epoch || f->gen != e->gen)
+        if (f->epoch != n->epoch || f->gen != e->gen || f->tainted)
             n->stats.fills_dropped++;
         else if (pttl == -1 || pttl > 0)
             store(n, e, val, vlen, pttl > 0 ? f->sent_ms + (uint64_t)pttl : 0);
@@ -225,10 +231,24 @@ void fm_near_fill_end(fm_near *n, fm_near_fill *f, const char *val, size_t vlen,
     settle(n, e);
 }
 
+/* The key changed, or is about to: its value goes, fills out keep none. */
+static void spoil(fm_near *n, fm_near_entry *e)
+{
+    e->gen++;
+    drop_value(n, e);
+}
+
 int fm_near_write_begin(fm_near *n, const char *key, size_t len, fm_near_fill *f)
 {
-    fm_near_invalidate(n, key, len);
-    return fm_near_fill_begin(n, key, len, f);
+    fm_near_entry *e = find(n, key, len);
+
+    if (e != NULL)
+        spoil(n, e);
+    if (fm_near_fill_begin(n, key, len, f) != 0)
+        return -1;
+    f->write = 1;
+    f->e->writes++;
+    return 0;
 }
 
 void fm_near_invalidate(fm_near *n, const char *key, size_t len)
@@ -237,10 +257,9 @@ void fm_near_invalidate(fm_near *n, const char *key, size_t len)
 
     if (e == NULL)
         return;
-    e->gen++;
     if (e->val != NULL)
         n->stats.invalidations++;
-    drop_value(n, e);
+    spoil(n, e);
     settle(n, e);
 }
 

@@ -9,9 +9,13 @@
  *
  * A fill is a read (or the daemon's own write) on its way to Redis. It is
  * begun before the command goes out and ended with what came back; it
- * stores nothing when the key was invalidated, written or forgotten in
- * between, or the whole cache was (a new epoch): the value it brings may
- * be older than what Redis holds by then. */
+ * stores nothing when, since it began, Redis invalidated the key, the
+ * daemon began a write of it, or the whole cache was forgotten (a new
+ * epoch): the value it brings may be older than what Redis holds by then.
+ * Nor when the daemon's own write of the key was in flight as it began:
+ * the link sends different clients' commands in its own order, so the
+ * read may reach Redis before that write, which (NOLOOP) brings no
+ * invalidation. */
 #ifndef FM_NEAR_H
 #define FM_NEAR_H
 
@@ -26,6 +30,8 @@ typedef struct fm_near_fill {
     uint64_t gen;
     uint64_t epoch;
     uint64_t sent_ms;       /* the fill's TTL counts from here */
+    int write;              /* the daemon's own write of the key */
+    int tainted;            /* began beside an own write: keeps nothing */
 } fm_near_fill;
 
 typedef struct fm_near_stats {
@@ -57,10 +63,13 @@ int fm_near_fill_begin(fm_near *n, const char *key, size_t len, fm_near_fill *f)
 /* val NULL: nothing to keep (a miss, an error, the request gone). pttl:
  * the key's time to live when read, in ms; -1 none. */
 void fm_near_fill_end(fm_near *n, fm_near_fill *f, const char *val, size_t vlen, int64_t pttl);
-/* The daemon's own write of key: what is held goes, fills out for it
- * keep nothing; the write's own fill begins. -1 out of memory. */
+/* The daemon's own write of key (SET or DEL): what is held goes, fills
+ * out for it keep nothing, and so do those begun before it ends; its own
+ * fill begins (ended with the value written, or NULL). -1 out of memory:
+ * nothing begun, so a read could keep what this write replaces; the caller
+ * must forget everything and keep nothing more. */
 int fm_near_write_begin(fm_near *n, const char *key, size_t len, fm_near_fill *f);
-/* Redis says the key changed (or the daemon deleted it). */
+/* Redis says the key changed. */
 void fm_near_invalidate(fm_near *n, const char *key, size_t len);
 /* Everything goes, and every fill out keeps nothing. */
 void fm_near_flush(fm_near *n);

@@ -62,6 +62,14 @@ const char fm_lua_sub_probe[] =
     "end\n"
     "return 1\n";
 
+/* Whether this user may run PTTL on a cache key (ARGV[1]), as the near
+ * cache's scripts do (link_track.c); 1 when the server cannot tell. */
+const char fm_lua_track_probe[] =
+    "if redis.acl_check_cmd and not redis.acl_check_cmd('pttl', ARGV[1]) then\n"
+    "  return 0\n"
+    "end\n"
+    "return 1\n";
+
 /* The near cache's read of one key (cache_near.c): its value with its
  * time to live, so that a copy kept in the daemon expires no later than
  * the key. A key named in KEYS and read in a script is tracked (CLIENT

@@ -14,6 +14,7 @@
 
 #include "fm_tests.h"
 #include "harness.h"
+#include "near.h"
 #include "wire.h"
 
 #define WAIT_MS 5000
@@ -51,6 +52,181 @@ static void servers_down(void)
     fmt_daemon_stop(&daemon_b);
     wire_pair_stop(&redis_srv, &daemon_a);
 }
+
+/* ---- the store alone (near.c) ------------------------------------------------ */
+
+static int held(fm_near *n, const char *key, const char *want)
+{
+    const char *v;
+    size_t len;
+
+    if (!fm_near_get(n, key, strlen(key), &v, &len))
+        return want == NULL;
+    return want != NULL && len == strlen(want) && memcmp(v, want, len) == 0;
+}
+
+static fm_near_stats near_stats(const fm_near *n)
+{
+    fm_near_stats st;
+
+    fm_near_stats_get(n, &st);
+    return st;
+}
+
+/* A read whose invalidation overtook it keeps nothing; one after keeps. */
+START_TEST(test_store_a_read_racing_an_invalidation_keeps_nothing)
+{
+    fm_near *n = fm_near_create(1 << 20);
+    fm_near_fill f;
+
+    ck_assert_int_eq(fm_near_fill_begin(n, "k", 1, &f), 0);
+    fm_near_invalidate(n, "k", 1);
+    fm_near_fill_end(n, &f, "{\"v\":1}", 7, -1);
+    ck_assert(held(n, "k", NULL));
+    ck_assert_uint_eq(near_stats(n).fills_dropped, 1);
+    ck_assert_int_eq(fm_near_fill_begin(n, "k", 1, &f), 0);
+    fm_near_fill_end(n, &f, "{\"v\":2}", 7, -1);
+    ck_assert(held(n, "k", "{\"v\":2}"));
+    fm_near_invalidate(n, "k", 1);
+    ck_assert(held(n, "k", NULL));
+    ck_assert_uint_eq(near_stats(n).invalidations, 1);
+    fm_near_free(n);
+}
+END_TEST
+
+/* The link may send a read ahead of the daemon's own write submitted
+ * before it, and the write brings no invalidation (NOLOOP): a read begun
+ * while one is in flight keeps nothing, even if it ends after it. */
+START_TEST(test_store_a_read_beside_an_own_write_keeps_nothing)
+{
+    fm_near *n = fm_near_create(1 << 20);
+    fm_near_fill w, r, r2;
+
+    ck_assert_int_eq(fm_near_write_begin(n, "k", 1, &w), 0);
+    ck_assert_int_eq(fm_near_fill_begin(n, "k", 1, &r), 0);
+    fm_near_fill_end(n, &w, NULL, 0, 0);     /* a DEL */
+    fm_near_fill_end(n, &r, "{\"old\":1}", 9, -1);
+    ck_assert(held(n, "k", NULL));
+    /* Begun after the write ended: kept. */
+    ck_assert_int_eq(fm_near_fill_begin(n, "k", 1, &r2), 0);
+    fm_near_fill_end(n, &r2, "{\"new\":1}", 9, -1);
+    ck_assert(held(n, "k", "{\"new\":1}"));
+    /* A write drops the copy at once. */
+    ck_assert_int_eq(fm_near_write_begin(n, "k", 1, &w), 0);
+    ck_assert(held(n, "k", NULL));
+    fm_near_fill_end(n, &w, "{\"w\":1}", 7, 60000);
+    ck_assert(held(n, "k", "{\"w\":1}"));
+    fm_near_free(n);
+}
+END_TEST
+
+/* Two of the daemon's writes of one key in flight: Redis may run them in
+ * either order, so neither value is kept. */
+START_TEST(test_store_two_own_writes_in_flight_keep_neither)
+{
+    fm_near *n = fm_near_create(1 << 20);
+    fm_near_fill w1, w2;
+
+    ck_assert_int_eq(fm_near_write_begin(n, "k", 1, &w1), 0);
+    ck_assert_int_eq(fm_near_write_begin(n, "k", 1, &w2), 0);
+    fm_near_fill_end(n, &w2, "{\"v\":2}", 7, 60000);
+    ck_assert(held(n, "k", NULL));
+    fm_near_fill_end(n, &w1, "{\"v\":1}", 7, 60000);
+    ck_assert(held(n, "k", NULL));
+    ck_assert_uint_eq(near_stats(n).fills_dropped, 2);
+    fm_near_free(n);
+}
+END_TEST
+
+START_TEST(test_store_a_flush_drops_fills_in_flight)
+{
+    fm_near *n = fm_near_create(1 << 20);
+    fm_near_fill f, g;
+
+    ck_assert_int_eq(fm_near_fill_begin(n, "a", 1, &g), 0);
+    fm_near_fill_end(n, &g, "{}", 2, -1);
+    ck_assert_int_eq(fm_near_fill_begin(n, "k", 1, &f), 0);
+    fm_near_flush(n);
+    ck_assert(held(n, "a", NULL));
+    fm_near_fill_end(n, &f, "{}", 2, -1);
+    ck_assert(held(n, "k", NULL));
+    ck_assert_uint_eq(near_stats(n).entries, 0);
+    ck_assert_uint_eq(near_stats(n).bytes, 0);
+    fm_near_free(n);
+}
+END_TEST
+
+static void put(fm_near *n, const char *key, const char *val)
+{
+    fm_near_fill f;
+
+    ck_assert_int_eq(fm_near_fill_begin(n, key, strlen(key), &f), 0);
+    fm_near_fill_end(n, &f, val, strlen(val), -1);
+}
+
+/* The least recently used goes first, and the bytes never pass the
+ * budget; a value bigger than all of it is not kept. */
+START_TEST(test_store_evicts_the_least_recently_used_within_its_bytes)
+{
+    char big[600];
+    fm_near *n;
+    size_t one;
+
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    n = fm_near_create(1 << 20);
+    put(n, "a", big);
+    one = near_stats(n).bytes;
+    fm_near_free(n);
+    n = fm_near_create(3 * one);
+    put(n, "a", big);
+    put(n, "b", big);
+    put(n, "c", big);
+    ck_assert(held(n, "a", big));   /* a is now the most recent */
+    put(n, "d", big);
+    ck_assert(held(n, "b", NULL));
+    ck_assert(held(n, "a", big) && held(n, "c", big) && held(n, "d", big));
+    ck_assert_uint_le(near_stats(n).bytes, 3 * one);
+    ck_assert_uint_eq(near_stats(n).evictions, 1);
+    fm_near_set_max(n, one);
+    ck_assert_uint_eq(near_stats(n).entries, 1);
+    ck_assert(held(n, "d", big));
+    fm_near_set_max(n, one - 1);
+    put(n, "e", big);
+    ck_assert_uint_eq(near_stats(n).entries, 0);
+    fm_near_free(n);
+}
+END_TEST
+
+typedef struct expiry {
+    fm_near *n;
+} expiry;
+
+static int gone(void *arg)
+{
+    return held(((expiry *)arg)->n, "t", NULL);
+}
+
+START_TEST(test_store_a_copy_expires_with_its_ttl)
+{
+    fm_near *n = fm_near_create(1 << 20);
+    expiry e = {n};
+    fm_near_fill f;
+    int64_t t0 = fmt_now_ms();
+
+    ck_assert_int_eq(fm_near_fill_begin(n, "t", 1, &f), 0);
+    fm_near_fill_end(n, &f, "{}", 2, 50);
+    ck_assert(held(n, "t", "{}") || fmt_now_ms() - t0 >= 50);
+    ck_assert(fmt_wait_until(gone, &e, 2000));
+    ck_assert_int_ge(fmt_now_ms() - t0, 50);
+    ck_assert_uint_eq(near_stats(n).expired, 1);
+    /* A TTL of 0 (about to expire) keeps nothing. */
+    ck_assert_int_eq(fm_near_fill_begin(n, "z", 1, &f), 0);
+    fm_near_fill_end(n, &f, "{}", 2, 0);
+    ck_assert(held(n, "z", NULL));
+    fm_near_free(n);
+}
+END_TEST
 
 /* ---- helpers --------------------------------------------------------------- */
 
@@ -683,7 +859,16 @@ static TCase *tcase(Suite *s, const char *name, void (*up)(void))
 Suite *fm_suite_near(void)
 {
     Suite *s = suite_create("near");
-    TCase *tc = tcase(s, "served", servers_up);
+    TCase *tc = tcase_create("store");
+
+    suite_add_tcase(s, tc);
+    tcase_add_test(tc, test_store_a_read_racing_an_invalidation_keeps_nothing);
+    tcase_add_test(tc, test_store_a_read_beside_an_own_write_keeps_nothing);
+    tcase_add_test(tc, test_store_two_own_writes_in_flight_keep_neither);
+    tcase_add_test(tc, test_store_a_flush_drops_fills_in_flight);
+    tcase_add_test(tc, test_store_evicts_the_least_recently_used_within_its_bytes);
+    tcase_add_test(tc, test_store_a_copy_expires_with_its_ttl);
+    tc = tcase(s, "served", servers_up);
 
     tcase_add_test(tc, test_a_stored_execution_is_read_without_redis);
     tcase_add_test(tc, test_get_many_serves_hits_and_reads_only_the_misses);
