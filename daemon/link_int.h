@@ -133,6 +133,7 @@ typedef struct fm_link_trk {
     uint64_t fence_seq;     /* the last fence raised */
     uint64_t done_seq;      /* every fence up to it passed */
     uint64_t told_seq;      /* what the tracker heard of that */
+    uint64_t wanted_seq;    /* the last fence a read waits for */
     int barrier_out;        /* a round trip out on the pub/sub connection
                                (which it outlives the command one on) */
     uint64_t barrier_seq;   /* the fence it covers */

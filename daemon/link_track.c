@@ -10,10 +10,12 @@
  *   a connection lost --> gen++, disarmed, the tracker forgets everything
  *   id, channel, command connection --> CLIENT TRACKING --OK, same gen--> armed
  *
- * The fence: fm_link_fence() raises fence_seq; at the end of the loop turn
- * (a prepare handle, so that every grant of the turn is in) one SUBSCRIBE
- * goes out covering it; its confirmation passes every fence up to the
- * number it covered. While one is out, later fences wait for the next. */
+ * The fence: fm_link_fence() raises fence_seq, which costs nothing until a
+ * read finds it open (fm_link_fence_open): then, at the end of the loop
+ * turn (a prepare handle, so that every grant and read of the turn is in),
+ * one SUBSCRIBE goes out covering every fence raised so far; its
+ * confirmation passes them all. While one is out, later fences wait for
+ * the next. Grants that no read follows send nothing. */
 #include <stdio.h>
 #include <string.h>
 #include <string.h>
@@ -164,7 +166,7 @@ static void on_prepare(uv_prepare_t *p)
         tr->told_seq = tr->done_seq;
         tr->t.fenced(tr->done_seq, tr->t.arg);
     }
-    if (tr->fence_seq > tr->done_seq && !tr->barrier_out)
+    if (tr->wanted_seq > tr->done_seq && !tr->barrier_out)
         send_barrier(link);
 }
 
@@ -314,17 +316,21 @@ uint64_t fm_link_fence(fm_link *link)
 
     if (!tr->armed)
         return 0;
-    tr->fence_seq++;
+    return ++tr->fence_seq;
+}
+
+uint64_t fm_link_fence_open(fm_link *link)
+{
+    fm_link_trk *tr = &link->track;
+
+    if (tr->fence_seq <= tr->done_seq)
+        return 0;
+    /* A read waits: the round trip goes out at the end of this turn (one
+     * for every read and grant of it), or follows the one out now. */
+    tr->wanted_seq = tr->fence_seq;
     if (!tr->barrier_out)
         uv_prepare_start(&tr->prepare, on_prepare);
     return tr->fence_seq;
-}
-
-uint64_t fm_link_fence_open(const fm_link *link)
-{
-    const fm_link_trk *tr = &link->track;
-
-    return tr->fence_seq > tr->done_seq ? tr->fence_seq : 0;
 }
 
 void fm_link_track_stats_get(const fm_link *link, fm_link_track_stats *out)

@@ -15,8 +15,9 @@
  * round trip on the pub/sub connection (SUBSCRIBE again to the channel it
  * has, which hiredis 0.14 answers like any confirmation) sent after the
  * fence was raised comes back behind every invalidation Redis sent before
- * it read that SUBSCRIBE. Fences raised in one loop turn share one round
- * trip, and one is out at a time. The same round trip, every
+ * it read that SUBSCRIBE. It is sent once a read waits for a fence; all
+ * the fences and reads of one loop turn share one round trip, and one is
+ * out at a time. The same round trip, every
  * FM_LINK_PING_MS, proves the pub/sub connection alive: unanswered for
  * request_timeout_ms, it is dropped (and the tracker hears `lost`).
  *
@@ -50,10 +51,12 @@ int fm_link_track(fm_link *link, const fm_link_tracker *t);
 int fm_link_tracking(const fm_link *link);
 /* Raises a fence (a lock was granted): what the tracker learns from
  * `fenced` with this number or a higher one came behind every invalidation
- * Redis sent before the fence. 0 when nothing needs to wait (no tracking). */
+ * Redis sent before the fence. 0 when nothing needs to wait (no tracking).
+ * Nothing is sent for it until a read waits for it. */
 uint64_t fm_link_fence(fm_link *link);
-/* The fence a read arriving now must wait for, 0 when none is open. */
-uint64_t fm_link_fence_open(const fm_link *link);
+/* The fence a read arriving now must wait for, 0 when none is open; the
+ * round trip that passes it is on its way once this was asked. */
+uint64_t fm_link_fence_open(fm_link *link);
 
 typedef struct fm_link_track_stats {
     uint64_t fences;        /* round trips on the pub/sub connection */

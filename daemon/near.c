@@ -25,7 +25,7 @@ struct fm_near_entry {
     uint64_t gen;
     char *val;              /* NULL: none held */
     size_t vlen;
-    uint64_t expires_ms;    /* 0: never */
+    uint64_t expires_us;    /* 0: never */
     size_t keylen;
     char key[];
 };
@@ -39,9 +39,9 @@ struct fm_near {
     fm_near_stats stats;
 };
 
-static uint64_t now_ms(void)
+static uint64_t now_us(void)
 {
-    return uv_hrtime() / 1000000;
+    return uv_hrtime() / 1000;
 }
 
 static size_t cost(const fm_near_entry *e)
@@ -159,7 +159,7 @@ int fm_near_get(fm_near *n, const char *key, size_t len, const char **val, size_
 {
     fm_near_entry *e = find(n, key, len);
 
-    if (e != NULL && e->val != NULL && e->expires_ms != 0 && now_ms() >= e->expires_ms) {
+    if (e != NULL && e->val != NULL && e->expires_us != 0 && now_us() >= e->expires_us) {
         drop_value(n, e);
         settle(n, e);
         n->stats.expired++;
@@ -187,10 +187,21 @@ int fm_near_fill_begin(fm_near *n, const char *key, size_t len, fm_near_fill *f)
     e->fills++;
     f->gen = e->gen;
     f->epoch = n->epoch;
-    f->sent_ms = now_ms();
+    f->sent_us = now_us();
     f->write = 0;
     f->tainted = e->writes > 0;
     return 0;
+}
+
+/* When a copy whose key had pttl ms left must go: counted from before the
+ * command left, less a millisecond, since Redis rounds the TTL it reports
+ * (and the moment it set it) to whole milliseconds. Never later than the
+ * key. A TTL of 1 ms keeps nothing worth keeping (1 us). */
+static uint64_t expiry(const fm_near_fill *f, int64_t pttl)
+{
+    uint64_t us = (uint64_t)pttl * 1000;
+
+    return f->sent_us + (us > 1000 ? us - 1000 : 1);
 }
 
 /* Keeps val as e's value, when it fits at all. */
@@ -204,7 +215,7 @@ static void store(fm_near *n, fm_near_entry *e, const char *val, size_t vlen, ui
     drop_value(n, e);
     e->val = copy;
     e->vlen = vlen;
-    e->expires_ms = expires;
+    e->expires_us = expires;
     n->stats.bytes += cost(e);
     n->stats.entries++;
     n->stats.fills++;
@@ -226,7 +237,7 @@ void fm_near_fill_end(fm_near *n, fm_near_fill *f, const char *val, size_t vlen,
         if (f->epoch != n->epoch || f->gen != e->gen || f->tainted)
             n->stats.fills_dropped++;
         else if (pttl == -1 || pttl > 0)
-            store(n, e, val, vlen, pttl > 0 ? f->sent_ms + (uint64_t)pttl : 0);
+            store(n, e, val, vlen, pttl > 0 ? expiry(f, pttl) : 0);
     }
     settle(n, e);
 }

@@ -29,7 +29,7 @@ typedef struct fm_near_fill {
     fm_near_entry *e;       /* NULL: nothing begun (or ended already) */
     uint64_t gen;
     uint64_t epoch;
-    uint64_t sent_ms;       /* the fill's TTL counts from here */
+    uint64_t sent_us;       /* the fill's TTL counts from here */
     int write;              /* the daemon's own write of the key */
     int tainted;            /* began beside an own write: keeps nothing */
 } fm_near_fill;
