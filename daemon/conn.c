@@ -9,7 +9,9 @@
  * writev(2); what the socket does not take at once goes to a uv_write,
  * while the next replies wait. An output buffer left empty and larger than
  * OUT_KEEP is given back, so one large reply does not stay with an idle
- * connection. */
+ * connection. A client whose output backs up past PAUSE_BYTES is not read
+ * (and its frames already read wait) until the output drains: it is paced
+ * by its own reading. */
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,13 @@
 #include "log.h"
 
 #define OUT_KEEP (64 * 1024)
+/* Past this much output not yet written (or half of max_output_bytes,
+ * when that is less), a client's next requests wait (unread, in its frame
+ * reader) until the output drains. Answers that need no Redis round trip
+ * (near-cache hits) would otherwise let one client pipeline
+ * max_output_bytes of replies into one loop turn, holding the loop while
+ * they are built and then being cut off for them. */
+#define PAUSE_BYTES (1024 * 1024)
 #define FLUSH_IOV 16
 
 /* A closing connection is on no flush list: the flusher would write to a
@@ -156,6 +165,30 @@ static void write_failed(fm_conn *conn, int rc)
     fm_conn_close(conn);
 }
 
+static int backlogged(const fm_conn *conn)
+{
+    size_t half = (size_t)conn->set->cfg->max_output_bytes / 2;
+
+    return conn->out.len + conn->outq.bytes > (half < PAUSE_BYTES ? half : PAUSE_BYTES);
+}
+
+static void run_frames(fm_conn *conn);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+/* The output of a paused client went below the mark: the requests it
+ * sent meanwhile run, and it is read again. */
+static void resume(fm_conn *conn)
+{
+    if (!(conn->flags & FM_CONN_PAUSED) || backlogged(conn) || !fm_conn_alive(conn))
+        return;
+    conn->flags &= ~FM_CONN_PAUSED;
+    run_frames(conn);
+    if (!(conn->flags & FM_CONN_PAUSED) && fm_conn_alive(conn) &&
+        uv_read_start((uv_stream_t *)&conn->pipe, on_alloc, on_read) != 0)
+        fm_conn_close(conn);
+}
+
 /* Everything queued went out. */
 static void drained(fm_conn *conn)
 {
@@ -163,6 +196,8 @@ static void drained(fm_conn *conn)
         fm_buf_free(&conn->out);
     if (conn->flags & FM_CONN_CLOSE_AFTER_WRITE)
         fm_conn_close(conn);
+    else
+        resume(conn);
 }
 
 static void on_write(uv_write_t *wr, int status)
@@ -173,12 +208,14 @@ static void on_write(uv_write_t *wr, int status)
     fm_outq_written(&conn->outq);
     if (conn->flags & FM_CONN_CLOSING)
         return;
-    if (status < 0)
+    if (status < 0) {
         write_failed(conn, status);
-    else if (conn->out.len > 0 || conn->outq.head != NULL)
+    } else if (conn->out.len > 0 || conn->outq.head != NULL) {
         fm_conn_schedule_flush(conn);
-    else
+        resume(conn);
+    } else {
         drained(conn);
+    }
 }
 
 /* The output in writing order: the sealed chunks, then `out`. */
@@ -274,13 +311,36 @@ static void framing_error(fm_conn *conn)
     conn->set->h.bad_frame(conn, r->err, msg, conn->set->h.arg);
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+/* Runs the whole frames read so far, until the client's output is
+ * backlogged: then it is paused, and its next frames wait where they are. */
+static void run_frames(fm_conn *conn)
 {
-    fm_conn *conn = s->data;
     fm_conns *set = conn->set;
     const char *body;
     size_t len;
     int rc;
+
+    while (fm_conn_alive(conn)) {
+        if (backlogged(conn)) {
+            conn->flags |= FM_CONN_PAUSED;
+            uv_read_stop((uv_stream_t *)&conn->pipe);
+            break;
+        }
+        rc = fm_frame_reader_next(conn->reader, &body, &len);
+        if (rc == FM_FRAME_NEED)
+            break;
+        if (rc == FM_FRAME_ERR) {
+            framing_error(conn);
+            return;
+        }
+        set->h.frame(conn, body, len, set->h.arg);
+    }
+    fm_frame_reader_trim(conn->reader);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    fm_conn *conn = s->data;
 
     if (n < 0) {
         if (n != UV_EOF)
@@ -295,15 +355,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         fm_conn_close(conn);
         return;
     }
-    while (fm_conn_alive(conn) &&
-           (rc = fm_frame_reader_next(conn->reader, &body, &len)) != FM_FRAME_NEED) {
-        if (rc == FM_FRAME_ERR) {
-            framing_error(conn);
-            return;
-        }
-        set->h.frame(conn, body, len, set->h.arg);
-    }
-    fm_frame_reader_trim(conn->reader);
+    run_frames(conn);
 }
 
 int fm_conn_peer(const fm_conn *conn, struct ucred *cred)

@@ -38,7 +38,8 @@ enum {
     FM_CONN_FLUSH_PENDING = 1 << 1,     /* on the set's flush list */
     FM_CONN_DOOMED = 1 << 2,            /* the flusher closes it */
     FM_CONN_CLOSE_AFTER_WRITE = 1 << 3, /* its last frame is on the way */
-    FM_CONN_CLOSING = 1 << 4            /* fm_conn_close ran; libuv frees it */
+    FM_CONN_CLOSING = 1 << 4,           /* fm_conn_close ran; libuv frees it */
+    FM_CONN_PAUSED = 1 << 5             /* not read until its output drains */
 };
 
 struct fm_conn {

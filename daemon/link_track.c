@@ -59,19 +59,30 @@ static void disarm(fm_link *link)
 
 static void try_arm(fm_link *link);
 
+/* An answer to a step of arming: whether it still counts (the link goes
+ * on, and it was asked on the pair of connections there is now; if not,
+ * arming starts over on this one). */
+static int still_asked(fm_link *link, fm_link_status status)
+{
+    fm_link_trk *tr = &link->track;
+
+    tr->asking = 0;
+    if (link->closing || status != FM_LINK_OK)
+        return 0;
+    if (tr->ask_gen != tr->gen) {
+        try_arm(link);
+        return 0;
+    }
+    return 1;
+}
+
 static void on_tracking(fm_link_status status, redisReply *reply, void *arg)
 {
     fm_link *link = arg;
     fm_link_trk *tr = &link->track;
 
-    tr->asking = 0;
-    if (link->closing || status != FM_LINK_OK)
+    if (!still_asked(link, status))
         return;
-    /* Asked on a pair of connections that is no more. */
-    if (tr->ask_gen != tr->gen) {
-        try_arm(link);
-        return;
-    }
     if (reply->type == REDIS_REPLY_ERROR) {
         fm_log_limited(FM_LOG_WARN, "near cache unused: Redis refused CLIENT TRACKING: %.200s",
                        reply->str);
@@ -91,13 +102,8 @@ static void on_probe(fm_link_status status, redisReply *reply, void *arg)
     const char *argv[] = {"CLIENT", "TRACKING", "on", "REDIRECT", id, "NOLOOP"};
     size_t lens[6] = {6, 8, 2, 8, 0, 6};
 
-    tr->asking = 0;
-    if (link->closing || status != FM_LINK_OK)
+    if (!still_asked(link, status))
         return;
-    if (tr->ask_gen != tr->gen) {
-        try_arm(link);
-        return;
-    }
     if (reply->type != REDIS_REPLY_INTEGER || reply->integer != 1) {
         fm_log_limited(FM_LOG_WARN, "near cache unused: the Redis user may not run PTTL%s%.200s",
                        reply->type == REDIS_REPLY_ERROR ? ": " : "",

@@ -46,18 +46,6 @@ static long long channels_matching(redisContext *r, const char *pattern)
 
 /* ---- daemon-side helpers -------------------------------------------------- */
 
-/* Appends one frame holding body to a buffer of pipelined requests (an
- * open_memstream), so that a test can send them in one write. */
-static void frame_put(FILE *f, const char *body)
-{
-    size_t n = strlen(body);
-    unsigned char h[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16),
-                          (unsigned char)(n >> 8), (unsigned char)n};
-
-    fwrite(h, 1, 4, f);
-    fwrite(body, 1, n, f);
-}
-
 /* An execution of about pad bytes: {"id":"<id>","pad":"<fill...>"}
  * (caller frees). */
 static char *big_execution(const char *id, char fill, size_t pad)
@@ -197,10 +185,10 @@ START_TEST(test_unsubscribe_during_pending_subscribe_leaves_no_subscription)
 
         snprintf(body, sizeof(body), "{\"op\":\"wake.subscribe\",\"id\":%d,\"channel\":\"leak:%d\"}",
                  2 * n, n);
-        frame_put(f, body);
+        wire_frame_put(f, body);
         snprintf(body, sizeof(body),
                  "{\"op\":\"wake.unsubscribe\",\"id\":%d,\"channel\":\"leak:%d\"}", 2 * n + 1, n);
-        frame_put(f, body);
+        wire_frame_put(f, body);
     }
     fclose(f);
     ck_assert_int_eq(fmt_raw_write(fd, batch, len), 0);
@@ -230,22 +218,6 @@ START_TEST(test_unsubscribe_during_pending_subscribe_leaves_no_subscription)
 END_TEST
 
 /* ---- 3. expired locks leave a connection's table ------------------------ */
-
-/* The calls of a command so far, from INFO commandstats. */
-static long long command_calls(redisContext *r, const char *cmd)
-{
-    redisReply *rep = wire_redis_ok(r, "INFO commandstats");
-    char needle[64];
-    const char *at;
-    long long n = 0;
-
-    snprintf(needle, sizeof(needle), "cmdstat_%s:calls=", cmd);
-    at = strstr(rep->str, needle);
-    if (at != NULL)
-        n = strtoll(at + strlen(needle), NULL, 10);
-    freeReplyObject(rep);
-    return n;
-}
 
 static int no_keys_matching(void *arg)
 {
@@ -295,11 +267,11 @@ START_TEST(test_expired_locks_leave_the_connection_table)
     await_stat(d.sock, "locks_held", 0);
 
     /* Closing the connection now has nothing left to release. */
-    before = command_calls(r, "evalsha");
+    before = wire_redis_calls(r, "evalsha");
     close(fd);
     await_stat(d.sock, "clients", 2);   /* other, and the one asking */
     wire_expect_ok(other, "{\"op\":\"ping\",\"id\":1,\"redis\":true}", "1");
-    ck_assert_int_eq(command_calls(r, "evalsha") - before, 0);
+    ck_assert_int_eq(wire_redis_calls(r, "evalsha") - before, 0);
     close(other);
     redisFree(r);
     wire_pair_stop(&srv, &d);
@@ -574,7 +546,7 @@ START_TEST(test_bulk_reads_of_one_client_do_not_stall_another)
         char body[80];
 
         snprintf(body, sizeof(body), "{\"op\":\"cache.get\",\"id\":%d,\"execution_id\":\"big\"}", i);
-        frame_put(f, body);
+        wire_frame_put(f, body);
     }
     fclose(f);
     ck_assert_int_eq(fmt_raw_write(pourer, pour, len), 0);
@@ -667,7 +639,7 @@ START_TEST(test_large_read_is_not_starved_by_another_clients_backlog)
 
         snprintf(body, sizeof(body), "{\"op\":\"cache.get_many\",\"id\":%d,"
                  "\"execution_ids\":[\"one\",\"two\"]}", i);
-        frame_put(f, body);
+        wire_frame_put(f, body);
     }
     fclose(f);
     /* A child reads the pourer's replies, so that it stays a reader the
@@ -1010,8 +982,8 @@ START_TEST(test_grant_for_a_doomed_connection_is_given_back)
     other = wire_connect(d.sock);
     f = open_memstream(&batch, &len);
     ck_assert_ptr_nonnull(f);
-    frame_put(f, "{\"op\":\"cache.get\",\"id\":1,\"execution_id\":\"over\"}");
-    frame_put(f, "{\"op\":\"lock.acquire\",\"id\":2,\"key\":\"kept\",\"ttl\":60000,"
+    wire_frame_put(f, "{\"op\":\"cache.get\",\"id\":1,\"execution_id\":\"over\"}");
+    wire_frame_put(f, "{\"op\":\"lock.acquire\",\"id\":2,\"key\":\"kept\",\"ttl\":60000,"
                  "\"on_disconnect\":\"keep\"}");
     fclose(f);
     ck_assert_int_eq(fmt_raw_write(fd, batch, len), 0);

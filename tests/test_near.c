@@ -257,22 +257,6 @@ static void await_tracking(const fmt_daemon *d)
                   "the near cache never armed (near_tracking stayed false)");
 }
 
-/* How many times Redis ran the command (INFO commandstats). */
-static long long redis_calls(redisContext *rc, const char *cmd)
-{
-    redisReply *r = wire_redis_ok(rc, "INFO commandstats");
-    char needle[64];
-    const char *p;
-    long long n = 0;
-
-    snprintf(needle, sizeof(needle), "cmdstat_%s:calls=", cmd);
-    p = strstr(r->str, needle);
-    if (p != NULL)
-        n = atoll(p + strlen(needle));
-    freeReplyObject(r);
-    return n;
-}
-
 /* The execution cache.get answers through fd, malloc'd text, NULL: a miss. */
 static char *get_text(int fd, const char *id, int fresh)
 {
@@ -351,13 +335,13 @@ START_TEST(test_a_stored_execution_is_read_without_redis)
     await_tracking(&daemon_a);
     wire_cache_set(fd, exec);
     hits = stat_of(daemon_a.sock, "near_hits");
-    gets = redis_calls(rc, "get");
-    evals = redis_calls(rc, "evalsha") + redis_calls(rc, "mget");
+    gets = wire_redis_calls(rc, "get");
+    evals = wire_redis_calls(rc, "evalsha") + wire_redis_calls(rc, "mget");
     for (int i = 0; i < 5; i++)
         wire_expect_cached(fd, "n-hit", exec);
     ck_assert_int_eq(stat_of(daemon_a.sock, "near_hits"), hits + 5);
-    ck_assert_int_eq(redis_calls(rc, "get"), gets);
-    ck_assert_int_eq(redis_calls(rc, "evalsha") + redis_calls(rc, "mget"), evals);
+    ck_assert_int_eq(wire_redis_calls(rc, "get"), gets);
+    ck_assert_int_eq(wire_redis_calls(rc, "evalsha") + wire_redis_calls(rc, "mget"), evals);
     /* What Redis holds is what was written, with its TTL. */
     wire_assert_redis_value(rc, "fm:exec:n-hit", exec);
     ck_assert_int_gt(wire_redis_int(rc, "PTTL fm:exec:n-hit"), 3500000);
@@ -377,7 +361,7 @@ START_TEST(test_get_many_serves_hits_and_reads_only_the_misses)
     await_tracking(&daemon_a);
     wire_cache_set(fd, "{\"id\":\"m-a\",\"v\":1}");
     wire_redis_ok(rc, "SET fm:exec:m-b {\"id\":\"m-b\",\"v\":2} PX 60000");
-    mgets = redis_calls(rc, "mget");
+    mgets = wire_redis_calls(rc, "mget");
     r = wire_call(fd, "{\"op\":\"cache.get_many\",\"id\":1,\"execution_ids\":[\"m-a\",\"m-b\",\"m-c\"]}");
     wire_assert_ok(r, "1");
     ex = cJSON_GetObjectItemCaseSensitive(r, "executions");
@@ -386,13 +370,13 @@ START_TEST(test_get_many_serves_hits_and_reads_only_the_misses)
     ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(ex, "m-b"));
     cJSON_Delete(r);
     /* One MGET, of the two keys the daemon did not hold. */
-    ck_assert_int_eq(redis_calls(rc, "mget"), mgets + 1);
+    ck_assert_int_eq(wire_redis_calls(rc, "mget"), mgets + 1);
     /* Now all of them are held (m-c stays a miss). */
     r = wire_call(fd, "{\"op\":\"cache.get_many\",\"id\":2,\"execution_ids\":[\"m-a\",\"m-b\"]}");
     wire_assert_ok(r, "2");
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "executions")), 2);
     cJSON_Delete(r);
-    ck_assert_int_eq(redis_calls(rc, "mget"), mgets + 1);
+    ck_assert_int_eq(wire_redis_calls(rc, "mget"), mgets + 1);
     close(fd);
     redisFree(rc);
 }
@@ -409,16 +393,16 @@ START_TEST(test_fresh_reads_go_to_redis)
     await_tracking(&daemon_a);
     wire_cache_set(fd, "{\"id\":\"f-1\"}");
     hits = stat_of(daemon_a.sock, "near_hits");
-    gets = redis_calls(rc, "get");
-    mgets = redis_calls(rc, "mget");
+    gets = wire_redis_calls(rc, "get");
+    mgets = wire_redis_calls(rc, "mget");
     got = get_text(fd, "f-1", 1);
     ck_assert_str_eq(got, "{\"id\":\"f-1\"}");
     free(got);
     r = wire_call(fd, "{\"op\":\"cache.get_many\",\"id\":3,\"fresh\":true,\"execution_ids\":[\"f-1\"]}");
     wire_assert_ok(r, "3");
     cJSON_Delete(r);
-    ck_assert_int_eq(redis_calls(rc, "get"), gets + 1);
-    ck_assert_int_eq(redis_calls(rc, "mget"), mgets + 1);
+    ck_assert_int_eq(wire_redis_calls(rc, "get"), gets + 1);
+    ck_assert_int_eq(wire_redis_calls(rc, "mget"), mgets + 1);
     ck_assert_int_eq(stat_of(daemon_a.sock, "near_hits"), hits);
     wire_expect_error(fd, "{\"op\":\"cache.get\",\"id\":4,\"execution_id\":\"f-1\",\"fresh\":1}",
                       "bad_request", "4");
@@ -441,16 +425,16 @@ START_TEST(test_the_c_library_asks_for_fresh_reads)
     await_tracking(&daemon_a);
     fmt_ok(c, fm_cache_set(c, "{\"id\":\"fc-1\"}", 13, 0), "cache.set");
     hits = stat_of(daemon_a.sock, "near_hits");
-    gets = redis_calls(rc, "get");
-    mgets = redis_calls(rc, "mget");
+    gets = wire_redis_calls(rc, "get");
+    mgets = wire_redis_calls(rc, "mget");
     fmt_ok(c, fm_cache_get_flags(c, "fc-1", FM_CACHE_FRESH, &json, &len), "cache.get fresh");
     ck_assert_str_eq(json, "{\"id\":\"fc-1\"}");
     free(json);
     fmt_ok(c, fm_cache_get_many_flags(c, ids, 2, FM_CACHE_FRESH, &e, &n), "get_many fresh");
     ck_assert_uint_eq(n, 1);
     fm_cache_entries_free(e, n);
-    ck_assert_int_eq(redis_calls(rc, "get"), gets + 1);
-    ck_assert_int_eq(redis_calls(rc, "mget"), mgets + 1);
+    ck_assert_int_eq(wire_redis_calls(rc, "get"), gets + 1);
+    ck_assert_int_eq(wire_redis_calls(rc, "mget"), mgets + 1);
     ck_assert_int_eq(stat_of(daemon_a.sock, "near_hits"), hits);
     /* Without the flag: from the daemon's copy. */
     fmt_ok(c, fm_cache_get_flags(c, "fc-1", 0, &json, &len), "cache.get");
@@ -471,13 +455,13 @@ START_TEST(test_zero_bytes_turns_the_near_cache_off)
 
     ck_assert_int_eq(stat_of(daemon_a.sock, "near_enabled"), 0);
     wire_cache_set(fd, "{\"id\":\"off-1\"}");
-    gets = redis_calls(rc, "get");
+    gets = wire_redis_calls(rc, "get");
     for (int i = 0; i < 3; i++)
         wire_expect_cached(fd, "off-1", "{\"id\":\"off-1\"}");
-    ck_assert_int_eq(redis_calls(rc, "get"), gets + 3);
+    ck_assert_int_eq(wire_redis_calls(rc, "get"), gets + 3);
     ck_assert_int_eq(stat_of(daemon_a.sock, "near_hits"), 0);
     /* No tracking asked of Redis. */
-    ck_assert_int_eq(redis_calls(rc, "client|tracking"), 0);
+    ck_assert_int_eq(wire_redis_calls(rc, "client|tracking"), 0);
     close(fd);
     redisFree(rc);
 }
@@ -694,6 +678,67 @@ START_TEST(test_the_cache_holds_at_most_its_bytes)
 }
 END_TEST
 
+/* A client that pipelines hits worth more than max_output_bytes is paced
+ * by its own reading (its next requests wait while a megabyte of its
+ * output is unwritten), not cut off as a slow consumer, and the loop stays
+ * free for the others. */
+START_TEST(test_pipelined_hits_are_paced_not_cut_off)
+{
+    enum { N = 40, PAD = 600000 };     /* 48 MB of replies; frames stay below 1 MiB */
+    static const char *const args[] = {"--max_output_bytes", "16777216", NULL};
+    int fd, other;
+    char *pad = malloc(PAD + 1), *batch = NULL;
+    size_t len = 0;
+    int64_t t0;
+    FILE *f;
+
+    servers_down();
+    wire_pair_start(&redis_srv, &daemon_a, NULL, args);
+    fd = wire_connect(daemon_a.sock);
+    other = wire_connect(daemon_a.sock);
+    await_tracking(&daemon_a);
+    ck_assert_ptr_nonnull(pad);
+    memset(pad, 'p', PAD);
+    pad[PAD] = '\0';
+    for (int k = 1; k <= 2; k++) {
+        char *e = wire_strf("{\"id\":\"p-%d\",\"pad\":\"%s\"}", k, pad);
+
+        wire_cache_set(fd, e);
+        free(e);
+    }
+    f = open_memstream(&batch, &len);
+    ck_assert_ptr_nonnull(f);
+    for (int i = 1; i <= N; i++) {
+        char body[128];
+
+        snprintf(body, sizeof(body), "{\"op\":\"cache.get_many\",\"id\":%d,"
+                 "\"execution_ids\":[\"p-1\",\"p-2\"]}", i);
+        wire_frame_put(f, body);
+    }
+    fclose(f);
+    ck_assert_int_eq(fmt_raw_write(fd, batch, len), 0);
+    t0 = fmt_now_ms();
+    wire_expect_ok(other, "{\"op\":\"ping\",\"id\":\"p\"}", "\"p\"");
+    ck_assert_msg(fmt_now_ms() - t0 < 1000 * wire_slowdown(&daemon_a),
+                  "a ping took %lld ms beside the pipelined hits", (long long)(fmt_now_ms() - t0));
+    for (int i = 1; i <= N; i++) {
+        size_t n = 0;
+        char *text = wire_recv_text(fd, WAIT_MS, &n);
+
+        ck_assert_msg(text != NULL && n > 2 * PAD && strstr(text, "\"ok\":true") != NULL,
+                      "reply %d of %d: %.100s", i, N, text != NULL ? text : "none");
+        free(text);
+    }
+    ck_assert_int_ge(stat_of(daemon_a.sock, "near_hits"), 2 * N);
+    /* fd, other and the stats request's own: nobody was cut off. */
+    ck_assert_int_eq(stat_of(daemon_a.sock, "clients"), 3);
+    free(batch);
+    free(pad);
+    close(fd);
+    close(other);
+}
+END_TEST
+
 /* ---- races --------------------------------------------------------------------- */
 
 #define RACE_KEYS 8
@@ -876,6 +921,7 @@ Suite *fm_suite_near(void)
     tcase_add_test(tc, test_get_many_serves_hits_and_reads_only_the_misses);
     tcase_add_test(tc, test_fresh_reads_go_to_redis);
     tcase_add_test(tc, test_the_c_library_asks_for_fresh_reads);
+    tcase_add_test(tc, test_pipelined_hits_are_paced_not_cut_off);
     tc = tcase(s, "off", no_cache_up);
     tcase_add_test(tc, test_zero_bytes_turns_the_near_cache_off);
     tc = tcase(s, "current", servers_up);

@@ -395,6 +395,31 @@ redisReply *wire_redis_ok(redisContext *c, const char *fmt, ...)
     return reply;
 }
 
+void wire_frame_put(FILE *f, const char *body)
+{
+    size_t n = strlen(body);
+    unsigned char h[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16),
+                          (unsigned char)(n >> 8), (unsigned char)n};
+
+    fwrite(h, 1, 4, f);
+    fwrite(body, 1, n, f);
+}
+
+long long wire_redis_calls(redisContext *c, const char *cmd)
+{
+    redisReply *rep = wire_redis_ok(c, "INFO commandstats");
+    char needle[64];
+    const char *at;
+    long long n = 0;
+
+    snprintf(needle, sizeof(needle), "cmdstat_%s:calls=", cmd);
+    at = strstr(rep->str, needle);
+    if (at != NULL)
+        n = strtoll(at + strlen(needle), NULL, 10);
+    freeReplyObject(rep);
+    return n;
+}
+
 long long wire_redis_int(redisContext *c, const char *fmt, ...)
 {
     redisReply *reply;

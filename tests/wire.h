@@ -19,6 +19,9 @@
 int wire_connect(const char *sock);
 /* One frame holding json (strlen(json) bytes). */
 void wire_send(int fd, const char *json);
+/* Appends one frame holding body to a buffer of pipelined requests (an
+ * open_memstream), so that a test can send them in one write. */
+void wire_frame_put(FILE *f, const char *body);
 /* The next frame's body, NUL-terminated (caller frees), checked to be one
  * strict JSON object. len may be NULL. */
 char *wire_recv_text(int fd, int timeout_ms, size_t *len);
@@ -106,6 +109,9 @@ long long wire_redis_numsub(redisContext *c, const char *channel);
  * timeout_ms. */
 int wire_numsub_becomes(redisContext *c, const char *channel, long long want, int timeout_ms);
 long long wire_redis_int(redisContext *c, const char *fmt, ...);
+/* How many times Redis ran cmd ("get", "client|tracking") so far, from
+ * INFO commandstats. */
+long long wire_redis_calls(redisContext *c, const char *cmd);
 
 /* GET as a malloc'd NUL-terminated string (len may be NULL), NULL when the
  * key is missing; the value must be exactly `want`, byte for byte. */
