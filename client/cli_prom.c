@@ -81,6 +81,8 @@ static const metric metrics[] = {
      "Times the near cache was emptied at once."},
     {NULL, "near_fence_waits", "fmredisd_near_fence_waits_total", COUNTER, 0,
      "Reads that waited for a lock grant's fence."},
+    {NULL, "near_fence_timeouts", "fmredisd_near_fence_timeouts_total", COUNTER, 0,
+     "Reads whose fence did not pass in half of request_timeout_ms (read from Redis)."},
     {NULL, "near_fences", "fmredisd_near_fences_total", COUNTER, 0,
      "Round trips on the pub/sub connection (fences, heartbeats)."},
     {NULL, "latency_window_ms", "fmredisd_latency_window_seconds", GAUGE, 1e-3,

@@ -17,6 +17,7 @@ typedef struct fm_cache_svc {
     fm_script read, ttls, write;    /* its scripts (scripts.h) */
     fm_list fenced;         /* near reads waiting for a fence to pass */
     uint64_t fence_waits;   /* reads that waited */
+    uint64_t fence_timeouts;    /* of those, the ones that went to Redis */
 } fm_cache_svc;
 
 /* A batch of decoded execution ids, in one allocation. */

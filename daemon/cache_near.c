@@ -316,6 +316,7 @@ static void fence_timeout(fm_req *req)
     fm_list_remove(&nr->in_fenced);
     nr->bypass = 1;
     req->on_timer = NULL;
+    ((fm_cache_svc *)req->svc)->fence_timeouts++;
     read_run(req);
 }
 
@@ -611,5 +612,6 @@ void fm_cache_near_put_stats(const fm_cache_svc *cs, fm_conn *conn)
     fm_reply_put_int(conn, "near_expired", (int64_t)ns.expired);
     fm_reply_put_int(conn, "near_flushes", (int64_t)ns.flushes);
     fm_reply_put_int(conn, "near_fence_waits", (int64_t)cs->fence_waits);
+    fm_reply_put_int(conn, "near_fence_timeouts", (int64_t)cs->fence_timeouts);
     fm_reply_put_int(conn, "near_fences", (int64_t)ts.fences);
 }

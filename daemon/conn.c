@@ -46,6 +46,16 @@ void fm_conns_init(fm_conns *set, uv_loop_t *loop, const fm_config *cfg,
     set->h = *h;
     fm_list_init(&set->all);
     fm_list_init(&set->flush);
+    fm_list_init(&set->paused);
+    uv_timer_init(loop, &set->stall_timer);
+    set->stall_timer.data = set;
+    /* It never keeps the loop alive: paused connections do. */
+    uv_unref((uv_handle_t *)&set->stall_timer);
+}
+
+void fm_conns_close(fm_conns *set)
+{
+    uv_close((uv_handle_t *)&set->stall_timer, NULL);
 }
 
 void fm_conns_set_config(fm_conns *set, const fm_config *cfg)
@@ -152,6 +162,7 @@ void fm_conn_close(fm_conn *conn)
     conn->flags &= ~FM_CONN_FLUSH_PENDING;
     fm_list_remove(&conn->in_flush);
     fm_list_remove(&conn->in_set);
+    fm_list_remove(&conn->in_paused);
     set->n--;
     assert(flags_legal(conn->flags));
     set->h.closing(conn, set->h.arg);
@@ -169,11 +180,50 @@ static int backlogged(const fm_conn *conn)
 {
     size_t half = (size_t)conn->set->cfg->max_output_bytes / 2;
 
+    /* Shutting down: what was held back is answered (shutting_down). */
+    if (conn->set->draining)
+        return 0;
     return conn->out.len + conn->outq.bytes > (half < PAUSE_BYTES ? half : PAUSE_BYTES);
 }
 
 static void run_frames(fm_conn *conn);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+/* A paused client whose output has not moved for request_timeout_ms is not
+ * reading its replies: it is cut off as a slow reader, so that the
+ * requests it sent meanwhile do not wait unanswered forever. */
+static void on_stall_timer(uv_timer_t *t)
+{
+    fm_conns *set = t->data;
+    uint64_t now = uv_now(set->loop), limit = (uint64_t)set->cfg->request_timeout_ms;
+    fm_list *n, *next;
+
+    for (n = set->paused.next; n != &set->paused; n = next) {
+        fm_conn *conn = fm_list_entry(n, fm_conn, in_paused);
+
+        next = n->next;
+        if (now - conn->stalled_since < limit)
+            continue;
+        fm_log_limited(FM_LOG_INFO, "client %llu: does not read its replies; closing",
+                       (unsigned long long)conn->serial);
+        fm_conn_close(conn);
+    }
+    if (fm_list_empty(&set->paused))
+        uv_timer_stop(t);
+}
+
+static void pause_reading(fm_conn *conn)
+{
+    fm_conns *set = conn->set;
+    uint64_t every = (uint64_t)set->cfg->request_timeout_ms / 4 + 1;
+
+    conn->flags |= FM_CONN_PAUSED;
+    conn->stalled_since = uv_now(set->loop);
+    uv_read_stop((uv_stream_t *)&conn->pipe);
+    fm_list_push_back(&set->paused, &conn->in_paused);
+    if (!uv_is_active((uv_handle_t *)&set->stall_timer))
+        uv_timer_start(&set->stall_timer, on_stall_timer, every, every);
+}
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 
 /* The output of a paused client went below the mark: the requests it
@@ -183,6 +233,7 @@ static void resume(fm_conn *conn)
     if (!(conn->flags & FM_CONN_PAUSED) || backlogged(conn) || !fm_conn_alive(conn))
         return;
     conn->flags &= ~FM_CONN_PAUSED;
+    fm_list_remove(&conn->in_paused);
     run_frames(conn);
     if (!(conn->flags & FM_CONN_PAUSED) && fm_conn_alive(conn) &&
         uv_read_start((uv_stream_t *)&conn->pipe, on_alloc, on_read) != 0)
@@ -211,6 +262,8 @@ static void on_write(uv_write_t *wr, int status)
     if (status < 0) {
         write_failed(conn, status);
     } else if (conn->out.len > 0 || conn->outq.head != NULL) {
+        /* Its reader took something: not stalled. */
+        conn->stalled_since = uv_now(conn->set->loop);
         fm_conn_schedule_flush(conn);
         resume(conn);
     } else {
@@ -322,8 +375,7 @@ static void run_frames(fm_conn *conn)
 
     while (fm_conn_alive(conn)) {
         if (backlogged(conn)) {
-            conn->flags |= FM_CONN_PAUSED;
-            uv_read_stop((uv_stream_t *)&conn->pipe);
+            pause_reading(conn);
             break;
         }
         rc = fm_frame_reader_next(conn->reader, &body, &len);
@@ -358,6 +410,17 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     run_frames(conn);
 }
 
+void fm_conns_drain(fm_conns *set)
+{
+    fm_list *n, *next;
+
+    set->draining = 1;
+    for (n = set->all.next; n != &set->all; n = next) {
+        next = n->next;
+        resume(fm_list_entry(n, fm_conn, in_set));
+    }
+}
+
 int fm_conn_peer(const fm_conn *conn, struct ucred *cred)
 {
     socklen_t len = sizeof(*cred);
@@ -380,6 +443,7 @@ fm_conn *fm_conn_accept(fm_conns *set, uv_stream_t *listener)
     conn->flow = fm_link_flow_create();
     fm_outq_init(&conn->outq);
     fm_list_init(&conn->in_flush);
+    fm_list_init(&conn->in_paused);
     fm_list_init(&conn->reqs);
     conn->reader = fm_frame_reader_create((size_t)set->cfg->max_frame_bytes);
     uv_pipe_init(set->loop, &conn->pipe, 0);

@@ -54,6 +54,8 @@ struct fm_conn {
     uv_write_t wreq;
     fm_list in_set;             /* set->all */
     fm_list in_flush;           /* set->flush */
+    fm_list in_paused;          /* set->paused, while FM_CONN_PAUSED */
+    uint64_t stalled_since;     /* paused: uv_now() of its output's last move */
     fm_list reqs;               /* its requests in flight (req.c) */
     size_t inflight;
     void *svc[FM_CONN_SLOTS];   /* the services' state for it */
@@ -85,12 +87,21 @@ struct fm_conns {
     uint64_t total;             /* accepted since start */
     uint64_t rejected;          /* turned away at the door */
     uint64_t protocol_errors;   /* bad frames, bad JSON, bad ids, unknown ops */
+    int draining;               /* the daemon shuts down: nobody is paused */
+    fm_list paused;             /* connections not read until they drain */
+    uv_timer_t stall_timer;     /* runs while any is paused */
     char readbuf[65536];        /* every read lands here first */
 };
 
 void fm_conns_init(fm_conns *set, uv_loop_t *loop, const fm_config *cfg,
                    const fm_conn_handler *h);
+/* Closes the set's timer; its connections are closed already. */
+void fm_conns_close(fm_conns *set);
 void fm_conns_set_config(fm_conns *set, const fm_config *cfg);
+/* The daemon begins to shut down: the requests of clients paused behind
+ * their output run now (to be answered shutting_down), and none is paused
+ * again. */
+void fm_conns_drain(fm_conns *set);
 /* Writes what every connection scheduled this loop turn; the server's
  * flusher calls it once per turn. */
 void fm_conns_flush(fm_conns *set);

@@ -58,6 +58,7 @@ void fm_core_stop(fm_core *core)
         if (s->def->free != NULL)
             s->def->free(s->state);
     }
+    fm_conns_close(&core->conns);
 }
 
 void fm_core_conn_closed(fm_core *core, fm_conn *conn)

@@ -197,7 +197,7 @@ fm_link *fm_link_create(uv_loop_t *loop, const fm_config *cfg, fm_tls *tls)
     uv_timer_init(loop, &link->rtt.timer);
     link->rtt.timer.data = link;
     fm_link_track_init(link);
-    /* two context timers, the retry and ping timers, the fence's prepare */
+    /* two context timers, the retry and ping timers, the fence's idle */
     link->open_handles = 5;
     if (cfg->nsentinels > 0 &&
         (link->sentinel = fm_sentinel_create(loop, cfg, tls, on_switch, link)) == NULL) {

@@ -138,7 +138,7 @@ typedef struct fm_link_trk {
                                (which it outlives the command one on) */
     uint64_t barrier_seq;   /* the fence it covers */
     uint64_t barrier_sent_ms;
-    uv_prepare_t prepare;   /* sends a barrier at the end of the turn */
+    uv_idle_t turn;         /* runs at the start of the next loop turn */
     fm_script probe;        /* may the user run PTTL? */
     fm_link_track_stats stats;
 } fm_link_trk;

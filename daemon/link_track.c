@@ -11,10 +11,10 @@
  *   id, channel, command connection --> CLIENT TRACKING --OK, same gen--> armed
  *
  * The fence: fm_link_fence() raises fence_seq, which costs nothing until a
- * read finds it open (fm_link_fence_open): then, at the end of the loop
- * turn (a prepare handle, so that every grant and read of the turn is in),
- * one SUBSCRIBE goes out covering every fence raised so far; its
- * confirmation passes them all. While one is out, later fences wait for
+ * read finds it open (fm_link_fence_open): then, at the start of the next
+ * loop turn (an idle handle: every grant and read of this turn is in by
+ * then, and libuv does not block for I/O first), one SUBSCRIBE goes out
+ * covering every fence raised so far; its confirmation passes them all. While one is out, later fences wait for
  * the next. Grants that no read follows send nothing. */
 #include <stdio.h>
 #include <string.h>
@@ -27,18 +27,18 @@
 #define CHANNEL "__redis__:invalidate"
 #define CHANNEL_LEN (sizeof(CHANNEL) - 1)
 
-static void on_prepare(uv_prepare_t *p);
+static void on_turn(uv_idle_t *h);
 
-/* The tracker hears of it from the prepare handle, on a clean stack: what
- * it resumes sends commands, which must not happen inside a context's
- * loss (the context is being torn down) or inside hiredis's callbacks. */
+/* The tracker hears of it from the idle handle, on a clean stack: what it
+ * resumes sends commands, which must not happen inside a context's loss
+ * (the context is being torn down) or inside hiredis's callbacks. */
 static void pass_fences(fm_link *link, uint64_t seq)
 {
     fm_link_trk *tr = &link->track;
 
     if (seq > tr->done_seq)
         tr->done_seq = seq;
-    uv_prepare_start(&tr->prepare, on_prepare);
+    uv_idle_start(&tr->turn, on_turn);
 }
 
 /* Forgets everything tracked: nothing to wait for, nothing to trust. A
@@ -162,12 +162,12 @@ static void send_barrier(fm_link *link)
 
 /* Once per loop turn while there is something to do: tell the tracker
  * which fences passed, and send the barrier for the ones raised since. */
-static void on_prepare(uv_prepare_t *p)
+static void on_turn(uv_idle_t *h)
 {
-    fm_link *link = p->data;
+    fm_link *link = h->data;
     fm_link_trk *tr = &link->track;
 
-    uv_prepare_stop(p);
+    uv_idle_stop(h);
     if (tr->done_seq > tr->told_seq) {
         tr->told_seq = tr->done_seq;
         tr->t.fenced(tr->done_seq, tr->t.arg);
@@ -280,13 +280,13 @@ void fm_link_track_tick(fm_link *link)
 
 void fm_link_track_init(fm_link *link)
 {
-    uv_prepare_init(link->loop, &link->track.prepare);
-    link->track.prepare.data = link;
+    uv_idle_init(link->loop, &link->track.turn);
+    link->track.turn.data = link;
 }
 
 void fm_link_track_close(fm_link *link, uv_close_cb cb)
 {
-    uv_close((uv_handle_t *)&link->track.prepare, cb);
+    uv_close((uv_handle_t *)&link->track.turn, cb);
 }
 
 /* ---- the face ---- */
@@ -335,7 +335,7 @@ uint64_t fm_link_fence_open(fm_link *link)
      * for every read and grant of it), or follows the one out now. */
     tr->wanted_seq = tr->fence_seq;
     if (!tr->barrier_out)
-        uv_prepare_start(&tr->prepare, on_prepare);
+        uv_idle_start(&tr->turn, on_turn);
     return tr->fence_seq;
 }
 

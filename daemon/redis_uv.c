@@ -3,9 +3,13 @@
  * Writes: hiredis asks for writability after every command it buffers.
  * Polling for it would cost two epoll_ctl(2) calls and a loop turn per
  * burst of commands, so a connected context instead writes once per loop
- * turn from a prepare handle (before libuv blocks for I/O), with every
- * command of the turn in one write(2). Only what the socket does not take
- * at once waits for writability. */
+ * turn from an idle handle, with every command of the turn in one
+ * write(2). Only what the socket does not take at once waits for
+ * writability. An idle handle, not a prepare one: a command submitted from
+ * a prepare callback (a client's request resumed by the flusher, say)
+ * starts a handle that libuv runs only at the next turn, and an active
+ * idle handle keeps libuv from blocking for I/O before that turn, where a
+ * prepare handle would not: the command would wait for the next event. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -15,7 +19,7 @@ typedef struct fm_redis_uv {
     redisAsyncContext *ac;   /* NULL once hiredis cleaned up */
     fm_tls_tunnel *tunnel;   /* below the context's socket, or NULL */
     uv_poll_t poll;
-    uv_prepare_t flush;
+    uv_idle_t flush;
     int events;
     int flushing;           /* inside the turn's write */
     int open;               /* handles not yet closed */
@@ -51,11 +55,11 @@ static void update(fm_redis_uv *p, int add, int del)
         uv_poll_stop(&p->poll);
 }
 
-static void on_flush(uv_prepare_t *h)
+static void on_flush(uv_idle_t *h)
 {
     fm_redis_uv *p = h->data;
 
-    uv_prepare_stop(h);
+    uv_idle_stop(h);
     if (p->ac == NULL)
         return;
     p->flushing = 1;
@@ -75,7 +79,7 @@ static void add_write(void *arg)
     if (p->flushing || !(p->ac->c.flags & REDIS_CONNECTED))
         update(p, UV_WRITABLE, 0);
     else
-        uv_prepare_start(&p->flush, on_flush);
+        uv_idle_start(&p->flush, on_flush);
 }
 
 static void del_write(void *arg) { update(arg, 0, UV_WRITABLE); }
@@ -114,7 +118,7 @@ int fm_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
         free(p);
         return REDIS_ERR;
     }
-    uv_prepare_init(loop, &p->flush);
+    uv_idle_init(loop, &p->flush);
     p->open = 2;
     p->ac = ac;
     p->poll.data = p;

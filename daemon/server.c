@@ -210,6 +210,7 @@ static void begin_shutdown(fm_server *srv, int signum)
     fm_notify_send(&srv->notify, "STOPPING=1");
     fm_listener_stop(&srv->listener);
     fm_core_shutdown(&srv->core);
+    fm_conns_drain(&srv->core.conns);
     /* Every request in flight has a deadline within request_timeout_ms;
      * the rest of the contract's extra second is margin for the exit. */
     uv_timer_start(&srv->shutdown_timer, on_shutdown_timer,

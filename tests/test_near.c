@@ -40,6 +40,14 @@ static void small_cache_up(void)
     wire_pair_start(&redis_srv, &daemon_a, NULL, args);
 }
 
+static void small_output_up(void)
+{
+    static const char *const args[] = {"--max_output_bytes", "65536",
+                                       "--request_timeout_ms", "1000", NULL};
+
+    wire_pair_start(&redis_srv, &daemon_a, NULL, args);
+}
+
 static void no_cache_up(void)
 {
     static const char *const args[] = {"--cache_near_bytes", "0", NULL};
@@ -360,7 +368,7 @@ START_TEST(test_get_many_serves_hits_and_reads_only_the_misses)
 
     await_tracking(&daemon_a);
     wire_cache_set(fd, "{\"id\":\"m-a\",\"v\":1}");
-    wire_redis_ok(rc, "SET fm:exec:m-b {\"id\":\"m-b\",\"v\":2} PX 60000");
+    freeReplyObject(wire_redis_ok(rc, "SET fm:exec:m-b {\"id\":\"m-b\",\"v\":2} PX 60000"));
     mgets = wire_redis_calls(rc, "mget");
     r = wire_call(fd, "{\"op\":\"cache.get_many\",\"id\":1,\"execution_ids\":[\"m-a\",\"m-b\",\"m-c\"]}");
     wire_assert_ok(r, "1");
@@ -477,16 +485,16 @@ START_TEST(test_a_write_by_another_client_reaches_the_reader)
     char *got;
 
     await_tracking(&daemon_a);
-    wire_redis_ok(rc, "SET fm:exec:w-1 {\"id\":\"w-1\",\"v\":1} PX 60000");
+    freeReplyObject(wire_redis_ok(rc, "SET fm:exec:w-1 {\"id\":\"w-1\",\"v\":1} PX 60000"));
     got = get_text(fd, "w-1", 0);
     ck_assert_str_eq(got, "{\"id\":\"w-1\",\"v\":1}");
     free(got);
     ck_assert_int_eq(stat_of(daemon_a.sock, "near_entries"), 1);
     inv = stat_of(daemon_a.sock, "near_invalidations");
-    wire_redis_ok(rc, "SET fm:exec:w-1 {\"id\":\"w-1\",\"v\":2} PX 60000");
+    freeReplyObject(wire_redis_ok(rc, "SET fm:exec:w-1 {\"id\":\"w-1\",\"v\":2} PX 60000"));
     await_answer(fd, "w-1", "{\"id\":\"w-1\",\"v\":2}");
     ck_assert_int_gt(stat_of(daemon_a.sock, "near_invalidations"), inv);
-    wire_redis_ok(rc, "DEL fm:exec:w-1");
+    freeReplyObject(wire_redis_ok(rc, "DEL fm:exec:w-1"));
     await_answer(fd, "w-1", NULL);
     close(fd);
     redisFree(rc);
@@ -525,7 +533,7 @@ START_TEST(test_flushall_empties_the_near_cache)
     wire_cache_set(fd, "{\"id\":\"fl-1\"}");
     wire_expect_cached(fd, "fl-1", "{\"id\":\"fl-1\"}");
     flushes = stat_of(daemon_a.sock, "near_flushes");
-    wire_redis_ok(rc, "FLUSHALL");
+    freeReplyObject(wire_redis_ok(rc, "FLUSHALL"));
     await_above(daemon_a.sock, "near_flushes", flushes);
     ck_assert_int_eq(stat_of(daemon_a.sock, "near_entries"), 0);
     await_answer(fd, "fl-1", NULL);
@@ -572,7 +580,7 @@ static void connection_loss_empties(char flag)
     /* Filled again on the new connections, then written elsewhere. */
     wire_expect_cached(fd, "cl-1", "{\"id\":\"cl-1\",\"v\":1}");
     wire_expect_cached(fd, "cl-1", "{\"id\":\"cl-1\",\"v\":1}");
-    wire_redis_ok(rc, "SET fm:exec:cl-1 {\"id\":\"cl-1\",\"v\":2}");
+    freeReplyObject(wire_redis_ok(rc, "SET fm:exec:cl-1 {\"id\":\"cl-1\",\"v\":2}"));
     await_answer(fd, "cl-1", "{\"id\":\"cl-1\",\"v\":2}");
     /* Redis redirects to the daemon's current pub/sub connection. */
     {
@@ -632,7 +640,7 @@ START_TEST(test_copies_expire_with_their_redis_ttl)
 
     await_tracking(&daemon_a);
     /* Read from Redis: the TTL comes with the value. */
-    wire_redis_ok(rc, "SET fm:exec:t-1 {\"id\":\"t-1\"} PX 1500");
+    freeReplyObject(wire_redis_ok(rc, "SET fm:exec:t-1 {\"id\":\"t-1\"} PX 1500"));
     written = fmt_now_ms();
     never_past_ttl(fd, "t-1", written, 1500);
     /* Written through the daemon, with its ttl: Redis set it before the
@@ -739,6 +747,110 @@ START_TEST(test_pipelined_hits_are_paced_not_cut_off)
 }
 END_TEST
 
+/* Requests that waited behind a paused client's output run when it
+ * drains, also from inside the per-turn flusher: one that needs Redis is
+ * sent at once, not when the next event wakes the loop. */
+START_TEST(test_requests_held_behind_output_go_to_redis_at_once)
+{
+    enum { N = 12 };
+    int fd = wire_connect(daemon_a.sock);
+    char pad[4001], *batch = NULL;
+    size_t len = 0;
+    FILE *f;
+
+    await_tracking(&daemon_a);
+    memset(pad, 'h', 4000);
+    pad[4000] = '\0';
+    {
+        char *e = wire_strf("{\"id\":\"h-4k\",\"pad\":\"%s\"}", pad);
+
+        wire_cache_set(fd, e);
+        free(e);
+    }
+    for (int round = 0; round < 5; round++) {
+        int64_t t0;
+        cJSON *r;
+
+        f = open_memstream(&batch, &len);
+        ck_assert_ptr_nonnull(f);
+        for (int i = 0; i < N; i++)
+            wire_frame_put(f, "{\"op\":\"cache.get\",\"id\":\"h\",\"execution_id\":\"h-4k\"}");
+        wire_frame_put(f, "{\"op\":\"lock.is_locked\",\"id\":\"l\",\"key\":\"h-4k\"}");
+        fclose(f);
+        t0 = fmt_now_ms();
+        ck_assert_int_eq(fmt_raw_write(fd, batch, len), 0);
+        for (int i = 0; i < N; i++) {
+            r = wire_recv(fd, WAIT_MS);
+            wire_assert_ok(r, "\"h\"");
+            cJSON_Delete(r);
+        }
+        r = wire_recv(fd, WAIT_MS);
+        wire_assert_ok(r, "\"l\"");
+        cJSON_Delete(r);
+        ck_assert_msg(fmt_now_ms() - t0 < 1000, "round %d: answered after %lld ms", round,
+                      (long long)(fmt_now_ms() - t0));
+        free(batch);
+        batch = NULL;
+    }
+    close(fd);
+}
+END_TEST
+
+typedef struct clients_are {
+    const char *sock;
+    long long want;
+} clients_are;
+
+static int clients_now(void *arg)
+{
+    clients_are *c = arg;
+
+    return stat_of(c->sock, "clients") == c->want;
+}
+
+/* A client that sends requests and never reads its replies is paused, then
+ * cut off once its output has not moved for request_timeout_ms: the
+ * requests it sent meanwhile do not wait forever, and nobody else waits. */
+START_TEST(test_a_client_that_never_reads_is_cut_off)
+{
+    enum { N = 1000 };
+    int fd = wire_connect(daemon_a.sock), other;
+    char pad[4001], *batch = NULL;
+    clients_are one = {daemon_a.sock, 2};   /* `other`, and stat_of's own */
+    size_t len = 0;
+    int64_t t0;
+    FILE *f;
+
+    await_tracking(&daemon_a);
+    memset(pad, 'n', 4000);
+    pad[4000] = '\0';
+    {
+        char *e = wire_strf("{\"id\":\"n-4k\",\"pad\":\"%s\"}", pad);
+
+        wire_cache_set(fd, e);
+        free(e);
+    }
+    f = open_memstream(&batch, &len);
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < N; i++)
+        wire_frame_put(f, "{\"op\":\"cache.get\",\"id\":\"n\",\"execution_id\":\"n-4k\"}");
+    fclose(f);
+    /* 4 MB of replies, far more than the sockets hold; nothing is read. */
+    ck_assert_int_eq(fmt_raw_write(fd, batch, len), 0);
+    other = wire_connect(daemon_a.sock);
+    t0 = fmt_now_ms();
+    wire_expect_ok(other, "{\"op\":\"ping\",\"id\":\"p\"}", "\"p\"");
+    ck_assert_int_lt(fmt_now_ms() - t0, 1000);
+    ck_assert_msg(fmt_wait_until(clients_now, &one, 5000 * wire_slowdown(&daemon_a)),
+                  "the client that does not read is still connected");
+    ck_assert_msg(fmt_raw_drain(fd, 5000, NULL), "its socket did not end");
+    wire_expect_ok(other, "{\"op\":\"ping\",\"id\":\"q\"}", "\"q\"");
+    free(batch);
+    close(fd);
+    close(other);
+}
+END_TEST
+
 /* ---- races --------------------------------------------------------------------- */
 
 #define RACE_KEYS 8
@@ -805,43 +917,26 @@ END_TEST
 
 #define HANDOFF_ROUNDS 2000
 
-/* Keeps the daemons' pub/sub connections busy with release notices no
- * acquire waits for: an invalidation then comes well after the grant that
- * follows it, as it may behind real traffic, and only the fence keeps the
- * reader from its stale copy. */
-typedef struct flood {
-    const fmt_redis *srv;
-    volatile int stop;
-} flood;
+#define BURST 16
+#define BURST_BYTES 32768
 
-static void *flood_loop(void *arg)
+/* Puts release notices that no acquire waits for in front of what comes
+ * next on both daemons' pub/sub connections: the invalidation of the
+ * write that follows then arrives well after the grant that follows it,
+ * as it may behind real traffic, and only the fence keeps the reader from
+ * its stale copy. Each round's burst is drained before that round's read
+ * is answered (the fence waits behind it), so a slow daemon (valgrind)
+ * paces the test instead of falling behind Redis's output limit. */
+static void burst(redisContext *rc, const char *junk)
 {
-    flood *f = arg;
-    redisContext *rc = fmt_redis_connect(f->srv);
-    char *junk = malloc(32768);
+    redisReply *r;
 
-    if (junk == NULL || rc == NULL)
-        goto out;
-    memset(junk, 'j', 32768);
-    while (!f->stop) {
-        redisReply *r;
-
-        for (int i = 0; i < 8; i++)
-            redisAppendCommand(rc, "PUBLISH fm:lock:released %b", junk, (size_t)32768);
-        for (int i = 0; i < 8; i++) {
-            if (redisGetReply(rc, (void **)&r) != REDIS_OK)
-                goto out;
-            freeReplyObject(r);
-        }
-        /* Bounded (about 1 GB/s at most), so that a daemon under
-         * valgrind is not cut off by Redis's pub/sub output limit. */
-        usleep(200);
+    for (int i = 0; i < BURST; i++)
+        redisAppendCommand(rc, "PUBLISH fm:lock:released %b", junk, (size_t)BURST_BYTES);
+    for (int i = 0; i < BURST; i++) {
+        ck_assert_int_eq(redisGetReply(rc, (void **)&r), REDIS_OK);
+        freeReplyObject(r);
     }
-out:
-    free(junk);
-    if (rc != NULL)
-        redisFree(rc);
-    return NULL;
 }
 
 /* Worker A on host 1 updates execution X and releases lock X; worker B on
@@ -852,15 +947,15 @@ START_TEST(test_a_lock_holder_reads_the_previous_holders_write)
 {
     fm_client *c[2];
     const fmt_daemon *d[2] = {&daemon_a, &daemon_b};
-    long long hits = 0, waits = 0;
+    long long hits = 0, waits = 0, timeouts = 0;
+    redisContext *rc = wire_redis_open(&redis_srv);
+    char *junk = malloc(BURST_BYTES);
     char exec[64];
 
-    flood fl = {.srv = &redis_srv};
-    pthread_t t;
-
+    ck_assert_ptr_nonnull(junk);
+    memset(junk, 'j', BURST_BYTES);
     await_tracking(&daemon_a);
     await_tracking(&daemon_b);
-    ck_assert_int_eq(pthread_create(&t, NULL, flood_loop, &fl), 0);
     c[0] = fmt_client(&daemon_a);
     c[1] = fmt_client(&daemon_b);
     snprintf(exec, sizeof(exec), "{\"id\":\"h-x\",\"n\":0}");
@@ -879,22 +974,58 @@ START_TEST(test_a_lock_holder_reads_the_previous_holders_write)
                           json != NULL ? json : "null", exec);
             free(json);
         }
+        burst(rc, junk);
         snprintf(exec, sizeof(exec), "{\"id\":\"h-x\",\"n\":%d}", i);
         fmt_ok(me, fm_cache_set(me, exec, strlen(exec), 600000), "cache.set");
         fmt_ok(me, fm_lock_release(me, "h-x", lk.token, NULL, NULL), "lock.release");
     }
-    fl.stop = 1;
-    pthread_join(t, NULL);
     for (int k = 0; k < 2; k++) {
         hits += stat_of(d[k]->sock, "near_hits");
         waits += stat_of(d[k]->sock, "near_fence_waits");
+        timeouts += stat_of(d[k]->sock, "near_fence_timeouts");
+        /* Tracking held throughout: the reads were the near cache's. */
+        ck_assert_int_eq(stat_of(d[k]->sock, "near_flushes"), 1);
         fm_client_free(c[k]);
     }
-    /* The copies were used (every second read, unless a connection
-     * dropped and the copies went with it). */
-    ck_assert_int_gt(hits, 0);
+    /* Every round's first read waited for the fence of its grant, and
+     * every fence passed (none fell back to Redis); every second read was
+     * a copy. */
+    ck_assert_int_ge(waits, HANDOFF_ROUNDS);
+    ck_assert_int_eq(timeouts, 0);
+    ck_assert_int_ge(hits, HANDOFF_ROUNDS);
     printf("near: %d hand-offs across two daemons, every read current; %lld hits, %lld reads "
            "waited for a fence\n", HANDOFF_ROUNDS, hits, waits);
+    free(junk);
+    redisFree(rc);
+}
+END_TEST
+
+/* On a quiet daemon a read after a grant waits one round trip on the
+ * pub/sub connection, not for the next event to wake the loop. */
+START_TEST(test_a_read_after_a_grant_waits_one_round_trip)
+{
+    fm_client *c = fmt_client(&daemon_a);
+    char *json = NULL;
+    size_t len = 0;
+
+    await_tracking(&daemon_a);
+    fmt_ok(c, fm_cache_set(c, "{\"id\":\"q-1\"}", 12, 0), "cache.set");
+    for (int i = 0; i < 20; i++) {
+        fm_lock lk = wire_lock_take(c, "q-1", 10000);
+        int64_t t0 = fmt_now_ms();
+
+        fmt_ok(c, fm_cache_get(c, "q-1", &json, &len), "cache.get");
+        ck_assert_str_eq(json, "{\"id\":\"q-1\"}");
+        free(json);
+        /* Far below the fallback at half of request_timeout_ms (2.5 s). */
+        ck_assert_msg(fmt_now_ms() - t0 < 1000, "a read after a grant took %lld ms",
+                      (long long)(fmt_now_ms() - t0));
+        fmt_ok(c, fm_lock_release(c, "q-1", lk.token, NULL, NULL), "lock.release");
+    }
+    ck_assert_int_ge(stat_of(daemon_a.sock, "near_fence_waits"), 20);
+    ck_assert_int_eq(stat_of(daemon_a.sock, "near_fence_timeouts"), 0);
+    ck_assert_int_ge(stat_of(daemon_a.sock, "near_hits"), 20);
+    fm_client_free(c);
 }
 END_TEST
 
@@ -932,6 +1063,10 @@ Suite *fm_suite_near(void)
     tcase_add_test(tc, test_losing_the_command_connection_empties_the_cache);
     tcase_add_test(tc, test_copies_expire_with_their_redis_ttl);
     tcase_add_test(tc, test_a_read_that_races_a_write_is_not_kept);
+    tcase_add_test(tc, test_a_read_after_a_grant_waits_one_round_trip);
+    tc = tcase(s, "paced", small_output_up);
+    tcase_add_test(tc, test_requests_held_behind_output_go_to_redis_at_once);
+    tcase_add_test(tc, test_a_client_that_never_reads_is_cut_off);
     tc = tcase(s, "bytes", small_cache_up);
     tcase_add_test(tc, test_the_cache_holds_at_most_its_bytes);
     tc = tcase(s, "handoff", two_daemons_up);
