@@ -295,12 +295,16 @@ static void read_misses(fm_req *req, size_t nmiss, int on)
         argv[j] = nr->keys[i];
         lens[j++] = nr->keylens[i];
     }
-    if (nr->set != NULL)
+    if (nr->set != NULL) {
         fm_req_read(req, nmiss, (int)j, argv, lens, values_done);
-    else if (on)
-        fm_req_script(req, &cs->read, 1, 1, argv + 1, lens + 1, read_done);
-    else
+    } else if (on) {
+        /* Its value counts against the client's bulk bound like a GET's. */
+        req->on_reply = read_done;
+        fm_req_run(req, &(fm_req_cmd){.script = &cs->read, .nkeys = 1, .reads = 1, .argc = 1,
+                                      .argv = argv + 1, .lens = lens + 1});
+    } else {
         fm_req_read(req, 1, 2, argv, lens, plain_done);
+    }
     free(argv);
     free(lens);
 }

@@ -707,11 +707,11 @@ fm_cmd *fm_link_cmd_submit(fm_link *link, fm_cmd *cmd)
 }
 
 fm_cmd *fm_link_script(fm_link *link, fm_flow *flow, fm_script *script, int nkeys,
-                       int argc, const char **argv, const size_t *lens, fm_link_cb *cb,
-                       void *arg)
+                       size_t reads, int argc, const char **argv, const size_t *lens,
+                       fm_link_cb *cb, void *arg)
 {
-    return fm_link_cmd_submit(link, fm_link_cmd_create(link, flow, 0, script, nkeys, argc, argv,
-                                                       lens, cb, arg));
+    return fm_link_cmd_submit(link, fm_link_cmd_create(link, flow, reads, script, nkeys, argc,
+                                                       argv, lens, cb, arg));
 }
 
 int fm_link_cmd_cancel(fm_cmd *cmd)

@@ -59,8 +59,8 @@ fm_cmd *fm_link_command(fm_link *link, fm_flow *flow, size_t reads, int argc,
                         const char **argv, const size_t *lens, fm_link_cb *cb, void *arg);
 /* Submits EVALSHA of a registered script with nkeys keys then args. */
 fm_cmd *fm_link_script(fm_link *link, fm_flow *flow, fm_script *script, int nkeys,
-                       int argc, const char **argv, const size_t *lens, fm_link_cb *cb,
-                       void *arg);
+                       size_t reads, int argc, const char **argv, const size_t *lens,
+                       fm_link_cb *cb, void *arg);
 
 /* Withdraws a command whose caller no longer waits. Returns 1 when it was
  * still queued here: it is freed and its callback never runs. Returns 0 when

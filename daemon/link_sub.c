@@ -215,7 +215,7 @@ static void probe(fm_link *link, channel *ch)
 {
     const char *argv[] = {ch->name};
 
-    if (fm_link_script(link, NULL, &link->sub_probe, 0, 1, argv, &ch->len, on_probe, ch) != NULL)
+    if (fm_link_script(link, NULL, &link->sub_probe, 0, 0, 1, argv, &ch->len, on_probe, ch) != NULL)
         ch->state = CH_PROBING;
 }
 

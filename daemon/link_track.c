@@ -134,7 +134,7 @@ static void try_arm(fm_link *link)
         return;
     if (link->sentinel != NULL && (strcmp(cmd->host, sub->host) != 0 || cmd->port != sub->port))
         return;
-    if (fm_link_script(link, NULL, &tr->probe, 0, 1, &key, &klen, on_probe, link) != NULL) {
+    if (fm_link_script(link, NULL, &tr->probe, 0, 0, 1, &key, &klen, on_probe, link) != NULL) {
         tr->asking = 1;
         tr->ask_gen = tr->gen;
     }

@@ -518,7 +518,7 @@ static int cmp_ms(const void *a, const void *b)
  * replies sat in front of everyone else's (1.1-1.5 s for a ping). */
 START_TEST(test_bulk_reads_of_one_client_do_not_stall_another)
 {
-    enum { POUR = 400, SAMPLES = 300, TICK = 5, BIG = 800 * 1024 };
+    enum { POUR = 400, ROUNDS = 300, SAMPLES = 2 * ROUNDS, TICK = 5, BIG = 800 * 1024 };
     static const char small[] = "{\"id\":\"small\",\"n\":1}";
     char *big = big_execution("big", 'x', BIG), *pour = NULL;
     int64_t lat[SAMPLES], p99, start, tick;
@@ -553,14 +553,16 @@ START_TEST(test_bulk_reads_of_one_client_do_not_stall_another)
     start = fmt_now_ms();
     /* Open loop: a ping and a small cache.get every tick ms, whatever the
      * answers do, each timed from when it was due; a stall then shows in
-     * every request it holds up, not in one. */
+     * every request it holds up, not in one. The ping goes to Redis behind
+     * the pourer's reads (misses of the near cache), the cache.get too
+     * until its own read filled the near cache. */
     for (int sent = 0, got = 0; got < SAMPLES;) {
         int64_t now = fmt_now_ms(), due = start + sent * tick;
         struct pollfd pfd = {other, POLLIN, 0};
         cJSON *reply;
         int id;
 
-        if (sent < SAMPLES && now >= due) {
+        if (sent < ROUNDS && now >= due) {
             char *req = wire_strf("{\"op\":\"ping\",\"id\":%d,\"redis\":true}", 2 * sent);
 
             wire_send(other, req);
@@ -572,17 +574,16 @@ START_TEST(test_bulk_reads_of_one_client_do_not_stall_another)
             sent++;
             continue;
         }
-        if (poll(&pfd, 1, sent < SAMPLES ? (int)(due - now) : SETTLE_MS) <= 0)
+        if (poll(&pfd, 1, sent < ROUNDS ? (int)(due - now) : SETTLE_MS) <= 0)
             continue;
         reply = wire_recv(other, SETTLE_MS);
         id = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(reply, "id"));
         ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok")),
                       "request %d failed: %s", id, cJSON_PrintUnformatted(reply));
-        if (id % 2 == 1) {
+        if (id % 2 == 1)
             ck_assert_msg(cJSON_GetObjectItemCaseSensitive(reply, "execution") != NULL,
                           "no execution");
-            lat[got++] = fmt_now_ms() - (start + id / 2 * tick);
-        }
+        lat[got++] = fmt_now_ms() - (start + id / 2 * tick);
         cJSON_Delete(reply);
     }
     qsort(lat, SAMPLES, sizeof(lat[0]), cmp_ms);
@@ -591,7 +592,7 @@ START_TEST(test_bulk_reads_of_one_client_do_not_stall_another)
         fprintf(stderr, "timing: p50 %lld p99 %lld max %lld ms\n", (long long)lat[SAMPLES / 2],
                 (long long)p99, (long long)lat[SAMPLES - 1]);
     ck_assert_msg(p99 < 100 * wire_slowdown(&d),
-                  "ping + cache.get took %lld ms at p99 (worst %lld) while another client "
+                  "a ping or cache.get took %lld ms at p99 (worst %lld) while another client "
                   "poured reads", (long long)p99, (long long)lat[SAMPLES - 1]);
     close(pourer);
     close(other);

@@ -48,6 +48,15 @@ static void small_output_up(void)
     wire_pair_start(&redis_srv, &daemon_a, NULL, args);
 }
 
+/* Room for a burst of hits larger than the pause mark, smaller than the
+ * whole burst's replies. */
+static void big_output_up(void)
+{
+    static const char *const args[] = {"--max_output_bytes", "16777216", NULL};
+
+    wire_pair_start(&redis_srv, &daemon_a, NULL, args);
+}
+
 static void no_cache_up(void)
 {
     static const char *const args[] = {"--cache_near_bytes", "0", NULL};
@@ -693,15 +702,12 @@ END_TEST
 START_TEST(test_pipelined_hits_are_paced_not_cut_off)
 {
     enum { N = 40, PAD = 600000 };     /* 48 MB of replies; frames stay below 1 MiB */
-    static const char *const args[] = {"--max_output_bytes", "16777216", NULL};
     int fd, other;
     char *pad = malloc(PAD + 1), *batch = NULL;
     size_t len = 0;
     int64_t t0;
     FILE *f;
 
-    servers_down();
-    wire_pair_start(&redis_srv, &daemon_a, NULL, args);
     fd = wire_connect(daemon_a.sock);
     other = wire_connect(daemon_a.sock);
     await_tracking(&daemon_a);
@@ -1094,6 +1100,7 @@ Suite *fm_suite_near(void)
     tcase_add_test(tc, test_get_many_serves_hits_and_reads_only_the_misses);
     tcase_add_test(tc, test_fresh_reads_go_to_redis);
     tcase_add_test(tc, test_the_c_library_asks_for_fresh_reads);
+    tc = tcase(s, "pipelined", big_output_up);
     tcase_add_test(tc, test_pipelined_hits_are_paced_not_cut_off);
     tc = tcase(s, "off", no_cache_up);
     tcase_add_test(tc, test_zero_bytes_turns_the_near_cache_off);
