@@ -560,6 +560,19 @@ START_TEST(test_daemon_cache_entries_are_what_the_published_code_reads)
 }
 END_TEST
 
+/* fmt_wait_until: cache.get of c-exec-pub on *fd answers a miss. */
+static int daemon_misses(void *fd)
+{
+    cJSON *rep = wire_call(*(int *)fd, "{\"op\":\"cache.get\",\"id\":5,"
+                                       "\"execution_id\":\"c-exec-pub\"}");
+    int miss;
+
+    wire_assert_ok(rep, "5");
+    miss = cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(rep, "execution"));
+    cJSON_Delete(rep);
+    return miss;
+}
+
 START_TEST(test_published_cache_entries_are_what_the_daemon_reads)
 {
     redisContext *r = redis_open();
@@ -576,13 +589,18 @@ START_TEST(test_published_cache_entries_are_what_the_daemon_reads)
     ck_assert_msg(strstr(text, "\"executions\":{\"c-exec-pub\":" EXEC_PUB "}") != NULL,
                   "get_many: %s", text);
     free(text);
-    /* The published code's invalidate is a DEL. */
+    /* The published code's invalidate is a DEL. A fresh read sees it at
+     * once; a plain one once Redis's invalidation reached the daemon, which
+     * drops the copy it kept of the reads above (docs/PROTOCOL.md §13.6). */
     wire_redis_int(r, "DEL exec:c-exec-pub");
-    wire_send(fd, "{\"op\":\"cache.get\",\"id\":4,\"execution_id\":\"c-exec-pub\"}");
+    wire_send(fd, "{\"op\":\"cache.get\",\"id\":4,\"execution_id\":\"c-exec-pub\","
+                  "\"fresh\":true}");
     rep = wire_recv(fd, WAIT_MS);
     wire_assert_ok(rep, "4");
     ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(rep, "execution")));
     cJSON_Delete(rep);
+    ck_assert_msg(fmt_wait_until(daemon_misses, &fd, WAIT_MS),
+                  "the daemon still serves exec:c-exec-pub after its DEL");
     close(fd);
     redisFree(r);
 }
