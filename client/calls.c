@@ -124,14 +124,19 @@ static int req_end(fm_client *c)
 
 /* Finishes the request built in c->out (id `id`) and runs it with the given
  * timeout (ms, or FM_TIMEOUT_NONE). */
+static int call_want(fm_client *c, const want *w, int64_t timeout_ms)
+{
+    if (req_end(c) != FM_OK)
+        return FM_ERR;
+    c->call_ms = timeout_ms;
+    return fm__exchange(c, w, fm__deadline_in(timeout_ms));
+}
+
 static int call_timeout(fm_client *c, int64_t id, int64_t timeout_ms)
 {
     want w = { .kind = WANT_ID, .id = id };
 
-    if (req_end(c) != FM_OK)
-        return FM_ERR;
-    c->call_ms = timeout_ms;
-    return fm__exchange(c, &w, fm__deadline_in(timeout_ms));
+    return call_want(c, &w, timeout_ms);
 }
 
 static int call(fm_client *c, int64_t id)
@@ -274,7 +279,7 @@ int fm_ping(fm_client *c, int check_redis, int *redis_up)
         req_bool(c, "redis", 1);
     if (call(c, id) != FM_OK)
         return FM_ERR;
-    if (redis_up != NULL && fm__member(&c->rroot, "redis", &v) &&
+    if (redis_up != NULL && fm__reply_member(c, "redis", &v) &&
         v.type == FM_JSON_STRING) {
         if (fm_json_string_eq(&v, "up", 2))
             *redis_up = 1;
@@ -383,7 +388,7 @@ int fm_lock_acquire(fm_client *c, const char *key, const fm_lock_opts *opts,
             remember_orphan(c, id, key);
         return FM_ERR;
     }
-    if (!fm__member(&c->rroot, "token", &tok))
+    if (!fm__reply_member(c, "token", &tok))
         return fm__fail(c, FM_ERR_PROTOCOL, "reply has no \"token\"");
     if (tok.type == FM_JSON_NULL)
         return FM_OK;
@@ -431,7 +436,7 @@ int fm_lock_release(fm_client *c, const char *key, const char *token,
     if (reason != NULL) {
         if (rel)
             *reason = FM_RELEASE_DONE;
-        else if (fm__member(&c->rroot, "reason", &v) &&
+        else if (fm__reply_member(c, "reason", &v) &&
                  v.type == FM_JSON_STRING) {
             if (fm_json_string_eq(&v, "not_held", 8))
                 *reason = FM_RELEASE_NOT_HELD;
@@ -617,7 +622,7 @@ int fm_cache_get_flags(fm_client *c, const char *execution_id, unsigned flags,
         req_bool(c, "fresh", 1);
     if (call(c, id) != FM_OK)
         return FM_ERR;
-    if (!fm__member(&c->rroot, "execution", &v))
+    if (!fm__reply_member(c, "execution", &v))
         return fm__fail(c, FM_ERR_PROTOCOL, "reply has no \"execution\"");
     if (v.type == FM_JSON_NULL)
         return FM_OK;
@@ -630,6 +635,7 @@ int fm_cache_get_flags(fm_client *c, const char *execution_id, unsigned flags,
 int fm_cache_set(fm_client *c, const char *json, size_t len, int64_t ttl_ms)
 {
     fm_json_val root, idv;
+    fm_json_index idx;
     const char *why = NULL;
     size_t at = 0;
     int64_t id;
@@ -638,12 +644,12 @@ int fm_cache_set(fm_client *c, const char *json, size_t len, int64_t ttl_ms)
         return FM_ERR;
     /* The text is pasted into the request: anything but one object would
      * change the request's meaning, so it is checked here. */
-    if (fm_json_validate(json, len, &root, &why, &at) != 0)
+    if (fm_json_validate_indexed(json, len, &root, &idx, &why, &at) != 0)
         return fm__fail(c, FM_ERR_ARG, "execution is not valid JSON: %s at "
                         "byte %zu", why ? why : "?", at);
     if (root.type != FM_JSON_OBJECT)
         return fm__fail(c, FM_ERR_ARG, "execution is not a JSON object");
-    if (!fm__member(&root, "id", &idv) || idv.type != FM_JSON_STRING)
+    if (!fm_json_index_get(&idx, &root, "id", 2, &idv) || idv.type != FM_JSON_STRING)
         return fm__fail(c, FM_ERR_ARG, "execution has no string \"id\"");
     id = req_begin(c, "cache.set");
     req_name(c, "execution");
@@ -691,13 +697,14 @@ int fm_cache_get_many_flags(fm_client *c, const char *const *execution_ids,
                             size_t n, unsigned flags, fm_cache_entry **entries,
                             size_t *count)
 {
-    fm_json_val obj, (*hit)[2];
-    fm_json_iter it;
+    fm_json_pair *hit = NULL;
+    fm_json_members got;
+    want w = { .kind = WANT_ID, .members = &got };
+    fm_json_val obj;
     fm_cache_entry *e;
-    size_t k = 0, bytes, total = 0;
+    size_t k, bytes, total = 0;
     char *s;
-    int64_t id;
-    int rc = FM_OK;
+    int rc;
 
     if (entries != NULL)
         *entries = NULL;
@@ -707,38 +714,35 @@ int fm_cache_get_many_flags(fm_client *c, const char *const *execution_ids,
         need(c, entries, "entries") != FM_OK ||
         need(c, count, "count") != FM_OK || need_flags(c, flags) != FM_OK)
         return FM_ERR;
-    id = req_begin(c, "cache.get_many");
+    /* The reply holds at most one hit per id asked for: the scan of the
+     * reply notes their spans (a hit is a whole execution, which is then
+     * not walked a second time to find the next). */
+    if (n > 0 && (hit = malloc(n * sizeof(*hit))) == NULL)
+        return fm__fail(c, FM_ERR_OOM, "out of memory reading %zu executions", n);
+    got = (fm_json_members){.name = "executions", .name_len = 10, .m = hit, .cap = n};
+    w.id = req_begin(c, "cache.get_many");
     req_str_array(c, "execution_ids", execution_ids, n);
     if (flags & FM_CACHE_FRESH)
         req_bool(c, "fresh", 1);
-    if (call(c, id) != FM_OK ||
-        fm__result(c, "executions", FM_JSON_OBJECT, &obj) != FM_OK)
-        return FM_ERR;
-    if (n == 0)
-        return FM_OK;
-
-    /* The reply is walked once (each hit is a whole execution to step
-     * over), noting the spans; it holds at most one hit per id asked for. */
-    hit = malloc(n * sizeof(*hit));
-    if (hit == NULL)
-        return fm__fail(c, FM_ERR_OOM,
-                        "out of memory reading %zu executions", n);
-    fm_json_iter_init(&it, &obj);
-    while (k < n && fm_json_iter_next(&it, &hit[k][0], &hit[k][1])) {
-        if (hit[k][1].type != FM_JSON_OBJECT) {
-            rc = fm__fail(c, FM_ERR_PROTOCOL,
-                          "an execution in the reply is not an object");
-            goto done;
-        }
-        total += fm_json_string_len(&hit[k][0]) + 1 + hit[k][1].len + 1;
-        k++;
+    rc = call_want(c, &w, c->timeout_ms);
+    if (rc != FM_OK || fm__result(c, "executions", FM_JSON_OBJECT, &obj) != FM_OK) {
+        rc = FM_ERR;
+        goto done;
     }
-    if (k == n && fm_json_iter_next(&it, NULL, NULL)) {
+    k = got.n;
+    if (k > n) {
         rc = fm__fail(c, FM_ERR_PROTOCOL, "more executions than ids asked for");
         goto done;
     }
     if (k == 0)
         goto done;
+    for (size_t i = 0; i < k; i++) {
+        if (hit[i].val.type != FM_JSON_OBJECT) {
+            rc = fm__fail(c, FM_ERR_PROTOCOL, "an execution in the reply is not an object");
+            goto done;
+        }
+        total += fm_json_string_len(&hit[i].name) + 1 + hit[i].val.len + 1;
+    }
     if (k > (SIZE_MAX - total) / sizeof(*e)) {
         rc = fm__fail(c, FM_ERR_OOM, "reply too large");
         goto done;
@@ -753,17 +757,17 @@ int fm_cache_get_many_flags(fm_client *c, const char *const *execution_ids,
     }
     s = (char *)(e + k);
     for (size_t i = 0; i < k; i++) {
-        size_t nl = fm_json_string_len(&hit[i][0]), got;
+        size_t nl = fm_json_string_len(&hit[i].name), len;
 
         e[i].id = s;
-        fm_json_string_decode(&hit[i][0], s, nl + 1, &got, NULL);
-        s[got] = '\0';
+        fm_json_string_decode(&hit[i].name, s, nl + 1, &len, NULL);
+        s[len] = '\0';
         s += nl + 1;
         e[i].json = s;
-        e[i].len = hit[i][1].len;
-        memcpy(s, hit[i][1].p, hit[i][1].len);
-        s[hit[i][1].len] = '\0';
-        s += hit[i][1].len + 1;
+        e[i].len = hit[i].val.len;
+        memcpy(s, hit[i].val.p, hit[i].val.len);
+        s[hit[i].val.len] = '\0';
+        s += hit[i].val.len + 1;
     }
     *entries = e;
     *count = k;

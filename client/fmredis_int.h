@@ -75,6 +75,7 @@ typedef struct want {
     want_kind kind;
     int64_t id;
     fm_json_val raw_id;
+    fm_json_members *members;   /* to note in the reply's scan, or NULL */
 } want;
 
 struct fm_client {
@@ -96,6 +97,7 @@ struct fm_client {
     const char *rbody;
     size_t rlen;
     fm_json_val rroot;
+    fm_json_index rindex;       /* rroot's members */
 
     ev_node *ev_head, *ev_tail;
     size_t ev_count;
@@ -134,6 +136,7 @@ ssize_t fm__read_once(fm_client *c);
 
 /* read.c: frames in, and the reply's values. */
 int fm__member(const fm_json_val *obj, const char *name, fm_json_val *out);
+int fm__reply_member(const fm_client *c, const char *name, fm_json_val *out);
 char *fm__span_dup(const char *p, size_t n);
 int fm__opt_string(const fm_json_val *obj, const char *name, char **out);
 int fm__dispatch(fm_client *c, const want *w);

@@ -38,6 +38,18 @@ static char *decode_dup(const fm_json_val *s)
     return p;
 }
 
+/* A member of a frame's root, found in the index its scan made. */
+static int frame_member(const fm_json_index *idx, const fm_json_val *root, const char *name,
+                        fm_json_val *out)
+{
+    return fm_json_index_get(idx, root, name, strlen(name), out);
+}
+
+int fm__reply_member(const fm_client *c, const char *name, fm_json_val *out)
+{
+    return frame_member(&c->rindex, &c->rroot, name, out);
+}
+
 char *fm__span_dup(const char *p, size_t n)
 {
     char *s = malloc(n + 1);
@@ -122,22 +134,24 @@ static int handle_frame(fm_client *c, const char *body, size_t len,
                         const want *w)
 {
     fm_json_val root, okv, idv, ev;
+    fm_json_index idx;
     const char *why = NULL;
     size_t at = 0;
     int has_ok, has_id;
 
     /* The daemon validated what its replies carry (executions from Redis
-     * and from clients alike): they are walked, not checked again. */
-    if (fm_json_scan(body, len, &root, &why, &at) != 0)
+     * and from clients alike): they are scanned, not checked again, and
+     * the scan notes the spans the call will look up. */
+    if (fm_json_scan(body, len, &root, &idx, w->members, &why, &at) != 0)
         return fm__fail_close(c, FM_ERR_PROTOCOL,
                               "fmredisd sent invalid JSON (%s at byte %zu)",
                               why ? why : "?", at);
     if (root.type != FM_JSON_OBJECT)
         return fm__fail_close(c, FM_ERR_PROTOCOL,
                               "fmredisd sent a frame that is not an object");
-    has_ok = fm__member(&root, "ok", &okv);
+    has_ok = frame_member(&idx, &root, "ok", &okv);
     if (!has_ok) {
-        if (!fm__member(&root, "event", &ev))
+        if (!frame_member(&idx, &root, "event", &ev))
             return fm__fail_close(c, FM_ERR_PROTOCOL, "fmredisd sent a frame "
                                   "with neither ok nor event");
         if (fm__queue_event(c, &root) != 0)
@@ -148,7 +162,7 @@ static int handle_frame(fm_client *c, const char *body, size_t len,
     if (okv.type != FM_JSON_TRUE && okv.type != FM_JSON_FALSE)
         return fm__fail_close(c, FM_ERR_PROTOCOL,
                               "fmredisd sent a reply whose ok is not a bool");
-    has_id = fm__member(&root, "id", &idv);
+    has_id = frame_member(&idx, &root, "id", &idv);
     if (has_id && idv.type == FM_JSON_NUMBER) {
         int64_t id;
 
@@ -171,7 +185,7 @@ static int handle_frame(fm_client *c, const char *body, size_t len,
         if (okv.type == FM_JSON_FALSE) {
             fm_json_val e, code, msg;
 
-            if (fm__member(&root, "error", &e) && e.type == FM_JSON_OBJECT &&
+            if (frame_member(&idx, &root, "error", &e) && e.type == FM_JSON_OBJECT &&
                 fm__member(&e, "code", &code) && code.type == FM_JSON_STRING) {
                 copy_str(&code, c->conn_code, sizeof(c->conn_code));
                 c->conn_msg[0] = '\0';
@@ -186,6 +200,7 @@ mine:
     c->rbody = body;
     c->rlen = len;
     c->rroot = root;
+    c->rindex = idx;
     return 1;
 }
 
@@ -339,13 +354,13 @@ int fm__exchange(fm_client *c, const want *w, int64_t deadline)
     } else if (wait_reply(c, w, deadline) != FM_OK) {
         return FM_ERR;
     }
-    fm__member(&c->rroot, "ok", &okv);
+    fm__reply_member(c, "ok", &okv);
     if (okv.type == FM_JSON_TRUE)
         return FM_OK;
     c->err = FM_ERR_SERVER;
     snprintf(c->errcode, sizeof(c->errcode), "internal");
     snprintf(c->errstr, sizeof(c->errstr), "fmredisd answered ok:false");
-    if (fm__member(&c->rroot, "error", &e) && e.type == FM_JSON_OBJECT) {
+    if (fm__reply_member(c, "error", &e) && e.type == FM_JSON_OBJECT) {
         if (fm__member(&e, "code", &v) && v.type == FM_JSON_STRING)
             copy_str(&v, c->errcode, sizeof(c->errcode));
         if (fm__member(&e, "message", &v) && v.type == FM_JSON_STRING)
@@ -358,7 +373,7 @@ int fm__exchange(fm_client *c, const want *w, int64_t deadline)
 int fm__result(fm_client *c, const char *name, fm_json_type type,
                fm_json_val *out)
 {
-    if (!fm__member(&c->rroot, name, out))
+    if (!fm__reply_member(c, name, out))
         return fm__fail(c, FM_ERR_PROTOCOL, "reply has no \"%s\"", name);
     if (out->type != type &&
         !(type == FM_JSON_TRUE && out->type == FM_JSON_FALSE))

@@ -11,10 +11,12 @@
  *
  * Navigation re-scans spans of validated text: a string is skipped by its
  * escapes, a container by counting brackets outside strings. That is O(size
- * of the container) per lookup and needs no parse tree. The one lookup that
- * is made often enough to matter, a request's fields, goes through an index
- * of the root object's members that the validator fills as it passes them,
- * so a field after a large value costs no second scan of it. */
+ * of the container) per lookup and needs no parse tree. The lookups that
+ * are made often enough to matter go through spans the validator notes as
+ * it passes them: the root object's members (a request's fields, a reply's
+ * results), so a field after a large value costs no second scan of it, and
+ * the members of one member of the root (a get_many reply's executions),
+ * so a hundred executions are not walked again to find one another. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,12 @@ typedef struct fm_json_member {
     uint64_t hash;              /* of the decoded bytes */
 } fm_json_member;
 
+/* Members noted as the validator passes them: the first cap of n. */
+typedef struct fm_json_noter {
+    fm_json_pair *m;
+    size_t cap, n;
+} fm_json_noter;
+
 typedef struct fm_json_validator {
     const unsigned char *text, *p, *end;
     const char *why;
@@ -41,7 +49,12 @@ typedef struct fm_json_validator {
     fm_json_member *m;          /* names of the open objects, innermost last */
     size_t n, cap;
     fm_json_member local[16];
-    fm_json_index *idx;         /* the root object's members, or NULL */
+    fm_json_noter idx;          /* the root object's members (cap 0: none) */
+    fm_json_noter sub;          /* those of the member mem asks for */
+    fm_json_members *mem;       /* or NULL */
+    int sub_seen;               /* a root member of mem's name went by */
+    int sub_next;               /* the root member's value comes next */
+    int sub_on;                 /* the open object at depth 2 is noted */
     int escaped;                /* the last string checked held an escape */
     int trusted;                /* fm_json_scan: no UTF-8 or duplicate checks */
 } fm_json_validator;
@@ -469,33 +482,40 @@ static fm_json_type type_of(char c)
     }
 }
 
-/* Notes a root member's name; its value starts at v->p. */
-static void index_member(fm_json_validator *v, const unsigned char *name,
-                         size_t len)
+/* Notes a member's name; its value starts at val. */
+static void note_name(fm_json_noter *t, const unsigned char *name, size_t len,
+                      const unsigned char *val)
 {
-    fm_json_index *x = v->idx;
-
-    if (x->n == FM_JSON_INDEX_MAX) {
-        x->complete = 0;
+    if (t->n >= t->cap)
         return;
-    }
-    x->m[x->n].name.type = FM_JSON_STRING;
-    x->m[x->n].name.p = (const char *)name;
-    x->m[x->n].name.len = len;
-    x->m[x->n].val.p = (const char *)v->p;
+    t->m[t->n].name.type = FM_JSON_STRING;
+    t->m[t->n].name.p = (const char *)name;
+    t->m[t->n].name.len = len;
+    t->m[t->n].val.p = (const char *)val;
 }
 
-/* The value of the member noted last ends at v->p. */
-static void index_value_end(fm_json_validator *v)
+/* The value of the member noted last ends at end. */
+static void note_end(fm_json_noter *t, const unsigned char *end)
 {
-    fm_json_index *x = v->idx;
     fm_json_val *val;
 
-    if (x->n == FM_JSON_INDEX_MAX)
+    if (t->n < t->cap) {
+        val = &t->m[t->n].val;
+        val->type = type_of(*val->p);
+        val->len = (size_t)((const char *)end - val->p);
+    }
+    t->n++;
+}
+
+/* A root member's name went by: whether it is the one whose members are
+ * to be noted. Only its first occurrence counts, as for every lookup. */
+static void note_root_name(fm_json_validator *v, const unsigned char *name, size_t len)
+{
+    fm_json_val n = {FM_JSON_STRING, (const char *)name, len};
+
+    if (v->mem == NULL || v->sub_seen)
         return;
-    val = &x->m[x->n++].val;
-    val->type = type_of(*val->p);
-    val->len = (size_t)((const char *)v->p - val->p);
+    v->sub_seen = v->sub_next = fm_json_string_eq(&n, v->mem->name, v->mem->name_len);
 }
 
 /* A value is parsed in state VALUE; an object member's name and colon in
@@ -529,8 +549,12 @@ static int validate(fm_json_validator *v, fm_json_val *root)
                 return fail(v, v->p, "expected ':'");
             v->p++;
             skip_ws(v);
-            if (depth == 1 && v->idx != NULL)
-                index_member(v, name, (size_t)(name_end - name));
+            if (depth == 1) {
+                note_name(&v->idx, name, (size_t)(name_end - name), v->p);
+                note_root_name(v, name, (size_t)(name_end - name));
+            } else if (depth == 2 && v->sub_on) {
+                note_name(&v->sub, name, (size_t)(name_end - name), v->p);
+            }
             st = VALUE;
             continue;
         }
@@ -538,8 +562,13 @@ static int validate(fm_json_validator *v, fm_json_val *root)
             if (depth == 0)
                 break;
             object = open[depth - 1] != SIZE_MAX;
-            if (depth == 1 && object && v->idx != NULL)
-                index_value_end(v);
+            if (depth == 1) {
+                if (object)
+                    note_end(&v->idx, v->p);
+                v->sub_next = 0;
+            } else if (depth == 2 && v->sub_on) {
+                note_end(&v->sub, v->p);
+            }
             skip_ws(v);
             c = v->p < v->end ? *v->p : 0;
             if (c == ',') {
@@ -550,7 +579,8 @@ static int validate(fm_json_validator *v, fm_json_val *root)
                 v->p++;
                 if (object && close_object(v, open[depth - 1]) != 0)
                     return -1;
-                depth--;
+                if (--depth == 1)
+                    v->sub_on = 0;
             } else if (v->p >= v->end) {
                 return fail(v, v->p, "unexpected end of text");
             } else {
@@ -567,11 +597,16 @@ static int validate(fm_json_validator *v, fm_json_val *root)
                 return fail(v, v->p, "nesting deeper than "
                             FM_JSON_STR(FM_JSON_MAX_DEPTH) " levels");
             open[depth++] = c == '{' ? v->n : SIZE_MAX;
+            if (depth == 2 && v->sub_next && c == '{') {
+                v->mem->found = 1;
+                v->sub_on = 1;
+            }
             v->p++;
             skip_ws(v);
             if (v->p < v->end && *v->p == (c == '{' ? '}' : ']')) {
                 v->p++;
-                depth--;
+                if (--depth == 1)
+                    v->sub_on = 0;
             } else {
                 st = c == '{' ? NAME : VALUE;
             }
@@ -611,24 +646,28 @@ static int validate(fm_json_validator *v, fm_json_val *root)
 }
 
 static int run(const char *text, size_t len, int trusted, fm_json_val *root,
-               fm_json_index *index, const char **why, size_t *at)
+               fm_json_index *index, fm_json_members *members, const char **why,
+               size_t *at)
 {
     fm_json_validator v;
     fm_json_val r;
     int rc;
 
+    memset(&v, 0, sizeof(v));
     if (index != NULL) {
-        index->n = 0;
-        index->complete = 1;
+        v.idx.m = index->m;
+        v.idx.cap = FM_JSON_INDEX_MAX;
     }
-    v.idx = index;
+    if (members != NULL) {
+        members->found = 0;
+        v.mem = members;
+        v.sub.m = members->m;
+        v.sub.cap = members->cap;
+    }
     v.trusted = trusted;
     v.text = v.p = (const unsigned char *)text;
     v.end = v.text + len;
-    v.why = NULL;
-    v.at = NULL;
     v.m = v.local;
-    v.n = 0;
     v.cap = sizeof(v.local) / sizeof(v.local[0]);
     rc = validate(&v, &r);
     if (v.m != v.local)
@@ -640,8 +679,12 @@ static int run(const char *text, size_t len, int trusted, fm_json_val *root,
             *at = (size_t)(v.at - v.text);
         return -1;
     }
-    if (index != NULL && r.type != FM_JSON_OBJECT)
-        index->complete = 0;
+    if (index != NULL) {
+        index->n = v.idx.n < FM_JSON_INDEX_MAX ? v.idx.n : FM_JSON_INDEX_MAX;
+        index->complete = r.type == FM_JSON_OBJECT && v.idx.n <= FM_JSON_INDEX_MAX;
+    }
+    if (members != NULL)
+        members->n = v.sub.n;
     if (root != NULL)
         *root = r;
     return 0;
@@ -650,19 +693,20 @@ static int run(const char *text, size_t len, int trusted, fm_json_val *root,
 int fm_json_validate(const char *text, size_t len, fm_json_val *root,
                      const char **why, size_t *at)
 {
-    return run(text, len, 0, root, NULL, why, at);
+    return run(text, len, 0, root, NULL, NULL, why, at);
 }
 
 int fm_json_validate_indexed(const char *text, size_t len, fm_json_val *root,
                              fm_json_index *index, const char **why,
                              size_t *at)
 {
-    return run(text, len, 0, root, index, why, at);
+    return run(text, len, 0, root, index, NULL, why, at);
 }
 
-int fm_json_scan(const char *text, size_t len, fm_json_val *root, const char **why, size_t *at)
+int fm_json_scan(const char *text, size_t len, fm_json_val *root, fm_json_index *index,
+                 fm_json_members *members, const char **why, size_t *at)
 {
-    return run(text, len, 1, root, NULL, why, at);
+    return run(text, len, 1, root, index, members, why, at);
 }
 
 /* ---- Navigation over validated text ------------------------------------- */

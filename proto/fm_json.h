@@ -49,14 +49,10 @@ typedef struct fm_json_val {
 int fm_json_validate(const char *text, size_t len, fm_json_val *root,
                      const char **why, size_t *at);
 
-/* fm_json_validate() without its checks of UTF-8 and of duplicate member
- * names, for text that was validated before it got here: replies of
- * fmredisd, which carry what it validated. Grammar, escapes and nesting
- * are still checked, so the navigation functions are as safe on what it
- * accepts; invalid UTF-8 passes as bytes, and a repeated name reads as its
- * first occurrence. It allocates nothing, so it never fails for memory. */
-int fm_json_scan(const char *text, size_t len, fm_json_val *root, const char **why,
-                 size_t *at);
+/* A member of an object: its name (a string value) and its value. */
+typedef struct fm_json_pair {
+    fm_json_val name, val;
+} fm_json_pair;
 
 /* The members of a root object as the validator passed them: looking a
  * request's fields up in it costs no second scan of the text, which matters
@@ -67,10 +63,32 @@ int fm_json_scan(const char *text, size_t len, fm_json_val *root, const char **w
 typedef struct fm_json_index {
     size_t n;
     int complete;               /* every member of the root is in m[] */
-    struct {
-        fm_json_val name, val;
-    } m[FM_JSON_INDEX_MAX];
+    fm_json_pair m[FM_JSON_INDEX_MAX];
 } fm_json_index;
+
+/* The members of one object-valued member of the root, noted by
+ * fm_json_scan() as it passes them: a reply's executions are found without
+ * walking the reply a second time. The first root member of that name
+ * counts, as for a lookup. */
+typedef struct fm_json_members {
+    const char *name;           /* set by the caller: the root member */
+    size_t name_len;
+    fm_json_pair *m;            /* set by the caller: room for cap members */
+    size_t cap;
+    int found;                  /* the root has it, and it is an object */
+    size_t n;                   /* its members; m[] holds the first cap */
+} fm_json_members;
+
+/* fm_json_validate() without its checks of UTF-8 and of duplicate member
+ * names, for text that was validated before it got here: replies of
+ * fmredisd, which carry what it validated. Grammar, escapes and nesting
+ * are still checked, so the navigation functions are as safe on what it
+ * accepts; invalid UTF-8 passes as bytes, and a repeated name reads as its
+ * first occurrence. It allocates nothing, so it never fails for memory.
+ * It fills *index (as fm_json_validate_indexed() does) and *members when
+ * they are not NULL; on failure their contents are unspecified. */
+int fm_json_scan(const char *text, size_t len, fm_json_val *root, fm_json_index *index,
+                 fm_json_members *members, const char **why, size_t *at);
 
 /* fm_json_validate() that also fills *index when the root is an object
  * (index->complete is 0 for any other root). */

@@ -887,6 +887,63 @@ START_TEST(test_replies_are_walked_not_validated_again)
 }
 END_TEST
 
+/* The fake answers a get_many of two ids with reply: a protocol error
+ * whose message holds why, and no entries. */
+static void get_many_refused(fake *f, fm_client *c, const char *reply, const char *why)
+{
+    static const char *const ids[] = {"a", "b1"};
+    fm_cache_entry *e = NULL;
+    size_t n = 0;
+
+    ck_assert_int_eq(fake_send_on(f, f->fd, "%s", reply), 0);
+    ck_assert_int_eq(fm_cache_get_many(c, ids, 2, &e, &n), FM_ERR);
+    ck_assert_int_eq(fm_client_err(c), FM_ERR_PROTOCOL);
+    ck_assert_msg(strstr(fm_client_errstr(c), why) != NULL, "%s", fm_client_errstr(c));
+    ck_assert(e == NULL && n == 0);
+}
+
+/* A get_many reads the executions of its own reply, noted as the reply is
+ * scanned, and not those of the frames around it: a late reply of another
+ * get_many before it (dropped) and one after it (drained with the events
+ * behind the reply). Names are decoded; a reply with more executions than
+ * ids, or an execution that is not an object, is a protocol error. */
+START_TEST(test_get_many_reads_the_executions_of_its_own_reply)
+{
+    static const char a[] = "{\"id\":\"a\",\"v\":\"}]\\\"{\",\"w\":[{\"x\":{}}]}";
+    static const char *const ids[] = {"a", "b1"};
+    fake *f = fake_listen("many.sock");
+    fm_client *c = played_client(f);
+    fm_cache_entry *e = NULL;
+    size_t n = 0;
+
+    ck_assert_int_eq(fake_send_on(f, f->fd, "{\"id\":99,\"ok\":true,\"executions\":"
+                                  "{\"x\":{},\"y\":{},\"z\":{}}}"), 0);
+    ck_assert_int_eq(fake_send_on(f, f->fd, WAKE_EVENT, 1), 0);
+    ck_assert_int_eq(fake_send_on(f, f->fd, "{\"id\":1,\"ok\":true,\"executions\":"
+                                  "{\"a\":%s,\"b\\u0031\":{\"id\":\"b1\"}}}", a), 0);
+    ck_assert_int_eq(fake_send_on(f, f->fd, "{\"id\":98,\"ok\":true,\"executions\":"
+                                  "{\"q\":{}}}"), 0);
+    ck_assert_int_eq(fake_send_on(f, f->fd, WAKE_EVENT, 2), 0);
+    fmt_ok(c, fm_cache_get_many(c, ids, 2, &e, &n), "cache.get_many");
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(e[0].id, "a");
+    ck_assert_str_eq(e[0].json, a);
+    ck_assert_uint_eq(e[0].len, strlen(a));
+    ck_assert_str_eq(e[1].id, "b1");
+    ck_assert_str_eq(e[1].json, "{\"id\":\"b1\"}");
+    fm_cache_entries_free(e, n);
+    ck_assert_uint_eq(fm_client_has_events(c), 2);
+
+    get_many_refused(f, c, "{\"id\":2,\"ok\":true,\"executions\":{\"a\":{},\"b1\":{},\"c\":{}}}",
+                     "more executions");
+    get_many_refused(f, c, "{\"id\":3,\"ok\":true,\"executions\":{\"a\":{},\"b1\":[]}}",
+                     "not an object");
+    fm_client_free(c);
+    fake_close(f);
+    free(f);
+}
+END_TEST
+
 Suite *fm_suite_client(void)
 {
     Suite *s = suite_create("client");
@@ -900,6 +957,7 @@ Suite *fm_suite_client(void)
     tcase_add_test(tc, test_lock_opts_of_a_later_header_are_read_up_to_what_is_known);
     tcase_add_test(tc, test_has_events_counts_the_events_queued);
     tcase_add_test(tc, test_replies_are_walked_not_validated_again);
+    tcase_add_test(tc, test_get_many_reads_the_executions_of_its_own_reply);
     tcase_add_test(face, test_shared_library_exports_exactly_the_functions_of_the_header);
     tcase_add_test(face, test_version_is_the_headers);
     return s;

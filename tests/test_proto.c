@@ -703,26 +703,27 @@ START_TEST(test_json_scan_skips_only_utf8_and_duplicate_checks)
     for (size_t i = 0; passed[i] != NULL; i++) {
         ck_assert_msg(fm_json_validate(passed[i], strlen(passed[i]), NULL, NULL, NULL) != 0,
                       "validated: %s", passed[i]);
-        ck_assert_msg(fm_json_scan(passed[i], strlen(passed[i]), &root, NULL, NULL) == 0,
+        ck_assert_msg(fm_json_scan(passed[i], strlen(passed[i]), &root, NULL, NULL, NULL,
+                                   NULL) == 0,
                       "not scanned: %s", passed[i]);
         ck_assert_uint_eq(root.len, strlen(passed[i]));
     }
     for (size_t i = 0; refused[i] != NULL; i++) {
         why = NULL;
-        ck_assert_msg(fm_json_scan(refused[i], strlen(refused[i]), &root, &why, NULL) != 0 &&
-                      why != NULL, "scanned: %s", refused[i]);
+        ck_assert_msg(fm_json_scan(refused[i], strlen(refused[i]), &root, NULL, NULL, &why,
+                                   NULL) != 0 && why != NULL, "scanned: %s", refused[i]);
         ck_assert_str_eq(why, why_of(refused[i]));
     }
     /* A repeated name reads as its first occurrence. */
-    ck_assert_int_eq(fm_json_scan("{\"a\":1,\"a\":2}", 13, &root, NULL, NULL), 0);
+    ck_assert_int_eq(fm_json_scan("{\"a\":1,\"a\":2}", 13, &root, NULL, NULL, NULL, NULL), 0);
     ck_assert_int_eq(fm_json_object_get(&root, "a", 1, &got), 1);
     ck_assert_int_eq(got.len, 1);
     ck_assert_int_eq(got.p[0], '1');
     /* Nesting is bounded as in the validator. */
     memset(deep, '[', FM_JSON_MAX_DEPTH + 1);
     memset(deep + FM_JSON_MAX_DEPTH + 1, ']', FM_JSON_MAX_DEPTH + 1);
-    ck_assert_int_ne(fm_json_scan(deep, 2 * FM_JSON_MAX_DEPTH + 2, &root, NULL, NULL), 0);
-    ck_assert_int_eq(fm_json_scan(deep + 1, 2 * FM_JSON_MAX_DEPTH, &root, NULL, NULL), 0);
+    ck_assert_int_ne(fm_json_scan(deep, 2 * FM_JSON_MAX_DEPTH + 2, &root, NULL, NULL, NULL, NULL), 0);
+    ck_assert_int_eq(fm_json_scan(deep + 1, 2 * FM_JSON_MAX_DEPTH, &root, NULL, NULL, NULL, NULL), 0);
 }
 END_TEST
 
@@ -1028,6 +1029,61 @@ START_TEST(test_json_index_holds_root_members_and_finds_like_object_get)
     }
     ck_assert(!fm_json_index_get(&idx, &root, "x", 1, &v));    /* nested */
     ck_assert(!fm_json_index_get(&idx, &root, "o", 1, &v));
+}
+END_TEST
+
+/* fm_json_scan notes the members of one member of the root as it passes
+ * them: what libfmredis reads a get_many reply with. */
+static fm_json_members scan_members(const char *text, const char *name, fm_json_pair *m,
+                                    size_t cap)
+{
+    fm_json_members mem = {.name = name, .name_len = strlen(name), .m = m, .cap = cap};
+    fm_json_val root;
+
+    ck_assert_msg(fm_json_scan(text, strlen(text), &root, NULL, &mem, NULL, NULL) == 0,
+                  "not scanned: %s", text);
+    return mem;
+}
+
+START_TEST(test_json_scan_notes_the_members_of_a_root_member)
+{
+    static const char reply[] =
+        "{\"ok\":true,\"id\":3,\"exe\\u0063utions\":{\"a\":{\"s\":\"}]\\\"{\",\"x\":[{}]},"
+        " \"b\\\"\" : {} ,\"c\":{\"executions\":{\"no\":{}}}},\"executions\":{\"later\":{}}}";
+    static const char *const names[] = {"\"a\"", "\"b\\\"\"", "\"c\""};
+    static const char *const vals[] = {
+        "{\"s\":\"}]\\\"{\",\"x\":[{}]}", "{}", "{\"executions\":{\"no\":{}}}"};
+    fm_json_pair m[3], small[1];
+    fm_json_members mem;
+
+    /* The first occurrence, its name decoded; members nested deeper, and
+     * brackets and quotes inside strings, are not members. */
+    mem = scan_members(reply, "executions", m, 3);
+    ck_assert(mem.found);
+    ck_assert_uint_eq(mem.n, 3);
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_msg(span_is(&m[i].name, names[i]), "name %zu", i);
+        ck_assert_msg(span_is(&m[i].val, vals[i]), "value %zu", i);
+        ck_assert_int_eq(m[i].val.type, FM_JSON_OBJECT);
+    }
+    /* More members than room: the first ones and a count of all. */
+    mem = scan_members(reply, "executions", small, 1);
+    ck_assert(mem.found);
+    ck_assert_uint_eq(mem.n, 3);
+    ck_assert(span_is(&small[0].name, "\"a\""));
+    /* An empty object is found; a value that is not an object, a name
+     * that is not there, a member of a nested object or of an array root
+     * is not (and a later object of the same name does not count). */
+    mem = scan_members("{\"e\":{}}", "e", m, 3);
+    ck_assert(mem.found && mem.n == 0);
+    mem = scan_members("{\"e\":[{\"a\":1}],\"e\":{\"a\":1}}", "e", m, 3);
+    ck_assert(!mem.found && mem.n == 0);
+    mem = scan_members("{\"f\":{\"a\":1}}", "e", m, 3);
+    ck_assert(!mem.found && mem.n == 0);
+    mem = scan_members("{\"f\":{\"e\":{\"a\":1}}}", "e", m, 3);
+    ck_assert(!mem.found && mem.n == 0);
+    mem = scan_members("[{\"e\":{\"a\":1}}]", "e", m, 3);
+    ck_assert(!mem.found && mem.n == 0);
 }
 END_TEST
 
@@ -2024,6 +2080,7 @@ Suite *fm_suite_proto(void)
     tcase_add_test(nav, test_json_object_get_is_exact_and_case_sensitive);
     tcase_add_test(nav, test_json_index_holds_root_members_and_finds_like_object_get);
     tcase_add_test(nav, test_json_index_of_large_or_non_object_roots_falls_back);
+    tcase_add_test(nav, test_json_scan_notes_the_members_of_a_root_member);
     tcase_add_test(nav, test_json_iter_walks_array_with_nested_values);
     tcase_add_test(nav, test_json_iter_walks_object_names_and_values);
     tcase_add_test(nav, test_json_count_counts_top_level_only);

@@ -659,6 +659,73 @@ static void walk_scanned(const fm_json_val *v, const char *lo, const char *hi)
     }
 }
 
+/* The first n members of obj are m[0..n), as iteration finds them. */
+static void check_pairs(const fm_json_val *obj, const fm_json_pair *m, size_t n)
+{
+    fm_json_val name, val;
+    fm_json_iter it;
+    size_t i = 0;
+
+    fm_json_iter_init(&it, obj);
+    while (i < n && fm_json_iter_next(&it, &name, &val)) {
+        CHECK(m[i].name.p == name.p && m[i].name.len == name.len);
+        CHECK(m[i].val.p == val.p && m[i].val.len == val.len && m[i].val.type == val.type);
+        i++;
+    }
+    CHECK(i == n);
+}
+
+/* An index holds the root's members as iteration finds them, and says it
+ * holds them all exactly when they fit. */
+static void check_index(const fm_json_val *root, const fm_json_index *idx)
+{
+    if (root->type != FM_JSON_OBJECT) {
+        CHECK(!idx->complete);
+        return;
+    }
+    check_pairs(root, idx->m, idx->n);
+    CHECK(idx->complete == (fm_json_count(root) <= FM_JSON_INDEX_MAX));
+}
+
+/* What a scan notes as it passes is what navigation finds afterwards: the
+ * root's members (its index), and the members of the root's first member
+ * (looked up by its name: its first occurrence counts) when that is an
+ * object, the first NOTED of them with a count of all. */
+#define NOTED 8
+
+static void check_scan_notes(const char *body, size_t size, const fm_json_val *root)
+{
+    fm_json_pair m[NOTED];
+    fm_json_members mem = {.name = "", .m = m, .cap = NOTED};
+    fm_json_val again, name, val;
+    fm_json_index idx;
+    fm_json_iter it;
+    char *dec = NULL;
+    size_t n = 0;
+
+    if (root->type == FM_JSON_OBJECT) {
+        fm_json_iter_init(&it, root);
+        if (fm_json_iter_next(&it, &name, NULL)) {
+            n = fm_json_string_len(&name);
+            dec = malloc(n + 1);
+            CHECK(dec != NULL);
+            fm_json_string_decode(&name, dec, n + 1, &n, NULL);
+            mem.name = dec;
+            mem.name_len = n;
+        }
+    }
+    CHECK(fm_json_scan(body, size, &again, &idx, &mem, NULL, NULL) == 0);
+    CHECK(again.p == root->p && again.len == root->len && again.type == root->type);
+    check_index(root, &idx);
+    if (fm_json_object_get(root, mem.name, mem.name_len, &val) && val.type == FM_JSON_OBJECT) {
+        CHECK(mem.found && mem.n == fm_json_count(&val));
+        check_pairs(&val, m, mem.n < NOTED ? mem.n : NOTED);
+    } else {
+        CHECK(!mem.found && mem.n == 0);
+    }
+    free(dec);
+}
+
 /* The scan cannot tell a byte >= 0x80 from a letter, so it must judge the
  * text exactly as it judges the text with every such byte made a 'z' (a
  * letter no escape, number or literal holds); and
@@ -675,8 +742,8 @@ static void check_scan_by_ascii(const char *body, size_t size)
     CHECK(ascii != NULL);
     for (size_t i = 0; i < size; i++)
         ascii[i] = (unsigned char)body[i] >= 0x80 ? 'z' : body[i];
-    s1 = fm_json_scan(body, size, &r1, &w1, &a1);
-    s2 = fm_json_scan(ascii, size, &r2, &w2, &a2);
+    s1 = fm_json_scan(body, size, &r1, NULL, NULL, &w1, &a1);
+    s2 = fm_json_scan(ascii, size, &r2, NULL, NULL, &w2, &a2);
     CHECK(s1 == s2);
     if (s1 == 0)
         CHECK(r1.type == r2.type && r1.p - body == r2.p - ascii && r1.len == r2.len);
@@ -930,9 +997,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fm_json_val sroot;
         const char *swhy = NULL;
 
-        if (fm_json_scan(body, size, &sroot, &swhy, NULL) == 0) {
+        if (fm_json_scan(body, size, &sroot, NULL, NULL, &swhy, NULL) == 0) {
             CHECK(!valid || (sroot.p == root.p && sroot.len == root.len &&
                              sroot.type == root.type));
+            check_scan_notes(body, size, &sroot);
             if (!valid) {
                 CHECK(strcmp(why, "invalid UTF-8") == 0 ||
                       strcmp(why, "duplicate member name") == 0 ||
@@ -969,29 +1037,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* A validated document validates again, the same way, and the index
      * of its root's members is what iteration finds. */
     {
-        fm_json_val again, name, val;
+        fm_json_val again;
         fm_json_index idx;
-        fm_json_iter it;
-        size_t i = 0;
 
         CHECK(fm_json_validate_indexed(body, size, &again, &idx, NULL,
                                        NULL) == 0);
         CHECK(again.type == root.type && again.p == root.p &&
               again.len == root.len);
-        if (root.type == FM_JSON_OBJECT) {
-            fm_json_iter_init(&it, &root);
-            while (fm_json_iter_next(&it, &name, &val) && i < idx.n) {
-                CHECK(idx.m[i].name.p == name.p &&
-                      idx.m[i].name.len == name.len);
-                CHECK(idx.m[i].val.p == val.p && idx.m[i].val.len == val.len &&
-                      idx.m[i].val.type == val.type);
-                i++;
-            }
-            CHECK(i == idx.n);
-            CHECK(idx.complete == (fm_json_count(&root) <= FM_JSON_INDEX_MAX));
-        } else {
-            CHECK(!idx.complete);
-        }
+        check_index(&root, &idx);
     }
     CHECK(root.p >= body && root.p + root.len <= body + size);
     check_value(&root, body, body + size);
