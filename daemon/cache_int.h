@@ -14,7 +14,7 @@ typedef struct fm_cache_svc {
     fm_near *near;          /* NULL: none since the start */
     int near_failed;        /* out of memory once: kept, unused */
     size_t near_max;        /* the budget it has now */
-    fm_script read, ttls, write;    /* its scripts (scripts.h) */
+    fm_script read, ttls;       /* its scripts (scripts.h) */
     fm_list fenced;         /* near reads waiting for a fence to pass */
     uint64_t fence_waits;   /* reads that waited */
     uint64_t fence_timeouts;    /* of those, the ones that went to Redis */

@@ -7,10 +7,10 @@
  * and the rest are read from Redis by one script that also brings each
  * key's TTL; what comes back is validated once, answered, and kept unless
  * a write raced it. A write (cache.set) goes through: its value is kept
- * once Redis has it, with its TTL, and the script reads the key so that
- * Redis tells us of the next write by anyone else. A read is tracked only
- * on an armed link, so a read that began unarmed keeps nothing (arming
- * starts a new epoch). */
+ * once Redis has it, with its TTL, and the write goes in a transaction
+ * with a read of the key (fm_link_tracked) so that Redis tells us of the
+ * next write by anyone else. A read is tracked only on an armed link, so
+ * a read that began unarmed keeps nothing (arming starts a new epoch). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -511,7 +511,6 @@ static void write_done(fm_req *req, redisReply *reply)
 void fm_cache_near_set(fm_req *req, const char *key, size_t keylen, const char *val,
                        size_t vlen, int64_t ttl)
 {
-    fm_cache_svc *cs = req->svc;
     nwrite *nw;
     char ttlbuf[24];
     int tlen;
@@ -524,8 +523,10 @@ void fm_cache_near_set(fm_req *req, const char *key, size_t keylen, const char *
     nw->ttl = ttl;
     fm_cache_near_write_key(req, 0, key, keylen);
     tlen = snprintf(ttlbuf, sizeof(ttlbuf), "%lld", (long long)ttl);
-    fm_req_script(req, &cs->write, 1, 3, (const char *[]){key, val, ttlbuf},
-                  (size_t[]){keylen, vlen, (size_t)tlen}, write_done);
+    req->on_reply = write_done;
+    fm_req_run(req, &(fm_req_cmd){.tracked = 1, .argc = 5,
+                                  .argv = (const char *[]){"SET", key, val, "PX", ttlbuf},
+                                  .lens = (size_t[]){3, keylen, vlen, 2, (size_t)tlen}});
 }
 
 /* ---- the link's tracker ---- */
@@ -572,10 +573,8 @@ int fm_cache_near_start(fm_cache_svc *cs)
         return -1;
     cs->read = (fm_script){.name = "cache_read", .body = fm_lua_cache_read};
     cs->ttls = (fm_script){.name = "cache_ttls", .body = fm_lua_cache_ttls};
-    cs->write = (fm_script){.name = "cache_write", .body = fm_lua_cache_write};
     if (fm_link_register_script(link, &cs->read) != 0 ||
         fm_link_register_script(link, &cs->ttls) != 0 ||
-        fm_link_register_script(link, &cs->write) != 0 ||
         fm_link_track(link, &(fm_link_tracker){.armed = on_armed, .lost = on_lost,
                                                  .invalidate = on_invalidate,
                                                  .fenced = on_fenced, .arg = cs}) != 0) {

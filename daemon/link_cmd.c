@@ -32,6 +32,8 @@
  * therefore at most LINK_MAX_BULK bytes, one more command, and the first
  * reads of clients new since, whatever clients do. Commands written to
  * Redis are owned by hiredis until their reply (or the link's loss) comes back. */
+#include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -266,6 +268,72 @@ static void cmd_finish(fm_cmd *cmd, fm_link_status status, redisReply *reply)
 
 static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata);
 
+/* A tracked write goes as MULTI, the write, EXISTS of its key, EXEC; only
+ * EXEC's reply is the command's. The replies before it are OK and QUEUED,
+ * or an error: one that refused the write (READONLY, LOADING, OOM, ...)
+ * makes EXEC answer EXECABORT, so the connection keeps the first error of
+ * each transaction for its EXEC (txn_reply). The parts' callbacks hold the
+ * connection, not the command: should hiredis take the first parts and
+ * not the rest (out of memory), the connection is dropped, since a MULTI
+ * left open would take in whatever is sent next, and the parts' replies
+ * still come, after the command went elsewhere. */
+static void txn_part(fm_ctx *ctx, const redisReply *reply)
+{
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR && ctx->txn_err[0] == '\0')
+        snprintf(ctx->txn_err, sizeof(ctx->txn_err), "%.*s", (int)reply->len, reply->str);
+}
+
+static void on_txn_begin(redisAsyncContext *ac, void *r, void *privdata)
+{
+    fm_ctx *ctx = privdata;
+
+    (void)ac;
+    ctx->txn_err[0] = '\0';
+    txn_part(ctx, r);
+}
+
+static void on_txn_part(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    txn_part(privdata, r);
+}
+
+static int txn_write(fm_ctx *ctx, fm_cmd *cmd)
+{
+    const char *exists[] = {"EXISTS", cmd->argv[1]};
+    const size_t exists_lens[] = {6, cmd->lens[1]};
+
+    if (redisAsyncCommand(ctx->ac, on_txn_begin, ctx, "MULTI") != REDIS_OK)
+        return REDIS_ERR;
+    if (redisAsyncCommandArgv(ctx->ac, on_txn_part, ctx, cmd->argc, cmd->argv,
+                              cmd->lens) != REDIS_OK ||
+        redisAsyncCommandArgv(ctx->ac, on_txn_part, ctx, 2, exists, exists_lens) != REDIS_OK ||
+        redisAsyncCommand(ctx->ac, on_cmd_reply, cmd, "EXEC") != REDIS_OK) {
+        fm_log_error("redis command link: out of memory within a transaction; reconnecting");
+        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "out of memory within a transaction");
+        ctx->state = ST_LOST;
+        redisAsyncDisconnect(ctx->ac);
+        return REDIS_ERR;
+    }
+    return REDIS_OK;
+}
+
+/* EXEC's reply as the tracked write's own: the write's reply, or the
+ * error that refused it (EXEC then says EXECABORT), so that a READONLY or
+ * a LOADING is dealt with as for any command. */
+static redisReply *txn_reply(fm_ctx *ctx, redisReply *exec, redisReply *err)
+{
+    if (exec->type == REDIS_REPLY_ARRAY && exec->elements > 0)
+        return exec->element[0];
+    if (ctx->txn_err[0] == '\0')
+        return exec;
+    memset(err, 0, sizeof(*err));
+    err->type = REDIS_REPLY_ERROR;
+    err->str = ctx->txn_err;
+    err->len = strlen(ctx->txn_err);
+    return err;
+}
+
 static int cmd_write(fm_cmd *cmd)
 {
     fm_link *link = cmd->link;
@@ -282,8 +350,9 @@ static int cmd_write(fm_cmd *cmd)
         cmd->argv[1] = cmd->use_eval ? cmd->script->body : cmd->script->sha;
         cmd->lens[1] = strlen(cmd->argv[1]);
     }
-    if (redisAsyncCommandArgv(ctx->ac, on_cmd_reply, cmd, cmd->argc, cmd->argv,
-                              cmd->lens) != REDIS_OK)
+    if ((cmd->tracked ? txn_write(ctx, cmd)
+                      : redisAsyncCommandArgv(ctx->ac, on_cmd_reply, cmd, cmd->argc, cmd->argv,
+                                              cmd->lens)) != REDIS_OK)
         return -1;
     cmd->state = CMD_SENT;
     cmd->ctx = ctx;
@@ -573,7 +642,7 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     fm_cmd *cmd = privdata;
     fm_link *link = cmd->link;
-    redisReply *reply = r;
+    redisReply *reply = r, refused;
 
     count_back(link, cmd);
     if (reply == NULL) {
@@ -584,6 +653,8 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
         cmd_finish(cmd, FM_LINK_DOWN, NULL);
         return;
     }
+    if (cmd->tracked)
+        reply = txn_reply(cmd->ctx, reply, &refused);
     if (reply->type == REDIS_REPLY_ERROR && !cmd->cancelled && !link->closing) {
         if (cmd->script && fm_link_reply_is(reply, "NOSCRIPT")) {
             /* Script cache flushed (SCRIPT FLUSH, a restart we raced): EVAL
@@ -704,6 +775,17 @@ fm_cmd *fm_link_cmd_submit(fm_link *link, fm_cmd *cmd)
         serve(link, cmd->flow, uv_now(link->loop), &wake);
     }
     return cmd;
+}
+
+fm_cmd *fm_link_tracked(fm_link *link, fm_flow *flow, int argc, const char **argv,
+                        const size_t *lens, fm_link_cb *cb, void *arg)
+{
+    fm_cmd *cmd = fm_link_cmd_create(link, flow, 0, NULL, 0, argc, argv, lens, cb, arg);
+
+    assert(link->cluster == NULL);
+    if (cmd != NULL)
+        cmd->tracked = 1;
+    return fm_link_cmd_submit(link, cmd);
 }
 
 fm_cmd *fm_link_script(fm_link *link, fm_flow *flow, fm_script *script, int nkeys,

@@ -57,6 +57,15 @@ void fm_link_flow_release(fm_flow *flow);
  * Returns NULL when out of memory (cb is then never called). */
 fm_cmd *fm_link_command(fm_link *link, fm_flow *flow, size_t reads, int argc,
                         const char **argv, const size_t *lens, fm_link_cb *cb, void *arg);
+/* Submits a write of one key, argv[1] (SET), that Redis is to track for
+ * this connection from the write on: Redis tracks a key when it is read,
+ * not written, so the write goes in a transaction with a read of its key
+ * (MULTI, the write, EXISTS, EXEC), with nothing of anyone else's in
+ * between; a Lua script would do the same at twice Redis's CPU. cb gets
+ * the write's own reply, or the error that refused it. For a link to one
+ * server, not a Cluster (the near cache, its one user, is off there). */
+fm_cmd *fm_link_tracked(fm_link *link, fm_flow *flow, int argc, const char **argv,
+                        const size_t *lens, fm_link_cb *cb, void *arg);
 /* Submits EVALSHA of a registered script with nkeys keys then args. */
 fm_cmd *fm_link_script(fm_link *link, fm_flow *flow, fm_script *script, int nkeys,
                        size_t reads, int argc, const char **argv, const size_t *lens,

@@ -58,6 +58,8 @@ struct fm_ctx {
     void (*on_lost)(fm_ctx *ctx, int was_ready);
     char lasterr[256];
     char below[256];        /* the TLS tunnel's failure (redis_uv.h) */
+    char txn_err[128];      /* the first error the transaction being
+                               answered met before its EXEC (link_cmd.c) */
 };
 
 /* PARKED: in a Cluster, waiting for its master (lost, or not connected
@@ -74,6 +76,7 @@ struct fm_cmd {
     int transient;          /* Redis said "not now" to it at least once */
     fm_script *script;
     int use_eval;           /* NOSCRIPT seen: send the body */
+    int tracked;            /* a write sent in MULTI ... EXEC (fm_link_tracked) */
     int slot;               /* its keys' slot in a Cluster; -1: any node */
     fm_ctx *ask;            /* ASK: once to this node, after ASKING */
     fm_ctx *ctx;            /* where it was written, while SENT */

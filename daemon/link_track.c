@@ -18,7 +18,6 @@
  * the next. Grants that no read follows send nothing. */
 #include <stdio.h>
 #include <string.h>
-#include <string.h>
 
 #include "link_int.h"
 #include "log.h"
@@ -92,8 +91,9 @@ static void on_tracking(fm_link_status status, redisReply *reply, void *arg)
     tr->t.armed(tr->t.arg);
 }
 
-/* The near cache reads TTLs with PTTL in its scripts: a user whose ACL
- * forbids it would see every read fail, so tracking is not even asked. */
+/* The near cache reads TTLs with PTTL in its scripts, and writes in a
+ * transaction: a user whose ACL forbids them would see every read or
+ * write fail, so tracking is not even asked. */
 static void on_probe(fm_link_status status, redisReply *reply, void *arg)
 {
     fm_link *link = arg;
@@ -105,7 +105,8 @@ static void on_probe(fm_link_status status, redisReply *reply, void *arg)
     if (!still_asked(link, status))
         return;
     if (reply->type != REDIS_REPLY_INTEGER || reply->integer != 1) {
-        fm_log_limited(FM_LOG_WARN, "near cache unused: the Redis user may not run PTTL%s%.200s",
+        fm_log_limited(FM_LOG_WARN,
+                       "near cache unused: the Redis user may not run PTTL, MULTI or EXEC%s%.200s",
                        reply->type == REDIS_REPLY_ERROR ? ": " : "",
                        reply->type == REDIS_REPLY_ERROR ? reply->str : "");
         return;

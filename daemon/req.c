@@ -141,6 +141,8 @@ static fm_cmd *submit(fm_reqs *reqs, fm_flow *flow, const fm_req_cmd *c, fm_link
     if (c->script != NULL)
         return fm_link_script(reqs->link, flow, c->script, c->nkeys, c->reads, c->argc, c->argv,
                               c->lens, cb, arg);
+    if (c->tracked)
+        return fm_link_tracked(reqs->link, flow, c->argc, c->argv, c->lens, cb, arg);
     return fm_link_command(reqs->link, flow, c->reads, c->argc, c->argv, c->lens, cb, arg);
 }
 

@@ -88,11 +88,13 @@ struct fm_req {
 };
 
 /* A command to run: EVALSHA of script with nkeys keys when script is set,
+ * a write Redis tracks the key of (fm_link_tracked) when tracked is set,
  * argv as it is otherwise. reads: keys whose values the reply brings (GET
  * 1, MGET n, a script that returns a key's value 1), for the link's fair
  * queuing. */
 typedef struct fm_req_cmd {
     fm_script *script;
+    int tracked;
     int nkeys;
     size_t reads;
     int argc;

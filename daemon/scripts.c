@@ -63,9 +63,11 @@ const char fm_lua_sub_probe[] =
     "return 1\n";
 
 /* Whether this user may run PTTL on a cache key (ARGV[1]), as the near
- * cache's scripts do (link_track.c); 1 when the server cannot tell. */
+ * cache's scripts do, and MULTI and EXEC, its writes' transaction
+ * (link_track.c); 1 when the server cannot tell. */
 const char fm_lua_track_probe[] =
-    "if redis.acl_check_cmd and not redis.acl_check_cmd('pttl', ARGV[1]) then\n"
+    "if redis.acl_check_cmd and not (redis.acl_check_cmd('pttl', ARGV[1]) and\n"
+    "    redis.acl_check_cmd('multi') and redis.acl_check_cmd('exec')) then\n"
     "  return 0\n"
     "end\n"
     "return 1\n";
@@ -85,11 +87,3 @@ const char fm_lua_cache_ttls[] =
     "local r = {}\n"
     "for i = 1, #ARGV do r[i] = redis.call('PTTL', ARGV[i]) end\n"
     "return r\n";
-
-/* The near cache's writes: SET as cache.set sends it, and a read of the
- * key in the same script, so that Redis tracks it for this connection and
- * tells the daemon when anyone else writes it next. A plain SET is not
- * tracked: a copy kept after it would never hear of a later write. */
-const char fm_lua_cache_write[] =
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
-    "return redis.call('EXISTS', KEYS[1])\n";

@@ -19,14 +19,12 @@ extern const char fm_lua_signal_many[];
 /* ARGV: channel. 1 when this user may subscribe to it (or the server
  * cannot tell), 0 when its ACL forbids it. */
 extern const char fm_lua_sub_probe[];
-/* ARGV: a cache key. 1 when this user may run PTTL on it, 0 not. */
+/* ARGV: a cache key. 1 when this user may run PTTL on it, and MULTI and
+ * EXEC (the near cache's writes), 0 not. */
 extern const char fm_lua_track_probe[];
 /* KEYS: a cache key. Its value (or nil) and its PTTL. */
 extern const char fm_lua_cache_read[];
 /* ARGV: cache keys (not declared: tracks nothing). Their PTTLs. */
 extern const char fm_lua_cache_ttls[];
-/* KEYS: cache key. ARGV: value, ttl. SET PX, then a read that Redis
- * tracks. 1. */
-extern const char fm_lua_cache_write[];
 
 #endif

@@ -295,7 +295,7 @@ END_TEST
  * (docs/PROTOCOL.md §13.3): this test proves they are enough. */
 #define ACL_RULES "~fm:* &fm:* +ping +select +script|load +evalsha +eval +get +set +del " \
                   "+mget +exists +publish +subscribe +unsubscribe +incr +pexpire +pttl " \
-                  "+client|id +client|tracking &__redis__:invalidate"
+                  "+multi +exec +client|id +client|tracking &__redis__:invalidate"
 
 /* A 127.0.0.1 port nobody listens on now (never 6379: the kernel hands out
  * ephemeral ports). */
@@ -477,6 +477,18 @@ static void assert_secret_nowhere(const fmt_daemon *d, const char *secret, int f
 #define REQUIREPASS "CONFIG SET requirepass %s"
 #define ACL_USER "ACL SETUSER fmredisd on >%s " ACL_RULES
 
+/* fmt_wait_until: the daemon's stats say near_tracking is true. */
+static int near_tracking(void *sock)
+{
+    int fd = wire_connect(sock);
+    cJSON *r = wire_call(fd, "{\"op\":\"stats\"}");
+    int on = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "near_tracking"));
+
+    cJSON_Delete(r);
+    close(fd);
+    return on;
+}
+
 /* Every operation works through the daemon, and secret shows nowhere. */
 static void assert_secured_daemon(secured *s, const char *secret, int from_file)
 {
@@ -507,6 +519,8 @@ START_TEST(test_acl_user_from_the_url)
     secured_start(&s, 1, ACL_USER);
     wire_daemon_up(&s.d, secured_url(&s, "fmredisd:" SECRET), NULL);
     assert_secured_daemon(&s, SECRET, 0);
+    ck_assert_msg(fmt_wait_until(near_tracking, s.d.sock, 10000),
+                  "the docs' rules did not let the near cache arm");
     fd = wire_connect(s.d.sock);
     wire_expect_error(fd, "{\"op\":\"wake.subscribe\",\"id\":1,\"channel\":\"other:x\"}",
                       "redis_error", "1");
@@ -514,6 +528,25 @@ START_TEST(test_acl_user_from_the_url)
     ck_assert_int_eq(wire_link_stat(s.d.sock, "disconnects"), 0);
     ck_assert_int_eq(wire_link_stat(s.d.sock, "refused"), 1);
     close(fd);
+    secured_stop(&s);
+}
+END_TEST
+
+/* A user that may not run the near cache's transaction (the docs' rules
+ * but MULTI): every operation still works, through Redis, and the log
+ * says why the near cache is unused. */
+START_TEST(test_acl_user_without_the_near_caches_commands)
+{
+    wire_log_wait w;
+    secured s;
+
+    secured_start(&s, 1, ACL_USER " -multi");
+    wire_daemon_up(&s.d, secured_url(&s, "fmredisd:" SECRET), NULL);
+    w.path = s.d.log;
+    w.needle = "near cache unused: the Redis user may not run PTTL, MULTI or EXEC";
+    ck_assert_msg(fmt_wait_until(wire_log_holds, &w, 10000), "no reason in the log");
+    assert_secured_daemon(&s, SECRET, 0);
+    ck_assert(!near_tracking(s.d.sock));
     secured_stop(&s);
 }
 END_TEST
@@ -724,6 +757,7 @@ Suite *fm_suite_access(void)
     tc = fmt_tcase(s, "auth", NULL, NULL, AUTH_TIMEOUT);
     tcase_add_test(tc, test_requirepass_from_the_url);
     tcase_add_test(tc, test_acl_user_from_the_url);
+    tcase_add_test(tc, test_acl_user_without_the_near_caches_commands);
     tcase_add_test(tc, test_requirepass_from_the_password_file);
     tcase_add_test(tc, test_acl_user_from_the_credentials_directory);
     tcase_add_test(tc, test_wrong_password_is_a_clear_error_and_retried_with_backoff);

@@ -510,6 +510,40 @@ START_TEST(test_a_write_by_another_client_reaches_the_reader)
 }
 END_TEST
 
+/* The daemon's own write keeps its copy, and Redis tracks the key from
+ * that write on: it goes in one transaction with a read of the key (no
+ * script), and another client's later write reaches the reader. */
+START_TEST(test_a_write_by_another_client_replaces_an_own_write)
+{
+    static const char v1[] = "{\"id\":\"w-own\",\"v\":1}";
+    redisContext *rc = wire_redis_open(&redis_srv);
+    int fd = wire_connect(daemon_a.sock);
+    long long execs, evals, gets, hits, inv;
+    char *got;
+
+    await_tracking(&daemon_a);
+    execs = wire_redis_calls(rc, "exec");
+    evals = wire_redis_calls(rc, "evalsha");
+    wire_cache_set(fd, v1);
+    ck_assert_int_eq(wire_redis_calls(rc, "exec"), execs + 1);
+    ck_assert_int_eq(wire_redis_calls(rc, "evalsha"), evals);
+    wire_assert_redis_value(rc, "fm:exec:w-own", v1);
+    hits = stat_of(daemon_a.sock, "near_hits");
+    gets = wire_redis_calls(rc, "get");
+    got = get_text(fd, "w-own", 0);
+    ck_assert_str_eq(got, v1);
+    free(got);
+    ck_assert_int_eq(stat_of(daemon_a.sock, "near_hits"), hits + 1);
+    ck_assert_int_eq(wire_redis_calls(rc, "get"), gets);
+    inv = stat_of(daemon_a.sock, "near_invalidations");
+    freeReplyObject(wire_redis_ok(rc, "SET fm:exec:w-own {\"id\":\"w-own\",\"v\":2} PX 60000"));
+    await_answer(fd, "w-own", "{\"id\":\"w-own\",\"v\":2}");
+    ck_assert_int_gt(stat_of(daemon_a.sock, "near_invalidations"), inv);
+    close(fd);
+    redisFree(rc);
+}
+END_TEST
+
 START_TEST(test_invalidate_through_the_daemon_drops_the_copy)
 {
     redisContext *rc = wire_redis_open(&redis_srv);
@@ -1106,6 +1140,7 @@ Suite *fm_suite_near(void)
     tcase_add_test(tc, test_zero_bytes_turns_the_near_cache_off);
     tc = tcase(s, "current", servers_up);
     tcase_add_test(tc, test_a_write_by_another_client_reaches_the_reader);
+    tcase_add_test(tc, test_a_write_by_another_client_replaces_an_own_write);
     tcase_add_test(tc, test_invalidate_through_the_daemon_drops_the_copy);
     tcase_add_test(tc, test_flushall_empties_the_near_cache);
     tcase_add_test(tc, test_losing_the_pubsub_connection_empties_the_cache);
