@@ -271,12 +271,13 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata);
 /* A tracked write goes as MULTI, the write, EXISTS of its key, EXEC; only
  * EXEC's reply is the command's. The replies before it are OK and QUEUED,
  * or an error: one that refused the write (READONLY, LOADING, OOM, ...)
- * makes EXEC answer EXECABORT, so the connection keeps the first error of
- * each transaction for its EXEC (txn_reply). The parts' callbacks hold the
- * connection, not the command: should hiredis take the first parts and
- * not the rest (out of memory), the connection is dropped, since a MULTI
- * left open would take in whatever is sent next, and the parts' replies
- * still come, after the command went elsewhere. */
+ * makes EXEC answer EXECABORT, so the connection keeps, per transaction,
+ * whether Redis took its MULTI and the first error it met, for its EXEC
+ * (txn_reply). The parts' callbacks hold the connection, not the command:
+ * should hiredis take the first parts and not the rest (out of memory),
+ * the connection is dropped, since a MULTI left open would take in
+ * whatever is sent next, and the parts' replies still come, after the
+ * command went elsewhere. */
 static void txn_part(fm_ctx *ctx, const redisReply *reply)
 {
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR && ctx->txn_err[0] == '\0')
@@ -286,16 +287,26 @@ static void txn_part(fm_ctx *ctx, const redisReply *reply)
 static void on_txn_begin(redisAsyncContext *ac, void *r, void *privdata)
 {
     fm_ctx *ctx = privdata;
+    const redisReply *reply = r;
 
     (void)ac;
+    ctx->txn_open = reply != NULL && reply->type != REDIS_REPLY_ERROR;
     ctx->txn_err[0] = '\0';
-    txn_part(ctx, r);
+    txn_part(ctx, reply);
 }
 
 static void on_txn_part(redisAsyncContext *ac, void *r, void *privdata)
 {
     (void)ac;
     txn_part(privdata, r);
+}
+
+static void ctx_drop(fm_ctx *ctx, const char *why)
+{
+    fm_log_error("redis command link: %s; reconnecting", why);
+    snprintf(ctx->lasterr, sizeof(ctx->lasterr), "%s", why);
+    ctx->state = ST_LOST;
+    redisAsyncDisconnect(ctx->ac);
 }
 
 static int txn_write(fm_ctx *ctx, fm_cmd *cmd)
@@ -309,29 +320,72 @@ static int txn_write(fm_ctx *ctx, fm_cmd *cmd)
                               cmd->lens) != REDIS_OK ||
         redisAsyncCommandArgv(ctx->ac, on_txn_part, ctx, 2, exists, exists_lens) != REDIS_OK ||
         redisAsyncCommand(ctx->ac, on_cmd_reply, cmd, "EXEC") != REDIS_OK) {
-        fm_log_error("redis command link: out of memory within a transaction; reconnecting");
-        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "out of memory within a transaction");
-        ctx->state = ST_LOST;
-        redisAsyncDisconnect(ctx->ac);
+        ctx_drop(ctx, "out of memory within a transaction");
         return REDIS_ERR;
     }
     return REDIS_OK;
 }
 
-/* EXEC's reply as the tracked write's own: the write's reply, or the
- * error that refused it (EXEC then says EXECABORT), so that a READONLY or
- * a LOADING is dealt with as for any command. */
-static redisReply *txn_reply(fm_ctx *ctx, redisReply *exec, redisReply *err)
+static redisReply *error_reply(redisReply *err, const char *text, size_t len)
 {
-    if (exec->type == REDIS_REPLY_ARRAY && exec->elements > 0)
-        return exec->element[0];
-    if (ctx->txn_err[0] == '\0')
-        return exec;
     memset(err, 0, sizeof(*err));
     err->type = REDIS_REPLY_ERROR;
-    err->str = ctx->txn_err;
-    err->len = strlen(ctx->txn_err);
+    err->str = (char *)text;
+    err->len = len;
     return err;
+}
+
+#define EXECABORT_BECAUSE "EXECABORT Transaction discarded because of: "
+
+/* EXEC's reply as the tracked write's own: the write's reply, or what
+ * refused it, so that a READONLY or a LOADING is dealt with as for any
+ * command. A part refused at once (and, before Redis 6.0.6, EXEC) leaves
+ * the error with the part and EXEC says EXECABORT; EXEC refused itself
+ * says EXECABORT with the reason. A transaction that did not run as one
+ * (MULTI or a read refused by the ACL, EXEC refused with the MULTI left
+ * open, an EXEC of other shape) may have left the key untracked: the near
+ * cache is disarmed, and a connection that may still be in MULTI is
+ * dropped. */
+static redisReply *txn_reply(fm_link *link, fm_ctx *ctx, redisReply *exec, redisReply *err)
+{
+    static const char odd[] = "ERR EXEC answered neither results nor an error";
+    const size_t because = sizeof(EXECABORT_BECAUSE) - 1;
+    redisReply *r = exec;
+    const char *why;
+
+    if (exec->type == REDIS_REPLY_ARRAY && exec->elements == 2 &&
+        exec->element[1]->type == REDIS_REPLY_INTEGER)
+        return exec->element[0];
+    if (exec->type == REDIS_REPLY_ERROR && ctx->txn_open &&
+        fm_link_reply_is(exec, "EXECABORT")) {
+        if ((size_t)exec->len > because && memcmp(exec->str, EXECABORT_BECAUSE, because) == 0)
+            r = error_reply(err, exec->str + because, (size_t)exec->len - because);
+        else if (ctx->txn_err[0] != '\0')
+            r = error_reply(err, ctx->txn_err, strlen(ctx->txn_err));
+        /* The ACL forbids a part: every tracked write would fail alike. */
+        if (fm_link_reply_is(r, "NOPERM"))
+            fm_link_track_refused(link, r->str, (size_t)r->len);
+        return r;
+    }
+    if (ctx->txn_err[0] != '\0')
+        why = ctx->txn_err;
+    else if (exec->type == REDIS_REPLY_ERROR)
+        why = exec->str;
+    else if (exec->type == REDIS_REPLY_ARRAY && exec->elements == 2 &&
+             exec->element[1]->type == REDIS_REPLY_ERROR)
+        why = exec->element[1]->str;
+    else
+        why = "EXEC brought no read of the key";
+    fm_link_track_refused(link, why, strlen(why));
+    if (exec->type == REDIS_REPLY_ERROR && ctx->txn_open)
+        ctx_drop(ctx, "EXEC refused without EXECABORT: the connection may still be in MULTI");
+    if (exec->type == REDIS_REPLY_ARRAY && exec->elements > 0)
+        return exec->element[0];
+    if (ctx->txn_err[0] != '\0')
+        return error_reply(err, ctx->txn_err, strlen(ctx->txn_err));
+    if (exec->type == REDIS_REPLY_ERROR)
+        return exec;
+    return error_reply(err, odd, sizeof(odd) - 1);
 }
 
 static int cmd_write(fm_cmd *cmd)
@@ -654,7 +708,7 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
     if (cmd->tracked)
-        reply = txn_reply(cmd->ctx, reply, &refused);
+        reply = txn_reply(link, cmd->ctx, reply, &refused);
     if (reply->type == REDIS_REPLY_ERROR && !cmd->cancelled && !link->closing) {
         if (cmd->script && fm_link_reply_is(reply, "NOSCRIPT")) {
             /* Script cache flushed (SCRIPT FLUSH, a restart we raced): EVAL

@@ -58,8 +58,9 @@ struct fm_ctx {
     void (*on_lost)(fm_ctx *ctx, int was_ready);
     char lasterr[256];
     char below[256];        /* the TLS tunnel's failure (redis_uv.h) */
-    char txn_err[128];      /* the first error the transaction being
-                               answered met before its EXEC (link_cmd.c) */
+    int txn_open;           /* Redis took the MULTI of the transaction
+                               being answered (link_cmd.c) */
+    char txn_err[128];      /* the first error it met before its EXEC */
 };
 
 /* PARKED: in a Cluster, waiting for its master (lost, or not connected
@@ -303,6 +304,10 @@ void fm_link_track_init(fm_link *link);
 void fm_link_track_sub_id(fm_link *link, long long id);
 void fm_link_track_cmd_ready(fm_link *link);
 void fm_link_track_cmd_lost(fm_link *link);
+/* Redis would not run a tracked write as one transaction (link_cmd.c):
+ * what is kept may not be tracked. Disarmed until a connection is made
+ * again. */
+void fm_link_track_refused(fm_link *link, const char *why, size_t len);
 /* Every FM_LINK_PING_MS: the pub/sub connection's heartbeat. */
 void fm_link_track_tick(fm_link *link);
 /* Closes its handle (counted in open_handles). */

@@ -259,6 +259,15 @@ void fm_link_track_cmd_lost(fm_link *link)
         disarm(link);
 }
 
+void fm_link_track_refused(fm_link *link, const char *why, size_t len)
+{
+    if (!link->track.armed)
+        return;
+    fm_log_limited(FM_LOG_WARN, "near cache unused until Redis is reconnected: a write was not "
+                   "run as one transaction: %.*s", (int)(len < 200 ? len : 200), why);
+    disarm(link);
+}
+
 void fm_link_track_tick(fm_link *link)
 {
     fm_link_trk *tr = &link->track;

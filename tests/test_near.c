@@ -544,6 +544,43 @@ START_TEST(test_a_write_by_another_client_replaces_an_own_write)
 }
 END_TEST
 
+/* Redis refuses the write's transaction (its ACL no longer lets the user
+ * run MULTI): that write is a redis_error, the near cache is off from then
+ * on (a copy kept could be untracked), the log says so, and the next
+ * writes and reads go to Redis as without it. */
+START_TEST(test_a_refused_transaction_turns_the_near_cache_off)
+{
+    static const char v2[] = "{\"id\":\"w-acl\",\"v\":2}";
+    redisContext *rc = wire_redis_open(&redis_srv);
+    int fd = wire_connect(daemon_a.sock);
+    wire_log_wait w = {daemon_a.log, "near cache unused until Redis is reconnected"};
+    long long gets;
+    cJSON *r;
+    char *got;
+
+    await_tracking(&daemon_a);
+    freeReplyObject(wire_redis_ok(rc, "ACL SETUSER default -multi"));
+    r = wire_call(fd, "{\"op\":\"cache.set\",\"id\":\"s\",\"execution\":{\"id\":\"w-acl\"}}");
+    wire_assert_error(r, "redis_error", "\"s\"");
+    ck_assert_msg(strstr(wire_str(cJSON_GetObjectItemCaseSensitive(r, "error"), "message"),
+                         "NOPERM") != NULL, "not Redis's refusal");
+    cJSON_Delete(r);
+    ck_assert_int_eq(stat_of(daemon_a.sock, "near_tracking"), 0);
+    ck_assert_int_eq(stat_of(daemon_a.sock, "near_entries"), 0);
+    ck_assert_msg(fmt_wait_until(wire_log_holds, &w, WAIT_MS), "no reason in the log");
+    wire_cache_set(fd, v2);
+    wire_assert_redis_value(rc, "fm:exec:w-acl", v2);
+    gets = wire_redis_calls(rc, "get");
+    got = get_text(fd, "w-acl", 0);
+    ck_assert_str_eq(got, v2);
+    free(got);
+    ck_assert_int_eq(wire_redis_calls(rc, "get"), gets + 1);
+    freeReplyObject(wire_redis_ok(rc, "ACL SETUSER default +multi"));
+    close(fd);
+    redisFree(rc);
+}
+END_TEST
+
 START_TEST(test_invalidate_through_the_daemon_drops_the_copy)
 {
     redisContext *rc = wire_redis_open(&redis_srv);
@@ -1148,6 +1185,8 @@ Suite *fm_suite_near(void)
     tcase_add_test(tc, test_copies_expire_with_their_redis_ttl);
     tcase_add_test(tc, test_a_read_that_races_a_write_is_not_kept);
     tcase_add_test(tc, test_a_read_after_a_grant_waits_one_round_trip);
+    tc = tcase(s, "refused", servers_up);
+    tcase_add_test(tc, test_a_refused_transaction_turns_the_near_cache_off);
     tc = tcase(s, "paced", small_output_up);
     tcase_add_test(tc, test_requests_held_behind_output_go_to_redis_at_once);
     tcase_add_test(tc, test_a_client_that_never_reads_is_cut_off);
