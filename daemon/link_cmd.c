@@ -301,14 +301,6 @@ static void on_txn_part(redisAsyncContext *ac, void *r, void *privdata)
     txn_part(privdata, r);
 }
 
-static void ctx_drop(fm_ctx *ctx, const char *why)
-{
-    fm_log_error("redis command link: %s; reconnecting", why);
-    snprintf(ctx->lasterr, sizeof(ctx->lasterr), "%s", why);
-    ctx->state = ST_LOST;
-    redisAsyncDisconnect(ctx->ac);
-}
-
 static int txn_write(fm_ctx *ctx, fm_cmd *cmd)
 {
     const char *exists[] = {"EXISTS", cmd->argv[1]};
@@ -320,7 +312,10 @@ static int txn_write(fm_ctx *ctx, fm_cmd *cmd)
                               cmd->lens) != REDIS_OK ||
         redisAsyncCommandArgv(ctx->ac, on_txn_part, ctx, 2, exists, exists_lens) != REDIS_OK ||
         redisAsyncCommand(ctx->ac, on_cmd_reply, cmd, "EXEC") != REDIS_OK) {
-        ctx_drop(ctx, "out of memory within a transaction");
+        fm_log_error("redis command link: out of memory within a transaction; reconnecting");
+        snprintf(ctx->lasterr, sizeof(ctx->lasterr), "out of memory within a transaction");
+        ctx->state = ST_LOST;
+        redisAsyncDisconnect(ctx->ac);
         return REDIS_ERR;
     }
     return REDIS_OK;
@@ -336,6 +331,10 @@ static redisReply *error_reply(redisReply *err, const char *text, size_t len)
 }
 
 #define EXECABORT_BECAUSE "EXECABORT Transaction discarded because of: "
+/* Redis 6.0's words for an EXEC on a server that became a replica after
+ * the write was queued (6.2 on: EXECABORT ... because of: READONLY). */
+#define EXEC_ON_REPLICA "ERR Transaction contains write commands but instance is now a " \
+                        "read-only replica"
 
 /* EXEC's reply as the tracked write's own: the write's reply, or what
  * refused it, so that a READONLY or a LOADING is dealt with as for any
@@ -349,6 +348,7 @@ static redisReply *error_reply(redisReply *err, const char *text, size_t len)
 static redisReply *txn_reply(fm_link *link, fm_ctx *ctx, redisReply *exec, redisReply *err)
 {
     static const char odd[] = "ERR EXEC answered neither results nor an error";
+    static const char readonly[] = "READONLY You can't write against a read only replica.";
     const size_t because = sizeof(EXECABORT_BECAUSE) - 1;
     redisReply *r = exec;
     const char *why;
@@ -367,6 +367,9 @@ static redisReply *txn_reply(fm_link *link, fm_ctx *ctx, redisReply *exec, redis
             fm_link_track_refused(link, r->str, (size_t)r->len);
         return r;
     }
+    if (exec->type == REDIS_REPLY_ERROR &&
+        strncmp(exec->str, EXEC_ON_REPLICA, sizeof(EXEC_ON_REPLICA) - 1) == 0)
+        return error_reply(err, readonly, sizeof(readonly) - 1);
     if (ctx->txn_err[0] != '\0')
         why = ctx->txn_err;
     else if (exec->type == REDIS_REPLY_ERROR)
@@ -377,8 +380,10 @@ static redisReply *txn_reply(fm_link *link, fm_ctx *ctx, redisReply *exec, redis
     else
         why = "EXEC brought no read of the key";
     fm_link_track_refused(link, why, strlen(why));
+    /* Commands written after it would be QUEUED, not run: they fail now
+     * (the link's loss), rather than be answered as if they had run. */
     if (exec->type == REDIS_REPLY_ERROR && ctx->txn_open)
-        ctx_drop(ctx, "EXEC refused without EXECABORT: the connection may still be in MULTI");
+        fm_ctx_switch(ctx, NULL, 0, "EXEC refused, and its MULTI may be open");
     if (exec->type == REDIS_REPLY_ARRAY && exec->elements > 0)
         return exec->element[0];
     if (ctx->txn_err[0] != '\0')
@@ -404,6 +409,9 @@ static int cmd_write(fm_cmd *cmd)
         cmd->argv[1] = cmd->use_eval ? cmd->script->body : cmd->script->sha;
         cmd->lens[1] = strlen(cmd->argv[1]);
     }
+    /* Disarmed since it was submitted: what it writes is not kept. */
+    if (cmd->tracked && !fm_link_tracking(link))
+        cmd->tracked = 0;
     if ((cmd->tracked ? txn_write(ctx, cmd)
                       : redisAsyncCommandArgv(ctx->ac, on_cmd_reply, cmd, cmd->argc, cmd->argv,
                                               cmd->lens)) != REDIS_OK)
