@@ -712,7 +712,8 @@ static int hello_says_format(void *arg)
  * acquires after it write the bare token. */
 START_TEST(test_sighup_to_token_keeps_json_locks_working)
 {
-    char *conf = wire_strf("%s/reload.conf", redis_srv.dir);
+    /* A name the harness removes with the directory, whatever the end. */
+    char *conf = wire_strf("%s/fmredisd.conf", redis_srv.dir);
     FILE *f = fopen(conf, "w");
     redisContext *r = redis_open();
     says_format token = {NULL, "token"};
