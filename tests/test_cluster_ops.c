@@ -527,8 +527,12 @@ static void redirects_now(const fmt_cluster *c, const char *sock, const wl_locks
  * A daemon that never met a redirection (its map always right, say, or
  * the workloads idle) would pass every other check of the test. Both
  * workloads went on meanwhile: each complete get_many read the moved
- * slots' executions, and the locks taken are in moved slots. */
-static void redirects_followed(const redirects *before, const redirects *after)
+ * slots' executions, and the locks taken are in moved slots. A MOVED is
+ * asked for (moved) only where many slots move: with one, the daemon may
+ * well have its next map before a command reaches the old owner (a
+ * get_many past its deadline in the half-moved window asks for one), and
+ * then no MOVED is owed. */
+static void redirects_followed(const redirects *before, const redirects *after, int moved)
 {
     fprintf(stderr, "cluster_ops: while slots moved the daemon followed %lld redirections; "
             "the nodes answered %lld ASK and %lld MOVED; %ld locks taken, %ld get_many "
@@ -536,7 +540,8 @@ static void redirects_followed(const redirects *before, const redirects *after)
             after->moved - before->moved, after->taken - before->taken,
             after->complete - before->complete);
     ck_assert_msg(after->ask > before->ask, "no node answered ASK while slots moved");
-    ck_assert_msg(after->moved > before->moved, "no node answered MOVED while slots moved");
+    ck_assert_msg(!moved || after->moved > before->moved,
+                  "no node answered MOVED while slots moved");
     ck_assert_msg(after->daemon > before->daemon, "the daemon followed no redirection while "
                   "slots moved (cluster_redirects stayed %lld)", before->daemon);
     ck_assert_msg(after->taken > before->taken, "no lock taken while slots moved");
@@ -566,7 +571,7 @@ START_TEST(test_slots_move_under_load)
     redirects_now(&shared, d.sock, &w, &rd, &before);
     moves_run(&m, &shared, &rd);
     redirects_now(&shared, d.sock, &w, &rd, &after);
-    redirects_followed(&before, &after);
+    redirects_followed(&before, &after, 1);
     workloads_served_after(&w, &rd, "while slots moved");
 
     moves_check(&m, &shared, c, owners);
@@ -1395,7 +1400,7 @@ START_TEST(test_slot_moved_over_tls_is_followed)
     redirects_now(&tls_shared, d.sock, &w, &rd, &before);
     move_slot_slowly(&tls_shared, &rd, slot, dst, WINDOW_MS);
     redirects_now(&tls_shared, d.sock, &w, &rd, &after);
-    redirects_followed(&before, &after);
+    redirects_followed(&before, &after, 0);
     workloads_served_after(&w, &rd, "while a slot moved over TLS");
 
     batch_on_owners(&tls_shared, &b, owners);
