@@ -486,11 +486,21 @@ END_TEST
 
 /* ---- kept current ---------------------------------------------------------- */
 
+/* Another client writes id's key: the daemon's copy goes when Redis's
+ * invalidation arrives, and reads through fd answer the new value. */
+static void another_client_writes(redisContext *rc, int fd, const char *id, const char *json)
+{
+    long long inv = stat_of(daemon_a.sock, "near_invalidations");
+
+    freeReplyObject(wire_redis_ok(rc, "SET fm:exec:%s %s PX 60000", id, json));
+    await_answer(fd, id, json);
+    ck_assert_int_gt(stat_of(daemon_a.sock, "near_invalidations"), inv);
+}
+
 START_TEST(test_a_write_by_another_client_reaches_the_reader)
 {
     redisContext *rc = wire_redis_open(&redis_srv);
     int fd = wire_connect(daemon_a.sock);
-    long long inv;
     char *got;
 
     await_tracking(&daemon_a);
@@ -499,10 +509,7 @@ START_TEST(test_a_write_by_another_client_reaches_the_reader)
     ck_assert_str_eq(got, "{\"id\":\"w-1\",\"v\":1}");
     free(got);
     ck_assert_int_eq(stat_of(daemon_a.sock, "near_entries"), 1);
-    inv = stat_of(daemon_a.sock, "near_invalidations");
-    freeReplyObject(wire_redis_ok(rc, "SET fm:exec:w-1 {\"id\":\"w-1\",\"v\":2} PX 60000"));
-    await_answer(fd, "w-1", "{\"id\":\"w-1\",\"v\":2}");
-    ck_assert_int_gt(stat_of(daemon_a.sock, "near_invalidations"), inv);
+    another_client_writes(rc, fd, "w-1", "{\"id\":\"w-1\",\"v\":2}");
     freeReplyObject(wire_redis_ok(rc, "DEL fm:exec:w-1"));
     await_answer(fd, "w-1", NULL);
     close(fd);
@@ -518,7 +525,7 @@ START_TEST(test_a_write_by_another_client_replaces_an_own_write)
     static const char v1[] = "{\"id\":\"w-own\",\"v\":1}";
     redisContext *rc = wire_redis_open(&redis_srv);
     int fd = wire_connect(daemon_a.sock);
-    long long execs, evals, gets, hits, inv;
+    long long execs, evals, gets, hits;
     char *got;
 
     await_tracking(&daemon_a);
@@ -535,10 +542,7 @@ START_TEST(test_a_write_by_another_client_replaces_an_own_write)
     free(got);
     ck_assert_int_eq(stat_of(daemon_a.sock, "near_hits"), hits + 1);
     ck_assert_int_eq(wire_redis_calls(rc, "get"), gets);
-    inv = stat_of(daemon_a.sock, "near_invalidations");
-    freeReplyObject(wire_redis_ok(rc, "SET fm:exec:w-own {\"id\":\"w-own\",\"v\":2} PX 60000"));
-    await_answer(fd, "w-own", "{\"id\":\"w-own\",\"v\":2}");
-    ck_assert_int_gt(stat_of(daemon_a.sock, "near_invalidations"), inv);
+    another_client_writes(rc, fd, "w-own", "{\"id\":\"w-own\",\"v\":2}");
     close(fd);
     redisFree(rc);
 }
